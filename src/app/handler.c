@@ -1,0 +1,264 @@
+/* Request handling (see handler.h). Must never read a body before the token
+ * is verified, log a token or a body, or answer 200 before the store said
+ * the delivery is durable. */
+#include "app/handler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/log.h"
+#include "core/payload.h"
+
+static const struct route {
+    const char *path;
+    enum kyc_kind kind;
+} ROUTES[] = {
+    {"/webhooks/p100/kyc-verification-status", KYC_KIND_KYC_STATUS},
+    {"/webhooks/p100/poa-verification-status", KYC_KIND_POA_STATUS},
+    {"/webhooks/p100/kyc-file-added", KYC_KIND_KYC_FILE},
+    {"/webhooks/p100/user-status", KYC_KIND_USER_STATUS},
+};
+
+/* Our own messages only (never client bytes), but escape anyway. */
+static void json_error(http_response *r, int status, const char *code, const char *detail,
+                       const char *rid)
+{
+    char esc[300];
+    size_t j = 0;
+    for (const char *p = detail ? detail : ""; *p && j + 2 < sizeof esc; p++) {
+        if (*p == '"' || *p == '\\')
+            esc[j++] = '\\';
+        esc[j++] = ((unsigned char)*p < 0x20) ? ' ' : *p;
+    }
+    esc[j] = '\0';
+    r->status = status;
+    if (detail)
+        snprintf(r->body, sizeof r->body, "{\"error\":\"%s\",\"detail\":\"%s\",\"requestId\":\"%s\"}",
+                 code, esc, rid ? rid : "");
+    else
+        snprintf(r->body, sizeof r->body, "{\"error\":\"%s\",\"requestId\":\"%s\"}", code,
+                 rid ? rid : "");
+}
+
+static void refuse(http_response *r, handler_note *n, int status, const char *code,
+                   const char *detail, const char *rid)
+{
+    json_error(r, status, code, detail, rid);
+    snprintf(n->error, sizeof n->error, "%s", detail ? detail : code);
+}
+
+static int is_json(const char *ct)
+{
+    if (ct == NULL)
+        return 0;
+    while (*ct == ' ')
+        ct++;
+    static const char want[] = "application/json";
+    if (strncasecmp(ct, want, sizeof want - 1) != 0)
+        return 0;
+    char next = ct[sizeof want - 1];
+    return next == '\0' || next == ';' || next == ' ';
+}
+
+static void serve_health(const handler_ctx *h, const http_request *req, http_response *resp,
+                         handler_note *note, int ready)
+{
+    if (!ready) {
+        resp->status = 200;
+        snprintf(resp->body, sizeof resp->body, "{\"status\":\"up\"}");
+        return;
+    }
+    if (h->draining && *h->draining) {
+        refuse(resp, note, 503, "draining", "shutting down", req->request_id);
+        return;
+    }
+    kerr err;
+    kerr_clear(&err);
+    if (h->store.ready && h->store.ready(h->store.ctx, &err) != 0) {
+        refuse(resp, note, 503, "database_unavailable", err.msg, req->request_id);
+        resp->retry_after = h->retry_after_s;
+        return;
+    }
+    resp->status = 200;
+    snprintf(resp->body, sizeof resp->body, "{\"status\":\"ready\"}");
+}
+
+/* Read the whole body into buf (cap = max_body + 1 so that "one byte too
+ * many" is seen without reading further). */
+static int read_all(const http_request *req, char *buf, size_t cap, size_t *out_len)
+{
+    size_t len = 0;
+    while (len < cap) {
+        int n = req->read_body(req->io, buf + len, cap - len);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    *out_len = len;
+    return 0;
+}
+
+static void serve_webhook(const handler_ctx *h, const struct route *route,
+                          const http_request *req, http_response *resp, handler_note *note)
+{
+    const char *rid = req->request_id;
+    note->kind = kyc_kind_name(route->kind);
+
+    if (!cidr_list_allows(h->allow, req->remote_addr)) {
+        refuse(resp, note, 403, "forbidden", "source address not allowed", rid);
+        resp->close = 1;
+        return;
+    }
+    if (!token_check(h->tokens, req->authorization)) {
+        refuse(resp, note, 401, "unauthorized", NULL, rid);
+        snprintf(note->error, sizeof note->error, "%s",
+                 req->authorization ? "authorization does not match a webhook token"
+                                    : "no authorization header");
+        resp->close = 1;
+        return;
+    }
+    if (!is_json(req->content_type)) {
+        refuse(resp, note, 415, "unsupported_media_type", "Content-Type must be application/json",
+               rid);
+        resp->close = 1;
+        return;
+    }
+    if (req->content_length > h->max_body) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "body larger than %lld bytes", (long long)h->max_body);
+        refuse(resp, note, 413, "payload_too_large", msg, rid);
+        resp->close = 1;
+        return;
+    }
+
+    size_t cap = (size_t)h->max_body + 1, len = 0;
+    char *body = malloc(cap);
+    if (body == NULL) {
+        refuse(resp, note, 503, "overloaded", "out of memory", rid);
+        resp->retry_after = h->retry_after_s;
+        return;
+    }
+    if (read_all(req, body, cap, &len) != 0) {
+        refuse(resp, note, 400, "bad_request", "body could not be read (timeout or cut short)", rid);
+        resp->close = 1;
+        goto out;
+    }
+    if (len > (size_t)h->max_body) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "body larger than %lld bytes", (long long)h->max_body);
+        refuse(resp, note, 413, "payload_too_large", msg, rid);
+        resp->close = 1;
+        goto out;
+    }
+    if (req->content_length >= 0 && (long long)len != req->content_length) {
+        refuse(resp, note, 400, "bad_request", "body shorter than Content-Length", rid);
+        resp->close = 1;
+        goto out;
+    }
+
+    kyc_delivery d;
+    memset(&d, 0, sizeof d);
+    kerr err;
+    kerr_clear(&err);
+    if (payload_parse(route->kind, body, len, &d, &err) != 0) {
+        refuse(resp, note, 400, "invalid_payload", err.msg, rid);
+        goto out;
+    }
+    snprintf(note->external_user_id, sizeof note->external_user_id, "%s", d.external_user_id);
+    d.body = body;
+    d.body_len = len;
+    token_sha256_hex(body, len, d.body_sha256);
+    snprintf(d.remote_addr, sizeof d.remote_addr, "%s", req->remote_addr ? req->remote_addr : "");
+    snprintf(d.request_id, sizeof d.request_id, "%s", rid ? rid : "");
+
+    db_ingest_result res;
+    memset(&res, 0, sizeof res);
+    int rc = h->store.submit(h->store.ctx, &d, &res, &err);
+    if (rc == KERR_INVALID) {
+        refuse(resp, note, 400, "invalid_payload", "refused by the database", rid);
+        snprintf(note->error, sizeof note->error, "%s", err.msg);
+        goto out;
+    }
+    if (rc != 0) {
+        refuse(resp, note, 503, "unavailable", "could not store the delivery, retry later", rid);
+        snprintf(note->error, sizeof note->error, "%s", err.msg);
+        resp->retry_after = h->retry_after_s;
+        goto out;
+    }
+    note->outcome = res.outcome;
+    note->reason = res.reason;
+    note->event_id = res.event_id;
+    resp->status = 200;
+    snprintf(resp->body, sizeof resp->body, "{\"status\":\"stored\",\"requestId\":\"%s\"}",
+             rid ? rid : "");
+out:
+    free(body);
+}
+
+void handler_serve(const handler_ctx *h, const http_request *req, http_response *resp,
+                   handler_note *note)
+{
+    memset(resp, 0, sizeof *resp);
+    memset(note, 0, sizeof *note);
+    const char *path = req->path ? req->path : "";
+    const char *rid = req->request_id;
+
+    int health = strcmp(path, "/healthz") == 0, ready = strcmp(path, "/readyz") == 0;
+    if (health || ready) {
+        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+            refuse(resp, note, 405, "method_not_allowed", "use GET", rid);
+            resp->allow = "GET, HEAD";
+            return;
+        }
+        serve_health(h, req, resp, note, ready);
+        return;
+    }
+    for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
+        if (strcmp(path, ROUTES[i].path) != 0)
+            continue;
+        if (strcmp(req->method, "POST") != 0) {
+            refuse(resp, note, 405, "method_not_allowed", "use POST", rid);
+            resp->allow = "POST";
+            resp->close = 1;
+            return;
+        }
+        serve_webhook(h, &ROUTES[i], req, resp, note);
+        return;
+    }
+    refuse(resp, note, 404, "not_found", NULL, rid);
+    resp->close = req->content_length != 0;
+}
+
+void handler_log(const http_request *req, const http_response *resp, const handler_note *note,
+                 double elapsed_ms)
+{
+    klog_line l;
+    int level = resp->status >= 500 ? KLOG_WARN : KLOG_INFO;
+    /* Probes are frequent: keep them out of the info log when they pass. */
+    if (resp->status == 200 && req->path &&
+        (strcmp(req->path, "/healthz") == 0 || strcmp(req->path, "/readyz") == 0))
+        level = KLOG_DEBUG;
+    klog_begin(&l, level, "request");
+    klog_str(&l, "rid", req->request_id);
+    klog_str(&l, "method", req->method);
+    klog_str(&l, "path", req->path);
+    klog_int(&l, "status", resp->status);
+    klog_str(&l, "remote", req->remote_addr);
+    if (note->kind)
+        klog_str(&l, "kind", note->kind);
+    if (note->external_user_id[0])
+        klog_str(&l, "user", note->external_user_id);
+    if (note->outcome) {
+        klog_str(&l, "outcome", note->outcome);
+        klog_str(&l, "reason", note->reason);
+        klog_int(&l, "event", note->event_id);
+    }
+    if (note->error[0])
+        klog_str(&l, "error", note->error);
+    klog_ms(&l, "ms", elapsed_ms);
+    klog_end(&l);
+}

@@ -1,0 +1,80 @@
+/* HTTP request handling for kycd, independent of the HTTP server: routes,
+ * source-network and token checks, content rules, body limits, parsing, and
+ * the hand-off to the store. Takes a plain request and fills a plain
+ * response, so that it is unit-tested without a socket (tests/unit/
+ * test_handler.c); src/app/server.c adapts CivetWeb to it.
+ *
+ * Order of checks (first failure answers): route 404, method 405, source
+ * network 403, token 401, content type 415, declared length 413, body read
+ * (413 if it grows past the limit, 400 if cut short), payload 400, store
+ * 503 (database unavailable, with Retry-After) or 200. */
+#ifndef KYCD_APP_HANDLER_H
+#define KYCD_APP_HANDLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "core/cidr.h"
+#include "core/kyc.h"
+#include "core/token.h"
+#include "io/db.h"
+
+typedef struct http_request {
+    const char *method;
+    const char *path;            /* decoded path, without query string */
+    const char *content_type;    /* NULL when absent */
+    const char *authorization;   /* NULL when absent */
+    const char *remote_addr;     /* textual peer address */
+    long long content_length;    /* -1 when not declared (chunked) */
+    const char *request_id;
+    /* Read up to len body bytes: >0 bytes read, 0 at the end of the body,
+     * <0 on error or timeout. */
+    int (*read_body)(void *io, char *buf, size_t len);
+    void *io;
+} http_request;
+
+typedef struct http_response {
+    int status;
+    char body[512];        /* JSON */
+    int retry_after;       /* seconds; 0 for none */
+    int close;             /* ask the server to close the connection */
+    const char *allow;     /* Allow header for 405 */
+} http_response;
+
+/* What happened, for the one log line per request (written by the caller). */
+typedef struct handler_note {
+    const char *kind;           /* webhook kind, or NULL */
+    char external_user_id[KYC_ID_MAX + 1];
+    const char *outcome;        /* store outcome, or NULL */
+    const char *reason;
+    long long event_id;
+    char error[sizeof(((kerr *)0)->msg)]; /* why the request was refused, or "" */
+} handler_note;
+
+/* Where accepted deliveries go ("accept, persist, answer"): submit returns
+ * only when the delivery is durable (0), or fails with KERR_DB/KERR_TIMEOUT
+ * (not stored: 503) or KERR_INVALID (refused by the database: 400). */
+typedef struct handler_store {
+    int (*submit)(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr *err);
+    int (*ready)(void *ctx, kerr *err);
+    void *ctx;
+} handler_store;
+
+typedef struct handler_ctx {
+    const token_set *tokens;
+    const cidr_list *allow;
+    int64_t max_body;
+    int retry_after_s;
+    handler_store store;
+    volatile int *draining;     /* set during shutdown: /readyz answers 503 */
+} handler_ctx;
+
+void handler_serve(const handler_ctx *h, const http_request *req, http_response *resp,
+                   handler_note *note);
+
+/* Write the request's log line (key=value, one per request). */
+void handler_log(const http_request *req, const http_response *resp, const handler_note *note,
+                 double elapsed_ms);
+
+#endif

@@ -1,0 +1,193 @@
+/* CivetWeb glue. Must never include anything but the plain handler API
+ * from above it, and never log request bodies or headers' values. */
+#include "app/server.h"
+
+#include <civetweb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "core/token.h"
+
+struct server {
+    struct mg_context *ctx;
+    server_opts opts;
+    int tls_port;
+};
+
+int server_tls_available(kerr *err)
+{
+    unsigned features = mg_init_library(MG_FEATURES_TLS);
+    if (!(features & MG_FEATURES_TLS) || !mg_check_feature(MG_FEATURES_TLS))
+        return kerr_set(err, KERR_TLS,
+                        "this kycd's CivetWeb has no working TLS (it must be built from source "
+                        "with OPENSSL_API_3_0 and NO_SSL_DL); refusing to start");
+    return 0;
+}
+
+static int read_body(void *io, char *buf, size_t len)
+{
+    return mg_read((struct mg_connection *)io, buf, len);
+}
+
+static void send_response(struct mg_connection *conn, const http_response *r, const char *rid)
+{
+    char len[24], retry[24];
+    mg_response_header_start(conn, r->status);
+    mg_response_header_add(conn, "Content-Type", "application/json", -1);
+    snprintf(len, sizeof len, "%zu", strlen(r->body));
+    mg_response_header_add(conn, "Content-Length", len, -1);
+    mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+    if (rid)
+        mg_response_header_add(conn, "X-Request-Id", rid, -1);
+    if (r->retry_after > 0) {
+        snprintf(retry, sizeof retry, "%d", r->retry_after);
+        mg_response_header_add(conn, "Retry-After", retry, -1);
+    }
+    if (r->allow)
+        mg_response_header_add(conn, "Allow", r->allow, -1);
+    if (r->close)
+        mg_response_header_add(conn, "Connection", "close", -1);
+    mg_response_header_send(conn);
+    mg_write(conn, r->body, strlen(r->body));
+}
+
+static int on_request(struct mg_connection *conn, void *cbdata)
+{
+    server *s = cbdata;
+    double t0 = clock_now_ms();
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    char rid[17];
+    if (token_random_hex(rid, 8) != 0)
+        snprintf(rid, sizeof rid, "%016llx", (long long)(t0 * 1000));
+
+    long long content_length = ri->content_length;
+    const char *te = mg_get_header(conn, "Transfer-Encoding");
+    if (content_length < 0 && !(te && strcasecmp(te, "chunked") == 0))
+        content_length = 0; /* no body (RFC 9112 6.3) */
+
+    http_request req = {
+        .method = ri->request_method,
+        .path = ri->local_uri,
+        .content_type = mg_get_header(conn, "Content-Type"),
+        .authorization = mg_get_header(conn, "Authorization"),
+        .remote_addr = ri->remote_addr,
+        .content_length = content_length,
+        .request_id = rid,
+        .read_body = read_body,
+        .io = conn,
+    };
+    http_response resp;
+    handler_note note;
+    handler_serve(s->opts.handler, &req, &resp, &note);
+    send_response(conn, &resp, rid);
+    handler_log(&req, &resp, &note, clock_now_ms() - t0);
+    return resp.status;
+}
+
+/* TLS context: certificate, key and chain from separate files, TLS 1.2+. */
+static int on_init_ssl(void *ssl_ctx, void *user_data)
+{
+    server *s = user_data;
+    kerr err;
+    if (tls_configure(ssl_ctx, &s->opts.tls, &err) != 0) {
+        klog(KLOG_ERROR, "tls setup failed", "error=\"%s\"", err.msg);
+        return -1;
+    }
+    return 1; /* done: CivetWeb must not load certificates itself */
+}
+
+static int on_log_message(const struct mg_connection *conn, const char *message)
+{
+    klog_line l;
+    klog_begin(&l, KLOG_WARN, "http server");
+    klog_str(&l, "detail", message);
+    klog_end(&l);
+    return 1;
+}
+
+/* "0.0.0.0:8443" -> "0.0.0.0:8443s"; "[::]:8443" -> "[::]:8443s". */
+static void port_spec(char *out, size_t cap, const char *tls, const char *plain)
+{
+    snprintf(out, cap, "%ss%s%s", tls, plain ? "," : "", plain ? plain : "");
+}
+
+int server_start(server **out, const server_opts *o, kerr *err)
+{
+    server *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    s->opts = *o;
+
+    char ports[300], threads[16], req_to[24], ka_to[24];
+    port_spec(ports, sizeof ports, o->listen, o->http_listen);
+    snprintf(threads, sizeof threads, "%d", o->threads);
+    snprintf(req_to, sizeof req_to, "%lld", (long long)o->request_timeout_ms);
+    snprintf(ka_to, sizeof ka_to, "%lld", (long long)o->keepalive_ms);
+    const char *options[] = {
+        "listening_ports", ports,
+        "num_threads", threads,
+        "tcp_nodelay", "1", /* without it keep-alive requests stall 40 ms each */
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", ka_to,
+        "request_timeout_ms", req_to,
+        "ssl_protocol_version", "4", /* TLS 1.2 and newer */
+        "max_request_size", "16384",  /* request line + headers */
+        "listen_backlog", "512",
+        "connection_queue", "256",
+        NULL, NULL,
+    };
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.init_ssl = on_init_ssl;
+    cb.log_message = on_log_message;
+
+    struct mg_init_data init = {.callbacks = &cb, .user_data = s, .configuration_options = options};
+    struct mg_error_data ed;
+    char ebuf[256] = "";
+    memset(&ed, 0, sizeof ed);
+    ed.text = ebuf;
+    ed.text_buffer_size = sizeof ebuf;
+    s->ctx = mg_start2(&init, &ed);
+    if (s->ctx == NULL) {
+        free(s);
+        return kerr_set(err, KERR_IO, "cannot start the HTTPS server on %s: %s", o->listen,
+                        ebuf[0] ? ebuf : "unknown error");
+    }
+    mg_set_request_handler(s->ctx, "/", on_request, s);
+
+    /* Check that the TLS listener really is TLS. */
+    struct mg_server_port bound[4];
+    int n = mg_get_server_ports(s->ctx, 4, bound);
+    for (int i = 0; i < n; i++)
+        if (bound[i].is_ssl)
+            s->tls_port = bound[i].port;
+    if (s->tls_port == 0) {
+        mg_stop(s->ctx);
+        free(s);
+        return kerr_set(err, KERR_TLS, "the listener on %s did not come up with TLS", o->listen);
+    }
+    *out = s;
+    return 0;
+}
+
+int server_tls_port(const server *s)
+{
+    return s->tls_port;
+}
+
+void server_stop(server *s)
+{
+    if (s == NULL)
+        return;
+    mg_stop(s->ctx); /* joins workers: in-flight requests complete first */
+    free(s);
+}
+
+const char *server_library_version(void)
+{
+    return mg_version();
+}

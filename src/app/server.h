@@ -1,0 +1,42 @@
+/* The HTTPS server: CivetWeb glue (the only user of civetweb.h). Adapts a
+ * CivetWeb connection to the plain http_request of handler.h, writes the
+ * http_response back, and logs one line per request. */
+#ifndef KYCD_APP_SERVER_H
+#define KYCD_APP_SERVER_H
+
+#include <stdint.h>
+
+#include "app/handler.h"
+#include "base/err.h"
+#include "io/tls.h"
+
+typedef struct server server;
+
+typedef struct server_opts {
+    const char *listen;        /* "HOST:PORT", TLS; IPv6 as "[::]:PORT" */
+    const char *http_listen;   /* plain HTTP for a local proxy, or NULL */
+    tls_opts tls;
+    int threads;               /* worker threads (one per keep-alive connection) */
+    int64_t request_timeout_ms;
+    int64_t keepalive_ms;
+    const handler_ctx *handler;
+} server_opts;
+
+/* Initialise CivetWeb with TLS and check that TLS really is there: built
+ * with OpenSSL 3 linked in, not a library that silently runs without it. */
+int server_tls_available(kerr *err) KYCD_MUST_CHECK;
+
+/* Start listening and serving. Fails (and listens on nothing) if the TLS
+ * listener does not come up as TLS. */
+int server_start(server **out, const server_opts *o, kerr *err) KYCD_MUST_CHECK;
+
+/* The bound TLS port (useful with port 0). */
+int server_tls_port(const server *s);
+
+/* Stop accepting, let in-flight requests finish, close, free. */
+void server_stop(server *s);
+
+/* CivetWeb's version string. */
+const char *server_library_version(void);
+
+#endif

@@ -1,0 +1,79 @@
+/* The domain's plain types: webhook kinds, KYC statuses as P100 documents
+ * them, sources of a state, and one accepted delivery. Pure: no I/O. */
+#ifndef KYCD_CORE_KYC_H
+#define KYCD_CORE_KYC_H
+
+#include <stddef.h>
+
+#define KYC_ID_MAX 128     /* longest externalUserId accepted (bytes) */
+#define KYC_VALUE_MAX 64   /* longest status value accepted */
+#define KYC_REASON_MAX 256 /* longest rejectionReason accepted */
+
+enum kyc_kind {
+    KYC_KIND_KYC_STATUS = 0, /* KYC Verification Status */
+    KYC_KIND_POA_STATUS,     /* POA Verification Status */
+    KYC_KIND_KYC_FILE,       /* KYC File Added */
+    KYC_KIND_USER_STATUS,    /* User status / balance generation */
+    KYC_KIND_COUNT
+};
+
+enum kyc_vstatus {
+    KYC_V_NONE = 0, /* no value (no state known yet) */
+    KYC_V_NOT_VERIFIED,
+    KYC_V_VERIFIED,
+    KYC_V_EXPIRED,
+    KYC_V_UNKNOWN, /* a value P100 does not document (yet) */
+};
+
+enum kyc_astatus {
+    KYC_A_NONE = 0,
+    KYC_A_PENDING,
+    KYC_A_VERIFICATION,
+    KYC_A_REJECTED, /* REJECTED_BY_PROVIDER */
+    KYC_A_SUCCESSFUL,
+    KYC_A_UNKNOWN,
+};
+
+enum kyc_source { KYC_SRC_WEBHOOK = 0, KYC_SRC_RECONCILER, KYC_SRC_API };
+
+/* A user's KYC state as P100 reports it. Strings are kept verbatim (an
+ * undocumented value is stored as sent); "" means absent. */
+typedef struct kyc_status {
+    char verification[KYC_VALUE_MAX + 1];
+    char attempt[KYC_VALUE_MAX + 1];
+    char reason[KYC_REASON_MAX + 1];
+} kyc_status;
+
+/* Names as used in URLs, the database (kyc.webhook_events.kind) and logs. */
+const char *kyc_kind_name(enum kyc_kind k);      /* "kyc_verification_status", ... */
+const char *kyc_source_name(enum kyc_source s);  /* "webhook", "reconciler", "api" */
+
+enum kyc_vstatus kyc_vstatus_parse(const char *s); /* "" -> NONE, undocumented -> UNKNOWN */
+enum kyc_astatus kyc_astatus_parse(const char *s);
+
+/* Documented values of the `status` field of the other webhooks
+ * (POA: WAITING APPROVED REJECTED QUESTIONED; file: ADDED ERROR;
+ * user: ACTIVE). */
+int kyc_other_status_known(enum kyc_kind k, const char *s);
+
+/* Both statuses empty: nothing known yet. */
+int kyc_status_empty(const kyc_status *s);
+/* Same verification, attempt and reason. */
+int kyc_status_equal(const kyc_status *a, const kyc_status *b);
+
+/* One verified, parsed webhook delivery, ready to persist. Borrowed
+ * pointers stay valid for the duration of the call that receives it. */
+typedef struct kyc_delivery {
+    enum kyc_kind kind;
+    char external_user_id[KYC_ID_MAX + 1];
+    kyc_status status;                /* KYC_KIND_KYC_STATUS only */
+    char other_status[KYC_VALUE_MAX + 1]; /* `status` of the other kinds */
+    char unknown_fields[128];         /* comma list of fields whose value is undocumented */
+    const char *body;                 /* raw body as received (valid UTF-8 JSON) */
+    size_t body_len;
+    char body_sha256[65];             /* hex */
+    char remote_addr[64];
+    char request_id[33];
+} kyc_delivery;
+
+#endif

@@ -1,0 +1,903 @@
+/* Configuration: the table of keys and the loader that layers defaults, a
+ * `key = value` file, KYCD_* environment variables and command-line flags.
+ *
+ * Must never: put a secret's value into an error message or the printed
+ * configuration, accept a secret on the command line, or ignore an unknown
+ * key, variable or flag (a typo must stop the daemon, not run it with a
+ * default). Secret strings are wiped before their memory is freed. */
+#include "io/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+#include "base/units.h"
+#include "core/cidr.h"
+#include "core/token.h"
+
+enum cfg_type {
+    T_STRING,
+    T_INT,      /* int64_t within [min, max] */
+    T_SIZE,     /* bytes within [min, max] */
+    T_DURATION, /* milliseconds within [min, max] */
+    T_SECONDS,  /* a duration in whole seconds, stored as seconds */
+    T_BOOL,     /* 0 or 1, stored as int64_t */
+    T_LOGLEVEL, /* string accepted by klog_level_parse */
+};
+
+enum {
+    F_SECRET = 1,  /* refused on the command line, printed as (redacted) */
+    F_FILE_OK = 2, /* a `<key>_file` form reads the value from a file */
+    F_DSN = 4,     /* libpq conninfo: its password is redacted when printed */
+};
+
+/* Where a value came from; decides the spelling of names. */
+enum layer { L_FILE, L_ENV, L_FLAG };
+
+typedef struct cfg_entry {
+    const char *key;
+    enum cfg_type type;
+    int flags;
+    size_t off;          /* into kycd_config */
+    int64_t min, max;    /* numbers, in the stored unit */
+    const char *sdef;    /* strings: default, NULL = unset */
+    int64_t ndef;        /* numbers: default, in the stored unit */
+    const char *desc;
+} cfg_entry;
+
+#define OFF(field) offsetof(kycd_config, field)
+#define SEC 1000LL
+#define DAY (86400LL * SEC)
+
+static const cfg_entry table[] = {
+    {"database_url", T_STRING, F_FILE_OK | F_DSN, OFF(database_url), 0, 0, "", 0,
+     "libpq conninfo or URI; empty uses libpq's PG* environment"},
+    {"database_password", T_STRING, F_SECRET | F_FILE_OK, OFF(database_password), 0, 0, NULL, 0,
+     "database password, when not in database_url"},
+    {"db_pool", T_INT, 0, OFF(db_pool), 1, 256, NULL, 8,
+     "database connections in the pool"},
+    {"db_timeout", T_DURATION, 0, OFF(db_timeout_ms), 1, DAY, NULL, 5 * SEC,
+     "deadline for connecting, each query and waiting for a pooled connection"},
+    {"listen", T_STRING, 0, OFF(listen), 0, 0, "0.0.0.0:8443", 0,
+     "TLS listener, ADDR:PORT or [ADDR6]:PORT"},
+    {"http_listen", T_STRING, 0, OFF(http_listen), 0, 0, NULL, 0,
+     "plain HTTP listener for a local proxy, loopback only"},
+    {"tls_cert", T_STRING, 0, OFF(tls_cert), 0, 0, NULL, 0, "PEM certificate file"},
+    {"tls_key", T_STRING, 0, OFF(tls_key), 0, 0, NULL, 0, "PEM private key file"},
+    {"tls_chain", T_STRING, 0, OFF(tls_chain), 0, 0, NULL, 0,
+     "PEM intermediate chain file, optional"},
+    {"tls_ciphers", T_STRING, 0, OFF(tls_ciphers), 0, 0,
+     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
+     0, "TLS 1.2 cipher list (OpenSSL syntax)"},
+    {"threads", T_INT, 0, OFF(threads), 2, 1024, NULL, 64, "worker threads"},
+    {"request_timeout", T_DURATION, 0, OFF(request_timeout_ms), 1, DAY, NULL, 10 * SEC,
+     "whole-request deadline for slow clients"},
+    {"keepalive", T_DURATION, 0, OFF(keepalive_ms), 0, DAY, NULL, 30 * SEC,
+     "idle keep-alive before the connection is closed"},
+    {"webhook_tokens", T_STRING, F_SECRET | F_FILE_OK, OFF(webhook_tokens), 0, 0, NULL, 0,
+     "accepted webhook tokens, comma-separated (rotation)"},
+    {"max_body", T_SIZE, 0, OFF(max_body), 1, 16LL << 20, NULL, 64LL << 10,
+     "largest accepted request body"},
+    {"allow_cidrs", T_STRING, 0, OFF(allow_cidrs), 0, 0, "", 0,
+     "source networks allowed to post webhooks, comma-separated; empty allows all"},
+    {"dedup_window", T_DURATION, 0, OFF(dedup_window_ms), 0, 30 * DAY, NULL, 600 * SEC,
+     "how long a repeated webhook is recognised as a repeat"},
+    {"reorder_window", T_DURATION, 0, OFF(reorder_window_ms), 0, 30 * DAY, NULL, 300 * SEC,
+     "how late a retried webhook may arrive and still be ordered"},
+    {"retry_after", T_SECONDS, 0, OFF(retry_after_s), 1, 3600, NULL, 5,
+     "Retry-After sent with 503 answers"},
+    {"shutdown_timeout", T_DURATION, 0, OFF(shutdown_timeout_ms), 1, DAY, NULL, 10 * SEC,
+     "grace for in-flight requests at shutdown"},
+    {"log_level", T_LOGLEVEL, 0, OFF(log_level), 0, 0, "info", 0,
+     "debug, info, warn or error"},
+};
+
+#define NKEYS (sizeof table / sizeof table[0])
+
+/* A file read through `<key>_file` larger than this is a mistake. */
+#define VALUE_FILE_MAX (1 << 20)
+
+static char **str_slot(kycd_config *cfg, const cfg_entry *e)
+{
+    return (char **)(void *)((char *)cfg + e->off);
+}
+
+static const char *str_get(const kycd_config *cfg, const cfg_entry *e)
+{
+    return *(char *const *)(const void *)((const char *)cfg + e->off);
+}
+
+static int64_t *num_slot(kycd_config *cfg, const cfg_entry *e)
+{
+    return (int64_t *)(void *)((char *)cfg + e->off);
+}
+
+static int64_t num_get(const kycd_config *cfg, const cfg_entry *e)
+{
+    return *(const int64_t *)(const void *)((const char *)cfg + e->off);
+}
+
+static int is_str_type(enum cfg_type t)
+{
+    return t == T_STRING || t == T_LOGLEVEL;
+}
+
+/* Every string is wiped: database_url may hold a password too. */
+static void str_free(char *s)
+{
+    if (s == NULL)
+        return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+static void str_replace(char **slot, char *s)
+{
+    str_free(*slot);
+    *slot = s;
+}
+
+/* The name of a key as spelled in a layer: `max_body`, `KYCD_MAX_BODY`,
+ * `--max-body`, with `_file` / `_FILE` / `-file` appended for is_file. */
+static void form_name(enum layer layer, const cfg_entry *e, int is_file, char *buf, size_t len)
+{
+    const char *prefix = layer == L_ENV ? "KYCD_" : layer == L_FLAG ? "--" : "";
+    const char *suffix = !is_file ? "" : layer == L_ENV ? "_FILE" : layer == L_FLAG ? "-file" : "_file";
+    size_t o = 0;
+    for (const char *p = prefix; *p && o + 1 < len; p++)
+        buf[o++] = *p;
+    for (const char *p = e->key; *p && o + 1 < len; p++) {
+        char c = *p;
+        if (layer == L_ENV)
+            c = (char)toupper((unsigned char)c);
+        else if (layer == L_FLAG && c == '_')
+            c = '-';
+        buf[o++] = c;
+    }
+    for (const char *p = suffix; *p && o + 1 < len; p++)
+        buf[o++] = *p;
+    buf[o] = '\0';
+}
+
+/* The entry named `name[0..n)` in a layer's spelling, or NULL. */
+static const cfg_entry *lookup(enum layer layer, const char *name, size_t n, int *is_file)
+{
+    char buf[64];
+    for (size_t i = 0; i < NKEYS; i++) {
+        for (int f = 0; f <= 1; f++) {
+            if (f && !(table[i].flags & F_FILE_OK))
+                continue;
+            form_name(layer, &table[i], f, buf, sizeof buf);
+            if (strlen(buf) == n && memcmp(buf, name, n) == 0) {
+                *is_file = f;
+                return &table[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+static int check_range(const cfg_entry *e, int64_t v, const char *where, const char *shown,
+                       kerr *err)
+{
+    if (v >= e->min && v <= e->max)
+        return 0;
+    char lo[32], hi[32];
+    if (e->type == T_DURATION || e->type == T_SECONDS) {
+        int64_t m = e->type == T_SECONDS ? SEC : 1;
+        units_format_duration(e->min * m, lo, sizeof lo);
+        units_format_duration(e->max * m, hi, sizeof hi);
+    } else {
+        snprintf(lo, sizeof lo, "%lld", (long long)e->min);
+        snprintf(hi, sizeof hi, "%lld", (long long)e->max);
+    }
+    return kerr_set(err, KERR_INVALID, "%s: bad value '%s' for %s: out of range (%s to %s%s)",
+                    where, shown, e->key, lo, hi, e->type == T_SIZE ? " bytes" : "");
+}
+
+/* Parse `value` for entry e and store it. `where` says which line, variable
+ * or flag it came from. Secret values never reach a message. */
+static int apply_value(kycd_config *cfg, const cfg_entry *e, const char *value,
+                       const char *where, kerr *err)
+{
+    kerr perr;
+    int rc = 0;
+    int64_t v = 0;
+    int b = 0;
+    kerr_clear(&perr);
+    /* For secrets and the conninfo the value is not quoted; neither is
+     * validated here today, but the rule must hold for whoever adds a check. */
+    int hide = (e->flags & (F_SECRET | F_DSN)) != 0;
+    const char *shown = hide ? "(not shown)" : value;
+
+    switch (e->type) {
+    case T_STRING:
+    case T_LOGLEVEL: {
+        if (e->type == T_LOGLEVEL && klog_level_parse(value) < 0) {
+            rc = kerr_set(err, KERR_INVALID,
+                          "%s: bad value '%s' for %s: use debug, info, warn or error", where,
+                          shown, e->key);
+            goto out;
+        }
+        /* An empty value unsets a key that is unset by default, so that a
+         * later layer can take back an earlier one's setting. */
+        char *s = NULL;
+        if (*value != '\0' || e->sdef != NULL) {
+            s = strdup(value);
+            if (s == NULL) {
+                rc = kerr_set(err, KERR_NOMEM, "%s: out of memory", where);
+                goto out;
+            }
+        }
+        str_replace(str_slot(cfg, e), s);
+        goto out;
+    }
+    case T_INT:
+        rc = units_int(value, e->min, e->max, &v, &perr);
+        break;
+    case T_SIZE:
+        rc = units_size(value, &v, &perr);
+        break;
+    case T_DURATION:
+    case T_SECONDS:
+        rc = units_duration_ms(value, &v, &perr);
+        if (rc == 0 && e->type == T_SECONDS) {
+            if (v % SEC != 0)
+                rc = kerr_set(&perr, KERR_INVALID, "use whole seconds");
+            else
+                v /= SEC;
+        }
+        break;
+    case T_BOOL:
+        rc = units_bool(value, &b, &perr);
+        v = b;
+        break;
+    }
+    if (rc != 0) {
+        rc = kerr_set(err, rc, "%s: bad value '%s' for %s: %s", where, shown, e->key, perr.msg);
+        goto out;
+    }
+    rc = check_range(e, v, where, shown, err);
+    if (rc != 0)
+        goto out;
+    *num_slot(cfg, e) = v;
+out:
+    return rc;
+}
+
+/* Read a value file whole, trailing newlines and CRs stripped. The buffer
+ * grows by copying so that no unwiped copy of a secret is left behind. */
+static int read_value_file(const cfg_entry *e, const char *path, const char *where,
+                           char **out, kerr *err)
+{
+    int rc = 0;
+    size_t cap = 4096, len = 0;
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        rc = kerr_set(err, KERR_IO, "%s: %s_file: cannot read '%s': %s", where, e->key, path,
+                      strerror(errno));
+        goto out;
+    }
+    buf = malloc(cap);
+    if (buf == NULL) {
+        rc = kerr_set(err, KERR_NOMEM, "%s: out of memory", where);
+        goto out;
+    }
+    for (;;) {
+        if (len + 1 == cap) {
+            if (cap > VALUE_FILE_MAX) {
+                rc = kerr_set(err, KERR_TOOBIG, "%s: %s_file: '%s' is larger than %d bytes",
+                              where, e->key, path, VALUE_FILE_MAX);
+                goto out;
+            }
+            char *nb = malloc(cap * 2);
+            if (nb == NULL) {
+                rc = kerr_set(err, KERR_NOMEM, "%s: out of memory", where);
+                goto out;
+            }
+            memcpy(nb, buf, len);
+            explicit_bzero(buf, cap);
+            free(buf);
+            buf = nb;
+            cap *= 2;
+        }
+        size_t n = fread(buf + len, 1, cap - 1 - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        rc = kerr_set(err, KERR_IO, "%s: %s_file: cannot read '%s': %s", where, e->key, path,
+                      strerror(errno));
+        goto out;
+    }
+    buf[len] = '\0';
+    if (memchr(buf, '\0', len) != NULL) {
+        rc = kerr_set(err, KERR_INVALID, "%s: %s_file: '%s' contains a NUL byte", where, e->key,
+                      path);
+        goto out;
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        buf[--len] = '\0';
+    *out = buf;
+    buf = NULL;
+out:
+    if (buf != NULL) {
+        explicit_bzero(buf, cap);
+        free(buf);
+    }
+    if (f != NULL)
+        fclose(f);
+    return rc;
+}
+
+/* One setting from one layer: `raw` is the value, or for is_file the path
+ * of the file holding it. `seen` (one per layer) refuses a key given both
+ * plainly and as `_file` in the same layer: which one wins would depend on
+ * the order of the environment. */
+static int apply_setting(kycd_config *cfg, unsigned char *seen, enum layer layer,
+                         const cfg_entry *e, int is_file, const char *raw, const char *where,
+                         kerr *err)
+{
+    int rc = 0;
+    char *content = NULL;
+    size_t idx = (size_t)(e - table);
+    unsigned char bit = is_file ? 2 : 1;
+    if (seen[idx] & (bit ^ 3)) {
+        char a[64], b[64];
+        form_name(layer, e, 0, a, sizeof a);
+        form_name(layer, e, 1, b, sizeof b);
+        rc = kerr_set(err, KERR_CONFIG, "%s: %s and %s both given: use one", where, a, b);
+        goto out;
+    }
+    seen[idx] |= bit;
+    if (is_file) {
+        rc = read_value_file(e, raw, where, &content, err);
+        if (rc != 0)
+            goto out;
+        raw = content;
+    }
+    rc = apply_value(cfg, e, raw, where, err);
+out:
+    str_free(content);
+    return rc;
+}
+
+static int set_defaults(kycd_config *cfg, kerr *err)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const cfg_entry *e = &table[i];
+        if (!is_str_type(e->type)) {
+            *num_slot(cfg, e) = e->ndef;
+            continue;
+        }
+        if (e->sdef == NULL)
+            continue;
+        char *s = strdup(e->sdef);
+        if (s == NULL)
+            return kerr_set(err, KERR_NOMEM, "config defaults: out of memory");
+        *str_slot(cfg, e) = s;
+    }
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* `key = value` lines; `#` starts a comment only at the beginning of a line,
+ * because values (tokens, passwords, URLs) may contain `#`. */
+static int load_file(kycd_config *cfg, const char *path, kerr *err)
+{
+    int rc = 0;
+    unsigned char seen[NKEYS] = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        rc = kerr_set(err, KERR_IO, "config file %s: cannot open: %s", path, strerror(errno));
+        goto out;
+    }
+    while (getline(&line, &cap, f) >= 0) {
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL || eq == s) {
+            /* The line is not quoted back: it may be a stray secret. */
+            rc = kerr_set(err, KERR_CONFIG, "config file %s line %d: expected 'key = value'", path,
+                          lineno);
+            goto out;
+        }
+        *eq = '\0';
+        char *key = trim(s);
+        char *value = trim(eq + 1);
+        size_t vn = strlen(value);
+        if (vn >= 2 && value[0] == '"' && value[vn - 1] == '"') {
+            value[vn - 1] = '\0';
+            value++;
+        }
+        int is_file = 0;
+        const cfg_entry *e = lookup(L_FILE, key, strlen(key), &is_file);
+        if (e == NULL) {
+            rc = kerr_set(err, KERR_CONFIG, "config file %s line %d: unknown key '%.64s'", path,
+                          lineno, key);
+            goto out;
+        }
+        char where[320];
+        snprintf(where, sizeof where, "config file %.200s line %d", path, lineno);
+        rc = apply_setting(cfg, seen, L_FILE, e, is_file, value, where, err);
+        if (rc != 0)
+            goto out;
+    }
+    if (ferror(f)) {
+        rc = kerr_set(err, KERR_IO, "config file %s: read error: %s", path, strerror(errno));
+        goto out;
+    }
+out:
+    if (line != NULL) {
+        explicit_bzero(line, cap);
+        free(line);
+    }
+    if (f != NULL)
+        fclose(f);
+    return rc;
+}
+
+static const char *env_get(char **envp, const char *name)
+{
+    size_t n = strlen(name);
+    for (char **p = envp; p != NULL && *p != NULL; p++)
+        if (strncmp(*p, name, n) == 0 && (*p)[n] == '=')
+            return *p + n + 1;
+    return NULL;
+}
+
+static int load_env(kycd_config *cfg, char **envp, kerr *err)
+{
+    unsigned char seen[NKEYS] = {0};
+    for (char **p = envp; p != NULL && *p != NULL; p++) {
+        const char *s = *p;
+        const char *eq = strchr(s, '=');
+        if (strncmp(s, "KYCD_", 5) != 0 || eq == NULL)
+            continue;
+        size_t n = (size_t)(eq - s);
+        if (n == strlen("KYCD_CONFIG") && memcmp(s, "KYCD_CONFIG", n) == 0)
+            continue;
+        int is_file = 0;
+        const cfg_entry *e = lookup(L_ENV, s, n, &is_file);
+        if (e == NULL)
+            return kerr_set(err, KERR_CONFIG, "unknown environment variable %.*s", (int)n, s);
+        char where[96];
+        snprintf(where, sizeof where, "environment %.*s", (int)n, s);
+        int rc = apply_setting(cfg, seen, L_ENV, e, is_file, eq + 1, where, err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Take the flag at argv[*i] (and its value, which may be the next element).
+ * *e is NULL for --config. Secrets are refused before their value is looked
+ * at; unknown flags are named without anything after '='. */
+static int argv_next(int argc, char **argv, int *i, const cfg_entry **e, int *is_file,
+                     const char **value, kerr *err)
+{
+    const char *arg = argv[*i];
+    if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+        return kerr_set(err, KERR_CONFIG, "unexpected argument '%.64s'", arg);
+    const char *eq = strchr(arg, '=');
+    size_t n = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+    *is_file = 0;
+    if (n == strlen("--config") && memcmp(arg, "--config", n) == 0) {
+        *e = NULL;
+    } else {
+        *e = lookup(L_FLAG, arg, n, is_file);
+        if (*e == NULL)
+            return kerr_set(err, KERR_CONFIG, "unknown flag '%.*s'", (int)(n > 64 ? 64 : n), arg);
+        if (((*e)->flags & F_SECRET) && !*is_file) {
+            char flag[64], env[64];
+            form_name(L_FLAG, *e, 0, flag, sizeof flag);
+            form_name(L_ENV, *e, 1, env, sizeof env);
+            return kerr_set(err, KERR_CONFIG,
+                            "%s is a secret: pass it through %s or the config file, not the "
+                            "command line",
+                            flag, env);
+        }
+    }
+    if (eq != NULL) {
+        *value = eq + 1;
+    } else if (*i + 1 < argc) {
+        *value = argv[++*i];
+    } else {
+        return kerr_set(err, KERR_CONFIG, "flag %.*s needs a value", (int)(n > 64 ? 64 : n), arg);
+    }
+    return 0;
+}
+
+/* First pass: validate every flag and find --config (the last one wins). */
+static int scan_argv(int argc, char **argv, const char **config_path, kerr *err)
+{
+    for (int i = 0; i < argc; i++) {
+        const cfg_entry *e;
+        const char *value;
+        int is_file;
+        int rc = argv_next(argc, argv, &i, &e, &is_file, &value, err);
+        if (rc != 0)
+            return rc;
+        if (e == NULL)
+            *config_path = value;
+    }
+    return 0;
+}
+
+static int load_argv(kycd_config *cfg, int argc, char **argv, kerr *err)
+{
+    unsigned char seen[NKEYS] = {0};
+    for (int i = 0; i < argc; i++) {
+        const cfg_entry *e;
+        const char *value;
+        int is_file;
+        int rc = argv_next(argc, argv, &i, &e, &is_file, &value, err);
+        if (rc != 0)
+            return rc;
+        if (e == NULL)
+            continue;
+        char where[96];
+        char name[64];
+        form_name(L_FLAG, e, is_file, name, sizeof name);
+        snprintf(where, sizeof where, "flag %s", name);
+        rc = apply_setting(cfg, seen, L_FLAG, e, is_file, value, where, err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int config_load(kycd_config *cfg, char **envp, int argc, char **argv, kerr *err)
+{
+    int rc;
+    memset(cfg, 0, sizeof *cfg);
+    rc = set_defaults(cfg, err);
+    if (rc != 0)
+        goto out;
+    const char *path = env_get(envp, "KYCD_CONFIG");
+    rc = scan_argv(argc, argv, &path, err);
+    if (rc != 0)
+        goto out;
+    if (path != NULL && *path != '\0') {
+        rc = load_file(cfg, path, err);
+        if (rc != 0)
+            goto out;
+    }
+    rc = load_env(cfg, envp, err);
+    if (rc != 0)
+        goto out;
+    rc = load_argv(cfg, argc, argv, err);
+out:
+    if (rc != 0)
+        config_deinit(cfg);
+    return rc;
+}
+
+/* HOST:PORT with an IPv4 literal, or [IPv6]:PORT; port 1..65535. */
+static int check_addr(const char *key, const char *v, int loopback_only, kerr *err)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *port;
+    size_t hn;
+    int loopback;
+    if (v == NULL || *v == '\0')
+        return kerr_set(err, KERR_CONFIG, "%s is not set", key);
+    if (v[0] == '[') {
+        const char *rb = strchr(v, ']');
+        struct in6_addr a6;
+        if (rb == NULL || rb[1] != ':')
+            goto bad;
+        hn = (size_t)(rb - v - 1);
+        if (hn == 0 || hn >= sizeof host)
+            goto bad;
+        memcpy(host, v + 1, hn);
+        host[hn] = '\0';
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            goto bad;
+        loopback = memcmp(&a6, &in6addr_loopback, sizeof a6) == 0;
+        port = rb + 2;
+    } else {
+        const char *colon = strchr(v, ':');
+        struct in_addr a4;
+        if (colon == NULL || strchr(colon + 1, ':') != NULL)
+            goto bad;
+        hn = (size_t)(colon - v);
+        if (hn == 0 || hn >= sizeof host)
+            goto bad;
+        memcpy(host, v, hn);
+        host[hn] = '\0';
+        if (inet_pton(AF_INET, host, &a4) != 1)
+            goto bad;
+        loopback = (ntohl(a4.s_addr) >> 24) == 127;
+        port = colon + 1;
+    }
+    /* units_int would also take "+80" or " 80" (strtoll); a port is digits. */
+    if (*port == '\0' || strspn(port, "0123456789") != strlen(port))
+        goto bad;
+    int64_t p;
+    if (units_int(port, 1, 65535, &p, NULL) != 0)
+        goto bad;
+    if (loopback_only && !loopback)
+        return kerr_set(err, KERR_CONFIG,
+                        "%s '%s' is not a loopback address (127.0.0.0/8 or [::1]): plain HTTP "
+                        "is only for a proxy on this host",
+                        key, v);
+    return 0;
+bad:
+    return kerr_set(err, KERR_CONFIG,
+                    "%s '%.80s' is not HOST:PORT (an IPv4 address, or [IPv6]:PORT; port 1 to "
+                    "65535)",
+                    key, v);
+}
+
+int config_check_serve(const kycd_config *cfg, kerr *err)
+{
+    int rc = 0;
+    token_set tokens;
+    cidr_list cidrs;
+    if (cfg->webhook_tokens == NULL || cfg->webhook_tokens[0] == '\0') {
+        rc = kerr_set(err, KERR_CONFIG,
+                      "no webhook token configured (KYCD_WEBHOOK_TOKENS or "
+                      "KYCD_WEBHOOK_TOKENS_FILE): refusing to start");
+        goto out;
+    }
+    /* token_set_parse promises never to quote a token in its message. */
+    rc = token_set_parse(&tokens, cfg->webhook_tokens, err);
+    if (rc != 0) {
+        kerr_wrap(err, "webhook_tokens");
+        rc = KERR_CONFIG;
+        if (err != NULL)
+            err->code = rc;
+        goto out;
+    }
+    if (cfg->tls_cert == NULL || cfg->tls_cert[0] == '\0') {
+        rc = kerr_set(err, KERR_CONFIG,
+                      "tls_cert is not set (KYCD_TLS_CERT or --tls-cert): refusing to start");
+        goto out;
+    }
+    if (cfg->tls_key == NULL || cfg->tls_key[0] == '\0') {
+        rc = kerr_set(err, KERR_CONFIG,
+                      "tls_key is not set (KYCD_TLS_KEY or --tls-key): refusing to start");
+        goto out;
+    }
+    rc = check_addr("listen", cfg->listen, 0, err);
+    if (rc != 0)
+        goto out;
+    if (cfg->http_listen != NULL && cfg->http_listen[0] != '\0') {
+        rc = check_addr("http_listen", cfg->http_listen, 1, err);
+        if (rc != 0)
+            goto out;
+    }
+    rc = cidr_list_parse(&cidrs, cfg->allow_cidrs, err);
+    if (rc != 0) {
+        kerr_wrap(err, "allow_cidrs");
+        rc = KERR_CONFIG;
+        if (err != NULL)
+            err->code = rc;
+        goto out;
+    }
+out:
+    explicit_bzero(&tokens, sizeof tokens);
+    return rc;
+}
+
+static int is_password_kw(const char *s, size_t n)
+{
+    return n == 8 && strncasecmp(s, "password", 8) == 0;
+}
+
+/* URI query `?a=b&password=x`: the password's value becomes ***. */
+static int redact_query(const char *q, kbuf *out)
+{
+    int rc = 0;
+    while (rc == 0 && *q != '\0') {
+        size_t n = strcspn(q, "&");
+        const char *eq = memchr(q, '=', n);
+        if (eq != NULL && is_password_kw(q, (size_t)(eq - q)))
+            rc = kbuf_appendf(out, "%.*s***", (int)(eq + 1 - q), q);
+        else
+            rc = kbuf_append(out, q, n);
+        q += n;
+        if (rc == 0 && *q == '&') {
+            rc = kbuf_append(out, "&", 1);
+            q++;
+        }
+    }
+    return rc;
+}
+
+/* libpq keyword/value form: `host=x password=secret` or password='a b'. */
+static int redact_kv(const char *p, kbuf *out)
+{
+    int rc = 0;
+    while (rc == 0 && *p != '\0') {
+        if (isspace((unsigned char)*p)) {
+            rc = kbuf_append(out, p++, 1);
+            continue;
+        }
+        const char *kw = p;
+        while (*p != '\0' && *p != '=' && !isspace((unsigned char)*p))
+            p++;
+        size_t kn = (size_t)(p - kw);
+        const char *q = p;
+        while (isspace((unsigned char)*q))
+            q++;
+        if (*q != '=') {
+            rc = kbuf_append(out, kw, kn);
+            continue;
+        }
+        q++;
+        while (isspace((unsigned char)*q))
+            q++;
+        /* keyword, '=' and the spaces around it */
+        rc = kbuf_append(out, kw, (size_t)(q - kw));
+        if (rc != 0)
+            break;
+        const char *v = q;
+        int quoted = *q == '\'';
+        if (quoted) {
+            q++;
+            while (*q != '\0' && *q != '\'') {
+                if (*q == '\\' && q[1] != '\0')
+                    q++;
+                q++;
+            }
+            if (*q == '\'')
+                q++;
+        } else {
+            while (*q != '\0' && !isspace((unsigned char)*q)) {
+                if (*q == '\\' && q[1] != '\0')
+                    q++;
+                q++;
+            }
+        }
+        if (is_password_kw(kw, kn))
+            rc = kbuf_append(out, quoted ? "'***'" : "***", quoted ? 5 : 3);
+        else
+            rc = kbuf_append(out, v, (size_t)(q - v));
+        p = q;
+    }
+    return rc;
+}
+
+/* database_url with any password replaced by ***. In the URI form the
+ * userinfo is taken to end at the last '@', so an unescaped '@' or '/' in a
+ * password is still hidden (at worst too much is hidden). */
+static int redact_dsn(const char *in, kbuf *out)
+{
+    size_t skip = 0;
+    if (strncasecmp(in, "postgresql://", 13) == 0)
+        skip = 13;
+    else if (strncasecmp(in, "postgres://", 11) == 0)
+        skip = 11;
+    if (skip == 0)
+        return redact_kv(in, out);
+    const char *rest = in + skip;
+    const char *at = strrchr(rest, '@');
+    const char *colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    int rc;
+    if (colon != NULL) {
+        rc = kbuf_appendf(out, "%.*s***", (int)(colon + 1 - in), in);
+        rest = at;
+    } else {
+        rc = kbuf_append(out, in, skip);
+    }
+    if (rc != 0)
+        return rc;
+    const char *q = strchr(rest, '?');
+    if (q == NULL)
+        return kbuf_append(out, rest, strlen(rest));
+    rc = kbuf_append(out, rest, (size_t)(q + 1 - rest));
+    if (rc != 0)
+        return rc;
+    return redact_query(q + 1, out);
+}
+
+void config_print(const kycd_config *cfg, FILE *out)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const cfg_entry *e = &table[i];
+        char tmp[32];
+        const char *s;
+        switch (e->type) {
+        case T_STRING:
+        case T_LOGLEVEL:
+            s = str_get(cfg, e);
+            if (e->flags & F_SECRET) {
+                fprintf(out, "%s = %s\n", e->key, s != NULL && *s ? "(redacted)" : "(unset)");
+            } else if (s == NULL) {
+                fprintf(out, "%s = (unset)\n", e->key);
+            } else if (*s == '\0') {
+                fprintf(out, "%s = \"\"\n", e->key);
+            } else if (e->flags & F_DSN) {
+                kbuf b;
+                kbuf_init(&b);
+                /* Fail closed: if redaction cannot be done, show nothing. */
+                if (redact_dsn(s, &b) == 0)
+                    fprintf(out, "%s = %s\n", e->key, kbuf_str(&b));
+                else
+                    fprintf(out, "%s = (redacted)\n", e->key);
+                if (b.data != NULL)
+                    explicit_bzero(b.data, b.cap);
+                kbuf_deinit(&b);
+            } else {
+                fprintf(out, "%s = %s\n", e->key, s);
+            }
+            break;
+        case T_INT:
+        case T_SIZE:
+            fprintf(out, "%s = %lld\n", e->key, (long long)num_get(cfg, e));
+            break;
+        case T_DURATION:
+            units_format_duration(num_get(cfg, e), tmp, sizeof tmp);
+            fprintf(out, "%s = %s\n", e->key, tmp);
+            break;
+        case T_SECONDS:
+            units_format_duration(num_get(cfg, e) * SEC, tmp, sizeof tmp);
+            fprintf(out, "%s = %s\n", e->key, tmp);
+            break;
+        case T_BOOL:
+            fprintf(out, "%s = %s\n", e->key, num_get(cfg, e) ? "on" : "off");
+            break;
+        }
+    }
+}
+
+void config_deinit(kycd_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (is_str_type(table[i].type))
+            str_replace(str_slot(cfg, &table[i]), NULL);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* Accepts the file key, the flag (with or without "--") or the variable. */
+int config_key_is_secret(const char *name)
+{
+    char buf[64];
+    size_t n = 0;
+    if (name == NULL)
+        return 0;
+    if (strncmp(name, "--", 2) == 0)
+        name += 2;
+    else if (strncmp(name, "KYCD_", 5) == 0)
+        name += 5;
+    for (; *name != '\0'; name++) {
+        if (n + 1 >= sizeof buf)
+            return 0;
+        char c = *name == '-' ? '_' : (char)tolower((unsigned char)*name);
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    int is_file = 0;
+    const cfg_entry *e = lookup(L_FILE, buf, n, &is_file);
+    return e != NULL && !is_file && (e->flags & F_SECRET) != 0;
+}

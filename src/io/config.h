@@ -1,0 +1,70 @@
+/* Configuration: one table of keys (src/io/config.c), read from a
+ * `key = value` file, then KYCD_* environment variables, then command-line
+ * flags, each overriding the one before.
+ *
+ * Names: file key `max_body`, environment `KYCD_MAX_BODY`, flag
+ * `--max-body VALUE` or `--max-body=VALUE`. The file is named by
+ * `--config FILE` or KYCD_CONFIG.
+ *
+ * Secrets (webhook tokens, database password, P100 API key) are flagged in
+ * the table: they are refused on the command line (visible in ps), may come
+ * from a file through the `_FILE` form of the key (`webhook_tokens_file`,
+ * KYCD_WEBHOOK_TOKENS_FILE, --webhook-tokens-file), and are redacted when the
+ * configuration is printed. The password inside database_url is redacted too.
+ * Unknown keys, unknown KYCD_* variables, unknown flags and bad values stop
+ * the load with a message naming the key and never the value of a secret. */
+#ifndef KYCD_IO_CONFIG_H
+#define KYCD_IO_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "base/err.h"
+
+typedef struct kycd_config {
+    /* database */
+    char *database_url;        /* libpq conninfo or URI; default "" (libpq's PG* env) */
+    char *database_password;   /* secret; default NULL */
+    int64_t db_pool;           /* connections; default 8 */
+    int64_t db_timeout_ms;     /* connect/query/pool-wait deadline; default 5s */
+    /* listener */
+    char *listen;              /* "ADDR:PORT" TLS; default "0.0.0.0:8443" */
+    char *http_listen;         /* plain HTTP for a local proxy, loopback only; default NULL */
+    char *tls_cert;            /* PEM certificate (path) */
+    char *tls_key;             /* PEM private key (path) */
+    char *tls_chain;           /* PEM intermediate chain (path), optional */
+    char *tls_ciphers;         /* TLS 1.2 cipher list */
+    int64_t threads;           /* worker threads; default 64 */
+    int64_t request_timeout_ms;/* whole-request deadline for slow clients; default 10s */
+    int64_t keepalive_ms;      /* idle keep-alive; default 30s */
+    /* webhooks */
+    char *webhook_tokens;      /* secret; comma-separated */
+    int64_t max_body;          /* bytes; default 64 KiB */
+    char *allow_cidrs;         /* comma-separated CIDRs; default "" (all) */
+    int64_t dedup_window_ms;   /* repeat detection; default 10m */
+    int64_t reorder_window_ms; /* late-retry horizon; default 5m */
+    int64_t retry_after_s;     /* Retry-After on 503; default 5 */
+    int64_t shutdown_timeout_ms; /* grace for in-flight requests; default 10s */
+    char *log_level;           /* debug|info|warn|error; default info */
+} kycd_config;
+
+/* Fill cfg with defaults, then the file (KYCD_CONFIG or --config), then
+ * `envp` (NULL-terminated "NAME=value" strings, usually environ), then
+ * `argv[0..argc)`, which must contain only configuration flags.
+ * On error cfg is left deinitialised-safe (config_deinit may be called). */
+int config_load(kycd_config *cfg, char **envp, int argc, char **argv, kerr *err) KYCD_MUST_CHECK;
+
+/* Checks that need several keys, for `kycd serve`: tokens present and
+ * valid, certificate and key set, http_listen on loopback, etc. */
+int config_check_serve(const kycd_config *cfg, kerr *err) KYCD_MUST_CHECK;
+
+/* Print the effective configuration, one `key = value` per line, with
+ * secrets shown as "(redacted)" (or "(unset)"), in table order. */
+void config_print(const kycd_config *cfg, FILE *out);
+
+void config_deinit(kycd_config *cfg);
+
+/* 1 if `name` is a secret key (for tests and for the CLI's own checks). */
+int config_key_is_secret(const char *name);
+
+#endif

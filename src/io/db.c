@@ -1,0 +1,604 @@
+/* PostgreSQL access: the only file that includes libpq. Owns connections,
+ * the pool, migrations and the delivery write path. Must never format input
+ * into SQL, log a password, or hold a transaction open across anything but
+ * its own statements. */
+#include "io/db.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "io/migrations.h"
+
+struct db {
+    PGconn *conn;
+};
+
+/* Advisory lock key for migrations: any constant unique to kycd. */
+#define MIGRATE_LOCK_KEY 0x6b796364 /* "kycd" */
+
+/* ---------------------------------------------------------------- errors */
+
+/* Map a failed result or connection to a kerr. Class 22 (data exception) and
+ * 23 (integrity) mean the data itself was refused: KERR_INVALID. Everything
+ * else (connection lost, timeouts, shutdown) is KERR_DB: retryable. */
+static int fail(db *d, PGresult *r, const char *what, kerr *err)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char clean[256];
+    snprintf(clean, sizeof clean, "%s", msg ? msg : PQerrorMessage(d->conn));
+    clean[strcspn(clean, "\r\n")] = '\0';
+    int code = KERR_DB;
+    if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0))
+        code = KERR_INVALID;
+    return kerr_set(err, code, "%s: %s%s%s%s", what, clean, state ? " (sqlstate " : "",
+                    state ? state : "", state ? ")" : "");
+}
+
+static PGresult *exec_params(db *d, const char *sql, int n, const char *const *vals)
+{
+    return PQexecParams(d->conn, sql, n, NULL, vals, NULL, NULL, 0);
+}
+
+/* Run a statement that returns no rows (or whose rows are ignored). */
+static int exec_ok(db *d, const char *sql, int n, const char *const *vals, const char *what,
+                   kerr *err)
+{
+    PGresult *r = exec_params(d, sql, n, vals);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = 0;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = fail(d, r, what, err);
+    PQclear(r);
+    return rc;
+}
+
+static void rollback_quietly(db *d)
+{
+    if (PQstatus(d->conn) == CONNECTION_OK && PQtransactionStatus(d->conn) != PQTRANS_IDLE)
+        PQclear(PQexec(d->conn, "ROLLBACK"));
+}
+
+/* ------------------------------------------------------------ connection */
+
+int db_connect(db **out, const db_opts *o, kerr *err)
+{
+    char connect_timeout[24], tcp_timeout[24];
+    int64_t secs = (o->timeout_ms + 999) / 1000;
+    snprintf(connect_timeout, sizeof connect_timeout, "%lld", (long long)(secs < 2 ? 2 : secs));
+    snprintf(tcp_timeout, sizeof tcp_timeout, "%lld", (long long)o->timeout_ms);
+
+    /* Our defaults first, then the operator's conninfo (expanded in place of
+     * dbname, so its settings win), then the password from its own secret. */
+    const char *keys[12], *vals[12];
+    int n = 0;
+    keys[n] = "connect_timeout", vals[n++] = connect_timeout;
+    keys[n] = "keepalives", vals[n++] = "1";
+    keys[n] = "keepalives_idle", vals[n++] = "10";
+    keys[n] = "keepalives_interval", vals[n++] = "3";
+    keys[n] = "keepalives_count", vals[n++] = "3";
+    keys[n] = "tcp_user_timeout", vals[n++] = tcp_timeout;
+    keys[n] = "application_name", vals[n++] = o->application_name ? o->application_name : "kycd";
+    keys[n] = "dbname", vals[n++] = o->conninfo ? o->conninfo : "";
+    if (o->password && *o->password)
+        keys[n] = "password", vals[n++] = o->password;
+    keys[n] = NULL, vals[n] = NULL;
+
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c == NULL)
+        return kerr_set(err, KERR_NOMEM, "out of memory connecting to the database");
+    if (PQstatus(c) != CONNECTION_OK) {
+        char clean[300];
+        snprintf(clean, sizeof clean, "%s", PQerrorMessage(c));
+        clean[strcspn(clean, "\r\n")] = '\0';
+        PQfinish(c);
+        return kerr_set(err, KERR_DB, "cannot connect to the database: %s", clean);
+    }
+    db *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        PQfinish(c);
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    }
+    d->conn = c;
+
+    /* Deadlines for every statement and lock wait of this session. SET takes
+     * no parameters, so the numbers are formatted (they are ours, not input). */
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SET statement_timeout = %lld; SET lock_timeout = %lld; SET TIME ZONE 'UTC'",
+             (long long)o->timeout_ms, (long long)o->timeout_ms);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        int rc = fail(d, r, "setting session timeouts", err);
+        PQclear(r);
+        db_free(d);
+        return rc;
+    }
+    PQclear(r);
+    *out = d;
+    return 0;
+}
+
+void db_free(db *d)
+{
+    if (d == NULL)
+        return;
+    PQfinish(d->conn);
+    free(d);
+}
+
+int db_alive(const db *d)
+{
+    return d && PQstatus(d->conn) == CONNECTION_OK;
+}
+
+int db_ping(db *d, kerr *err)
+{
+    return exec_ok(d, "SELECT 1", 0, NULL, "ping", err);
+}
+
+/* ------------------------------------------------------------ migrations */
+
+int db_schema_version(db *d, int *version, kerr *err)
+{
+    PGresult *r = PQexec(d->conn,
+                         "SELECT CASE WHEN to_regclass('kyc.schema_migrations') IS NULL THEN 0 "
+                         "ELSE (SELECT coalesce(max(version), 0) FROM kyc.schema_migrations) END");
+    /* to_regclass keeps this a single round trip that cannot fail on a
+     * fresh database; the subquery is only planned when the table exists. */
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        /* Older servers plan the subquery anyway: treat "missing" as 0. */
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "42P01") == 0) {
+            PQclear(r);
+            *version = 0;
+            return 0;
+        }
+        int rc = fail(d, r, "reading schema version", err);
+        PQclear(r);
+        return rc;
+    }
+    *version = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
+int db_check_schema(db *d, kerr *err)
+{
+    int have = 0;
+    int rc = db_schema_version(d, &have, err);
+    if (rc != 0)
+        return rc;
+    int want = kycd_migrations_count ? kycd_migrations[kycd_migrations_count - 1].version : 0;
+    if (have < want)
+        return kerr_set(err, KERR_STATE,
+                        "database schema is at version %d, this kycd needs %d: run `kycd migrate` first",
+                        have, want);
+    if (have > want)
+        klog(KLOG_WARN, "database schema is newer than this kycd", "schema=%d kycd=%d", have, want);
+    return 0;
+}
+
+static int migrate_locked(db *d, int *applied, kerr *err)
+{
+    int rc = exec_ok(d,
+                     "CREATE SCHEMA IF NOT EXISTS kyc;"
+                     "CREATE TABLE IF NOT EXISTS kyc.schema_migrations ("
+                     " version integer PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,"
+                     " applied_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+                     0, NULL, "creating kyc.schema_migrations", err);
+    if (rc != 0)
+        return rc;
+    int count = 0;
+    for (size_t i = 0; i < kycd_migrations_count; i++) {
+        const struct migration *m = &kycd_migrations[i];
+        char version[16];
+        snprintf(version, sizeof version, "%d", m->version);
+        const char *p1[] = {version};
+        PGresult *r = exec_params(d, "SELECT sha256 FROM kyc.schema_migrations WHERE version = $1",
+                                  1, p1);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = fail(d, r, "reading kyc.schema_migrations", err);
+            PQclear(r);
+            return rc;
+        }
+        if (PQntuples(r) == 1) {
+            int same = strcmp(PQgetvalue(r, 0, 0), m->sha256) == 0;
+            PQclear(r);
+            if (!same)
+                return kerr_set(err, KERR_STATE,
+                                "migration %s was changed after it was applied: add a new migration instead",
+                                m->name);
+            continue;
+        }
+        PQclear(r);
+
+        /* One transaction per migration: the file and its record together. */
+        if ((rc = exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
+            return rc;
+        PGresult *mr = PQexec(d->conn, m->sql);
+        if (PQresultStatus(mr) != PGRES_COMMAND_OK && PQresultStatus(mr) != PGRES_TUPLES_OK) {
+            rc = fail(d, mr, m->name, err);
+            PQclear(mr);
+            rollback_quietly(d);
+            return rc;
+        }
+        PQclear(mr);
+        const char *p3[] = {version, m->name, m->sha256};
+        rc = exec_ok(d, "INSERT INTO kyc.schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
+                     3, p3, "recording migration", err);
+        if (rc == 0)
+            rc = exec_ok(d, "COMMIT", 0, NULL, "commit", err);
+        if (rc != 0) {
+            rollback_quietly(d);
+            return rc;
+        }
+        klog(KLOG_INFO, "migration applied", "version=%d name=%s", m->version, m->name);
+        count++;
+    }
+    *applied = count;
+    return 0;
+}
+
+int db_migrate(db *d, int *applied, kerr *err)
+{
+    /* Schema changes may take long and may wait for the other host. */
+    int rc = exec_ok(d, "SET statement_timeout = 0; SET lock_timeout = 0", 0, NULL,
+                     "clearing timeouts", err);
+    if (rc != 0)
+        return rc;
+    char key[24];
+    snprintf(key, sizeof key, "%d", MIGRATE_LOCK_KEY);
+    const char *p[] = {key};
+    if ((rc = exec_ok(d, "SELECT pg_advisory_lock($1::bigint)", 1, p, "taking the migration lock",
+                      err)) != 0)
+        return rc;
+    int n = 0;
+    rc = migrate_locked(d, &n, err);
+    kerr ignored;
+    if (exec_ok(d, "SELECT pg_advisory_unlock($1::bigint)", 1, p, "unlock", &ignored) != 0 && rc == 0)
+        rc = kerr_set(err, KERR_DB, "releasing the migration lock: %s", ignored.msg);
+    if (rc == 0)
+        *applied = n;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- ingest */
+
+/* The current state of one KYC user, locked for this transaction, and the
+ * earliest identical delivery within the dedup window. */
+static const char SQL_KYC_ENSURE[] =
+    "INSERT INTO kyc.verifications (external_user_id, source) VALUES ($1, 'webhook') "
+    "ON CONFLICT (external_user_id) DO NOTHING";
+
+static const char SQL_KYC_LOCK[] =
+    "SELECT coalesce(v.verification_status, ''), coalesce(v.attempt_status, ''), "
+    "       coalesce(v.rejection_reason, ''), "
+    "       (extract(epoch FROM clock_timestamp() - v.updated_at) * 1000)::bigint, "
+    "       (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = $1 "
+    "          AND e.body_sha256 = decode($2, 'hex') AND e.kind = $3 "
+    "          AND e.received_at > clock_timestamp() - make_interval(secs => $4::float8 / 1000) "
+    "        ORDER BY e.id LIMIT 1) "
+    "FROM kyc.verifications v WHERE v.external_user_id = $1 FOR UPDATE OF v";
+
+/* Parameters shared by the write statements below:
+ * $1 user, $2 kind, $3 body, $4 sha256 hex, $5 remote addr, $6 request id,
+ * $7 repeat_of, $8 outcome, $9 reason, $10 unknown fields (text[]). */
+#define SQL_EVENT_CTE                                                                       \
+    "WITH t AS (SELECT clock_timestamp() AS ts), "                                          \
+    "ev AS (INSERT INTO kyc.webhook_events (received_at, kind, external_user_id, body, "    \
+    "  body_sha256, remote_addr, request_id, repeat_of, outcome, outcome_reason, "          \
+    "  unknown_fields) "                                                                    \
+    "  SELECT t.ts, $2, $1, $3::jsonb, decode($4, 'hex'), $5::inet, $6, $7::bigint, $8, $9, " \
+    "  $10::text[] FROM t RETURNING id, received_at) "
+
+/* APPLY: new state, history row; $11..$13 the new state. */
+static const char SQL_KYC_APPLY[] =
+    SQL_EVENT_CTE
+    ", old AS (SELECT verification_status, attempt_status, rejection_reason "
+    "  FROM kyc.verifications WHERE external_user_id = $1), "
+    "up AS (UPDATE kyc.verifications v SET verification_status = $11, attempt_status = $12, "
+    "  rejection_reason = nullif($13, ''), source = 'webhook', updated_at = ev.received_at, "
+    "  last_webhook_at = ev.received_at, last_event_id = ev.id "
+    "  FROM ev WHERE v.external_user_id = $1), "
+    "ch AS (INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason, "
+    "  old_verification_status, new_verification_status, old_attempt_status, "
+    "  new_attempt_status, old_rejection_reason, new_rejection_reason, event_id) "
+    "  SELECT $1, ev.received_at, 'webhook', $9, old.verification_status, $11, "
+    "  old.attempt_status, $12, old.rejection_reason, nullif($13, ''), ev.id FROM ev, old) "
+    "SELECT id FROM ev";
+
+/* HOLD: keep the state, owe an authoritative check now. */
+static const char SQL_KYC_HOLD[] =
+    SQL_EVENT_CTE
+    ", up AS (UPDATE kyc.verifications v SET needs_check_reason = $9, "
+    "  next_check_at = ev.received_at, last_webhook_at = ev.received_at "
+    "  FROM ev WHERE v.external_user_id = $1) "
+    "SELECT id FROM ev";
+
+/* UNCHANGED: only note that P100 spoke. */
+static const char SQL_KYC_UNCHANGED[] =
+    SQL_EVENT_CTE
+    ", up AS (UPDATE kyc.verifications v SET last_webhook_at = ev.received_at "
+    "  FROM ev WHERE v.external_user_id = $1) "
+    "SELECT id FROM ev";
+
+/* Other kinds: serialize per (kind, user) for the dedup check, and read the
+ * current POA status. */
+static const char SQL_OTHER_LOCK[] =
+    "SELECT pg_advisory_xact_lock(hashtextextended($3 || ':' || $1, 0)), "
+    "       coalesce((SELECT status FROM kyc.poa_statuses WHERE external_user_id = $1), ''), "
+    "       (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = $1 "
+    "          AND e.body_sha256 = decode($2, 'hex') AND e.kind = $3 "
+    "          AND e.received_at > clock_timestamp() - make_interval(secs => $4::float8 / 1000) "
+    "        ORDER BY e.id LIMIT 1)";
+
+static const char SQL_POA_APPLY[] =
+    SQL_EVENT_CTE
+    ", up AS (INSERT INTO kyc.poa_statuses (external_user_id, status, updated_at, last_event_id) "
+    "  SELECT $1, $11, ev.received_at, ev.id FROM ev "
+    "  ON CONFLICT (external_user_id) DO UPDATE SET status = EXCLUDED.status, "
+    "  updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id) "
+    "SELECT id FROM ev";
+
+static const char SQL_EVENT_ONLY[] = SQL_EVENT_CTE "SELECT id FROM ev";
+
+/* "a,b" -> "{a,b}" (field names are ours: letters only). */
+static void text_array(const char *csv, char *out, size_t cap)
+{
+    snprintf(out, cap, "{%s}", csv);
+}
+
+static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_result *res,
+                     kerr *err)
+{
+    const char *kind = kyc_kind_name(dl->kind);
+    char window[24], repeat_buf[24] = "", unknown[160];
+    snprintf(window, sizeof window, "%lld", (long long)o->dedup_window_ms);
+    text_array(dl->unknown_fields, unknown, sizeof unknown);
+    int rc;
+    PGresult *r = NULL;
+    long long repeat_of = 0;
+    const char *sql;
+    const char *outcome, *reason;
+    const char *state_val[3] = {NULL, NULL, NULL};
+
+    if ((rc = exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
+        return rc;
+
+    if (dl->kind == KYC_KIND_KYC_STATUS) {
+        const char *p1[] = {dl->external_user_id};
+        if ((rc = exec_ok(d, SQL_KYC_ENSURE, 1, p1, "creating user row", err)) != 0)
+            goto out;
+        const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, window};
+        r = exec_params(d, SQL_KYC_LOCK, 4, p4);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            rc = PQresultStatus(r) == PGRES_TUPLES_OK
+                     ? kerr_set(err, KERR_DB, "user row vanished while locked")
+                     : fail(d, r, "locking user row", err);
+            goto out;
+        }
+        kyc_status cur;
+        memset(&cur, 0, sizeof cur);
+        snprintf(cur.verification, sizeof cur.verification, "%s", PQgetvalue(r, 0, 0));
+        snprintf(cur.attempt, sizeof cur.attempt, "%s", PQgetvalue(r, 0, 1));
+        snprintf(cur.reason, sizeof cur.reason, "%s", PQgetvalue(r, 0, 2));
+        int64_t age = PQgetisnull(r, 0, 3) ? -1 : atoll(PQgetvalue(r, 0, 3));
+        if (!PQgetisnull(r, 0, 4))
+            repeat_of = atoll(PQgetvalue(r, 0, 4));
+        PQclear(r);
+        r = NULL;
+
+        kyc_transition t = {
+            .current = &cur,
+            .current_age_ms = age,
+            .incoming = &dl->status,
+            .source = KYC_SRC_WEBHOOK,
+            .is_repeat = repeat_of != 0,
+            .reorder_window_ms = o->reorder_window_ms,
+        };
+        kyc_verdict v = kyc_state_decide(&t);
+        outcome = kyc_decision_name(v.decision);
+        reason = v.reason;
+        if (v.decision == KYC_APPLY) {
+            sql = SQL_KYC_APPLY;
+            state_val[0] = dl->status.verification;
+            state_val[1] = dl->status.attempt;
+            state_val[2] = dl->status.reason;
+        } else if (v.decision == KYC_HOLD) {
+            sql = SQL_KYC_HOLD;
+        } else {
+            sql = SQL_KYC_UNCHANGED;
+        }
+    } else {
+        const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, window};
+        r = exec_params(d, SQL_OTHER_LOCK, 4, p4);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            rc = fail(d, r, "locking user", err);
+            goto out;
+        }
+        int same_poa = strcmp(PQgetvalue(r, 0, 1), dl->other_status) == 0;
+        if (!PQgetisnull(r, 0, 2))
+            repeat_of = atoll(PQgetvalue(r, 0, 2));
+        PQclear(r);
+        r = NULL;
+        sql = SQL_EVENT_ONLY;
+        if (dl->kind == KYC_KIND_POA_STATUS) {
+            /* POA has no documented order: the latest delivery wins, but a
+             * repeat of an older body never overrides a newer status. */
+            if (repeat_of) {
+                outcome = "unchanged", reason = "repeat";
+            } else if (same_poa) {
+                outcome = "unchanged", reason = "same";
+            } else {
+                outcome = "applied", reason = "latest";
+                sql = SQL_POA_APPLY;
+                state_val[0] = dl->other_status;
+            }
+        } else {
+            outcome = "recorded", reason = repeat_of ? "repeat" : "recorded";
+        }
+    }
+
+    if (repeat_of)
+        snprintf(repeat_buf, sizeof repeat_buf, "%lld", repeat_of);
+    const char *pw[13] = {
+        dl->external_user_id, kind, NULL, dl->body_sha256,
+        dl->remote_addr[0] ? dl->remote_addr : NULL,
+        dl->request_id[0] ? dl->request_id : NULL,
+        repeat_of ? repeat_buf : NULL, outcome, reason, unknown,
+        state_val[0], state_val[1], state_val[2],
+    };
+    /* The body goes as text: it is valid UTF-8 JSON without NUL bytes
+     * (core/payload.c), so the jsonb cast cannot misread it. */
+    char *body = malloc(dl->body_len + 1);
+    if (body == NULL) {
+        rc = kerr_set(err, KERR_NOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(body, dl->body, dl->body_len);
+    body[dl->body_len] = '\0';
+    pw[2] = body;
+    int nparams = state_val[0] ? (dl->kind == KYC_KIND_KYC_STATUS ? 13 : 11) : 10;
+    r = exec_params(d, sql, nparams, pw);
+    free(body);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rc = fail(d, r, "storing delivery", err);
+        goto out;
+    }
+    long long event_id = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    r = NULL;
+
+    if ((rc = exec_ok(d, "COMMIT", 0, NULL, "commit", err)) != 0)
+        goto out;
+    res->event_id = event_id;
+    res->repeat_of = repeat_of;
+    res->outcome = outcome;
+    res->reason = reason;
+    return 0;
+out:
+    PQclear(r);
+    rollback_quietly(d);
+    return rc;
+}
+
+int db_ingest(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_result *res,
+              kerr *err)
+{
+    return ingest_tx(d, dl, o, res, err);
+}
+
+/* ------------------------------------------------------------------ pool */
+
+struct db_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    db_opts opts;
+    char *conninfo, *password, *appname;
+    int size;
+    int nfree;      /* slots not lent out */
+    db **slots;     /* free stack: slots[0..nfree) may hold NULL (not yet open) */
+};
+
+int db_pool_new(db_pool **out, const db_opts *o, int size, kerr *err)
+{
+    db_pool *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    p->slots = calloc((size_t)size, sizeof *p->slots);
+    p->conninfo = strdup(o->conninfo ? o->conninfo : "");
+    p->password = o->password ? strdup(o->password) : NULL;
+    p->appname = strdup(o->application_name ? o->application_name : "kycd");
+    if (p->slots == NULL || p->conninfo == NULL || p->appname == NULL ||
+        (o->password && p->password == NULL)) {
+        db_pool_free(p);
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    }
+    p->opts = *o;
+    p->opts.conninfo = p->conninfo;
+    p->opts.password = p->password;
+    p->opts.application_name = p->appname;
+    p->size = size;
+    p->nfree = size;
+    *out = p;
+    return 0;
+}
+
+int db_pool_get(db_pool *p, int64_t timeout_ms, db **out, kerr *err)
+{
+    struct timespec until = clock_deadline(timeout_ms);
+    pthread_mutex_lock(&p->mu);
+    while (p->nfree == 0) {
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &until) != 0 && p->nfree == 0) {
+            pthread_mutex_unlock(&p->mu);
+            return kerr_set(err, KERR_TIMEOUT, "no database connection free within %lld ms",
+                            (long long)timeout_ms);
+        }
+    }
+    db *d = p->slots[--p->nfree];
+    p->slots[p->nfree] = NULL;
+    pthread_mutex_unlock(&p->mu);
+
+    if (d != NULL && db_alive(d)) {
+        *out = d;
+        return 0;
+    }
+    db_free(d);
+    /* Connect outside the lock: other threads keep using their slots. */
+    int rc = db_connect(&d, &p->opts, err);
+    if (rc != 0) {
+        db_pool_put(p, NULL);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+void db_pool_put(db_pool *p, db *d)
+{
+    if (d != NULL && !db_alive(d)) {
+        db_free(d);
+        d = NULL;
+    }
+    pthread_mutex_lock(&p->mu);
+    /* Open connections go on top so that they are reused first. */
+    if (d != NULL) {
+        p->slots[p->nfree++] = d;
+    } else {
+        memmove(p->slots + 1, p->slots, (size_t)p->nfree * sizeof *p->slots);
+        p->slots[0] = NULL;
+        p->nfree++;
+    }
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void db_pool_free(db_pool *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; p->slots && i < p->nfree; i++)
+        db_free(p->slots[i]);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->slots);
+    free(p->conninfo);
+    if (p->password) {
+        memset(p->password, 0, strlen(p->password));
+        free(p->password);
+    }
+    free(p->appname);
+    free(p);
+}

@@ -1,0 +1,28 @@
+/* The server's TLS context: certificate, private key and chain from
+ * separate PEM files, TLS 1.2 and 1.3 only, a modern cipher list (the only
+ * user of OpenSSL's SSL API). */
+#ifndef KYCD_IO_TLS_H
+#define KYCD_IO_TLS_H
+
+#include "base/err.h"
+
+typedef struct tls_opts {
+    const char *cert;    /* PEM: the server certificate (leaf first; may hold the chain) */
+    const char *key;     /* PEM: its private key */
+    const char *chain;   /* PEM: intermediate certificates, optional */
+    const char *ciphers; /* TLS 1.2 cipher list (TLS 1.3 suites are OpenSSL's defaults) */
+} tls_opts;
+
+/* Configure an OpenSSL SSL_CTX (passed as void * so that callers need not
+ * include OpenSSL). Errors name the file and OpenSSL's reason, never key
+ * material. */
+int tls_configure(void *ssl_ctx, const tls_opts *o, kerr *err) KYCD_MUST_CHECK;
+
+/* Load everything into a throwaway context: the check `kycd serve` runs
+ * before it starts listening, so that a bad file is a clear message. */
+int tls_check(const tls_opts *o, kerr *err) KYCD_MUST_CHECK;
+
+/* OpenSSL's version string, e.g. "OpenSSL 3.0.17 1 Jul 2025". */
+const char *tls_library_version(void);
+
+#endif

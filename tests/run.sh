@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The one test command, for developers and CI (.ci/run): from the repo root or
+# anywhere, as root or not.
+#
+#   1. installs the Debian packages the build and tests need, if any is
+#      missing (as root: apt-get; otherwise it prints the sudo line and stops);
+#   2. builds with CMake, warnings as errors, twice: build/ci (RelWithDebInfo)
+#      and build/asan (Debug, AddressSanitizer + UndefinedBehaviorSanitizer);
+#      the second reuses the CivetWeb source the first fetched;
+#   3. for each build, starts a fresh throwaway PostgreSQL 15
+#      (deploy/pg-local.sh, in a folder under /tmp, so the postgres user never
+#      needs to read the repo), exports KYCD_TEST_PG (its conninfo) and
+#      KYCD_TEST_PG_DIR (its folder: end-to-end tests may source
+#      deploy/pg-local.sh and call pg_local_stop_server_only /
+#      pg_local_start_server_only on it for database-down cases), runs ctest,
+#      and removes the cluster again (also on failure or interrupt).
+#
+# Usage: tests/run.sh [CTEST ARGS...]     e.g. tests/run.sh -R state
+# Environment:
+#   KYCD_TEST_BUILDS  which builds to make and test, from "ci asan" (the
+#                     default); e.g. KYCD_TEST_BUILDS=ci for a quick run
+# Exit status: 0 when every build built and every ctest run passed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+say() { echo "run.sh: $*"; }
+
+# --- 1. packages --------------------------------------------------------------
+packages=(build-essential cmake pkgconf libssl-dev libcjson-dev libpq-dev
+          libcmocka-dev postgresql-15 postgresql-client-15 curl openssl xz-utils
+          ca-certificates iproute2 libcurl4-openssl-dev)
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+  [ "${status:0:2}" = ii ] || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "run.sh: missing Debian packages; install them with:" >&2
+    echo "  sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq </dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+else
+  say "all required Debian packages are installed"
+fi
+
+# --- 2. builds ----------------------------------------------------------------
+builds=()
+for b in ${KYCD_TEST_BUILDS:-ci asan}; do   # also accepts "ci,asan"
+  for b2 in ${b//,/ }; do
+    case $b2 in
+      ci|asan) builds+=("$b2") ;;
+      *) echo "run.sh: unknown build '$b2' in KYCD_TEST_BUILDS (known: ci asan)" >&2; exit 2 ;;
+    esac
+  done
+done
+[ "${#builds[@]}" -gt 0 ] || { echo "run.sh: KYCD_TEST_BUILDS names no build" >&2; exit 2; }
+
+civetweb_src=$root/build/ci/_deps/civetweb-1.15
+declare -A result=()
+built=()
+for b in "${builds[@]}"; do
+  bdir=$root/build/$b
+  case $b in
+    ci)   args=(-DKYCD_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
+    asan) args=(-DKYCD_WERROR=ON "-DKYCD_SANITIZE=address,undefined" -DCMAKE_BUILD_TYPE=Debug) ;;
+  esac
+  if [ "$b" != ci ] && [ -f "$civetweb_src/src/civetweb.c" ]; then
+    args+=("-DKYCD_CIVETWEB_SRC=$civetweb_src")
+  fi
+  # A build folder configured from another checkout (a moved or copied clone)
+  # cannot be reused by CMake.
+  if [ -f "$bdir/CMakeCache.txt" ] &&
+     ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$root" "$bdir/CMakeCache.txt"; then
+    say "build $b: $bdir was configured for another source folder; starting it afresh"
+    rm -rf -- "$bdir"
+  fi
+  say "build $b: configuring and building in $bdir"
+  if cmake -S "$root" -B "$bdir" "${args[@]}" && cmake --build "$bdir" -j2; then
+    built+=("$b")
+  else
+    result[$b]="BUILD FAILED"
+  fi
+done
+
+# --- 3. PostgreSQL and ctest --------------------------------------------------
+# shellcheck source=SCRIPTDIR/../deploy/pg-local.sh
+source "$root/deploy/pg-local.sh"
+pg_dir=
+cleanup() {
+  if [ -n "$pg_dir" ] && [ -d "$pg_dir" ]; then
+    pg_local_stop "$pg_dir" || echo "run.sh: could not remove the test cluster in $pg_dir" >&2
+  fi
+  pg_dir=
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+for b in "${built[@]}"; do
+  bdir=$root/build/$b
+  say "build $b: starting a throwaway PostgreSQL"
+  if ! pg_local_start; then
+    result[$b]="FAILED (could not start PostgreSQL)"
+    continue
+  fi
+  pg_dir=$PGLOCAL_DIR
+  export KYCD_TEST_PG=$PGLOCAL_CONNINFO KYCD_TEST_PG_DIR=$PGLOCAL_DIR
+  say "build $b: PostgreSQL at $KYCD_TEST_PG (folder $KYCD_TEST_PG_DIR)"
+  say "build $b: ctest $*"
+  rc=0
+  (cd "$bdir" && ctest --output-on-failure --timeout 600 --no-tests=error -j2 "$@") 2>&1 |
+    tee "$bdir/ctest.log" || rc=$?
+  counts=$(grep -E '[0-9]+% tests passed' "$bdir/ctest.log" | tail -n 1 || true)
+  if [ "$rc" = 0 ]; then
+    result[$b]="PASSED${counts:+ ($counts)}"
+  else
+    result[$b]="FAILED (ctest exit $rc)${counts:+ ($counts)}"
+  fi
+  cleanup
+done
+
+# --- summary ------------------------------------------------------------------
+status=0
+echo
+for b in "${builds[@]}"; do
+  r=${result[$b]:-FAILED (not run)}
+  echo "run.sh: build $b: $r"
+  case $r in PASSED*) ;; *) status=1 ;; esac
+done
+exit "$status"
