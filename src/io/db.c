@@ -40,8 +40,12 @@ static int fail(db *d, PGresult *r, const char *what, kerr *err)
                     state ? state : "", state ? ")" : "");
 }
 
+/* Without parameters, PQexec (which accepts several statements); with
+ * them, PQexecParams (one statement, values never parsed as SQL). */
 static PGresult *exec_params(db *d, const char *sql, int n, const char *const *vals)
 {
+    if (n == 0)
+        return PQexec(d->conn, sql);
     return PQexecParams(d->conn, sql, n, NULL, vals, NULL, NULL, 0);
 }
 
@@ -110,7 +114,8 @@ int db_connect(db **out, const db_opts *o, kerr *err)
      * no parameters, so the numbers are formatted (they are ours, not input). */
     char sql[160];
     snprintf(sql, sizeof sql,
-             "SET statement_timeout = %lld; SET lock_timeout = %lld; SET TIME ZONE 'UTC'",
+             "SET statement_timeout = %lld; SET lock_timeout = %lld; SET TIME ZONE 'UTC'; "
+             "SET client_min_messages = warning",
              (long long)o->timeout_ms, (long long)o->timeout_ms);
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
