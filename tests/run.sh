@@ -25,6 +25,18 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 say() { echo "run.sh: $*"; }
 
+# Which builds (checked first, before anything is installed).
+builds=()
+for b in ${KYCD_TEST_BUILDS:-ci asan}; do   # also accepts "ci,asan"
+  for b2 in ${b//,/ }; do
+    case $b2 in
+      ci|asan) builds+=("$b2") ;;
+      *) echo "run.sh: unknown build '$b2' in KYCD_TEST_BUILDS (known: ci asan)" >&2; exit 2 ;;
+    esac
+  done
+done
+[ "${#builds[@]}" -gt 0 ] || { echo "run.sh: KYCD_TEST_BUILDS names no build" >&2; exit 2; }
+
 # --- 1. packages --------------------------------------------------------------
 packages=(build-essential cmake pkgconf libssl-dev libcjson-dev libpq-dev
           libcmocka-dev postgresql-15 postgresql-client-15 curl openssl xz-utils
@@ -49,17 +61,6 @@ else
 fi
 
 # --- 2. builds ----------------------------------------------------------------
-builds=()
-for b in ${KYCD_TEST_BUILDS:-ci asan}; do   # also accepts "ci,asan"
-  for b2 in ${b//,/ }; do
-    case $b2 in
-      ci|asan) builds+=("$b2") ;;
-      *) echo "run.sh: unknown build '$b2' in KYCD_TEST_BUILDS (known: ci asan)" >&2; exit 2 ;;
-    esac
-  done
-done
-[ "${#builds[@]}" -gt 0 ] || { echo "run.sh: KYCD_TEST_BUILDS names no build" >&2; exit 2; }
-
 civetweb_src=$root/build/ci/_deps/civetweb-1.15
 declare -A result=()
 built=()
@@ -91,7 +92,16 @@ done
 # shellcheck source=SCRIPTDIR/../deploy/pg-local.sh
 source "$root/deploy/pg-local.sh"
 pg_dir=
+job=
 cleanup() {
+  # ctest runs as a background job in its own process group (see below), so
+  # a signal to this script reaches this trap at once; stop ctest and its
+  # tests before their database.
+  if [ -n "$job" ]; then
+    kill -TERM -- "-$job" 2>/dev/null || true
+    wait "$job" 2>/dev/null || true
+  fi
+  job=
   if [ -n "$pg_dir" ] && [ -d "$pg_dir" ]; then
     pg_local_stop "$pg_dir" || echo "run.sh: could not remove the test cluster in $pg_dir" >&2
   fi
@@ -113,8 +123,13 @@ for b in "${built[@]}"; do
   say "build $b: PostgreSQL at $KYCD_TEST_PG (folder $KYCD_TEST_PG_DIR)"
   say "build $b: ctest $*"
   rc=0
-  (cd "$bdir" && ctest --output-on-failure --timeout 600 --no-tests=error -j2 "$@") 2>&1 |
-    tee "$bdir/ctest.log" || rc=$?
+  set -m   # the job gets its own process group, for cleanup's kill
+  (cd "$bdir" && ctest --output-on-failure --timeout 600 --no-tests=error -j2 "$@" </dev/null 2>&1 |
+     tee "$bdir/ctest.log") &
+  job=$!
+  set +m
+  wait "$job" || rc=$?
+  job=
   counts=$(grep -E '[0-9]+% tests passed' "$bdir/ctest.log" | tail -n 1 || true)
   if [ "$rc" = 0 ]; then
     result[$b]="PASSED${counts:+ ($counts)}"

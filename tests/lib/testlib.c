@@ -10,9 +10,9 @@
 
 const char *testlib_pg(void)
 {
-    const char *pg = getenv("KYCD_TEST_PG");
+    const char *pg = getenv("TEST_PG");
     if (pg == NULL || *pg == '\0') {
-        fprintf(stderr, "KYCD_TEST_PG is not set: run the suite with tests/run.sh\n");
+        fprintf(stderr, "TEST_PG is not set: run the suite with tests/run.sh\n");
         exit(1);
     }
     return pg;

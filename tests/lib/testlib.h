@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 /* The conninfo of the throwaway PostgreSQL server that tests/run.sh
- * started (KYCD_TEST_PG). Integration tests fail, never skip, without it. */
+ * started (TEST_PG). Integration tests fail, never skip, without it. */
 const char *testlib_pg(void);
 
 /* Create a fresh database named after `prefix` plus a random suffix on the
