@@ -9,16 +9,16 @@
 #      the second reuses the CivetWeb source the first fetched;
 #   3. for each build, starts a fresh throwaway PostgreSQL 15
 #      (deploy/pg-local.sh, in a folder under /tmp, so the postgres user never
-#      needs to read the repo), exports KYCD_TEST_PG (its conninfo) and
-#      KYCD_TEST_PG_DIR (its folder: end-to-end tests may source
+#      needs to read the repo), exports TEST_PG (its conninfo) and
+#      TEST_PG_DIR (its folder: end-to-end tests may source
 #      deploy/pg-local.sh and call pg_local_stop_server_only /
 #      pg_local_start_server_only on it for database-down cases), runs ctest,
 #      and removes the cluster again (also on failure or interrupt).
 #
 # Usage: tests/run.sh [CTEST ARGS...]     e.g. tests/run.sh -R state
 # Environment:
-#   KYCD_TEST_BUILDS  which builds to make and test, from "ci asan" (the
-#                     default); e.g. KYCD_TEST_BUILDS=ci for a quick run
+#   TEST_BUILDS  which builds to make and test, from "ci asan" (the
+#                     default); e.g. TEST_BUILDS=ci for a quick run
 # Exit status: 0 when every build built and every ctest run passed.
 set -euo pipefail
 
@@ -27,15 +27,15 @@ say() { echo "run.sh: $*"; }
 
 # Which builds (checked first, before anything is installed).
 builds=()
-for b in ${KYCD_TEST_BUILDS:-ci asan}; do   # also accepts "ci,asan"
+for b in ${TEST_BUILDS:-ci asan}; do   # also accepts "ci,asan"
   for b2 in ${b//,/ }; do
     case $b2 in
       ci|asan) builds+=("$b2") ;;
-      *) echo "run.sh: unknown build '$b2' in KYCD_TEST_BUILDS (known: ci asan)" >&2; exit 2 ;;
+      *) echo "run.sh: unknown build '$b2' in TEST_BUILDS (known: ci asan)" >&2; exit 2 ;;
     esac
   done
 done
-[ "${#builds[@]}" -gt 0 ] || { echo "run.sh: KYCD_TEST_BUILDS names no build" >&2; exit 2; }
+[ "${#builds[@]}" -gt 0 ] || { echo "run.sh: TEST_BUILDS names no build" >&2; exit 2; }
 
 # --- 1. packages --------------------------------------------------------------
 packages=(build-essential cmake pkgconf libssl-dev libcjson-dev libpq-dev
@@ -119,8 +119,8 @@ for b in "${built[@]}"; do
     continue
   fi
   pg_dir=$PGLOCAL_DIR
-  export KYCD_TEST_PG=$PGLOCAL_CONNINFO KYCD_TEST_PG_DIR=$PGLOCAL_DIR
-  say "build $b: PostgreSQL at $KYCD_TEST_PG (folder $KYCD_TEST_PG_DIR)"
+  export TEST_PG=$PGLOCAL_CONNINFO TEST_PG_DIR=$PGLOCAL_DIR
+  say "build $b: PostgreSQL at $TEST_PG (folder $TEST_PG_DIR)"
   say "build $b: ctest $*"
   rc=0
   set -m   # the job gets its own process group, for cleanup's kill
