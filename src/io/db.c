@@ -5,6 +5,7 @@
 #include "io/db.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,20 @@ int db_alive(const db *d)
     return d && PQstatus(d->conn) == CONNECTION_OK;
 }
 
+/* An idle connection has nothing to read: if its socket is readable, the
+ * server said something unprompted (a FATAL on shutdown or termination) or
+ * closed it. Either way it must not be lent out. No round trip. */
+static int idle_conn_usable(db *d)
+{
+    if (!db_alive(d) || PQtransactionStatus(d->conn) != PQTRANS_IDLE)
+        return 0;
+    struct pollfd pfd = {.fd = PQsocket(d->conn), .events = POLLIN};
+    int n = poll(&pfd, 1, 0);
+    if (n < 0 || pfd.fd < 0)
+        return 0;
+    return n == 0;
+}
+
 int db_ping(db *d, kerr *err)
 {
     return exec_ok(d, "SELECT 1", 0, NULL, "ping", err);
@@ -275,21 +290,32 @@ int db_migrate(db *d, int *applied, kerr *err)
 
 /* ---------------------------------------------------------------- ingest */
 
-/* The current state of one KYC user, locked for this transaction, and the
- * earliest identical delivery within the dedup window. */
+/* The current state of one KYC user, locked for this transaction. */
 static const char SQL_KYC_ENSURE[] =
     "INSERT INTO kyc.verifications (external_user_id, source) VALUES ($1, 'webhook') "
     "ON CONFLICT (external_user_id) DO NOTHING";
 
 static const char SQL_KYC_LOCK[] =
-    "SELECT coalesce(v.verification_status, ''), coalesce(v.attempt_status, ''), "
-    "       coalesce(v.rejection_reason, ''), "
-    "       (extract(epoch FROM clock_timestamp() - v.updated_at) * 1000)::bigint, "
-    "       (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = $1 "
+    "SELECT coalesce(verification_status, ''), coalesce(attempt_status, ''), "
+    "       coalesce(rejection_reason, ''), "
+    "       (extract(epoch FROM clock_timestamp() - updated_at) * 1000)::bigint "
+    "FROM kyc.verifications WHERE external_user_id = $1 FOR UPDATE";
+
+/* Other kinds have no state row to lock: serialize per (kind, user). */
+static const char SQL_OTHER_LOCK[] =
+    "SELECT pg_advisory_xact_lock(hashtextextended($2 || ':' || $1, 0))";
+
+/* The earliest identical delivery within the dedup window, and the current
+ * POA status. It must be its own statement, run after the lock is held:
+ * under READ COMMITTED each statement sees what was committed when it
+ * started, so only a statement that starts after the lock sees the delivery
+ * that held it. */
+static const char SQL_PRIOR[] =
+    "SELECT (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = $1 "
     "          AND e.body_sha256 = decode($2, 'hex') AND e.kind = $3 "
     "          AND e.received_at > clock_timestamp() - make_interval(secs => $4::float8 / 1000) "
-    "        ORDER BY e.id LIMIT 1) "
-    "FROM kyc.verifications v WHERE v.external_user_id = $1 FOR UPDATE OF v";
+    "        ORDER BY e.id LIMIT 1), "
+    "       coalesce((SELECT status FROM kyc.poa_statuses WHERE external_user_id = $1), '')";
 
 /* Parameters shared by the write statements below:
  * $1 user, $2 kind, $3 body, $4 sha256 hex, $5 remote addr, $6 request id,
@@ -333,16 +359,6 @@ static const char SQL_KYC_UNCHANGED[] =
     "  FROM ev WHERE v.external_user_id = $1) "
     "SELECT id FROM ev";
 
-/* Other kinds: serialize per (kind, user) for the dedup check, and read the
- * current POA status. */
-static const char SQL_OTHER_LOCK[] =
-    "SELECT pg_advisory_xact_lock(hashtextextended($3 || ':' || $1, 0)), "
-    "       coalesce((SELECT status FROM kyc.poa_statuses WHERE external_user_id = $1), ''), "
-    "       (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = $1 "
-    "          AND e.body_sha256 = decode($2, 'hex') AND e.kind = $3 "
-    "          AND e.received_at > clock_timestamp() - make_interval(secs => $4::float8 / 1000) "
-    "        ORDER BY e.id LIMIT 1)";
-
 static const char SQL_POA_APPLY[] =
     SQL_EVENT_CTE
     ", up AS (INSERT INTO kyc.poa_statuses (external_user_id, status, updated_at, last_event_id) "
@@ -376,29 +392,43 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
     if ((rc = exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
         return rc;
 
+    kyc_status cur;
+    memset(&cur, 0, sizeof cur);
+    int64_t age = -1;
+    const char *p1[] = {dl->external_user_id, kind};
     if (dl->kind == KYC_KIND_KYC_STATUS) {
-        const char *p1[] = {dl->external_user_id};
         if ((rc = exec_ok(d, SQL_KYC_ENSURE, 1, p1, "creating user row", err)) != 0)
             goto out;
-        const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, window};
-        r = exec_params(d, SQL_KYC_LOCK, 4, p4);
+        r = exec_params(d, SQL_KYC_LOCK, 1, p1);
         if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
             rc = PQresultStatus(r) == PGRES_TUPLES_OK
                      ? kerr_set(err, KERR_DB, "user row vanished while locked")
                      : fail(d, r, "locking user row", err);
             goto out;
         }
-        kyc_status cur;
-        memset(&cur, 0, sizeof cur);
         snprintf(cur.verification, sizeof cur.verification, "%s", PQgetvalue(r, 0, 0));
         snprintf(cur.attempt, sizeof cur.attempt, "%s", PQgetvalue(r, 0, 1));
         snprintf(cur.reason, sizeof cur.reason, "%s", PQgetvalue(r, 0, 2));
-        int64_t age = PQgetisnull(r, 0, 3) ? -1 : atoll(PQgetvalue(r, 0, 3));
-        if (!PQgetisnull(r, 0, 4))
-            repeat_of = atoll(PQgetvalue(r, 0, 4));
+        age = PQgetisnull(r, 0, 3) ? -1 : atoll(PQgetvalue(r, 0, 3));
         PQclear(r);
         r = NULL;
+    } else if ((rc = exec_ok(d, SQL_OTHER_LOCK, 2, p1, "locking user", err)) != 0) {
+        goto out;
+    }
 
+    const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, window};
+    r = exec_params(d, SQL_PRIOR, 4, p4);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rc = fail(d, r, "looking for repeats", err);
+        goto out;
+    }
+    if (!PQgetisnull(r, 0, 0))
+        repeat_of = atoll(PQgetvalue(r, 0, 0));
+    int same_poa = strcmp(PQgetvalue(r, 0, 1), dl->other_status) == 0;
+    PQclear(r);
+    r = NULL;
+
+    if (dl->kind == KYC_KIND_KYC_STATUS) {
         kyc_transition t = {
             .current = &cur,
             .current_age_ms = age,
@@ -421,17 +451,6 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
             sql = SQL_KYC_UNCHANGED;
         }
     } else {
-        const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, window};
-        r = exec_params(d, SQL_OTHER_LOCK, 4, p4);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-            rc = fail(d, r, "locking user", err);
-            goto out;
-        }
-        int same_poa = strcmp(PQgetvalue(r, 0, 1), dl->other_status) == 0;
-        if (!PQgetisnull(r, 0, 2))
-            repeat_of = atoll(PQgetvalue(r, 0, 2));
-        PQclear(r);
-        r = NULL;
         sql = SQL_EVENT_ONLY;
         if (dl->kind == KYC_KIND_POA_STATUS) {
             /* POA has no documented order: the latest delivery wins, but a
@@ -556,7 +575,7 @@ int db_pool_get(db_pool *p, int64_t timeout_ms, db **out, kerr *err)
     p->slots[p->nfree] = NULL;
     pthread_mutex_unlock(&p->mu);
 
-    if (d != NULL && db_alive(d)) {
+    if (d != NULL && idle_conn_usable(d)) {
         *out = d;
         return 0;
     }
