@@ -210,10 +210,15 @@ static int cmd_serve(int argc, char **argv)
     klog(KLOG_INFO, "shutting down", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
     pthread_t wd;
     int64_t grace = cfg.shutdown_timeout_ms;
-    pthread_create(&wd, NULL, shutdown_watchdog, &grace);
+    static int64_t limit; /* drain, then a few seconds for closing connections */
+    limit = grace + 5000;
+    pthread_create(&wd, NULL, shutdown_watchdog, &limit);
     pthread_detach(wd);
     double t0 = clock_now_ms();
-    server_stop(srv); /* stops accepting, finishes in-flight requests */
+    int left = server_drain(srv, grace); /* in-flight requests finish; new ones get 503 */
+    if (left > 0)
+        klog(KLOG_WARN, "requests still in flight at shutdown", "count=%d", left);
+    server_stop(srv);
     srv = NULL;
     klog(KLOG_INFO, "stopped", "ms=%.0f", clock_now_ms() - t0);
     rc = 0;

@@ -108,6 +108,15 @@ static void serve_webhook(const handler_ctx *h, const struct route *route,
     const char *rid = req->request_id;
     note->kind = kyc_kind_name(route->kind);
 
+    /* Shutting down: in-flight requests finish, new ones go elsewhere or
+     * come back later (P100 retries anything but 200). */
+    if (h->draining && *h->draining) {
+        refuse(resp, note, 503, "draining", "shutting down, retry later", rid);
+        resp->retry_after = h->retry_after_s;
+        resp->close = 1;
+        return;
+    }
+
     if (!cidr_list_allows(h->allow, req->remote_addr)) {
         refuse(resp, note, 403, "forbidden", "source address not allowed", rid);
         resp->close = 1;

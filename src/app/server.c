@@ -3,6 +3,7 @@
 #include "app/server.h"
 
 #include <civetweb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@ struct server {
     struct mg_context *ctx;
     server_opts opts;
     int tls_port;
+    pthread_mutex_t mu;   /* guards active */
+    pthread_cond_t idle;  /* signalled when active drops to 0 */
+    int active;           /* requests inside on_request */
 };
 
 int server_tls_available(kerr *err)
@@ -59,6 +63,9 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 {
     server *s = cbdata;
     double t0 = clock_now_ms();
+    pthread_mutex_lock(&s->mu);
+    s->active++;
+    pthread_mutex_unlock(&s->mu);
     const struct mg_request_info *ri = mg_get_request_info(conn);
     char rid[17];
     if (token_random_hex(rid, 8) != 0)
@@ -85,7 +92,18 @@ static int on_request(struct mg_connection *conn, void *cbdata)
     handler_serve(s->opts.handler, &req, &resp, &note);
     send_response(conn, &resp, rid);
     handler_log(&req, &resp, &note, clock_now_ms() - t0);
+    pthread_mutex_lock(&s->mu);
+    if (--s->active == 0)
+        pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
     return resp.status;
+}
+
+static void server_free_(server *s)
+{
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->idle);
+    free(s);
 }
 
 /* TLS context: certificate, key and chain from separate files, TLS 1.2+. */
@@ -121,6 +139,12 @@ int server_start(server **out, const server_opts *o, kerr *err)
     if (s == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
     s->opts = *o;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->idle, &ca);
+    pthread_condattr_destroy(&ca);
 
     char ports[300], threads[16], req_to[24], ka_to[24];
     port_spec(ports, sizeof ports, o->listen, o->http_listen);
@@ -153,7 +177,7 @@ int server_start(server **out, const server_opts *o, kerr *err)
     ed.text_buffer_size = sizeof ebuf;
     s->ctx = mg_start2(&init, &ed);
     if (s->ctx == NULL) {
-        free(s);
+        server_free_(s);
         return kerr_set(err, KERR_IO, "cannot start the HTTPS server on %s: %s", o->listen,
                         ebuf[0] ? ebuf : "unknown error");
     }
@@ -167,11 +191,22 @@ int server_start(server **out, const server_opts *o, kerr *err)
             s->tls_port = bound[i].port;
     if (s->tls_port == 0) {
         mg_stop(s->ctx);
-        free(s);
+        server_free_(s);
         return kerr_set(err, KERR_TLS, "the listener on %s did not come up with TLS", o->listen);
     }
     *out = s;
     return 0;
+}
+
+int server_drain(server *s, int64_t timeout_ms)
+{
+    struct timespec until = clock_deadline(timeout_ms);
+    pthread_mutex_lock(&s->mu);
+    while (s->active > 0 && pthread_cond_timedwait(&s->idle, &s->mu, &until) == 0)
+        ;
+    int left = s->active;
+    pthread_mutex_unlock(&s->mu);
+    return left;
 }
 
 int server_tls_port(const server *s)
@@ -183,8 +218,10 @@ void server_stop(server *s)
 {
     if (s == NULL)
         return;
-    mg_stop(s->ctx); /* joins workers: in-flight requests complete first */
-    free(s);
+    /* CivetWeb aborts reads and writes in progress once stopping: callers
+     * drain first (server_drain). This closes connections, joins workers. */
+    mg_stop(s->ctx);
+    server_free_(s);
 }
 
 const char *server_library_version(void)

@@ -33,7 +33,13 @@ int server_start(server **out, const server_opts *o, kerr *err) KYCD_MUST_CHECK;
 /* The bound TLS port (useful with port 0). */
 int server_tls_port(const server *s);
 
-/* Stop accepting, let in-flight requests finish, close, free. */
+/* Wait until no request is being handled, at most timeout_ms; returns how
+ * many are still in flight. Call with the handler's draining flag set, so
+ * that new requests are turned away (503) while the old ones finish. */
+int server_drain(server *s, int64_t timeout_ms);
+
+/* Close every connection, join the workers, free. A request still in
+ * flight is cut off: drain first. */
 void server_stop(server *s);
 
 /* CivetWeb's version string. */

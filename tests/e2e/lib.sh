@@ -1,0 +1,435 @@
+# shellcheck shell=bash disable=SC2034  # variables here are used by the test scripts
+# End-to-end test library for kycd, sourced by tests/e2e/test_*.sh.
+#
+# Drives the real kycd binary over real TLS on loopback and reads the real
+# database with psql. Every test script gets its own temporary folder, its own
+# databases (CREATE DATABASE on the shared throwaway server TEST_PG) and its
+# own kycd processes; scripts may run in parallel.
+#
+# Must never: leave a process it started running, wait without a bound,
+# stop the shared PostgreSQL server (TEST_PG), or let a stray KYCD_* variable
+# of the caller's environment reach kycd (kycd refuses unknown ones): kycd
+# always runs under `env -i` with an explicit environment.
+#
+# Environment (set by tests/CMakeLists.txt and tests/run.sh):
+#   TEST_KYCD_BIN  the kycd binary          TEST_KYCD_SRC  the repo root
+#   TEST_PG        superuser conninfo of a throwaway PostgreSQL
+#   TEST_PG_DIR    its pg-local folder (not needed by these tests)
+# (KYCD_TEST_PG / KYCD_TEST_PG_DIR, the older names, are accepted too.)
+#
+# Functions, in the order a test uses them:
+#   e2e_fresh_db [BASE_CONNINFO]   new database; exports E2E_DB_URL
+#   e2e_certs                      dev CA + server cert in the temp dir
+#   e2e_free_port                  prints a free TCP port on 127.0.0.1
+#   e2e_start_kycd [--no-migrate] [KYCD_X=v ...]
+#                                  migrate, then serve in the background;
+#                                  sets E2E_PORT, E2E_KYCD_PID, E2E_KYCD_LOG
+#   post PATH BODY [curl args]     prints the HTTP status (000: no answer);
+#   get PATH [curl args]           body in $E2E_RESP_BODY, headers in
+#                                  $E2E_RESP_HEADERS. BODY "@file" sends a file.
+#                                  E2E_AUTH (default "Bearer $E2E_TOKEN") and
+#                                  E2E_CT (default application/json) give the
+#                                  Authorization and Content-Type headers;
+#                                  empty leaves the header out.
+#   sql "query"                    psql -XAtq on E2E_DB_URL
+#   e2e_kycd_cmd [--bare] [--without NAME] [KYCD_X=v ...] -- ARGS
+#                                  kycd in the foreground (bounded); output in
+#                                  $E2E_OUT, exit code in $E2E_RC
+#   e2e_stop_kycd [--signaled]     SIGTERM, wait, assert exit 0 + stopped line
+#   assert_eq / assert_ne / assert_contains / assert_not_contains /
+#   assert_match / pass / fail     print PASS/FAIL lines and count them
+# At exit: background processes killed, databases dropped, private clusters
+# stopped, temp dir removed, "N passed, M failed" printed; the exit code is
+# non-zero on any failure or if the script stopped early.
+
+set -Eeuo pipefail
+
+# --- environment --------------------------------------------------------------
+
+TEST_PG=${TEST_PG:-${KYCD_TEST_PG:-}}
+TEST_PG_DIR=${TEST_PG_DIR:-${KYCD_TEST_PG_DIR:-}}
+E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TEST_KYCD_SRC=${TEST_KYCD_SRC:-$(cd "$E2E_LIB_DIR/../.." && pwd)}
+TEST_KYCD_BIN=${TEST_KYCD_BIN:-}
+E2E_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+
+if [ -z "$TEST_KYCD_BIN" ] || [ ! -x "$TEST_KYCD_BIN" ]; then
+  echo "$E2E_NAME: TEST_KYCD_BIN is not set or not executable ('$TEST_KYCD_BIN')" >&2
+  exit 2
+fi
+if [ -z "$TEST_PG" ]; then
+  echo "$E2E_NAME: TEST_PG is not set (a superuser conninfo; tests/run.sh sets it)" >&2
+  exit 2
+fi
+for tool in curl openssl psql timeout ss; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "$E2E_NAME: needs $tool" >&2; exit 2; }
+done
+
+E2E_TMP=$(mktemp -d "/tmp/kycd-e2e-$E2E_NAME.XXXXXX")
+chmod 755 "$E2E_TMP"
+E2E_RESP_BODY=$E2E_TMP/resp.body
+E2E_RESP_HEADERS=$E2E_TMP/resp.headers
+E2E_OUT=$E2E_TMP/cmd.out
+E2E_RC=0
+E2E_PASS=0
+E2E_FAIL=0
+E2E_PIDS=()        # background processes to kill at exit
+E2E_DBS=()         # "conninfo|dbname" to drop at exit
+E2E_PG_DIRS=()     # private pg-local clusters to remove at exit
+E2E_KYCD_PID=
+E2E_KYCD_LOG=
+E2E_KYCD_N=0
+E2E_PORT=
+E2E_DB_URL=
+E2E_CA=
+E2E_T0=$SECONDS
+E2E_ABORT=
+
+# The webhook token: random, 48 hex digits, in a file as kycd reads it.
+E2E_TOKEN=$(openssl rand -hex 24)
+E2E_TOKEN_FILE=$E2E_TMP/webhook-tokens
+printf '%s\n' "$E2E_TOKEN" >"$E2E_TOKEN_FILE"
+E2E_AUTH="Bearer $E2E_TOKEN"
+E2E_CT=application/json
+
+# --- reporting ----------------------------------------------------------------
+
+pass() { E2E_PASS=$((E2E_PASS + 1)); echo "PASS: $*"; }
+fail() { E2E_FAIL=$((E2E_FAIL + 1)); echo "FAIL: $*"; }
+e2e_section() { echo "--- $* ($((SECONDS - E2E_T0)) s)"; }
+
+assert_eq() {
+  local expected=$1 actual=$2 msg=$3
+  if [ "$expected" = "$actual" ]; then pass "$msg"; else fail "$msg: expected '$expected', got '$actual'"; fi
+}
+assert_ne() {
+  local unexpected=$1 actual=$2 msg=$3
+  if [ "$unexpected" != "$actual" ]; then pass "$msg"; else fail "$msg: got '$actual'"; fi
+}
+# assert_contains HAYSTACK NEEDLE MESSAGE (fixed string)
+assert_contains() {
+  local hay=$1 needle=$2 msg=$3
+  if [[ "$hay" == *"$needle"* ]]; then pass "$msg"; else fail "$msg: '$needle' not in: $(e2e__clip "$hay")"; fi
+}
+assert_not_contains() {
+  local hay=$1 needle=$2 msg=$3 before at
+  if [[ "$hay" != *"$needle"* ]]; then pass "$msg"; return 0; fi
+  # Show where it was found, not just the start of a long log.
+  before=${hay%%"$needle"*}
+  at=$(( ${#before} > 120 ? ${#before} - 120 : 0 ))
+  fail "$msg: found at character ${#before}: ...$(e2e__clip "${hay:$at:$(( ${#before} - at + ${#needle} + 120 ))}")..."
+}
+# assert_match STRING ERE MESSAGE
+assert_match() {
+  local s=$1 re=$2 msg=$3
+  if [[ "$s" =~ $re ]]; then pass "$msg"; else fail "$msg: '$(e2e__clip "$s")' does not match /$re/"; fi
+}
+e2e__clip() {
+  local s=${1//$'\n'/ | }
+  if [ "${#s}" -gt 400 ]; then s="${s:0:400}..."; fi
+  printf '%s' "$s"
+}
+
+# Stop the script here (kycd did not start, the database is unreachable, ...).
+e2e_abort() {
+  E2E_ABORT=$*
+  exit 1
+}
+
+# --- exit ---------------------------------------------------------------------
+
+e2e__on_err() {
+  # With set -e the script is about to stop: say where.
+  echo "ERROR: '$2' failed (exit $3) at line $1" >&2
+}
+trap 'e2e__on_err "$LINENO" "$BASH_COMMAND" "$?"' ERR
+
+e2e__cleanup() {
+  local rc=$? pid dir item
+  trap - ERR
+  set +e
+  for pid in "${E2E_PIDS[@]}" $(jobs -p); do
+    kill -TERM "$pid" 2>/dev/null
+  done
+  for pid in "${E2E_PIDS[@]}" $(jobs -p); do
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  for item in "${E2E_DBS[@]}"; do
+    timeout 20 psql "${item%|*}" -XAtq -c "DROP DATABASE IF EXISTS \"${item##*|}\" WITH (FORCE)" >/dev/null 2>&1
+  done
+  if [ "${#E2E_PG_DIRS[@]}" -gt 0 ]; then
+    # shellcheck source=/dev/null
+    source "$TEST_KYCD_SRC/deploy/pg-local.sh"
+    for dir in "${E2E_PG_DIRS[@]}"; do
+      pg_local_stop "$dir" >/dev/null 2>&1 || echo "$E2E_NAME: could not remove cluster $dir" >&2
+    done
+  fi
+  if [ -n "${E2E_KEEP_TMP:-}" ]; then echo "kept $E2E_TMP"; else rm -rf -- "$E2E_TMP"; fi
+  if [ -n "$E2E_ABORT" ]; then
+    fail "stopped early: $E2E_ABORT"
+  elif [ "$rc" != 0 ] && [ "$E2E_FAIL" = 0 ]; then
+    fail "script stopped early with exit code $rc"
+  elif [ "$rc" != 0 ]; then
+    echo "script stopped early with exit code $rc"
+    E2E_FAIL=$((E2E_FAIL + 1))
+  fi
+  echo "$E2E_NAME: $E2E_PASS passed, $E2E_FAIL failed ($((SECONDS - E2E_T0)) s)"
+  if [ "$E2E_FAIL" != 0 ]; then exit 1; fi
+  exit 0
+}
+trap e2e__cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+e2e_track_pid() { E2E_PIDS+=("$1"); }
+
+# --- database -----------------------------------------------------------------
+
+# Conninfo BASE with its database replaced by NAME (keyword or URI form).
+e2e__with_db() {
+  local base=$1 name=$2
+  case $base in
+    postgres://*|postgresql://*)
+      local scheme=${base%%://*} rest=${base#*://} query=
+      if [[ $rest == *\?* ]]; then query="?${rest#*\?}"; rest=${rest%%\?*}; fi
+      printf '%s://%s/%s%s' "$scheme" "${rest%%/*}" "$name" "$query" ;;
+    *)
+      # libpq takes the last of repeated keywords; drop the old one anyway.
+      printf '%s dbname=%s' "$(printf '%s' "$base" | sed -E 's/(^| )dbname=[^ ]*//g')" "$name" ;;
+  esac
+}
+
+# e2e_fresh_db [BASE_CONNINFO]: create an empty database with a unique name
+# (dropped at exit) and export its conninfo as E2E_DB_URL.
+e2e_fresh_db() {
+  local base=${1:-$TEST_PG} name
+  name="e2e_${E2E_NAME#test_}_$$_$(openssl rand -hex 4)"
+  timeout 30 psql "$base" -XAtq -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$name\"" >/dev/null ||
+    e2e_abort "cannot create database $name on $base"
+  E2E_DBS+=("$base|$name")
+  E2E_DB_URL=$(e2e__with_db "$base" "$name")
+  export E2E_DB_URL
+}
+
+# sql "query": one psql call on the test database, unaligned, tuples only.
+sql() {
+  timeout 30 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# --- TLS ----------------------------------------------------------------------
+
+e2e_certs() {
+  if [ -n "$E2E_CA" ]; then return 0; fi
+  timeout 60 bash "$TEST_KYCD_SRC/certs/make-dev-certs.sh" "$E2E_TMP/certs" >/dev/null ||
+    e2e_abort "make-dev-certs.sh failed"
+  E2E_CA=$E2E_TMP/certs/ca.pem
+  E2E_CERT=$E2E_TMP/certs/server.pem
+  E2E_KEY=$E2E_TMP/certs/server.key
+  E2E_CHAIN=$E2E_TMP/certs/chain.pem
+}
+
+# A TCP port nobody listens on (another process may still take it before
+# kycd binds it: e2e_start_kycd retries with another port then).
+e2e_free_port() {
+  local port i
+  for i in $(seq 1 100); do
+    port=$((20000 + RANDOM % 30000))
+    if [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then echo "$port"; return 0; fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# --- kycd ---------------------------------------------------------------------
+
+# The environment kycd runs with: nothing of ours but what is listed.
+e2e__env() {
+  local v
+  E2E_ENV=(env -i "PATH=$PATH" "HOME=${HOME:-/tmp}" "LANG=C.UTF-8")
+  for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS TZ; do
+    if [ -n "${!v:-}" ]; then E2E_ENV+=("$v=${!v}"); fi
+  done
+}
+
+# The standard settings: this test's database, port, certificates, tokens;
+# minus the names listed in $1 (space-separated).
+e2e__std_env() {
+  local skip=" ${1:-} " a
+  for a in "KYCD_DATABASE_URL=$E2E_DB_URL" "KYCD_LISTEN=127.0.0.1:${E2E_PORT:-8443}" \
+           "KYCD_TLS_CERT=$E2E_CERT" "KYCD_TLS_KEY=$E2E_KEY" "KYCD_TLS_CHAIN=$E2E_CHAIN" \
+           "KYCD_WEBHOOK_TOKENS_FILE=$E2E_TOKEN_FILE" "KYCD_LOG_LEVEL=debug"; do
+    [[ $skip == *" ${a%%=*} "* ]] || E2E_ENV+=("$a")
+  done
+}
+
+# e2e_kycd_cmd [--bare] [--without NAME] [--timeout S] [NAME=value ...] -- ARGS...
+# Run kycd in the foreground for at most S seconds (default 20). --bare: no
+# standard settings, only the assignments given; --without NAME: the
+# standard settings but NAME (repeatable). Output (stdout and stderr) goes to
+# $E2E_OUT, the exit code to $E2E_RC (124: timed out), the time taken in
+# seconds to $E2E_SECS.
+e2e_kycd_cmd() {
+  local bare=0 limit=20 without='' t0
+  e2e__env
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --bare) bare=1; shift ;;
+      --without) without="$without $2"; shift 2 ;;
+      --timeout) limit=$2; shift 2 ;;
+      *) break ;;
+    esac
+  done
+  if [ "$bare" = 0 ]; then e2e_certs; e2e__std_env "$without"; fi
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do E2E_ENV+=("$1"); shift; done
+  if [ "${1:-}" = -- ]; then shift; fi
+  E2E_RC=0
+  t0=$(date +%s%N)
+  timeout -k 2 "$limit" "${E2E_ENV[@]}" "$TEST_KYCD_BIN" "$@" >"$E2E_OUT" 2>&1 || E2E_RC=$?
+  E2E_SECS=$(( ($(date +%s%N) - t0) / 1000000 ))
+  E2E_SECS="$((E2E_SECS / 1000)).$(printf '%03d' $((E2E_SECS % 1000)))"
+  e2e__sanitizer_check "$E2E_OUT" "kycd $*"
+}
+
+# A sanitizer build (tests/run.sh "asan") reports into kycd's output: any
+# report is a failure, whatever the test expected of that run.
+e2e__sanitizer_check() {
+  local file=$1 what=$2 hit
+  hit=$(grep -m 3 -E 'ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:' "$file" 2>/dev/null || true)
+  if [ -n "$hit" ]; then fail "$what: sanitizer report: $(e2e__clip "$hit")"; fi
+  return 0
+}
+
+e2e_migrate() {
+  e2e_kycd_cmd --timeout 60 "$@" -- migrate
+  if [ "$E2E_RC" != 0 ]; then
+    cat "$E2E_OUT" >&2
+    e2e_abort "kycd migrate failed (exit $E2E_RC)"
+  fi
+}
+
+# e2e_start_kycd [--no-migrate] [NAME=value ...]: kycd serve in the
+# background with the standard settings plus the assignments; waits up to
+# 10 s for its "listening" line.
+e2e_start_kycd() {
+  local migrate=1 i
+  if [ "${1:-}" = --no-migrate ]; then migrate=0; shift; fi
+  e2e_certs
+  if [ -n "$E2E_KYCD_PID" ] && kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
+    e2e_abort "e2e_start_kycd: a kycd is already running (pid $E2E_KYCD_PID)"
+  fi
+  if [ "$migrate" = 1 ]; then e2e_migrate "$@"; fi
+  for _ in 1 2 3; do
+    E2E_PORT=$(e2e_free_port)
+    E2E_KYCD_N=$((E2E_KYCD_N + 1))
+    E2E_KYCD_LOG=$E2E_TMP/kycd.$E2E_KYCD_N.log
+    e2e__env
+    e2e__std_env
+    E2E_ENV+=("$@")
+    "${E2E_ENV[@]}" "$TEST_KYCD_BIN" serve >"$E2E_KYCD_LOG" 2>&1 &
+    E2E_KYCD_PID=$!
+    e2e_track_pid "$E2E_KYCD_PID"
+    for i in $(seq 1 100); do
+      if grep -q 'msg=listening' "$E2E_KYCD_LOG"; then
+        echo "kycd pid $E2E_KYCD_PID listening on 127.0.0.1:$E2E_PORT (log $E2E_KYCD_LOG)"
+        return 0
+      fi
+      kill -0 "$E2E_KYCD_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
+      kill -KILL "$E2E_KYCD_PID" 2>/dev/null || true
+      wait "$E2E_KYCD_PID" 2>/dev/null || true
+      sed 's/^/  kycd: /' "$E2E_KYCD_LOG"
+      e2e_abort "kycd serve did not log 'listening' within 10 s"
+    fi
+    wait "$E2E_KYCD_PID" 2>/dev/null || true
+    # Someone took the port between the check and the bind: try another.
+    if ! grep -qi 'cannot start the HTTPS server\|cannot bind\|address already in use' "$E2E_KYCD_LOG"; then
+      break
+    fi
+  done
+  sed 's/^/  kycd: /' "$E2E_KYCD_LOG"
+  e2e_abort "kycd serve exited before listening"
+}
+
+# e2e_stop_kycd [--signaled] [MESSAGE]: SIGTERM (unless the caller already
+# sent it), wait up to 15 s; asserts exit code 0 and the "stopped" line.
+e2e_stop_kycd() {
+  local signal=1
+  if [ "${1:-}" = --signaled ]; then signal=0; shift; fi
+  local what=${1:-kycd} pid=$E2E_KYCD_PID rc=0
+  if [ -z "$pid" ]; then fail "$what: no kycd to stop"; return 0; fi
+  if [ "$signal" = 1 ]; then kill -TERM "$pid" 2>/dev/null || true; fi
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    fail "$what: still running 15 s after SIGTERM (killed)"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || rc=$?
+  E2E_KYCD_PID=
+  e2e__sanitizer_check "$E2E_KYCD_LOG" "$what"
+  assert_eq 0 "$rc" "$what exits 0 after SIGTERM"
+  if grep -q 'msg=stopped' "$E2E_KYCD_LOG"; then
+    pass "$what logs the 'stopped' line"
+  else
+    fail "$what logs the 'stopped' line; log tail: $(tail -n 5 "$E2E_KYCD_LOG")"
+  fi
+}
+
+# --- HTTP ---------------------------------------------------------------------
+
+e2e_url() { printf 'https://localhost:%s%s' "$E2E_PORT" "$1"; }
+
+# e2e_curl PATH [curl args]: one request to kycd; prints the status.
+e2e_curl() {
+  local path=$1; shift
+  local args=(-sS --max-time 20 --cacert "$E2E_CA" -o "$E2E_RESP_BODY" -D "$E2E_RESP_HEADERS"
+              -w '%{http_code}')
+  : >"$E2E_RESP_BODY"; : >"$E2E_RESP_HEADERS"
+  curl "${args[@]}" "$@" "$(e2e_url "$path")" 2>"$E2E_TMP/curl.err" || true
+}
+
+# post PATH BODY [curl args]: POST a webhook; prints the HTTP status.
+post() {
+  local path=$1 body=$2; shift 2
+  local args=(--data-binary "$body")
+  if [ -n "${E2E_AUTH:-}" ]; then args+=(-H "Authorization: $E2E_AUTH"); fi
+  if [ -n "${E2E_CT:-}" ]; then args+=(-H "Content-Type: $E2E_CT"); fi
+  e2e_curl "$path" "${args[@]}" "$@"
+}
+
+# get PATH [curl args]: prints the HTTP status.
+get() {
+  local path=$1; shift
+  e2e_curl "$path" "$@"
+}
+
+resp_body() { cat "$E2E_RESP_BODY"; }
+# resp_header NAME: the value of a response header (last one), without CR.
+resp_header() {
+  grep -i "^$1:" "$E2E_RESP_HEADERS" | tail -n 1 | sed -E 's/^[^:]*:[[:space:]]*//' | tr -d '\r'
+}
+
+# --- payloads -----------------------------------------------------------------
+
+e2e_uuid() { cat /proc/sys/kernel/random/uuid; }
+
+# kyc_body USER VSTATUS ASTATUS [REASON]
+kyc_body() {
+  if [ -n "${4:-}" ]; then
+    printf '{"externalUserId":"%s","verificationStatus":"%s","attemptStatus":"%s","rejectionReason":"%s"}' "$1" "$2" "$3" "$4"
+  else
+    printf '{"externalUserId":"%s","verificationStatus":"%s","attemptStatus":"%s"}' "$1" "$2" "$3"
+  fi
+}
+# status_body USER STATUS (POA, KYC file added, user status)
+status_body() { printf '{"externalUserId":"%s","status":"%s"}' "$1" "$2"; }
+
+E2E_KYC_PATH=/webhooks/p100/kyc-verification-status
+E2E_POA_PATH=/webhooks/p100/poa-verification-status
+E2E_FILE_PATH=/webhooks/p100/kyc-file-added
+E2E_USER_PATH=/webhooks/p100/user-status
+
+events_count() { sql "SELECT count(*) FROM kyc.webhook_events"; }
