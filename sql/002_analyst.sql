@@ -90,11 +90,15 @@ COMMENT ON VIEW kyc.held_events IS 'webhooks stored but not applied (out of orde
 -- The read-only role for analysts: grant it to their login roles
 -- (GRANT kyc_analyst TO alice). It can read everything in kyc and change
 -- nothing.
+-- Roles are per cluster: another database of the same cluster may be
+-- creating it at this very moment, hence the exception handler.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kyc_analyst') THEN
         CREATE ROLE kyc_analyst NOLOGIN;
     END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END $$;
 GRANT USAGE ON SCHEMA kyc TO kyc_analyst;
 GRANT SELECT ON ALL TABLES IN SCHEMA kyc TO kyc_analyst;
