@@ -38,27 +38,9 @@ done
 [ "${#builds[@]}" -gt 0 ] || { echo "run.sh: TEST_BUILDS names no build" >&2; exit 2; }
 
 # --- 1. packages --------------------------------------------------------------
-packages=(build-essential cmake pkgconf libssl-dev libcjson-dev libpq-dev
-          libcmocka-dev postgresql-15 postgresql-client-15 curl openssl xz-utils
-          ca-certificates iproute2 libcurl4-openssl-dev)
-missing=()
-for p in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
-  [ "${status:0:2}" = ii ] || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "run.sh: missing Debian packages; install them with:" >&2
-    echo "  sudo apt-get install ${missing[*]}" >&2
-    exit 1
-  fi
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq </dev/null
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
-else
-  say "all required Debian packages are installed"
-fi
+# shellcheck source=SCRIPTDIR/../deploy/packages.sh
+source "$root/deploy/packages.sh"
+kycd_install_packages run.sh || exit 1
 
 # --- 2. builds ----------------------------------------------------------------
 civetweb_src=$root/build/ci/_deps/civetweb-1.15

@@ -1,0 +1,41 @@
+# shellcheck shell=bash
+# The Debian 12 packages that building, testing and demonstrating kycd need,
+# and the one install step that tests/run.sh and deploy/demo.sh share.
+#
+# As a library (`source deploy/packages.sh`; sets no shell options):
+#   KYCD_PACKAGES                  the package list (array)
+#   kycd_install_packages NAME     installs whichever of KYCD_PACKAGES is
+#                                  missing. As root: apt-get update + install,
+#                                  noninteractive. As any other user: prints
+#                                  the one `sudo apt-get install ...` line to
+#                                  stderr and returns 1. NAME prefixes its
+#                                  messages ("NAME: ..."). Returns non-zero on
+#                                  any failure; never exits the caller's shell.
+
+KYCD_PACKAGES=(build-essential cmake pkgconf libssl-dev libcjson-dev libpq-dev
+               libcmocka-dev postgresql-15 postgresql-client-15 curl openssl xz-utils
+               ca-certificates iproute2 libcurl4-openssl-dev)
+
+kycd_install_packages() {
+  local name=${1:-packages} p status
+  local missing=()
+  for p in "${KYCD_PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+    [ "${status:0:2}" = ii ] || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    echo "$name: all required Debian packages are installed"
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "$name: missing Debian packages; install them with:" >&2
+    echo "  sudo apt-get install ${missing[*]}" >&2
+    return 1
+  fi
+  echo "$name: installing ${missing[*]}"
+  # Each step is checked here: a caller's `set -e` does not reach inside a
+  # function called as `kycd_install_packages X || exit 1`.
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null || return 1
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" </dev/null || return 1
+}
