@@ -1,6 +1,7 @@
 -- Views for people who query by hand, and the read-only role kyc_analyst.
--- "Pending" means: attempt PENDING or VERIFICATION, or created through the
--- API (source 'api') and not settled by any report yet.
+-- "Pending" means: attempt PENDING or VERIFICATION, or nothing settled yet
+-- (created through the API, or the first report was held because P100 used
+-- an undocumented value).
 
 CREATE VIEW kyc.current_status AS
 SELECT v.external_user_id,
@@ -9,8 +10,7 @@ SELECT v.external_user_id,
        v.rejection_reason,
        v.verification_id,
        v.source,
-       (v.attempt_status IN ('PENDING', 'VERIFICATION')
-        OR (v.attempt_status IS NULL AND v.source = 'api')) AS pending,
+       coalesce(v.attempt_status IN ('PENDING', 'VERIFICATION'), true) AS pending,
        v.needs_check_reason IS NOT NULL AS needs_check,
        v.needs_check_reason,
        v.first_seen_at,

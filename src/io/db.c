@@ -328,12 +328,19 @@ static const char SQL_PRIOR[] =
     "  SELECT t.ts, $2, $1, $3::jsonb, decode($4, 'hex'), $5::inet, $6, $7::bigint, $8, $9, " \
     "  $10::text[] FROM t RETURNING id, received_at) "
 
+/* A row created by this very delivery takes the delivery's time as its
+ * first sight, so that first_seen_at, received_at and changed_at agree. */
+#define SQL_FIRST_SEEN                                                                      \
+    "  first_seen_at = CASE WHEN v.last_webhook_at IS NULL AND v.source = 'webhook' "       \
+    "  AND v.verification_status IS NULL THEN ev.received_at ELSE v.first_seen_at END, "
+
 /* APPLY: new state, history row; $11..$13 the new state. */
 static const char SQL_KYC_APPLY[] =
     SQL_EVENT_CTE
     ", old AS (SELECT verification_status, attempt_status, rejection_reason "
     "  FROM kyc.verifications WHERE external_user_id = $1), "
     "up AS (UPDATE kyc.verifications v SET verification_status = $11, attempt_status = $12, "
+    SQL_FIRST_SEEN
     "  rejection_reason = nullif($13, ''), source = 'webhook', updated_at = ev.received_at, "
     "  last_webhook_at = ev.received_at, last_event_id = ev.id "
     "  FROM ev WHERE v.external_user_id = $1), "
@@ -348,6 +355,7 @@ static const char SQL_KYC_APPLY[] =
 static const char SQL_KYC_HOLD[] =
     SQL_EVENT_CTE
     ", up AS (UPDATE kyc.verifications v SET needs_check_reason = $9, "
+    SQL_FIRST_SEEN
     "  next_check_at = ev.received_at, last_webhook_at = ev.received_at "
     "  FROM ev WHERE v.external_user_id = $1) "
     "SELECT id FROM ev";
