@@ -17,6 +17,7 @@
 
 struct db {
     PGconn *conn;
+    int prepared; /* the ingest statements are prepared on this session */
 };
 
 /* Advisory lock key for migrations: any constant unique to kycd. */
@@ -377,6 +378,63 @@ static const char SQL_POA_APPLY[] =
 
 static const char SQL_EVENT_ONLY[] = SQL_EVENT_CTE "SELECT id FROM ev";
 
+/* The ingest statements, prepared once per session (parsing and planning
+ * them on every delivery would cost more than running them). */
+enum stmt {
+    ST_KYC_ENSURE, ST_KYC_LOCK, ST_OTHER_LOCK, ST_PRIOR,
+    ST_KYC_APPLY, ST_KYC_HOLD, ST_KYC_UNCHANGED, ST_POA_APPLY, ST_EVENT_ONLY, ST_COUNT
+};
+
+static const struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+} STMTS[ST_COUNT] = {
+    [ST_KYC_ENSURE] = {"kycd_kyc_ensure", SQL_KYC_ENSURE, 1},
+    [ST_KYC_LOCK] = {"kycd_kyc_lock", SQL_KYC_LOCK, 1},
+    [ST_OTHER_LOCK] = {"kycd_other_lock", SQL_OTHER_LOCK, 2},
+    [ST_PRIOR] = {"kycd_prior", SQL_PRIOR, 4},
+    [ST_KYC_APPLY] = {"kycd_kyc_apply", SQL_KYC_APPLY, 13},
+    [ST_KYC_HOLD] = {"kycd_kyc_hold", SQL_KYC_HOLD, 10},
+    [ST_KYC_UNCHANGED] = {"kycd_kyc_unchanged", SQL_KYC_UNCHANGED, 10},
+    [ST_POA_APPLY] = {"kycd_poa_apply", SQL_POA_APPLY, 11},
+    [ST_EVENT_ONLY] = {"kycd_event_only", SQL_EVENT_ONLY, 10},
+};
+
+/* Prepared lazily: the tables must exist (after kycd migrate). */
+static int prepare_all(db *d, kerr *err)
+{
+    if (d->prepared)
+        return 0;
+    for (int i = 0; i < ST_COUNT; i++) {
+        PGresult *r = PQprepare(d->conn, STMTS[i].name, STMTS[i].sql, STMTS[i].nparams, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            int rc = fail(d, r, "preparing statements", err);
+            PQclear(r);
+            return rc;
+        }
+        PQclear(r);
+    }
+    d->prepared = 1;
+    return 0;
+}
+
+static PGresult *run(db *d, enum stmt st, const char *const *vals)
+{
+    return PQexecPrepared(d->conn, STMTS[st].name, STMTS[st].nparams, vals, NULL, NULL, 0);
+}
+
+static int run_ok(db *d, enum stmt st, const char *const *vals, const char *what, kerr *err)
+{
+    PGresult *r = run(d, st, vals);
+    ExecStatusType s = PQresultStatus(r);
+    int rc = 0;
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK)
+        rc = fail(d, r, what, err);
+    PQclear(r);
+    return rc;
+}
+
 /* "a,b" -> "{a,b}" (field names are ours: letters only). */
 static void text_array(const char *csv, char *out, size_t cap)
 {
@@ -393,10 +451,12 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
     int rc;
     PGresult *r = NULL;
     long long repeat_of = 0;
-    const char *sql;
+    enum stmt write;
     const char *outcome, *reason;
     const char *state_val[3] = {NULL, NULL, NULL};
 
+    if ((rc = prepare_all(d, err)) != 0)
+        return rc;
     if ((rc = exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
         return rc;
 
@@ -405,9 +465,9 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
     int64_t age = -1;
     const char *p1[] = {dl->external_user_id, kind};
     if (dl->kind == KYC_KIND_KYC_STATUS) {
-        if ((rc = exec_ok(d, SQL_KYC_ENSURE, 1, p1, "creating user row", err)) != 0)
+        if ((rc = run_ok(d, ST_KYC_ENSURE, p1, "creating user row", err)) != 0)
             goto out;
-        r = exec_params(d, SQL_KYC_LOCK, 1, p1);
+        r = run(d, ST_KYC_LOCK, p1);
         if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
             rc = PQresultStatus(r) == PGRES_TUPLES_OK
                      ? kerr_set(err, KERR_DB, "user row vanished while locked")
@@ -420,12 +480,12 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
         age = PQgetisnull(r, 0, 3) ? -1 : atoll(PQgetvalue(r, 0, 3));
         PQclear(r);
         r = NULL;
-    } else if ((rc = exec_ok(d, SQL_OTHER_LOCK, 2, p1, "locking user", err)) != 0) {
+    } else if ((rc = run_ok(d, ST_OTHER_LOCK, p1, "locking user", err)) != 0) {
         goto out;
     }
 
     const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, window};
-    r = exec_params(d, SQL_PRIOR, 4, p4);
+    r = run(d, ST_PRIOR, p4);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         rc = fail(d, r, "looking for repeats", err);
         goto out;
@@ -449,17 +509,17 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
         outcome = kyc_decision_name(v.decision);
         reason = v.reason;
         if (v.decision == KYC_APPLY) {
-            sql = SQL_KYC_APPLY;
+            write = ST_KYC_APPLY;
             state_val[0] = dl->status.verification;
             state_val[1] = dl->status.attempt;
             state_val[2] = dl->status.reason;
         } else if (v.decision == KYC_HOLD) {
-            sql = SQL_KYC_HOLD;
+            write = ST_KYC_HOLD;
         } else {
-            sql = SQL_KYC_UNCHANGED;
+            write = ST_KYC_UNCHANGED;
         }
     } else {
-        sql = SQL_EVENT_ONLY;
+        write = ST_EVENT_ONLY;
         if (dl->kind == KYC_KIND_POA_STATUS) {
             /* POA has no documented order: the latest delivery wins, but a
              * repeat of an older body never overrides a newer status. */
@@ -469,7 +529,7 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
                 outcome = "unchanged", reason = "same";
             } else {
                 outcome = "applied", reason = "latest";
-                sql = SQL_POA_APPLY;
+                write = ST_POA_APPLY;
                 state_val[0] = dl->other_status;
             }
         } else {
@@ -496,8 +556,7 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
     memcpy(body, dl->body, dl->body_len);
     body[dl->body_len] = '\0';
     pw[2] = body;
-    int nparams = state_val[0] ? (dl->kind == KYC_KIND_KYC_STATUS ? 13 : 11) : 10;
-    r = exec_params(d, sql, nparams, pw);
+    r = run(d, write, pw);
     free(body);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         rc = fail(d, r, "storing delivery", err);
