@@ -164,7 +164,11 @@ static void serve_webhook(const handler_ctx *h, const struct route *route,
         goto out;
     }
     if (req->content_length >= 0 && (long long)len != req->content_length) {
-        refuse(resp, note, 400, "bad_request", "body length does not match Content-Length", rid);
+        refuse(resp, note, 400, "bad_request",
+               (long long)len < req->content_length
+                   ? "body ended before Content-Length (client too slow or gone)"
+                   : "body length does not match Content-Length",
+               rid);
         resp->close = 1;
         goto out;
     }

@@ -15,7 +15,6 @@
 #   TEST_KYCD_BIN  the kycd binary          TEST_KYCD_SRC  the repo root
 #   TEST_PG        superuser conninfo of a throwaway PostgreSQL
 #   TEST_PG_DIR    its pg-local folder (not needed by these tests)
-# (KYCD_TEST_PG / KYCD_TEST_PG_DIR, the older names, are accepted too.)
 #
 # Functions, in the order a test uses them:
 #   e2e_fresh_db [BASE_CONNINFO]   new database; exports E2E_DB_URL
@@ -46,8 +45,8 @@ set -Eeuo pipefail
 
 # --- environment --------------------------------------------------------------
 
-TEST_PG=${TEST_PG:-${KYCD_TEST_PG:-}}
-TEST_PG_DIR=${TEST_PG_DIR:-${KYCD_TEST_PG_DIR:-}}
+TEST_PG=${TEST_PG:-}
+TEST_PG_DIR=${TEST_PG_DIR:-}
 E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TEST_KYCD_SRC=${TEST_KYCD_SRC:-$(cd "$E2E_LIB_DIR/../.." && pwd)}
 TEST_KYCD_BIN=${TEST_KYCD_BIN:-}
