@@ -182,7 +182,8 @@ kycd_env=(env -i "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
           "KYCD_TLS_KEY=$root/certs/server.key"
           "KYCD_TLS_CHAIN=$root/certs/chain.pem"
           "KYCD_WEBHOOK_TOKENS_FILE=$token_file"
-          "KYCD_LOG_LEVEL=info")
+          "KYCD_LOG_LEVEL=info"
+          "KYCD_RECONCILE=off")
 
 say "kycd migrate:"
 if ! timeout 60 "${kycd_env[@]}" "$kycd" migrate >"$tmp/migrate.log" 2>&1; then

@@ -11,6 +11,7 @@
 
 #include "app/handler.h"
 #include "app/ingest.h"
+#include "app/reconciler.h"
 #include "app/server.h"
 #include "base/clock.h"
 #include "base/err.h"
@@ -20,6 +21,7 @@
 #include "io/config.h"
 #include "io/db.h"
 #include "io/migrations.h"
+#include "io/p100.h"
 #include "io/tls.h"
 
 extern char **environ;
@@ -31,6 +33,14 @@ static const char USAGE[] =
     "  serve     run the HTTPS webhook receiver\n"
     "  migrate   apply the database migrations (safe to run from several hosts)\n"
     "  config    print the effective configuration, secrets redacted\n"
+    "  reconcile --once\n"
+    "            check every due user with P100 once, then exit (for cron)\n"
+    "  create-kyc --external-user-id ID --document-type T --country CC\n"
+    "             --income-source S --open-account-reason R [--occupation O]\n"
+    "             [--additional-info TEXT] [--tax-id ID]\n"
+    "            create a KYC verification at P100, record it, print the redirect URL\n"
+    "  status EXTERNAL_USER_ID [--live]\n"
+    "            print the stored state and history (--live: ask P100 too)\n"
     "  version   print versions\n"
     "\n"
     "Configuration comes from the file, then KYCD_* environment variables, then\n"
@@ -67,6 +77,92 @@ static int load(kycd_config *cfg, int argc, char **argv)
     return 0;
 }
 
+/* Command-specific flags are taken out of argv before the rest goes to the
+ * configuration loader (which refuses anything it does not know). */
+typedef struct cmd_flag {
+    const char *name;   /* "--once" */
+    int takes_value;
+    const char *value;  /* out: the value, or "1" for a switch; NULL if absent */
+} cmd_flag;
+
+static int take_flags(int *argc, char **argv, cmd_flag *flags, int nflags, const char **positional)
+{
+    int w = 0;
+    if (positional)
+        *positional = NULL;
+    for (int i = 0; i < *argc; i++) {
+        const char *a = argv[i];
+        int hit = 0;
+        for (int f = 0; f < nflags && !hit; f++) {
+            size_t n = strlen(flags[f].name);
+            if (strncmp(a, flags[f].name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+                continue;
+            hit = 1;
+            if (!flags[f].takes_value) {
+                flags[f].value = "1";
+            } else if (a[n] == '=') {
+                flags[f].value = a + n + 1;
+            } else if (i + 1 < *argc) {
+                flags[f].value = argv[++i];
+            } else {
+                fprintf(stderr, "kycd: %s needs a value\n", flags[f].name);
+                return 2;
+            }
+        }
+        if (hit)
+            continue;
+        if (positional && *positional == NULL && a[0] != '-' && (w == 0 || argv[w - 1][0] != '-' ||
+                                                               strchr(argv[w - 1], '='))) {
+            *positional = a;
+            continue;
+        }
+        argv[w++] = argv[i];
+    }
+    *argc = w;
+    return 0;
+}
+
+static p100_opts p100_options(const kycd_config *cfg)
+{
+    int64_t connect = cfg->p100_timeout_ms / 2;
+    p100_opts o = {
+        .base_url = cfg->p100_base_url,
+        .api_key = cfg->p100_api_key,
+        .ca_file = cfg->p100_ca_file,
+        .status_path = cfg->p100_status_path,
+        .timeout_ms = cfg->p100_timeout_ms,
+        .connect_timeout_ms = connect < 100 ? 100 : connect,
+    };
+    return o;
+}
+
+static reconciler_opts reconciler_options(const kycd_config *cfg, int once)
+{
+    reconciler_opts o = {
+        .db = db_options(cfg),
+        .p100 = p100_options(cfg),
+        .concurrency = (int)cfg->p100_concurrency,
+        .rate = (int)cfg->p100_rate,
+        .interval_ms = cfg->reconcile_interval_ms,
+        .pending_after_ms = cfg->pending_after_ms,
+        .backoff_min_ms = cfg->reconcile_backoff_min_ms,
+        .backoff_max_ms = cfg->reconcile_backoff_max_ms,
+        .max_failures = (int)cfg->reconcile_max_failures,
+        .once = once,
+    };
+    return o;
+}
+
+static int need_api_key(const kycd_config *cfg, const char *what)
+{
+    if (cfg->p100_api_key && *cfg->p100_api_key)
+        return 0;
+    klog(KLOG_ERROR, "no P100 API key",
+         "error=\"%s needs KYCD_P100_API_KEY or KYCD_P100_API_KEY_FILE%s\"", what,
+         strcmp(what, "the reconciler") == 0 ? " (or KYCD_RECONCILE=off)" : "");
+    return 2;
+}
+
 static int cmd_config(int argc, char **argv)
 {
     kycd_config cfg;
@@ -101,6 +197,21 @@ out:
     return rc;
 }
 
+/* /readyz: the database answers and P100 accepts our credentials. */
+typedef struct readiness {
+    ingest *in;
+    reconciler *rec;
+} readiness;
+
+static int ready_all(void *ctx, kerr *err)
+{
+    readiness *r = ctx;
+    int rc = ingest_ready(r->in, err);
+    if (rc == 0)
+        rc = reconciler_ready(r->rec, err);
+    return rc;
+}
+
 /* Bounds the graceful stop: if in-flight work does not finish within the
  * shutdown timeout, exit anyway (the database transaction of an unfinished
  * request rolls back; P100 retries what it did not see acknowledged). */
@@ -131,6 +242,8 @@ static int cmd_serve(int argc, char **argv)
     static token_set tokens;
     static cidr_list allow;
     static volatile int draining;
+    static readiness ready;
+    reconciler *rec = NULL;
     rc = 1;
 
     /* Signals go to main only: block them before any thread starts. */
@@ -145,6 +258,8 @@ static int cmd_serve(int argc, char **argv)
         die("configuration refused", &err);
         goto out;
     }
+    if (cfg.reconcile && need_api_key(&cfg, "the reconciler") != 0)
+        goto out;
     if (server_tls_available(&err) != 0) {
         die("tls unavailable", &err);
         goto out;
@@ -178,12 +293,21 @@ static int cmd_serve(int argc, char **argv)
         die("cannot start", &err);
         goto out;
     }
+    ready.in = in;
+    if (cfg.reconcile) {
+        reconciler_opts ro = reconciler_options(&cfg, 0);
+        if (reconciler_start(&rec, &ro, &err) != 0) {
+            die("cannot start the reconciler", &err);
+            goto out;
+        }
+        ready.rec = rec;
+    }
     handler_ctx h = {
         .tokens = &tokens,
         .allow = &allow,
         .max_body = cfg.max_body,
         .retry_after_s = (int)cfg.retry_after_s,
-        .store = {.submit = ingest_submit, .ready = ingest_ready, .ctx = in},
+        .store = {.submit = ingest_submit, .ready = ready_all, .ctx = in, .ready_ctx = &ready},
         .draining = &draining,
     };
     server_opts so = {
@@ -220,11 +344,243 @@ static int cmd_serve(int argc, char **argv)
         klog(KLOG_WARN, "requests still in flight at shutdown", "count=%d", left);
     server_stop(srv);
     srv = NULL;
+    reconciler_stop(rec, NULL); /* after the server: /readyz may still ask it */
+    rec = NULL;
     klog(KLOG_INFO, "stopped", "ms=%.0f", clock_now_ms() - t0);
     rc = 0;
 out:
     server_stop(srv);
+    reconciler_stop(rec, NULL);
     ingest_free(in);
+    db_free(d);
+    config_deinit(&cfg);
+    return rc;
+}
+
+static int cmd_reconcile(int argc, char **argv)
+{
+    cmd_flag flags[] = {{"--once", 0, NULL}};
+    if (take_flags(&argc, argv, flags, 1, NULL) != 0)
+        return 2;
+    if (!flags[0].value) {
+        fprintf(stderr, "kycd: reconcile runs inside `kycd serve`; use `kycd reconcile --once` "
+                        "for a single pass\n");
+        return 2;
+    }
+    kycd_config cfg;
+    int rc = load(&cfg, argc, argv);
+    if (rc != 0 || (rc = need_api_key(&cfg, "kycd reconcile")) != 0)
+        goto out;
+    kerr err;
+    kerr_clear(&err);
+    db *d = NULL;
+    db_opts dbo = db_options(&cfg);
+    if (db_connect(&d, &dbo, &err) != 0 || db_check_schema(d, &err) != 0) {
+        db_free(d);
+        die("database not ready", &err);
+        rc = 1;
+        goto out;
+    }
+    db_free(d);
+    reconciler *rec = NULL;
+    reconciler_opts ro = reconciler_options(&cfg, 1);
+    if (reconciler_start(&rec, &ro, &err) != 0) {
+        die("cannot start the reconciler", &err);
+        rc = 1;
+        goto out;
+    }
+    reconciler_wait(rec);
+    reconciler_stats st;
+    reconciler_stop(rec, &st);
+    printf("checked %lld users: %lld corrected, %lld unchanged, %lld flagged for a person, "
+           "%lld to retry, %lld rate-limited, %lld refused (401), %lld errors\n",
+           st.checks, st.applied, st.unchanged, st.flagged, st.retries, st.rate_limited,
+           st.misconfigured, st.errors);
+    rc = st.misconfigured > 0 || st.errors > 0 ? 1 : 0;
+out:
+    config_deinit(&cfg);
+    return rc;
+}
+
+static void print_p100_error(const p100_result *res)
+{
+    const char *explain = p100_error_explain(res->error_code);
+    fprintf(stderr, "kycd: P100 answered HTTP %ld%s%s: %s\n", res->http_status,
+            res->error_code[0] ? " " : "", res->error_code,
+            res->error_message[0] ? res->error_message : "(no message)");
+    if (explain)
+        fprintf(stderr, "      %s\n", explain);
+    if (res->cls == P100_MISCONFIGURED)
+        fprintf(stderr, "      check KYCD_P100_API_KEY(_FILE) and that P100 allows this "
+                        "machine's address\n");
+    else if (res->cls == P100_TRANSIENT)
+        fprintf(stderr, "      this is temporary on P100's side: try again later\n");
+}
+
+static int cmd_create_kyc(int argc, char **argv)
+{
+    cmd_flag f[] = {
+        {"--external-user-id", 1, NULL}, {"--document-type", 1, NULL},
+        {"--country", 1, NULL},          {"--income-source", 1, NULL},
+        {"--open-account-reason", 1, NULL}, {"--occupation", 1, NULL},
+        {"--additional-info", 1, NULL},  {"--tax-id", 1, NULL},
+    };
+    int nf = (int)(sizeof f / sizeof f[0]);
+    if (take_flags(&argc, argv, f, nf, NULL) != 0)
+        return 2;
+    p100_create_req req;
+    memset(&req, 0, sizeof req);
+    struct {
+        char *dst;
+        size_t cap;
+    } dst[] = {
+        {req.external_user_id, sizeof req.external_user_id}, {req.document_type, sizeof req.document_type},
+        {req.country, sizeof req.country}, {req.income_source, sizeof req.income_source},
+        {req.open_account_reason, sizeof req.open_account_reason}, {req.occupation, sizeof req.occupation},
+        {req.additional_info, sizeof req.additional_info}, {req.tax_id, sizeof req.tax_id},
+    };
+    for (int i = 0; i < nf; i++) {
+        if (f[i].value == NULL)
+            continue;
+        if (strlen(f[i].value) >= dst[i].cap) {
+            fprintf(stderr, "kycd: %s is too long (at most %zu characters)\n", f[i].name,
+                    dst[i].cap - 1);
+            return 2;
+        }
+        snprintf(dst[i].dst, dst[i].cap, "%s", f[i].value);
+    }
+    kerr err;
+    kerr_clear(&err);
+    if (p100_create_validate(&req, &err) != 0) {
+        fprintf(stderr, "kycd: %s\n", err.msg);
+        return 2;
+    }
+    kycd_config cfg;
+    int rc = load(&cfg, argc, argv);
+    if (rc != 0 || (rc = need_api_key(&cfg, "kycd create-kyc")) != 0) {
+        config_deinit(&cfg);
+        return rc ? rc : 2;
+    }
+    db *d = NULL;
+    p100_client *client = NULL;
+    p100_result res;
+    p100_result_init(&res);
+    kbuf url;
+    kbuf_init(&url);
+    char vid[128] = "";
+    db_opts dbo = db_options(&cfg);
+    p100_opts po = p100_options(&cfg);
+    rc = 1;
+    /* The database first: a verification created at P100 must be recorded. */
+    if (db_connect(&d, &dbo, &err) != 0 || db_check_schema(d, &err) != 0) {
+        die("database not ready", &err);
+        goto out;
+    }
+    if (p100_client_new(&client, &po, &err) != 0 ||
+        p100_create_kyc(client, &req, &res, vid, sizeof vid, &err) != 0) {
+        die("create-kyc failed", &err);
+        goto out;
+    }
+    int pending = res.cls == P100_OK && strcmp(res.error_code, "P212") == 0;
+    if (res.cls != P100_OK) {
+        print_p100_error(&res);
+        goto out;
+    }
+    if (db_record_created(d, req.external_user_id, pending ? NULL : vid, pending,
+                          cfg.pending_after_ms, &err) != 0) {
+        die("P100 created the verification but recording it failed; the reconciler will "
+            "not know of it until you run create-kyc again",
+            &err);
+        goto out;
+    }
+    if (pending) {
+        printf("a verification is already pending at P100 for %s (202 P212); recorded as pending, "
+               "the reconciler will follow it\n",
+               req.external_user_id);
+        rc = 0;
+        goto out;
+    }
+    if (p100_redirect_url(&po, req.external_user_id, vid, &url, &err) != 0) {
+        die("cannot build the redirect URL", &err);
+        goto out;
+    }
+    printf("verificationId %s\nredirect the user to:\n%s\n", vid, kbuf_str(&url));
+    rc = 0;
+out:
+    kbuf_deinit(&url);
+    p100_result_deinit(&res);
+    p100_client_free(client);
+    db_free(d);
+    config_deinit(&cfg);
+    return rc;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    cmd_flag f[] = {{"--live", 0, NULL}};
+    const char *user = NULL;
+    if (take_flags(&argc, argv, f, 1, &user) != 0)
+        return 2;
+    if (user == NULL) {
+        fprintf(stderr, "usage: kycd status EXTERNAL_USER_ID [--live]\n");
+        return 2;
+    }
+    kycd_config cfg;
+    int rc = load(&cfg, argc, argv);
+    if (rc != 0) {
+        config_deinit(&cfg);
+        return rc;
+    }
+    kerr err;
+    kerr_clear(&err);
+    db *d = NULL;
+    kbuf out;
+    kbuf_init(&out);
+    db_opts dbo = db_options(&cfg);
+    rc = 1;
+    if (db_connect(&d, &dbo, &err) != 0) {
+        die("database not ready", &err);
+        goto out;
+    }
+    int found = db_user_report(d, user, &out, &err);
+    if (found == 0)
+        fputs(kbuf_str(&out), stdout);
+    else if (found == KERR_NOTFOUND)
+        printf("user %s: not known to kycd\n", user);
+    else {
+        die("status failed", &err);
+        goto out;
+    }
+    rc = found == 0 ? 0 : 3;
+    if (f[0].value) {
+        if (need_api_key(&cfg, "kycd status --live") != 0) {
+            rc = 2;
+            goto out;
+        }
+        p100_opts po = p100_options(&cfg);
+        p100_client *client = NULL;
+        p100_result res;
+        p100_result_init(&res);
+        kyc_status st;
+        memset(&st, 0, sizeof st);
+        if (p100_client_new(&client, &po, &err) != 0 ||
+            p100_get_status(client, user, &res, &st, &err) != 0) {
+            die("live status failed", &err);
+            rc = 1;
+        } else if (res.cls == P100_OK) {
+            printf("\nP100 now says (%.0f ms): verificationStatus=%s attemptStatus=%s "
+                   "rejectionReason=%s\n",
+                   res.latency_ms, st.verification[0] ? st.verification : "-",
+                   st.attempt[0] ? st.attempt : "-", st.reason[0] ? st.reason : "-");
+        } else {
+            print_p100_error(&res);
+            rc = 1;
+        }
+        p100_result_deinit(&res);
+        p100_client_free(client);
+    }
+out:
+    kbuf_deinit(&out);
     db_free(d);
     config_deinit(&cfg);
     return rc;
@@ -252,6 +608,12 @@ int main(int argc, char **argv)
         return cmd_migrate(argc - 2, argv + 2);
     if (strcmp(cmd, "config") == 0)
         return cmd_config(argc - 2, argv + 2);
+    if (strcmp(cmd, "reconcile") == 0)
+        return cmd_reconcile(argc - 2, argv + 2);
+    if (strcmp(cmd, "create-kyc") == 0)
+        return cmd_create_kyc(argc - 2, argv + 2);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
         return cmd_version();
     fprintf(stderr, "kycd: unknown command '%s'\n\n%s", cmd, USAGE);

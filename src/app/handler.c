@@ -76,7 +76,8 @@ static void serve_health(const handler_ctx *h, const http_request *req, http_res
     }
     kerr err;
     kerr_clear(&err);
-    if (h->store.ready && h->store.ready(h->store.ctx, &err) != 0) {
+    void *rctx = h->store.ready_ctx ? h->store.ready_ctx : h->store.ctx;
+    if (h->store.ready && h->store.ready(rctx, &err) != 0) {
         refuse(resp, note, 503, "database_unavailable", err.msg, req->request_id);
         resp->retry_after = h->retry_after_s;
         return;

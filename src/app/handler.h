@@ -57,8 +57,9 @@ typedef struct handler_note {
  * (not stored: 503) or KERR_INVALID (refused by the database: 400). */
 typedef struct handler_store {
     int (*submit)(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr *err);
-    int (*ready)(void *ctx, kerr *err);
-    void *ctx;
+    int (*ready)(void *ready_ctx, kerr *err);
+    void *ctx;        /* for submit */
+    void *ready_ctx;  /* for ready; NULL: ctx */
 } handler_store;
 
 typedef struct handler_ctx {

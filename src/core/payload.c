@@ -394,3 +394,216 @@ out:
     cJSON_Delete(root);
     return rc;
 }
+
+/* ---- P100's API answers and requests. Tolerant, unlike the webhooks:
+ * unknown fields are ignored and null counts as absent. */
+
+/* Copy a string for logs: control characters become spaces, and the copy
+ * is cut at a UTF-8 character boundary; a string that is not valid UTF-8
+ * keeps its ASCII only. */
+static void copy_for_log(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src), o = 0;
+    int utf8 = payload_utf8_valid(src, n);
+    for (size_t i = 0; i < n && o + 1 < cap;) {
+        unsigned char c = (unsigned char)src[i];
+        if (c < 0x80) {
+            dst[o++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+            i++;
+            continue;
+        }
+        size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+        if (!utf8) {
+            dst[o++] = '?';
+            i++;
+            continue;
+        }
+        if (o + len + 1 > cap)
+            break;
+        memcpy(dst + o, src + i, len);
+        o += len;
+        i += len;
+    }
+    dst[o] = '\0';
+}
+
+/* errorMessage as a string, or an array of strings (P403 may carry
+ * several messages), joined with "; ". */
+static void error_message_of(const cJSON *it, char *dst, size_t cap)
+{
+    if (cJSON_IsString(it) && it->valuestring) {
+        copy_for_log(dst, cap, it->valuestring);
+        return;
+    }
+    if (!cJSON_IsArray(it))
+        return;
+    size_t used = 0;
+    for (const cJSON *e = it->child; e && used + 1 < cap; e = e->next) {
+        if (!cJSON_IsString(e) || e->valuestring == NULL)
+            continue;
+        if (used) {
+            if (used + 3 >= cap)
+                break;
+            memcpy(dst + used, "; ", 3);
+            used += 2;
+        }
+        copy_for_log(dst + used, cap - used, e->valuestring);
+        used += strlen(dst + used);
+    }
+}
+
+int payload_parse_p100_error(const char *body, size_t len, char code[16], char name[64],
+                             char message[256])
+{
+    code[0] = name[0] = message[0] = '\0';
+    if (body == NULL || len == 0)
+        return KERR_INVALID;
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    int rc = KERR_INVALID;
+    if (root == NULL || !cJSON_IsObject(root))
+        goto out;
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "errorCode");
+    if (cJSON_IsString(it) && it->valuestring)
+        copy_for_log(code, 16, it->valuestring);
+    it = cJSON_GetObjectItemCaseSensitive(root, "errorName");
+    if (cJSON_IsString(it) && it->valuestring)
+        copy_for_log(name, 64, it->valuestring);
+    it = cJSON_GetObjectItemCaseSensitive(root, "errorMessage");
+    if (it == NULL || cJSON_IsNull(it))
+        it = cJSON_GetObjectItemCaseSensitive(root, "message");
+    error_message_of(it, message, 256);
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* Strict JSON (as for webhooks) because the caller stores the raw body:
+ * what passes here is accepted by PostgreSQL's jsonb. */
+static cJSON *parse_api_object(const char *body, size_t len, const char *what, kerr *err)
+{
+    if (body == NULL || len == 0) {
+        kerr_set(err, KERR_INVALID, "%s: empty body", what);
+        return NULL;
+    }
+    if (!payload_utf8_valid(body, len)) {
+        kerr_set(err, KERR_INVALID, "%s: body is not valid UTF-8", what);
+        return NULL;
+    }
+    if (json_validate(body, len, err) != 0) {
+        kerr_wrap(err, "%s", what);
+        return NULL;
+    }
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    if (root == NULL) {
+        kerr_set(err, KERR_INVALID, "%s: malformed JSON", what);
+        return NULL;
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        kerr_set(err, KERR_INVALID, "%s: body must be a JSON object", what);
+        return NULL;
+    }
+    return root;
+}
+
+int payload_parse_p100_status(const char *body, size_t len, kyc_status *out, kerr *err)
+{
+    kyc_status st;
+    int rc;
+    memset(&st, 0, sizeof st);
+    cJSON *root = parse_api_object(body, len, "get kyc status answer", err);
+    if (root == NULL)
+        return KERR_INVALID;
+    if ((rc = get_string(root, "verificationStatus", 0, st.verification, KYC_VALUE_MAX, err)) ||
+        (rc = get_string(root, "attemptStatus", 0, st.attempt, KYC_VALUE_MAX, err)) ||
+        (rc = get_string(root, "rejectionReason", 0, st.reason, KYC_REASON_MAX, err))) {
+        kerr_wrap(err, "get kyc status answer");
+        goto out;
+    }
+    if (st.verification[0] == '\0' && st.attempt[0] == '\0') {
+        rc = kerr_set(err, KERR_INVALID,
+                      "get kyc status answer: neither 'verificationStatus' nor "
+                      "'attemptStatus' is present");
+        goto out;
+    }
+    *out = st;
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int payload_parse_p100_created(const char *body, size_t len, char *verification_id, size_t cap,
+                               kerr *err)
+{
+    char id[KYC_ID_MAX + 1];
+    int rc;
+    if (verification_id == NULL || cap == 0)
+        return kerr_set(err, KERR_INVALID, "no room for the verification id");
+    cJSON *root = parse_api_object(body, len, "create kyc answer", err);
+    if (root == NULL)
+        return KERR_INVALID;
+    if ((rc = get_string(root, "verificationId", 1, id, KYC_ID_MAX, err)) != 0) {
+        kerr_wrap(err, "create kyc answer");
+        goto out;
+    }
+    size_t n = strlen(id);
+    if (n >= cap) {
+        rc = kerr_set(err, KERR_INVALID,
+                      "create kyc answer: field 'verificationId' is longer than %zu bytes",
+                      cap - 1);
+        goto out;
+    }
+    memcpy(verification_id, id, n + 1);
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int payload_build_p100_create(const p100_create_req *req, kbuf *out, kerr *err)
+{
+    int rc;
+    char *text = NULL;
+    cJSON *root = NULL;
+    if ((rc = p100_create_validate(req, err)) != 0)
+        return rc;
+    static const struct {
+        const char *key;
+        size_t off;
+        int optional;
+    } fields[] = {
+        {"externalUserId", offsetof(p100_create_req, external_user_id), 0},
+        {"documentType", offsetof(p100_create_req, document_type), 0},
+        {"country", offsetof(p100_create_req, country), 0},
+        {"incomeSource", offsetof(p100_create_req, income_source), 0},
+        {"openAccountReason", offsetof(p100_create_req, open_account_reason), 0},
+        {"occupation", offsetof(p100_create_req, occupation), 1},
+        {"additionalInfo", offsetof(p100_create_req, additional_info), 1},
+        {"taxId", offsetof(p100_create_req, tax_id), 1},
+    };
+    root = cJSON_CreateObject();
+    if (root == NULL)
+        goto nomem;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        const char *v = (const char *)req + fields[i].off;
+        if (fields[i].optional && v[0] == '\0')
+            continue;
+        if (cJSON_AddStringToObject(root, fields[i].key, v) == NULL)
+            goto nomem;
+    }
+    text = cJSON_PrintUnformatted(root);
+    if (text == NULL)
+        goto nomem;
+    if (kbuf_append(out, text, strlen(text)) != 0)
+        goto nomem;
+    rc = 0;
+    goto out;
+nomem:
+    rc = kerr_set(err, KERR_NOMEM, "out of memory building the create kyc request");
+out:
+    cJSON_free(text);
+    cJSON_Delete(root);
+    return rc;
+}

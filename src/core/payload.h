@@ -5,8 +5,10 @@
 
 #include <stddef.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 #include "core/kyc.h"
+#include "core/p100.h"
 
 /* Parse `body` as the webhook of kind `kind` and fill out->kind,
  * external_user_id, status / other_status and unknown_fields (the other
@@ -25,6 +27,28 @@
  * never quotes the body. */
 int payload_parse(enum kyc_kind kind, const char *body, size_t len, kyc_delivery *out,
                   kerr *err) KYCD_MUST_CHECK;
+
+/* --- P100's API answers and requests (tolerant: unknown fields ignored) --- */
+
+/* An error body {"errorCode","errorName","errorMessage"} (any may be
+ * missing; a bare {"message": ...} fills message). Returns 0 when the body
+ * was a JSON object, KERR_INVALID otherwise; fields default to "". */
+int payload_parse_p100_error(const char *body, size_t len, char code[16], char name[64],
+                             char message[256]);
+
+/* A Get KYC Status 200 body: verificationStatus and attemptStatus strings
+ * (at least one present), rejectionReason optional; other fields ignored.
+ * Values longer than the kyc_status fields are refused. */
+int payload_parse_p100_status(const char *body, size_t len, kyc_status *out,
+                              kerr *err) KYCD_MUST_CHECK;
+
+/* A Create KYC Verification 201 body: {"verificationId": "..."}. */
+int payload_parse_p100_created(const char *body, size_t len, char *verification_id, size_t cap,
+                               kerr *err) KYCD_MUST_CHECK;
+
+/* The JSON body of POST /v1/kyc for a validated request (absent optional
+ * fields are left out). Appends to out. */
+int payload_build_p100_create(const p100_create_req *req, kbuf *out, kerr *err) KYCD_MUST_CHECK;
 
 /* 1 if buf is well-formed UTF-8 (no overlongs, no surrogates). */
 int payload_utf8_valid(const char *buf, size_t len);

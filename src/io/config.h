@@ -46,6 +46,20 @@ typedef struct kycd_config {
     int64_t retry_after_s;     /* Retry-After on 503; default 5 */
     int64_t shutdown_timeout_ms; /* grace for in-flight requests; default 10s */
     char *log_level;           /* debug|info|warn|error; default info */
+    /* P100 and the reconciler */
+    char *p100_base_url;       /* default P100 staging */
+    char *p100_api_key;        /* secret */
+    char *p100_ca_file;        /* extra CA bundle, optional */
+    char *p100_status_path;    /* "/v1/kyc/status/{externalUserId}" */
+    int64_t p100_timeout_ms;   /* default 10s */
+    int64_t p100_rate;         /* calls per second; default 10 */
+    int64_t p100_concurrency;  /* calls in flight; default 16 */
+    int64_t reconcile;         /* bool: reconciler thread in serve; default on */
+    int64_t reconcile_interval_ms; /* idle poll and 401 pause; default 30s */
+    int64_t pending_after_ms;  /* default 10m */
+    int64_t reconcile_max_failures; /* default 10 */
+    int64_t reconcile_backoff_min_ms; /* default 10s */
+    int64_t reconcile_backoff_max_ms; /* default 1h */
 } kycd_config;
 
 /* Fill cfg with defaults, then the file (KYCD_CONFIG or --config), then

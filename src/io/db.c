@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "core/payload.h"
 #include "io/migrations.h"
 
 struct db {
@@ -583,6 +584,358 @@ int db_ingest(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_
               kerr *err)
 {
     return ingest_tx(d, dl, o, res, err);
+}
+
+/* ------------------------------------------------------------ reconciler */
+
+static const char SQL_CLAIM[] =
+    "WITH due AS ("
+    "  SELECT external_user_id FROM kyc.verifications"
+    "  WHERE attention_reason IS NULL"
+    "    AND (needs_check_reason IS NOT NULL OR attempt_status IS NULL"
+    "         OR attempt_status IN ('PENDING', 'VERIFICATION'))"
+    "    AND (lease_until IS NULL OR lease_until < clock_timestamp())"
+    "    AND (next_check_at IS NULL OR next_check_at <= clock_timestamp())"
+    "    AND (needs_check_reason IS NOT NULL"
+    "         OR updated_at <= clock_timestamp() - make_interval(secs => $3::float8 / 1000))"
+    "  ORDER BY coalesce(next_check_at, updated_at)"
+    "  LIMIT $1 FOR UPDATE SKIP LOCKED) "
+    "UPDATE kyc.verifications v SET lease_owner = $2, "
+    "  lease_until = clock_timestamp() + make_interval(secs => $4::float8 / 1000) "
+    "FROM due WHERE v.external_user_id = due.external_user_id "
+    "RETURNING v.external_user_id, v.failures";
+
+int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err)
+{
+    char limit[16], after[24], lease[24];
+    snprintf(limit, sizeof limit, "%d", o->limit);
+    snprintf(after, sizeof after, "%lld", (long long)o->pending_after_ms);
+    snprintf(lease, sizeof lease, "%lld", (long long)o->lease_ms);
+    const char *p[] = {limit, o->owner, after, lease};
+    PGresult *r = exec_params(d, SQL_CLAIM, 4, p);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = fail(d, r, "claiming due users", err);
+        PQclear(r);
+        return rc;
+    }
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows && i < o->limit; i++) {
+        snprintf(out[i].external_user_id, sizeof out[i].external_user_id, "%s",
+                 PQgetvalue(r, i, 0));
+        out[i].failures = atoi(PQgetvalue(r, i, 1));
+    }
+    *n = rows < o->limit ? rows : o->limit;
+    PQclear(r);
+    return 0;
+}
+
+int db_release_claims(db *d, const char *owner, kerr *err)
+{
+    const char *p[] = {owner};
+    return exec_ok(d,
+                   "UPDATE kyc.verifications SET lease_owner = NULL, lease_until = NULL "
+                   "WHERE lease_owner = $1",
+                   1, p, "releasing claims", err);
+}
+
+/* Apply a state from P100's own API (source reconciler or api), with its
+ * history row. $1 user, $2..$4 new state, $5 source, $6 reason, $7 check id. */
+static const char SQL_APPLY_AUTHORITATIVE[] =
+    "WITH old AS (SELECT verification_status, attempt_status, rejection_reason "
+    "  FROM kyc.verifications WHERE external_user_id = $1), "
+    "up AS (UPDATE kyc.verifications SET verification_status = nullif($2, ''), "
+    "  attempt_status = nullif($3, ''), rejection_reason = nullif($4, ''), source = $5, "
+    "  updated_at = clock_timestamp() WHERE external_user_id = $1 RETURNING updated_at) "
+    "INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason, "
+    "  old_verification_status, new_verification_status, old_attempt_status, "
+    "  new_attempt_status, old_rejection_reason, new_rejection_reason, check_id) "
+    "SELECT $1, up.updated_at, $5, $6, old.verification_status, nullif($2, ''), "
+    "  old.attempt_status, nullif($3, ''), old.rejection_reason, nullif($4, ''), $7::bigint "
+    "FROM old, up";
+
+static int is_pending(const kyc_status *s)
+{
+    enum kyc_astatus a = kyc_astatus_parse(s->attempt);
+    return a == KYC_A_NONE || a == KYC_A_PENDING || a == KYC_A_VERIFICATION;
+}
+
+int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err)
+{
+    int rc;
+    PGresult *r = NULL;
+    db_check_result out;
+    memset(&out, 0, sizeof out);
+    const char *uid = c->external_user_id;
+
+    if ((rc = exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
+        return rc;
+    const char *p1[] = {uid};
+    r = exec_params(d,
+                    "SELECT coalesce(verification_status, ''), coalesce(attempt_status, ''), "
+                    "coalesce(rejection_reason, ''), coalesce(lease_owner, '') "
+                    "FROM kyc.verifications WHERE external_user_id = $1 FOR UPDATE",
+                    1, p1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rc = PQresultStatus(r) == PGRES_TUPLES_OK
+                 ? kerr_set(err, KERR_NOTFOUND, "user vanished")
+                 : fail(d, r, "locking user for a check", err);
+        goto out;
+    }
+    snprintf(out.before.verification, sizeof out.before.verification, "%s", PQgetvalue(r, 0, 0));
+    snprintf(out.before.attempt, sizeof out.before.attempt, "%s", PQgetvalue(r, 0, 1));
+    snprintf(out.before.reason, sizeof out.before.reason, "%s", PQgetvalue(r, 0, 2));
+    out.lost_lease = strcmp(PQgetvalue(r, 0, 3), c->owner) != 0;
+    PQclear(r);
+    r = NULL;
+
+    /* Decide what the answer does. */
+    const char *result = "released";
+    kyc_verdict v = {KYC_UNCHANGED, "same"};
+    if (out.lost_lease) {
+        result = "released";
+    } else if (strcmp(c->outcome, "ok") == 0 && c->answer) {
+        kyc_transition t = {.current = &out.before, .current_age_ms = -1, .incoming = c->answer,
+                            .source = KYC_SRC_RECONCILER, .is_repeat = 0, .reorder_window_ms = 0};
+        v = kyc_state_decide(&t);
+        result = v.decision == KYC_APPLY ? "applied" : "unchanged";
+    } else if (c->flag) {
+        result = "flagged";
+    } else if (c->count_failure || strcmp(c->outcome, "rate_limited") == 0) {
+        result = "retry";
+    }
+
+    /* The call, always recorded. */
+    char http[16], latency[32];
+    snprintf(http, sizeof http, "%ld", c->http_status);
+    snprintf(latency, sizeof latency, "%.3f", c->latency_ms);
+    size_t blen = c->body ? c->body_len : 0;
+    if (blen > 65536)
+        blen = 65536;
+    /* The raw answer goes in a text column: keep it valid UTF-8, no NUL. */
+    char *body = NULL;
+    if (c->body) {
+        body = malloc(blen + 1);
+        if (body == NULL) {
+            rc = kerr_set(err, KERR_NOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < blen; i++)
+            body[i] = c->body[i] ? c->body[i] : ' ';
+        body[blen] = '\0';
+        if (!payload_utf8_valid(body, blen))
+            snprintf(body, blen + 1, "(not UTF-8, %zu bytes)", c->body_len);
+    }
+    const char *pc[] = {uid, c->owner, c->http_status ? http : NULL,
+                        c->error_code && *c->error_code ? c->error_code : NULL, latency,
+                        c->outcome, result, c->detail, body};
+    r = exec_params(d,
+                    "INSERT INTO kyc.status_checks (external_user_id, checker, http_status, "
+                    "error_code, latency_ms, outcome, result, detail, body) "
+                    "VALUES ($1, $2, $3::integer, $4, $5::float8, $6, $7, $8, $9) RETURNING id",
+                    9, pc);
+    free(body);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rc = fail(d, r, "recording the check", err);
+        goto out;
+    }
+    out.check_id = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    r = NULL;
+    char check_id[24];
+    snprintf(check_id, sizeof check_id, "%lld", out.check_id);
+
+    if (!out.lost_lease && strcmp(c->outcome, "misconfigured") == 0) {
+        /* Our credentials are wrong, not the user: touch nothing but the claim. */
+        rc = exec_ok(d,
+                     "UPDATE kyc.verifications SET lease_owner = NULL, lease_until = NULL "
+                     "WHERE external_user_id = $1",
+                     1, p1, "releasing the claim", err);
+        if (rc != 0)
+            goto out;
+    } else if (!out.lost_lease) {
+        if (strcmp(result, "applied") == 0) {
+            const char *pa[] = {uid, c->answer->verification, c->answer->attempt,
+                                c->answer->reason, "reconciler", v.reason, check_id};
+            if ((rc = exec_ok(d, SQL_APPLY_AUTHORITATIVE, 7, pa, "applying P100's state", err)) != 0)
+                goto out;
+        }
+        /* Bookkeeping: schedule, failures, flag, lease. */
+        char next[24], fails[8];
+        const kyc_status *now_state = strcmp(result, "applied") == 0 ? c->answer : &out.before;
+        int64_t next_ms = c->next_check_ms;
+        if (strcmp(c->outcome, "ok") == 0)
+            next_ms = is_pending(now_state) ? c->next_check_ms : -1;
+        snprintf(next, sizeof next, "%lld", (long long)next_ms);
+        snprintf(fails, sizeof fails, "%d", c->count_failure ? 1 : 0);
+        const char *pb[] = {uid, check_id, next, fails, strcmp(c->outcome, "ok") == 0 ? "1" : "0",
+                            c->flag ? (c->detail ? c->detail : c->outcome) : NULL};
+        rc = exec_ok(d,
+                     "UPDATE kyc.verifications SET last_checked_at = clock_timestamp(), "
+                     "  last_check_id = $2::bigint, lease_owner = NULL, lease_until = NULL, "
+                     "  next_check_at = CASE WHEN $3::bigint < 0 THEN NULL "
+                     "    ELSE clock_timestamp() + make_interval(secs => $3::float8 / 1000) END, "
+                     "  failures = CASE WHEN $5::int = 1 THEN 0 ELSE failures + $4::int END, "
+                     "  needs_check_reason = CASE WHEN $5::int = 1 THEN NULL ELSE needs_check_reason END, "
+                     "  attention_reason = coalesce($6, attention_reason) "
+                     "WHERE external_user_id = $1",
+                     6, pb, "updating the user's schedule", err);
+        if (rc != 0)
+            goto out;
+    }
+    if ((rc = exec_ok(d, "COMMIT", 0, NULL, "commit", err)) != 0)
+        goto out;
+    out.result = result;
+    *res = out;
+    return 0;
+out:
+    PQclear(r);
+    rollback_quietly(d);
+    return rc;
+}
+
+int db_record_created(db *d, const char *external_user_id, const char *verification_id,
+                      int already_pending, int64_t pending_after_ms, kerr *err)
+{
+    int rc;
+    PGresult *r = NULL;
+    if ((rc = exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
+        return rc;
+    const char *p1[] = {external_user_id};
+    if ((rc = exec_ok(d,
+                      "INSERT INTO kyc.verifications (external_user_id, source) VALUES ($1, 'api') "
+                      "ON CONFLICT (external_user_id) DO NOTHING",
+                      1, p1, "creating user row", err)) != 0)
+        goto out;
+    r = exec_params(d,
+                    "SELECT coalesce(verification_status, ''), coalesce(attempt_status, ''), "
+                    "coalesce(rejection_reason, '') FROM kyc.verifications "
+                    "WHERE external_user_id = $1 FOR UPDATE",
+                    1, p1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rc = fail(d, r, "locking user", err);
+        goto out;
+    }
+    kyc_status cur, want;
+    memset(&cur, 0, sizeof cur);
+    memset(&want, 0, sizeof want);
+    snprintf(cur.verification, sizeof cur.verification, "%s", PQgetvalue(r, 0, 0));
+    snprintf(cur.attempt, sizeof cur.attempt, "%s", PQgetvalue(r, 0, 1));
+    snprintf(cur.reason, sizeof cur.reason, "%s", PQgetvalue(r, 0, 2));
+    PQclear(r);
+    r = NULL;
+
+    char after[24];
+    snprintf(after, sizeof after, "%lld", (long long)pending_after_ms);
+    if (!already_pending) {
+        /* A new verification was created: its attempt is PENDING (initiated,
+         * awaiting processing); an expired verification stays EXPIRED
+         * until the new one is decided. */
+        snprintf(want.verification, sizeof want.verification, "%s",
+                 kyc_vstatus_parse(cur.verification) == KYC_V_EXPIRED ? "EXPIRED" : "NOT_VERIFIED");
+        snprintf(want.attempt, sizeof want.attempt, "PENDING");
+        kyc_transition t = {&cur, -1, &want, KYC_SRC_API, 0, 0};
+        if (kyc_state_decide(&t).decision == KYC_APPLY) {
+            const char *pa[] = {external_user_id, want.verification, want.attempt, "", "api", "api",
+                                NULL};
+            if ((rc = exec_ok(d, SQL_APPLY_AUTHORITATIVE, 7, pa, "recording the new verification",
+                              err)) != 0)
+                goto out;
+        }
+        const char *pv[] = {external_user_id, verification_id, after};
+        rc = exec_ok(d,
+                     "UPDATE kyc.verifications SET verification_id = $2, attention_reason = NULL, "
+                     "  failures = 0, next_check_at = clock_timestamp() + "
+                     "  make_interval(secs => $3::float8 / 1000) WHERE external_user_id = $1",
+                     3, pv, "recording the verification id", err);
+    } else {
+        /* P100 says a verification is already pending: follow it at once,
+         * even if no webhook ever comes. */
+        rc = exec_ok(d,
+                     "UPDATE kyc.verifications SET needs_check_reason = coalesce(needs_check_reason, "
+                     "  'api_pending'), next_check_at = clock_timestamp(), attention_reason = NULL, "
+                     "  failures = 0 WHERE external_user_id = $1",
+                     1, p1, "marking the user pending", err);
+    }
+    if (rc == 0)
+        rc = exec_ok(d, "COMMIT", 0, NULL, "commit", err);
+out:
+    PQclear(r);
+    if (rc != 0)
+        rollback_quietly(d);
+    return rc;
+}
+
+/* Append a query's rows as aligned "label: value" blocks or a small table. */
+static int report_rows(db *d, kbuf *out, const char *title, const char *sql, const char *uid,
+                       kerr *err)
+{
+    const char *p[] = {uid};
+    PGresult *r = exec_params(d, sql, 1, p);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = fail(d, r, title, err);
+        PQclear(r);
+        return rc;
+    }
+    int rc = kbuf_appendf(out, "\n%s (%d)\n", title, PQntuples(r));
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
+        rc = kbuf_appendf(out, "  ");
+        for (int j = 0; rc == 0 && j < PQnfields(r); j++)
+            rc = kbuf_appendf(out, "%s%s=%s", j ? "  " : "", PQfname(r, j),
+                              PQgetisnull(r, i, j) ? "-" : PQgetvalue(r, i, j));
+        if (rc == 0)
+            rc = kbuf_appendf(out, "\n");
+    }
+    PQclear(r);
+    return rc ? kerr_set(err, KERR_NOMEM, "out of memory") : 0;
+}
+
+int db_user_report(db *d, const char *external_user_id, kbuf *out, kerr *err)
+{
+    const char *p[] = {external_user_id};
+    PGresult *r = exec_params(d,
+                              "SELECT verification_status, attempt_status, rejection_reason, "
+                              "verification_id, source, first_seen_at, updated_at, last_webhook_at, "
+                              "needs_check_reason, attention_reason, failures, last_checked_at, "
+                              "next_check_at FROM kyc.verifications WHERE external_user_id = $1",
+                              1, p);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = fail(d, r, "reading the user", err);
+        PQclear(r);
+        return rc;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return kerr_set(err, KERR_NOTFOUND, "no such user in kyc.verifications");
+    }
+    int rc = kbuf_appendf(out, "user %s\n", external_user_id);
+    for (int j = 0; rc == 0 && j < PQnfields(r); j++)
+        rc = kbuf_appendf(out, "  %-20s %s\n", PQfname(r, j),
+                          PQgetisnull(r, 0, j) ? "-" : PQgetvalue(r, 0, j));
+    PQclear(r);
+    if (rc != 0)
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    if ((rc = report_rows(d, out, "changes",
+                          "SELECT changed_at, source, reason, "
+                          "coalesce(old_verification_status, '-') || '/' || coalesce(old_attempt_status, '-') AS old, "
+                          "coalesce(new_verification_status, '-') || '/' || coalesce(new_attempt_status, '-') AS new, "
+                          "new_rejection_reason AS reason_code, event_id, check_id "
+                          "FROM kyc.status_changes WHERE external_user_id = $1 ORDER BY id",
+                          external_user_id, err)) != 0)
+        return rc;
+    if ((rc = report_rows(d, out, "webhooks (latest 20)",
+                          "SELECT * FROM (SELECT id, received_at, kind, "
+                          "coalesce(body->>'verificationStatus', body->>'status') AS v, "
+                          "body->>'attemptStatus' AS a, outcome, outcome_reason, repeat_of "
+                          "FROM kyc.webhook_events WHERE external_user_id = $1 "
+                          "ORDER BY id DESC LIMIT 20) e ORDER BY id",
+                          external_user_id, err)) != 0)
+        return rc;
+    return report_rows(d, out, "checks with P100 (latest 20)",
+                       "SELECT * FROM (SELECT id, checked_at, checker, http_status, error_code, "
+                       "round(latency_ms::numeric, 1) AS ms, outcome, result "
+                       "FROM kyc.status_checks WHERE external_user_id = $1 "
+                       "ORDER BY id DESC LIMIT 20) c ORDER BY id",
+                       external_user_id, err);
 }
 
 /* ------------------------------------------------------------------ pool */

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 #include "core/kyc.h"
 #include "core/state.h"
@@ -65,6 +66,75 @@ typedef struct db_ingest_result {
  * refused the data itself (not retryable). */
 int db_ingest(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_result *res,
               kerr *err) KYCD_MUST_CHECK;
+
+/* ------------------------------------------------------- reconciler */
+
+/* One user claimed for a check. */
+typedef struct db_claim {
+    char external_user_id[KYC_ID_MAX + 1];
+    int failures;
+} db_claim;
+
+typedef struct db_claim_opts {
+    const char *owner;          /* this instance, "host:pid" */
+    int limit;                  /* at most this many */
+    int64_t lease_ms;           /* how long the claim holds */
+    int64_t pending_after_ms;   /* a pending user unchanged this long is due */
+} db_claim_opts;
+
+/* Claim users due for a check: held reports (needs_check_reason) and
+ * pending users unchanged for pending_after, whose next_check_at has come,
+ * not flagged for a person, not claimed by a live lease. Uses FOR UPDATE
+ * SKIP LOCKED, so concurrent instances never claim the same user; the
+ * claim is a lease (lease_owner, lease_until), so a crashed instance's
+ * claims expire. No lock is held after this returns. */
+int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err) KYCD_MUST_CHECK;
+
+/* Give back this owner's unexpired claims (clean stop). */
+int db_release_claims(db *d, const char *owner, kerr *err) KYCD_MUST_CHECK;
+
+/* The outcome of one Get KYC Status call, to record and apply. */
+typedef struct db_check {
+    const char *owner;
+    const char *external_user_id;
+    const char *outcome;        /* p100_class_name() */
+    long http_status;           /* 0: none */
+    const char *error_code;     /* "" when none */
+    double latency_ms;
+    const char *detail;         /* error message or NULL */
+    const char *body;           /* raw answer, may be NULL */
+    size_t body_len;
+    const kyc_status *answer;   /* on outcome "ok": P100's state */
+    /* What to do with the user (decided by the reconciler): */
+    int flag;                   /* set attention_reason = detail, stop checking */
+    int count_failure;          /* failures + 1 (the caller flags at the ceiling) */
+    int64_t next_check_ms;      /* next_check_at = now + this; -1: NULL */
+} db_check;
+
+typedef struct db_check_result {
+    long long check_id;
+    const char *result;         /* "applied", "unchanged", "flagged", "retry", "released" */
+    kyc_status before;          /* the stored state before */
+    int lost_lease;             /* another instance took the user meanwhile: nothing applied */
+} db_check_result;
+
+/* Record the call in kyc.status_checks and, for an "ok" answer, apply
+ * P100's state through the state machine (source reconciler; a change is
+ * appended to kyc.status_changes with check_id), clear needs_check_reason
+ * and failures; update the bookkeeping and release the lease. One
+ * transaction. */
+int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err) KYCD_MUST_CHECK;
+
+/* After Create KYC Verification: record the user as pending with its
+ * verificationId (source api). already_pending (202 P212): make sure the
+ * user exists and is checked at once. pending_after_ms schedules the next
+ * check. */
+int db_record_created(db *d, const char *external_user_id, const char *verification_id,
+                      int already_pending, int64_t pending_after_ms, kerr *err) KYCD_MUST_CHECK;
+
+/* A human-readable report of one user: current state, changes, recent
+ * deliveries and checks (for `kycd status`). KERR_NOTFOUND if unknown. */
+int db_user_report(db *d, const char *external_user_id, kbuf *out, kerr *err) KYCD_MUST_CHECK;
 
 /* A fixed-size pool of lazily opened connections shared by request
  * threads. A connection found dead on return is dropped and reopened on the

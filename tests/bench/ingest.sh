@@ -26,7 +26,7 @@ port=$(( 20000 + RANDOM % 20000 ))
 envs=(PATH="$PATH" KYCD_DATABASE_URL="$PGLOCAL_CONNINFO" KYCD_LISTEN=127.0.0.1:$port
   KYCD_TLS_CERT="$work/certs/server.pem" KYCD_TLS_KEY="$work/certs/server.key"
   KYCD_WEBHOOK_TOKENS_FILE="$work/tokens" KYCD_THREADS=$((conns + 8)) KYCD_DB_POOL="${BENCH_POOL:-8}"
-  KYCD_LOG_LEVEL=warn)
+  KYCD_LOG_LEVEL=warn KYCD_RECONCILE=off)
 env -i "${envs[@]}" "$build/kycd" migrate >/dev/null 2>&1
 env -i "${envs[@]}" "$build/kycd" serve 2>"$work/kycd.log" >/dev/null & pid=$!
 up() { curl -sf --cacert "$work/certs/ca.pem" "https://localhost:$port/healthz" >/dev/null; }

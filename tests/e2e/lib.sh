@@ -258,7 +258,7 @@ e2e__std_env() {
   local skip=" ${1:-} " a
   for a in "KYCD_DATABASE_URL=$E2E_DB_URL" "KYCD_LISTEN=127.0.0.1:${E2E_PORT:-8443}" \
            "KYCD_TLS_CERT=$E2E_CERT" "KYCD_TLS_KEY=$E2E_KEY" "KYCD_TLS_CHAIN=$E2E_CHAIN" \
-           "KYCD_WEBHOOK_TOKENS_FILE=$E2E_TOKEN_FILE" "KYCD_LOG_LEVEL=debug"; do
+           "KYCD_WEBHOOK_TOKENS_FILE=$E2E_TOKEN_FILE" "KYCD_LOG_LEVEL=debug" "KYCD_RECONCILE=off"; do
     [[ $skip == *" ${a%%=*} "* ]] || E2E_ENV+=("$a")
   done
 }

@@ -452,7 +452,20 @@ static void test_print(void **state)
                        "reorder_window = 5m\n"
                        "retry_after = 5s\n"
                        "shutdown_timeout = 10s\n"
-                       "log_level = info\n";
+                       "log_level = info\n"
+                       "p100_base_url = https://partner-api-stage.p100.io\n"
+                       "p100_api_key = (unset)\n"
+                       "p100_ca_file = (unset)\n"
+                       "p100_status_path = /v1/kyc/status/{externalUserId}\n"
+                       "p100_timeout = 10s\n"
+                       "p100_rate = 10\n"
+                       "p100_concurrency = 16\n"
+                       "reconcile = on\n"
+                       "reconcile_interval = 30s\n"
+                       "pending_after = 10m\n"
+                       "reconcile_max_failures = 10\n"
+                       "reconcile_backoff_min = 10s\n"
+                       "reconcile_backoff_max = 1h\n";
     assert_string_equal(text, want);
     free(text);
     config_deinit(&cfg);

@@ -1,0 +1,446 @@
+/* The reconciler (see reconciler.h). Threads: one dispatcher, N workers,
+ * all owned by the reconciler and joined in reverse order by
+ * reconciler_stop. Waiting uses one condition variable; never sleep(). Must
+ * never hold a database transaction across a P100 call, nor log the API
+ * key. */
+#include "app/reconciler.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "core/token.h"
+
+#define QUEUE_MAX 1024
+
+struct reconciler {
+    reconciler_opts o;
+    char owner[96];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* any change: queue, stop, pause, idle */
+    int stopping;
+    /* queue of claimed users, not yet taken by a worker */
+    db_claim queue[QUEUE_MAX];
+    int qhead, qlen;
+    int busy;                   /* workers inside a call */
+    int done;                   /* once mode: nothing left */
+    int64_t next_slot_ms;       /* rate limiter: earliest start of the next call */
+    int64_t paused_until_ms;    /* 429 or 401: no calls before this */
+    int misconfigured;          /* last 401/403 not yet followed by a success */
+    char not_ready[512];
+    reconciler_stats st;
+    db_pool *pool;              /* workers' connections */
+    pthread_t dispatcher;
+    int dispatcher_started;
+    pthread_t *workers;
+    int nworkers;
+};
+
+static void wait_until(reconciler *r, int64_t until_ms)
+{
+    int64_t now = clock_mono_ms();
+    if (until_ms <= now)
+        return;
+    struct timespec ts = clock_deadline(until_ms - now);
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+}
+
+/* --- workers ----------------------------------------------------------- */
+
+/* Take the next claimed user, then wait for the rate limiter and any pause.
+ * Returns 0 with *item filled, or -1 when stopping. Called with r->mu held. */
+static int take(reconciler *r, db_claim *item)
+{
+    for (;;) {
+        if (r->stopping)
+            return -1;
+        int64_t now = clock_mono_ms();
+        if (r->paused_until_ms > now) {
+            wait_until(r, r->paused_until_ms);
+            continue;
+        }
+        if (r->qlen == 0) {
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
+        /* Reserve a slot of the global rate: one call every 1000/rate ms. */
+        int64_t slot = r->next_slot_ms > now ? r->next_slot_ms : now;
+        if (slot > now) {
+            wait_until(r, slot);
+            continue;
+        }
+        r->next_slot_ms = slot + (1000 + r->o.rate - 1) / r->o.rate;
+        if (r->o.rate > 1000)
+            r->next_slot_ms = slot; /* sub-millisecond spacing: no wait */
+        *item = r->queue[r->qhead];
+        r->qhead = (r->qhead + 1) % QUEUE_MAX;
+        r->qlen--;
+        r->busy++;
+        pthread_cond_broadcast(&r->cv); /* the dispatcher may refill */
+        return 0;
+    }
+}
+
+static uint64_t random64(void)
+{
+    char hex[17];
+    if (token_random_hex(hex, 8) != 0)
+        return (uint64_t)clock_mono_ms() * 2654435761u;
+    return strtoull(hex, NULL, 16);
+}
+
+static void log_check(const db_claim *c, const p100_result *res, const db_check_result *cr,
+                      const kyc_status *answer)
+{
+    int applied = cr && strcmp(cr->result, "applied") == 0;
+    int level = KLOG_DEBUG;
+    if (applied || (cr && strcmp(cr->result, "flagged") == 0))
+        level = KLOG_WARN;
+    if (res->cls == P100_MISCONFIGURED)
+        level = KLOG_ERROR;
+    klog_line l;
+    klog_begin(&l, level,
+               applied ? "reconciler corrected state (a webhook was missed or wrong)"
+                       : "reconciler check");
+    klog_str(&l, "user", c->external_user_id);
+    klog_str(&l, "outcome", p100_class_name(res->cls));
+    klog_int(&l, "http", res->http_status);
+    if (res->error_code[0])
+        klog_str(&l, "code", res->error_code);
+    if (res->cls != P100_OK && res->error_message[0])
+        klog_str(&l, "error", res->error_message);
+    if (cr) {
+        klog_str(&l, "result", cr->result);
+        if (applied) {
+            char from[140], to[140];
+            snprintf(from, sizeof from, "%s/%s", cr->before.verification[0] ? cr->before.verification : "-",
+                     cr->before.attempt[0] ? cr->before.attempt : "-");
+            snprintf(to, sizeof to, "%s/%s", answer->verification, answer->attempt);
+            klog_str(&l, "from", from);
+            klog_str(&l, "to", to);
+        }
+        klog_int(&l, "check", cr->check_id);
+    }
+    klog_ms(&l, "ms", res->latency_ms);
+    klog_end(&l);
+}
+
+static void check_one(reconciler *r, p100_client *client, const db_claim *c)
+{
+    p100_result res;
+    p100_result_init(&res);
+    kyc_status answer;
+    memset(&answer, 0, sizeof answer);
+    kerr err;
+    kerr_clear(&err);
+    if (p100_get_status(client, c->external_user_id, &res, &answer, &err) != 0) {
+        /* Local failure (out of memory): count it, let the lease expire. */
+        klog(KLOG_ERROR, "reconciler call failed locally", "error=\"%s\"", err.msg);
+        pthread_mutex_lock(&r->mu);
+        r->st.errors++;
+        pthread_mutex_unlock(&r->mu);
+        p100_result_deinit(&res);
+        return;
+    }
+
+    db_check chk = {
+        .owner = r->owner,
+        .external_user_id = c->external_user_id,
+        .outcome = p100_class_name(res.cls),
+        .http_status = res.http_status,
+        .error_code = res.error_code,
+        .latency_ms = res.latency_ms,
+        .detail = res.error_message[0] ? res.error_message : NULL,
+        .body = res.body.data,
+        .body_len = res.body.len,
+        .answer = res.cls == P100_OK ? &answer : NULL,
+        .next_check_ms = r->o.pending_after_ms,
+    };
+    char flag_reason[512];
+    switch (res.cls) {
+    case P100_OK:
+        break;
+    case P100_FINAL:
+        snprintf(flag_reason, sizeof flag_reason, "P100 %s: %s", res.error_code[0] ? res.error_code : "error",
+                 res.error_message[0] ? res.error_message : "final answer");
+        chk.flag = 1;
+        chk.detail = flag_reason;
+        chk.next_check_ms = -1;
+        break;
+    case P100_TRANSIENT:
+        chk.count_failure = 1;
+        if (c->failures + 1 >= r->o.max_failures) {
+            snprintf(flag_reason, sizeof flag_reason, "%d transient failures in a row, last: %s",
+                     c->failures + 1, res.error_message[0] ? res.error_message : res.error_code);
+            chk.flag = 1;
+            chk.detail = flag_reason;
+            chk.next_check_ms = -1;
+        } else {
+            chk.next_check_ms = p100_backoff_ms(c->failures + 1, r->o.backoff_min_ms,
+                                                r->o.backoff_max_ms, random64());
+        }
+        break;
+    case P100_RATE_LIMITED:
+        chk.next_check_ms = res.retry_after_ms > 0 ? res.retry_after_ms : r->o.backoff_min_ms;
+        break;
+    case P100_MISCONFIGURED:
+        break;
+    }
+
+    db *conn = NULL;
+    db_check_result cr;
+    memset(&cr, 0, sizeof cr);
+    int rc = db_pool_get(r->pool, r->o.db.timeout_ms, &conn, &err);
+    if (rc == 0) {
+        rc = db_record_check(conn, &chk, &cr, &err);
+        db_pool_put(r->pool, conn);
+    }
+    if (rc != 0)
+        klog(KLOG_WARN, "reconciler could not record a check", "user=%s error=\"%s\"",
+             c->external_user_id, err.msg);
+    log_check(c, &res, rc == 0 ? &cr : NULL, &answer);
+
+    pthread_mutex_lock(&r->mu);
+    r->st.checks++;
+    if (rc != 0) {
+        r->st.errors++;
+    } else if (strcmp(cr.result, "applied") == 0) {
+        r->st.applied++;
+    } else if (strcmp(cr.result, "unchanged") == 0) {
+        r->st.unchanged++;
+    } else if (strcmp(cr.result, "flagged") == 0) {
+        r->st.flagged++;
+    } else if (strcmp(cr.result, "retry") == 0) {
+        r->st.retries++;
+    }
+    int64_t now = clock_mono_ms();
+    if (res.cls == P100_OK && r->misconfigured) {
+        r->misconfigured = 0;
+        klog(KLOG_INFO, "P100 accepts our credentials again", "misconfigured=0");
+    }
+    if (res.cls == P100_RATE_LIMITED) {
+        r->st.rate_limited++;
+        int64_t pause = res.retry_after_ms > 0 ? res.retry_after_ms : 1000;
+        if (now + pause > r->paused_until_ms)
+            r->paused_until_ms = now + pause;
+    }
+    if (res.cls == P100_MISCONFIGURED) {
+        r->st.misconfigured++;
+        r->misconfigured = 1;
+        snprintf(r->not_ready, sizeof r->not_ready,
+                 "P100 refuses our API key or address (HTTP %ld: %s): check KYCD_P100_API_KEY and "
+                 "P100's IP allow-list",
+                 res.http_status, res.error_message[0] ? res.error_message : "access denied");
+        if (now + r->o.interval_ms > r->paused_until_ms) {
+            r->paused_until_ms = now + r->o.interval_ms;
+            klog(KLOG_ERROR, "reconciler paused: P100 says we are misconfigured",
+                 "http=%ld retry_in_ms=%lld", res.http_status, (long long)r->o.interval_ms);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    p100_result_deinit(&res);
+}
+
+static void *worker_main(void *arg)
+{
+    reconciler *r = arg;
+    p100_client *client = NULL;
+    kerr err;
+    if (p100_client_new(&client, &r->o.p100, &err) != 0) {
+        klog(KLOG_ERROR, "reconciler worker cannot start", "error=\"%s\"", err.msg);
+        return NULL;
+    }
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        db_claim item;
+        if (take(r, &item) != 0)
+            break;
+        pthread_mutex_unlock(&r->mu);
+        check_one(r, client, &item);
+        pthread_mutex_lock(&r->mu);
+        r->busy--;
+        pthread_cond_broadcast(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    p100_client_free(client);
+    return NULL;
+}
+
+/* --- dispatcher ---------------------------------------------------------- */
+
+static void *dispatcher_main(void *arg)
+{
+    reconciler *r = arg;
+    db *conn = NULL;
+    kerr err;
+    /* Keep about two batches' worth ahead of the workers: one second of
+     * the rate, at least two per worker. */
+    int want = r->o.rate > 2 * r->o.concurrency ? r->o.rate : 2 * r->o.concurrency;
+    if (want > QUEUE_MAX)
+        want = QUEUE_MAX;
+    db_claim *batch = calloc((size_t)want, sizeof *batch);
+    /* A claim must outlive its wait in the queue plus the call. */
+    int64_t lease = 3 * r->o.p100.timeout_ms + (int64_t)want * 1000 / r->o.rate + 30000;
+
+    pthread_mutex_lock(&r->mu);
+    while (!r->stopping && batch) {
+        int64_t now = clock_mono_ms();
+        if (r->paused_until_ms > now) {
+            wait_until(r, r->paused_until_ms);
+            continue;
+        }
+        if (r->qlen >= want / 2) {
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
+        int room = want - r->qlen;
+        pthread_mutex_unlock(&r->mu);
+
+        int n = 0, rc = 0;
+        if (conn == NULL || !db_alive(conn)) {
+            db_free(conn);
+            conn = NULL;
+            rc = db_connect(&conn, &r->o.db, &err);
+        }
+        if (rc == 0) {
+            db_claim_opts co = {r->owner, room, lease, r->o.pending_after_ms};
+            rc = db_claim_due(conn, &co, batch, &n, &err);
+        }
+        if (rc != 0)
+            klog(KLOG_WARN, "reconciler cannot claim users", "error=\"%s\"", err.msg);
+
+        pthread_mutex_lock(&r->mu);
+        for (int i = 0; i < n; i++) {
+            r->queue[(r->qhead + r->qlen) % QUEUE_MAX] = batch[i];
+            r->qlen++;
+        }
+        if (n > 0) {
+            pthread_cond_broadcast(&r->cv);
+            continue;
+        }
+        if (r->o.once && rc == 0 && r->qlen == 0 && r->busy == 0) {
+            r->done = 1;
+            pthread_cond_broadcast(&r->cv);
+            break;
+        }
+        /* Nothing due (or the database is away): look again later, or
+         * sooner if workers finish (once mode needs to see them idle). */
+        wait_until(r, clock_mono_ms() + (r->o.once ? 200 : r->o.interval_ms));
+    }
+    /* Give back what no worker took. */
+    int left = r->qlen;
+    r->qlen = 0;
+    pthread_mutex_unlock(&r->mu);
+    if (left > 0 && conn && db_release_claims(conn, r->owner, &err) != 0)
+        klog(KLOG_WARN, "reconciler could not release claims", "error=\"%s\"", err.msg);
+    db_free(conn);
+    free(batch);
+    return NULL;
+}
+
+/* --- lifecycle ------------------------------------------------------------- */
+
+int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
+{
+    if (o->rate < 1 || o->concurrency < 1)
+        return kerr_set(err, KERR_INVALID, "reconciler rate and concurrency must be at least 1");
+    reconciler *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    r->o = *o;
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(r->owner, sizeof r->owner, "%s:%d", host, (int)getpid());
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = db_pool_new(&r->pool, &o->db, o->concurrency, err);
+    if (rc != 0) {
+        reconciler_stop(r, NULL);
+        return rc;
+    }
+    r->workers = calloc((size_t)o->concurrency, sizeof *r->workers);
+    if (r->workers == NULL) {
+        reconciler_stop(r, NULL);
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < o->concurrency; i++) {
+        if (pthread_create(&r->workers[i], NULL, worker_main, r) != 0) {
+            reconciler_stop(r, NULL);
+            return kerr_set(err, KERR_NOMEM, "cannot start reconciler threads");
+        }
+        r->nworkers++;
+    }
+    if (pthread_create(&r->dispatcher, NULL, dispatcher_main, r) != 0) {
+        reconciler_stop(r, NULL);
+        return kerr_set(err, KERR_NOMEM, "cannot start the reconciler");
+    }
+    r->dispatcher_started = 1;
+    klog(KLOG_INFO, "reconciler started",
+         "owner=%s rate=%d concurrency=%d pending_after_ms=%lld once=%d", r->owner, o->rate,
+         o->concurrency, (long long)o->pending_after_ms, o->once);
+    *out = r;
+    return 0;
+}
+
+void reconciler_wait(reconciler *r)
+{
+    pthread_mutex_lock(&r->mu);
+    while (!r->done && !r->stopping)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    /* Reverse order of start: the dispatcher, then the workers (each
+     * finishes the call it is in, bounded by the P100 timeout). */
+    if (r->dispatcher_started)
+        pthread_join(r->dispatcher, NULL);
+    for (int i = r->nworkers - 1; i >= 0; i--)
+        pthread_join(r->workers[i], NULL);
+    if (final_stats)
+        *final_stats = r->st;
+    klog(KLOG_INFO, "reconciler stopped",
+         "checks=%lld applied=%lld unchanged=%lld flagged=%lld retries=%lld rate_limited=%lld "
+         "misconfigured=%lld errors=%lld",
+         r->st.checks, r->st.applied, r->st.unchanged, r->st.flagged, r->st.retries,
+         r->st.rate_limited, r->st.misconfigured, r->st.errors);
+    free(r->workers);
+    db_pool_free(r->pool);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+int reconciler_ready(reconciler *r, kerr *err)
+{
+    if (r == NULL)
+        return 0;
+    pthread_mutex_lock(&r->mu);
+    int rc = 0;
+    if (r->misconfigured)
+        rc = kerr_set(err, KERR_STATE, "%s", r->not_ready);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+void reconciler_stats_get(reconciler *r, reconciler_stats *out)
+{
+    pthread_mutex_lock(&r->mu);
+    *out = r->st;
+    pthread_mutex_unlock(&r->mu);
+}

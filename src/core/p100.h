@@ -1,0 +1,56 @@
+/* P100's Partner API, the pure part: how an answer is classified, what the
+ * create-verification request must contain, retry backoff. No I/O (the
+ * HTTP client is io/p100.c; JSON is core/payload.c). See
+ * ../shared/p100-api.md and README.md ("P100 answers"). */
+#ifndef KYCD_CORE_P100_H
+#define KYCD_CORE_P100_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "core/kyc.h"
+
+enum p100_class {
+    P100_OK = 0,         /* 200/201, or 202 P212 (verification already pending) */
+    P100_FINAL,          /* P4xx that no retry will change: P412, P445, P459, P403, ... */
+    P100_TRANSIENT,      /* P500/P501 (sent as HTTP 400!), 5xx, 408, timeouts, connection errors */
+    P100_RATE_LIMITED,   /* 429: honour Retry-After */
+    P100_MISCONFIGURED,  /* 401 Access Denied xo1/xo2/xo3, 403: stop calling, alert */
+};
+
+/* Classify from HTTP status and errorCode together (never the status
+ * alone: P500/P501 come as 400). http_status 0 means a transport error. */
+enum p100_class p100_classify(long http_status, const char *error_code);
+const char *p100_class_name(enum p100_class c); /* "ok", "final", "transient", ... */
+
+/* A plain-English explanation of a documented error code, or NULL. */
+const char *p100_error_explain(const char *error_code);
+
+/* Create KYC Verification (POST /v1/kyc): the request fields. "" = absent. */
+typedef struct p100_create_req {
+    char external_user_id[KYC_ID_MAX + 1];
+    char document_type[32];        /* ID_CARD PASSPORT RESIDENCE_PERMIT DRIVER_LICENSE */
+    char country[3];               /* ISO 3166-1 alpha-2, upper case */
+    char income_source[32];        /* BUSINESS_ACTIVITY SALARY OTHER MAINTAINED_BY_FAMILY INVESTMENTS SOCIAL_BENEFITS TENANCY */
+    char open_account_reason[48];  /* INVESTMENTS_OR_CRYPTOCURRENCIES CURRENCY_EXCHANGE DAILY_USE GAMING_OR_GAMBLING TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE */
+    char occupation[48];           /* required when income_source is SALARY */
+    char additional_info[512];     /* free text */
+    char tax_id[64];               /* required when income_source is BUSINESS_ACTIVITY */
+} p100_create_req;
+
+/* Validate as documented: required fields, enums, country code shape, the
+ * conditional requirements. The message names the field and lists the
+ * allowed values. */
+int p100_create_validate(const p100_create_req *r, kerr *err) KYCD_MUST_CHECK;
+
+/* Delay before retry number `failures` (1, 2, ...): base * 2^(failures-1),
+ * capped at max, with "full jitter" from `random` (any 64-bit value): the
+ * result is uniform in [d/2, d]. */
+int64_t p100_backoff_ms(int failures, int64_t base_ms, int64_t max_ms, uint64_t random);
+
+/* Parse a Retry-After header value (delta seconds; HTTP dates are not
+ * used by P100 as far as known) into ms; -1 when absent or unparsable. */
+int64_t p100_retry_after_ms(const char *value);
+
+#endif
