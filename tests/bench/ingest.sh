@@ -7,6 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); top=$(cd "$here/../.." && pwd)
 build=${1:-$top/build/ci}
+kycd=${BENCH_KYCD:-$build/kycd}
 secs=${BENCH_SECONDS:-10}; conns=${BENCH_CONNS:-8}
 command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)" >&2; exit 1; }
 # shellcheck source=../../deploy/pg-local.sh
@@ -27,8 +28,8 @@ envs=(PATH="$PATH" KYCD_DATABASE_URL="$PGLOCAL_CONNINFO" KYCD_LISTEN=127.0.0.1:$
   KYCD_TLS_CERT="$work/certs/server.pem" KYCD_TLS_KEY="$work/certs/server.key"
   KYCD_WEBHOOK_TOKENS_FILE="$work/tokens" KYCD_THREADS=$((conns + 8)) KYCD_DB_POOL="${BENCH_POOL:-8}"
   KYCD_LOG_LEVEL=warn KYCD_RECONCILE=off)
-env -i "${envs[@]}" "$build/kycd" migrate >/dev/null 2>&1
-env -i "${envs[@]}" "$build/kycd" serve 2>"$work/kycd.log" >/dev/null & pid=$!
+env -i "${envs[@]}" "$kycd" migrate >/dev/null 2>&1
+env -i "${envs[@]}" "$kycd" serve 2>"$work/kycd.log" >/dev/null & pid=$!
 up() { curl -sf --cacert "$work/certs/ca.pem" "https://localhost:$port/healthz" >/dev/null; }
 for _ in $(seq 50); do up && break; sleep 0.1; done
 up || { cat "$work/kycd.log"; exit 1; }

@@ -1349,10 +1349,8 @@ static void sim_users(reply *r, const cJSON *in)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "created", (double)made);
         cJSON_AddNumberToObject(o, "users", (double)total);
-        {
-            reply_json(r, 200, o);
-            return;
-        }
+        reply_json(r, 200, o);
+        return;
     }
     if (id[0] == '\0') {
         reply_sim_error(r, 400, "externalUserId (or prefix and count) is required");
@@ -1431,10 +1429,8 @@ static void sim_advance(reply *r, const char *id, const cJSON *in)
     user *u = strlen(id) <= ID_MAX ? tab_find(id) : NULL;
     if (u == NULL || !u->exists) {
         pthread_mutex_unlock(&S.mu);
-        {
-            reply_sim_error(r, 404, "no such user (create it with POST /v1/kyc or /_sim/users)");
-            return;
-        }
+        reply_sim_error(r, 404, "no such user (create it with POST /v1/kyc or /_sim/users)");
+        return;
     }
     /* Absent statuses keep their value; rejectionReason is replaced (absent clears it). */
     user_set(u, has_vs ? vs : (u->has_kyc ? u->vstatus : "NOT_VERIFIED"),
@@ -1458,10 +1454,8 @@ static void sim_advance(reply *r, const char *id, const cJSON *in)
     if (body == NULL || wh_submit("kyc-verification-status", id, body, mode, seqs) != 0) {
         free(body);
         cJSON_Delete(o);
-        {
-            reply_sim_error(r, 500, "out of memory");
-            return;
-        }
+        reply_sim_error(r, 500, "out of memory");
+        return;
     }
     free(body);
     reply_submitted(r, o, mode, seqs);
@@ -1501,10 +1495,8 @@ static void sim_poa(reply *r, const char *id, const cJSON *in)
     uint64_t seqs[2];
     if (body == NULL || wh_submit("poa-verification-status", id, body, mode, seqs) != 0) {
         free(body);
-        {
-            reply_sim_error(r, 500, "out of memory");
-            return;
-        }
+        reply_sim_error(r, 500, "out of memory");
+        return;
     }
     free(body);
     cJSON *o = cJSON_CreateObject();
@@ -1716,10 +1708,8 @@ static void sim_handle(struct mg_connection *conn, const struct mg_request_info 
         pthread_mutex_lock(&S.mu);
         faults f = S.f;
         pthread_mutex_unlock(&S.mu);
-        {
-            reply_json(r, 200, faults_json(&f));
-            return;
-        }
+        reply_json(r, 200, faults_json(&f));
+        return;
     }
     if (n == 2 && get && strcmp(seg[0], "users") == 0) {
         pthread_mutex_lock(&S.mu);
@@ -1730,10 +1720,8 @@ static void sim_handle(struct mg_connection *conn, const struct mg_request_info 
             reply_sim_error(r, 404, "no such user");
             return;
         }
-        {
-            reply_json(r, 200, o);
-            return;
-        }
+        reply_json(r, 200, o);
+        return;
     }
     if (!post) {
         reply_sim_error(r, n < 1 ? 404 : 405, "not found, or not with this method");
@@ -1750,17 +1738,13 @@ static void sim_handle(struct mg_connection *conn, const struct mg_request_info 
     free(body);
     if (too_big) {
         cJSON_Delete(in);
-        {
-            reply_sim_error(r, 413, "body too large");
-            return;
-        }
+        reply_sim_error(r, 413, "body too large");
+        return;
     }
     if (in == NULL || !cJSON_IsObject(in)) {
         cJSON_Delete(in);
-        {
-            reply_sim_error(r, 400, "the body must be a JSON object");
-            return;
-        }
+        reply_sim_error(r, 400, "the body must be a JSON object");
+        return;
     }
     if (n == 1 && strcmp(seg[0], "users") == 0)
         sim_users(r, in);
