@@ -334,8 +334,10 @@ static int cmd_serve(int argc, char **argv)
     klog(KLOG_INFO, "shutting down", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
     pthread_t wd;
     int64_t grace = cfg.shutdown_timeout_ms;
-    static int64_t limit; /* drain, then a few seconds for closing connections */
-    limit = grace + 5000;
+    /* Drain, then a P100 call in flight may finish, then a few seconds for
+     * closing connections. */
+    static int64_t limit;
+    limit = grace + (rec ? cfg.p100_timeout_ms : 0) + 5000;
     pthread_create(&wd, NULL, shutdown_watchdog, &limit);
     pthread_detach(wd);
     double t0 = clock_now_ms();
