@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -67,9 +68,9 @@ static int on_request(struct mg_connection *conn, void *cbdata)
     s->active++;
     pthread_mutex_unlock(&s->mu);
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    char rid[17];
-    if (token_random_hex(rid, 8) != 0)
-        snprintf(rid, sizeof rid, "%016llx", (long long)(t0 * 1000));
+    char rid[33];
+    if (token_random_hex(rid, 16) != 0)
+        snprintf(rid, sizeof rid, "%016llx%016llx", (long long)(t0 * 1000), (long long)getpid());
 
     long long content_length = ri->content_length;
     const char *te = mg_get_header(conn, "Transfer-Encoding");

@@ -73,7 +73,9 @@ typedef struct kyc_delivery {
     size_t body_len;
     char body_sha256[65];             /* hex */
     char remote_addr[64];
-    char request_id[33];
+    char request_id[33];              /* unique per delivery (128 random bits, hex) */
+    long long received_us;            /* receipt time (Unix µs) of a delivery replayed
+                                       * from the spool; 0: now */
 } kyc_delivery;
 
 #endif

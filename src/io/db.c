@@ -300,7 +300,8 @@ static const char SQL_KYC_ENSURE[] =
 static const char SQL_KYC_LOCK[] =
     "SELECT coalesce(verification_status, ''), coalesce(attempt_status, ''), "
     "       coalesce(rejection_reason, ''), "
-    "       (extract(epoch FROM clock_timestamp() - updated_at) * 1000)::bigint "
+    "       (extract(epoch FROM coalesce($2::timestamptz, clock_timestamp()) - updated_at) "
+    "        * 1000)::bigint "
     "FROM kyc.verifications WHERE external_user_id = $1 FOR UPDATE";
 
 /* Other kinds have no state row to lock: serialize per (kind, user). */
@@ -315,15 +316,22 @@ static const char SQL_OTHER_LOCK[] =
 static const char SQL_PRIOR[] =
     "SELECT (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = $1 "
     "          AND e.body_sha256 = decode($2, 'hex') AND e.kind = $3 "
-    "          AND e.received_at > clock_timestamp() - make_interval(secs => $4::float8 / 1000) "
+    "          AND e.received_at > coalesce($5::timestamptz, clock_timestamp()) "
+    "              - make_interval(secs => $4::float8 / 1000) "
     "        ORDER BY e.id LIMIT 1), "
     "       coalesce((SELECT status FROM kyc.poa_statuses WHERE external_user_id = $1), '')";
 
+/* A delivery replayed from the spool may already be stored (the drainer
+ * crashed between COMMIT and its checkpoint): request ids are unique. */
+static const char SQL_REPLAYED[] =
+    "SELECT id, repeat_of FROM kyc.webhook_events WHERE request_id = $1";
+
 /* Parameters shared by the write statements below:
  * $1 user, $2 kind, $3 body, $4 sha256 hex, $5 remote addr, $6 request id,
- * $7 repeat_of, $8 outcome, $9 reason, $10 unknown fields (text[]). */
+ * $7 repeat_of, $8 outcome, $9 reason, $10 unknown fields (text[]),
+ * $11 received at (NULL: now; set for deliveries replayed from the spool). */
 #define SQL_EVENT_CTE                                                                       \
-    "WITH t AS (SELECT clock_timestamp() AS ts), "                                          \
+    "WITH t AS (SELECT coalesce($11::timestamptz, clock_timestamp()) AS ts), "              \
     "ev AS (INSERT INTO kyc.webhook_events (received_at, kind, external_user_id, body, "    \
     "  body_sha256, remote_addr, request_id, repeat_of, outcome, outcome_reason, "          \
     "  unknown_fields) "                                                                    \
@@ -336,21 +344,21 @@ static const char SQL_PRIOR[] =
     "  first_seen_at = CASE WHEN v.last_webhook_at IS NULL AND v.source = 'webhook' "       \
     "  AND v.verification_status IS NULL THEN ev.received_at ELSE v.first_seen_at END, "
 
-/* APPLY: new state, history row; $11..$13 the new state. */
+/* APPLY: new state, history row; $12..$14 the new state. */
 static const char SQL_KYC_APPLY[] =
     SQL_EVENT_CTE
     ", old AS (SELECT verification_status, attempt_status, rejection_reason "
     "  FROM kyc.verifications WHERE external_user_id = $1), "
-    "up AS (UPDATE kyc.verifications v SET verification_status = $11, attempt_status = $12, "
+    "up AS (UPDATE kyc.verifications v SET verification_status = $12, attempt_status = $13, "
     SQL_FIRST_SEEN
-    "  rejection_reason = nullif($13, ''), source = 'webhook', updated_at = ev.received_at, "
+    "  rejection_reason = nullif($14, ''), source = 'webhook', updated_at = ev.received_at, "
     "  last_webhook_at = ev.received_at, last_event_id = ev.id "
     "  FROM ev WHERE v.external_user_id = $1), "
     "ch AS (INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason, "
     "  old_verification_status, new_verification_status, old_attempt_status, "
     "  new_attempt_status, old_rejection_reason, new_rejection_reason, event_id) "
-    "  SELECT $1, ev.received_at, 'webhook', $9, old.verification_status, $11, "
-    "  old.attempt_status, $12, old.rejection_reason, nullif($13, ''), ev.id FROM ev, old) "
+    "  SELECT $1, ev.received_at, 'webhook', $9, old.verification_status, $12, "
+    "  old.attempt_status, $13, old.rejection_reason, nullif($14, ''), ev.id FROM ev, old) "
     "SELECT id FROM ev";
 
 /* HOLD: keep the state, owe an authoritative check now. */
@@ -372,7 +380,7 @@ static const char SQL_KYC_UNCHANGED[] =
 static const char SQL_POA_APPLY[] =
     SQL_EVENT_CTE
     ", up AS (INSERT INTO kyc.poa_statuses (external_user_id, status, updated_at, last_event_id) "
-    "  SELECT $1, $11, ev.received_at, ev.id FROM ev "
+    "  SELECT $1, $12, ev.received_at, ev.id FROM ev "
     "  ON CONFLICT (external_user_id) DO UPDATE SET status = EXCLUDED.status, "
     "  updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id) "
     "SELECT id FROM ev";
@@ -382,7 +390,7 @@ static const char SQL_EVENT_ONLY[] = SQL_EVENT_CTE "SELECT id FROM ev";
 /* The ingest statements, prepared once per session (parsing and planning
  * them on every delivery would cost more than running them). */
 enum stmt {
-    ST_KYC_ENSURE, ST_KYC_LOCK, ST_OTHER_LOCK, ST_PRIOR,
+    ST_KYC_ENSURE, ST_KYC_LOCK, ST_OTHER_LOCK, ST_PRIOR, ST_REPLAYED,
     ST_KYC_APPLY, ST_KYC_HOLD, ST_KYC_UNCHANGED, ST_POA_APPLY, ST_EVENT_ONLY, ST_COUNT
 };
 
@@ -392,14 +400,15 @@ static const struct {
     int nparams;
 } STMTS[ST_COUNT] = {
     [ST_KYC_ENSURE] = {"kycd_kyc_ensure", SQL_KYC_ENSURE, 1},
-    [ST_KYC_LOCK] = {"kycd_kyc_lock", SQL_KYC_LOCK, 1},
+    [ST_KYC_LOCK] = {"kycd_kyc_lock", SQL_KYC_LOCK, 2},
     [ST_OTHER_LOCK] = {"kycd_other_lock", SQL_OTHER_LOCK, 2},
-    [ST_PRIOR] = {"kycd_prior", SQL_PRIOR, 4},
-    [ST_KYC_APPLY] = {"kycd_kyc_apply", SQL_KYC_APPLY, 13},
-    [ST_KYC_HOLD] = {"kycd_kyc_hold", SQL_KYC_HOLD, 10},
-    [ST_KYC_UNCHANGED] = {"kycd_kyc_unchanged", SQL_KYC_UNCHANGED, 10},
-    [ST_POA_APPLY] = {"kycd_poa_apply", SQL_POA_APPLY, 11},
-    [ST_EVENT_ONLY] = {"kycd_event_only", SQL_EVENT_ONLY, 10},
+    [ST_PRIOR] = {"kycd_prior", SQL_PRIOR, 5},
+    [ST_REPLAYED] = {"kycd_replayed", SQL_REPLAYED, 1},
+    [ST_KYC_APPLY] = {"kycd_kyc_apply", SQL_KYC_APPLY, 14},
+    [ST_KYC_HOLD] = {"kycd_kyc_hold", SQL_KYC_HOLD, 11},
+    [ST_KYC_UNCHANGED] = {"kycd_kyc_unchanged", SQL_KYC_UNCHANGED, 11},
+    [ST_POA_APPLY] = {"kycd_poa_apply", SQL_POA_APPLY, 12},
+    [ST_EVENT_ONLY] = {"kycd_event_only", SQL_EVENT_ONLY, 11},
 };
 
 /* Prepared lazily: the tables must exist (after kycd migrate). */
@@ -456,10 +465,44 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
     const char *outcome, *reason;
     const char *state_val[3] = {NULL, NULL, NULL};
 
+    /* The receipt time of a delivery replayed from the spool; NULL: now. */
+    char received[48] = "";
+    if (dl->received_us > 0) {
+        time_t secs = (time_t)(dl->received_us / 1000000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        snprintf(received, sizeof received, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (long long)(dl->received_us % 1000000));
+    }
+    const char *received_p = received[0] ? received : NULL;
+
     if ((rc = prepare_all(d, err)) != 0)
         return rc;
     if ((rc = exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
         return rc;
+
+    if (dl->received_us > 0 && dl->request_id[0]) {
+        const char *pr[] = {dl->request_id};
+        r = run(d, ST_REPLAYED, pr);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = fail(d, r, "looking for a replayed delivery", err);
+            goto out;
+        }
+        if (PQntuples(r) == 1) {
+            /* Stored before the crash that interrupted the replay. */
+            res->event_id = atoll(PQgetvalue(r, 0, 0));
+            res->repeat_of = PQgetisnull(r, 0, 1) ? 0 : atoll(PQgetvalue(r, 0, 1));
+            res->outcome = "unchanged";
+            res->reason = "already_stored";
+            PQclear(r);
+            r = NULL;
+            rc = exec_ok(d, "COMMIT", 0, NULL, "commit", err);
+            goto out;
+        }
+        PQclear(r);
+        r = NULL;
+    }
 
     kyc_status cur;
     memset(&cur, 0, sizeof cur);
@@ -468,7 +511,8 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
     if (dl->kind == KYC_KIND_KYC_STATUS) {
         if ((rc = run_ok(d, ST_KYC_ENSURE, p1, "creating user row", err)) != 0)
             goto out;
-        r = run(d, ST_KYC_LOCK, p1);
+        const char *pl[] = {dl->external_user_id, received_p};
+        r = run(d, ST_KYC_LOCK, pl);
         if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
             rc = PQresultStatus(r) == PGRES_TUPLES_OK
                      ? kerr_set(err, KERR_DB, "user row vanished while locked")
@@ -485,7 +529,7 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
         goto out;
     }
 
-    const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, window};
+    const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, window, received_p};
     r = run(d, ST_PRIOR, p4);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         rc = fail(d, r, "looking for repeats", err);
@@ -540,11 +584,11 @@ static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_
 
     if (repeat_of)
         snprintf(repeat_buf, sizeof repeat_buf, "%lld", repeat_of);
-    const char *pw[13] = {
+    const char *pw[14] = {
         dl->external_user_id, kind, NULL, dl->body_sha256,
         dl->remote_addr[0] ? dl->remote_addr : NULL,
         dl->request_id[0] ? dl->request_id : NULL,
-        repeat_of ? repeat_buf : NULL, outcome, reason, unknown,
+        repeat_of ? repeat_buf : NULL, outcome, reason, unknown, received_p,
         state_val[0], state_val[1], state_val[2],
     };
     /* The body goes as text: it is valid UTF-8 JSON without NUL bytes

@@ -37,7 +37,7 @@ st=$(E2E_AUTH=$E2E_TOKEN post "$E2E_KYC_PATH" "$b1")
 assert_eq 200 "$st" "KYC webhook with the bare token: 200"
 assert_contains "$(resp_body)" '"status":"stored"' "200 body says stored"
 rid=$(resp_header X-Request-Id)
-assert_match "$rid" '^[0-9a-f]{16}$' "X-Request-Id header present on 200"
+assert_match "$rid" '^[0-9a-f]{32}$' "X-Request-Id header present on 200"
 assert_eq "$rid" "$(body_rid)" "X-Request-Id header equals the requestId in the body"
 row=$(sql "SELECT kind, outcome, outcome_reason, request_id, host(remote_addr), encode(body_sha256,'hex'),
                   body->>'verificationStatus', body->>'attemptStatus', coalesce(repeat_of::text,'-'),
@@ -87,7 +87,7 @@ E2E_AUTH="Bearer wrong-token-0123456789abcdef" refused 401 "wrong token" post "$
 for i in "${!bad_tokens[@]}"; do
   E2E_AUTH=${bad_tokens[$i]} refused 401 "almost-right token (${bad_names[$i]})" post "$E2E_KYC_PATH" "$body401"
   b=$(resp_body)
-  assert_match "$b" '^\{"error":"unauthorized","requestId":"[0-9a-f]{16}"\}$' "401 body is generic (error and requestId only)"
+  assert_match "$b" '^\{"error":"unauthorized","requestId":"[0-9a-f]{32}"\}$' "401 body is generic (error and requestId only)"
   assert_not_contains "$b" "${E2E_TOKEN:0:16}" "401 body does not echo any token"
 done
 
@@ -300,4 +300,4 @@ assert_not_contains "$log" "NO_FACE_FOUND" "no body field (rejectionReason) appe
 assert_not_contains "$log" "PARTIALLY_VERIFIED" "no undocumented body value appears in the log"
 n200=$(grep -c 'msg=request .*status=200' "$E2E_KYCD_LOG" || true)
 assert_eq 1 "$([ "$n200" -ge 520 ] && echo 1 || echo 0)" "one request line per answered request ($n200 lines with status=200)"
-assert_match "$(grep -m1 'status=401' "$E2E_KYCD_LOG")" 'rid=[0-9a-f]{16} .*status=401 .*error=' "refusals are logged with rid, status and a reason"
+assert_match "$(grep -m1 'status=401' "$E2E_KYCD_LOG")" 'rid=[0-9a-f]{32} .*status=401 .*error=' "refusals are logged with rid, status and a reason"

@@ -167,7 +167,9 @@ static void delivery(kyc_delivery *dl, enum kyc_kind kind, const char *body)
     dl->body_len = len;
     token_sha256_hex(body, len, dl->body_sha256);
     snprintf(dl->remote_addr, sizeof dl->remote_addr, "198.51.100.23");
-    snprintf(dl->request_id, sizeof dl->request_id, "req%08d", ++reqno);
+    /* Request ids are unique in kyc.webhook_events: threads share the counter. */
+    snprintf(dl->request_id, sizeof dl->request_id, "req%08d",
+             __atomic_add_fetch(&reqno, 1, __ATOMIC_SEQ_CST));
 }
 
 static db_ingest_result ingest_dl(db *d, const kyc_delivery *dl, const db_ingest_opts *o)
@@ -1446,6 +1448,36 @@ static void test_pool_replaces_terminated(void **state)
         fail_msg("the pool handed out the connection whose backend was terminated: %s", e.msg);
 }
 
+/* A delivery replayed from the spool keeps its receipt time, and a second
+ * replay of the same request (the drainer crashed after COMMIT) stores
+ * nothing more. */
+static void test_replay_from_spool(void **state)
+{
+    fixture *f = *state;
+    const char *body = "{\"externalUserId\":\"u-replay\",\"verificationStatus\":\"NOT_VERIFIED\","
+                       "\"attemptStatus\":\"PENDING\"}";
+    kyc_delivery dl;
+    delivery(&dl, KYC_KIND_KYC_STATUS, body);
+    dl.received_us = 1700000000123456LL; /* 2023-11-14 22:13:20.123456 UTC */
+    db_ingest_result a = ingest_dl(f->d, &dl, &OPTS);
+    assert_string_equal(a.outcome, "applied");
+    assert_string_equal(q(f->pq, "SELECT received_at = '2023-11-14 22:13:20.123456+00' "
+                                 "FROM kyc.webhook_events WHERE id = $1::bigint", lld(a.event_id), END),
+                        "t");
+    db_ingest_result b = ingest_dl(f->d, &dl, &OPTS);
+    assert_int_equal(b.event_id, a.event_id);
+    assert_string_equal(b.reason, "already_stored");
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "1");
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.status_changes", END), "1");
+    /* the same request id arriving live is refused by the database itself */
+    kyc_delivery live = dl;
+    live.received_us = 0;
+    db_ingest_result r;
+    kerr e;
+    kerr_clear(&e);
+    assert_int_equal(db_ingest(f->d, &live, &OPTS, &r, &e), KERR_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1474,6 +1506,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_size_and_timeout, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pool_replaces_failed, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pool_replaces_terminated, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_from_spool, setup_migrated, teardown),
     };
     return cmocka_run_group_tests_name("integration/db", tests, NULL, NULL);
 }
