@@ -1,6 +1,7 @@
 /* Names and parsing of the domain's enums. Pure. */
 #include "core/kyc.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char *kyc_kind_name(enum kyc_kind k)
@@ -80,4 +81,75 @@ int kyc_status_equal(const kyc_status *a, const kyc_status *b)
 {
     return strcmp(a->verification, b->verification) == 0 && strcmp(a->attempt, b->attempt) == 0 &&
            strcmp(a->reason, b->reason) == 0;
+}
+
+/* Spool record layout (all integers little-endian):
+ *   version u8 (1) | kind u8 | received_us i64 | addr_len u8 | addr |
+ *   rid_len u8 | rid | body_len u32 | body */
+static int put(kbuf *out, const void *p, size_t n)
+{
+    return kbuf_append(out, p, n);
+}
+
+static int put_le(kbuf *out, unsigned long long v, int bytes)
+{
+    unsigned char b[8];
+    for (int i = 0; i < bytes; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    return put(out, b, (size_t)bytes);
+}
+
+int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out)
+{
+    size_t al = strnlen(d->remote_addr, sizeof d->remote_addr);
+    size_t rl = strnlen(d->request_id, sizeof d->request_id);
+    if (d->body_len > 0xffffffffu || al > 255 || rl > 255)
+        return KERR_TOOBIG;
+    unsigned char al8 = (unsigned char)al, rl8 = (unsigned char)rl;
+    int rc = put_le(out, 1, 1);
+    if (rc == 0) rc = put_le(out, (unsigned)d->kind, 1);
+    if (rc == 0) rc = put_le(out, (unsigned long long)received_us, 8);
+    if (rc == 0) rc = put(out, &al8, 1);
+    if (rc == 0) rc = put(out, d->remote_addr, al);
+    if (rc == 0) rc = put(out, &rl8, 1);
+    if (rc == 0) rc = put(out, d->request_id, rl);
+    if (rc == 0) rc = put_le(out, d->body_len, 4);
+    if (rc == 0) rc = put(out, d->body, d->body_len);
+    return rc;
+}
+
+int kyc_delivery_decode(const void *buf, size_t len, kyc_delivery *d, kerr *err)
+{
+    const unsigned char *p = buf, *end = p + len;
+    unsigned long long v = 0;
+    if (len < 1 + 1 + 8 + 1 || p[0] != 1)
+        return kerr_set(err, KERR_INVALID, "spool record: unknown version or too short");
+    unsigned kind = p[1];
+    if (kind >= KYC_KIND_COUNT)
+        return kerr_set(err, KERR_INVALID, "spool record: unknown webhook kind %u", kind);
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[2 + i];
+    p += 10;
+    size_t al = *p++;
+    if (al >= sizeof d->remote_addr || (size_t)(end - p) < al + 1)
+        return kerr_set(err, KERR_INVALID, "spool record: bad address field");
+    const unsigned char *addr = p;
+    p += al;
+    size_t rl = *p++;
+    if (rl >= sizeof d->request_id || (size_t)(end - p) < rl + 4)
+        return kerr_set(err, KERR_INVALID, "spool record: bad request id field");
+    const unsigned char *rid = p;
+    p += rl;
+    size_t bl = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+    p += 4;
+    if ((size_t)(end - p) != bl)
+        return kerr_set(err, KERR_INVALID, "spool record: body length mismatch");
+    memset(d, 0, sizeof *d);
+    d->kind = (enum kyc_kind)kind;
+    d->received_us = (long long)v;
+    memcpy(d->remote_addr, addr, al);
+    memcpy(d->request_id, rid, rl);
+    d->body = (const char *)p;
+    d->body_len = bl;
+    return 0;
 }

@@ -5,6 +5,9 @@
 
 #include <stddef.h>
 
+#include "base/buf.h"
+#include "base/err.h"
+
 #define KYC_ID_MAX 128     /* longest externalUserId accepted (bytes) */
 #define KYC_VALUE_MAX 64   /* longest status value accepted */
 #define KYC_REASON_MAX 256 /* longest rejectionReason accepted */
@@ -77,5 +80,15 @@ typedef struct kyc_delivery {
     long long received_us;            /* receipt time (Unix µs) of a delivery replayed
                                        * from the spool; 0: now */
 } kyc_delivery;
+
+/* The spool record of a delivery: kind, receipt time, peer address,
+ * request id and the raw body (the parsed fields are not stored: replay
+ * parses the body again). Appends to out. */
+int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out) KYCD_MUST_CHECK;
+
+/* Decode a spool record: fills kind, received_us, remote_addr, request_id,
+ * and points body/body_len into buf (which must outlive d). The other
+ * fields are left for payload_parse. KERR_INVALID on anything malformed. */
+int kyc_delivery_decode(const void *buf, size_t len, kyc_delivery *d, kerr *err) KYCD_MUST_CHECK;
 
 #endif

@@ -72,7 +72,7 @@ int spool_ack(spool *s, const spool_pos *pos, kerr *err) KYCD_MUST_CHECK;
 void spool_stats_get(spool *s, spool_stats *out);
 
 /* Decode one record from a byte buffer (used by spool_open's scan and by
- * the fuzzer): 0 and *used/*payload/*payload_len set when a whole valid
+ * the fuzzer): 0, with *used, *payload and *payload_len set, when a whole valid
  * record starts at buf; KERR_INVALID for a bad magic or CRC; KERR_TOOBIG
  * for an absurd length; KERR_NOTFOUND when buf is too short (torn). */
 int spool_record_decode(const unsigned char *buf, size_t len, const unsigned char **payload,
