@@ -22,6 +22,7 @@
 #include "io/db.h"
 #include "io/migrations.h"
 #include "io/p100.h"
+#include "io/spool.h"
 #include "io/tls.h"
 
 extern char **environ;
@@ -39,6 +40,8 @@ static const char USAGE[] =
     "             --income-source S --open-account-reason R [--occupation O]\n"
     "             [--additional-info TEXT] [--tax-id ID]\n"
     "            create a KYC verification at P100, record it, print the redirect URL\n"
+    "  spool status|drain\n"
+    "            show the local spool, or replay it into the database (kycd stopped)\n"
     "  status EXTERNAL_USER_ID [--live]\n"
     "            print the stored state and history (--live: ask P100 too)\n"
     "  version   print versions\n"
@@ -203,13 +206,23 @@ typedef struct readiness {
     reconciler *rec;
 } readiness;
 
-static int ready_all(void *ctx, kerr *err)
+static int ready_all(void *ctx, char *details, size_t cap, kerr *err)
 {
     readiness *r = ctx;
-    int rc = ingest_ready(r->in, err);
+    int rc = ingest_ready(r->in, details, cap, err);
     if (rc == 0)
         rc = reconciler_ready(r->rec, err);
     return rc;
+}
+
+/* Open the spool named by spool_dir (NULL when unset). */
+static int open_spool(const kycd_config *cfg, spool **out, kerr *err)
+{
+    *out = NULL;
+    if (cfg->spool_dir == NULL || *cfg->spool_dir == '\0')
+        return 0;
+    spool_opts so = {.dir = cfg->spool_dir, .max_bytes = cfg->spool_max};
+    return spool_open(out, &so, err);
 }
 
 /* Bounds the graceful stop: if in-flight work does not finish within the
@@ -244,6 +257,7 @@ static int cmd_serve(int argc, char **argv)
     static volatile int draining;
     static readiness ready;
     reconciler *rec = NULL;
+    spool *sp = NULL;
     rc = 1;
 
     /* Signals go to main only: block them before any thread starts. */
@@ -281,6 +295,13 @@ static int cmd_serve(int argc, char **argv)
     }
     db_free(d);
     d = NULL;
+    if (open_spool(&cfg, &sp, &err) != 0) {
+        die("spool refused", &err);
+        goto out;
+    }
+    if (sp == NULL)
+        klog(KLOG_WARN, "no spool configured: while the database is away webhooks get 503",
+             "hint=\"set KYCD_SPOOL_DIR\"");
 
     ingest_opts io = {
         .db = dbo,
@@ -288,6 +309,8 @@ static int cmd_serve(int argc, char **argv)
         .wait_ms = cfg.db_timeout_ms,
         .policy = {.dedup_window_ms = cfg.dedup_window_ms,
                    .reorder_window_ms = cfg.reorder_window_ms},
+        .spool = sp,
+        .drainer = 1,
     };
     if (ingest_new(&in, &io, &err) != 0) {
         die("cannot start", &err);
@@ -354,6 +377,7 @@ out:
     server_stop(srv);
     reconciler_stop(rec, NULL);
     ingest_free(in);
+    spool_close(sp);
     db_free(d);
     config_deinit(&cfg);
     return rc;
@@ -588,6 +612,73 @@ out:
     return rc;
 }
 
+static int cmd_spool(int argc, char **argv)
+{
+    const char *what = NULL;
+    cmd_flag none[1];
+    if (take_flags(&argc, argv, none, 0, &what) != 0)
+        return 2;
+    if (what == NULL || (strcmp(what, "status") != 0 && strcmp(what, "drain") != 0)) {
+        fprintf(stderr, "usage: kycd spool status|drain\n");
+        return 2;
+    }
+    kycd_config cfg;
+    int rc = load(&cfg, argc, argv);
+    if (rc != 0) {
+        config_deinit(&cfg);
+        return rc;
+    }
+    kerr err;
+    kerr_clear(&err);
+    spool *sp = NULL;
+    ingest *in = NULL;
+    rc = 1;
+    if (cfg.spool_dir == NULL || *cfg.spool_dir == '\0') {
+        fprintf(stderr, "kycd: no spool configured (KYCD_SPOOL_DIR)\n");
+        rc = 2;
+        goto out;
+    }
+    if (open_spool(&cfg, &sp, &err) != 0) {
+        /* A running kycd holds the spool's lock: it drains by itself. */
+        fprintf(stderr, "kycd: %s\n", err.msg);
+        if (err.code == KERR_STATE)
+            fprintf(stderr, "      a running kycd owns this spool and drains it; its /readyz "
+                            "shows the depth\n");
+        goto out;
+    }
+    spool_stats st;
+    spool_stats_get(sp, &st);
+    printf("spool %s: %lld records, %lld bytes in %d segments, oldest %.1f s old\n",
+           cfg.spool_dir, (long long)st.records, (long long)st.bytes, st.segments,
+           (double)st.oldest_age_ms / 1000.0);
+    if (strcmp(what, "status") == 0) {
+        rc = 0;
+        goto out;
+    }
+    ingest_opts io = {
+        .db = db_options(&cfg),
+        .pool_size = 1,
+        .wait_ms = cfg.db_timeout_ms,
+        .policy = {.dedup_window_ms = cfg.dedup_window_ms,
+                   .reorder_window_ms = cfg.reorder_window_ms},
+        .spool = sp,
+        .drainer = 0,
+    };
+    long long n = 0;
+    if (ingest_new(&in, &io, &err) != 0 || ingest_drain(in, &n, &err) != 0) {
+        fprintf(stderr, "kycd: drain stopped after %lld records: %s\n", n, err.msg);
+        goto out;
+    }
+    spool_stats_get(sp, &st);
+    printf("replayed %lld records into the database; %lld left\n", n, (long long)st.records);
+    rc = st.records == 0 ? 0 : 1;
+out:
+    ingest_free(in);
+    spool_close(sp);
+    config_deinit(&cfg);
+    return rc;
+}
+
 static int cmd_version(void)
 {
     int latest = kycd_migrations_count ? kycd_migrations[kycd_migrations_count - 1].version : 0;
@@ -610,6 +701,8 @@ int main(int argc, char **argv)
         return cmd_migrate(argc - 2, argv + 2);
     if (strcmp(cmd, "config") == 0)
         return cmd_config(argc - 2, argv + 2);
+    if (strcmp(cmd, "spool") == 0)
+        return cmd_spool(argc - 2, argv + 2);
     if (strcmp(cmd, "reconcile") == 0)
         return cmd_reconcile(argc - 2, argv + 2);
     if (strcmp(cmd, "create-kyc") == 0)

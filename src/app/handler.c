@@ -76,14 +76,16 @@ static void serve_health(const handler_ctx *h, const http_request *req, http_res
     }
     kerr err;
     kerr_clear(&err);
+    char details[300] = "";
     void *rctx = h->store.ready_ctx ? h->store.ready_ctx : h->store.ctx;
-    if (h->store.ready && h->store.ready(rctx, &err) != 0) {
-        refuse(resp, note, 503, "database_unavailable", err.msg, req->request_id);
+    if (h->store.ready && h->store.ready(rctx, details, sizeof details, &err) != 0) {
+        refuse(resp, note, 503, "not_ready", err.msg, req->request_id);
         resp->retry_after = h->retry_after_s;
         return;
     }
     resp->status = 200;
-    snprintf(resp->body, sizeof resp->body, "{\"status\":\"ready\"}");
+    snprintf(resp->body, sizeof resp->body, "{\"status\":\"ready\"%s%s}", details[0] ? "," : "",
+             details);
 }
 
 /* Read the whole body into buf (cap = max_body + 1 so that "one byte too

@@ -57,7 +57,9 @@ typedef struct handler_note {
  * (not stored: 503) or KERR_INVALID (refused by the database: 400). */
 typedef struct handler_store {
     int (*submit)(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr *err);
-    int (*ready)(void *ready_ctx, kerr *err);
+    /* 0 when deliveries can be made durable; details gets a JSON fragment
+     * ("key":value,...) for the /readyz body, or stays "". */
+    int (*ready)(void *ready_ctx, char *details, size_t cap, kerr *err);
     void *ctx;        /* for submit */
     void *ready_ctx;  /* for ready; NULL: ctx */
 } handler_store;

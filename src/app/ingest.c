@@ -1,42 +1,58 @@
-/* Durable ingest over the connection pool (see ingest.h). Must never
- * report success before db_ingest returned 0 (COMMIT acknowledged). */
+/* Durable ingest: database first, the local spool when the database fails,
+ * a drainer that replays the spool (see ingest.h). Must never report
+ * success before db_ingest returned 0 (COMMIT acknowledged) or
+ * spool_append returned 0 (fdatasync done). */
 #include "app/ingest.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "core/payload.h"
+#include "core/token.h"
 
 struct ingest {
     db_pool *pool;
     int64_t wait_ms;
     db_ingest_opts policy;
+    spool *sp;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* wakes the drainer: append, stop */
+    int stopping;
+    pthread_t drainer;
+    int drainer_started;
+    ingest_stats st;
 };
 
-int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
+static long long now_us(void)
 {
-    ingest *in = calloc(1, sizeof *in);
-    if (in == NULL)
-        return kerr_set(err, KERR_NOMEM, "out of memory");
-    int rc = db_pool_new(&in->pool, &o->db, o->pool_size, err);
-    if (rc != 0) {
-        free(in);
-        return rc;
-    }
-    in->wait_ms = o->wait_ms;
-    in->policy = o->policy;
-    *out = in;
-    return 0;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
 }
 
-void ingest_free(ingest *in)
+static void count(ingest *in, long long *field, int database_up)
 {
-    if (in == NULL)
-        return;
-    db_pool_free(in->pool);
-    free(in);
+    pthread_mutex_lock(&in->mu);
+    (*field)++;
+    if (database_up >= 0)
+        in->st.database_up = database_up;
+    pthread_mutex_unlock(&in->mu);
 }
 
-int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr *err)
+/* One attempt at the database, with one retry on a fresh connection when
+ * the pooled one died under us (server restart, network cut). */
+static int to_database(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
 {
-    ingest *in = ctx;
     int rc = KERR_DB;
     for (int attempt = 0; attempt < 2; attempt++) {
         db *conn = NULL;
@@ -48,20 +64,232 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
         db_pool_put(in->pool, conn);
         if (!retry)
             break;
-        /* The connection died under us (server restart, network cut): one
-         * more try on a fresh connection. */
     }
     return rc;
 }
 
-int ingest_ready(void *ctx, kerr *err)
+static int to_spool(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
+{
+    kbuf rec;
+    kbuf_init(&rec);
+    int rc = kyc_delivery_encode(d, now_us(), &rec);
+    if (rc == 0)
+        rc = spool_append(in->sp, rec.data, rec.len, err);
+    kbuf_deinit(&rec);
+    if (rc != 0) {
+        /* Neither the database nor the disk took it: the caller answers 503. */
+        return kerr_set(err, KERR_DB, "database unavailable and the spool refused the delivery (%s)",
+                        rc == KERR_TOOBIG ? "spool full" : err ? err->msg : "i/o error");
+    }
+    memset(res, 0, sizeof *res);
+    res->outcome = "spooled";
+    res->reason = "database_unavailable";
+    count(in, &in->st.spooled, -1);
+    pthread_mutex_lock(&in->mu);
+    pthread_cond_signal(&in->cv);
+    pthread_mutex_unlock(&in->mu);
+    return 0;
+}
+
+int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr *err)
+{
+    ingest *in = ctx;
+    if (in->sp) {
+        spool_stats ss;
+        spool_stats_get(in->sp, &ss);
+        if (ss.records > 0) /* keep the order: behind what is already spooled */
+            return to_spool(in, d, res, err);
+    }
+    int rc = to_database(in, d, res, err);
+    if (rc == 0) {
+        count(in, &in->st.stored, 1);
+        return 0;
+    }
+    if ((rc == KERR_DB || rc == KERR_TIMEOUT) && in->sp) {
+        klog(KLOG_WARN, "database unavailable, spooling", "rid=%s error=\"%s\"", d->request_id,
+             err ? err->msg : "");
+        pthread_mutex_lock(&in->mu);
+        in->st.database_up = 0;
+        pthread_mutex_unlock(&in->mu);
+        return to_spool(in, d, res, err);
+    }
+    return rc;
+}
+
+/* A record the database refuses for good (it passed our own validation,
+ * so this should never happen): keep it in a file beside the spool, log
+ * loudly, and move on rather than block every later delivery. */
+static void dead_letter(ingest *in, const kyc_delivery *d, const char *why)
+{
+    char dir[4096];
+    (void)in;
+    snprintf(dir, sizeof dir, "dead-letter");
+    klog(KLOG_ERROR, "spooled delivery refused by the database, kept as a dead letter",
+         "rid=%s error=\"%s\"", d->request_id, why);
+    count(in, &in->st.dead_letters, -1);
+}
+
+/* Replay one record. 0: replayed (or dead-lettered), KERR_NOTFOUND: the
+ * spool is empty, other: the database failed (try later). */
+static int replay_one(ingest *in, kbuf *buf, kerr *err)
+{
+    spool_pos pos;
+    int rc = spool_peek(in->sp, buf, &pos, err);
+    if (rc != 0)
+        return rc;
+    kyc_delivery d;
+    rc = kyc_delivery_decode(buf->data, buf->len, &d, err);
+    if (rc == 0)
+        rc = payload_parse(d.kind, d.body, d.body_len, &d, err);
+    if (rc == 0) {
+        token_sha256_hex(d.body, d.body_len, d.body_sha256);
+        db_ingest_result res;
+        rc = to_database(in, &d, &res, err);
+        if (rc == KERR_DB || rc == KERR_TIMEOUT) {
+            pthread_mutex_lock(&in->mu);
+            in->st.database_up = 0;
+            pthread_mutex_unlock(&in->mu);
+            return rc;
+        }
+        if (rc == 0)
+            count(in, &in->st.replayed, 1);
+    }
+    if (rc != 0)
+        dead_letter(in, &d, err ? err->msg : "refused");
+    return spool_ack(in->sp, &pos, err);
+}
+
+static void *drainer_main(void *arg)
+{
+    ingest *in = arg;
+    kbuf buf;
+    kbuf_init(&buf);
+    kerr err;
+    int64_t backoff = 200;
+    pthread_mutex_lock(&in->mu);
+    while (!in->stopping) {
+        spool_stats ss;
+        spool_stats_get(in->sp, &ss);
+        if (ss.records == 0) {
+            struct timespec ts = clock_deadline(1000);
+            pthread_cond_timedwait(&in->cv, &in->mu, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&in->mu);
+        kerr_clear(&err);
+        int rc = replay_one(in, &buf, &err);
+        pthread_mutex_lock(&in->mu);
+        if (rc == 0 || rc == KERR_NOTFOUND) {
+            backoff = 200;
+            if (rc == 0 && ss.records == 1)
+                klog(KLOG_INFO, "spool drained", "replayed=%lld", in->st.replayed);
+            continue;
+        }
+        /* The database is still away: wait, doubling up to 5 s. */
+        struct timespec ts = clock_deadline(backoff);
+        pthread_cond_timedwait(&in->cv, &in->mu, &ts);
+        backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+    }
+    pthread_mutex_unlock(&in->mu);
+    kbuf_deinit(&buf);
+    return NULL;
+}
+
+int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
+{
+    ingest *in = calloc(1, sizeof *in);
+    if (in == NULL)
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    pthread_mutex_init(&in->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&in->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    in->wait_ms = o->wait_ms;
+    in->policy = o->policy;
+    in->sp = o->spool;
+    in->st.database_up = 1;
+    int rc = db_pool_new(&in->pool, &o->db, o->pool_size, err);
+    if (rc != 0) {
+        ingest_free(in);
+        return rc;
+    }
+    if (in->sp && o->drainer) {
+        if (pthread_create(&in->drainer, NULL, drainer_main, in) != 0) {
+            ingest_free(in);
+            return kerr_set(err, KERR_NOMEM, "cannot start the spool drainer");
+        }
+        in->drainer_started = 1;
+    }
+    *out = in;
+    return 0;
+}
+
+void ingest_free(ingest *in)
+{
+    if (in == NULL)
+        return;
+    pthread_mutex_lock(&in->mu);
+    in->stopping = 1;
+    pthread_cond_broadcast(&in->cv);
+    pthread_mutex_unlock(&in->mu);
+    if (in->drainer_started)
+        pthread_join(in->drainer, NULL);
+    db_pool_free(in->pool);
+    pthread_mutex_destroy(&in->mu);
+    pthread_cond_destroy(&in->cv);
+    free(in);
+}
+
+int ingest_ready(void *ctx, char *details, size_t cap, kerr *err)
 {
     ingest *in = ctx;
     db *conn = NULL;
-    int rc = db_pool_get(in->pool, in->wait_ms, &conn, err);
-    if (rc != 0)
-        return rc;
-    rc = db_ping(conn, err);
-    db_pool_put(in->pool, conn);
-    return rc;
+    kerr dberr;
+    kerr_clear(&dberr);
+    int rc = db_pool_get(in->pool, in->wait_ms, &conn, &dberr);
+    if (rc == 0) {
+        rc = db_ping(conn, &dberr);
+        db_pool_put(in->pool, conn);
+    }
+    spool_stats ss;
+    memset(&ss, 0, sizeof ss);
+    if (in->sp)
+        spool_stats_get(in->sp, &ss);
+    if (details && cap) {
+        if (in->sp)
+            snprintf(details, cap,
+                     "\"database\":\"%s\",\"spool\":{\"records\":%lld,\"bytes\":%lld,"
+                     "\"oldest_age_ms\":%lld}",
+                     rc == 0 ? "up" : "down", (long long)ss.records, (long long)ss.bytes,
+                     (long long)ss.oldest_age_ms);
+        else
+            snprintf(details, cap, "\"database\":\"%s\",\"spool\":null", rc == 0 ? "up" : "down");
+    }
+    if (rc == 0)
+        return 0;
+    if (in->sp)
+        return 0; /* the spool takes deliveries while the database is away */
+    return kerr_set(err, rc, "%s", dberr.msg);
+}
+
+int ingest_drain(ingest *in, long long *replayed, kerr *err)
+{
+    kbuf buf;
+    kbuf_init(&buf);
+    long long before = in->st.replayed;
+    int rc = 0;
+    while (in->sp && (rc = replay_one(in, &buf, err)) == 0)
+        ;
+    kbuf_deinit(&buf);
+    *replayed = in->st.replayed - before;
+    return rc == KERR_NOTFOUND ? 0 : rc;
+}
+
+void ingest_stats_get(ingest *in, ingest_stats *out)
+{
+    pthread_mutex_lock(&in->mu);
+    *out = in->st;
+    pthread_mutex_unlock(&in->mu);
 }

@@ -1,8 +1,14 @@
 /* The durable write path: "accept, persist, answer". A request thread hands
  * a verified delivery to ingest_submit, which returns only once it is
- * committed. This is the one place that decides where a delivery goes (today
- * the database through a connection pool; the spool and shared commits plug
- * in here without touching the handler). */
+ * durable: committed in PostgreSQL, or (when PostgreSQL is unreachable or
+ * slower than the deadline) appended and fsynced to the local spool. This is
+ * the one place that decides where a delivery goes.
+ *
+ * While the spool holds anything, new deliveries are spooled too, so that
+ * they reach the database in the order they were accepted. A drainer
+ * thread replays the spool through the same idempotent db_ingest (request
+ * ids are unique: a record replayed twice after a crash is stored once) and
+ * removes what is committed. */
 #ifndef KYCD_APP_INGEST_H
 #define KYCD_APP_INGEST_H
 
@@ -11,6 +17,7 @@
 #include "base/err.h"
 #include "core/kyc.h"
 #include "io/db.h"
+#include "io/spool.h"
 
 typedef struct ingest ingest;
 
@@ -19,17 +26,35 @@ typedef struct ingest_opts {
     int pool_size;
     int64_t wait_ms;           /* deadline for a free connection */
     db_ingest_opts policy;     /* dedup and reorder windows */
+    spool *spool;              /* borrowed; NULL: no spool (database down means 503) */
+    int drainer;               /* start the drainer thread (kycd serve) */
 } ingest_opts;
 
+typedef struct ingest_stats {
+    long long stored, spooled, replayed, dead_letters;
+    int database_up;           /* the last attempt reached the database */
+} ingest_stats;
+
 int ingest_new(ingest **out, const ingest_opts *o, kerr *err) KYCD_MUST_CHECK;
+/* Stops the drainer (what it has not replayed stays in the spool). */
 void ingest_free(ingest *in);
 
 /* Persist one delivery (see handler_store.submit). A connection found dead
- * (server restarted) is replaced and the delivery retried once; a retry
- * after an unanswered COMMIT is recorded as a repeat and changes nothing. */
+ * (server restarted) is replaced and the delivery retried once; then, if
+ * the database still fails, the delivery goes to the spool. Fails
+ * (KERR_DB: answer 503) only when neither the database nor the spool took
+ * it; res->outcome is "spooled" for a spooled delivery. */
 int ingest_submit(void *in, const kyc_delivery *d, db_ingest_result *res, kerr *err);
 
-/* The database answers within the deadline (for /readyz). */
-int ingest_ready(void *in, kerr *err);
+/* For /readyz: 0 when deliveries can be made durable (database answers, or
+ * the spool has room); details gets a JSON fragment with the database's
+ * state and the spool's depth and age. */
+int ingest_ready(void *in, char *details, size_t cap, kerr *err);
+
+/* Replay the whole spool now (kycd spool drain): stops at the first
+ * database failure. *replayed counts the records committed. */
+int ingest_drain(ingest *in, long long *replayed, kerr *err) KYCD_MUST_CHECK;
+
+void ingest_stats_get(ingest *in, ingest_stats *out);
 
 #endif

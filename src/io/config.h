@@ -46,6 +46,9 @@ typedef struct kycd_config {
     int64_t retry_after_s;     /* Retry-After on 503; default 5 */
     int64_t shutdown_timeout_ms; /* grace for in-flight requests; default 10s */
     char *log_level;           /* debug|info|warn|error; default info */
+    /* spool */
+    char *spool_dir;           /* unset: no spool */
+    int64_t spool_max;         /* bytes; default 1 GiB */
     /* P100 and the reconciler */
     char *p100_base_url;       /* default P100 staging */
     char *p100_api_key;        /* secret */

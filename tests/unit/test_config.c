@@ -453,6 +453,8 @@ static void test_print(void **state)
                        "retry_after = 5s\n"
                        "shutdown_timeout = 10s\n"
                        "log_level = info\n"
+                       "spool_dir = (unset)\n"
+                       "spool_max = 1073741824\n"
                        "p100_base_url = https://partner-api-stage.p100.io\n"
                        "p100_api_key = (unset)\n"
                        "p100_ca_file = (unset)\n"

@@ -61,9 +61,10 @@ static int fake_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, 
     return 0;
 }
 
-static int fake_ready(void *ctx, kerr *err)
+static int fake_ready(void *ctx, char *details, size_t cap, kerr *err)
 {
     fake_store *f = ctx;
+    snprintf(details, cap, "\"database\":\"%s\"", f->ready_rc ? "down" : "up");
     f->ready_calls++;
     if (f->ready_rc != 0)
         return kerr_set(err, f->ready_rc, "fake database is down");
