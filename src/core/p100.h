@@ -31,7 +31,7 @@ const char *p100_error_explain(const char *error_code);
 typedef struct p100_create_req {
     char external_user_id[KYC_ID_MAX + 1];
     char document_type[32];        /* ID_CARD PASSPORT RESIDENCE_PERMIT DRIVER_LICENSE */
-    char country[3];               /* ISO 3166-1 alpha-2, upper case */
+    char country[8];               /* ISO 3166-1 alpha-2, upper case (room to refuse longer input clearly) */
     char income_source[32];        /* BUSINESS_ACTIVITY SALARY OTHER MAINTAINED_BY_FAMILY INVESTMENTS SOCIAL_BENEFITS TENANCY */
     char open_account_reason[48];  /* INVESTMENTS_OR_CRYPTOCURRENCIES CURRENCY_EXCHANGE DAILY_USE GAMING_OR_GAMBLING TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE */
     char occupation[48];           /* required when income_source is SALARY */

@@ -15,6 +15,7 @@
 #   TEST_KYCD_BIN  the kycd binary          TEST_KYCD_SRC  the repo root
 #   TEST_PG        superuser conninfo of a throwaway PostgreSQL
 #   TEST_PG_DIR    its pg-local folder (not needed by these tests)
+#   TEST_P100_SIM  the p100-sim binary (only for e2e_start_sim)
 #
 # Functions, in the order a test uses them:
 #   e2e_fresh_db [BASE_CONNINFO]   new database; exports E2E_DB_URL
@@ -35,6 +36,27 @@
 #                                  kycd in the foreground (bounded); output in
 #                                  $E2E_OUT, exit code in $E2E_RC
 #   e2e_stop_kycd [--signaled]     SIGTERM, wait, assert exit 0 + stopped line
+#   E2E_NEXT_PORT=P                the next e2e_start_kycd listens on P (once)
+#   e2e_start_sim [--no-webhooks | --webhook-url URL] [p100-sim args]
+#                                  p100-sim (TEST_P100_SIM) on a free port with
+#                                  the dev certificates and a random API key;
+#                                  webhooks go to the running kycd, or to the
+#                                  port the next kycd will take (E2E_NEXT_PORT);
+#                                  sets E2E_SIM_PORT, E2E_SIM_PID, E2E_SIM_LOG,
+#                                  E2E_SIM_KEY_FILE, E2E_SIM_KEY
+#   e2e_sim_env                    prints the KYCD_P100_* assignments (one a
+#                                  line) that point kycd at the simulator
+#   sim METHOD PATH [JSON]         the simulator (control API); prints the body,
+#                                  status in $E2E_TMP/sim.code; non-zero if not 2xx
+#   e2e_stop_sim                   SIGTERM the simulator, wait (bounded)
+#   json_num KEY JSON / json_str KEY JSON
+#                                  the first number / string value of KEY
+#   e2e_wait_sql QUERY EXPECTED [SECONDS]
+#                                  poll (100 ms steps, default 10 s) until the
+#                                  query prints EXPECTED; last value in
+#                                  $E2E_SQL_LAST; non-zero on timeout
+#   e2e_wait_cmd SECONDS CMD...    poll until CMD succeeds; non-zero on timeout
+#   e2e_ms                         milliseconds since the epoch
 #   assert_eq / assert_ne / assert_contains / assert_not_contains /
 #   assert_match / pass / fail     print PASS/FAIL lines and count them
 # At exit: background processes killed, databases dropped, private clusters
@@ -79,6 +101,15 @@ E2E_KYCD_PID=
 E2E_KYCD_LOG=
 E2E_KYCD_N=0
 E2E_PORT=
+E2E_NEXT_PORT=
+E2E_SIM_PORT=
+E2E_SIM_PID=
+E2E_SIM_LOG=
+E2E_SIM_N=0
+E2E_SIM_KEY=
+E2E_SIM_KEY_FILE=
+E2E_SQL_LAST=
+TEST_P100_SIM=${TEST_P100_SIM:-}
 E2E_DB_URL=
 E2E_CA=
 E2E_T0=$SECONDS
@@ -310,17 +341,21 @@ e2e_migrate() {
 
 # e2e_start_kycd [--no-migrate] [NAME=value ...]: kycd serve in the
 # background with the standard settings plus the assignments; waits up to
-# 10 s for its "listening" line.
+# 10 s for its "listening" line. It listens on a free port, or on
+# $E2E_NEXT_PORT when that is set (consumed: the next start picks a free port
+# again), e.g. the port a simulator already sends its webhooks to.
 e2e_start_kycd() {
-  local migrate=1 i
+  local migrate=1 i preset
   if [ "${1:-}" = --no-migrate ]; then migrate=0; shift; fi
   e2e_certs
   if [ -n "$E2E_KYCD_PID" ] && kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
     e2e_abort "e2e_start_kycd: a kycd is already running (pid $E2E_KYCD_PID)"
   fi
   if [ "$migrate" = 1 ]; then e2e_migrate "$@"; fi
+  preset=$E2E_NEXT_PORT
+  E2E_NEXT_PORT=
   for _ in 1 2 3; do
-    E2E_PORT=$(e2e_free_port)
+    if [ -n "$preset" ]; then E2E_PORT=$preset; else E2E_PORT=$(e2e_free_port); fi
     E2E_KYCD_N=$((E2E_KYCD_N + 1))
     E2E_KYCD_LOG=$E2E_TMP/kycd.$E2E_KYCD_N.log
     e2e__env
@@ -347,6 +382,10 @@ e2e_start_kycd() {
     # Someone took the port between the check and the bind: try another.
     if ! grep -qi 'cannot start the HTTPS server\|cannot bind\|address already in use' "$E2E_KYCD_LOG"; then
       break
+    fi
+    if [ -n "$preset" ]; then
+      sed 's/^/  kycd: /' "$E2E_KYCD_LOG"
+      e2e_abort "kycd serve could not bind the preset port $preset (E2E_NEXT_PORT)"
     fi
   done
   sed 's/^/  kycd: /' "$E2E_KYCD_LOG"
@@ -409,6 +448,158 @@ resp_body() { cat "$E2E_RESP_BODY"; }
 # resp_header NAME: the value of a response header (last one), without CR.
 resp_header() {
   grep -i "^$1:" "$E2E_RESP_HEADERS" | tail -n 1 | sed -E 's/^[^:]*:[[:space:]]*//' | tr -d '\r'
+}
+
+# --- P100 simulator -----------------------------------------------------------
+
+e2e_ms() { date +%s%3N; }
+
+# json_num KEY JSON: the first number value of "KEY" in JSON ("" if none).
+json_num() {
+  local m
+  m=$(grep -oE "\"$1\":-?[0-9.]+" <<<"$2" | head -n 1) || true
+  printf '%s' "${m#*:}"
+}
+# json_str KEY JSON: the first string value of "KEY" in JSON (no escapes).
+json_str() {
+  local m
+  m=$(grep -oE "\"$1\":\"[^\"]*\"" <<<"$2" | head -n 1) || true
+  m=${m#*:\"}
+  printf '%s' "${m%\"}"
+}
+
+# e2e_start_sim [--no-webhooks | --webhook-url URL] [p100-sim args ...]:
+# p100-sim in the background on a free port of 127.0.0.1, with the dev
+# certificates (kycd's CA) and a random API key in a file (kept across
+# restarts of the simulator). Webhooks go to URL, else to the running kycd,
+# else to https://localhost:$E2E_NEXT_PORT/webhooks/p100 (chosen here when
+# unset; the next e2e_start_kycd listens there), with this test's webhook
+# token, kycd's CA and --retry-scale 0.01. Waits up to 10 s for the
+# simulator's listening line.
+e2e_start_sim() {
+  local url='' hooks=1 port i args
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --no-webhooks) hooks=0; shift ;;
+      --webhook-url) url=$2; shift 2 ;;
+      *) break ;;
+    esac
+  done
+  if [ -z "$TEST_P100_SIM" ] || [ ! -x "$TEST_P100_SIM" ]; then
+    e2e_abort "TEST_P100_SIM is not set or not executable ('$TEST_P100_SIM')"
+  fi
+  if [ -n "$E2E_SIM_PID" ] && kill -0 "$E2E_SIM_PID" 2>/dev/null; then
+    e2e_abort "e2e_start_sim: a simulator is already running (pid $E2E_SIM_PID)"
+  fi
+  e2e_certs
+  if [ -z "$E2E_SIM_KEY_FILE" ]; then
+    E2E_SIM_KEY=$(openssl rand -hex 20)
+    E2E_SIM_KEY_FILE=$E2E_TMP/p100-api-key
+    ( umask 077; printf '%s\n' "$E2E_SIM_KEY" >"$E2E_SIM_KEY_FILE" )
+  fi
+  if [ "$hooks" = 1 ] && [ -z "$url" ]; then
+    if [ -n "$E2E_KYCD_PID" ] && kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
+      url="https://localhost:$E2E_PORT/webhooks/p100"
+    else
+      if [ -z "$E2E_NEXT_PORT" ]; then E2E_NEXT_PORT=$(e2e_free_port); fi
+      url="https://localhost:$E2E_NEXT_PORT/webhooks/p100"
+    fi
+  fi
+  for _ in 1 2 3; do
+    port=$(e2e_free_port)
+    E2E_SIM_N=$((E2E_SIM_N + 1))
+    E2E_SIM_LOG=$E2E_TMP/sim.$E2E_SIM_N.log
+    args=(--listen "127.0.0.1:$port" --cert "$E2E_CERT" --key "$E2E_KEY" --api-key-file "$E2E_SIM_KEY_FILE")
+    if [ "$hooks" = 1 ]; then
+      args+=(--webhook-url "$url" --webhook-token-file "$E2E_TOKEN_FILE" --webhook-ca "$E2E_CA"
+             --retry-scale 0.01)
+    fi
+    "$TEST_P100_SIM" "${args[@]}" "$@" >"$E2E_SIM_LOG.out" 2>"$E2E_SIM_LOG" &
+    E2E_SIM_PID=$!
+    e2e_track_pid "$E2E_SIM_PID"
+    for i in $(seq 1 100); do
+      if grep -q "p100-sim listening port=$port" "$E2E_SIM_LOG.out" 2>/dev/null; then
+        E2E_SIM_PORT=$port
+        export E2E_SIM_PORT E2E_SIM_KEY_FILE
+        echo "p100-sim pid $E2E_SIM_PID listening on 127.0.0.1:$port, webhooks to ${url:-nowhere} (log $E2E_SIM_LOG)"
+        return 0
+      fi
+      kill -0 "$E2E_SIM_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$E2E_SIM_PID" 2>/dev/null; then
+      kill -KILL "$E2E_SIM_PID" 2>/dev/null || true
+      wait "$E2E_SIM_PID" 2>/dev/null || true
+      sed 's/^/  sim: /' "$E2E_SIM_LOG"
+      e2e_abort "p100-sim did not say it was listening within 10 s"
+    fi
+    wait "$E2E_SIM_PID" 2>/dev/null || true
+    # Most likely someone took the port: try another.
+  done
+  sed 's/^/  sim: /' "$E2E_SIM_LOG"
+  e2e_abort "p100-sim exited before listening"
+}
+
+# e2e_stop_sim: SIGTERM the simulator and wait up to 10 s (then SIGKILL).
+# Returns the simulator's exit code.
+e2e_stop_sim() {
+  local pid=$E2E_SIM_PID rc=0
+  if [ -z "$pid" ]; then return 0; fi
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || rc=$?
+  E2E_SIM_PID=
+  return "$rc"
+}
+
+# e2e_sim_env: the assignments that point kycd at the simulator, one a line:
+#   mapfile -t SIM_ENV < <(e2e_sim_env); e2e_start_kycd "${SIM_ENV[@]}" ...
+e2e_sim_env() {
+  printf '%s\n' "KYCD_P100_BASE_URL=https://localhost:$E2E_SIM_PORT" \
+    "KYCD_P100_API_KEY_FILE=$E2E_SIM_KEY_FILE" "KYCD_P100_CA_FILE=$E2E_CA"
+}
+
+# sim METHOD PATH [JSON]: one request to the simulator (meant for /_sim/;
+# sends no API key); prints the body; the status goes to $E2E_TMP/sim.code.
+# Returns non-zero unless the status is 2xx.
+sim() {
+  local method=$1 path=$2 body=${3:-} code f=$E2E_TMP/sim.$BASHPID
+  local args=(-sS --max-time 20 --cacert "$E2E_CA" -X "$method" -o "$f.body" -w '%{http_code}')
+  if [ -n "$body" ]; then args+=(-H 'Content-Type: application/json' --data-binary "$body"); fi
+  : >"$f.body"
+  code=$(curl "${args[@]}" "https://localhost:$E2E_SIM_PORT$path" 2>"$f.err") || code=000
+  printf '%s\n' "$code" >"$E2E_TMP/sim.code"
+  cat "$f.body"
+  rm -f -- "$f.body" "$f.err"
+  [[ $code == 2?? ]]
+}
+
+# e2e_wait_sql QUERY EXPECTED [SECONDS]: poll every 100 ms (default 10 s)
+# until the query's output equals EXPECTED. The last output is in
+# $E2E_SQL_LAST. Returns non-zero on timeout.
+e2e_wait_sql() {
+  local q=$1 want=$2 limit=${3:-10} end
+  end=$(( $(e2e_ms) + limit * 1000 ))
+  while :; do
+    E2E_SQL_LAST=$(sql "$q" 2>&1) || true
+    if [ "$E2E_SQL_LAST" = "$want" ]; then return 0; fi
+    if [ "$(e2e_ms)" -ge "$end" ]; then return 1; fi
+    sleep 0.1
+  done
+}
+
+# e2e_wait_cmd SECONDS CMD...: run CMD every 100 ms until it succeeds, for at
+# most SECONDS. Returns non-zero on timeout.
+e2e_wait_cmd() {
+  local limit=$1 end
+  shift
+  end=$(( $(e2e_ms) + limit * 1000 ))
+  while :; do
+    if "$@"; then return 0; fi
+    if [ "$(e2e_ms)" -ge "$end" ]; then return 1; fi
+    sleep 0.1
+  done
 }
 
 # --- payloads -----------------------------------------------------------------
