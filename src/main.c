@@ -355,6 +355,7 @@ static int cmd_serve(int argc, char **argv)
     sigwait(&sigs, &sig);
     draining = 1;
     klog(KLOG_INFO, "shutting down", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+    reconciler_signal_stop(rec); /* no new P100 calls while requests drain */
     pthread_t wd;
     int64_t grace = cfg.shutdown_timeout_ms;
     /* Drain, then a P100 call in flight may finish, then a few seconds for

@@ -235,7 +235,15 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
                  "P100 refuses our API key or address (HTTP %ld: %s): check KYCD_P100_API_KEY and "
                  "P100's IP allow-list",
                  res.http_status, res.error_message[0] ? res.error_message : "access denied");
-        if (now + r->o.interval_ms > r->paused_until_ms) {
+        if (r->o.once) {
+            /* One pass: nothing more can be done with these credentials. */
+            if (!r->done)
+                klog(KLOG_ERROR, "reconciler stopped: P100 says we are misconfigured",
+                     "http=%ld", res.http_status);
+            r->done = 1;
+            r->stopping = 1;
+            pthread_cond_broadcast(&r->cv);
+        } else if (now + r->o.interval_ms > r->paused_until_ms) {
             r->paused_until_ms = now + r->o.interval_ms;
             klog(KLOG_ERROR, "reconciler paused: P100 says we are misconfigured",
                  "http=%ld retry_in_ms=%lld", res.http_status, (long long)r->o.interval_ms);
@@ -331,12 +339,19 @@ static void *dispatcher_main(void *arg)
          * sooner if workers finish (once mode needs to see them idle). */
         wait_until(r, clock_mono_ms() + (r->o.once ? 200 : r->o.interval_ms));
     }
-    /* Give back what no worker took. */
+    /* Give back what no worker took (calls in flight keep their claims
+     * until their answers are recorded). */
     int left = r->qlen;
+    db_claim *rest = left > 0 ? calloc((size_t)left, sizeof *rest) : NULL;
+    for (int i = 0; rest && i < left; i++)
+        rest[i] = r->queue[(r->qhead + i) % QUEUE_MAX];
     r->qlen = 0;
     pthread_mutex_unlock(&r->mu);
-    if (left > 0 && conn && db_release_claims(conn, r->owner, &err) != 0)
-        klog(KLOG_WARN, "reconciler could not release claims", "error=\"%s\"", err.msg);
+    for (int i = 0; rest && conn && i < left; i++)
+        if (db_release_claim(conn, r->owner, rest[i].external_user_id, &err) != 0)
+            klog(KLOG_WARN, "reconciler could not release a claim", "user=%s error=\"%s\"",
+                 rest[i].external_user_id, err.msg);
+    free(rest);
     db_free(conn);
     free(batch);
     return NULL;
@@ -398,7 +413,7 @@ void reconciler_wait(reconciler *r)
     pthread_mutex_unlock(&r->mu);
 }
 
-void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
+void reconciler_signal_stop(reconciler *r)
 {
     if (r == NULL)
         return;
@@ -406,6 +421,13 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
     r->stopping = 1;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
+}
+
+void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
+{
+    if (r == NULL)
+        return;
+    reconciler_signal_stop(r);
     /* Reverse order of start: the dispatcher, then the workers (each
      * finishes the call it is in, bounded by the P100 timeout). */
     if (r->dispatcher_started)

@@ -51,6 +51,9 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err) KYCD
 /* Wait until a `once` reconciler has nothing left to do (or was stopped). */
 void reconciler_wait(reconciler *r);
 
+/* Start no new P100 call (calls in flight go on); returns at once. */
+void reconciler_signal_stop(reconciler *r);
+
 /* Stop: wake every thread, let calls in flight finish (bounded by the P100
  * timeout), give back unprocessed claims, join, free. Accepts NULL. */
 void reconciler_stop(reconciler *r, reconciler_stats *final_stats);

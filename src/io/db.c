@@ -673,13 +673,13 @@ int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err
     return 0;
 }
 
-int db_release_claims(db *d, const char *owner, kerr *err)
+int db_release_claim(db *d, const char *owner, const char *external_user_id, kerr *err)
 {
-    const char *p[] = {owner};
+    const char *p[] = {owner, external_user_id};
     return exec_ok(d,
                    "UPDATE kyc.verifications SET lease_owner = NULL, lease_until = NULL "
-                   "WHERE lease_owner = $1",
-                   1, p, "releasing claims", err);
+                   "WHERE lease_owner = $1 AND external_user_id = $2",
+                   2, p, "releasing a claim", err);
 }
 
 /* Apply a state from P100's own API (source reconciler or api), with its
@@ -734,11 +734,23 @@ int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err)
 
     /* Decide what the answer does. */
     const char *result = "released";
+    kyc_status merged;
+    memset(&merged, 0, sizeof merged);
     kyc_verdict v = {KYC_UNCHANGED, "same"};
     if (out.lost_lease) {
         result = "released";
     } else if (strcmp(c->outcome, "ok") == 0 && c->answer) {
-        kyc_transition t = {.current = &out.before, .current_age_ms = -1, .incoming = c->answer,
+        /* P100's status body is not documented: a field it leaves out keeps
+         * its stored value rather than being erased. */
+        merged = *c->answer;
+        if (merged.verification[0] == '\0')
+            memcpy(merged.verification, out.before.verification, sizeof merged.verification);
+        if (merged.attempt[0] == '\0') {
+            memcpy(merged.attempt, out.before.attempt, sizeof merged.attempt);
+            if (merged.reason[0] == '\0')
+                memcpy(merged.reason, out.before.reason, sizeof merged.reason);
+        }
+        kyc_transition t = {.current = &out.before, .current_age_ms = -1, .incoming = &merged,
                             .source = KYC_SRC_RECONCILER, .is_repeat = 0, .reorder_window_ms = 0};
         v = kyc_state_decide(&t);
         result = v.decision == KYC_APPLY ? "applied" : "unchanged";
@@ -798,14 +810,14 @@ int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err)
             goto out;
     } else if (!out.lost_lease) {
         if (strcmp(result, "applied") == 0) {
-            const char *pa[] = {uid, c->answer->verification, c->answer->attempt,
-                                c->answer->reason, "reconciler", v.reason, check_id};
+            const char *pa[] = {uid, merged.verification, merged.attempt, merged.reason,
+                                "reconciler", v.reason, check_id};
             if ((rc = exec_ok(d, SQL_APPLY_AUTHORITATIVE, 7, pa, "applying P100's state", err)) != 0)
                 goto out;
         }
         /* Bookkeeping: schedule, failures, flag, lease. */
         char next[24], fails[8];
-        const kyc_status *now_state = strcmp(result, "applied") == 0 ? c->answer : &out.before;
+        const kyc_status *now_state = strcmp(result, "applied") == 0 ? &merged : &out.before;
         int64_t next_ms = c->next_check_ms;
         if (strcmp(c->outcome, "ok") == 0)
             next_ms = is_pending(now_state) ? c->next_check_ms : -1;

@@ -90,8 +90,10 @@ typedef struct db_claim_opts {
  * claims expire. No lock is held after this returns. */
 int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err) KYCD_MUST_CHECK;
 
-/* Give back this owner's unexpired claims (clean stop). */
-int db_release_claims(db *d, const char *owner, kerr *err) KYCD_MUST_CHECK;
+/* Give back this owner's claim on one user (a clean stop returns what no
+ * worker took; claims of calls in flight stay until they are recorded). */
+int db_release_claim(db *d, const char *owner, const char *external_user_id,
+                     kerr *err) KYCD_MUST_CHECK;
 
 /* The outcome of one Get KYC Status call, to record and apply. */
 typedef struct db_check {

@@ -1281,9 +1281,15 @@ static void user_set(user *u, const char *vs, const char *as, const char *reason
         return;
     }
     u->has_kyc = true;
-    snprintf(u->vstatus, sizeof u->vstatus, "%s", vs);
-    snprintf(u->astatus, sizeof u->astatus, "%s", as);
-    snprintf(u->reason, sizeof u->reason, "%s", reason);
+    /* The arguments may point into u itself (keep a field as it is):
+     * copy through temporaries, never snprintf a buffer onto itself. */
+    char v[sizeof u->vstatus], a[sizeof u->astatus], r[sizeof u->reason];
+    snprintf(v, sizeof v, "%s", vs);
+    snprintf(a, sizeof a, "%s", as);
+    snprintf(r, sizeof r, "%s", reason);
+    memcpy(u->vstatus, v, sizeof v);
+    memcpy(u->astatus, a, sizeof a);
+    memcpy(u->reason, r, sizeof r);
     if (vid[0])
         snprintf(u->vid, sizeof u->vid, "%s", vid);
     else if (u->vid[0] == '\0')

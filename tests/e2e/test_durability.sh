@@ -1,0 +1,567 @@
+#!/usr/bin/env bash
+# End-to-end crash and fault tests of kycd's promise: every HTTP 200 means
+# the delivery is on disk and will reach PostgreSQL. kycd-loadgen
+# (tests/tools/loadgen.c, TEST_LOADGEN) plays P100: many users, three KYC
+# webhooks each, every step only after the previous one got 200, anything
+# else retried; it writes every acknowledged "user step" to a file. The
+# checker then demands, for each acknowledged delivery, exactly one stored
+# non-repeat event with that body in kyc.webhook_events (retries of a
+# delivery whose answer was lost are allowed, marked by repeat_of), and a
+# kyc.verifications state at or beyond the user's last acknowledged step.
+#
+# Each scenario has its own PRIVATE PostgreSQL cluster (deploy/pg-local.sh:
+# stopping it cannot disturb the shared TEST_PG server) and its own spool:
+#   1. kill -9 of kycd under load, restart on the same spool and port
+#   2. PostgreSQL stopped for 30 s under load: no 5xx, the spool takes it all
+#      and drains once the database is back (peak depth and drain time)
+#   3. PostgreSQL restarted under load (connections dropped): no 5xx
+#   4. the spool full while the database is down: 503 + Retry-After, never
+#      200; the 200s are exactly what `kycd spool status` counts and `kycd
+#      spool drain` stores; without a spool, database down means 503
+#   5. SIGTERM under load: exit 0, in-flight requests answered (every answer
+#      kycd logged reached the loadgen), restart, nothing lost
+# DURABILITY_SCENARIOS="2 4" runs a subset (default: all). Figures are
+# printed as "figures:" lines.
+# shellcheck disable=SC2119,SC2120  # helpers with optional arguments
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=deploy/pg-local.sh
+source "$TEST_KYCD_SRC/deploy/pg-local.sh"
+
+TEST_LOADGEN=${TEST_LOADGEN:-}
+if [ -z "$TEST_LOADGEN" ] || [ ! -x "$TEST_LOADGEN" ]; then
+  e2e_abort "TEST_LOADGEN is not set or not executable ('$TEST_LOADGEN'); build the kycd-loadgen target"
+fi
+SCENARIOS=" ${DURABILITY_SCENARIOS:-1 2 3 4 5} "
+want() { [[ $SCENARIOS == *" $1 "* ]]; }
+
+figures() { echo "figures: $*"; }
+
+# --- private clusters ---------------------------------------------------------
+
+# priv_start: a new private cluster with a fresh database (E2E_DB_URL);
+# sets PRIV_DIR and PRIV_PG.
+priv_start() {
+  pg_local_start >"$E2E_TMP/pg-start.log" 2>&1 || { cat "$E2E_TMP/pg-start.log"; e2e_abort "cannot start a private PostgreSQL"; }
+  PRIV_DIR=$PGLOCAL_DIR
+  PRIV_PG=$PGLOCAL_CONNINFO
+  E2E_PG_DIRS+=("$PRIV_DIR")
+  echo "private cluster $PRIV_DIR ($PRIV_PG)"
+  e2e_fresh_db "$PRIV_PG"
+}
+
+# priv_drop: remove this scenario's cluster now (and forget it and its
+# database, so that the cleanup at exit does not look for them).
+priv_drop() {
+  local keep=() item
+  pg_local_stop "$PRIV_DIR" >/dev/null 2>&1 || echo "could not remove cluster $PRIV_DIR" >&2
+  for item in "${E2E_PG_DIRS[@]}"; do [ "$item" = "$PRIV_DIR" ] || keep+=("$item"); done
+  E2E_PG_DIRS=("${keep[@]}")
+  keep=()
+  for item in "${E2E_DBS[@]}"; do [ "${item%|*}" = "$PRIV_PG" ] || keep+=("$item"); done
+  E2E_DBS=("${keep[@]}")
+}
+
+db_stop() { pg_local_stop_server_only "$PRIV_DIR" || e2e_abort "cannot stop the private PostgreSQL"; }
+db_start() { pg_local_start_server_only "$PRIV_DIR" >/dev/null || e2e_abort "cannot start the private PostgreSQL"; }
+
+# kycd_restart [NAME=value ...]: start kycd again on the same port (the
+# loadgen keeps its URL), without migrating.
+kycd_restart() {
+  E2E_NEXT_PORT=$SCEN_PORT
+  e2e_start_kycd --no-migrate "$@"
+}
+
+# --- loadgen ------------------------------------------------------------------
+
+# lg_start NAME THREADS USERS [loadgen args]: kycd-loadgen in the background
+# against the running kycd, users NAME-<thread>-<k>; acknowledged deliveries
+# go to $LG_ACKS. Sets LG_PID, LG_TOTAL (deliveries it will make).
+lg_start() {
+  local name=$1 threads=$2 users=$3
+  shift 3
+  LG_ACKS=$E2E_TMP/$name.acks
+  LG_STDOUT=$E2E_TMP/$name.loadgen.out
+  LG_STDERR=$E2E_TMP/$name.loadgen.err
+  LG_TOTAL=$((threads * users * 3))
+  : >"$LG_ACKS"
+  "$TEST_LOADGEN" --url "$(e2e_url "$E2E_KYC_PATH")" --token-file "$E2E_TOKEN_FILE" --ca "$E2E_CA" \
+    --threads "$threads" --users "$users" --prefix "$name" --out "$LG_ACKS" \
+    --max-seconds 150 --retry-delay-ms 200 "$@" >"$LG_STDOUT" 2>"$LG_STDERR" &
+  LG_PID=$!
+  e2e_track_pid "$LG_PID"
+  echo "loadgen pid $LG_PID: $threads threads x $users users x 3 steps = $LG_TOTAL deliveries ($name)"
+}
+
+lg_acked() { wc -l <"$LG_ACKS" | tr -d ' '; }
+lg_running() { kill -0 "$LG_PID" 2>/dev/null; }
+
+# lg_wait_progress SECONDS FRACTION_PERCENT: wait until the loadgen has that
+# share of its deliveries acknowledged, at most SECONDS (0.1 s steps).
+lg_wait_progress() {
+  local limit=$1 pct=$2 end
+  end=$(( $(e2e_ms) + limit * 1000 ))
+  while [ "$(e2e_ms)" -lt "$end" ] && lg_running; do
+    [ "$(lg_acked)" -ge $((LG_TOTAL * pct / 100)) ] && return 0
+    sleep 0.1
+  done
+}
+
+# lg_wait SECONDS: wait for the loadgen to finish (then SIGTERM, then
+# SIGKILL); sets LG_RC, LG_LINE (its summary), LG_DETAILS.
+lg_wait() {
+  local limit=$1 i
+  for i in $(seq 1 $((limit * 10))); do lg_running || break; sleep 0.1; done
+  if lg_running; then
+    fail "loadgen still running after $limit s: stopped"
+    kill -TERM "$LG_PID" 2>/dev/null || true
+    for i in $(seq 1 50); do lg_running || break; sleep 0.1; done
+    kill -KILL "$LG_PID" 2>/dev/null || true
+  fi
+  LG_RC=0
+  wait "$LG_PID" 2>/dev/null || LG_RC=$?
+  LG_LINE=$(grep '^loadgen sent=' "$LG_STDOUT" || true)
+  LG_DETAILS=$(grep '^loadgen details:' "$LG_STDERR" || true)
+  echo "$LG_LINE"
+  echo "$LG_DETAILS"
+  grep -v '^loadgen details:' "$LG_STDERR" | head -n 5 | sed 's/^/  /' || true
+}
+
+# lg_num KEY: a number from the loadgen's summary or details line.
+lg_num() {
+  local m
+  m=$(grep -oE "(^|[ (])$1=[0-9.]+" <<<"$LG_LINE $LG_DETAILS" | head -n 1) || true
+  printf '%s' "${m#*=}"
+}
+
+# --- spool depth (/readyz) ----------------------------------------------------
+
+# spool_depth: records in kycd's spool per /readyz ("" when kycd does not answer).
+SPOOL_DEPTH_BODY=$E2E_TMP/readyz.body
+spool_depth() {
+  local f=$SPOOL_DEPTH_BODY
+  : >"$f"
+  curl -sS --max-time 10 --cacert "$E2E_CA" -o "$f" "$(e2e_url /readyz)" 2>/dev/null || true
+  json_num records "$(cat "$f")"
+}
+
+# depth_poll_start / depth_poll_stop: sample the spool depth every 0.2 s in
+# the background; stop prints the peak ("0" if never above).
+depth_poll_start() {
+  DEPTH_LOG=$E2E_TMP/depth.$SECONDS.log
+  DEPTH_FLAG=$E2E_TMP/depth.$SECONDS.run
+  : >"$DEPTH_LOG"
+  : >"$DEPTH_FLAG"
+  # shellcheck disable=SC2030  # the poller's own body file, local on purpose
+  ( SPOOL_DEPTH_BODY=$E2E_TMP/readyz.poller.body
+    while [ -e "$DEPTH_FLAG" ]; do
+      d=$(spool_depth)
+      [ -n "$d" ] && echo "$(e2e_ms) $d" >>"$DEPTH_LOG"
+      sleep 0.2
+    done ) &
+  DEPTH_PID=$!
+  e2e_track_pid "$DEPTH_PID"
+}
+depth_poll_stop() {
+  rm -f -- "$DEPTH_FLAG"
+  wait "$DEPTH_PID" 2>/dev/null || true
+  awk 'BEGIN{m=0} $2>m{m=$2} END{print m}' "$DEPTH_LOG"
+}
+
+# wait_spool_empty SECONDS: poll /readyz until the spool holds 0 records;
+# sets SPOOL_WAIT_MS (how long it took from now). Non-zero on timeout.
+wait_spool_empty() {
+  local limit=$1 t0 end d
+  t0=$(e2e_ms)
+  end=$((t0 + limit * 1000))
+  while :; do
+    d=$(spool_depth)
+    if [ "$d" = 0 ]; then SPOOL_WAIT_MS=$(( $(e2e_ms) - t0 )); return 0; fi
+    if [ "$(e2e_ms)" -ge "$end" ]; then SPOOL_WAIT_MS=-1; LAST_DEPTH=$d; return 1; fi
+    sleep 0.2
+  done
+}
+
+# --- the checker --------------------------------------------------------------
+
+# check_acks NAME ACKS_FILE [EXPECTED_ACKS]: every acknowledged "user step"
+# in ACKS_FILE (users NAME-...) has exactly one stored non-repeat event with
+# that step's body, and each user's state is at or past its last
+# acknowledged step. Prints the counts; asserts.
+check_acks() {
+  local name=$1 acks=$2 expected=${3:-} out
+  local n_acks n_pairs n_users n_stored n_repeats n_missing n_dup n_unacked n_state_bad n_unknown n_nostate
+  out=$(timeout 120 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -F ' ' <<SQL
+CREATE TEMP TABLE acked (u text, step int, code int);
+\copy acked FROM '$acks' WITH (FORMAT text, DELIMITER ' ')
+CREATE TEMP TABLE steps (step int, v text, a text);
+INSERT INTO steps VALUES (1, 'NOT_VERIFIED', 'PENDING'), (2, 'NOT_VERIFIED', 'VERIFICATION'),
+                         (3, 'VERIFIED', 'SUCCESSFUL');
+CREATE TEMP TABLE ev AS
+  SELECT e.id, e.external_user_id AS u, s.step, e.repeat_of
+  FROM kyc.webhook_events e
+  LEFT JOIN steps s ON s.v = e.body->>'verificationStatus' AND s.a = e.body->>'attemptStatus'
+  WHERE e.external_user_id LIKE '$name-%';
+CREATE INDEX ON ev (u, step);
+CREATE TEMP TABLE last_acked AS SELECT u, max(step) AS s FROM acked GROUP BY u;
+SELECT
+  (SELECT count(*) FROM acked),
+  (SELECT count(*) FROM (SELECT DISTINCT u, step FROM acked) x),
+  (SELECT count(*) FROM last_acked),
+  (SELECT count(*) FROM ev WHERE repeat_of IS NULL),
+  (SELECT count(*) FROM ev WHERE repeat_of IS NOT NULL),
+  (SELECT count(*) FROM (SELECT DISTINCT u, step FROM acked) a
+     WHERE NOT EXISTS (SELECT 1 FROM ev WHERE ev.u = a.u AND ev.step = a.step AND ev.repeat_of IS NULL)),
+  (SELECT count(*) FROM (SELECT u, step FROM ev WHERE repeat_of IS NULL
+                         GROUP BY u, step HAVING count(*) > 1) d),
+  (SELECT count(*) FROM (SELECT DISTINCT u, step FROM ev) x
+     WHERE NOT EXISTS (SELECT 1 FROM acked a WHERE a.u = x.u AND a.step = x.step)),
+  (SELECT count(*) FROM last_acked l
+     JOIN kyc.verifications v ON v.external_user_id = l.u
+     LEFT JOIN steps st ON st.v = v.verification_status AND st.a = v.attempt_status
+     WHERE st.step IS NULL OR st.step < l.s),
+  (SELECT count(*) FROM ev WHERE step IS NULL),
+  (SELECT count(*) FROM last_acked l
+     WHERE NOT EXISTS (SELECT 1 FROM kyc.verifications v WHERE v.external_user_id = l.u));
+SQL
+  ) || { fail "checker: psql failed: $out"; return 0; }
+  read -r n_acks n_pairs n_users n_stored n_repeats n_missing n_dup n_unacked n_state_bad n_unknown n_nostate <<<"$out"
+  figures "checker $name: acknowledged=$n_acks (distinct $n_pairs, users $n_users)" \
+    "stored_non_repeat=$n_stored repeats=$n_repeats missing=$n_missing stored_twice=$n_dup" \
+    "stored_unacknowledged=$n_unacked state_behind=$n_state_bad no_state_row=$n_nostate unexpected_bodies=$n_unknown"
+  if [ -n "$expected" ]; then
+    assert_eq "$expected" "$n_acks" "$name: the loadgen got 200 for all $expected deliveries"
+  fi
+  assert_eq "$n_acks" "$n_pairs" "$name: each delivery acknowledged once by the loadgen"
+  assert_eq 0 "$n_missing" "$name: every acknowledged delivery is in kyc.webhook_events (non-repeat)"
+  assert_eq 0 "$n_dup" "$name: no acknowledged delivery is stored twice as a non-repeat"
+  assert_eq 0 "$n_unknown" "$name: no event with an unexpected body"
+  assert_eq 0 "$n_nostate" "$name: every acknowledged user has a kyc.verifications row"
+  assert_eq 0 "$n_state_bad" "$name: every user's state is at or past its last acknowledged step"
+  if [ "$n_missing" != 0 ] || [ "$n_dup" != 0 ] || [ "$n_state_bad" != 0 ]; then
+    timeout 60 psql "$E2E_DB_URL" -XAtq -F ' ' <<SQL | head -n 10 | sed 's/^/  missing: /'
+CREATE TEMP TABLE acked (u text, step int, code int);
+\copy acked FROM '$acks' WITH (FORMAT text, DELIMITER ' ')
+SELECT a.u, a.step FROM acked a WHERE NOT EXISTS (
+  SELECT 1 FROM kyc.webhook_events e WHERE e.external_user_id = a.u AND e.repeat_of IS NULL AND
+    e.body->>'attemptStatus' = (ARRAY['PENDING','VERIFICATION','SUCCESSFUL'])[a.step]) LIMIT 10;
+SQL
+  fi
+}
+
+# no_dead_letters LOG...: kycd never gave up on a spooled delivery.
+no_dead_letters() {
+  local hits
+  hits=$(cat "$@" | grep -c 'dead letter' || true)
+  assert_eq 0 "$hits" "no spooled delivery became a dead letter"
+}
+
+# answers_in LOG STATUS: webhook answers with STATUS that kycd logged.
+answers_in() {
+  cat "${@:2}" | grep -c "msg=request .*path=$E2E_KYC_PATH .*status=$1 " || true
+}
+
+scenario_begin() {
+  e2e_section "$1"
+  SCEN_T0=$SECONDS
+}
+scenario_end() {
+  echo "scenario took $((SECONDS - SCEN_T0)) s"
+}
+
+# --- 1. kill -9 under load ----------------------------------------------------
+if want 1; then
+  scenario_begin "1. kill -9 under load"
+  priv_start
+  SPOOL=$E2E_TMP/spool1
+  e2e_start_kycd KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
+  SCEN_PORT=$E2E_PORT
+  LOG1=$E2E_KYCD_LOG
+  lg_start s1 10 170
+  # About 2 s of load, earlier on a fast machine: kycd must die mid-run.
+  lg_wait_progress 2 40
+  at_kill=$(lg_acked)
+  assert_eq 1 "$(lg_running && echo 1 || echo 0)" "the loadgen is still running when kycd is killed ($at_kill of $LG_TOTAL acknowledged)"
+  kill -KILL "$E2E_KYCD_PID"
+  wait "$E2E_KYCD_PID" 2>/dev/null || true
+  E2E_KYCD_PID=
+  t_kill=$(e2e_ms)
+  e2e_kycd_cmd KYCD_SPOOL_DIR="$SPOOL" -- spool status
+  assert_eq 0 "$E2E_RC" "kycd spool status after the kill -9 (spool lock released)"
+  crash_depth=$(grep -oE '[0-9]+ records' "$E2E_OUT" | grep -oE '^[0-9]+' || echo '?')
+  kycd_restart KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
+  down_ms=$(( $(e2e_ms) - t_kill ))
+  LOG2=$E2E_KYCD_LOG
+  depth_poll_start
+  lg_wait 120
+  assert_eq 0 "$LG_RC" "the loadgen finishes after the restart (every user at step 3)"
+  if wait_spool_empty 60; then pass "the spool is empty after the load (${SPOOL_WAIT_MS} ms)"; else fail "the spool still holds $LAST_DEPTH records 60 s after the load"; fi
+  peak=$(depth_poll_stop)
+  figures "scenario 1: deliveries=$LG_TOTAL acknowledged_at_kill=$at_kill spool_at_crash=$crash_depth" \
+    "kycd_down_ms=$down_ms sent=$(lg_num sent) ok=$(lg_num ok) 503=$(lg_num 503) 5xx=$(lg_num 5xx)" \
+    "transport_errors=$(lg_num transport_errors) spool_peak_after_restart=$peak seconds=$(lg_num seconds)"
+  check_acks s1 "$LG_ACKS" "$LG_TOTAL"
+  e2e__sanitizer_check "$LOG1" "kycd (killed)"
+
+  # 1b. The same, while the drainer replays the spool: a record committed
+  # but not yet acknowledged in the spool is replayed again after the
+  # restart, and must be stored once (request ids are unique).
+  e2e_section "1b. kill -9 while the spool drains"
+  db_stop
+  lg_start s1b 10 60
+  lg_wait 60
+  assert_eq 0 "$LG_RC" "with the database down, every delivery is acknowledged from the spool"
+  full=$(spool_depth)
+  assert_eq "$LG_TOTAL" "$full" "the spool holds all $LG_TOTAL deliveries"
+  db_start
+  t_up=$(e2e_ms)
+  depth=$full
+  while [ $(( $(e2e_ms) - t_up )) -lt 20000 ]; do
+    depth=$(spool_depth)
+    [ -n "$depth" ] && [ "$depth" -lt $((full * 2 / 3)) ] && break
+    sleep 0.05
+  done
+  kill -KILL "$E2E_KYCD_PID"
+  wait "$E2E_KYCD_PID" 2>/dev/null || true
+  E2E_KYCD_PID=
+  e2e__sanitizer_check "$LOG2" "kycd (killed while draining)"
+  e2e_kycd_cmd KYCD_SPOOL_DIR="$SPOOL" -- spool status
+  left=$(grep -oE '[0-9]+ records' "$E2E_OUT" | grep -oE '^[0-9]+' || echo '?')
+  assert_eq 1 "$([ "$left" != '?' ] && [ "$left" -gt 0 ] && [ "$left" -lt "$full" ] && echo 1 || echo 0)" \
+    "kycd was killed mid-drain ($left of $full records left in the spool)"
+  stored_at_kill=$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id LIKE 's1b-%'")
+  kycd_restart KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
+  LOG3=$E2E_KYCD_LOG
+  t0=$(e2e_ms)
+  if wait_spool_empty 60; then pass "the restarted kycd drains the rest (${SPOOL_WAIT_MS} ms)"; else fail "the spool still holds $LAST_DEPTH records 60 s after the restart"; fi
+  figures "scenario 1b: deliveries=$LG_TOTAL spooled=$full left_at_kill=$left stored_at_kill=$stored_at_kill" \
+    "committed_but_still_spooled=$((stored_at_kill + left - full)) (replayed again after the restart)" \
+    "drain_after_restart_ms=$(( $(e2e_ms) - t0 ))"
+  check_acks s1b "$LG_ACKS" "$LG_TOTAL"
+  no_dead_letters "$LOG1" "$LOG2" "$LOG3"
+  e2e_stop_kycd
+  priv_drop
+  scenario_end
+fi
+
+# --- 2. PostgreSQL stopped for 30 s under load --------------------------------
+if want 2; then
+  scenario_begin "2. PostgreSQL down for 30 s under load"
+  priv_start
+  SPOOL=$E2E_TMP/spool2
+  e2e_start_kycd KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
+  SCEN_PORT=$E2E_PORT
+  # ~95 deliveries/s (100 ms between a user's steps) for ~38 s: the outage
+  # falls in the middle, with load before, during and after it.
+  lg_start s2 10 120 --think-ms 100
+  lg_wait_progress 3 100
+  before=$(lg_acked)
+  db_stop
+  t_down=$(e2e_ms)
+  echo "database stopped at $before acknowledged deliveries"
+  peak=0
+  db_state=
+  while [ $(( $(e2e_ms) - t_down )) -lt 30000 ]; do
+    d=$(spool_depth)
+    if [ -n "$d" ] && [ "$d" -gt "$peak" ]; then peak=$d; fi
+    # shellcheck disable=SC2031  # the main shell's body file (see depth_poll_start)
+    db_state=$(grep -oE '"database":"[a-z]+"' "$SPOOL_DEPTH_BODY" 2>/dev/null || true)
+    sleep 0.5
+  done
+  during=$(( $(lg_acked) - before ))
+  assert_eq '"database":"down"' "$db_state" "/readyz reports the database down during the outage"
+  db_start
+  t_up=$(e2e_ms)
+  # Drain: from the database's return until /readyz shows the spool empty
+  # (new deliveries keep joining the spool until it is).
+  drained=
+  while [ $(( $(e2e_ms) - t_up )) -lt 60000 ]; do
+    d=$(spool_depth)
+    if [ -n "$d" ] && [ "$d" -gt "$peak" ]; then peak=$d; fi
+    if [ "$d" = 0 ]; then drained=$(( $(e2e_ms) - t_up )); break; fi
+    sleep 0.2
+  done
+  if [ -n "$drained" ]; then pass "the spool drains once the database is back (${drained} ms)"; else fail "the spool still holds $d records 60 s after the database came back"; fi
+  lg_wait 90
+  assert_eq 0 "$LG_RC" "the loadgen finishes (every user at step 3)"
+  if wait_spool_empty 60; then pass "the spool is empty after the load"; else fail "the spool still holds $LAST_DEPTH records 60 s after the load"; fi
+  assert_eq 0 "$(lg_num 503)" "no 503 while the spool takes the deliveries"
+  assert_eq 0 "$(lg_num 5xx)" "no other 5xx while the database is away"
+  assert_eq 0 "$(lg_num other)" "no other non-200 answer"
+  assert_eq 0 "$(lg_num transport_errors)" "no transport error"
+  assert_eq 1 "$([ "$peak" -gt 0 ] && echo 1 || echo 0)" "the spool was used during the outage (peak $peak records)"
+  assert_eq 1 "$([ "$during" -gt 0 ] && echo 1 || echo 0)" "deliveries were acknowledged during the outage ($during)"
+  spooled=$(grep -c 'database unavailable, spooling' "$E2E_KYCD_LOG" || true)
+  figures "scenario 2: deliveries=$LG_TOTAL acknowledged_before_outage=$before acknowledged_during_outage=$during" \
+    "spool_peak=$peak drain_ms=${drained:-timeout} sent=$(lg_num sent) ok=$(lg_num ok) 503=$(lg_num 503)" \
+    "5xx=$(lg_num 5xx) transport_errors=$(lg_num transport_errors) latency_max_ms=$(lg_num latency_max_ms)" \
+    "seconds=$(lg_num seconds) db_failures_logged=$spooled"
+  check_acks s2 "$LG_ACKS" "$LG_TOTAL"
+  no_dead_letters "$E2E_KYCD_LOG"
+  e2e_stop_kycd
+  priv_drop
+  scenario_end
+fi
+
+# --- 3. PostgreSQL restarted under load ---------------------------------------
+if want 3; then
+  scenario_begin "3. PostgreSQL restarted under load"
+  priv_start
+  SPOOL=$E2E_TMP/spool3
+  e2e_start_kycd KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
+  SCEN_PORT=$E2E_PORT
+  lg_start s3 10 170
+  depth_poll_start
+  lg_wait_progress 2 30
+  at_restart=$(lg_acked)
+  assert_eq 1 "$(lg_running && echo 1 || echo 0)" "the loadgen is still running at the restart ($at_restart of $LG_TOTAL acknowledged)"
+  t0=$(e2e_ms)
+  pg_local_restart "$PRIV_DIR" >/dev/null || e2e_abort "cannot restart the private PostgreSQL"
+  restart_ms=$(( $(e2e_ms) - t0 ))
+  lg_wait 120
+  assert_eq 0 "$LG_RC" "the loadgen finishes (every user at step 3)"
+  if wait_spool_empty 60; then pass "the spool is empty after the load (${SPOOL_WAIT_MS} ms)"; else fail "the spool still holds $LAST_DEPTH records 60 s after the load"; fi
+  peak=$(depth_poll_stop)
+  assert_eq 0 "$(lg_num 503)" "no 503 across the restart (the spool takes what the database does not)"
+  assert_eq 0 "$(lg_num 5xx)" "no other 5xx across the restart"
+  assert_eq 0 "$(lg_num transport_errors)" "no transport error"
+  spooled=$(grep -c 'database unavailable, spooling' "$E2E_KYCD_LOG" || true)
+  figures "scenario 3: deliveries=$LG_TOTAL acknowledged_at_restart=$at_restart restart_ms=$restart_ms" \
+    "spool_peak=$peak sent=$(lg_num sent) ok=$(lg_num ok) 503=$(lg_num 503) 5xx=$(lg_num 5xx)" \
+    "transport_errors=$(lg_num transport_errors) latency_max_ms=$(lg_num latency_max_ms)" \
+    "seconds=$(lg_num seconds) db_failures_logged=$spooled"
+  check_acks s3 "$LG_ACKS" "$LG_TOTAL"
+  no_dead_letters "$E2E_KYCD_LOG"
+  e2e_stop_kycd
+  priv_drop
+  scenario_end
+fi
+
+# --- 4. spool full while the database is down ---------------------------------
+if want 4; then
+  scenario_begin "4. spool full while the database is down"
+  priv_start
+  SPOOL=$E2E_TMP/spool4
+  ACKS4=$E2E_TMP/s4.acks
+  : >"$ACKS4"
+  e2e_start_kycd KYCD_SPOOL_DIR="$SPOOL" KYCD_SPOOL_MAX=1M KYCD_MAX_BODY=64k KYCD_DB_TIMEOUT=2s \
+    KYCD_RETRY_AFTER=3s KYCD_LOG_LEVEL=info
+  PAD=$(head -c 60000 /dev/zero | tr '\0' x)
+  big_body() {  # big_body USER: a KYC webhook of ~60 KB
+    printf '{"externalUserId":"%s","verificationStatus":"NOT_VERIFIED","attemptStatus":"PENDING","padding":"%s"}' "$1" "$PAD" >"$E2E_TMP/big.json"
+  }
+  big_body s4-up-0
+  assert_eq 200 "$(post "$E2E_KYC_PATH" @"$E2E_TMP/big.json")" "a 60 KB delivery with the database up: 200"
+  echo "s4-up-0 1 200" >>"$ACKS4"
+  db_stop
+  statuses=()
+  n200=0
+  first503=
+  after_full=0
+  after_full_bad=0
+  retry_missing=0
+  for i in $(seq 1 40); do
+    big_body "s4-0-$i"
+    st=$(post "$E2E_KYC_PATH" @"$E2E_TMP/big.json")
+    statuses+=("$st")
+    if [ "$st" = 200 ] && [ -z "$first503" ]; then
+      n200=$((n200 + 1))
+      echo "s4-0-$i 1 200" >>"$ACKS4"
+      continue
+    fi
+    if [ -z "$first503" ]; then
+      first503=$st
+      assert_eq 503 "$st" "the first delivery the full spool cannot take: 503 (after $n200 spooled)"
+      assert_eq 3 "$(resp_header Retry-After)" "... with Retry-After"
+      rd_code=$(get /readyz)
+      rd_body=$(resp_body)
+      continue
+    fi
+    # After the first refusal: 5 more, all must be 503 with Retry-After.
+    after_full=$((after_full + 1))
+    [ "$st" = 503 ] || after_full_bad=$((after_full_bad + 1))
+    [ -n "$(resp_header Retry-After)" ] || retry_missing=$((retry_missing + 1))
+    if [ "$st" = 200 ]; then echo "s4-0-$i 1 200" >>"$ACKS4"; fi
+    [ "$after_full" -ge 5 ] && break
+  done
+  echo "statuses: ${statuses[*]}"
+  assert_eq 1 "$([ "$n200" -ge 10 ] && echo 1 || echo 0)" "the 1 MiB spool took about 1 MiB of 60 KB deliveries ($n200)"
+  assert_eq "5 0 0" "$after_full $after_full_bad $retry_missing" "5 more deliveries once the spool is full: all 503 with Retry-After, none 200"
+  # ingest.h: /readyz is ready when "the database answers, or the spool has room".
+  assert_eq 503 "${rd_code:-}" "/readyz with the database down and the spool full: 503 (body ${rd_body:-})"
+  e2e_stop_kycd "kycd (database down, spool full)"
+  e2e_kycd_cmd KYCD_SPOOL_DIR="$SPOOL" KYCD_SPOOL_MAX=1M -- spool status
+  cat "$E2E_OUT"
+  assert_eq 0 "$E2E_RC" "kycd spool status exits 0"
+  in_spool=$(grep -oE '[0-9]+ records' "$E2E_OUT" | grep -oE '^[0-9]+' || echo '?')
+  assert_eq "$n200" "$in_spool" "the spool holds exactly the deliveries answered 200 while the database was down"
+  db_start
+  e2e_kycd_cmd --timeout 60 KYCD_SPOOL_DIR="$SPOOL" KYCD_SPOOL_MAX=1M KYCD_MAX_BODY=64k -- spool drain
+  cat "$E2E_OUT"
+  assert_eq 0 "$E2E_RC" "kycd spool drain exits 0"
+  assert_contains "$(cat "$E2E_OUT")" "replayed $n200 records into the database; 0 left" "kycd spool drain replays all $n200"
+  drain_secs=$E2E_SECS
+  check_acks s4 "$ACKS4" "$((n200 + 1))"
+
+  e2e_section "4b. no spool, database down"
+  e2e_start_kycd --no-migrate KYCD_MAX_BODY=64k KYCD_DB_TIMEOUT=2s KYCD_RETRY_AFTER=3s KYCD_LOG_LEVEL=info
+  assert_eq 200 "$(post "$E2E_KYC_PATH" "$(kyc_body s4-nospool-up NOT_VERIFIED PENDING)")" "without a spool, database up: 200"
+  db_stop
+  nospool=()
+  retry_missing=0
+  for i in 1 2 3 4 5; do
+    nospool+=("$(post "$E2E_KYC_PATH" "$(kyc_body "s4-nospool-$i" NOT_VERIFIED PENDING)")")
+    [ -n "$(resp_header Retry-After)" ] || retry_missing=$((retry_missing + 1))
+  done
+  assert_eq "503 503 503 503 503 0" "${nospool[*]} $retry_missing" "without a spool, database down: 503 with Retry-After, never 200"
+  e2e_stop_kycd "kycd (no spool, database down)"
+  db_start
+  assert_eq 0 "$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id LIKE 's4-nospool-_'")" "none of the refused deliveries was stored"
+  figures "scenario 4: spooled_200=$n200 first_refusal=${first503:-none} refused_after_full=$after_full" \
+    "in_spool_at_stop=$in_spool drain_seconds=$drain_secs nospool_statuses=${nospool[*]}"
+  priv_drop
+  scenario_end
+fi
+
+# --- 5. graceful shutdown under load ------------------------------------------
+if want 5; then
+  scenario_begin "5. SIGTERM under load"
+  priv_start
+  SPOOL=$E2E_TMP/spool5
+  e2e_start_kycd KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
+  SCEN_PORT=$E2E_PORT
+  LOG1=$E2E_KYCD_LOG
+  lg_start s5 10 170
+  lg_wait_progress 2 30
+  at_term=$(lg_acked)
+  assert_eq 1 "$(lg_running && echo 1 || echo 0)" "the loadgen is still running at SIGTERM ($at_term of $LG_TOTAL acknowledged)"
+  t0=$(e2e_ms)
+  kill -TERM "$E2E_KYCD_PID"
+  e2e_stop_kycd --signaled "kycd (SIGTERM under load)"
+  stop_ms=$(( $(e2e_ms) - t0 ))
+  inflight=$(grep -oE 'requests still in flight at shutdown.*count=[0-9]+' "$LOG1" | grep -oE '[0-9]+$' || echo 0)
+  assert_eq 0 "$inflight" "no request was still in flight when the grace period ended"
+  kycd_restart KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
+  LOG2=$E2E_KYCD_LOG
+  lg_wait 120
+  assert_eq 0 "$LG_RC" "the loadgen finishes after the restart (every user at step 3)"
+  if wait_spool_empty 60; then pass "the spool is empty after the load"; else fail "the spool still holds $LAST_DEPTH records 60 s after the load"; fi
+  # Every answer kycd logged must have reached the loadgen: a request kycd
+  # had started handling is answered (200, or 503 "draining"), never cut.
+  srv200=$(answers_in 200 "$LOG1" "$LOG2")
+  srv503=$(answers_in 503 "$LOG1" "$LOG2")
+  draining=$(grep -c 'msg=request .*status=503 .*shutting down' "$LOG1" || true)
+  assert_eq "$srv200" "$(lg_num ok)" "every 200 kycd sent reached the loadgen"
+  assert_eq "$srv503" "$(lg_num 503)" "every 503 kycd sent reached the loadgen"
+  assert_eq 0 "$(lg_num 5xx)" "no 5xx other than 503"
+  assert_eq 0 "$(lg_num other)" "no other non-200 answer"
+  figures "scenario 5: deliveries=$LG_TOTAL acknowledged_at_sigterm=$at_term shutdown_ms=$stop_ms" \
+    "kycd_answers_200=$srv200 kycd_answers_503=$srv503 (draining $draining) loadgen_ok=$(lg_num ok) loadgen_503=$(lg_num 503)" \
+    "transport_errors=$(lg_num transport_errors) (connect=$(lg_num connect) tls=$(lg_num tls) cut=$(lg_num cut)" \
+    "timeout=$(lg_num timeout) other=$(lg_num transport_other)) seconds=$(lg_num seconds)"
+  check_acks s5 "$LG_ACKS" "$LG_TOTAL"
+  no_dead_letters "$LOG1" "$LOG2"
+  e2e_stop_kycd
+  priv_drop
+  scenario_end
+fi
