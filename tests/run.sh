@@ -121,6 +121,15 @@ for b in "${built[@]}"; do
   cleanup
 done
 
+# --- 4. fuzzing: each libFuzzer target for a bounded time ---------------------
+# (whole runs only: not when ctest arguments select a subset; FUZZ_SECONDS=0 skips)
+fuzz_secs=${FUZZ_SECONDS:-10}
+fuzz_result=
+if [ "$#" -eq 0 ] && [ "$fuzz_secs" != 0 ]; then
+  say "fuzz: every target for ${fuzz_secs}s"
+  if bash "$root/tests/fuzz/run.sh" "$fuzz_secs"; then fuzz_result=PASSED; else fuzz_result=FAILED; fi
+fi
+
 # --- summary ------------------------------------------------------------------
 status=0
 echo
@@ -129,4 +138,8 @@ for b in "${builds[@]}"; do
   echo "run.sh: build $b: $r"
   case $r in PASSED*) ;; *) status=1 ;; esac
 done
+if [ -n "$fuzz_result" ]; then
+  echo "run.sh: fuzz: $fuzz_result"
+  [ "$fuzz_result" = PASSED ] || status=1
+fi
 exit "$status"
