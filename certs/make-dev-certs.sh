@@ -11,6 +11,8 @@
 #   server.key     the server's private key
 #   chain.pem      the CA certificate, as an operator's chain file would be
 #   fullchain.pem  server.pem followed by chain.pem
+#   client.pem     a client certificate (clientAuth), for testing mutual TLS
+#   client.key     its private key
 # Private keys are mode 600. Nothing is written unless all files are missing,
 # broken or due: when the set exists, the server certificate verifies against
 # ca.pem, matches server.key and is still valid for 7 days, the script does
@@ -36,7 +38,7 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
 days=825
-files=(ca.pem ca.key server.pem server.key chain.pem fullchain.pem)
+files=(ca.pem ca.key server.pem server.key chain.pem fullchain.pem client.pem client.key)
 
 up_to_date() {
   local f
@@ -79,6 +81,13 @@ extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid, issuer
+
+[v3_client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
 EOF
 
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp/ca.key" 2>/dev/null
@@ -93,13 +102,21 @@ openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
   -set_serial "0x$(openssl rand -hex 16)" -days "$days" -sha256 \
   -extfile "$tmp/openssl.cnf" -extensions v3_server -out "$tmp/server.pem" 2>/dev/null
 
+# A client certificate, for testing optional mutual TLS (tls_client_ca).
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$tmp/client.key" 2>/dev/null
+openssl req -new -config "$tmp/openssl.cnf" -key "$tmp/client.key" \
+  -subj "/O=kycd development/CN=p100-webhooks" -out "$tmp/client.csr"
+openssl x509 -req -in "$tmp/client.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" \
+  -set_serial "0x$(openssl rand -hex 16)" -days "$days" -sha256 \
+  -extfile "$tmp/openssl.cnf" -extensions v3_client -out "$tmp/client.pem" 2>/dev/null
+
 cp "$tmp/ca.pem" "$tmp/chain.pem"
 cat "$tmp/server.pem" "$tmp/chain.pem" >"$tmp/fullchain.pem"
 openssl verify -CAfile "$tmp/ca.pem" "$tmp/server.pem" >/dev/null
 
-chmod 600 "$tmp/ca.key" "$tmp/server.key"
-chmod 644 "$tmp/ca.pem" "$tmp/server.pem" "$tmp/chain.pem" "$tmp/fullchain.pem"
-for f in ca.key ca.pem server.key server.pem chain.pem fullchain.pem; do
+chmod 600 "$tmp/ca.key" "$tmp/server.key" "$tmp/client.key"
+chmod 644 "$tmp/ca.pem" "$tmp/server.pem" "$tmp/chain.pem" "$tmp/fullchain.pem" "$tmp/client.pem"
+for f in "${files[@]}"; do
   mv -f "$tmp/$f" "$dir/$f"
 done
-echo "make-dev-certs: wrote ca.pem ca.key server.pem server.key chain.pem fullchain.pem to $dir"
+echo "make-dev-certs: wrote ${files[*]} to $dir"

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,10 @@ static int cmd_serve(int argc, char **argv)
     spool *sp = NULL;
     rc = 1;
 
+    /* kycd holds secrets in memory (webhook tokens, API key, database
+     * password): no core dump, no ptrace by other users of the same uid. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
     /* Signals go to main only: block them before any thread starts. */
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -283,7 +288,7 @@ static int cmd_serve(int argc, char **argv)
         die("configuration refused", &err);
         goto out;
     }
-    tls_opts tls = {cfg.tls_cert, cfg.tls_key, cfg.tls_chain, cfg.tls_ciphers};
+    tls_opts tls = {cfg.tls_cert, cfg.tls_key, cfg.tls_chain, cfg.tls_ciphers, cfg.tls_client_ca};
     if (tls_check(&tls, &err) != 0) {
         die("tls configuration refused", &err);
         goto out;

@@ -74,6 +74,8 @@ static const cfg_entry table[] = {
     {"tls_key", T_STRING, 0, OFF(tls_key), 0, 0, NULL, 0, "PEM private key file"},
     {"tls_chain", T_STRING, 0, OFF(tls_chain), 0, 0, NULL, 0,
      "PEM intermediate chain file, optional"},
+    {"tls_client_ca", T_STRING, 0, OFF(tls_client_ca), 0, 0, NULL, 0,
+     "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)"},
     {"tls_ciphers", T_STRING, 0, OFF(tls_ciphers), 0, 0,
      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"

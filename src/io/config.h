@@ -34,6 +34,7 @@ typedef struct kycd_config {
     char *tls_key;             /* PEM private key (path) */
     char *tls_chain;           /* PEM intermediate chain (path), optional */
     char *tls_ciphers;         /* TLS 1.2 cipher list */
+    char *tls_client_ca;       /* mutual TLS: CA of accepted client certificates, optional */
     int64_t threads;           /* worker threads; default 64 */
     int64_t request_timeout_ms;/* whole-request deadline for slow clients; default 10s */
     int64_t keepalive_ms;      /* idle keep-alive; default 30s */

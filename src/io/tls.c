@@ -54,6 +54,19 @@ int tls_configure(void *ssl_ctx, const tls_opts *o, kerr *err)
     if (!SSL_CTX_check_private_key(ctx))
         return kerr_set(err, KERR_TLS, "private key %s does not match certificate %s", o->key,
                         o->cert);
+    if (o->client_ca && *o->client_ca) {
+        if (!SSL_CTX_load_verify_locations(ctx, o->client_ca, NULL))
+            return ssl_fail(err, "loading client CA", o->client_ca);
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca);
+        if (names == NULL)
+            return ssl_fail(err, "reading client CA names from", o->client_ca);
+        SSL_CTX_set_client_CA_list(ctx, names); /* takes ownership */
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        SSL_CTX_set_verify_depth(ctx, 4);
+        /* Session resumption with client verification needs a context id. */
+        static const unsigned char sid[] = "kycd";
+        SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
+    }
     return 0;
 }
 

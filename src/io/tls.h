@@ -11,6 +11,8 @@ typedef struct tls_opts {
     const char *key;     /* PEM: its private key */
     const char *chain;   /* PEM: intermediate certificates, optional */
     const char *ciphers; /* TLS 1.2 cipher list (TLS 1.3 suites are OpenSSL's defaults) */
+    const char *client_ca; /* PEM CA bundle: when set, clients must present a certificate
+                            * it signed (mutual TLS); NULL: no client certificates */
 } tls_opts;
 
 /* Configure an OpenSSL SSL_CTX (passed as void * so that callers need not

@@ -75,3 +75,16 @@ e2e_stop_kycd
 e2e_kycd_cmd "KYCD_HTTP_LISTEN=0.0.0.0:$hport" -- serve
 assert_ne 0 "$E2E_RC" "a plain-HTTP listener off loopback is refused"
 assert_contains "$(cat "$E2E_OUT")" "http_listen" "the refusal names http_listen"
+
+# --- optional mutual TLS ------------------------------------------------------------
+e2e_section "mutual TLS (tls_client_ca)"
+e2e_start_kycd --no-migrate "KYCD_TLS_CLIENT_CA=$E2E_CA"
+certdir=$(dirname "$E2E_CA")
+before=$(events_count)
+st=$(post "$E2E_KYC_PATH" "$(kyc_body "$(e2e_uuid)" NOT_VERIFIED PENDING)")
+assert_eq 000 "$st" "without a client certificate the handshake fails"
+assert_eq "$before" "$(events_count)" "and nothing is stored"
+st=$(post "$E2E_KYC_PATH" "$(kyc_body "$(e2e_uuid)" NOT_VERIFIED PENDING)" \
+       --cert "$certdir/client.pem" --key "$certdir/client.key")
+assert_eq 200 "$st" "with a certificate signed by the client CA: 200"
+e2e_stop_kycd

@@ -439,6 +439,7 @@ static void test_print(void **state)
                        "tls_cert = /c.pem\n"
                        "tls_key = (unset)\n"
                        "tls_chain = (unset)\n"
+                       "tls_client_ca = (unset)\n"
                        "tls_ciphers = ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305\n"
