@@ -316,6 +316,8 @@ static int cmd_serve(int argc, char **argv)
                    .reorder_window_ms = cfg.reorder_window_ms},
         .spool = sp,
         .drainer = 1,
+        /* a spool record: the body plus kind, time, address and id */
+        .record_max = cfg.max_body + 512,
     };
     if (ingest_new(&in, &io, &err) != 0) {
         die("cannot start", &err);

@@ -13,12 +13,20 @@
 #      TEST_PG_DIR (its folder: end-to-end tests may source
 #      deploy/pg-local.sh and call pg_local_stop_server_only /
 #      pg_local_start_server_only on it for database-down cases), runs ctest,
-#      and removes the cluster again (also on failure or interrupt).
+#      and removes the cluster again (also on failure or interrupt);
+#   4. valgrind (whole runs only, when build ci is among the builds): on one
+#      more throwaway PostgreSQL, the end-to-end suites test_receiver.sh and
+#      test_hostile.sh with the kycd of build/ci (not the ASan build: the two
+#      do not mix) serving under valgrind memcheck (TEST_KYCD_WRAP, see
+#      tests/e2e/lib.sh): any memory error or definite/indirect leak fails;
+#   5. fuzzing (whole runs only): every libFuzzer target for a bounded time.
 #
 # Usage: tests/run.sh [CTEST ARGS...]     e.g. tests/run.sh -R state
 # Environment:
 #   TEST_BUILDS  which builds to make and test, from "ci asan" (the
 #                     default); e.g. TEST_BUILDS=ci for a quick run
+#   VALGRIND     0 skips step 4
+#   FUZZ_SECONDS seconds per fuzz target (default 10); 0 skips step 5
 # Exit status: 0 when every build built and every ctest run passed.
 set -euo pipefail
 
@@ -121,7 +129,52 @@ for b in "${built[@]}"; do
   cleanup
 done
 
-# --- 4. fuzzing: each libFuzzer target for a bounded time ---------------------
+# --- 4. valgrind: two end-to-end suites with kycd under memcheck --------------
+# (whole runs only, like fuzzing; VALGRIND=0 skips). About half a minute.
+vg_result=
+vg_log=$root/build/ci/valgrind.log
+if [ "$#" -eq 0 ] && [ "${VALGRIND:-1}" != 0 ] && [[ " ${builds[*]} " == *" ci "* ]]; then
+  if [[ " ${built[*]} " != *" ci "* ]]; then
+    vg_result="FAILED (build ci did not build)"
+  elif ! command -v valgrind >/dev/null 2>&1; then
+    vg_result="FAILED (valgrind is not installed)"
+  elif ! pg_local_start; then
+    vg_result="FAILED (could not start PostgreSQL)"
+  else
+    pg_dir=$PGLOCAL_DIR
+    export TEST_PG=$PGLOCAL_CONNINFO TEST_PG_DIR=$PGLOCAL_DIR
+    # shellcheck disable=SC2054  # the commas belong to valgrind's options
+    vg=(valgrind --quiet --error-exitcode=99 --leak-check=full
+        --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect
+        --num-callers=30)
+    if [ -f "$root/tests/e2e/valgrind.supp" ]; then vg+=("--suppressions=$root/tests/e2e/valgrind.supp"); fi
+    say "valgrind: test_receiver.sh and test_hostile.sh, kycd (build/ci) under ${vg[*]}"
+    say "valgrind: PostgreSQL at $TEST_PG; output in $vg_log"
+    rc=0
+    set -m   # own process group, for cleanup's kill
+    ( (export TEST_KYCD_BIN=$root/build/ci/kycd TEST_KYCD_SRC=$root
+       export TEST_P100_SIM=$root/build/ci/tests/p100-sim TEST_KYCD_WRAP="${vg[*]}"
+       src=0
+       for t in test_receiver test_hostile; do
+         bash "$root/tests/e2e/$t.sh" </dev/null || src=1
+       done
+       exit "$src") 2>&1 | tee "$vg_log") &
+    job=$!
+    set +m
+    wait "$job" || rc=$?
+    job=
+    counts=$(grep -E '^test_(receiver|hostile): [0-9]+ passed, [0-9]+ failed' "$vg_log" |
+               sed -E 's/ \([0-9]+ s\)$//' | paste -sd ';' - | sed 's/;/; /g' || true)
+    if [ "$rc" = 0 ]; then
+      vg_result="PASSED${counts:+ ($counts)}"
+    else
+      vg_result="FAILED${counts:+ ($counts)}; see $vg_log"
+    fi
+    cleanup
+  fi
+fi
+
+# --- 5. fuzzing: each libFuzzer target for a bounded time ---------------------
 # (whole runs only: not when ctest arguments select a subset; FUZZ_SECONDS=0 skips)
 fuzz_secs=${FUZZ_SECONDS:-10}
 fuzz_result=
@@ -138,6 +191,10 @@ for b in "${builds[@]}"; do
   echo "run.sh: build $b: $r"
   case $r in PASSED*) ;; *) status=1 ;; esac
 done
+if [ -n "$vg_result" ]; then
+  echo "run.sh: valgrind: $vg_result"
+  case $vg_result in PASSED*) ;; *) status=1 ;; esac
+fi
 if [ -n "$fuzz_result" ]; then
   echo "run.sh: fuzz: $fuzz_result"
   [ "$fuzz_result" = PASSED ] || status=1

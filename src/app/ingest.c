@@ -25,6 +25,7 @@ struct ingest {
     int64_t wait_ms;
     db_ingest_opts policy;
     spool *sp;
+    int64_t record_max;
     pthread_mutex_t mu;
     pthread_cond_t cv;        /* wakes the drainer: append, stop */
     int stopping;
@@ -209,6 +210,7 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
     in->wait_ms = o->wait_ms;
     in->policy = o->policy;
     in->sp = o->spool;
+    in->record_max = o->record_max > 0 ? o->record_max : 65536 + 512;
     in->st.database_up = 1;
     int rc = db_pool_new(&in->pool, &o->db, o->pool_size, err);
     if (rc != 0) {
@@ -261,16 +263,18 @@ int ingest_ready(void *ctx, char *details, size_t cap, kerr *err)
         if (in->sp)
             snprintf(details, cap,
                      "\"database\":\"%s\",\"spool\":{\"records\":%lld,\"bytes\":%lld,"
-                     "\"oldest_age_ms\":%lld}",
+                     "\"oldest_age_ms\":%lld,\"room\":%lld}",
                      rc == 0 ? "up" : "down", (long long)ss.records, (long long)ss.bytes,
-                     (long long)ss.oldest_age_ms);
+                     (long long)ss.oldest_age_ms, (long long)ss.room);
         else
             snprintf(details, cap, "\"database\":\"%s\",\"spool\":null", rc == 0 ? "up" : "down");
     }
     if (rc == 0)
         return 0;
-    if (in->sp)
+    if (in->sp && (ss.room < 0 || ss.room >= in->record_max))
         return 0; /* the spool takes deliveries while the database is away */
+    if (in->sp)
+        return kerr_set(err, KERR_DB, "database unavailable (%s) and the spool is full", dberr.msg);
     return kerr_set(err, rc, "%s", dberr.msg);
 }
 

@@ -28,6 +28,8 @@ typedef struct ingest_opts {
     db_ingest_opts policy;     /* dedup and reorder windows */
     spool *spool;              /* borrowed; NULL: no spool (database down means 503) */
     int drainer;               /* start the drainer thread (kycd serve) */
+    int64_t record_max;        /* largest spool record a delivery can need (max_body + headers):
+                                * with less room than this, /readyz says not ready */
 } ingest_opts;
 
 typedef struct ingest_stats {

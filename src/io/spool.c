@@ -961,6 +961,7 @@ void spool_stats_get(spool *s, spool_stats *out)
     out->records = s->records;
     out->bytes = s->bytes;
     out->segments = (int)s->nsegs;
+    out->room = s->max_bytes > 0 ? (s->max_bytes > s->bytes ? s->max_bytes - s->bytes : 0) : -1;
     out->oldest_age_ms = 0;
     if (s->records > 0 && s->ages_len > 0) {
         int64_t age = wall_ms() - s->ages[s->ages_head].t_ms;

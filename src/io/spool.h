@@ -42,6 +42,7 @@ typedef struct spool_stats {
     int64_t bytes;            /* bytes on disk in segments */
     int segments;
     int64_t oldest_age_ms;    /* age of the oldest unacknowledged record (by its append time), 0 if empty */
+    int64_t room;             /* bytes left under max_bytes; -1: no limit */
 } spool_stats;
 
 /* Position of a record, for spool_ack. */

@@ -16,9 +16,20 @@
 #   TEST_PG        superuser conninfo of a throwaway PostgreSQL
 #   TEST_PG_DIR    its pg-local folder (not needed by these tests)
 #   TEST_P100_SIM  the p100-sim binary (only for e2e_start_sim)
+#   TEST_KYCD_WRAP optional wrapper command (word-split) put before
+#                  `kycd serve` in e2e_start_kycd, e.g. tests/run.sh's
+#                  "valgrind --quiet --error-exitcode=99 ...". Not used for
+#                  e2e_kycd_cmd (foreground runs stay direct). With a wrapper,
+#                  starts and stops wait up to 60 s, and e2e_stop_kycd fails
+#                  on exit code 99 or a valgrind error or leak in the log; a
+#                  kycd still running at exit is stopped (and checked) the
+#                  same way before the processes are killed.
 #
 # Functions, in the order a test uses them:
 #   e2e_fresh_db [BASE_CONNINFO]   new database; exports E2E_DB_URL
+#   e2e_track_role ROLE [CONNINFO] drop cluster role ROLE at exit, after the
+#                                  databases (CONNINFO: a superuser's, default
+#                                  TEST_PG)
 #   e2e_certs                      dev CA + server cert in the temp dir
 #   e2e_free_port                  prints a free TCP port on 127.0.0.1
 #   e2e_start_kycd [--no-migrate] [KYCD_X=v ...]
@@ -96,6 +107,7 @@ E2E_PASS=0
 E2E_FAIL=0
 E2E_PIDS=()        # background processes to kill at exit
 E2E_DBS=()         # "conninfo|dbname" to drop at exit
+E2E_ROLES=()       # "conninfo|role" to drop at exit, after the databases
 E2E_PG_DIRS=()     # private pg-local clusters to remove at exit
 E2E_KYCD_PID=
 E2E_KYCD_LOG=
@@ -110,6 +122,10 @@ E2E_SIM_KEY=
 E2E_SIM_KEY_FILE=
 E2E_SQL_LAST=
 TEST_P100_SIM=${TEST_P100_SIM:-}
+E2E_KYCD_WRAP=()
+read -r -a E2E_KYCD_WRAP <<<"${TEST_KYCD_WRAP:-}" || true
+# Seconds a start waits for "listening" and a stop for the exit.
+if [ "${#E2E_KYCD_WRAP[@]}" -gt 0 ]; then E2E_KYCD_WAIT=60; else E2E_KYCD_WAIT=10; fi
 E2E_DB_URL=
 E2E_CA=
 E2E_T0=$SECONDS
@@ -178,6 +194,11 @@ e2e__cleanup() {
   local rc=$? pid dir item
   trap - ERR
   set +e
+  # Under a wrapper (valgrind) the kycd a script leaves running must exit
+  # normally too, or its leak check never runs: stop it and check it.
+  if [ "${#E2E_KYCD_WRAP[@]}" -gt 0 ] && [ -n "$E2E_KYCD_PID" ] && kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
+    e2e_stop_kycd "kycd (still running at exit)"
+  fi
   for pid in "${E2E_PIDS[@]}" $(jobs -p); do
     kill -TERM "$pid" 2>/dev/null
   done
@@ -188,6 +209,15 @@ e2e__cleanup() {
   done
   for item in "${E2E_DBS[@]}"; do
     timeout 20 psql "${item%|*}" -XAtq -c "DROP DATABASE IF EXISTS \"${item##*|}\" WITH (FORCE)" >/dev/null 2>&1
+  done
+  for item in "${E2E_ROLES[@]}"; do
+    # Its databases are gone; what it still owns or was granted in the
+    # maintenance database goes with REASSIGN/DROP OWNED.
+    timeout 20 psql "${item%|*}" -XAtq -c "DROP ROLE IF EXISTS \"${item##*|}\"" >/dev/null 2>&1 ||
+      timeout 20 psql "${item%|*}" -XAtq -v ON_ERROR_STOP=1 \
+        -c "REASSIGN OWNED BY \"${item##*|}\" TO CURRENT_USER" -c "DROP OWNED BY \"${item##*|}\"" \
+        -c "DROP ROLE \"${item##*|}\"" >/dev/null 2>&1 ||
+      echo "$E2E_NAME: could not drop role ${item##*|}" >&2
   done
   if [ "${#E2E_PG_DIRS[@]}" -gt 0 ]; then
     # shellcheck source=/dev/null
@@ -242,6 +272,10 @@ e2e_fresh_db() {
   E2E_DB_URL=$(e2e__with_db "$base" "$name")
   export E2E_DB_URL
 }
+
+# e2e_track_role ROLE [CONNINFO]: drop the cluster role ROLE at exit (after
+# the databases, which it may own), as the superuser of CONNINFO (TEST_PG).
+e2e_track_role() { E2E_ROLES+=("${2:-$TEST_PG}|$1"); }
 
 # sql "query": one psql call on the test database, unaligned, tuples only.
 sql() {
@@ -331,6 +365,27 @@ e2e__sanitizer_check() {
   return 0
 }
 
+# e2e__valgrind_check LOG WHAT RC: a kycd run under TEST_KYCD_WRAP
+# (valgrind --error-exitcode=99) fails on exit code 99 or on an error or a
+# definite/indirect leak in its log. With --quiet valgrind prints no summary
+# lines, only the reports themselves, hence the report patterns as well.
+e2e__valgrind_check() {
+  local file=$1 what=$2 rc=$3 re hit
+  re='ERROR SUMMARY: [1-9]|(definitely|indirectly) lost: [1-9]|are (definitely|indirectly) lost in loss record'
+  re+='|^==[0-9]+== (Invalid (read|write|free)|Mismatched free|Conditional jump|Use of uninitialised'
+  re+='|Syscall param|Source and destination overlap|Process terminating)'
+  hit=$(grep -E -m 1 "$re" "$file" 2>/dev/null || true)
+  if [ "$rc" = 99 ] || [ -n "$hit" ]; then
+    fail "$what: valgrind reports errors or leaks (exit $rc): $(e2e__clip "$hit")"
+    echo "--- valgrind report (${file##*/}, first 150 lines):"
+    grep -E '^==[0-9]+==' "$file" | head -n 150 || true
+    echo "--- end of valgrind report"
+  else
+    pass "$what: valgrind: no errors, no definite or indirect leaks"
+  fi
+  return 0
+}
+
 e2e_migrate() {
   e2e_kycd_cmd --timeout 60 "$@" -- migrate
   if [ "$E2E_RC" != 0 ]; then
@@ -340,8 +395,9 @@ e2e_migrate() {
 }
 
 # e2e_start_kycd [--no-migrate] [NAME=value ...]: kycd serve in the
-# background with the standard settings plus the assignments; waits up to
-# 10 s for its "listening" line. It listens on a free port, or on
+# background (under $TEST_KYCD_WRAP if set) with the standard settings plus
+# the assignments; waits up to 10 s (60 s with a wrapper) for its
+# "listening" line. It listens on a free port, or on
 # $E2E_NEXT_PORT when that is set (consumed: the next start picks a free port
 # again), e.g. the port a simulator already sends its webhooks to.
 e2e_start_kycd() {
@@ -361,10 +417,12 @@ e2e_start_kycd() {
     e2e__env
     e2e__std_env
     E2E_ENV+=("$@")
-    "${E2E_ENV[@]}" "$TEST_KYCD_BIN" serve >"$E2E_KYCD_LOG" 2>&1 &
+    # env and the wrapper exec: $! is the pid of kycd (valgrind runs its
+    # client in its own process), so SIGTERM reaches kycd itself.
+    "${E2E_ENV[@]}" "${E2E_KYCD_WRAP[@]}" "$TEST_KYCD_BIN" serve >"$E2E_KYCD_LOG" 2>&1 &
     E2E_KYCD_PID=$!
     e2e_track_pid "$E2E_KYCD_PID"
-    for i in $(seq 1 100); do
+    for i in $(seq 1 $((E2E_KYCD_WAIT * 10))); do
       if grep -q 'msg=listening' "$E2E_KYCD_LOG"; then
         echo "kycd pid $E2E_KYCD_PID listening on 127.0.0.1:$E2E_PORT (log $E2E_KYCD_LOG)"
         return 0
@@ -376,7 +434,7 @@ e2e_start_kycd() {
       kill -KILL "$E2E_KYCD_PID" 2>/dev/null || true
       wait "$E2E_KYCD_PID" 2>/dev/null || true
       sed 's/^/  kycd: /' "$E2E_KYCD_LOG"
-      e2e_abort "kycd serve did not log 'listening' within 10 s"
+      e2e_abort "kycd serve did not log 'listening' within $E2E_KYCD_WAIT s"
     fi
     wait "$E2E_KYCD_PID" 2>/dev/null || true
     # Someone took the port between the check and the bind: try another.
@@ -393,21 +451,24 @@ e2e_start_kycd() {
 }
 
 # e2e_stop_kycd [--signaled] [MESSAGE]: SIGTERM (unless the caller already
-# sent it), wait up to 15 s; asserts exit code 0 and the "stopped" line.
+# sent it), wait up to 15 s (60 s with a wrapper); asserts exit code 0 and
+# the "stopped" line, and with a wrapper that valgrind found nothing.
 e2e_stop_kycd() {
   local signal=1
   if [ "${1:-}" = --signaled ]; then signal=0; shift; fi
-  local what=${1:-kycd} pid=$E2E_KYCD_PID rc=0
+  local what=${1:-kycd} pid=$E2E_KYCD_PID rc=0 limit=15
+  if [ "${#E2E_KYCD_WRAP[@]}" -gt 0 ]; then limit=60; fi
   if [ -z "$pid" ]; then fail "$what: no kycd to stop"; return 0; fi
   if [ "$signal" = 1 ]; then kill -TERM "$pid" 2>/dev/null || true; fi
-  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 1 $((limit * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then
-    fail "$what: still running 15 s after SIGTERM (killed)"
+    fail "$what: still running $limit s after SIGTERM (killed)"
     kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || rc=$?
   E2E_KYCD_PID=
   e2e__sanitizer_check "$E2E_KYCD_LOG" "$what"
+  if [ "${#E2E_KYCD_WRAP[@]}" -gt 0 ]; then e2e__valgrind_check "$E2E_KYCD_LOG" "$what" "$rc"; fi
   assert_eq 0 "$rc" "$what exits 0 after SIGTERM"
   if grep -q 'msg=stopped' "$E2E_KYCD_LOG"; then
     pass "$what logs the 'stopped' line"
@@ -623,3 +684,36 @@ E2E_FILE_PATH=/webhooks/p100/kyc-file-added
 E2E_USER_PATH=/webhooks/p100/user-status
 
 events_count() { sql "SELECT count(*) FROM kyc.webhook_events"; }
+
+# --- private clusters (for tests that stop the database) ---------------------
+
+# A port for a private cluster: random, below the kernel's ephemeral range
+# (32768 and up) and away from pg-local's default scan (55432 and up): the
+# cluster is stopped and started again on it, and nobody else must take it
+# meanwhile (another test's cluster would, from the default scan).
+e2e__priv_port() {
+  local port i
+  for i in $(seq 1 100); do
+    port=$((20000 + RANDOM % 12000))
+    if [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then echo "$port"; return 0; fi
+  done
+  return 1
+}
+
+# e2e_private_pg: a new private cluster with a fresh database (E2E_DB_URL);
+# sets PRIV_DIR and PRIV_PG.
+e2e_private_pg() {
+  # shellcheck source=deploy/pg-local.sh
+  source "$TEST_KYCD_SRC/deploy/pg-local.sh"
+  local ok=0 port
+  for _ in 1 2 3; do
+    port=$(e2e__priv_port) || break
+    if pg_local_start "" "$port" >"$E2E_TMP/pg-start.log" 2>&1; then ok=1; break; fi
+  done
+  [ "$ok" = 1 ] || { cat "$E2E_TMP/pg-start.log"; e2e_abort "cannot start a private PostgreSQL"; }
+  PRIV_DIR=$PGLOCAL_DIR
+  PRIV_PG=$PGLOCAL_CONNINFO
+  E2E_PG_DIRS+=("$PRIV_DIR")
+  echo "private cluster $PRIV_DIR ($PRIV_PG)"
+  e2e_fresh_db "$PRIV_PG"
+}

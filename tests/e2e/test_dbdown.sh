@@ -13,12 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$TEST_KYCD_SRC/deploy/pg-local.sh"
 
 e2e_section "private PostgreSQL"
-pg_local_start >"$E2E_TMP/pg-start.log" 2>&1 || { cat "$E2E_TMP/pg-start.log"; e2e_abort "cannot start a private PostgreSQL"; }
-PRIV_DIR=$PGLOCAL_DIR
-PRIV_PG=$PGLOCAL_CONNINFO
-E2E_PG_DIRS+=("$PRIV_DIR")
-echo "private cluster $PRIV_DIR ($PRIV_PG)"
-e2e_fresh_db "$PRIV_PG"
+e2e_private_pg
 e2e_start_kycd KYCD_RETRY_AFTER=7s KYCD_DB_TIMEOUT=2s
 
 DELIVERIES=$E2E_TMP/deliveries   # "user status" per webhook sent

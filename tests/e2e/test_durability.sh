@@ -37,18 +37,7 @@ want() { [[ $SCENARIOS == *" $1 "* ]]; }
 
 figures() { echo "figures: $*"; }
 
-# --- private clusters ---------------------------------------------------------
-
-# priv_start: a new private cluster with a fresh database (E2E_DB_URL);
-# sets PRIV_DIR and PRIV_PG.
-priv_start() {
-  pg_local_start >"$E2E_TMP/pg-start.log" 2>&1 || { cat "$E2E_TMP/pg-start.log"; e2e_abort "cannot start a private PostgreSQL"; }
-  PRIV_DIR=$PGLOCAL_DIR
-  PRIV_PG=$PGLOCAL_CONNINFO
-  E2E_PG_DIRS+=("$PRIV_DIR")
-  echo "private cluster $PRIV_DIR ($PRIV_PG)"
-  e2e_fresh_db "$PRIV_PG"
-}
+# --- private clusters: e2e_private_pg (lib.sh) ----------------------------------
 
 # priv_drop: remove this scenario's cluster now (and forget it and its
 # database, so that the cleanup at exit does not look for them).
@@ -272,7 +261,7 @@ scenario_end() {
 # --- 1. kill -9 under load ----------------------------------------------------
 if want 1; then
   scenario_begin "1. kill -9 under load"
-  priv_start
+  e2e_private_pg
   SPOOL=$E2E_TMP/spool1
   e2e_start_kycd KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
   SCEN_PORT=$E2E_PORT
@@ -347,7 +336,7 @@ fi
 # --- 2. PostgreSQL stopped for 30 s under load --------------------------------
 if want 2; then
   scenario_begin "2. PostgreSQL down for 30 s under load"
-  priv_start
+  e2e_private_pg
   SPOOL=$E2E_TMP/spool2
   e2e_start_kycd KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
   SCEN_PORT=$E2E_PORT
@@ -406,7 +395,7 @@ fi
 # --- 3. PostgreSQL restarted under load ---------------------------------------
 if want 3; then
   scenario_begin "3. PostgreSQL restarted under load"
-  priv_start
+  e2e_private_pg
   SPOOL=$E2E_TMP/spool3
   e2e_start_kycd KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
   SCEN_PORT=$E2E_PORT
@@ -440,7 +429,7 @@ fi
 # --- 4. spool full while the database is down ---------------------------------
 if want 4; then
   scenario_begin "4. spool full while the database is down"
-  priv_start
+  e2e_private_pg
   SPOOL=$E2E_TMP/spool4
   ACKS4=$E2E_TMP/s4.acks
   : >"$ACKS4"
@@ -526,7 +515,7 @@ fi
 # --- 5. graceful shutdown under load ------------------------------------------
 if want 5; then
   scenario_begin "5. SIGTERM under load"
-  priv_start
+  e2e_private_pg
   SPOOL=$E2E_TMP/spool5
   e2e_start_kycd KYCD_SPOOL_DIR="$SPOOL" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
   SCEN_PORT=$E2E_PORT

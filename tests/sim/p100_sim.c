@@ -1338,7 +1338,7 @@ static void sim_users(reply *r, const cJSON *in)
         long made = 0;
         pthread_mutex_lock(&S.mu);
         for (long i = 0; i < count; i++) {
-            char bid[ID_MAX + 1];
+            char bid[ID_MAX + 32]; /* prefix is at most ID_MAX - 7 (checked above) */
             snprintf(bid, sizeof bid, "%s%ld", prefix, i);
             user *u = tab_get(bid);
             if (u == NULL)
