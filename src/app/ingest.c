@@ -107,11 +107,13 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
         return 0;
     }
     if ((rc == KERR_DB || rc == KERR_TIMEOUT) && in->sp) {
-        klog(KLOG_WARN, "database unavailable, spooling", "rid=%s error=\"%s\"", d->request_id,
-             err ? err->msg : "");
         pthread_mutex_lock(&in->mu);
+        int was_up = in->st.database_up;
         in->st.database_up = 0;
         pthread_mutex_unlock(&in->mu);
+        if (was_up) /* once per outage, not once per delivery */
+            klog(KLOG_WARN, "database unavailable: spooling deliveries", "rid=%s error=\"%s\"",
+                 d->request_id, err ? err->msg : "");
         return to_spool(in, d, res, err);
     }
     return rc;
@@ -166,11 +168,19 @@ static void *drainer_main(void *arg)
     kbuf buf;
     kbuf_init(&buf);
     kerr err;
-    int64_t backoff = 200;
+    int64_t backoff = 200, last_report = 0;
     pthread_mutex_lock(&in->mu);
     while (!in->stopping) {
         spool_stats ss;
         spool_stats_get(in->sp, &ss);
+        int64_t now = clock_mono_ms();
+        if (ss.records > 0 && now - last_report >= 10000) {
+            /* The operator's view of an outage: depth and age every 10 s. */
+            klog(KLOG_WARN, "spool", "records=%lld bytes=%lld oldest_age_ms=%lld database=%s",
+                 (long long)ss.records, (long long)ss.bytes, (long long)ss.oldest_age_ms,
+                 in->st.database_up ? "up" : "down");
+            last_report = now;
+        }
         if (ss.records == 0) {
             struct timespec ts = clock_deadline(1000);
             pthread_cond_timedwait(&in->cv, &in->mu, &ts);
