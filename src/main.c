@@ -75,6 +75,7 @@ static int load(kycd_config *cfg, int argc, char **argv)
     kerr_clear(&err);
     if (config_load(cfg, environ, argc, argv, &err) != 0) {
         fprintf(stderr, "kycd: %s\n", err.msg);
+        config_deinit(cfg); /* callers need not */
         return 2;
     }
     klog_set_level(klog_level_parse(cfg->log_level));
@@ -244,10 +245,8 @@ static int cmd_serve(int argc, char **argv)
 {
     kycd_config cfg;
     int rc = load(&cfg, argc, argv);
-    if (rc != 0) {
-        config_deinit(&cfg);
+    if (rc != 0)
         return rc;
-    }
     kerr err;
     kerr_clear(&err);
     db *d = NULL;
@@ -561,10 +560,8 @@ static int cmd_status(int argc, char **argv)
     }
     kycd_config cfg;
     int rc = load(&cfg, argc, argv);
-    if (rc != 0) {
-        config_deinit(&cfg);
+    if (rc != 0)
         return rc;
-    }
     kerr err;
     kerr_clear(&err);
     db *d = NULL;
@@ -632,10 +629,8 @@ static int cmd_spool(int argc, char **argv)
     }
     kycd_config cfg;
     int rc = load(&cfg, argc, argv);
-    if (rc != 0) {
-        config_deinit(&cfg);
+    if (rc != 0)
         return rc;
-    }
     kerr err;
     kerr_clear(&err);
     spool *sp = NULL;

@@ -43,12 +43,13 @@ try() {
 # refused CONNINFO WHO SQL [TEXT]: SQL must fail with SQLSTATE 42501 (and
 # the message must hold TEXT, default "permission denied").
 refused() {
-  local conn=$1 who=$2 q=$3 text=${4:-permission denied}
+  local conn=$1 who=$2 q=$3 text=${4:-permission denied} shown
+  shown=$(tr -s ' \n' ' ' <<<"$q")
   try "$conn" "$q"
   if [ "$TRY_RC" != 0 ] && [[ $TRY_OUT == *"ERROR:  42501:"* ]] && [[ $TRY_OUT == *"$text"* ]]; then
-    pass "$who: refused with 42501 ($text): $q"
+    pass "$who: refused with 42501 ($text): ${shown% }"
   else
-    fail "$who: $q: expected SQLSTATE 42501 '$text', got exit $TRY_RC: $(e2e__clip "$TRY_OUT")"
+    fail "$who: ${shown% }: expected SQLSTATE 42501 '$text', got exit $TRY_RC: $(e2e__clip "$TRY_OUT")"
   fi
 }
 
@@ -116,7 +117,7 @@ as_super "CREATE ROLE \"$ANALYST\" LOGIN IN ROLE kyc_analyst" >/dev/null || e2e_
 A_URL=$(with_user "$SUPER_DB" "$ANALYST")
 try "$A_URL" "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id = '$u'"
 assert_eq "0|3" "$TRY_RC|$TRY_OUT" "$ANALYST reads kyc.webhook_events (the three deliveries)"
-mapfile -t rels < <(sql "SELECT format('%I.%I', n.nspname, c.relname) || ':' || c.relkind
+mapfile -t rels < <(sql "SELECT format('%I.%I', n.nspname, c.relname) || ':' || c.relkind::text
                          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                          WHERE n.nspname = 'kyc' AND c.relkind IN ('r', 'v', 'm', 'p') ORDER BY 1")
 nviews=0
