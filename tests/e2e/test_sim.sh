@@ -2,7 +2,7 @@
 # End-to-end test of p100-sim, the test double for P100's Partner API that the
 # other tests and the demo rely on: it must answer like P100 as documented in
 # ../shared/p100-api.md. Loopback only, every wait bounded; no PostgreSQL and
-# no kycd needed. With python3 present a tiny HTTPS webhook sink also checks
+# no kycd needed. A tiny python3 HTTPS webhook sink also checks
 # delivered webhooks (headers, bodies, retries, order); without it that part
 # is skipped.
 #
@@ -393,7 +393,7 @@ assert_eq 400 "$CODE" "advance with an unknown webhook mode: 400"
 # ------------------------------------------------------------------------------
 section "webhooks to a receiver (python3 HTTPS sink)"
 if ! command -v python3 >/dev/null 2>&1; then
-  echo "SKIP: python3 not found: delivered webhooks are not checked"
+  fail "python3 not found (deploy/packages.sh installs it): delivered webhooks cannot be checked"
 else
   cat >"$TMP/sink.py" <<'PY'
 # A webhook receiver for the test: records each POST, answers 503 while the
@@ -428,15 +428,23 @@ srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 print("sink ready", flush=True)
 srv.serve_forever()
 PY
-  SINK_PORT=$(free_port)
   SINK_LOG=$TMP/sink.jsonl
   SINK_CTL=$TMP/sink.ctl
   : >"$SINK_LOG"
   echo 0 >"$SINK_CTL"
-  python3 "$TMP/sink.py" "$SINK_PORT" "$TMP/server.pem" "$TMP/server.key" "$SINK_LOG" "$SINK_CTL" \
-    >"$TMP/sink.out" 2>&1 &
-  PIDS+=($!)
-  wait_for "$TMP/sink.out" "sink ready" 10 || { fail "sink did not start: $(clip "$(cat "$TMP/sink.out")")"; exit 1; }
+  # A free port can be taken by a parallel test between the check and the
+  # bind: try a few.
+  sink_up=0
+  for _ in 1 2 3 4 5; do
+    SINK_PORT=$(free_port)
+    python3 "$TMP/sink.py" "$SINK_PORT" "$TMP/server.pem" "$TMP/server.key" "$SINK_LOG" "$SINK_CTL" \
+      >"$TMP/sink.out" 2>&1 &
+    sink_pid=$!
+    if wait_for "$TMP/sink.out" "sink ready" 10; then PIDS+=("$sink_pid"); sink_up=1; break; fi
+    kill "$sink_pid" 2>/dev/null || true
+    wait "$sink_pid" 2>/dev/null || true
+  done
+  [ "$sink_up" = 1 ] || { fail "sink did not start: $(clip "$(cat "$TMP/sink.out")")"; exit 1; }
   # sink Q: evaluate a python expression over the recorded requests (list r)
   sink() {
     python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(eval(sys.argv[2]))' \
