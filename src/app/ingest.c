@@ -120,16 +120,22 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
 }
 
 /* A record the database refuses for good (it passed our own validation,
- * so this should never happen): keep it in a file beside the spool, log
- * loudly, and move on rather than block every later delivery. */
-static void dead_letter(ingest *in, const kyc_delivery *d, const char *why)
+ * so this should never happen): keep it in a file beside the spool for a
+ * person, log loudly, and move on rather than block every later delivery.
+ * If even that file cannot be written, the record stays in the spool. */
+static int dead_letter(ingest *in, const kyc_delivery *d, const kbuf *rec, const char *why,
+                       kerr *err)
 {
-    char dir[4096];
-    (void)in;
-    snprintf(dir, sizeof dir, "dead-letter");
-    klog(KLOG_ERROR, "spooled delivery refused by the database, kept as a dead letter",
+    char name[64];
+    snprintf(name, sizeof name, "%s", d->request_id[0] ? d->request_id : "unknown");
+    int rc = spool_dead_letter(in->sp, name, rec->data, rec->len, err);
+    klog(KLOG_ERROR,
+         rc == 0 ? "spooled delivery refused by the database, kept as a dead letter"
+                 : "spooled delivery refused by the database, and the dead letter failed",
          "rid=%s error=\"%s\"", d->request_id, why);
-    count(in, &in->st.dead_letters, -1);
+    if (rc == 0)
+        count(in, &in->st.dead_letters, -1);
+    return rc;
 }
 
 /* Replay one record. 0: replayed (or dead-lettered), KERR_NOTFOUND: the
@@ -141,6 +147,7 @@ static int replay_one(ingest *in, kbuf *buf, kerr *err)
     if (rc != 0)
         return rc;
     kyc_delivery d;
+    memset(&d, 0, sizeof d);
     rc = kyc_delivery_decode(buf->data, buf->len, &d, err);
     if (rc == 0)
         rc = payload_parse(d.kind, d.body, d.body_len, &d, err);
@@ -157,8 +164,12 @@ static int replay_one(ingest *in, kbuf *buf, kerr *err)
         if (rc == 0)
             count(in, &in->st.replayed, 1);
     }
-    if (rc != 0)
-        dead_letter(in, &d, err ? err->msg : "refused");
+    if (rc != 0) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "refused");
+        if ((rc = dead_letter(in, &d, buf, why, err)) != 0)
+            return rc;
+    }
     return spool_ack(in->sp, &pos, err);
 }
 

@@ -969,3 +969,44 @@ void spool_stats_get(spool *s, spool_stats *out)
     }
     pthread_mutex_unlock(&s->mu);
 }
+
+int spool_dead_letter(spool *s, const char *name, const void *payload, size_t len, kerr *err)
+{
+    char file[160];
+    size_t n = (size_t)snprintf(file, sizeof file, "dead-");
+    for (const char *p = name; *p && n + 5 < sizeof file; p++) {
+        char c = *p;
+        int ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                 c == '-' || c == '_';
+        file[n++] = ok ? c : '_';
+    }
+    snprintf(file + n, sizeof file - n, ".rec");
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    int fd = openat(s->dirfd, file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        rc = kerr_set(err, KERR_IO, "cannot create %s/%s: %s", s->dir, file, strerror(errno));
+        goto out;
+    }
+    const char *p = payload;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = kerr_set(err, KERR_IO, "cannot write %s/%s: %s", s->dir, file, strerror(errno));
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (rc == 0 && fsync(fd) != 0)
+        rc = kerr_set(err, KERR_IO, "cannot fsync %s/%s: %s", s->dir, file, strerror(errno));
+    close(fd);
+    if (rc == 0 && fsync(s->dirfd) != 0)
+        rc = kerr_set(err, KERR_IO, "cannot fsync %s: %s", s->dir, strerror(errno));
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}

@@ -72,6 +72,12 @@ int spool_ack(spool *s, const spool_pos *pos, kerr *err) KYCD_MUST_CHECK;
 
 void spool_stats_get(spool *s, spool_stats *out);
 
+/* Keep a record that can never be replayed (the database refuses its data
+ * for good) in the spool directory as `dead-<name>.rec`, fsynced, for a
+ * person to look at; name is made of [0-9A-Za-z_-] only (others become _). */
+int spool_dead_letter(spool *s, const char *name, const void *payload, size_t len,
+                      kerr *err) KYCD_MUST_CHECK;
+
 /* Decode one record from a byte buffer (used by spool_open's scan and by
  * the fuzzer): 0, with *used, *payload and *payload_len set, when a whole valid
  * record starts at buf; KERR_INVALID for a bad magic or CRC; KERR_TOOBIG

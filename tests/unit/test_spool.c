@@ -1145,6 +1145,33 @@ static void test_concurrent_append_drain(void **state)
     free(c);
 }
 
+/* A record that can never be replayed is kept beside the spool, fsynced,
+ * under a sanitised name, and the spool itself is unaffected. */
+static void test_dead_letter(void **state)
+{
+    fx *f = *state;
+    spool *s = open_ok(f->dir, 0, 0);
+    kerr err = {0};
+    assert_int_equal(spool_dead_letter(s, "abc/../x y", "payload", 7, &err), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/dead-abc____x_y.rec", f->dir);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    char got[16] = "";
+    assert_int_equal(fread(got, 1, sizeof got, fp), 7);
+    fclose(fp);
+    assert_memory_equal(got, "payload", 7);
+    spool_stats st;
+    spool_stats_get(s, &st);
+    assert_int_equal(st.records, 0);
+    spool_close(s);
+    /* reopening ignores it */
+    s = open_ok(f->dir, 0, 0);
+    spool_stats_get(s, &st);
+    assert_int_equal(st.records, 0);
+    spool_close(s);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -1162,6 +1189,7 @@ int main(void)
         T(test_leftover_replayed_segment),
         T(test_max_bytes),
         T(test_readonly_dir),
+        T(test_dead_letter),
         T(test_write_fails_fsize),
         T(test_two_opens),
         T(test_bad_paths),
