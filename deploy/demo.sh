@@ -249,7 +249,8 @@ kycd_env=(env -i "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
           "KYCD_P100_CA_FILE=$ca"
           "KYCD_P100_RATE=20"
           "KYCD_PENDING_AFTER=5s"
-          "KYCD_RECONCILE_INTERVAL=1s")
+          "KYCD_RECONCILE_INTERVAL=1s"
+          "KYCD_SPOOL_DIR=$tmp/spool")
 # The same settings as a file, for the kycd commands (and for you, afterwards).
 kycd_conf=$tmp/kycd.conf
 cat >"$kycd_conf" <<CONF
@@ -298,6 +299,7 @@ user_e=c84a1e7f-93b2-4e6d-8a05-2f7b1d9c6e34
 user_f=$(cat /proc/sys/kernel/random/uuid)
 user_g=$(cat /proc/sys/kernel/random/uuid)
 user_h=$(cat /proc/sys/kernel/random/uuid)
+user_i=$(cat /proc/sys/kernel/random/uuid)
 say "users: A=$user_a  B=$user_b"
 say "       C=$user_c  D=$user_d"
 say "       E=$user_e"
@@ -348,7 +350,7 @@ say "${dim} A, D VERIFIED/SUCCESSFUL; B, E NOT_VERIFIED/VERIFICATION; C REJECTED
 log_line() {
   local _
   for _ in $(seq 1 30); do
-    if grep -m 1 -F "rid=$1 " "$kycd_log"; then return 0; fi
+    if grep -F "rid=$1 " "$kycd_log" | grep -m 1 -F 'msg=request'; then return 0; fi
     sleep 0.1
   done
   return 0
@@ -436,7 +438,7 @@ send "a 70 KB body (limit: max_body = 64k)" "$kyc_path" "@$big"
 # a bounded wait with a dot per second, a user's state in one line.
 who="(CASE external_user_id WHEN '$user_a' THEN 'A' WHEN '$user_b' THEN 'B' WHEN '$user_c' THEN 'C'
        WHEN '$user_d' THEN 'D' WHEN '$user_e' THEN 'E' WHEN '$user_f' THEN 'F' WHEN '$user_g' THEN 'G'
-       WHEN '$user_h' THEN 'H' END)"
+       WHEN '$user_h' THEN 'H' WHEN '$user_i' THEN 'I' END)"
 show() {  # show TITLE SQL: one aligned psql table
   printf '\n%s-- %s%s\n' "$b" "$1" "$off"
   timeout 30 psql "$db_url" -X -q -v ON_ERROR_STOP=1 -P pager=off -P null='(null)' -c "$2" |
@@ -619,6 +621,26 @@ show "kyc.needs_attention: users the reconciler gave up on (a person must look)"
   SELECT $who AS \"user\", external_user_id, attention_reason, verification_status, attempt_status,
          failures, last_checked_at::time(0) AS last_checked
   FROM kyc.needs_attention ORDER BY updated_at"
+
+# 5.6 ---------------------------------------------------------------------------
+printf '\n%s5.6  PostgreSQL goes away: kycd keeps answering 200 from its spool (curl)%s\n' "$b" "$off"
+say "    stopping PostgreSQL (kycd runs with KYCD_SPOOL_DIR=$tmp/spool)"
+pg_local_stop_server_only "$pg_dir" >/dev/null 2>&1 || die "could not stop PostgreSQL"
+table_head
+send "I  NOT_VERIFIED / PENDING (database down)" "$kyc_path" "$(kyc "$user_i" NOT_VERIFIED PENDING)"
+send "I  NOT_VERIFIED / VERIFICATION (database down)" "$kyc_path" "$(kyc "$user_i" NOT_VERIFIED VERIFICATION)"
+send "I  VERIFIED / SUCCESSFUL (database down)" "$kyc_path" "$(kyc "$user_i" VERIFIED SUCCESSFUL)"
+say "    /readyz while the database is down: $(curl -s --max-time 10 --cacert "$ca" "$base_url/readyz")"
+say "    each 200 above was written to the spool and fsynced first: it will reach the database"
+say "    starting PostgreSQL again"
+pg_local_start_server_only "$pg_dir" >/dev/null 2>&1 || die "could not start PostgreSQL again"
+wait_until 20 "the spool has been replayed into the database" "
+  SELECT count(*) = 3 FROM kyc.webhook_events WHERE external_user_id = '$user_i'" || true
+grep -m 1 -F 'msg="spool drained"' "$kycd_log" | sed "s/^/    ${dim}kycd | /; s/\$/${off}/" || true
+show "I's deliveries, replayed in order with the time kycd accepted them" "
+  SELECT id, received_at::time(3) AS accepted, body->>'attemptStatus' AS attempt, outcome, outcome_reason
+  FROM kyc.webhook_events WHERE external_user_id = '$user_i' ORDER BY id"
+say "    kycd now: $(state_of "$user_i")"
 
 # --- 6. what an analyst sees --------------------------------------------------
 heading "6. What an analyst sees (psql)"
