@@ -28,7 +28,9 @@ struct reconciler {
     int qhead, qlen;
     int busy;                   /* workers inside a call */
     int done;                   /* once mode: nothing left */
-    int64_t next_slot_ms;       /* rate limiter: earliest start of the next call */
+    double next_slot_ms;        /* rate limiter: earliest start of the next call
+                                 * (fractional: rates above 1000/s space calls
+                                 * by less than a millisecond) */
     int64_t paused_until_ms;    /* 429 or 401: no calls before this */
     int misconfigured;          /* last 401/403 not yet followed by a success */
     char not_ready[512];
@@ -68,14 +70,13 @@ static int take(reconciler *r, db_claim *item)
             continue;
         }
         /* Reserve a slot of the global rate: one call every 1000/rate ms. */
-        int64_t slot = r->next_slot_ms > now ? r->next_slot_ms : now;
-        if (slot > now) {
-            wait_until(r, slot);
+        double fnow = clock_now_ms();
+        double slot = r->next_slot_ms > fnow ? r->next_slot_ms : fnow;
+        if (slot - fnow >= 1.0) {
+            wait_until(r, (int64_t)slot);
             continue;
         }
-        r->next_slot_ms = slot + (1000 + r->o.rate - 1) / r->o.rate;
-        if (r->o.rate > 1000)
-            r->next_slot_ms = slot; /* sub-millisecond spacing: no wait */
+        r->next_slot_ms = slot + 1000.0 / r->o.rate;
         *item = r->queue[r->qhead];
         r->qhead = (r->qhead + 1) % QUEUE_MAX;
         r->qlen--;
