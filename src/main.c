@@ -69,6 +69,40 @@ static db_opts db_options(const kycd_config *cfg)
     return o;
 }
 
+/* A connection to a database migrated to this binary's schema; logs and
+ * returns non-zero otherwise. */
+static int open_ready_db(const kycd_config *cfg, db **out)
+{
+    kerr err;
+    kerr_clear(&err);
+    db_opts o = db_options(cfg);
+    *out = NULL;
+    if (db_connect(out, &o, &err) != 0 || db_check_schema(*out, &err) != 0) {
+        db_free(*out);
+        *out = NULL;
+        die("database not ready", &err);
+        return 1;
+    }
+    return 0;
+}
+
+/* The write path's options, shared by serve and spool drain. */
+static ingest_opts ingest_options(const kycd_config *cfg, spool *sp, int pool_size, int drainer)
+{
+    ingest_opts o = {
+        .db = db_options(cfg),
+        .pool_size = pool_size,
+        .wait_ms = cfg->db_timeout_ms,
+        .policy = {.dedup_window_ms = cfg->dedup_window_ms,
+                   .reorder_window_ms = cfg->reorder_window_ms},
+        .spool = sp,
+        .drainer = drainer,
+        /* a spool record: the body plus kind, time, address and id */
+        .record_max = cfg->max_body + 512,
+    };
+    return o;
+}
+
 static int load(kycd_config *cfg, int argc, char **argv)
 {
     kerr err;
@@ -292,11 +326,8 @@ static int cmd_serve(int argc, char **argv)
         die("tls configuration refused", &err);
         goto out;
     }
-    db_opts dbo = db_options(&cfg);
-    if (db_connect(&d, &dbo, &err) != 0 || db_check_schema(d, &err) != 0) {
-        die("database not ready", &err);
+    if (open_ready_db(&cfg, &d) != 0)
         goto out;
-    }
     db_free(d);
     d = NULL;
     if (open_spool(&cfg, &sp, &err) != 0) {
@@ -307,17 +338,7 @@ static int cmd_serve(int argc, char **argv)
         klog(KLOG_WARN, "no spool configured: while the database is away webhooks get 503",
              "hint=\"set KYCD_SPOOL_DIR\"");
 
-    ingest_opts io = {
-        .db = dbo,
-        .pool_size = (int)cfg.db_pool,
-        .wait_ms = cfg.db_timeout_ms,
-        .policy = {.dedup_window_ms = cfg.dedup_window_ms,
-                   .reorder_window_ms = cfg.reorder_window_ms},
-        .spool = sp,
-        .drainer = 1,
-        /* a spool record: the body plus kind, time, address and id */
-        .record_max = cfg.max_body + 512,
-    };
+    ingest_opts io = ingest_options(&cfg, sp, (int)cfg.db_pool, 1);
     if (ingest_new(&in, &io, &err) != 0) {
         die("cannot start", &err);
         goto out;
@@ -407,10 +428,7 @@ static int cmd_reconcile(int argc, char **argv)
     kerr err;
     kerr_clear(&err);
     db *d = NULL;
-    db_opts dbo = db_options(&cfg);
-    if (db_connect(&d, &dbo, &err) != 0 || db_check_schema(d, &err) != 0) {
-        db_free(d);
-        die("database not ready", &err);
+    if (open_ready_db(&cfg, &d) != 0) {
         rc = 1;
         goto out;
     }
@@ -492,7 +510,7 @@ static int cmd_create_kyc(int argc, char **argv)
     int rc = load(&cfg, argc, argv);
     if (rc != 0 || (rc = need_api_key(&cfg, "kycd create-kyc")) != 0) {
         config_deinit(&cfg);
-        return rc ? rc : 2;
+        return rc;
     }
     db *d = NULL;
     p100_client *client = NULL;
@@ -501,14 +519,11 @@ static int cmd_create_kyc(int argc, char **argv)
     kbuf url;
     kbuf_init(&url);
     char vid[128] = "";
-    db_opts dbo = db_options(&cfg);
     p100_opts po = p100_options(&cfg);
     rc = 1;
     /* The database first: a verification created at P100 must be recorded. */
-    if (db_connect(&d, &dbo, &err) != 0 || db_check_schema(d, &err) != 0) {
-        die("database not ready", &err);
+    if (open_ready_db(&cfg, &d) != 0)
         goto out;
-    }
     if (p100_client_new(&client, &po, &err) != 0 ||
         p100_create_kyc(client, &req, &res, vid, sizeof vid, &err) != 0) {
         die("create-kyc failed", &err);
@@ -658,15 +673,7 @@ static int cmd_spool(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    ingest_opts io = {
-        .db = db_options(&cfg),
-        .pool_size = 1,
-        .wait_ms = cfg.db_timeout_ms,
-        .policy = {.dedup_window_ms = cfg.dedup_window_ms,
-                   .reorder_window_ms = cfg.reorder_window_ms},
-        .spool = sp,
-        .drainer = 0,
-    };
+    ingest_opts io = ingest_options(&cfg, sp, 1, 0);
     long long n = 0;
     if (ingest_new(&in, &io, &err) != 0 || ingest_drain(in, &n, &err) != 0) {
         fprintf(stderr, "kycd: drain stopped after %lld records: %s\n", n, err.msg);

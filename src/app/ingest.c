@@ -312,9 +312,3 @@ int ingest_drain(ingest *in, long long *replayed, kerr *err)
     return rc == KERR_NOTFOUND ? 0 : rc;
 }
 
-void ingest_stats_get(ingest *in, ingest_stats *out)
-{
-    pthread_mutex_lock(&in->mu);
-    *out = in->st;
-    pthread_mutex_unlock(&in->mu);
-}

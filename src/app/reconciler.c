@@ -461,9 +461,3 @@ int reconciler_ready(reconciler *r, kerr *err)
     return rc;
 }
 
-void reconciler_stats_get(reconciler *r, reconciler_stats *out)
-{
-    pthread_mutex_lock(&r->mu);
-    *out = r->st;
-    pthread_mutex_unlock(&r->mu);
-}

@@ -451,8 +451,8 @@ static void text_array(const char *csv, char *out, size_t cap)
     snprintf(out, cap, "{%s}", csv);
 }
 
-static int ingest_tx(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_result *res,
-                     kerr *err)
+int db_ingest(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_result *res,
+              kerr *err)
 {
     const char *kind = kyc_kind_name(dl->kind);
     char window[24], repeat_buf[24] = "", unknown[160];
@@ -622,12 +622,6 @@ out:
     PQclear(r);
     rollback_quietly(d);
     return rc;
-}
-
-int db_ingest(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_result *res,
-              kerr *err)
-{
-    return ingest_tx(d, dl, o, res, err);
 }
 
 /* ------------------------------------------------------------ reconciler */
