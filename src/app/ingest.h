@@ -57,5 +57,4 @@ int ingest_ready(void *in, char *details, size_t cap, kerr *err);
  * database failure. *replayed counts the records committed. */
 int ingest_drain(ingest *in, long long *replayed, kerr *err) KYCD_MUST_CHECK;
 
-
 #endif

@@ -62,5 +62,4 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats);
  * 401/403 until a later call succeeds. For /readyz. */
 int reconciler_ready(reconciler *r, kerr *err);
 
-
 #endif
