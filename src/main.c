@@ -367,6 +367,8 @@ static int cmd_serve(int argc, char **argv)
         .threads = (int)cfg.threads,
         .request_timeout_ms = cfg.request_timeout_ms,
         .keepalive_ms = cfg.keepalive_ms,
+        .linger_ms = cfg.linger_ms,
+        .linger_bytes = cfg.linger_bytes,
         .handler = &h,
     };
     if (server_start(&srv, &so, &err) != 0) {

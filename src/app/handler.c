@@ -253,7 +253,9 @@ void handler_log(const http_request *req, const http_response *resp, const handl
                  double elapsed_ms)
 {
     klog_line l;
-    int level = resp->status >= 500 ? KLOG_WARN : KLOG_INFO;
+    /* An answer that never left is worth a warning whatever its status:
+     * the client saw the connection close instead (and P100 retries). */
+    int level = resp->status >= 500 || note->unsent ? KLOG_WARN : KLOG_INFO;
     /* Probes are frequent: keep them out of the info log when they pass. */
     if (resp->status == 200 && req->path &&
         (strcmp(req->path, "/healthz") == 0 || strcmp(req->path, "/readyz") == 0))
@@ -275,6 +277,12 @@ void handler_log(const http_request *req, const http_response *resp, const handl
     }
     if (note->error[0])
         klog_str(&l, "error", note->error);
+    if (note->unsent)
+        klog_str(&l, "answer", "not_sent");
+    if (note->lingered > 0)
+        klog_int(&l, "lingered_bytes", note->lingered);
+    if (note->linger_cut)
+        klog_str(&l, "linger", "cut");
     klog_ms(&l, "ms", elapsed_ms);
     klog_end(&l);
 }

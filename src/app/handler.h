@@ -50,6 +50,10 @@ typedef struct handler_note {
     const char *reason;
     long long event_id;
     char error[sizeof(((kerr *)0)->msg)]; /* why the request was refused, or "" */
+    /* Filled by the server after the answer: */
+    int unsent;                 /* the answer could not be written */
+    long long lingered;         /* unread body bytes discarded after the answer */
+    int linger_cut;             /* the discard hit its bounds: the client may see a reset */
 } handler_note;
 
 /* Where accepted deliveries go ("accept, persist, answer"): submit returns

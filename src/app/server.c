@@ -33,12 +33,62 @@ int server_tls_available(kerr *err)
     return 0;
 }
 
+/* The body as the handler reads it, and how far it got: what is left
+ * unread when the answer is sent decides whether to linger. */
+typedef struct body_io {
+    struct mg_connection *conn;
+    int ended;   /* mg_read said the body is complete */
+    int failed;  /* a read failed or timed out: the client stopped sending */
+} body_io;
+
 static int read_body(void *io, char *buf, size_t len)
 {
-    return mg_read((struct mg_connection *)io, buf, len);
+    body_io *b = io;
+    int n = mg_read(b->conn, buf, len);
+    if (n == 0)
+        b->ended = 1;
+    else if (n < 0)
+        b->failed = 1;
+    return n;
 }
 
-static void send_response(struct mg_connection *conn, const http_response *r, const char *rid)
+/* Lingering close (nginx's lingering_close). An answer given before the
+ * whole request was read (413 on the declared length, 401/403/415 before
+ * the body, 503 while draining) leaves the rest of the body on its way; a
+ * socket closed with unread input makes the kernel answer RST, and a
+ * client still writing then loses the answer it has not read yet. So the
+ * rest is read and thrown away first, for at most linger_ms and
+ * linger_bytes: a client cannot hold the worker with it. Each read waits
+ * at most request_timeout (CivetWeb's read deadline), so the worst case
+ * is linger_ms plus one request_timeout. Returns the bytes discarded. */
+static long long linger(body_io *b, const server_opts *o, int *complete)
+{
+    char buf[4096]; /* small reads: CivetWeb waits until a read is full */
+    long long discarded = 0;
+    double t0 = clock_now_ms();
+    *complete = b->ended;
+    if (b->ended || b->failed || o->linger_ms <= 0)
+        return 0;
+    while (discarded < o->linger_bytes && clock_now_ms() - t0 < (double)o->linger_ms) {
+        size_t want = sizeof buf;
+        if ((long long)want > o->linger_bytes - discarded)
+            want = (size_t)(o->linger_bytes - discarded);
+        int n = mg_read(b->conn, buf, want);
+        if (n == 0) {
+            *complete = 1;
+            break;
+        }
+        if (n < 0)
+            break;
+        discarded += n;
+    }
+    return discarded;
+}
+
+/* Returns 0 when the whole answer was handed to the socket; -1 when
+ * CivetWeb could not write it (the peer is gone, or the server is already
+ * stopping: CivetWeb writes nothing once mg_stop has begun). */
+static int send_response(struct mg_connection *conn, const http_response *r, const char *rid)
 {
     char len[24], retry[24];
     mg_response_header_start(conn, r->status);
@@ -56,8 +106,11 @@ static void send_response(struct mg_connection *conn, const http_response *r, co
         mg_response_header_add(conn, "Allow", r->allow, -1);
     if (r->close)
         mg_response_header_add(conn, "Connection", "close", -1);
+    /* CivetWeb does not report failed header writes; the body is written
+     * after them on the same socket, so its result stands for the answer. */
     mg_response_header_send(conn);
-    mg_write(conn, r->body, strlen(r->body));
+    size_t blen = strlen(r->body);
+    return mg_write(conn, r->body, blen) == (int)blen ? 0 : -1;
 }
 
 static int on_request(struct mg_connection *conn, void *cbdata)
@@ -77,6 +130,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
     if (content_length < 0 && !(te && strcasecmp(te, "chunked") == 0))
         content_length = 0; /* no body (RFC 9112 6.3) */
 
+    body_io body = {.conn = conn, .ended = content_length == 0};
     http_request req = {
         .method = ri->request_method,
         .path = ri->local_uri,
@@ -86,12 +140,17 @@ static int on_request(struct mg_connection *conn, void *cbdata)
         .content_length = content_length,
         .request_id = rid,
         .read_body = read_body,
-        .io = conn,
+        .io = &body,
     };
     http_response resp;
     handler_note note;
     handler_serve(s->opts.handler, &req, &resp, &note);
-    send_response(conn, &resp, rid);
+    note.unsent = send_response(conn, &resp, rid) != 0;
+    if (!note.unsent && content_length != 0) {
+        int complete = 0;
+        note.lingered = linger(&body, &s->opts, &complete);
+        note.linger_cut = !complete && !body.failed;
+    }
     handler_log(&req, &resp, &note, clock_now_ms() - t0);
     pthread_mutex_lock(&s->mu);
     if (--s->active == 0)

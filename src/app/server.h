@@ -19,6 +19,8 @@ typedef struct server_opts {
     int threads;               /* worker threads (one per keep-alive connection) */
     int64_t request_timeout_ms;
     int64_t keepalive_ms;
+    int64_t linger_ms;         /* lingering close: discard unread input this long, */
+    int64_t linger_bytes;      /* and at most this much; 0 ms: close at once */
     const handler_ctx *handler;
 } server_opts;
 

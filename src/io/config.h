@@ -37,6 +37,8 @@ typedef struct kycd_config {
     char *tls_client_ca;       /* mutual TLS: CA of accepted client certificates, optional */
     int64_t threads;           /* worker threads; default 64 */
     int64_t request_timeout_ms;/* whole-request deadline for slow clients; default 10s */
+    int64_t linger_ms;         /* lingering close after an early answer; default 2s */
+    int64_t linger_bytes;      /* at most this much unread input discarded; default 4 MiB */
     int64_t keepalive_ms;      /* idle keep-alive; default 30s */
     /* webhooks */
     char *webhook_tokens;      /* secret; comma-separated */

@@ -445,6 +445,8 @@ static void test_print(void **state)
                        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305\n"
                        "threads = 64\n"
                        "request_timeout = 10s\n"
+                       "linger_time = 2s\n"
+                       "linger_bytes = 4194304\n"
                        "keepalive = 30s\n"
                        "webhook_tokens = (redacted)\n"
                        "max_body = 65536\n"
