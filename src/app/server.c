@@ -85,6 +85,29 @@ static long long linger(body_io *b, const server_opts *o, int *complete)
     return discarded;
 }
 
+/* CivetWeb 1.15 has no call that closes a server connection after the
+ * answer: it keeps the connection open when the client asked for keep-alive
+ * (HTTP/1.1's default), although the answer said "Connection: close", and
+ * RFC 9112 9.6 says the server MUST close then. CivetWeb decides from the
+ * request's Connection header, which lives in the public request info (not
+ * const storage: the pointer is const only as an API promise), so set it
+ * to "close" there. With 64 headers and none of them Connection (CivetWeb's
+ * limit) there is no room; the client still got "Connection: close". */
+static void force_close(struct mg_connection *conn)
+{
+    struct mg_request_info *ri = (struct mg_request_info *)mg_get_request_info(conn);
+    for (int i = 0; i < ri->num_headers; i++)
+        if (strcasecmp(ri->http_headers[i].name, "Connection") == 0) {
+            ri->http_headers[i].value = "close";
+            return;
+        }
+    if (ri->num_headers < MG_MAX_HEADERS) {
+        ri->http_headers[ri->num_headers].name = "Connection";
+        ri->http_headers[ri->num_headers].value = "close";
+        ri->num_headers++;
+    }
+}
+
 /* Returns 0 when the whole answer was handed to the socket; -1 when
  * CivetWeb could not write it (the peer is gone, or the server is already
  * stopping: CivetWeb writes nothing once mg_stop has begun). */
@@ -151,6 +174,8 @@ static int on_request(struct mg_connection *conn, void *cbdata)
         note.lingered = linger(&body, &s->opts, &complete);
         note.linger_cut = !complete && !body.failed;
     }
+    if (resp.close)
+        force_close(conn);
     handler_log(&req, &resp, &note, clock_now_ms() - t0);
     pthread_mutex_lock(&s->mu);
     if (--s->active == 0)

@@ -1,7 +1,7 @@
 /* P100's Partner API, the pure part: how an answer is classified, what the
  * create-verification request must contain, retry backoff. No I/O (the
  * HTTP client is io/p100.c; JSON is core/payload.c). See
- * ../shared/p100-api.md and README.md ("P100 answers"). */
+ * docs/p100-api.md and README.md ("P100 answers"). */
 #ifndef KYCD_CORE_P100_H
 #define KYCD_CORE_P100_H
 

@@ -91,7 +91,7 @@ static const cfg_entry table[] = {
     {"keepalive", T_DURATION, 0, OFF(keepalive_ms), 0, DAY, NULL, 30 * SEC,
      "idle keep-alive before the connection is closed"},
     {"webhook_tokens", T_STRING, F_SECRET | F_FILE_OK, OFF(webhook_tokens), 0, 0, NULL, 0,
-     "accepted webhook tokens, comma-separated (rotation)"},
+     "accepted webhook tokens, separated by commas or newlines (rotation)"},
     {"max_body", T_SIZE, 0, OFF(max_body), 1, 16LL << 20, NULL, 64LL << 10,
      "largest accepted request body"},
     {"allow_cidrs", T_STRING, 0, OFF(allow_cidrs), 0, 0, "", 0,

@@ -7,7 +7,8 @@
 # reads and discards the rest for a bounded time first (README, "Lingering
 # close"). Each case is 100 tries over real TLS with a client that writes
 # its whole request before reading (tests/tools/early_answer.py): every try
-# must get its status, none a reset.
+# must get its status, none a reset, and kycd must then close the connection
+# (the answer says "Connection: close"; the request did not ask for it).
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -19,7 +20,7 @@ probe() {
   local what=$1 expect=$2 out rc=0
   shift 2
   out=$(timeout 300 python3 "$TEST_KYCD_SRC/tests/tools/early_answer.py" --port "$E2E_PORT" \
-          --ca "$E2E_CA" --tries 100 --expect "$expect" "$@" 2>&1) || rc=$?
+          --ca "$E2E_CA" --tries 100 --expect "$expect" --expect-close "$@" 2>&1) || rc=$?
   echo "$out"
   if [ "$rc" = 0 ]; then
     pass "$what: 100/100 got $expect"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of p100-sim, the test double for P100's Partner API that the
 # other tests and the demo rely on: it must answer like P100 as documented in
-# ../shared/p100-api.md. Loopback only, every wait bounded; no PostgreSQL and
+# docs/p100-api.md. Loopback only, every wait bounded; no PostgreSQL and
 # no kycd needed. A tiny python3 HTTPS webhook sink also checks
 # delivered webhooks (headers, bodies, retries, order); without it that part
 # is skipped.

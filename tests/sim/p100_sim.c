@@ -1,4 +1,4 @@
-/* p100-sim: a test double for P100's Partner API (../../../shared/p100-api.md),
+/* p100-sim: a test double for P100's Partner API (docs/p100-api.md),
  * used by kycd's tests and demo. It answers Get KYC Status, Create KYC
  * Verification and the verification page over TLS like P100 does (x-api-key,
  * error bodies, P500/P501 as HTTP 400, 202 P212, 401 xo1/xo2/xo3), keeps users

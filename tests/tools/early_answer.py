@@ -12,7 +12,7 @@ reading once it answered); what counts is whether the status line arrives.
 
   early_answer.py --port P --ca CA --path PATH --token-file F|--token T
                   --body-bytes N [--chunk N --delay-ms MS] [--tries 100]
-                  [--parallel 4] --expect STATUS
+                  [--parallel 4] --expect STATUS [--expect-close]
 
 Prints one summary line
   early_answer tries=N expected=N got=STATUS:COUNT,... errors=KIND:COUNT,...
@@ -74,9 +74,22 @@ def one_try(args, token, i):
         if not data.startswith(b"HTTP/1."):
             return ("noanswer", "no status line (got %r; write error: %s)" % (data[:60], write_error))
         try:
-            return (int(data.split(b" ", 2)[1]), None)
+            status = int(data.split(b" ", 2)[1])
         except (IndexError, ValueError):
             return ("garbled", "status line %r" % data[:60])
+        if args.expect_close and write_error is None:
+            # The answer says "Connection: close": the server must close,
+            # even though this HTTP/1.1 request did not ask for it.
+            s.settimeout(args.close_within)
+            try:
+                while s.recv(4096):
+                    pass
+            except socket.timeout:
+                return ("kept_open", "status %d, but the connection was still open %.1f s later"
+                        % (status, args.close_within))
+            except (OSError, ssl.SSLError):
+                pass
+        return (status, None)
     finally:
         try:
             s.close()
@@ -98,6 +111,9 @@ def main():
     p.add_argument("--parallel", type=int, default=4)
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--expect", type=int, required=True)
+    p.add_argument("--expect-close", action="store_true",
+                   help="the server must close the connection after the answer")
+    p.add_argument("--close-within", type=float, default=5.0)
     args = p.parse_args()
     token = args.token
     if args.token_file:

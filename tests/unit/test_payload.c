@@ -15,7 +15,7 @@
 #define UID "bca65c48-df49-4831-a7b2-de7903321581"
 #define SENTINEL 0xA5
 
-/* The documented example of each kind (docs: p100-api.md). */
+/* The documented example of each kind (docs/p100-api.md). */
 #define KYC_EXAMPLE                                                                              \
     "{\n  \"externalUserId\": \"" UID "\",\n  \"verificationStatus\": \"NOT_VERIFIED\",\n"       \
     "  \"attemptStatus\": \"REJECTED_BY_PROVIDER\",\n  \"rejectionReason\": \"NO_FACE_FOUND\"\n}"
