@@ -196,9 +196,10 @@ static int need_api_key(const kycd_config *cfg, const char *what)
 {
     if (cfg->p100_api_key && *cfg->p100_api_key)
         return 0;
-    klog(KLOG_ERROR, "no P100 API key",
-         "error=\"%s needs KYCD_P100_API_KEY or KYCD_P100_API_KEY_FILE%s\"", what,
-         strcmp(what, "the reconciler") == 0 ? " (or KYCD_RECONCILE=off)" : "");
+    char why[256];
+    snprintf(why, sizeof why, "%s needs KYCD_P100_API_KEY or KYCD_P100_API_KEY_FILE%s", what,
+             strcmp(what, "the reconciler") == 0 ? " (or KYCD_RECONCILE=off)" : "");
+    klog(KLOG_ERROR, "no P100 API key", KLOG_STR("error", why));
     return 2;
 }
 
@@ -228,7 +229,7 @@ static int cmd_migrate(int argc, char **argv)
         die("migrate failed", &err);
         rc = 1;
     } else {
-        klog(KLOG_INFO, "migrate done", "applied=%d schema=%d", applied, version);
+        klog(KLOG_INFO, "migrate done", KLOG_INT("applied", applied), KLOG_INT("schema", version));
     }
     db_free(d);
 out:
@@ -270,7 +271,7 @@ static void *shutdown_watchdog(void *arg)
     struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-    klog(KLOG_ERROR, "shutdown timed out, exiting", "timeout_ms=%lld", (long long)ms);
+    klog(KLOG_ERROR, "shutdown timed out, exiting", KLOG_INT("timeout_ms", ms));
     _exit(1);
     return NULL;
 }
@@ -336,7 +337,7 @@ static int cmd_serve(int argc, char **argv)
     }
     if (sp == NULL)
         klog(KLOG_WARN, "no spool configured: while the database is away webhooks get 503",
-             "hint=\"set KYCD_SPOOL_DIR\"");
+             KLOG_STR("hint", "set KYCD_SPOOL_DIR"));
 
     ingest_opts io = ingest_options(&cfg, sp, (int)cfg.db_pool, 1);
     if (ingest_new(&in, &io, &err) != 0) {
@@ -375,15 +376,15 @@ static int cmd_serve(int argc, char **argv)
         die("cannot start", &err);
         goto out;
     }
-    klog(KLOG_INFO, "listening",
-         "tls_port=%d http_listen=%s threads=%lld tokens=%d version=%s civetweb=%s", 
-         server_tls_port(srv), cfg.http_listen ? cfg.http_listen : "-", (long long)cfg.threads,
-         tokens.count, KYCD_VERSION, server_library_version());
+    klog(KLOG_INFO, "listening", KLOG_INT("tls_port", server_tls_port(srv)),
+         KLOG_STR("http_listen", cfg.http_listen ? cfg.http_listen : "-"),
+         KLOG_INT("threads", cfg.threads), KLOG_INT("tokens", tokens.count),
+         KLOG_STR("version", KYCD_VERSION), KLOG_STR("civetweb", server_library_version()));
 
     int sig = 0;
     sigwait(&sigs, &sig);
     draining = 1;
-    klog(KLOG_INFO, "shutting down", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+    klog(KLOG_INFO, "shutting down", KLOG_STR("signal", sig == SIGTERM ? "TERM" : "INT"));
     reconciler_signal_stop(rec); /* no new P100 calls while requests drain */
     pthread_t wd;
     int64_t grace = cfg.shutdown_timeout_ms;
@@ -396,12 +397,12 @@ static int cmd_serve(int argc, char **argv)
     double t0 = clock_now_ms();
     int left = server_drain(srv, grace); /* in-flight requests finish; new ones get 503 */
     if (left > 0)
-        klog(KLOG_WARN, "requests still in flight at shutdown", "count=%d", left);
+        klog(KLOG_WARN, "requests still in flight at shutdown", KLOG_INT("count", left));
     server_stop(srv);
     srv = NULL;
     reconciler_stop(rec, NULL); /* after the server: /readyz may still ask it */
     rec = NULL;
-    klog(KLOG_INFO, "stopped", "ms=%.0f", clock_now_ms() - t0);
+    klog(KLOG_INFO, "stopped", KLOG_INT("ms", (long long)(clock_now_ms() - t0)));
     rc = 0;
 out:
     server_stop(srv);

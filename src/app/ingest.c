@@ -112,8 +112,8 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
         in->st.database_up = 0;
         pthread_mutex_unlock(&in->mu);
         if (was_up) /* once per outage, not once per delivery */
-            klog(KLOG_WARN, "database unavailable: spooling deliveries", "rid=%s error=\"%s\"",
-                 d->request_id, err ? err->msg : "");
+            klog(KLOG_WARN, "database unavailable: spooling deliveries", KLOG_STR("rid", d->request_id),
+                 KLOG_STR("error", err ? err->msg : ""));
         return to_spool(in, d, res, err);
     }
     return rc;
@@ -132,7 +132,7 @@ static int dead_letter(ingest *in, const kyc_delivery *d, const kbuf *rec, const
     klog(KLOG_ERROR,
          rc == 0 ? "spooled delivery refused by the database, kept as a dead letter"
                  : "spooled delivery refused by the database, and the dead letter failed",
-         "rid=%s error=\"%s\"", d->request_id, why);
+         KLOG_STR("rid", d->request_id), KLOG_STR("error", why));
     if (rc == 0)
         count(in, &in->st.dead_letters, -1);
     return rc;
@@ -187,9 +187,9 @@ static void *drainer_main(void *arg)
         int64_t now = clock_mono_ms();
         if (ss.records > 0 && now - last_report >= 10000) {
             /* The operator's view of an outage: depth and age every 10 s. */
-            klog(KLOG_WARN, "spool", "records=%lld bytes=%lld oldest_age_ms=%lld database=%s",
-                 (long long)ss.records, (long long)ss.bytes, (long long)ss.oldest_age_ms,
-                 in->st.database_up ? "up" : "down");
+            klog(KLOG_WARN, "spool", KLOG_INT("records", ss.records), KLOG_INT("bytes", ss.bytes),
+                 KLOG_INT("oldest_age_ms", ss.oldest_age_ms),
+                 KLOG_STR("database", in->st.database_up ? "up" : "down"));
             last_report = now;
         }
         if (ss.records == 0) {
@@ -204,7 +204,7 @@ static void *drainer_main(void *arg)
         if (rc == 0 || rc == KERR_NOTFOUND) {
             backoff = 200;
             if (rc == 0 && ss.records == 1)
-                klog(KLOG_INFO, "spool drained", "replayed=%lld", in->st.replayed);
+                klog(KLOG_INFO, "spool drained", KLOG_INT("replayed", in->st.replayed));
             continue;
         }
         /* The database is still away: wait, doubling up to 5 s. */

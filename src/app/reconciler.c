@@ -140,7 +140,7 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
     kerr_clear(&err);
     if (p100_get_status(client, c->external_user_id, &res, &answer, &err) != 0) {
         /* Local failure (out of memory): count it, let the lease expire. */
-        klog(KLOG_ERROR, "reconciler call failed locally", "error=\"%s\"", err.msg);
+        klog(KLOG_ERROR, "reconciler call failed locally", KLOG_STR("error", err.msg));
         pthread_mutex_lock(&r->mu);
         r->st.errors++;
         pthread_mutex_unlock(&r->mu);
@@ -201,8 +201,8 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
         db_pool_put(r->pool, conn);
     }
     if (rc != 0)
-        klog(KLOG_WARN, "reconciler could not record a check", "user=%s error=\"%s\"",
-             c->external_user_id, err.msg);
+        klog(KLOG_WARN, "reconciler could not record a check", KLOG_STR("user", c->external_user_id),
+             KLOG_STR("error", err.msg));
     log_check(c, &res, rc == 0 ? &cr : NULL, &answer);
 
     pthread_mutex_lock(&r->mu);
@@ -221,7 +221,7 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
     int64_t now = clock_mono_ms();
     if (res.cls == P100_OK && r->misconfigured) {
         r->misconfigured = 0;
-        klog(KLOG_INFO, "P100 accepts our credentials again", "misconfigured=0");
+        klog(KLOG_INFO, "P100 accepts our credentials again", KLOG_INT("misconfigured", 0));
     }
     if (res.cls == P100_RATE_LIMITED) {
         r->st.rate_limited++;
@@ -240,14 +240,14 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
             /* One pass: nothing more can be done with these credentials. */
             if (!r->done)
                 klog(KLOG_ERROR, "reconciler stopped: P100 says we are misconfigured",
-                     "http=%ld", res.http_status);
+                     KLOG_INT("http", res.http_status));
             r->done = 1;
             r->stopping = 1;
             pthread_cond_broadcast(&r->cv);
         } else if (now + r->o.interval_ms > r->paused_until_ms) {
             r->paused_until_ms = now + r->o.interval_ms;
             klog(KLOG_ERROR, "reconciler paused: P100 says we are misconfigured",
-                 "http=%ld retry_in_ms=%lld", res.http_status, (long long)r->o.interval_ms);
+                 KLOG_INT("http", res.http_status), KLOG_INT("retry_in_ms", r->o.interval_ms));
         }
     }
     pthread_mutex_unlock(&r->mu);
@@ -260,7 +260,7 @@ static void *worker_main(void *arg)
     p100_client *client = NULL;
     kerr err;
     if (p100_client_new(&client, &r->o.p100, &err) != 0) {
-        klog(KLOG_ERROR, "reconciler worker cannot start", "error=\"%s\"", err.msg);
+        klog(KLOG_ERROR, "reconciler worker cannot start", KLOG_STR("error", err.msg));
         return NULL;
     }
     pthread_mutex_lock(&r->mu);
@@ -320,7 +320,7 @@ static void *dispatcher_main(void *arg)
             rc = db_claim_due(conn, &co, batch, &n, &err);
         }
         if (rc != 0)
-            klog(KLOG_WARN, "reconciler cannot claim users", "error=\"%s\"", err.msg);
+            klog(KLOG_WARN, "reconciler cannot claim users", KLOG_STR("error", err.msg));
 
         pthread_mutex_lock(&r->mu);
         for (int i = 0; i < n; i++) {
@@ -350,8 +350,8 @@ static void *dispatcher_main(void *arg)
     pthread_mutex_unlock(&r->mu);
     for (int i = 0; rest && conn && i < left; i++)
         if (db_release_claim(conn, r->owner, rest[i].external_user_id, &err) != 0)
-            klog(KLOG_WARN, "reconciler could not release a claim", "user=%s error=\"%s\"",
-                 rest[i].external_user_id, err.msg);
+            klog(KLOG_WARN, "reconciler could not release a claim",
+                 KLOG_STR("user", rest[i].external_user_id), KLOG_STR("error", err.msg));
     free(rest);
     db_free(conn);
     free(batch);
@@ -399,9 +399,9 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
         return kerr_set(err, KERR_NOMEM, "cannot start the reconciler");
     }
     r->dispatcher_started = 1;
-    klog(KLOG_INFO, "reconciler started",
-         "owner=%s rate=%d concurrency=%d pending_after_ms=%lld once=%d", r->owner, o->rate,
-         o->concurrency, (long long)o->pending_after_ms, o->once);
+    klog(KLOG_INFO, "reconciler started", KLOG_STR("owner", r->owner), KLOG_INT("rate", o->rate),
+         KLOG_INT("concurrency", o->concurrency), KLOG_INT("pending_after_ms", o->pending_after_ms),
+         KLOG_INT("once", o->once));
     *out = r;
     return 0;
 }
@@ -437,11 +437,11 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
         pthread_join(r->workers[i], NULL);
     if (final_stats)
         *final_stats = r->st;
-    klog(KLOG_INFO, "reconciler stopped",
-         "checks=%lld applied=%lld unchanged=%lld flagged=%lld retries=%lld rate_limited=%lld "
-         "misconfigured=%lld errors=%lld",
-         r->st.checks, r->st.applied, r->st.unchanged, r->st.flagged, r->st.retries,
-         r->st.rate_limited, r->st.misconfigured, r->st.errors);
+    klog(KLOG_INFO, "reconciler stopped", KLOG_INT("checks", r->st.checks),
+         KLOG_INT("applied", r->st.applied), KLOG_INT("unchanged", r->st.unchanged),
+         KLOG_INT("flagged", r->st.flagged), KLOG_INT("retries", r->st.retries),
+         KLOG_INT("rate_limited", r->st.rate_limited),
+         KLOG_INT("misconfigured", r->st.misconfigured), KLOG_INT("errors", r->st.errors));
     free(r->workers);
     db_pool_free(r->pool);
     pthread_mutex_destroy(&r->mu);

@@ -197,7 +197,7 @@ static int on_init_ssl(void *ssl_ctx, void *user_data)
     server *s = user_data;
     kerr err;
     if (tls_configure(ssl_ctx, &s->opts.tls, &err) != 0) {
-        klog(KLOG_ERROR, "tls setup failed", "error=\"%s\"", err.msg);
+        klog(KLOG_ERROR, "tls setup failed", KLOG_STR("error", err.msg));
         return -1;
     }
     return 1; /* done: CivetWeb must not load certificates itself */

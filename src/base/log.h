@@ -1,14 +1,33 @@
-/* Structured logging: one line per event, `key=value` pairs, to stderr.
+/* Structured logging: one line per event, in logfmt, to stderr.
  *
- *   klog_line l;
+ *   klog(KLOG_INFO, "listening", KLOG_INT("port", 8443), KLOG_STR("dir", path));
+ *
+ *   klog_line l;                    // when the pairs depend on the event
  *   klog_begin(&l, KLOG_INFO, "request");
- *   klog_str(&l, "rid", rid);       // quoted and escaped when needed
+ *   klog_str(&l, "rid", rid);
  *   klog_int(&l, "status", 200);
  *   klog_end(&l);
  *
- * Values from the network go through klog_str, which escapes quotes, control
- * bytes and newlines, so no client can forge a log line. Never log a secret
- * or a request body. Thread-safe: each line is written with one write(2). */
+ * Every line kycd writes is valid logfmt, whatever it carries: there is no
+ * printf form, so every string (the message too) goes through one escaper,
+ * here in log.c, and no caller can forget it. A line is
+ *
+ *   ts=2024-05-01T12:00:00.123Z level=info msg=listening port=8443 ...
+ *
+ * - keys are [a-z_]+; any other byte of a key is written as '_';
+ * - a value is bare when it is non-empty and only letters, digits and
+ *   - . _ : / @ + , % ~ ; otherwise it is quoted, with the escapes \" \\ \n
+ *   \r \t, and \xHH (two lower-case hex digits, one raw byte) for any other
+ *   control byte, DEL, a byte that is not part of valid UTF-8, and the bytes
+ *   of the C1 controls U+0080..U+009F and of U+2028/U+2029 (line breaks to
+ *   some viewers). Valid UTF-8 is kept as it is, inside quotes. NULL is "-";
+ * - a line is at most sizeof(klog_line.buf) bytes. What does not fit is cut
+ *   at a pair boundary or inside a quoted value, never inside an escape or a
+ *   UTF-8 sequence, the quote is closed, later pairs are dropped and the
+ *   line ends with truncated=1.
+ *
+ * Never log a secret or a request body. Thread-safe: each line is written
+ * with one write(2). */
 #ifndef KYCD_BASE_LOG_H
 #define KYCD_BASE_LOG_H
 
@@ -20,7 +39,8 @@ typedef struct klog_line {
     char buf[2048];
     size_t len;
     int level;
-    int skip;  /* below the threshold: appends are no-ops */
+    int skip;       /* below the threshold: appends are no-ops */
+    int truncated;  /* something did not fit: later appends are no-ops */
 } klog_line;
 
 void klog_set_level(int level);
@@ -35,9 +55,27 @@ void klog_int(klog_line *l, const char *key, long long val);
 void klog_ms(klog_line *l, const char *key, double ms);
 void klog_end(klog_line *l);
 
-/* One-shot line with only a message and trusted printf-formatted pairs
- * (e.g. "port=%d"). Do not pass network input through fmt. */
-void klog(int level, const char *msg, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* One pair of the one-shot form. Built by KLOG_STR/KLOG_INT/KLOG_MS, whose
+ * designated initializers make the compiler check each value's type. */
+enum klog_kv_type { KLOG_KV_END = 0, KLOG_KV_STR, KLOG_KV_INT, KLOG_KV_MS };
+typedef struct klog_kv {
+    enum klog_kv_type type;
+    const char *key;
+    const char *s;
+    long long i;
+    double ms;
+} klog_kv;
+
+#define KLOG_STR(k, v) ((klog_kv){.type = KLOG_KV_STR, .key = (k), .s = (v)})
+#define KLOG_INT(k, v) ((klog_kv){.type = KLOG_KV_INT, .key = (k), .i = (v)})
+#define KLOG_MS(k, v) ((klog_kv){.type = KLOG_KV_MS, .key = (k), .ms = (v)})
+
+/* One line: a message and one or more KLOG_* pairs (a line without pairs is
+ * klog_begin + klog_end). The pairs are written as klog_str/klog_int/klog_ms
+ * would write them. */
+#define klog(level, msg, ...) \
+    klog_pairs((level), (msg), (const klog_kv[]){__VA_ARGS__, {.type = KLOG_KV_END}})
+/* The function behind klog(): pairs up to the first KLOG_KV_END. */
+void klog_pairs(int level, const char *msg, const klog_kv *kv);
 
 #endif

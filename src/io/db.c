@@ -202,7 +202,8 @@ int db_check_schema(db *d, kerr *err)
                         "database schema is at version %d, this kycd needs %d: run `kycd migrate` first",
                         have, want);
     if (have > want)
-        klog(KLOG_WARN, "database schema is newer than this kycd", "schema=%d kycd=%d", have, want);
+        klog(KLOG_WARN, "database schema is newer than this kycd", KLOG_INT("schema", have),
+             KLOG_INT("kycd", want));
     return 0;
 }
 
@@ -260,7 +261,8 @@ static int migrate_locked(db *d, int *applied, kerr *err)
             rollback_quietly(d);
             return rc;
         }
-        klog(KLOG_INFO, "migration applied", "version=%d name=%s", m->version, m->name);
+        klog(KLOG_INFO, "migration applied", KLOG_INT("version", m->version),
+             KLOG_STR("name", m->name));
         count++;
     }
     *applied = count;

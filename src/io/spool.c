@@ -378,8 +378,10 @@ static int checkpoint_read(spool *s, bool *have, uint64_t *seq, int64_t *off, ke
     }
     ok = ok && i > 17 && i == n - 1 && buf[i] == '\n';
     if (!ok) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/checkpoint", s->dir);
         klog(KLOG_WARN, "spool checkpoint unreadable, replaying from the oldest segment",
-             "file=\"%s/checkpoint\"", s->dir);
+             KLOG_STR("file", path));
         return 0;
     }
     *have = true;
@@ -506,9 +508,9 @@ static int scan_segment(spool *s, int fd, uint64_t seq, int64_t start, bool newe
                 rc = kerr_set(err, KERR_IO, "spool: cutting the torn tail of %s at offset %zu: %s",
                               path, x, strerror(errno));
             } else {
-                klog(KLOG_WARN, "spool cut a torn tail",
-                     "file=\"%s\" offset=%zu bytes=%zu reason=\"%s\"", path, x, len - x,
-                     decode_reason(drc));
+                klog(KLOG_WARN, "spool cut a torn tail", KLOG_STR("file", path),
+                     KLOG_INT("offset", (long long)x), KLOG_INT("bytes", (long long)(len - x)),
+                     KLOG_STR("reason", decode_reason(drc)));
                 fsize = (int64_t)x;
             }
         }
@@ -596,11 +598,13 @@ static void retire_replayed(spool *s)
             close(s->wfd);
             s->wfd = -1;
         }
-        char name[SEG_NAME_LEN + 1];
+        char name[SEG_NAME_LEN + 1], path[4200];
         seg_name(name, seq);
-        if (unlinkat(s->dirfd, name, 0) != 0)
+        if (unlinkat(s->dirfd, name, 0) != 0) {
+            const char *why = strerror(errno);  /* before seg_path may touch errno */
             klog(KLOG_WARN, "spool could not delete a replayed segment",
-                 "file=\"%s/%s\" error=\"%s\"", s->dir, name, strerror(errno));
+                 KLOG_STR("file", seg_path(s, seq, path, sizeof path)), KLOG_STR("error", why));
+        }
         s->bytes -= s->segs[0].size;
         memmove(s->segs, s->segs + 1, (s->nsegs - 1) * sizeof *s->segs);
         s->nsegs--;
@@ -630,11 +634,14 @@ static int recover(spool *s, kerr *err)
         if (seqs[i] > max_seq)
             max_seq = seqs[i];
         if (have_cp && seqs[i] < cp_seq) {
-            char name[SEG_NAME_LEN + 1];
+            char name[SEG_NAME_LEN + 1], path[4200];
             seg_name(name, seqs[i]);
-            if (unlinkat(s->dirfd, name, 0) != 0)
+            if (unlinkat(s->dirfd, name, 0) != 0) {
+                const char *why = strerror(errno);  /* before seg_path may touch errno */
                 klog(KLOG_WARN, "spool could not delete a replayed segment",
-                     "file=\"%s/%s\" error=\"%s\"", s->dir, name, strerror(errno));
+                     KLOG_STR("file", seg_path(s, seqs[i], path, sizeof path)),
+                     KLOG_STR("error", why));
+            }
             first = i + 1;
         }
     }
@@ -678,7 +685,7 @@ static int recover(spool *s, kerr *err)
     retire_replayed(s);
     kerr cerr;
     if (checkpoint_save(s, &cerr) != 0)
-        klog(KLOG_WARN, "spool checkpoint not written", "error=\"%s\"", cerr.msg);
+        klog(KLOG_WARN, "spool checkpoint not written", KLOG_STR("error", cerr.msg));
 out:
     if (fd >= 0)
         close(fd);
@@ -835,8 +842,8 @@ int spool_append(spool *s, const void *payload, size_t len, kerr *err)
         if (ftruncate(s->wfd, (off_t)act->size) != 0) {
             s->broken = true;
             klog(KLOG_ERROR, "spool could not cut a failed append; appends disabled",
-                 "file=\"%s\" offset=%" PRId64 " error=\"%s\"", path, act->size,
-                 strerror(errno));
+                 KLOG_STR("file", path), KLOG_INT("offset", act->size),
+                 KLOG_STR("error", strerror(errno)));
         }
         rc = kerr_set(err, KERR_IO, "spool: appending to %s: %s", path, strerror(e));
         goto out;
@@ -949,7 +956,7 @@ int spool_ack(spool *s, const spool_pos *pos, kerr *err)
     kerr cerr;
     if (checkpoint_save(s, &cerr) != 0)
         klog(KLOG_WARN, "spool checkpoint not written; records may be replayed after a restart",
-             "error=\"%s\"", cerr.msg);
+             KLOG_STR("error", cerr.msg));
 out:
     pthread_mutex_unlock(&s->mu);
     return rc;

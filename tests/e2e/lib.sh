@@ -67,12 +67,17 @@
 #                                  query prints EXPECTED; last value in
 #                                  $E2E_SQL_LAST; non-zero on timeout
 #   e2e_wait_cmd SECONDS CMD...    poll until CMD succeeds; non-zero on timeout
+#   e2e_logfmt_track FILE          check FILE's kycd log lines at exit too (a
+#                                  kycd the test started itself)
+#   e2e_logfmt_check FILE... MSG   assert now that the kycd log lines parse
 #   e2e_ms                         milliseconds since the epoch
 #   assert_eq / assert_ne / assert_contains / assert_not_contains /
 #   assert_match / pass / fail     print PASS/FAIL lines and count them
-# At exit: background processes killed, databases dropped, private clusters
-# stopped, temp dir removed, "N passed, M failed" printed; the exit code is
-# non-zero on any failure or if the script stopped early.
+# At exit: background processes killed; every kycd log line of the test
+# (E2E_KYCD_LOG files, each e2e_kycd_cmd output, tracked files) checked as
+# strict logfmt by logfmt_check.py, one PASS or FAIL; databases dropped,
+# private clusters stopped, temp dir removed, "N passed, M failed" printed;
+# the exit code is non-zero on any failure or if the script stopped early.
 
 set -Eeuo pipefail
 
@@ -121,6 +126,7 @@ E2E_SIM_N=0
 E2E_SIM_KEY=
 E2E_SIM_KEY_FILE=
 E2E_SQL_LAST=
+E2E_LOGFMT_FILES=() # more files with kycd log lines to check at exit
 TEST_P100_SIM=${TEST_P100_SIM:-}
 E2E_KYCD_WRAP=()
 read -r -a E2E_KYCD_WRAP <<<"${TEST_KYCD_WRAP:-}" || true
@@ -207,6 +213,7 @@ e2e__cleanup() {
     kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
   done
+  e2e__logfmt_at_exit
   for item in "${E2E_DBS[@]}"; do
     timeout 20 psql "${item%|*}" -XAtq -c "DROP DATABASE IF EXISTS \"${item##*|}\" WITH (FORCE)" >/dev/null 2>&1
   done
@@ -244,6 +251,44 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 e2e_track_pid() { E2E_PIDS+=("$1"); }
+
+# --- log format ---------------------------------------------------------------
+
+# kycd's log must stay machine-readable whatever it carries (libpq errors,
+# paths, P100's messages, request paths): logfmt_check.py reads every line
+# kycd logged the way a log pipeline would. Lines that are not kycd log lines
+# (valgrind, sanitizers, command output) are left alone; it knows them by
+# their start (ts=).
+E2E_LOGFMT=$E2E_LIB_DIR/logfmt_check.py
+
+e2e_logfmt_track() { E2E_LOGFMT_FILES+=("$1"); }
+
+# e2e_logfmt_check FILE... MESSAGE: PASS if every kycd log line in the
+# files is valid logfmt, else FAIL with the offending lines (clipped).
+e2e_logfmt_check() {
+  local msg=${*: -1} out
+  local files=("${@:1:$#-1}")
+  if ! command -v python3 >/dev/null 2>&1; then
+    fail "$msg: python3 (a listed dependency) is missing"
+    return 0
+  fi
+  if out=$(python3 "$E2E_LOGFMT" "${files[@]}" 2>&1); then
+    pass "$msg: $out"
+  else
+    fail "$msg: kycd log lines that are not valid logfmt:"
+    printf '%s\n' "$out" | head -n 25 | cut -c 1-400 | sed 's/^/  /'
+  fi
+  return 0
+}
+
+e2e__logfmt_at_exit() {
+  local f files=()
+  for f in "$E2E_TMP"/kycd.*.log "$E2E_TMP"/logfmt.cmd.* "${E2E_LOGFMT_FILES[@]}"; do
+    if [ -f "$f" ]; then files+=("$f"); fi
+  done
+  if [ "${#files[@]}" -eq 0 ]; then return 0; fi
+  e2e_logfmt_check "${files[@]}" "every kycd log line of this test is logfmt"
+}
 
 # --- database -----------------------------------------------------------------
 
@@ -351,6 +396,9 @@ e2e_kycd_cmd() {
   E2E_RC=0
   t0=$(date +%s%N)
   timeout -k 2 "$limit" "${E2E_ENV[@]}" "$TEST_KYCD_BIN" "$@" >"$E2E_OUT" 2>&1 || E2E_RC=$?
+  # The next run overwrites E2E_OUT: keep this one's log lines for the exit check.
+  cp -- "$E2E_OUT" "$(mktemp "$E2E_TMP/logfmt.cmd.$(printf '%s' "${1:-none}" | tr -c 'a-z' _).XXXXXX")" \
+    2>/dev/null || true
   E2E_SECS=$(( ($(date +%s%N) - t0) / 1000000 ))
   E2E_SECS="$((E2E_SECS / 1000)).$(printf '%03d' $((E2E_SECS % 1000)))"
   e2e__sanitizer_check "$E2E_OUT" "kycd $*"

@@ -3,7 +3,8 @@
 # row sent over real TLS to the real kycd. For every row: the documented
 # answer, nothing stored, and the server still serves a normal webhook
 # right after. The unit tests (test_payload, test_handler) cover the same
-# rows byte by byte; this proves them on the wire.
+# rows byte by byte; this proves them on the wire. Last, hostile text in
+# log lines (paths, libpq errors): every line stays valid logfmt.
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -100,3 +101,31 @@ for v in tls1 tls1_1; do
   assert_contains "$out" "alert protocol version" "$v client hello: refused with a protocol-version alert"
 done
 assert_eq 200 "$(post "$E2E_KYC_PATH" "$(ok_body)")" "after all of it, a normal webhook still gets 200"
+
+e2e_section "hostile values in log lines"
+# kycd logs text it does not control: request paths, libpq's messages (with
+# quotes and new lines), file paths. Each line must still be one valid
+# logfmt line that reads back to the original text.
+st=$(post "/webhooks/p100/a%22b%0Ac%5Cd%20e%09f%3Dg" "$(ok_body)")
+assert_eq 404 "$st" "a path with a quote, newline, backslash, space, tab and =: 404"
+# (CivetWeb turns the backslash into a slash while cleaning the path.)
+assert_contains "$(cat "$E2E_KYCD_LOG")" 'path="/webhooks/p100/a\"b\nc/d e\tf=g" status=404' \
+  "its request line carries the path quoted and escaped"
+e2e_logfmt_check "$E2E_KYCD_LOG" "the server log after hostile paths"
+
+sp="$E2E_TMP/spool \"q\" \\ x
+y"
+mkdir -p "$sp"
+printf 'not a checkpoint\n' >"$sp/checkpoint"
+e2e_kycd_cmd "KYCD_SPOOL_DIR=$sp" -- spool status
+assert_eq 0 "$E2E_RC" "kycd spool status on a spool folder named with a quote, backslash and newline"
+assert_contains "$(cat "$E2E_OUT")" \
+  "msg=\"spool checkpoint unreadable, replaying from the oldest segment\" file=\"$E2E_TMP/spool \\\"q\\\" \\\\ x\\ny/checkpoint\"" \
+  "the warning names that path, escaped"
+e2e_logfmt_check "$E2E_OUT" "the spool warning with that path"
+
+e2e_kycd_cmd --without KYCD_DATABASE_URL "KYCD_DATABASE_URL=$(e2e__with_db "$TEST_PG" "'no\"such\\\\ db'")" -- migrate
+assert_ne 0 "$E2E_RC" "kycd migrate to a database named no\"such\\ db fails"
+assert_contains "$(cat "$E2E_OUT")" 'database \"no\"such\\ db\" does not exist' \
+  "the libpq error is logged with its quotes escaped"
+e2e_logfmt_check "$E2E_OUT" "the database error line"

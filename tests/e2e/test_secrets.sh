@@ -54,6 +54,7 @@ E2E_ENV+=("KYCD_LISTEN=127.0.0.1:$port" "${extra[@]}")
 (cd "$core" && ulimit -c unlimited && exec "${E2E_ENV[@]}" "$TEST_KYCD_BIN" serve) >"$core/kycd.log" 2>&1 &
 pid=$!
 e2e_track_pid "$pid"
+e2e_logfmt_track "$core/kycd.log"
 for _ in $(seq 1 100); do grep -q 'msg=listening' "$core/kycd.log" && break; sleep 0.1; done
 kill -SEGV "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true

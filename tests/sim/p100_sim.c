@@ -81,7 +81,8 @@ static double now_ms_f(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* A value safe to print after key= : no spaces, quotes or control bytes. */
+/* A value safe to print bare after key= (logfmt): no spaces, quotes, '=',
+ * backslashes or control bytes. */
 static const char *logsafe(char *dst, size_t cap, const char *s)
 {
     size_t i = 0;
@@ -89,7 +90,7 @@ static const char *logsafe(char *dst, size_t cap, const char *s)
         return "-";
     for (; s[i] != '\0' && i + 1 < cap; i++) {
         unsigned char c = (unsigned char)s[i];
-        dst[i] = (c < 0x21 || c > 0x7e || c == '"' || c == '\\') ? '_' : (char)c;
+        dst[i] = (c < 0x21 || c > 0x7e || c == '"' || c == '\\' || c == '=') ? '_' : (char)c;
     }
     dst[i] = '\0';
     return dst;
@@ -104,8 +105,10 @@ static void sim_log(const char *level, const char *msg, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    int n = snprintf(line, sizeof line, "ts=%s.%03ldZ level=%s msg=%s", ts, now.tv_nsec / 1000000,
-                     level, msg);
+    /* Messages are constants of ours: quoting those with a space is enough. */
+    const char *q = strchr(msg, ' ') ? "\"" : "";
+    int n = snprintf(line, sizeof line, "ts=%s.%03ldZ level=%s msg=%s%s%s", ts,
+                     now.tv_nsec / 1000000, level, q, msg, q);
     if (n < 0)
         return;
     if (fmt != NULL && fmt[0] != '\0' && (size_t)n + 1 < sizeof line) {
@@ -1810,7 +1813,9 @@ static int on_init_ssl(void *ssl_ctx, void *user_data)
     if (SSL_CTX_use_certificate_chain_file(ctx, O.cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, O.key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        sim_log("error", "tls setup failed", "cert=%s key=%s", O.cert, O.key);
+        char c[512], k[512];
+        sim_log("error", "tls setup failed", "cert=%s key=%s", logsafe(c, sizeof c, O.cert),
+                logsafe(k, sizeof k, O.key));
         return -1;
     }
     return 1; /* done: CivetWeb must not load certificates itself */
@@ -2028,7 +2033,9 @@ int main(int argc, char **argv) {
             struct mg_context *ctx = mg_start2(&init, &ed);
             int rc = 0, port = 0;
             if (ctx == NULL) {
-                sim_log("error", "cannot start", "listen=%s error=\"%s\"", O.listen, ebuf);
+                char l[256], e[512];
+                sim_log("error", "cannot start", "listen=%s error=%s", logsafe(l, sizeof l, O.listen),
+                        logsafe(e, sizeof e, ebuf));
                 rc = 1;
                 goto out;
             }
@@ -2039,12 +2046,15 @@ int main(int argc, char **argv) {
                 if (bound[i].is_ssl)
                     port = bound[i].port;
             if (port == 0) {
-                sim_log("error", "cannot start", "listen=%s error=\"no TLS listener\"", O.listen);
+                char l[256];
+                sim_log("error", "cannot start", "listen=%s error=\"no TLS listener\"",
+                        logsafe(l, sizeof l, O.listen));
                 rc = 1;
                 goto out;
             }
+            char w[1024];
             sim_log("info", "listening", "port=%d threads=%d webhook_url=%s retry_scale=%g latency_ms=%ld",
-                    port, O.threads, webhook_base[0] ? webhook_base : "-", O.retry_scale, O.latency_ms);
+                    port, O.threads, logsafe(w, sizeof w, webhook_base), O.retry_scale, O.latency_ms);
             printf("p100-sim listening port=%d\n", port);
             fflush(stdout);
 
