@@ -205,8 +205,8 @@ static void serve_webhook(const handler_ctx *h, const struct route *route,
         resp->retry_after = h->retry_after_s;
         goto out;
     }
-    note->outcome = res.outcome;
-    note->reason = res.reason;
+    note->outcome = kyc_outcome_name(res.outcome);
+    note->reason = kyc_reason_name(res.reason);
     note->event_id = res.event_id;
     resp->status = 200;
     snprintf(resp->body, sizeof resp->body, "{\"status\":\"stored\",\"requestId\":\"%s\"}",

@@ -83,8 +83,8 @@ static int to_spool(ingest *in, const kyc_delivery *d, db_ingest_result *res, ke
                         rc == KERR_TOOBIG ? "spool full" : err ? err->msg : "i/o error");
     }
     memset(res, 0, sizeof *res);
-    res->outcome = "spooled";
-    res->reason = "database_unavailable";
+    res->outcome = KYC_OUTCOME_SPOOLED;
+    res->reason = KYC_R_DATABASE_UNAVAILABLE;
     count(in, &in->st.spooled, -1);
     pthread_mutex_lock(&in->mu);
     pthread_cond_signal(&in->cv);

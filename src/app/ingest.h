@@ -45,7 +45,7 @@ void ingest_free(ingest *in);
  * (server restarted) is replaced and the delivery retried once; then, if
  * the database still fails, the delivery goes to the spool. Fails
  * (KERR_DB: answer 503) only when neither the database nor the spool took
- * it; res->outcome is "spooled" for a spooled delivery. */
+ * it; res->outcome is KYC_OUTCOME_SPOOLED for a spooled delivery. */
 int ingest_submit(void *in, const kyc_delivery *d, db_ingest_result *res, kerr *err);
 
 /* For /readyz: 0 when deliveries can be made durable (database answers, or

@@ -97,9 +97,9 @@ static uint64_t random64(void)
 static void log_check(const db_claim *c, const p100_result *res, const db_check_result *cr,
                       const kyc_status *answer)
 {
-    int applied = cr && strcmp(cr->result, "applied") == 0;
+    int applied = cr && cr->result == KYC_CHECK_APPLIED;
     int level = KLOG_DEBUG;
-    if (applied || (cr && strcmp(cr->result, "flagged") == 0))
+    if (applied || (cr && cr->result == KYC_CHECK_FLAGGED))
         level = KLOG_WARN;
     if (res->cls == P100_MISCONFIGURED)
         level = KLOG_ERROR;
@@ -115,7 +115,7 @@ static void log_check(const db_claim *c, const p100_result *res, const db_check_
     if (res->cls != P100_OK && res->error_message[0])
         klog_str(&l, "error", res->error_message);
     if (cr) {
-        klog_str(&l, "result", cr->result);
+        klog_str(&l, "result", kyc_check_result_name(cr->result));
         if (applied) {
             char from[140], to[140];
             snprintf(from, sizeof from, "%s/%s", cr->before.verification[0] ? cr->before.verification : "-",
@@ -151,7 +151,7 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
     db_check chk = {
         .owner = r->owner,
         .external_user_id = c->external_user_id,
-        .outcome = p100_class_name(res.cls),
+        .cls = res.cls,
         .http_status = res.http_status,
         .error_code = res.error_code,
         .latency_ms = res.latency_ms,
@@ -209,14 +209,14 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
     r->st.checks++;
     if (rc != 0) {
         r->st.errors++;
-    } else if (strcmp(cr.result, "applied") == 0) {
-        r->st.applied++;
-    } else if (strcmp(cr.result, "unchanged") == 0) {
-        r->st.unchanged++;
-    } else if (strcmp(cr.result, "flagged") == 0) {
-        r->st.flagged++;
-    } else if (strcmp(cr.result, "retry") == 0) {
-        r->st.retries++;
+    } else {
+        switch (cr.result) {
+        case KYC_CHECK_APPLIED: r->st.applied++; break;
+        case KYC_CHECK_UNCHANGED: r->st.unchanged++; break;
+        case KYC_CHECK_FLAGGED: r->st.flagged++; break;
+        case KYC_CHECK_RETRY: r->st.retries++; break;
+        case KYC_CHECK_RELEASED: break;
+        }
     }
     int64_t now = clock_mono_ms();
     if (res.cls == P100_OK && r->misconfigured) {

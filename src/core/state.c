@@ -26,7 +26,7 @@ static int rank_a(enum kyc_astatus a)
     }
 }
 
-static kyc_verdict verdict(enum kyc_decision d, const char *reason)
+static kyc_verdict verdict(enum kyc_decision d, enum kyc_reason reason)
 {
     kyc_verdict v = {d, reason};
     return v;
@@ -41,8 +41,8 @@ kyc_verdict kyc_state_decide(const kyc_transition *t)
     /* P100's answer to Get KYC Status, or our own create call, is the truth. */
     if (t->source != KYC_SRC_WEBHOOK) {
         if (same)
-            return verdict(KYC_UNCHANGED, "same");
-        return verdict(KYC_APPLY, t->source == KYC_SRC_RECONCILER ? "reconciler" : "api");
+            return verdict(KYC_UNCHANGED, KYC_R_SAME);
+        return verdict(KYC_APPLY, t->source == KYC_SRC_RECONCILER ? KYC_R_RECONCILER : KYC_R_API);
     }
 
     enum kyc_vstatus vi = kyc_vstatus_parse(in->verification);
@@ -50,45 +50,75 @@ kyc_verdict kyc_state_decide(const kyc_transition *t)
     /* An undocumented value cannot be placed in the order: keep it in the
      * event log and let P100 say what the user's state is. */
     if (rank_v(vi) < 0 || rank_a(ai) < 0)
-        return verdict(KYC_HOLD, "unknown_value");
+        return verdict(KYC_HOLD, KYC_R_UNKNOWN_VALUE);
 
     if (kyc_status_empty(cur))
-        return verdict(KYC_APPLY, "first");
+        return verdict(KYC_APPLY, KYC_R_FIRST);
     if (same)
-        return verdict(KYC_UNCHANGED, t->is_repeat ? "repeat" : "same");
+        return verdict(KYC_UNCHANGED, t->is_repeat ? KYC_R_REPEAT : KYC_R_SAME);
     /* The same bytes again, but the user has moved on since: either a late
      * retry (harmless) or a real new report identical to an old one. */
     if (t->is_repeat)
-        return verdict(KYC_HOLD, "repeat_conflict");
+        return verdict(KYC_HOLD, KYC_R_REPEAT_CONFLICT);
 
     enum kyc_vstatus vc = kyc_vstatus_parse(cur->verification);
     enum kyc_astatus ac = kyc_astatus_parse(cur->attempt);
     if (rank_v(vc) < 0 || rank_a(ac) < 0)
-        return verdict(KYC_HOLD, "conflict");
+        return verdict(KYC_HOLD, KYC_R_CONFLICT);
 
     /* A verified user is only ever downgraded on P100's own word. */
     if (vc == KYC_V_VERIFIED && vi == KYC_V_NOT_VERIFIED)
-        return verdict(KYC_HOLD, "leaves_verified");
+        return verdict(KYC_HOLD, KYC_R_LEAVES_VERIFIED);
 
     if (rank_v(vi) > rank_v(vc) || (vi == vc && rank_a(ai) > rank_a(ac)))
-        return verdict(KYC_APPLY, "forward");
+        return verdict(KYC_APPLY, KYC_R_FORWARD);
 
     /* Sideways or backwards. P100 retries a webhook for about two minutes,
      * so a report older than the current state arrives within that horizon
      * of it; later than the reorder window it can only be a new attempt. */
     if (t->current_age_ms >= 0 && t->current_age_ms >= t->reorder_window_ms)
-        return verdict(KYC_APPLY, "new_attempt");
+        return verdict(KYC_APPLY, KYC_R_NEW_ATTEMPT);
     if (rank_v(vi) < rank_v(vc) || (vi == vc && rank_a(ai) < rank_a(ac)))
-        return verdict(KYC_HOLD, "out_of_order");
-    return verdict(KYC_HOLD, "conflict");
+        return verdict(KYC_HOLD, KYC_R_OUT_OF_ORDER);
+    return verdict(KYC_HOLD, KYC_R_CONFLICT);
 }
 
 const char *kyc_decision_name(enum kyc_decision d)
 {
-    switch (d) {
-    case KYC_APPLY: return "applied";
-    case KYC_UNCHANGED: return "unchanged";
-    case KYC_HOLD: return "held";
+    return kyc_outcome_name((enum kyc_outcome)d);
+}
+
+const char *kyc_outcome_name(enum kyc_outcome o)
+{
+    switch (o) {
+    case KYC_OUTCOME_APPLIED: return "applied";
+    case KYC_OUTCOME_UNCHANGED: return "unchanged";
+    case KYC_OUTCOME_HELD: return "held";
+    case KYC_OUTCOME_RECORDED: return "recorded";
+    case KYC_OUTCOME_SPOOLED: return "spooled";
+    }
+    return "unknown";
+}
+
+const char *kyc_reason_name(enum kyc_reason r)
+{
+    switch (r) {
+    case KYC_R_FIRST: return "first";
+    case KYC_R_FORWARD: return "forward";
+    case KYC_R_NEW_ATTEMPT: return "new_attempt";
+    case KYC_R_RECONCILER: return "reconciler";
+    case KYC_R_API: return "api";
+    case KYC_R_SAME: return "same";
+    case KYC_R_REPEAT: return "repeat";
+    case KYC_R_OUT_OF_ORDER: return "out_of_order";
+    case KYC_R_LEAVES_VERIFIED: return "leaves_verified";
+    case KYC_R_CONFLICT: return "conflict";
+    case KYC_R_REPEAT_CONFLICT: return "repeat_conflict";
+    case KYC_R_UNKNOWN_VALUE: return "unknown_value";
+    case KYC_R_LATEST: return "latest";
+    case KYC_R_RECORDED: return "recorded";
+    case KYC_R_ALREADY_STORED: return "already_stored";
+    case KYC_R_DATABASE_UNAVAILABLE: return "database_unavailable";
     }
     return "unknown";
 }

@@ -39,8 +39,8 @@ static int submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
     if (d->external_user_id[0] == '\0')
         abort();
     memset(res, 0, sizeof *res);
-    res->outcome = "applied";
-    res->reason = "first";
+    res->outcome = KYC_OUTCOME_APPLIED;
+    res->reason = KYC_R_FIRST;
     res->event_id = 1;
     return 0;
 }

@@ -56,8 +56,8 @@ static int fake_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, 
     if (f->submit_rc != 0)
         return kerr_set(err, f->submit_rc, "fake store failure %s", kerr_name(f->submit_rc));
     res->event_id = 42;
-    res->outcome = "applied";
-    res->reason = "latest";
+    res->outcome = KYC_OUTCOME_APPLIED;
+    res->reason = KYC_R_LATEST;
     return 0;
 }
 

@@ -1,0 +1,13 @@
+/* The report of one user for `kycd status`. Part of the database module
+ * (io/db.h). Read-only. */
+#ifndef KYCD_IO_DB_REPORT_H
+#define KYCD_IO_DB_REPORT_H
+
+#include "base/buf.h"
+#include "io/db.h"
+
+/* A human-readable report of one user: current state, changes, recent
+ * deliveries and checks. KERR_NOTFOUND if unknown. */
+int db_user_report(db *d, const char *external_user_id, kbuf *out, kerr *err) KYCD_MUST_CHECK;
+
+#endif
