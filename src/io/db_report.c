@@ -32,11 +32,11 @@ int db_user_report(db *d, const char *external_user_id, kbuf *out, kerr *err)
 {
     const char *p[] = {external_user_id};
     PGresult *r = db_exec(d,
-                              "SELECT verification_status, attempt_status, rejection_reason, "
-                              "verification_id, source, first_seen_at, updated_at, last_webhook_at, "
-                              "needs_check_reason, attention_reason, failures, last_checked_at, "
-                              "next_check_at FROM kyc.verifications WHERE external_user_id = $1",
-                              1, p);
+                          "SELECT verification_status, attempt_status, rejection_reason, "
+                          "verification_id, source, first_seen_at, updated_at, last_webhook_at, "
+                          "needs_check_reason, attention_reason, failures, last_checked_at, "
+                          "next_check_at FROM kyc.verifications WHERE external_user_id = $1",
+                          1, p);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = db_fail(d, r, "reading the user", err);
         PQclear(r);

@@ -23,6 +23,7 @@
 #include "base/clock.h"
 #include "core/kyc.h"
 #include "core/payload.h"
+#include "core/policy.h"
 #include "core/token.h"
 #include "io/db.h"
 #include "io/migrations.h"
@@ -1478,6 +1479,42 @@ static void test_replay_from_spool(void **state)
     assert_int_equal(db_ingest(f->d, &live, &OPTS, &r, &e), KERR_INVALID);
 }
 
+/* "Pending" is written twice, once per language: kyc.is_pending in SQL
+ * (the views, the reconciler's claim and its index) and kyc_is_pending in
+ * C (core/policy.c). They must agree on every value, and the claim's
+ * predicate must still be served by the partial index. */
+static void test_pending_one_definition(void **state)
+{
+    fixture *f = *state;
+    static const char *const attempts[] = {NULL, "PENDING", "VERIFICATION", "REJECTED_BY_PROVIDER",
+                                           "SUCCESSFUL", "ON_HOLD"};
+    for (size_t i = 0; i < sizeof attempts / sizeof attempts[0]; i++) {
+        kyc_status s;
+        memset(&s, 0, sizeof s);
+        snprintf(s.attempt, sizeof s.attempt, "%s", attempts[i] ? attempts[i] : "");
+        const char *sql = attempts[i] ? q(f->pq, "SELECT kyc.is_pending($1)", attempts[i], END)
+                                      : q(f->pq, "SELECT kyc.is_pending(NULL)", END);
+        if (strcmp(sql, kyc_is_pending(&s) ? "t" : "f") != 0)
+            fail_msg("attempt %s: SQL says %s, C says %d", attempts[i] ? attempts[i] : "NULL", sql,
+                     kyc_is_pending(&s));
+    }
+    assert_non_null(strstr(q(f->pq, "SELECT pg_get_expr(indpred, indrelid) FROM pg_index "
+                                    "WHERE indexrelid = 'kyc.verifications_due_idx'::regclass", END),
+                           "is_pending"));
+    q_ok(f->pq, "SET enable_seqscan = off");
+    PGresult *r = PQexec(f->pq, "EXPLAIN SELECT external_user_id FROM kyc.verifications "
+                                "WHERE attention_reason IS NULL "
+                                "AND (needs_check_reason IS NOT NULL OR kyc.is_pending(attempt_status)) "
+                                "ORDER BY coalesce(next_check_at, updated_at) LIMIT 10");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    int uses_index = 0;
+    for (int i = 0; i < PQntuples(r); i++)
+        uses_index |= strstr(PQgetvalue(r, i, 0), "verifications_due_idx") != NULL;
+    PQclear(r);
+    q_ok(f->pq, "RESET enable_seqscan");
+    assert_true(uses_index);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1507,6 +1544,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_replaces_failed, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pool_replaces_terminated, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_replay_from_spool, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_one_definition, setup_migrated, teardown),
     };
     return cmocka_run_group_tests_name("integration/db", tests, NULL, NULL);
 }
