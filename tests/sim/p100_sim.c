@@ -5,7 +5,13 @@
  * in memory, sends P100's webhooks with P100's retry schedule, and offers a
  * control API under /_sim/ (no key) to set state, inject faults and read
  * counters. The usage text below lists the endpoints; the decisions taken
- * where P100's documentation is silent are marked "P100 is silent" here.
+ * where P100's documentation is silent are marked "P100 is silent" in the
+ * modules.
+ *
+ * This file is main: options, secrets, the CivetWeb server and its request
+ * callback, start and shutdown. The modules beside it: sim_state (users,
+ * faults, counters), sim_webhooks (the sender), sim_api (P100's API),
+ * sim_control (/_sim/), sim_http (replies), sim_util (clocks, log, stop).
  *
  * Must never: take a secret on the command line, log the API key, the
  * webhook token or a request body, hold the state lock while sleeping or
