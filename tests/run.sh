@@ -19,7 +19,10 @@
 #      test_hostile.sh with the kycd of build/ci (not the ASan build: the two
 #      do not mix) serving under valgrind memcheck (TEST_KYCD_WRAP, see
 #      tests/e2e/lib.sh): any memory error or definite/indirect leak fails;
-#   5. fuzzing (whole runs only): every libFuzzer target for a bounded time.
+#   5. fuzzing (whole runs only): build/fuzz, configured with clang and
+#      -DKYCD_FUZZ=ON (kycd_lib instrumented, the targets of tests/fuzz/ linked
+#      to it; CivetWeb's source reused from build/ci), then every libFuzzer
+#      target for a bounded time on its seed corpus (tests/fuzz/run.sh).
 #
 # Usage: tests/run.sh [CTEST ARGS...]     e.g. tests/run.sh -R state
 # Environment:
@@ -183,8 +186,14 @@ fi
 fuzz_secs=${FUZZ_SECONDS:-10}
 fuzz_result=
 if [ "$#" -eq 0 ] && [ "$fuzz_secs" != 0 ]; then
-  say "fuzz: every target for ${fuzz_secs}s"
-  if bash "$root/tests/fuzz/run.sh" "$fuzz_secs"; then fuzz_result=PASSED; else fuzz_result=FAILED; fi
+  say "fuzz: building build/fuzz, then every target for ${fuzz_secs}s"
+  fuzz_env=()
+  if [ -f "$civetweb_src/src/civetweb.c" ]; then fuzz_env=("KYCD_CIVETWEB_SRC=$civetweb_src"); fi
+  if env "${fuzz_env[@]}" bash "$root/tests/fuzz/run.sh" -B "$root/build/fuzz" "$fuzz_secs"; then
+    fuzz_result=PASSED
+  else
+    fuzz_result=FAILED
+  fi
 fi
 
 # --- summary ------------------------------------------------------------------

@@ -1,11 +1,7 @@
 /* libFuzzer target for spool_record_decode, the parser that reads spool
  * segments back at startup: it must never read past len, and whenever it
  * accepts a record, the record must be whole and its CRC must match.
- * Not built by CMake yet; by hand:
- *   clang -fsanitize=fuzzer,address,undefined -Isrc tests/fuzz/fuzz_spool_record.c \
- *       src/io/spool.c src/base/[a-z]*.c -o /tmp/fz -lpthread -lm   (= src/base/ all .c)
- *   mkdir -p /tmp/fz-work && /tmp/fz /tmp/fz-work tests/fuzz/corpus/spool
- * (libFuzzer writes new inputs into the FIRST directory: keep the seeds second) */
+ * Built and run by tests/fuzz/run.sh (its seeds: tests/fuzz/corpus/spool_record). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,0 +1,498 @@
+/* p100-sim: the control API (see sim_control.h).
+ *
+ * Must never: hold sim_state.mu while it submits a webhook. */
+#include "sim_control.h"
+
+#include "sim_state.h"
+#include "sim_util.h"
+#include "sim_webhooks.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Copies a string field (absent/null -> ""); false when of another type or too long. */
+static bool get_str(const cJSON *o, const char *name, char *dst, size_t cap, bool *present)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (present)
+        *present = it != NULL && !cJSON_IsNull(it);
+    dst[0] = '\0';
+    if (it == NULL || cJSON_IsNull(it))
+        return true;
+    if (!cJSON_IsString(it) || strlen(it->valuestring) >= cap)
+        return false;
+    strcpy(dst, it->valuestring);
+    return true;
+}
+
+static bool only_keys(const cJSON *o, const char *const *allowed, char *bad, size_t cap)
+{
+    for (const cJSON *it = o->child; it; it = it->next)
+        if (!in_list(it->string, allowed)) {
+            snprintf(bad, cap, "unknown field %s", it->string);
+            return false;
+        }
+    return true;
+}
+
+static cJSON *user_json(const user *u)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "externalUserId", u->id);
+    cJSON_AddBoolToObject(o, "exists", u->exists);
+    if (u->has_kyc) {
+        cJSON_AddStringToObject(o, "verificationStatus", u->vstatus);
+        cJSON_AddStringToObject(o, "attemptStatus", u->astatus);
+        if (u->reason[0])
+            cJSON_AddStringToObject(o, "rejectionReason", u->reason);
+        cJSON_AddStringToObject(o, "verificationId", u->vid);
+    }
+    cJSON_AddNumberToObject(o, "calls", (double)u->calls);
+    cJSON_AddNumberToObject(o, "status_calls", (double)u->status_calls);
+    cJSON_AddNumberToObject(o, "in_flight", u->inflight);
+    cJSON_AddNumberToObject(o, "max_concurrent", u->max_inflight);
+    return o;
+}
+
+static void sim_users(reply *r, const cJSON *in)
+{
+    static const char *const keys[] = {"externalUserId", "verificationStatus", "attemptStatus",
+                                       "rejectionReason", "verificationId", "prefix", "count", NULL};
+    char bad[200], id[ID_MAX + 1], prefix[ID_MAX + 1], vs[VALUE_MAX + 1], as[VALUE_MAX + 1],
+        reason[REASON_MAX + 1], vid[VALUE_MAX + 1];
+    bool has_prefix;
+    if (!only_keys(in, keys, bad, sizeof bad)) {
+        reply_sim_error(r, 400, bad);
+        return;
+    }
+    if (!get_str(in, "externalUserId", id, sizeof id, NULL) ||
+        !get_str(in, "prefix", prefix, sizeof prefix, &has_prefix) ||
+        !get_str(in, "verificationStatus", vs, sizeof vs, NULL) ||
+        !get_str(in, "attemptStatus", as, sizeof as, NULL) ||
+        !get_str(in, "rejectionReason", reason, sizeof reason, NULL) ||
+        !get_str(in, "verificationId", vid, sizeof vid, NULL)) {
+        reply_sim_error(r, 400, "a field is not a string or is too long");
+        return;
+    }
+    if ((vs[0] == '\0') != (as[0] == '\0')) {
+        reply_sim_error(r, 400, "give both verificationStatus and attemptStatus, or neither");
+        return;
+    }
+    const cJSON *cnt = cJSON_GetObjectItemCaseSensitive(in, "count");
+    if (has_prefix || cnt) {
+        if (id[0] || vid[0]) {
+            reply_sim_error(r, 400, "bulk: externalUserId and verificationId are not allowed");
+            return;
+        }
+        if (!cJSON_IsNumber(cnt) || cnt->valuedouble < 1 || cnt->valuedouble > 1000000) {
+            reply_sim_error(r, 400, "bulk: count must be 1..1000000");
+            return;
+        }
+        long count = (long)cnt->valuedouble;
+        if (strlen(prefix) + 7 > ID_MAX) {
+            reply_sim_error(r, 400, "bulk: prefix too long");
+            return;
+        }
+        long made = 0;
+        pthread_mutex_lock(&sim_state.mu);
+        for (long i = 0; i < count; i++) {
+            char bid[ID_MAX + 32]; /* prefix is at most ID_MAX - 7 (checked above) */
+            snprintf(bid, sizeof bid, "%s%ld", prefix, i);
+            user *u = state_get(bid);
+            if (u == NULL)
+                break;
+            state_user_set(u, vs, as, reason, "");
+            made++;
+        }
+        size_t total = sim_state.nusers;
+        pthread_mutex_unlock(&sim_state.mu);
+        if (made < count) {
+            reply_sim_error(r, 500, "out of memory");
+            return;
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "created", (double)made);
+        cJSON_AddNumberToObject(o, "users", (double)total);
+        reply_json(r, 200, o);
+        return;
+    }
+    if (id[0] == '\0') {
+        reply_sim_error(r, 400, "externalUserId (or prefix and count) is required");
+        return;
+    }
+    pthread_mutex_lock(&sim_state.mu);
+    user *u = state_get(id);
+    cJSON *o = NULL;
+    if (u) {
+        state_user_set(u, vs, as, reason, vid);
+        o = user_json(u);
+    }
+    pthread_mutex_unlock(&sim_state.mu);
+    if (o == NULL) {
+        reply_sim_error(r, 500, "out of memory");
+        return;
+    }
+    reply_json(r, 200, o);
+}
+
+static bool parse_mode(const char *s, enum wh_mode *m)
+{
+    if (s[0] == '\0' || strcmp(s, "send") == 0)
+        *m = WH_SEND;
+    else if (strcmp(s, "drop") == 0)
+        *m = WH_DROP;
+    else if (strcmp(s, "duplicate") == 0)
+        *m = WH_DUPLICATE;
+    else if (strcmp(s, "hold") == 0)
+        *m = WH_HOLD;
+    else
+        return false;
+    return true;
+}
+
+static const char *mode_name(enum wh_mode m)
+{
+    static const char *const names[] = {"sent", "dropped", "duplicated", "held"};
+    return names[m];
+}
+
+static void reply_submitted(reply *r, cJSON *o, enum wh_mode mode, const uint64_t seqs[2])
+{
+    cJSON_AddStringToObject(o, "webhook", mode_name(mode));
+    cJSON *a = cJSON_AddArrayToObject(o, "deliveries");
+    for (int i = 0; i < 2; i++)
+        if (seqs[i])
+            cJSON_AddItemToArray(a, cJSON_CreateNumber((double)seqs[i]));
+    reply_json(r, 200, o);
+}
+
+static void sim_advance(reply *r, const char *id, const cJSON *in)
+{
+    static const char *const keys[] = {"verificationStatus", "attemptStatus", "rejectionReason",
+                                       "webhook", NULL};
+    char bad[200], vs[VALUE_MAX + 1], as[VALUE_MAX + 1], reason[REASON_MAX + 1], mode_s[16];
+    bool has_vs, has_as;
+    enum wh_mode mode;
+    if (!only_keys(in, keys, bad, sizeof bad)) {
+        reply_sim_error(r, 400, bad);
+        return;
+    }
+    if (!get_str(in, "verificationStatus", vs, sizeof vs, &has_vs) ||
+        !get_str(in, "attemptStatus", as, sizeof as, &has_as) ||
+        !get_str(in, "rejectionReason", reason, sizeof reason, NULL) ||
+        !get_str(in, "webhook", mode_s, sizeof mode_s, NULL) || !parse_mode(mode_s, &mode)) {
+        reply_sim_error(r, 400, "bad field (webhook is send, drop, duplicate or hold)");
+        return;
+    }
+    if (mode != WH_DROP && !wh_enabled()) {
+        reply_sim_error(r, 409, "no --webhook-url was given: only \"webhook\":\"drop\" works");
+        return;
+    }
+
+    pthread_mutex_lock(&sim_state.mu);
+    user *u = strlen(id) <= ID_MAX ? state_find(id) : NULL;
+    if (u == NULL || !u->exists) {
+        pthread_mutex_unlock(&sim_state.mu);
+        reply_sim_error(r, 404, "no such user (create it with POST /v1/kyc or /_sim/users)");
+        return;
+    }
+    /* Absent statuses keep their value; rejectionReason is replaced (absent clears it). */
+    state_user_set(u, has_vs ? vs : (u->has_kyc ? u->vstatus : "NOT_VERIFIED"),
+             has_as ? as : (u->has_kyc ? u->astatus : "PENDING"), reason, "");
+    cJSON *hook = cJSON_CreateObject();
+    cJSON_AddStringToObject(hook, "externalUserId", u->id);
+    cJSON_AddStringToObject(hook, "verificationStatus", u->vstatus);
+    cJSON_AddStringToObject(hook, "attemptStatus", u->astatus);
+    /* P100 is silent on an unset rejectionReason in the webhook: the
+     * documented body always has all four fields, so it is sent as null. */
+    if (u->reason[0])
+        cJSON_AddStringToObject(hook, "rejectionReason", u->reason);
+    else
+        cJSON_AddNullToObject(hook, "rejectionReason");
+    cJSON *o = user_json(u);
+    pthread_mutex_unlock(&sim_state.mu);
+
+    char *body = cJSON_PrintUnformatted(hook);
+    cJSON_Delete(hook);
+    uint64_t seqs[2];
+    if (body == NULL || wh_submit("kyc-verification-status", id, body, mode, seqs) != 0) {
+        free(body);
+        cJSON_Delete(o);
+        reply_sim_error(r, 500, "out of memory");
+        return;
+    }
+    free(body);
+    reply_submitted(r, o, mode, seqs);
+}
+
+static void sim_poa(reply *r, const char *id, const cJSON *in)
+{
+    static const char *const keys[] = {"status", "webhook", NULL};
+    char bad[200], status[VALUE_MAX + 1], mode_s[16];
+    enum wh_mode mode;
+    if (!only_keys(in, keys, bad, sizeof bad)) {
+        reply_sim_error(r, 400, bad);
+        return;
+    }
+    if (!get_str(in, "status", status, sizeof status, NULL) || status[0] == '\0' ||
+        !get_str(in, "webhook", mode_s, sizeof mode_s, NULL) || !parse_mode(mode_s, &mode)) {
+        reply_sim_error(r, 400, "status (WAITING, APPROVED, REJECTED, QUESTIONED) is required");
+        return;
+    }
+    if (mode != WH_DROP && !wh_enabled()) {
+        reply_sim_error(r, 409, "no --webhook-url was given: only \"webhook\":\"drop\" works");
+        return;
+    }
+    pthread_mutex_lock(&sim_state.mu);
+    user *u = strlen(id) <= ID_MAX ? state_find(id) : NULL;
+    bool ok = u && u->exists;
+    pthread_mutex_unlock(&sim_state.mu);
+    if (!ok) {
+        reply_sim_error(r, 404, "no such user (create it with POST /v1/kyc or /_sim/users)");
+        return;
+    }
+    cJSON *hook = cJSON_CreateObject();
+    cJSON_AddStringToObject(hook, "externalUserId", id);
+    cJSON_AddStringToObject(hook, "status", status);
+    char *body = cJSON_PrintUnformatted(hook);
+    cJSON_Delete(hook);
+    uint64_t seqs[2];
+    if (body == NULL || wh_submit("poa-verification-status", id, body, mode, seqs) != 0) {
+        free(body);
+        reply_sim_error(r, 500, "out of memory");
+        return;
+    }
+    free(body);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "externalUserId", id);
+    cJSON_AddStringToObject(o, "status", status);
+    reply_submitted(r, o, mode, seqs);
+}
+
+static cJSON *faults_json(const faults *f)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "latency_ms", (double)f->latency_ms);
+    cJSON_AddNumberToObject(o, "fail_rate", f->fail_rate);
+    cJSON_AddStringToObject(o, "fail_with", fail_names[f->fail_with]);
+    cJSON_AddNumberToObject(o, "retry_after", (double)f->retry_after);
+    cJSON_AddBoolToObject(o, "unauthorized", f->unauthorized);
+    cJSON_AddNumberToObject(o, "fail_next", (double)f->fail_next);
+    cJSON_AddStringToObject(o, "scope", scope_names[f->scope]);
+    return o;
+}
+
+static bool get_num(const cJSON *o, const char *name, double lo, double hi, double *v)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (it == NULL)
+        return true;
+    if (!cJSON_IsNumber(it) || it->valuedouble < lo || it->valuedouble > hi)
+        return false;
+    *v = it->valuedouble;
+    return true;
+}
+
+/* A POST replaces the whole fault set: what it leaves out returns to its default. */
+static void sim_faults(reply *r, const cJSON *in)
+{
+    static const char *const keys[] = {"latency_ms", "fail_rate", "fail_with", "retry_after",
+                                       "unauthorized", "fail_next", "scope", "seed", NULL};
+    char bad[200], with[16], scope[16];
+    faults f;
+    state_faults_default(&f);
+    double lat = (double)f.latency_ms, rate = 0, ra = 0, next = 0, seed = -1;
+    if (!only_keys(in, keys, bad, sizeof bad)) {
+        reply_sim_error(r, 400, bad);
+        return;
+    }
+    if (!get_num(in, "latency_ms", 0, 600000, &lat) || !get_num(in, "fail_rate", 0, 1, &rate) ||
+        !get_num(in, "retry_after", 0, 86400, &ra) || !get_num(in, "fail_next", 0, 1e9, &next) ||
+        !get_num(in, "seed", 0, 9007199254740991.0, &seed)) {
+        reply_sim_error(r, 400, "a number is out of range (latency_ms 0..600000, fail_rate 0..1, "
+                                       "retry_after 0..86400, fail_next >= 0, seed >= 0)");
+        return;
+    }
+    if (!get_str(in, "fail_with", with, sizeof with, NULL) || !get_str(in, "scope", scope, sizeof scope, NULL)) {
+        reply_sim_error(r, 400, "fail_with and scope are strings");
+        return;
+    }
+    if (with[0]) {
+        int k = -1;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(with, fail_names[i]) == 0)
+                k = i;
+        if (k < 0) {
+            reply_sim_error(r, 400, "fail_with is one of P500, P501, 503, 429");
+            return;
+        }
+        f.fail_with = (enum fail_kind)k;
+    }
+    if (scope[0]) {
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (strcmp(scope, scope_names[i]) == 0)
+                k = i;
+        if (k < 0) {
+            reply_sim_error(r, 400, "scope is one of all, status, create");
+            return;
+        }
+        f.scope = (enum scope)k;
+    }
+    const cJSON *un = cJSON_GetObjectItemCaseSensitive(in, "unauthorized");
+    if (un && !cJSON_IsBool(un)) {
+        reply_sim_error(r, 400, "unauthorized is true or false");
+        return;
+    }
+    f.unauthorized = un && cJSON_IsTrue(un);
+    f.latency_ms = (long)lat;
+    f.fail_rate = rate;
+    f.retry_after = (long)ra;
+    f.fail_next = (long)next;
+    pthread_mutex_lock(&sim_state.mu);
+    sim_state.f = f;
+    if (seed >= 0)
+        sim_state.rng = (uint64_t)seed;
+    pthread_mutex_unlock(&sim_state.mu);
+    reply_json(r, 200, faults_json(&f));
+}
+
+static void sim_reset(reply *r)
+{
+    state_reset();
+    wh_clear(true);
+    reply_text(r, 200, "application/json", "{\"reset\":true}");
+}
+
+static void sim_stats(reply *r, const struct mg_request_info *ri)
+{
+    char want[ID_MAX + 1] = "", all[8] = "";
+    const char *q = ri->query_string;
+    size_t ql = q ? strlen(q) : 0;
+    int wl = q ? mg_get_var(q, ql, "user", want, sizeof want) : -1;
+    if (q)
+        mg_get_var(q, ql, "users", all, sizeof all);
+    cJSON *o = cJSON_CreateObject();
+    pthread_mutex_lock(&sim_state.mu);
+    cJSON_AddNumberToObject(o, "api_calls", (double)sim_state.api_calls);
+    cJSON_AddNumberToObject(o, "status_calls", (double)sim_state.status_calls);
+    cJSON_AddNumberToObject(o, "create_calls", (double)sim_state.create_calls);
+    cJSON_AddNumberToObject(o, "page_calls", (double)sim_state.page_calls);
+    cJSON_AddNumberToObject(o, "in_flight", sim_state.inflight);
+    cJSON_AddNumberToObject(o, "max_concurrent", sim_state.max_inflight);
+    cJSON_AddNumberToObject(o, "max_concurrent_per_user", sim_state.max_inflight_user);
+    cJSON_AddNumberToObject(o, "users", (double)sim_state.nusers);
+    cJSON *errs = cJSON_AddObjectToObject(o, "errors_sent");
+    for (int i = 0; i < ERR_KEYS && sim_state.errs[i].code[0]; i++)
+        cJSON_AddNumberToObject(errs, sim_state.errs[i].code, (double)sim_state.errs[i].n);
+    if (wl >= 0) {
+        const user *u = state_find(want);
+        cJSON *by = cJSON_AddObjectToObject(o, "calls_by_user");
+        cJSON_AddNumberToObject(by, want, u ? (double)u->calls : 0);
+        cJSON_AddNumberToObject(o, "calls", u ? (double)u->calls : 0);
+        cJSON_AddItemToObject(o, "user", u ? user_json(u) : cJSON_CreateNull());
+    } else if (strcmp(all, "all") == 0) {
+        cJSON *by = cJSON_AddObjectToObject(o, "calls_by_user");
+        for (size_t i = 0; i < sim_state.nbuckets; i++)
+            for (const user *u = sim_state.buckets[i]; u; u = u->next)
+                if (u->calls > 0)
+                    cJSON_AddNumberToObject(by, u->id, (double)u->calls);
+    }
+    pthread_mutex_unlock(&sim_state.mu);
+    wh_stats_json(o);
+    reply_json(r, 200, o);
+}
+
+static void sim_webhooks(reply *r, const struct mg_request_info *ri)
+{
+    char want[ID_MAX + 1] = "";
+    const char *q = ri->query_string;
+    int wl = q ? mg_get_var(q, strlen(q), "user", want, sizeof want) : -1;
+    reply_json(r, 200, wh_deliveries_json(wl >= 0 ? want : NULL));
+}
+
+void control_handle(struct mg_connection *conn, const struct mg_request_info *ri, reply *r)
+{
+    char path[2048];
+    char *seg[5];
+    snprintf(path, sizeof path, "%s", ri->local_uri + strlen("/_sim/"));
+    int n = http_split_path(path, seg, 5);
+    bool get = strcmp(ri->request_method, "GET") == 0;
+    bool post = strcmp(ri->request_method, "POST") == 0;
+
+    if (n == 1 && get && strcmp(seg[0], "stats") == 0) {
+        sim_stats(r, ri);
+        return;
+    }
+    if (n == 1 && get && strcmp(seg[0], "webhooks") == 0) {
+        sim_webhooks(r, ri);
+        return;
+    }
+    if (n == 1 && get && strcmp(seg[0], "faults") == 0) {
+        pthread_mutex_lock(&sim_state.mu);
+        faults f = sim_state.f;
+        pthread_mutex_unlock(&sim_state.mu);
+        reply_json(r, 200, faults_json(&f));
+        return;
+    }
+    if (n == 2 && get && strcmp(seg[0], "users") == 0) {
+        pthread_mutex_lock(&sim_state.mu);
+        const user *u = strlen(seg[1]) <= ID_MAX ? state_find(seg[1]) : NULL;
+        cJSON *o = u ? user_json(u) : NULL;
+        pthread_mutex_unlock(&sim_state.mu);
+        if (o == NULL) {
+            reply_sim_error(r, 404, "no such user");
+            return;
+        }
+        reply_json(r, 200, o);
+        return;
+    }
+    if (!post) {
+        reply_sim_error(r, n < 1 ? 404 : 405, "not found, or not with this method");
+        return;
+    }
+    if (n == 1 && strcmp(seg[0], "reset") == 0) {
+        sim_reset(r);
+        return;
+    }
+
+    bool too_big;
+    char *body = http_read_body(conn, &too_big);
+    cJSON *in = body && body[0] ? cJSON_Parse(body) : cJSON_CreateObject();
+    free(body);
+    if (too_big) {
+        cJSON_Delete(in);
+        reply_sim_error(r, 413, "body too large");
+        return;
+    }
+    if (in == NULL || !cJSON_IsObject(in)) {
+        cJSON_Delete(in);
+        reply_sim_error(r, 400, "the body must be a JSON object");
+        return;
+    }
+    if (n == 1 && strcmp(seg[0], "users") == 0)
+        sim_users(r, in);
+    else if (n == 3 && strcmp(seg[0], "users") == 0 && strcmp(seg[2], "advance") == 0)
+        sim_advance(r, seg[1], in);
+    else if (n == 3 && strcmp(seg[0], "users") == 0 && strcmp(seg[2], "poa") == 0)
+        sim_poa(r, seg[1], in);
+    else if (n == 1 && strcmp(seg[0], "faults") == 0)
+        sim_faults(r, in);
+    else if (n == 1 && strcmp(seg[0], "flush") == 0) {
+        char order[16];
+        if (!get_str(in, "order", order, sizeof order, NULL) ||
+            !(order[0] == '\0' || strcmp(order, "fifo") == 0 || strcmp(order, "reverse") == 0)) {
+            reply_sim_error(r, 400, "order is fifo or reverse");
+        } else {
+            long k = wh_flush(strcmp(order, "reverse") == 0);
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "flushed", (double)k);
+            reply_json(r, 200, o);
+        }
+    } else
+        reply_sim_error(r, 404, "not found");
+    cJSON_Delete(in);
+}

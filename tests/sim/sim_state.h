@@ -1,0 +1,112 @@
+/* p100-sim's state: the users it knows (a hash table of records, ghosts
+ * included: an unknown id asked for only counts calls), the fault set the
+ * control API injects, the call counters and the seeded fault draws.
+ *
+ * Everything in sim_state is guarded by sim_state.mu: take it around any read
+ * or write, and never hold it while waiting (latency) or sending (webhooks).
+ * Functions marked "caller holds sim_state.mu" expect it taken.
+ *
+ * Must never: keep a secret, or talk to the network. */
+#ifndef P100_SIM_STATE_H
+#define P100_SIM_STATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ID_MAX 128          /* longest externalUserId kept (kycd's KYC_ID_MAX) */
+#define VALUE_MAX 64        /* longest status value */
+#define REASON_MAX 256      /* longest rejectionReason */
+
+typedef struct user {
+    struct user *next;
+    uint64_t hash;
+    char id[ID_MAX + 1];
+    bool exists;   /* false: a ghost, only call counters (status asked for an unknown id) */
+    bool has_kyc;  /* a verification exists */
+    char vstatus[VALUE_MAX + 1];
+    char astatus[VALUE_MAX + 1];
+    char reason[REASON_MAX + 1];
+    char vid[VALUE_MAX + 1];
+    long calls;         /* API calls naming this user */
+    long status_calls;
+    int inflight;       /* status calls in flight now */
+    int max_inflight;
+} user;
+
+enum fail_kind { FAIL_P500, FAIL_P501, FAIL_503, FAIL_429 };
+/* Names of fail_kind and scope values, as the control API spells them. */
+extern const char *const fail_names[];
+enum scope { SCOPE_ALL, SCOPE_STATUS, SCOPE_CREATE };
+extern const char *const scope_names[];
+
+typedef struct faults {
+    long latency_ms;
+    double fail_rate;
+    enum fail_kind fail_with;
+    long retry_after;  /* seconds; 0 leaves the header out */
+    bool unauthorized;
+    long fail_next;    /* the next N calls in scope fail, before fail_rate is drawn */
+    enum scope scope;
+} faults;
+
+#define ERR_KEYS 16
+typedef struct errcount {
+    char code[16];
+    long n;
+} errcount;
+
+typedef struct sim_state_t {
+    pthread_mutex_t mu; /* guards everything in this struct; never held while waiting */
+    user **buckets;
+    size_t nbuckets, nusers, nrecords;
+    uint64_t epoch;     /* bumped by reset: late decrements of an older epoch are ignored */
+    uint64_t rng;
+    faults f;
+    long api_calls, status_calls, create_calls, page_calls;
+    int inflight, max_inflight, max_inflight_user;
+    errcount errs[ERR_KEYS];
+} sim_state_t;
+
+extern sim_state_t sim_state;
+
+/* At start, before any request: the fault set's default latency (the
+ * --latency-ms option) and the fault draws' seed, which reset returns to. */
+void state_init(long default_latency_ms, uint64_t seed);
+
+/* At exit, once no request runs: frees every user. */
+void state_deinit(void);
+
+/* /_sim/reset: forgets every user, the faults (back to their default), the
+ * counters, and reseeds the fault draws. */
+void state_reset(void);
+
+/* The record of id, or NULL. Caller holds sim_state.mu. */
+user *state_find(const char *id);
+
+/* Find or add a record (added as a ghost). NULL: id empty or too long, or no
+ * memory. Caller holds sim_state.mu. */
+user *state_get(const char *id);
+
+/* Turns a ghost into a user (counted in nusers). Caller holds sim_state.mu. */
+void state_user_make_real(user *u);
+
+/* Overwrites the user's state (both statuses empty: no KYC); an empty vid
+ * keeps the user's verificationId or makes a new one. The strings may point
+ * into u itself. No webhook. Caller holds sim_state.mu. */
+void state_user_set(user *u, const char *vs, const char *as, const char *reason, const char *vid);
+
+/* The default fault set: no fault, the --latency-ms latency. */
+void state_faults_default(faults *f);
+
+/* A draw in [0, 1) from the seeded generator. Caller holds sim_state.mu. */
+double state_rng_unit(void);
+
+/* Counts one error answer under its code (errors_sent). Caller holds sim_state.mu. */
+void state_count_error(const char *code);
+
+/* A random (version 4) UUID, for verificationId. */
+void state_new_uuid(char out[37]);
+
+#endif
