@@ -16,8 +16,8 @@ cflags=(-std=c11 -D_GNU_SOURCE -DKYCD_VERSION='"fuzz"' -g -O1 -fsanitize=fuzzer,
         -fno-sanitize-recover=all -I"$top/src" -I/usr/include/postgresql)
 base=("$top"/src/base/*.c)
 declare -A srcs=(
-  [payload]="${base[*]} $top/src/core/payload.c $top/src/core/kyc.c $top/src/core/p100.c"
-  [request]="${base[*]} $top/src/app/handler.c $top/src/core/payload.c $top/src/core/kyc.c $top/src/core/p100.c $top/src/core/token.c $top/src/core/cidr.c"
+  [payload]="${base[*]} $top/src/core/payload.c $top/src/core/json.c $top/src/core/kyc.c $top/src/core/p100.c $top/src/core/token.c"
+  [request]="${base[*]} $top/src/app/handler.c $top/src/core/payload.c $top/src/core/json.c $top/src/core/kyc.c $top/src/core/p100.c $top/src/core/token.c $top/src/core/cidr.c"
   [config]="${base[*]} $top/src/io/config.c $top/src/core/token.c $top/src/core/cidr.c"
   [spool_record]="${base[*]} $top/src/io/spool.c"
 )
