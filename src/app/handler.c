@@ -49,6 +49,17 @@ static void refuse(http_response *r, handler_note *n, int status, const char *co
     snprintf(n->error, sizeof n->error, "%s", detail ? detail : code);
 }
 
+/* 413, whether the declared length or the bytes read went past the limit;
+ * the rest of the body is not read, so the connection closes. */
+static void refuse_too_large(const handler_ctx *h, http_response *r, handler_note *n,
+                             const char *rid)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "body larger than %lld bytes", (long long)h->max_body);
+    refuse(r, n, 413, "payload_too_large", msg, rid);
+    r->close = 1;
+}
+
 static int is_json(const char *ct)
 {
     if (ct == NULL)
@@ -140,10 +151,7 @@ static void serve_webhook(const handler_ctx *h, const struct route *route,
         return;
     }
     if (req->content_length > h->max_body) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "body larger than %lld bytes", (long long)h->max_body);
-        refuse(resp, note, 413, "payload_too_large", msg, rid);
-        resp->close = 1;
+        refuse_too_large(h, resp, note, rid);
         return;
     }
 
@@ -160,10 +168,7 @@ static void serve_webhook(const handler_ctx *h, const struct route *route,
         goto out;
     }
     if (len > (size_t)h->max_body) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "body larger than %lld bytes", (long long)h->max_body);
-        refuse(resp, note, 413, "payload_too_large", msg, rid);
-        resp->close = 1;
+        refuse_too_large(h, resp, note, rid);
         goto out;
     }
     if (req->content_length >= 0 && (long long)len != req->content_length) {
@@ -180,16 +185,11 @@ static void serve_webhook(const handler_ctx *h, const struct route *route,
     memset(&d, 0, sizeof d);
     kerr err;
     kerr_clear(&err);
-    if (payload_parse(route->kind, body, len, &d, &err) != 0) {
+    if (payload_parse_delivery(route->kind, body, len, req->remote_addr, rid, &d, &err) != 0) {
         refuse(resp, note, 400, "invalid_payload", err.msg, rid);
         goto out;
     }
     snprintf(note->external_user_id, sizeof note->external_user_id, "%s", d.external_user_id);
-    d.body = body;
-    d.body_len = len;
-    token_sha256_hex(body, len, d.body_sha256);
-    snprintf(d.remote_addr, sizeof d.remote_addr, "%s", req->remote_addr ? req->remote_addr : "");
-    snprintf(d.request_id, sizeof d.request_id, "%s", rid ? rid : "");
 
     db_ingest_result res;
     memset(&res, 0, sizeof res);

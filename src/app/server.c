@@ -224,12 +224,11 @@ int server_start(server **out, const server_opts *o, kerr *err)
     if (s == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
     s->opts = *o;
+    if (clock_cond_init(&s->idle) != 0) {
+        free(s);
+        return kerr_set(err, KERR_NOMEM, "cannot create a condition variable");
+    }
     pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->idle, &ca);
-    pthread_condattr_destroy(&ca);
 
     char ports[300], threads[16], req_to[24], ka_to[24];
     port_spec(ports, sizeof ports, o->listen, o->http_listen);

@@ -13,9 +13,9 @@
 #include <netinet/in.h>
 #include <string.h>
 
-static const unsigned char v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+#include "base/strlist.h"
 
-static int is_space(char c) { return c == ' ' || c == '\t'; }
+static const unsigned char v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* Parse a textual address into family 4 or 6 and 16 bytes (IPv4 in the
  * first 4). Mapped IPv6 addresses become IPv4. Returns 0 when unparsable. */
@@ -128,32 +128,21 @@ int cidr_list_parse(cidr_list *out, const char *csv, kerr *err)
 {
     cidr_list list;
     list.count = 0;
-    int items = 0;  /* non-blank text seen, to catch "," alone */
-    const char *p = csv ? csv : "";
-    for (;;) {
-        size_t n = strcspn(p, ",");
-        const char *s = p;
-        const char *e = p + n;
-        while (s < e && is_space(*s))
-            s++;
-        while (e > s && is_space(e[-1]))
-            e--;
-        if (e > s) {
-            if (list.count == CIDR_MAX)
-                return kerr_set(err, KERR_CONFIG, "more than %d allowed networks", CIDR_MAX);
-            int rc = parse_block(&list.blocks[list.count], s, (size_t)(e - s), err);
-            if (rc != 0)
-                return rc;
-            list.count++;
-        }
-        if (p[n] == '\0')
-            break;
-        items++;
-        p += n + 1;
+    strlist it;
+    strlist_init(&it, csv, ",", " \t");
+    const char *item;
+    size_t n;
+    while (strlist_next(&it, &item, &n)) {
+        if (list.count == CIDR_MAX)
+            return kerr_set(err, KERR_CONFIG, "more than %d allowed networks", CIDR_MAX);
+        int rc = parse_block(&list.blocks[list.count], item, n, err);
+        if (rc != 0)
+            return rc;
+        list.count++;
     }
     /* Only separators: an empty list would allow everyone, which is surely
      * not what a value like "," meant. */
-    if (list.count == 0 && items > 0)
+    if (list.count == 0 && it.separators > 0)
         return kerr_set(err, KERR_CONFIG, "allowed networks list has only empty items");
     *out = list;
     return 0;

@@ -1,8 +1,12 @@
-/* Names and parsing of the domain's enums. Pure. */
+/* Names and parsing of the domain's enums, the identifier rule, and the
+ * spool record of a delivery. Pure: must never do I/O or log. */
 #include "core/kyc.h"
 
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
+
+#include "base/bytes.h"
 
 const char *kyc_kind_name(enum kyc_kind k)
 {
@@ -72,6 +76,25 @@ int kyc_other_status_known(enum kyc_kind k, const char *s)
     return 0;
 }
 
+int kyc_id_check(const char *field, const char *s, unsigned flags, kerr *err)
+{
+    /* Bounded: a longer string is refused without being read to its end. */
+    size_t len = s ? strnlen(s, KYC_ID_MAX + 1) : 0;
+    if (len == 0)
+        return kerr_set(err, KERR_INVALID, "field '%s' is empty", field);
+    if (len > KYC_ID_MAX)
+        return kerr_set(err, KERR_INVALID, "field '%s' is longer than %d bytes", field,
+                        KYC_ID_MAX);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((flags & KYC_ID_ASCII) && (c < 0x20 || c > 0x7e))
+            return kerr_set(err, KERR_INVALID, "field '%s' must be printable ASCII", field);
+        if (c < 0x20 || c == 0x7f)
+            return kerr_set(err, KERR_INVALID, "field '%s' contains control characters", field);
+    }
+    return 0;
+}
+
 int kyc_status_empty(const kyc_status *s)
 {
     return s->verification[0] == '\0' && s->attempt[0] == '\0';
@@ -91,12 +114,24 @@ static int put(kbuf *out, const void *p, size_t n)
     return kbuf_append(out, p, n);
 }
 
-static int put_le(kbuf *out, unsigned long long v, int bytes)
+static int put_u8(kbuf *out, unsigned v)
+{
+    unsigned char b = (unsigned char)v;
+    return put(out, &b, 1);
+}
+
+static int put_le32(kbuf *out, uint32_t v)
+{
+    unsigned char b[4];
+    bytes_put_le32(b, v);
+    return put(out, b, sizeof b);
+}
+
+static int put_le64(kbuf *out, uint64_t v)
 {
     unsigned char b[8];
-    for (int i = 0; i < bytes; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-    return put(out, b, (size_t)bytes);
+    bytes_put_le64(b, v);
+    return put(out, b, sizeof b);
 }
 
 int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out)
@@ -106,14 +141,14 @@ int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out)
     if (d->body_len > 0xffffffffu || al > 255 || rl > 255)
         return KERR_TOOBIG;
     unsigned char al8 = (unsigned char)al, rl8 = (unsigned char)rl;
-    int rc = put_le(out, 1, 1);
-    if (rc == 0) rc = put_le(out, (unsigned)d->kind, 1);
-    if (rc == 0) rc = put_le(out, (unsigned long long)received_us, 8);
+    int rc = put_u8(out, 1);
+    if (rc == 0) rc = put_u8(out, (unsigned)d->kind);
+    if (rc == 0) rc = put_le64(out, (uint64_t)received_us);
     if (rc == 0) rc = put(out, &al8, 1);
     if (rc == 0) rc = put(out, d->remote_addr, al);
     if (rc == 0) rc = put(out, &rl8, 1);
     if (rc == 0) rc = put(out, d->request_id, rl);
-    if (rc == 0) rc = put_le(out, d->body_len, 4);
+    if (rc == 0) rc = put_le32(out, (uint32_t)d->body_len);
     if (rc == 0) rc = put(out, d->body, d->body_len);
     return rc;
 }
@@ -121,14 +156,12 @@ int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out)
 int kyc_delivery_decode(const void *buf, size_t len, kyc_delivery *d, kerr *err)
 {
     const unsigned char *p = buf, *end = p + len;
-    unsigned long long v = 0;
     if (len < 1 + 1 + 8 + 1 || p[0] != 1)
         return kerr_set(err, KERR_INVALID, "spool record: unknown version or too short");
     unsigned kind = p[1];
     if (kind >= KYC_KIND_COUNT)
         return kerr_set(err, KERR_INVALID, "spool record: unknown webhook kind %u", kind);
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[2 + i];
+    uint64_t v = bytes_get_le64(p + 2);
     p += 10;
     size_t al = *p++;
     if (al >= sizeof d->remote_addr || (size_t)(end - p) < al + 1)
@@ -140,7 +173,7 @@ int kyc_delivery_decode(const void *buf, size_t len, kyc_delivery *d, kerr *err)
         return kerr_set(err, KERR_INVALID, "spool record: bad request id field");
     const unsigned char *rid = p;
     p += rl;
-    size_t bl = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+    size_t bl = bytes_get_le32(p);
     p += 4;
     if ((size_t)(end - p) != bl)
         return kerr_set(err, KERR_INVALID, "spool record: body length mismatch");

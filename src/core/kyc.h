@@ -59,6 +59,17 @@ enum kyc_astatus kyc_astatus_parse(const char *s);
  * user: ACTIVE). */
 int kyc_other_status_known(enum kyc_kind k, const char *s);
 
+/* The one rule for an identifier we take from P100 or hand to it
+ * (externalUserId, verificationId), the C string s (NULL: empty):
+ * not empty, at most KYC_ID_MAX bytes, no control characters (below 0x20,
+ * or 0x7f); with KYC_ID_ASCII, printable ASCII only (what a create request
+ * sends; a webhook may carry any UTF-8). KERR_INVALID with a message that
+ * names `field` and never quotes the value:
+ *   "field '<field>' is empty", "... is longer than 128 bytes",
+ *   "... contains control characters", "... must be printable ASCII". */
+#define KYC_ID_ASCII 1u
+int kyc_id_check(const char *field, const char *s, unsigned flags, kerr *err) KYCD_MUST_CHECK;
+
 /* Both statuses empty: nothing known yet. */
 int kyc_status_empty(const kyc_status *s);
 /* Same verification, attempt and reason. */

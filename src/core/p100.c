@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/payload.h"
+#include "core/json.h"
 
 /* ---- classification */
 
@@ -135,7 +135,7 @@ static int text_ok(const char *s, int allow_newlines)
         if (*p < 0x20 && !(allow_newlines && (*p == '\t' || *p == '\n' || *p == '\r')))
             return 0;
     }
-    return payload_utf8_valid(s, strlen(s));
+    return json_utf8_valid(s, strlen(s));
 }
 
 static int blank(const char *s)
@@ -172,19 +172,12 @@ int p100_create_validate(const p100_create_req *r, kerr *err)
 #undef TERMINATED
 
     /* externalUserId: printable ASCII (the ids are UUIDs in every example;
-     * the id goes into URLs and logs). */
-    size_t n = strlen(r->external_user_id);
-    if (n == 0)
+     * the id goes into URLs and logs). "" is an absent field, as below. */
+    if (r->external_user_id[0] == '\0')
         return kerr_set(err, KERR_INVALID, "missing required field 'externalUserId'");
-    if (n > KYC_ID_MAX)
-        return kerr_set(err, KERR_INVALID, "field 'externalUserId' is longer than %d bytes",
-                        KYC_ID_MAX);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)r->external_user_id[i];
-        if (c < 0x20 || c > 0x7e)
-            return kerr_set(err, KERR_INVALID,
-                            "field 'externalUserId' must be printable ASCII");
-    }
+    int rc = kyc_id_check("externalUserId", r->external_user_id, KYC_ID_ASCII, err);
+    if (rc != 0)
+        return rc;
 
     if (r->document_type[0] == '\0')
         return kerr_set(err, KERR_INVALID, "missing required field 'documentType'");

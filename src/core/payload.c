@@ -1,5 +1,7 @@
-/* Webhook body parsing and validation: the only user of cJSON in the
- * service. Pure: never logs, never quotes the body in an error. */
+/* Webhook body parsing and validation, P100's answers, the create request's
+ * JSON: the only user of cJSON in the service (strict JSON and UTF-8
+ * checks are core/json.c). Pure: never logs, never quotes the body in an
+ * error. */
 #include "core/payload.h"
 
 #include <cjson/cJSON.h>
@@ -7,256 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAYLOAD_MAX_DEPTH 32
-
-int payload_utf8_valid(const char *buf, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)buf;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n;
-        unsigned int cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (len - i - 1 < n) /* truncated sequence */
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000))
-            return 0; /* overlong */
-        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
-/* A strict RFC 8259 validator, run before cJSON (which is lenient: it takes
- * raw control characters in strings, leading zeros, a BOM...). What passes
- * here is also accepted by PostgreSQL's jsonb, so a body that got past the
- * parser is never refused by the database. Messages never quote the body. */
-typedef struct jscan {
-    const unsigned char *p, *end;
-    int depth;
-    kerr *err;
-} jscan;
-
-static int js_fail(jscan *j, const char *msg)
-{
-    return kerr_set(j->err, KERR_INVALID, "malformed JSON: %s", msg);
-}
-
-static void js_ws(jscan *j)
-{
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-        j->p++;
-}
-
-static int js_hex4(jscan *j, unsigned *out)
-{
-    if (j->end - j->p < 4)
-        return js_fail(j, "short \\u escape");
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned char c = j->p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return js_fail(j, "bad \\u escape");
-    }
-    j->p += 4;
-    *out = v;
-    return 0;
-}
-
-static int js_string(jscan *j)
-{
-    j->p++; /* opening quote */
-    while (j->p < j->end) {
-        unsigned char c = *j->p;
-        if (c == '"') {
-            j->p++;
-            return 0;
-        }
-        if (c == '\0')
-            return kerr_set(j->err, KERR_INVALID, "body contains a NUL byte");
-        if (c < 0x20)
-            return js_fail(j, "control character inside a string");
-        if (c != '\\') {
-            j->p++;
-            continue;
-        }
-        if (++j->p >= j->end)
-            return js_fail(j, "unterminated string");
-        c = *j->p++;
-        if (c != '\0' && strchr("\"\\/bfnrt", c) != NULL)
-            continue;
-        if (c != 'u')
-            return js_fail(j, "bad escape in a string");
-        unsigned u;
-        if (js_hex4(j, &u) != 0)
-            return KERR_INVALID;
-        if (u == 0)
-            return kerr_set(j->err, KERR_INVALID, "body contains a \\u0000 escape");
-        if (u >= 0xDC00 && u <= 0xDFFF)
-            return js_fail(j, "lone low surrogate escape");
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            unsigned lo;
-            if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u')
-                return js_fail(j, "lone high surrogate escape");
-            j->p += 2;
-            if (js_hex4(j, &lo) != 0)
-                return KERR_INVALID;
-            if (lo < 0xDC00 || lo > 0xDFFF)
-                return js_fail(j, "lone high surrogate escape");
-        }
-    }
-    return js_fail(j, "unterminated string");
-}
-
-static int js_digits(jscan *j)
-{
-    const unsigned char *start = j->p;
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
-        j->p++;
-    return (int)(j->p - start);
-}
-
-static int js_number(jscan *j)
-{
-    if (*j->p == '-')
-        j->p++;
-    if (j->p < j->end && *j->p == '0')
-        j->p++;
-    else if (js_digits(j) == 0)
-        return js_fail(j, "bad number");
-    if (j->p < j->end && *j->p == '.') {
-        j->p++;
-        if (js_digits(j) == 0)
-            return js_fail(j, "bad number");
-    }
-    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-        j->p++;
-        if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
-            j->p++;
-        const unsigned char *exp = j->p;
-        int n = js_digits(j);
-        if (n == 0)
-            return js_fail(j, "bad number");
-        /* PostgreSQL's numeric cannot hold huge exponents: allow 4 digits. */
-        while (n > 1 && *exp == '0')
-            exp++, n--;
-        if (n > 4)
-            return js_fail(j, "number out of range");
-    }
-    return 0;
-}
-
-static int js_value(jscan *j);
-
-static int js_container(jscan *j, char close)
-{
-    if (++j->depth > PAYLOAD_MAX_DEPTH)
-        return kerr_set(j->err, KERR_INVALID, "JSON nested deeper than %d levels",
-                        PAYLOAD_MAX_DEPTH);
-    j->p++;
-    js_ws(j);
-    if (j->p < j->end && *j->p == (unsigned char)close) {
-        j->p++;
-        j->depth--;
-        return 0;
-    }
-    for (;;) {
-        if (close == '}') {
-            if (j->p >= j->end || *j->p != '"')
-                return js_fail(j, "expected a key");
-            if (js_string(j) != 0)
-                return KERR_INVALID;
-            js_ws(j);
-            if (j->p >= j->end || *j->p != ':')
-                return js_fail(j, "expected ':'");
-            j->p++;
-            js_ws(j);
-        }
-        if (js_value(j) != 0)
-            return KERR_INVALID;
-        js_ws(j);
-        if (j->p < j->end && *j->p == ',') {
-            j->p++;
-            js_ws(j);
-            continue;
-        }
-        if (j->p < j->end && *j->p == (unsigned char)close) {
-            j->p++;
-            j->depth--;
-            return 0;
-        }
-        return js_fail(j, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
-    }
-}
-
-static int js_literal(jscan *j, const char *word)
-{
-    size_t n = strlen(word);
-    if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0)
-        return js_fail(j, "unexpected character");
-    j->p += n;
-    return 0;
-}
-
-static int js_value(jscan *j)
-{
-    if (j->p >= j->end)
-        return js_fail(j, "unexpected end");
-    switch (*j->p) {
-    case '{': return js_container(j, '}');
-    case '[': return js_container(j, ']');
-    case '"': return js_string(j);
-    case 't': return js_literal(j, "true");
-    case 'f': return js_literal(j, "false");
-    case 'n': return js_literal(j, "null");
-    case '\0': return kerr_set(j->err, KERR_INVALID, "body contains a NUL byte");
-    default:
-        if (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))
-            return js_number(j);
-        return js_fail(j, "unexpected character");
-    }
-}
-
-static int json_validate(const char *body, size_t len, kerr *err)
-{
-    jscan j = {(const unsigned char *)body, (const unsigned char *)body + len, 0, err};
-    js_ws(&j);
-    if (js_value(&j) != 0)
-        return KERR_INVALID;
-    js_ws(&j);
-    if (j.p != j.end)
-        return *j.p == '\0' ? kerr_set(err, KERR_INVALID, "body contains a NUL byte")
-                            : kerr_set(err, KERR_INVALID, "trailing data after the JSON value");
-    return 0;
-}
+#include "core/json.h"
+#include "core/token.h"
 
 static int cmp_keys(const void *a, const void *b)
 {
@@ -302,28 +56,58 @@ static int has_control(const char *s)
     return 0;
 }
 
+/* The string field `name` into *val (borrowed from obj). Missing or null:
+ * an error when required, else *val = NULL. */
+static int find_string(const cJSON *obj, const char *name, int required, const char **val,
+                       kerr *err)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *val = NULL;
+    if (it == NULL || cJSON_IsNull(it)) {
+        if (required)
+            return kerr_set(err, KERR_INVALID, "missing required field '%s'", name);
+        return 0;
+    }
+    if (!cJSON_IsString(it) || it->valuestring == NULL)
+        return kerr_set(err, KERR_INVALID, "field '%s' must be a string", name);
+    *val = it->valuestring;
+    return 0;
+}
+
 /* Copy the string field `name` into dst (size cap+1). required: missing or
  * null is an error; otherwise it leaves dst "". */
 static int get_string(const cJSON *obj, const char *name, int required, char *dst, size_t cap,
                       kerr *err)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (it == NULL || cJSON_IsNull(it)) {
-        if (required)
-            return kerr_set(err, KERR_INVALID, "missing required field '%s'", name);
+    const char *v;
+    int rc = find_string(obj, name, required, &v, err);
+    if (rc != 0)
+        return rc;
+    if (v == NULL) {
         dst[0] = '\0';
         return 0;
     }
-    if (!cJSON_IsString(it) || it->valuestring == NULL)
-        return kerr_set(err, KERR_INVALID, "field '%s' must be a string", name);
-    size_t n = strlen(it->valuestring);
+    size_t n = strlen(v);
     if (required && n == 0)
         return kerr_set(err, KERR_INVALID, "field '%s' is empty", name);
     if (n > cap)
         return kerr_set(err, KERR_INVALID, "field '%s' is longer than %zu bytes", name, cap);
-    if (has_control(it->valuestring))
+    if (has_control(v))
         return kerr_set(err, KERR_INVALID, "field '%s' contains control characters", name);
-    memcpy(dst, it->valuestring, n + 1);
+    memcpy(dst, v, n + 1);
+    return 0;
+}
+
+/* externalUserId, checked by the rule every identifier follows. */
+static int get_user_id(const cJSON *obj, char dst[KYC_ID_MAX + 1], kerr *err)
+{
+    const char *v;
+    int rc = find_string(obj, "externalUserId", 1, &v, err);
+    if (rc != 0)
+        return rc;
+    if ((rc = kyc_id_check("externalUserId", v, 0, err)) != 0)
+        return rc;
+    memcpy(dst, v, strlen(v) + 1);
     return 0;
 }
 
@@ -347,7 +131,7 @@ int payload_parse(enum kyc_kind kind, const char *body, size_t len, kyc_delivery
         return kerr_set(err, KERR_INVALID, "unknown webhook kind");
     if (len == 0)
         return kerr_set(err, KERR_INVALID, "empty body");
-    if (!payload_utf8_valid(body, len))
+    if (!json_utf8_valid(body, len))
         return kerr_set(err, KERR_INVALID, "body is not valid UTF-8");
     if ((rc = json_validate(body, len, err)) != 0)
         return rc;
@@ -364,7 +148,7 @@ int payload_parse(enum kyc_kind kind, const char *body, size_t len, kyc_delivery
     }
     if ((rc = no_duplicate_keys(root, err)) != 0)
         goto out;
-    if ((rc = get_string(root, "externalUserId", 1, id, KYC_ID_MAX, err)) != 0)
+    if ((rc = get_user_id(root, id, err)) != 0)
         goto out;
 
     if (kind == KYC_KIND_KYC_STATUS) {
@@ -395,6 +179,23 @@ out:
     return rc;
 }
 
+int payload_parse_delivery(enum kyc_kind kind, const char *body, size_t len, const char *remote,
+                           const char *rid, kyc_delivery *d, kerr *err)
+{
+    /* Built in a copy: remote and rid may be d's own fields. */
+    kyc_delivery t = *d;
+    int rc = payload_parse(kind, body, len, &t, err);
+    if (rc != 0)
+        return rc;
+    t.body = body;
+    t.body_len = len;
+    token_sha256_hex(body, len, t.body_sha256);
+    snprintf(t.remote_addr, sizeof t.remote_addr, "%s", remote ? remote : "");
+    snprintf(t.request_id, sizeof t.request_id, "%s", rid ? rid : "");
+    *d = t;
+    return 0;
+}
+
 /* ---- P100's API answers and requests. Tolerant, unlike the webhooks:
  * unknown fields are ignored and null counts as absent. */
 
@@ -404,7 +205,7 @@ out:
 static void copy_for_log(char *dst, size_t cap, const char *src)
 {
     size_t n = strlen(src), o = 0;
-    int utf8 = payload_utf8_valid(src, n);
+    int utf8 = json_utf8_valid(src, n);
     for (size_t i = 0; i < n && o + 1 < cap;) {
         unsigned char c = (unsigned char)src[i];
         if (c < 0x80) {
@@ -486,7 +287,7 @@ static cJSON *parse_api_object(const char *body, size_t len, const char *what, k
         kerr_set(err, KERR_INVALID, "%s: empty body", what);
         return NULL;
     }
-    if (!payload_utf8_valid(body, len)) {
+    if (!json_utf8_valid(body, len)) {
         kerr_set(err, KERR_INVALID, "%s: body is not valid UTF-8", what);
         return NULL;
     }

@@ -7,6 +7,7 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "core/json.h"
 #include "core/kyc.h"
 #include "core/p100.h"
 
@@ -27,6 +28,15 @@
  * never quotes the body. */
 int payload_parse(enum kyc_kind kind, const char *body, size_t len, kyc_delivery *out,
                   kerr *err) KYCD_MUST_CHECK;
+
+/* A webhook delivery ready to store: payload_parse(kind, body, len), then
+ * d->body/body_len point at body (borrowed: it must outlive d),
+ * d->body_sha256 is its SHA-256, and remote_addr and request_id are copied
+ * from remote and rid (NULL: ""; they may point into d itself, as when a
+ * spool record is replayed). received_us is left alone. On error d is
+ * untouched and err says why, as payload_parse does. */
+int payload_parse_delivery(enum kyc_kind kind, const char *body, size_t len, const char *remote,
+                           const char *rid, kyc_delivery *d, kerr *err) KYCD_MUST_CHECK;
 
 /* --- P100's API answers and requests (tolerant: unknown fields ignored) --- */
 
@@ -50,7 +60,11 @@ int payload_parse_p100_created(const char *body, size_t len, char *verification_
  * fields are left out). Appends to out. */
 int payload_build_p100_create(const p100_create_req *req, kbuf *out, kerr *err) KYCD_MUST_CHECK;
 
-/* 1 if buf is well-formed UTF-8 (no overlongs, no surrogates). */
-int payload_utf8_valid(const char *buf, size_t len);
+/* Moved to core/json.h as json_utf8_valid. This forwarder stays only until
+ * io/db.c is switched over (at merge); new code calls json_utf8_valid. */
+static inline int payload_utf8_valid(const char *buf, size_t len)
+{
+    return json_utf8_valid(buf, len);
+}
 
 #endif

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/strlist.h"
+
 static const char hexdig[] = "0123456789abcdef";
 
 static int sha256(const void *data, size_t len, unsigned char md[32])
@@ -33,9 +35,6 @@ static void to_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* CR is trimmed too, so a token file with CRLF line endings works. */
-static int is_item_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
-
 /* The longest token that can still be presented as "Bearer <token>" within
  * TOKEN_MAX_LEN; a longer one could only ever match bare, so refuse it. */
 #define TOKEN_CONF_MAX_LEN (TOKEN_MAX_LEN - (sizeof "Bearer " - 1))
@@ -48,50 +47,42 @@ int token_set_parse(token_set *out, const char *list, kerr *err)
     memset(&set, 0, sizeof set);
     int rc = 0;
     int item = 0;  /* 1-based number of the non-empty item, for messages */
-    const char *p = list;
-    for (;;) {
-        size_t n = strcspn(p, ",\n");
-        const char *s = p;
-        const char *e = p + n;
-        while (s < e && is_item_space(*s))
-            s++;
-        while (e > s && is_item_space(e[-1]))
-            e--;
-        if (e > s) {
-            item++;
-            size_t len = (size_t)(e - s);
-            if (item > TOKEN_MAX) {
-                rc = kerr_set(err, KERR_CONFIG, "more than %d webhook tokens", TOKEN_MAX);
-                goto out;
-            }
-            for (const char *q = s; q < e; q++) {
-                unsigned char c = (unsigned char)*q;
-                if (c <= ' ' || c == 0x7f) {
-                    rc = kerr_set(err, KERR_CONFIG,
-                                  "webhook token %d contains a space or control character",
-                                  item);
-                    goto out;
-                }
-            }
-            if (len < TOKEN_MIN_LEN) {
-                rc = kerr_set(err, KERR_CONFIG, "webhook token %d is shorter than %d characters",
-                              item, TOKEN_MIN_LEN);
-                goto out;
-            }
-            if (len > TOKEN_CONF_MAX_LEN) {
-                rc = kerr_set(err, KERR_CONFIG, "webhook token %d is longer than %d characters",
-                              item, (int)TOKEN_CONF_MAX_LEN);
-                goto out;
-            }
-            if (sha256(s, len, set.digest[set.count]) != 0) {
-                rc = kerr_set(err, KERR_CONFIG, "sha-256 is not available from openssl");
-                goto out;
-            }
-            set.count++;
+    strlist it;
+    /* CR is trimmed too, so a token file with CRLF line endings works. */
+    strlist_init(&it, list, ",\n", " \t\r");
+    const char *s;
+    size_t len;
+    while (strlist_next(&it, &s, &len)) {
+        const char *e = s + len;
+        item++;
+        if (item > TOKEN_MAX) {
+            rc = kerr_set(err, KERR_CONFIG, "more than %d webhook tokens", TOKEN_MAX);
+            goto out;
         }
-        if (p[n] == '\0')
-            break;
-        p += n + 1;
+        for (const char *q = s; q < e; q++) {
+            unsigned char c = (unsigned char)*q;
+            if (c <= ' ' || c == 0x7f) {
+                rc = kerr_set(err, KERR_CONFIG,
+                              "webhook token %d contains a space or control character",
+                              item);
+                goto out;
+            }
+        }
+        if (len < TOKEN_MIN_LEN) {
+            rc = kerr_set(err, KERR_CONFIG, "webhook token %d is shorter than %d characters",
+                          item, TOKEN_MIN_LEN);
+            goto out;
+        }
+        if (len > TOKEN_CONF_MAX_LEN) {
+            rc = kerr_set(err, KERR_CONFIG, "webhook token %d is longer than %d characters",
+                          item, (int)TOKEN_CONF_MAX_LEN);
+            goto out;
+        }
+        if (sha256(s, len, set.digest[set.count]) != 0) {
+            rc = kerr_set(err, KERR_CONFIG, "sha-256 is not available from openssl");
+            goto out;
+        }
+        set.count++;
     }
     if (set.count == 0) {
         rc = kerr_set(err, KERR_CONFIG, "no webhook token configured");

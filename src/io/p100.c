@@ -344,19 +344,6 @@ void p100_client_free(p100_client *c)
 
 /* ---- one call */
 
-static int check_id(const char *id, const char *field, kerr *err)
-{
-    if (id == NULL || *id == '\0')
-        return kerr_set(err, KERR_INVALID, "%s is empty", field);
-    size_t n = strlen(id);
-    if (n > KYC_ID_MAX)
-        return kerr_set(err, KERR_INVALID, "%s is longer than %d bytes", field, KYC_ID_MAX);
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
-            return kerr_set(err, KERR_INVALID, "%s contains control characters", field);
-    return 0;
-}
-
 /* Append the percent-encoded `s` (RFC 3986 unreserved characters kept). */
 static int append_escaped(CURL *h, kbuf *b, const char *s)
 {
@@ -477,7 +464,7 @@ int p100_get_status(p100_client *c, const char *external_user_id, p100_result *r
     kbuf_init(&url);
     if (c == NULL || res == NULL || status == NULL)
         return kerr_set(err, KERR_INVALID, "p100 get status: missing argument");
-    if ((rc = check_id(external_user_id, "externalUserId", err)) != 0)
+    if ((rc = kyc_id_check("externalUserId", external_user_id, 0, err)) != 0)
         return rc;
     result_reset(res);
     if ((rc = status_url(c, external_user_id, &url)) != 0) {
@@ -565,8 +552,8 @@ int p100_redirect_url(const p100_opts *o, const char *external_user_id,
     if (o == NULL || out == NULL)
         return kerr_set(err, KERR_INVALID, "p100 redirect url: missing argument");
     if ((rc = check_base_url(o->base_url, &plain_http, err)) != 0 ||
-        (rc = check_id(external_user_id, "externalUserId", err)) != 0 ||
-        (rc = check_id(verification_id, "verificationId", err)) != 0)
+        (rc = kyc_id_check("externalUserId", external_user_id, 0, err)) != 0 ||
+        (rc = kyc_id_check("verificationId", verification_id, 0, err)) != 0)
         return rc;
     if ((rc = global_ready(err)) != 0)
         return rc;

@@ -61,6 +61,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/bytes.h"
+#include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/log.h"
 
@@ -113,26 +115,6 @@ struct spool {
 
 /* ---- helpers */
 
-static uint32_t get_le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void seg_name(char out[SEG_NAME_LEN + 1], uint64_t seq)
 {
     snprintf(out, SEG_NAME_LEN + 1, "seg-%016" PRIx64 ".log", seq);
@@ -143,18 +125,8 @@ static bool seg_parse(const char *name, uint64_t *seq)
     if (strlen(name) != SEG_NAME_LEN || memcmp(name, "seg-", 4) != 0 ||
         memcmp(name + 20, ".log", 4) != 0)
         return false;
-    uint64_t v = 0;
-    for (int i = 4; i < 20; i++) {
-        char c = name[i];
-        if (c >= '0' && c <= '9')
-            v = v << 4 | (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v = v << 4 | (uint64_t)(c - 'a' + 10);
-        else
-            return false;  /* upper case is not ours either */
-    }
-    *seq = v;
-    return true;
+    /* upper case is not ours either */
+    return bytes_hex_parse(name + 4, 16, seq);
 }
 
 /* "<dir>/<name>" for messages. */
@@ -258,12 +230,12 @@ int spool_record_decode(const unsigned char *buf, size_t len, const unsigned cha
         return KERR_INVALID;
     if (len < REC_HDR)
         return KERR_NOTFOUND;
-    uint32_t n = get_le32(buf + 4);
+    uint32_t n = bytes_get_le32(buf + 4);
     if (n > REC_MAX_PAYLOAD)
         return KERR_TOOBIG;
     if (len - REC_HDR < n)
         return KERR_NOTFOUND;
-    if (crc32c(0, buf + REC_HDR, n) != get_le32(buf + 8))
+    if (crc32c(0, buf + REC_HDR, n) != bytes_get_le32(buf + 8))
         return KERR_INVALID;
     if (payload)
         *payload = buf + REC_HDR;
@@ -291,7 +263,7 @@ static bool tail_is_corrupt(const unsigned char *map, size_t size, size_t x)
     const unsigned char *p = map + x;
     size_t rest = size - x;
     if (rest >= REC_HDR && memcmp(p, rec_magic, 4) == 0) {
-        uint32_t n = get_le32(p + 4);
+        uint32_t n = bytes_get_le32(p + 4);
         if (n <= REC_MAX_PAYLOAD && (size_t)n < rest - REC_HDR)
             return true;  /* a whole record with more data behind it */
     }
@@ -359,16 +331,7 @@ static int checkpoint_read(spool *s, bool *have, uint64_t *seq, int64_t *off, ke
     /* exactly: 16 hex digits, one space, 1..18 decimal digits, "\n" */
     uint64_t sq = 0;
     int64_t of = 0;
-    bool ok = n >= 19 && buf[16] == ' ';
-    for (int i = 0; ok && i < 16; i++) {
-        char c = buf[i];
-        if (c >= '0' && c <= '9')
-            sq = sq << 4 | (uint64_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            sq = sq << 4 | (uint64_t)(c - 'a' + 10);
-        else
-            ok = false;
-    }
+    bool ok = n >= 19 && buf[16] == ' ' && bytes_hex_parse(buf, 16, &sq);
     int i = 17;
     for (; ok && i < n && buf[i] >= '0' && buf[i] <= '9'; i++) {
         if (i - 17 >= 18)
@@ -792,8 +755,8 @@ int spool_append(spool *s, const void *payload, size_t len, kerr *err)
     if (rec == NULL)
         return kerr_set(err, KERR_NOMEM, "spool: out of memory");
     memcpy(rec, rec_magic, 4);
-    put_le32(rec + 4, (uint32_t)len);
-    put_le32(rec + 8, crc32c(0, payload, len));
+    bytes_put_le32(rec + 4, (uint32_t)len);
+    bytes_put_le32(rec + 8, crc32c(0, payload, len));
     if (len)
         memcpy(rec + REC_HDR, payload, len);
 
@@ -851,7 +814,7 @@ int spool_append(spool *s, const void *payload, size_t len, kerr *err)
     act->size += (int64_t)reclen;
     s->bytes += (int64_t)reclen;
     s->records++;
-    ages_push(s, wall_ms(), 1);
+    ages_push(s, clock_wall_ms(), 1);
 out:
     pthread_mutex_unlock(&s->mu);
     free(rec);
@@ -896,7 +859,7 @@ int spool_peek(spool *s, kbuf *out, spool_pos *pos, kerr *err)
                       sg->size - s->roff < REC_HDR ? "short record" : strerror(errno));
         goto out;
     }
-    uint32_t n = get_le32(hdr + 4);
+    uint32_t n = bytes_get_le32(hdr + 4);
     if (memcmp(hdr, rec_magic, 4) != 0 || n > REC_MAX_PAYLOAD ||
         (int64_t)n > sg->size - s->roff - REC_HDR) {
         rc = kerr_set(err, KERR_INVALID, "spool: corrupt record header in %s at offset %" PRId64,
@@ -971,7 +934,7 @@ void spool_stats_get(spool *s, spool_stats *out)
     out->room = s->max_bytes > 0 ? (s->max_bytes > s->bytes ? s->max_bytes - s->bytes : 0) : -1;
     out->oldest_age_ms = 0;
     if (s->records > 0 && s->ages_len > 0) {
-        int64_t age = wall_ms() - s->ages[s->ages_head].t_ms;
+        int64_t age = clock_wall_ms() - s->ages[s->ages_head].t_ms;
         out->oldest_age_ms = age > 0 ? age : 0;  /* the wall clock may step back */
     }
     pthread_mutex_unlock(&s->mu);

@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "core/json.h"
 #include "core/kyc.h"
 #include "core/p100.h"
 #include "core/payload.h"
@@ -460,7 +461,7 @@ static void test_payload_error(void **state)
     snprintf(utf + at, sizeof utf - at, "\"}");
     assert_int_equal(payload_parse_p100_error(utf, strlen(utf), c, n, m), 0);
     assert_int_equal(strlen(m), 254);
-    assert_true(payload_utf8_valid(m, strlen(m)));
+    assert_true(json_utf8_valid(m, strlen(m)));
     /* not JSON, or not an object: KERR_INVALID, fields "" */
     parse_error("<html>502 Bad Gateway</html>", KERR_INVALID, "", "", "");
     parse_error("[\"P412\"]", KERR_INVALID, "", "", "");

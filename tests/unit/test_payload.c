@@ -1,5 +1,5 @@
 /* Unit tests for core/payload: webhook bodies of every kind, accepted and
- * refused, and the UTF-8 validator. Every refusal is checked for the code,
+ * refused (the UTF-8 validator itself is tested in test_json.c). Every refusal is checked for the code,
  * a message that names the field (where there is one) and never quotes the
  * body, and an output struct left untouched. */
 #include "testlib.h"
@@ -740,57 +740,6 @@ static void test_err_may_be_null(void **state)
     assert_memory_equal(&d, &before, sizeof d);
 }
 
-/* ---- payload_utf8_valid */
-
-static void test_utf8_valid(void **state)
-{
-    static const char *good[] = {
-        "",
-        "plain ascii",
-        "\xc3\xa9",                         /* é */
-        "\xe2\x82\xac",                     /* € */
-        "\xf0\x9f\x98\x80",                 /* 😀 */
-        "caf\xc3\xa9 \xe2\x82\xac" "5 \xf0\x9f\x98\x80!",
-        "\xc2\x80",                         /* U+0080, smallest 2-byte */
-        "\xdf\xbf",                         /* U+07FF */
-        "\xe0\xa0\x80",                     /* U+0800, smallest 3-byte */
-        "\xed\x9f\xbf",                     /* U+D7FF, just below the surrogates */
-        "\xee\x80\x80",                     /* U+E000, just above */
-        "\xef\xbf\xbf",                     /* U+FFFF */
-        "\xf0\x90\x80\x80",                 /* U+10000, smallest 4-byte */
-        "\xf4\x8f\xbf\xbf",                 /* U+10FFFF, the largest */
-        "\x7f",
-    };
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-        if (!payload_utf8_valid(good[i], strlen(good[i])))
-            fail_msg("valid UTF-8 case %zu refused", i);
-    /* the length bounds the scan: a NUL is just a byte, valid */
-    assert_true(payload_utf8_valid("a\0b", 3));
-    /* a valid prefix of an invalid buffer */
-    assert_true(payload_utf8_valid("ab\xff", 2));
-}
-
-static void test_utf8_invalid(void **state)
-{
-    static const char *bad[] = {
-        "\x80", "\xbf", "a\x80" "b",        /* lone continuation bytes */
-        "\xc0\x80", "\xc0\xaf", "\xc1\xbf", /* overlong 2-byte */
-        "\xe0\x80\x80", "\xe0\x9f\xbf",     /* overlong 3-byte */
-        "\xf0\x80\x80\x80", "\xf0\x8f\xbf\xbf", /* overlong 4-byte */
-        "\xed\xa0\x80", "\xed\xbf\xbf", "\xed\xb0\x80", /* surrogates */
-        "\xc3", "\xe2\x82", "\xf0\x9f\x98", /* truncated at the end */
-        "\xc3" "a", "\xe2\x82" "a", "\xf0\x9f\x98" "a", /* truncated mid-text */
-        "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xf7\xbf\xbf\xbf", /* > U+10FFFF */
-        "\xf8\x88\x80\x80\x80", "\xfc\x84\x80\x80\x80\x80", "\xfe", "\xff",
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        if (payload_utf8_valid(bad[i], strlen(bad[i])))
-            fail_msg("invalid UTF-8 case %zu accepted", i);
-    /* a sequence cut by the length, even though more bytes follow in memory */
-    assert_false(payload_utf8_valid("\xe2\x82\xac", 2));
-    assert_false(payload_utf8_valid("\xf0\x9f\x98\x80", 3));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -824,8 +773,6 @@ int main(void)
         cmocka_unit_test(test_refuse_bom),
         cmocka_unit_test(test_refuse_unknown_kind),
         cmocka_unit_test(test_err_may_be_null),
-        cmocka_unit_test(test_utf8_valid),
-        cmocka_unit_test(test_utf8_invalid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
