@@ -60,11 +60,4 @@ int payload_parse_p100_created(const char *body, size_t len, char *verification_
  * fields are left out). Appends to out. */
 int payload_build_p100_create(const p100_create_req *req, kbuf *out, kerr *err) KYCD_MUST_CHECK;
 
-/* Moved to core/json.h as json_utf8_valid. This forwarder stays only until
- * io/db.c is switched over (at merge); new code calls json_utf8_valid. */
-static inline int payload_utf8_valid(const char *buf, size_t len)
-{
-    return json_utf8_valid(buf, len);
-}
-
 #endif

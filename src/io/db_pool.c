@@ -24,12 +24,11 @@ int db_pool_new(db_pool **out, const db_opts *o, int size, kerr *err)
     db_pool *p = calloc(1, sizeof *p);
     if (p == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
+    if (clock_cond_init(&p->cv) != 0) {
+        free(p);
+        return kerr_set(err, KERR_NOMEM, "cannot create a condition variable");
+    }
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
     p->slots = calloc((size_t)size, sizeof *p->slots);
     p->conninfo = strdup(o->conninfo ? o->conninfo : "");
     p->password = o->password ? strdup(o->password) : NULL;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/payload.h"
+#include "core/json.h"
 #include "io/db_internal.h"
 
 /* "Pending" is kyc.is_pending (sql/005_pending.sql), the same expression
@@ -102,7 +102,7 @@ static int check_body(const db_check *c, char **out, kerr *err)
     for (size_t i = 0; i < blen; i++)
         body[i] = c->body[i] ? c->body[i] : ' ';
     body[blen] = '\0';
-    if (!payload_utf8_valid(body, blen))
+    if (!json_utf8_valid(body, blen))
         snprintf(body, blen + 1, "(not UTF-8, %zu bytes)", c->body_len);
     *out = body;
     return 0;
