@@ -81,7 +81,7 @@ static void serve_health(const handler_ctx *h, const http_request *req, http_res
         snprintf(resp->body, sizeof resp->body, "{\"status\":\"up\"}");
         return;
     }
-    if (h->draining && *h->draining) {
+    if (h->draining && atomic_load(h->draining)) {
         refuse(resp, note, 503, "draining", "shutting down", req->request_id);
         return;
     }
@@ -124,7 +124,7 @@ static void serve_webhook(const handler_ctx *h, const struct route *route,
 
     /* Shutting down: in-flight requests finish, new ones go elsewhere or
      * come back later (P100 retries anything but 200). */
-    if (h->draining && *h->draining) {
+    if (h->draining && atomic_load(h->draining)) {
         refuse(resp, note, 503, "draining", "shutting down, retry later", rid);
         resp->retry_after = h->retry_after_s;
         resp->close = 1;

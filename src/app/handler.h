@@ -11,6 +11,7 @@
 #ifndef KYCD_APP_HANDLER_H
 #define KYCD_APP_HANDLER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,7 +75,10 @@ typedef struct handler_ctx {
     int64_t max_body;
     int retry_after_s;
     handler_store store;
-    volatile int *draining;     /* set during shutdown: /readyz answers 503 */
+    /* Set (non-zero) by the command at shutdown, read by every worker
+     * thread: an atomic, so the store is seen without a data race. While
+     * set, webhooks and /readyz answer 503. NULL: never draining. */
+    const atomic_int *draining;
 } handler_ctx;
 
 void handler_serve(const handler_ctx *h, const http_request *req, http_response *resp,

@@ -692,7 +692,7 @@ bad:
                     key, v);
 }
 
-int config_check_serve(const kycd_config *cfg, kerr *err)
+int config_check_serve(kycd_config *cfg, kerr *err)
 {
     int rc = 0;
     token_set tokens;
@@ -738,6 +738,8 @@ int config_check_serve(const kycd_config *cfg, kerr *err)
             err->code = rc;
         goto out;
     }
+    cfg->tokens = tokens;
+    cfg->allow = cidrs;
 out:
     explicit_bzero(&tokens, sizeof tokens);
     return rc;
@@ -912,6 +914,8 @@ void config_deinit(kycd_config *cfg)
     for (size_t i = 0; i < NKEYS; i++)
         if (is_str_type(table[i].type))
             str_replace(str_slot(cfg, &table[i]), NULL);
+    /* digests of the tokens: not secrets, but no reason to leave them */
+    explicit_bzero(&cfg->tokens, sizeof cfg->tokens);
     memset(cfg, 0, sizeof *cfg);
 }
 

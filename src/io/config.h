@@ -20,6 +20,8 @@
 #include <stdio.h>
 
 #include "base/err.h"
+#include "core/cidr.h"
+#include "core/token.h"
 
 typedef struct kycd_config {
     /* database */
@@ -66,6 +68,10 @@ typedef struct kycd_config {
     int64_t reconcile_max_failures; /* default 10 */
     int64_t reconcile_backoff_min_ms; /* default 10s */
     int64_t reconcile_backoff_max_ms; /* default 1h */
+    /* Typed values, filled by config_check_serve from webhook_tokens and
+     * allow_cidrs (the only place either string is parsed); zero before. */
+    token_set tokens;          /* digests only: a token is never kept in the clear here */
+    cidr_list allow;
 } kycd_config;
 
 /* Fill cfg with defaults, then the file (KYCD_CONFIG or --config), then
@@ -75,8 +81,12 @@ typedef struct kycd_config {
 int config_load(kycd_config *cfg, char **envp, int argc, char **argv, kerr *err) KYCD_MUST_CHECK;
 
 /* Checks that need several keys, for `kycd serve`: tokens present and
- * valid, certificate and key set, http_listen on loopback, etc. */
-int config_check_serve(const kycd_config *cfg, kerr *err) KYCD_MUST_CHECK;
+ * valid, certificate and key set, http_listen on loopback, etc. On success
+ * the parsed tokens and allowed networks are in cfg->tokens and cfg->allow,
+ * for the server to use as they are; on failure cfg is untouched.
+ * Tokens and CIDRs are validated here and not at load: the other commands
+ * (config, migrate, status...) must work with a token list serve refuses. */
+int config_check_serve(kycd_config *cfg, kerr *err) KYCD_MUST_CHECK;
 
 /* Print the effective configuration, one `key = value` per line, with
  * secrets shown as "(redacted)" (or "(unset)"), in table order. */

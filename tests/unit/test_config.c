@@ -559,7 +559,7 @@ static void serve_cfg(kycd_config *cfg, char *http_listen)
     load_ok(cfg, env, http_listen != NULL ? argv : NOARGS);
 }
 
-static void assert_serve_fails(const kycd_config *cfg, const char *want)
+static void assert_serve_fails(kycd_config *cfg, const char *want)
 {
     kerr err;
     kerr_clear(&err);
@@ -569,7 +569,7 @@ static void assert_serve_fails(const kycd_config *cfg, const char *want)
     assert_null(strstr(err.msg, SECRET_TOK));
 }
 
-static void assert_serve_ok(const kycd_config *cfg)
+static void assert_serve_ok(kycd_config *cfg)
 {
     kerr err;
     kerr_clear(&err);
@@ -685,6 +685,40 @@ static void test_serve_good(void **state)
     config_deinit(&cfg);
 }
 
+/* config_check_serve is where the tokens and CIDRs are parsed, once: the
+ * server uses cfg->tokens and cfg->allow as they are. */
+static void test_serve_typed_values(void **state)
+{
+    kycd_config cfg;
+    serve_cfg(&cfg, NULL);
+    assert_int_equal(cfg.tokens.count, 0);
+    assert_int_equal(cfg.allow.count, 0);
+    assert_serve_ok(&cfg);
+    assert_int_equal(cfg.tokens.count, 2);
+    assert_true(token_check(&cfg.tokens, "Bearer " SECRET_TOK));
+    assert_true(token_check(&cfg.tokens, SECRET_TOK2));
+    assert_false(token_check(&cfg.tokens, "Bearer " SHORT_TOK));
+    assert_int_equal(cfg.allow.count, 2);
+    assert_true(cidr_list_allows(&cfg.allow, "10.1.2.3"));
+    assert_true(cidr_list_allows(&cfg.allow, "2001:db8::7"));
+    assert_false(cidr_list_allows(&cfg.allow, "192.0.2.1"));
+    /* the digests only: no token text is kept in the typed value */
+    assert_null(memmem(&cfg.tokens, sizeof cfg.tokens, SECRET_TOK, strlen(SECRET_TOK)));
+    config_deinit(&cfg);
+    kycd_config zero;
+    memset(&zero, 0, sizeof zero);
+    assert_memory_equal(&cfg, &zero, sizeof cfg);
+    /* refused: cfg's typed values are left as they were */
+    load_ok(&cfg,
+            (char *[]){"KYCD_WEBHOOK_TOKENS=" SECRET_TOK, "KYCD_TLS_CERT=/c.pem",
+                       "KYCD_TLS_KEY=/k.pem", "KYCD_ALLOW_CIDRS=10.0.0.1/8", NULL},
+            NOARGS);
+    assert_serve_fails(&cfg, "allow_cidrs");
+    assert_int_equal(cfg.tokens.count, 0);
+    assert_int_equal(cfg.allow.count, 0);
+    config_deinit(&cfg);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, teardown_files)
 
 int main(void)
@@ -715,6 +749,7 @@ int main(void)
         T(test_serve_listen_forms),
         T(test_serve_tls_and_cidrs),
         T(test_serve_good),
+        T(test_serve_typed_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,7 +104,7 @@ static int mem_read(void *io, char *buf, size_t len)
 typedef struct fx {
     token_set tokens;
     cidr_list allow;
-    volatile int draining;
+    atomic_int draining;
     fake_store store;
     handler_ctx h;
     mem_reader rd;

@@ -1,0 +1,325 @@
+/* The admin commands (see admin.h). Must never: print a secret, record a
+ * verification P100 did not confirm, or leave the database half-written
+ * (every write is one idempotent call of the db module). */
+#include "cmd/admin.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "app/ingest.h"
+#include "app/server.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "cmd/common.h"
+#include "io/migrations.h"
+#include "io/tls.h"
+
+int admin_config(int argc, char **argv, const cmd_ctl *ctl)
+{
+    kycd_config cfg;
+    cmd_needs needs = {.db = CMD_DB_NONE};
+    int rc = cmd_begin(&cfg, argc, argv, &needs, NULL);
+    if (rc == 0)
+        config_print(&cfg, stdout);
+    config_deinit(&cfg);
+    return rc;
+}
+
+int admin_migrate(int argc, char **argv, const cmd_ctl *ctl)
+{
+    kycd_config cfg;
+    cmd_needs needs = {.db = CMD_DB_NONE}; /* the schema is what migrate makes ready */
+    int rc = cmd_begin(&cfg, argc, argv, &needs, NULL);
+    if (rc != 0)
+        return rc;
+    kerr err;
+    kerr_clear(&err);
+    db *d = NULL;
+    db_opts o = cmd_db_options(&cfg);
+    int applied = 0, version = 0;
+    if (db_connect(&d, &o, &err) != 0 || db_migrate(d, &applied, &err) != 0 ||
+        db_schema_version(d, &version, &err) != 0) {
+        cmd_report("migrate failed", &err);
+        rc = CMD_FAILED;
+    } else {
+        klog(KLOG_INFO, "migrate done", KLOG_INT("applied", applied), KLOG_INT("schema", version));
+    }
+    db_free(d);
+    config_deinit(&cfg);
+    return rc;
+}
+
+enum admin_created admin_create_outcome(const p100_result *res, const char *verification_id)
+{
+    if (res->cls != P100_OK)
+        return ADMIN_CREATED_REFUSED;
+    if (strcmp(res->error_code, "P212") == 0)
+        return ADMIN_CREATED_PENDING;
+    if (verification_id == NULL || verification_id[0] == '\0')
+        return ADMIN_CREATED_UNUSABLE;
+    return ADMIN_CREATED_NEW;
+}
+
+/* Copy create-kyc's flags into the request; CMD_USAGE when one is too long. */
+static int create_request(cmd_flag *f, int nf, p100_create_req *req)
+{
+    memset(req, 0, sizeof *req);
+    struct {
+        char *dst;
+        size_t cap;
+    } dst[] = {
+        {req->external_user_id, sizeof req->external_user_id},
+        {req->document_type, sizeof req->document_type},
+        {req->country, sizeof req->country},
+        {req->income_source, sizeof req->income_source},
+        {req->open_account_reason, sizeof req->open_account_reason},
+        {req->occupation, sizeof req->occupation},
+        {req->additional_info, sizeof req->additional_info},
+        {req->tax_id, sizeof req->tax_id},
+    };
+    for (int i = 0; i < nf; i++) {
+        if (f[i].value == NULL)
+            continue;
+        if (strlen(f[i].value) >= dst[i].cap) {
+            fprintf(stderr, "kycd: %s is too long (at most %zu characters)\n", f[i].name,
+                    dst[i].cap - 1);
+            return CMD_USAGE;
+        }
+        snprintf(dst[i].dst, dst[i].cap, "%s", f[i].value);
+    }
+    return 0;
+}
+
+int admin_create_kyc(int argc, char **argv, const cmd_ctl *ctl)
+{
+    /* in the order of p100_create_req's fields (create_request) */
+    cmd_flag f[] = {
+        {"--external-user-id", 1, NULL},    {"--document-type", 1, NULL},
+        {"--country", 1, NULL},             {"--income-source", 1, NULL},
+        {"--open-account-reason", 1, NULL}, {"--occupation", 1, NULL},
+        {"--additional-info", 1, NULL},     {"--tax-id", 1, NULL},
+    };
+    int nf = (int)(sizeof f / sizeof f[0]);
+    p100_create_req req;
+    if (cmd_take_flags(&argc, argv, f, nf, NULL) != 0 || create_request(f, nf, &req) != 0)
+        return CMD_USAGE;
+    kerr err;
+    kerr_clear(&err);
+    if (p100_create_validate(&req, &err) != 0) {
+        fprintf(stderr, "kycd: %s\n", err.msg);
+        return CMD_USAGE;
+    }
+    kycd_config cfg;
+    db *d = NULL;
+    /* The database first: a verification created at P100 must be recorded. */
+    cmd_needs needs = {.api_key_for = "kycd create-kyc", .db = CMD_DB_READY};
+    int rc = cmd_begin(&cfg, argc, argv, &needs, &d);
+    if (rc != 0)
+        return rc;
+    p100_client *client = NULL;
+    p100_result res;
+    p100_result_init(&res);
+    kbuf url;
+    kbuf_init(&url);
+    char vid[128] = "";
+    p100_opts po = cmd_p100_options(&cfg);
+    rc = CMD_FAILED;
+    if (p100_client_new(&client, &po, &err) != 0 ||
+        p100_create_kyc(client, &req, &res, vid, sizeof vid, &err) != 0) {
+        cmd_report("create-kyc failed", &err);
+        goto out;
+    }
+    enum admin_created outcome = admin_create_outcome(&res, vid);
+    switch (outcome) {
+    case ADMIN_CREATED_REFUSED:
+        cmd_print_p100_error(&res);
+        goto out;
+    case ADMIN_CREATED_UNUSABLE:
+        fprintf(stderr,
+                "kycd: P100 answered HTTP %ld%s%s without a verificationId and without P212 "
+                "(already pending): kycd cannot use this answer; nothing was recorded\n"
+                "      `kycd status %s --live` shows what P100 now holds for the user\n",
+                res.http_status, res.error_code[0] ? " " : "", res.error_code,
+                req.external_user_id);
+        goto out;
+    case ADMIN_CREATED_PENDING:
+    case ADMIN_CREATED_NEW:
+        break;
+    }
+    int pending = outcome == ADMIN_CREATED_PENDING;
+    if (db_record_created(d, req.external_user_id, pending ? NULL : vid, pending,
+                          cfg.pending_after_ms, &err) != 0) {
+        cmd_report("P100 created the verification but recording it failed; the reconciler will "
+                   "not know of it until you run create-kyc again",
+                   &err);
+        goto out;
+    }
+    if (pending) {
+        printf("a verification is already pending at P100 for %s (202 P212); recorded as pending, "
+               "the reconciler will follow it\n",
+               req.external_user_id);
+        rc = CMD_OK;
+        goto out;
+    }
+    if (p100_redirect_url(&po, req.external_user_id, vid, &url, &err) != 0) {
+        cmd_report("cannot build the redirect URL", &err);
+        goto out;
+    }
+    printf("verificationId %s\nredirect the user to:\n%s\n", vid, kbuf_str(&url));
+    rc = CMD_OK;
+out:
+    kbuf_deinit(&url);
+    p100_result_deinit(&res);
+    p100_client_free(client);
+    db_free(d);
+    config_deinit(&cfg);
+    return rc;
+}
+
+/* `status --live`: P100's current answer under the stored report. */
+static int status_live(const kycd_config *cfg, const char *user)
+{
+    kerr err;
+    kerr_clear(&err);
+    int rc = CMD_OK;
+    p100_opts po = cmd_p100_options(cfg);
+    p100_client *client = NULL;
+    p100_result res;
+    p100_result_init(&res);
+    kyc_status st;
+    memset(&st, 0, sizeof st);
+    if (p100_client_new(&client, &po, &err) != 0 ||
+        p100_get_status(client, user, &res, &st, &err) != 0) {
+        cmd_report("live status failed", &err);
+        rc = CMD_FAILED;
+    } else if (res.cls == P100_OK) {
+        printf("\nP100 now says (%.0f ms): verificationStatus=%s attemptStatus=%s "
+               "rejectionReason=%s\n",
+               res.latency_ms, st.verification[0] ? st.verification : "-",
+               st.attempt[0] ? st.attempt : "-", st.reason[0] ? st.reason : "-");
+    } else {
+        cmd_print_p100_error(&res);
+        rc = CMD_FAILED;
+    }
+    p100_result_deinit(&res);
+    p100_client_free(client);
+    return rc;
+}
+
+int admin_status(int argc, char **argv, const cmd_ctl *ctl)
+{
+    cmd_flag f[] = {{"--live", 0, NULL}};
+    const char *user = NULL;
+    if (cmd_take_flags(&argc, argv, f, 1, &user) != 0)
+        return CMD_USAGE;
+    if (user == NULL) {
+        fprintf(stderr, "usage: kycd status EXTERNAL_USER_ID [--live]\n");
+        return CMD_USAGE;
+    }
+    kycd_config cfg;
+    db *d = NULL;
+    /* Any schema: the report reads what is there. The API key is checked
+     * after the stored report is printed, so that it is printed anyway. */
+    cmd_needs needs = {.db = CMD_DB_ANY};
+    int rc = cmd_begin(&cfg, argc, argv, &needs, &d);
+    if (rc != 0)
+        return rc;
+    kerr err;
+    kerr_clear(&err);
+    kbuf out;
+    kbuf_init(&out);
+    int found = db_user_report(d, user, &out, &err);
+    if (found == 0) {
+        fputs(kbuf_str(&out), stdout);
+    } else if (found == KERR_NOTFOUND) {
+        printf("user %s: not known to kycd\n", user);
+    } else {
+        cmd_report("status failed", &err);
+        rc = CMD_FAILED;
+        goto out;
+    }
+    rc = found == 0 ? CMD_OK : CMD_UNKNOWN;
+    if (f[0].value) {
+        if (cmd_need_api_key(&cfg, "kycd status --live") != 0) {
+            rc = CMD_USAGE;
+            goto out;
+        }
+        int live = status_live(&cfg, user);
+        if (live != CMD_OK)
+            rc = live;
+    }
+out:
+    kbuf_deinit(&out);
+    db_free(d);
+    config_deinit(&cfg);
+    return rc;
+}
+
+int admin_spool(int argc, char **argv, const cmd_ctl *ctl)
+{
+    const char *what = NULL;
+    cmd_flag none[1];
+    if (cmd_take_flags(&argc, argv, none, 0, &what) != 0)
+        return CMD_USAGE;
+    if (what == NULL || (strcmp(what, "status") != 0 && strcmp(what, "drain") != 0)) {
+        fprintf(stderr, "usage: kycd spool status|drain\n");
+        return CMD_USAGE;
+    }
+    kycd_config cfg;
+    cmd_needs needs = {.db = CMD_DB_NONE}; /* drain connects through the ingest */
+    int rc = cmd_begin(&cfg, argc, argv, &needs, NULL);
+    if (rc != 0)
+        return rc;
+    kerr err;
+    kerr_clear(&err);
+    spool *sp = NULL;
+    ingest *in = NULL;
+    rc = CMD_FAILED;
+    if (cfg.spool_dir == NULL || *cfg.spool_dir == '\0') {
+        fprintf(stderr, "kycd: no spool configured (KYCD_SPOOL_DIR)\n");
+        rc = CMD_USAGE;
+        goto out;
+    }
+    if (cmd_open_spool(&cfg, &sp, &err) != 0) {
+        /* A running kycd holds the spool's lock: it drains by itself. */
+        fprintf(stderr, "kycd: %s\n", err.msg);
+        if (err.code == KERR_STATE)
+            fprintf(stderr, "      a running kycd owns this spool and drains it; its /readyz "
+                            "shows the depth\n");
+        goto out;
+    }
+    spool_stats st;
+    spool_stats_get(sp, &st);
+    printf("spool %s: %lld records, %lld bytes in %d segments, oldest %.1f s old\n",
+           cfg.spool_dir, (long long)st.records, (long long)st.bytes, st.segments,
+           (double)st.oldest_age_ms / 1000.0);
+    if (strcmp(what, "status") == 0) {
+        rc = CMD_OK;
+        goto out;
+    }
+    ingest_opts io = cmd_ingest_options(&cfg, sp, 1, 0);
+    long long n = 0;
+    if (ingest_new(&in, &io, &err) != 0 || ingest_drain(in, &n, &err) != 0) {
+        fprintf(stderr, "kycd: drain stopped after %lld records: %s\n", n, err.msg);
+        goto out;
+    }
+    spool_stats_get(sp, &st);
+    printf("replayed %lld records into the database; %lld left\n", n, (long long)st.records);
+    rc = st.records == 0 ? CMD_OK : CMD_FAILED;
+out:
+    ingest_free(in);
+    spool_close(sp);
+    config_deinit(&cfg);
+    return rc;
+}
+
+int admin_version(int argc, char **argv, const cmd_ctl *ctl)
+{
+    /* The newest migration compiled in. The db module computes the same for
+     * its schema check; the merge with its branch switches this to its
+     * function. */
+    int latest = kycd_migrations_count ? kycd_migrations[kycd_migrations_count - 1].version : 0;
+    printf("kycd %s (schema %d, civetweb %s, %s)\n", KYCD_VERSION, latest,
+           server_library_version(), tls_library_version());
+    return CMD_OK;
+}

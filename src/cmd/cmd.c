@@ -1,0 +1,72 @@
+/* The command table (see cmd.h). Must never: hold command logic; a row
+ * points at its command's file (serve.c, reconcile.c, admin.c). */
+#include "cmd/cmd.h"
+
+#include <string.h>
+
+#include "cmd/admin.h"
+#include "cmd/reconcile.h"
+#include "cmd/serve.h"
+
+static int cmd_help(int argc, char **argv, const cmd_ctl *ctl)
+{
+    cmd_print_usage(stdout);
+    return CMD_OK;
+}
+
+static const cmd_entry table[] = {
+    {"serve", cmd_serve, "  serve     run the HTTPS webhook receiver\n", 1},
+    {"migrate", admin_migrate,
+     "  migrate   apply the database migrations (safe to run from several hosts)\n", 0},
+    {"config", admin_config, "  config    print the effective configuration, secrets redacted\n",
+     0},
+    {"reconcile", cmd_reconcile,
+     "  reconcile --once\n"
+     "            check every due user with P100 once, then exit (for cron)\n",
+     0},
+    {"create-kyc", admin_create_kyc,
+     "  create-kyc --external-user-id ID --document-type T --country CC\n"
+     "             --income-source S --open-account-reason R [--occupation O]\n"
+     "             [--additional-info TEXT] [--tax-id ID]\n"
+     "            create a KYC verification at P100, record it, print the redirect URL\n",
+     0},
+    {"spool", admin_spool,
+     "  spool status|drain\n"
+     "            show the local spool, or replay it into the database (kycd stopped)\n",
+     0},
+    {"status", admin_status,
+     "  status EXTERNAL_USER_ID [--live]\n"
+     "            print the stored state and history (--live: ask P100 too)\n",
+     0},
+    {"version", admin_version, "  version   print versions\n", 0},
+    /* aliases */
+    {"--version", admin_version, NULL, 0},
+    {"help", cmd_help, NULL, 0},
+    {"--help", cmd_help, NULL, 0},
+    {"-h", cmd_help, NULL, 0},
+};
+
+const cmd_entry *cmd_find(const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(table[i].name, name) == 0)
+            return &table[i];
+    return NULL;
+}
+
+void cmd_print_usage(FILE *out)
+{
+    fputs("usage: kycd COMMAND [--config FILE] [--KEY VALUE ...]\n"
+          "\n"
+          "commands:\n",
+          out);
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (table[i].usage != NULL)
+            fputs(table[i].usage, out);
+    fputs("\n"
+          "Configuration comes from the file, then KYCD_* environment variables, then\n"
+          "flags; see README.md for every key. Secrets are never accepted as flags.\n",
+          out);
+}

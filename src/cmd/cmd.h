@@ -1,0 +1,52 @@
+/* The command table: every `kycd COMMAND` is one row {name, handler, usage},
+ * looked up by name (src/main.c dispatches through it) and printed, in table
+ * order, as the usage text. Adding a command is adding a row here.
+ *
+ * Signals are main's (STYLE rule 10): a command that runs until stopped
+ * (serve) is flagged `signals` and gets a cmd_ctl from main, through which it
+ * waits for the stop signal and runs its drain under main's bound. Other
+ * commands get ctl NULL and keep the default signal dispositions (SIGTERM
+ * ends `kycd migrate` as it always did). */
+#ifndef KYCD_CMD_CMD_H
+#define KYCD_CMD_CMD_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes shared by every command (README, "Commands"). */
+enum {
+    CMD_OK = 0,
+    CMD_FAILED = 1,  /* a runtime failure: database, P100, spool, network */
+    CMD_USAGE = 2,   /* bad usage or configuration: nothing was attempted */
+    CMD_UNKNOWN = 3, /* `status` of a user kycd does not know */
+};
+
+typedef struct cmd_ctl cmd_ctl;
+struct cmd_ctl {
+    /* Blocks until the first SIGTERM or SIGINT; returns "TERM" or "INT". */
+    const char *(*wait_stop)(const cmd_ctl *ctl);
+    /* Runs stop(arg) on a thread of main's and returns once stop has
+     * returned. If a second SIGTERM/SIGINT arrives first ("stop now"), or
+     * limit_ms pass, it does not return: the process exits 1 at once, after
+     * a log line saying which. */
+    void (*run_bounded)(const cmd_ctl *ctl, void (*stop)(void *arg), void *arg, int64_t limit_ms);
+    void *impl; /* main's */
+};
+
+/* argv holds the arguments after the command name. */
+typedef int (*cmd_fn)(int argc, char **argv, const cmd_ctl *ctl);
+
+typedef struct cmd_entry {
+    const char *name;
+    cmd_fn run;
+    const char *usage;  /* its lines of the usage text; NULL: an alias, not listed */
+    int signals;        /* 1: main blocks SIGTERM/SIGINT first and passes a cmd_ctl */
+} cmd_entry;
+
+/* The row named `name`, or NULL. */
+const cmd_entry *cmd_find(const char *name);
+
+/* The whole usage text: synopsis, every listed command, the config note. */
+void cmd_print_usage(FILE *out);
+
+#endif

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# End-to-end: two-stage shutdown. The first SIGTERM drains (new requests get
+# 503, in-flight ones may finish within shutdown_timeout); a second SIGTERM
+# (or SIGINT) during the drain stops kycd at once, exit code 1, with a log
+# line saying so. Without a second signal the drain stays bounded by
+# shutdown_timeout (test_linger, test_lifecycle check the graceful path).
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+command -v python3 >/dev/null || e2e_abort "python3 is needed (deploy/packages.sh lists it)"
+e2e_certs
+e2e_fresh_db
+e2e_migrate
+
+# stall_request: a webhook whose body never ends, so the drain waits for it.
+stall_request() {
+  python3 - "$E2E_PORT" "$E2E_CA" "$E2E_KYC_PATH" "$E2E_TOKEN" <<'PY' &
+import socket, ssl, sys, time
+port, ca, path, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+s = ssl.create_default_context(cafile=ca).wrap_socket(
+    socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+s.sendall(("POST %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n"
+           "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":" % (path, token)).encode())
+time.sleep(120)
+PY
+  STALLER=$!
+  e2e_track_pid "$STALLER"
+}
+
+# second_signal SIG: start kycd (60 s grace), stall a request, TERM, then SIG.
+second_signal() {
+  local sig=$1 rc=0 t0 t1
+  e2e_section "a second SIG$sig during the drain stops kycd now"
+  e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=60s KYCD_REQUEST_TIMEOUT=60s
+  stall_request
+  e2e_wait_cmd 10 bash -c "ss -Htn state established '( sport = :$E2E_PORT )' | grep -q ." ||
+    fail "the stalled request did not connect"
+  kill -TERM "$E2E_KYCD_PID"
+  e2e_wait_cmd 10 grep -q 'msg="shutting down"' "$E2E_KYCD_LOG" || fail "kycd did not log shutting down"
+  # the drain holds: kycd is still there a moment later, answering 503
+  sleep 1
+  if kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
+    pass "after the first SIGTERM kycd drains (still running, the request in flight)"
+  else
+    fail "kycd exited on the first SIGTERM with a request in flight"
+  fi
+  assert_eq 503 "$(get /readyz)" "/readyz answers 503 while draining"
+  t0=$(e2e_ms)
+  kill "-$sig" "$E2E_KYCD_PID"
+  for _ in $(seq 1 100); do kill -0 "$E2E_KYCD_PID" 2>/dev/null || break; sleep 0.1; done
+  t1=$(e2e_ms)
+  if kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
+    fail "kycd still running 10 s after the second signal (killed)"
+    kill -KILL "$E2E_KYCD_PID" 2>/dev/null || true
+  fi
+  wait "$E2E_KYCD_PID" 2>/dev/null || rc=$?
+  E2E_KYCD_PID=
+  assert_eq 1 "$rc" "kycd exits 1 after the second signal"
+  if [ $((t1 - t0)) -lt 5000 ]; then
+    pass "kycd stopped $((t1 - t0)) ms after the second signal (grace was 60 s)"
+  else
+    fail "kycd took $((t1 - t0)) ms to stop after the second signal"
+  fi
+  assert_contains "$(grep 'stopping now' "$E2E_KYCD_LOG")" "signal=$sig" \
+    "kycd logs the 'stopping now' line naming SIG$sig"
+  assert_not_contains "$(cat "$E2E_KYCD_LOG")" "msg=stopped" "no 'stopped' line: the drain did not finish"
+  kill -TERM "$STALLER" 2>/dev/null || true
+  wait "$STALLER" 2>/dev/null || true
+}
+
+second_signal TERM
+second_signal INT
