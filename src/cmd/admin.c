@@ -11,7 +11,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "cmd/common.h"
-#include "io/migrations.h"
+#include "io/migrate.h"
 #include "io/tls.h"
 
 int admin_config(int argc, char **argv, const cmd_ctl *ctl)
@@ -315,10 +315,7 @@ out:
 
 int admin_version(int argc, char **argv, const cmd_ctl *ctl)
 {
-    /* The newest migration compiled in. The db module computes the same for
-     * its schema check; the merge with its branch switches this to its
-     * function. */
-    int latest = kycd_migrations_count ? kycd_migrations[kycd_migrations_count - 1].version : 0;
+    int latest = migrate_latest_version(); /* the newest migration compiled in */
     printf("kycd %s (schema %d, civetweb %s, %s)\n", KYCD_VERSION, latest,
            server_library_version(), tls_library_version());
     return CMD_OK;
