@@ -14,9 +14,9 @@
 
 #include <stdint.h>
 
+#include "app/store.h"
 #include "base/err.h"
 #include "core/kyc.h"
-#include "app/store.h"
 #include "io/db.h"
 #include "io/spool.h"
 
