@@ -1,7 +1,9 @@
 /* Durable ingest: database first, the local spool when the database fails,
- * a drainer that replays the spool (see ingest.h). Must never report
- * success before db_ingest returned 0 (COMMIT acknowledged) or
- * spool_append returned 0 (fdatasync done). */
+ * a drainer that replays the spool (see ingest.h). The database is reached
+ * through an ingest_store (app/store.h: the real one, or a unit test's
+ * fake). Must never report success before the store's ingest returned 0
+ * (db_ingest: COMMIT acknowledged) or spool_append returned 0 (fdatasync
+ * done). */
 #include "app/ingest.h"
 
 #include <errno.h>
@@ -21,8 +23,8 @@
 #include "core/token.h"
 
 struct ingest {
-    db_pool *pool;
-    int64_t wait_ms;
+    ingest_store store;
+    store_db *own;            /* the default store, when the options named none */
     db_ingest_opts policy;
     spool *sp;
     int64_t record_max;
@@ -56,14 +58,9 @@ static int to_database(ingest *in, const kyc_delivery *d, db_ingest_result *res,
 {
     int rc = KERR_DB;
     for (int attempt = 0; attempt < 2; attempt++) {
-        db *conn = NULL;
-        rc = db_pool_get(in->pool, in->wait_ms, &conn, err);
-        if (rc != 0)
-            return rc;
-        rc = db_ingest(conn, d, &in->policy, res, err);
-        int retry = rc == KERR_DB && !db_alive(conn);
-        db_pool_put(in->pool, conn);
-        if (!retry)
+        int dead = 0;
+        rc = in->store.ingest(in->store.ctx, d, &in->policy, res, &dead, err);
+        if (!(rc == KERR_DB && dead))
             break;
     }
     return rc;
@@ -228,15 +225,19 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&in->cv, &ca);
     pthread_condattr_destroy(&ca);
-    in->wait_ms = o->wait_ms;
     in->policy = o->policy;
     in->sp = o->spool;
     in->record_max = o->record_max > 0 ? o->record_max : 65536 + 512;
     in->st.database_up = 1;
-    int rc = db_pool_new(&in->pool, &o->db, o->pool_size, err);
-    if (rc != 0) {
-        ingest_free(in);
-        return rc;
+    if (o->store) {
+        in->store = *o->store;
+    } else {
+        int rc = store_db_new(&in->own, &o->db, o->pool_size, o->wait_ms, err);
+        if (rc != 0) {
+            ingest_free(in);
+            return rc;
+        }
+        in->store = store_db_ingest(in->own);
     }
     if (in->sp && o->drainer) {
         if (pthread_create(&in->drainer, NULL, drainer_main, in) != 0) {
@@ -259,7 +260,7 @@ void ingest_free(ingest *in)
     pthread_mutex_unlock(&in->mu);
     if (in->drainer_started)
         pthread_join(in->drainer, NULL);
-    db_pool_free(in->pool);
+    store_db_free(in->own);
     pthread_mutex_destroy(&in->mu);
     pthread_cond_destroy(&in->cv);
     free(in);
@@ -268,14 +269,9 @@ void ingest_free(ingest *in)
 int ingest_ready(void *ctx, char *details, size_t cap, kerr *err)
 {
     ingest *in = ctx;
-    db *conn = NULL;
     kerr dberr;
     kerr_clear(&dberr);
-    int rc = db_pool_get(in->pool, in->wait_ms, &conn, &dberr);
-    if (rc == 0) {
-        rc = db_ping(conn, &dberr);
-        db_pool_put(in->pool, conn);
-    }
+    int rc = in->store.ping(in->store.ctx, &dberr);
     spool_stats ss;
     memset(&ss, 0, sizeof ss);
     if (in->sp)

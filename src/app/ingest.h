@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "app/store.h"
 #include "base/err.h"
 #include "core/kyc.h"
 #include "io/db.h"
@@ -25,6 +26,8 @@ typedef struct ingest_opts {
     db_opts db;                /* how to connect */
     int pool_size;
     int64_t wait_ms;           /* deadline for a free connection */
+    const ingest_store *store; /* borrowed; NULL: the database above (store_db with
+                                * pool_size connections). Unit tests pass a fake. */
     db_ingest_opts policy;     /* dedup and reorder windows */
     spool *spool;              /* borrowed; NULL: no spool (database down means 503) */
     int drainer;               /* start the drainer thread (kycd serve) */

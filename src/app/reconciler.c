@@ -1,6 +1,8 @@
 /* The reconciler (see reconciler.h). Threads: one dispatcher, N workers,
  * all owned by the reconciler and joined in reverse order by
- * reconciler_stop. Waiting uses one condition variable; never sleep(). Must
+ * reconciler_stop. Waiting uses one condition variable; never sleep(). The
+ * database and P100 are reached through a reconcile_store and a p100_port
+ * (app/store.h, app/p100_port.h: the real ones, or a unit test's fakes). Must
  * never hold a database transaction across a P100 call, nor log the API
  * key. */
 #include "app/reconciler.h"
@@ -35,7 +37,9 @@ struct reconciler {
     int misconfigured;          /* last 401/403 not yet followed by a success */
     char not_ready[512];
     reconciler_stats st;
-    db_pool *pool;              /* workers' connections */
+    reconcile_store store;      /* claims, checks, releases */
+    store_db *own;              /* the default store, when the options named none */
+    p100_port p100;
     pthread_t dispatcher;
     int dispatcher_started;
     pthread_t *workers;
@@ -130,7 +134,7 @@ static void log_check(const db_claim *c, const p100_result *res, const db_check_
     klog_end(&l);
 }
 
-static void check_one(reconciler *r, p100_client *client, const db_claim *c)
+static void check_one(reconciler *r, void *client, const db_claim *c)
 {
     p100_result res;
     p100_result_init(&res);
@@ -138,7 +142,7 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
     memset(&answer, 0, sizeof answer);
     kerr err;
     kerr_clear(&err);
-    if (p100_get_status(client, c->external_user_id, &res, &answer, &err) != 0) {
+    if (r->p100.get_status(client, c->external_user_id, &res, &answer, &err) != 0) {
         /* Local failure (out of memory): count it, let the lease expire. */
         klog(KLOG_ERROR, "reconciler call failed locally", KLOG_STR("error", err.msg));
         pthread_mutex_lock(&r->mu);
@@ -192,14 +196,9 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
         break;
     }
 
-    db *conn = NULL;
     db_check_result cr;
     memset(&cr, 0, sizeof cr);
-    int rc = db_pool_get(r->pool, r->o.db.timeout_ms, &conn, &err);
-    if (rc == 0) {
-        rc = db_record_check(conn, &chk, &cr, &err);
-        db_pool_put(r->pool, conn);
-    }
+    int rc = r->store.record_check(r->store.ctx, &chk, &cr, &err);
     if (rc != 0)
         klog(KLOG_WARN, "reconciler could not record a check", KLOG_STR("user", c->external_user_id),
              KLOG_STR("error", err.msg));
@@ -257,9 +256,9 @@ static void check_one(reconciler *r, p100_client *client, const db_claim *c)
 static void *worker_main(void *arg)
 {
     reconciler *r = arg;
-    p100_client *client = NULL;
+    void *client = NULL;
     kerr err;
-    if (p100_client_new(&client, &r->o.p100, &err) != 0) {
+    if (r->p100.client_new(r->p100.ctx, &client, &err) != 0) {
         klog(KLOG_ERROR, "reconciler worker cannot start", KLOG_STR("error", err.msg));
         return NULL;
     }
@@ -275,7 +274,7 @@ static void *worker_main(void *arg)
         pthread_cond_broadcast(&r->cv);
     }
     pthread_mutex_unlock(&r->mu);
-    p100_client_free(client);
+    r->p100.client_free(client);
     return NULL;
 }
 
@@ -284,7 +283,6 @@ static void *worker_main(void *arg)
 static void *dispatcher_main(void *arg)
 {
     reconciler *r = arg;
-    db *conn = NULL;
     kerr err;
     /* Keep about two batches' worth ahead of the workers: one second of
      * the rate, at least two per worker. */
@@ -309,16 +307,9 @@ static void *dispatcher_main(void *arg)
         int room = want - r->qlen;
         pthread_mutex_unlock(&r->mu);
 
-        int n = 0, rc = 0;
-        if (conn == NULL || !db_alive(conn)) {
-            db_free(conn);
-            conn = NULL;
-            rc = db_connect(&conn, &r->o.db, &err);
-        }
-        if (rc == 0) {
-            db_claim_opts co = {r->owner, room, lease, r->o.pending_after_ms};
-            rc = db_claim_due(conn, &co, batch, &n, &err);
-        }
+        int n = 0;
+        db_claim_opts co = {r->owner, room, lease, r->o.pending_after_ms};
+        int rc = r->store.claim_due(r->store.ctx, &co, batch, &n, &err);
         if (rc != 0)
             klog(KLOG_WARN, "reconciler cannot claim users", KLOG_STR("error", err.msg));
 
@@ -348,12 +339,11 @@ static void *dispatcher_main(void *arg)
         rest[i] = r->queue[(r->qhead + i) % QUEUE_MAX];
     r->qlen = 0;
     pthread_mutex_unlock(&r->mu);
-    for (int i = 0; rest && conn && i < left; i++)
-        if (db_release_claim(conn, r->owner, rest[i].external_user_id, &err) != 0)
+    for (int i = 0; rest && i < left; i++)
+        if (r->store.release_claim(r->store.ctx, r->owner, rest[i].external_user_id, &err) != 0)
             klog(KLOG_WARN, "reconciler could not release a claim",
                  KLOG_STR("user", rest[i].external_user_id), KLOG_STR("error", err.msg));
     free(rest);
-    db_free(conn);
     free(batch);
     return NULL;
 }
@@ -377,11 +367,17 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cv, &ca);
     pthread_condattr_destroy(&ca);
-    int rc = db_pool_new(&r->pool, &o->db, o->concurrency, err);
-    if (rc != 0) {
-        reconciler_stop(r, NULL);
-        return rc;
+    if (o->store) {
+        r->store = *o->store;
+    } else {
+        int rc = store_db_new(&r->own, &o->db, o->concurrency, o->db.timeout_ms, err);
+        if (rc != 0) {
+            reconciler_stop(r, NULL);
+            return rc;
+        }
+        r->store = store_db_reconcile(r->own);
     }
+    r->p100 = o->p100_port ? *o->p100_port : p100_port_real(&r->o.p100);
     r->workers = calloc((size_t)o->concurrency, sizeof *r->workers);
     if (r->workers == NULL) {
         reconciler_stop(r, NULL);
@@ -443,7 +439,7 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
          KLOG_INT("rate_limited", r->st.rate_limited),
          KLOG_INT("misconfigured", r->st.misconfigured), KLOG_INT("errors", r->st.errors));
     free(r->workers);
-    db_pool_free(r->pool);
+    store_db_free(r->own);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);

@@ -23,6 +23,8 @@
 
 #include <stdint.h>
 
+#include "app/p100_port.h"
+#include "app/store.h"
 #include "base/err.h"
 #include "io/db.h"
 #include "io/p100.h"
@@ -39,6 +41,11 @@ typedef struct reconciler_opts {
     int64_t backoff_min_ms, backoff_max_ms;
     int max_failures;
     int once;                   /* stop when nothing is due any more */
+    /* Seams for unit tests (borrowed; NULL: the real thing): the database
+     * named by db (store_db with `concurrency` pooled connections plus the
+     * dispatcher's), and P100 through io/p100 with the p100 options. */
+    const reconcile_store *store;
+    const p100_port *p100_port;
 } reconciler_opts;
 
 typedef struct reconciler_stats {

@@ -1,0 +1,115 @@
+/* The default ingest and reconcile stores over io/db_pool and io/db_* (see
+ * app/store.h). Thin by design: the retry of a dead connection, the spool
+ * fallback and every reconciler decision live with their callers, where
+ * the unit tests can reach them. Must never decide anything itself. */
+#include "app/store.h"
+
+#include <stdlib.h>
+
+struct store_db {
+    db_opts opts;
+    db_pool *pool;
+    int64_t wait_ms;
+    db *conn;                   /* the dispatcher's (one thread) */
+};
+
+int store_db_new(store_db **out, const db_opts *o, int pool_size, int64_t wait_ms, kerr *err)
+{
+    store_db *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    s->opts = *o;
+    s->wait_ms = wait_ms;
+    int rc = db_pool_new(&s->pool, o, pool_size, err);
+    if (rc != 0) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_db_free(store_db *s)
+{
+    if (s == NULL)
+        return;
+    db_free(s->conn);
+    db_pool_free(s->pool);
+    free(s);
+}
+
+static int db_ingest_op(void *ctx, const kyc_delivery *d, const db_ingest_opts *o,
+                        db_ingest_result *res, int *dead, kerr *err)
+{
+    store_db *s = ctx;
+    db *conn = NULL;
+    *dead = 0;
+    int rc = db_pool_get(s->pool, s->wait_ms, &conn, err);
+    if (rc != 0)
+        return rc;
+    rc = db_ingest(conn, d, o, res, err);
+    *dead = rc == KERR_DB && !db_alive(conn);
+    db_pool_put(s->pool, conn);
+    return rc;
+}
+
+static int db_ping_op(void *ctx, kerr *err)
+{
+    store_db *s = ctx;
+    db *conn = NULL;
+    int rc = db_pool_get(s->pool, s->wait_ms, &conn, err);
+    if (rc == 0) {
+        rc = db_ping(conn, err);
+        db_pool_put(s->pool, conn);
+    }
+    return rc;
+}
+
+ingest_store store_db_ingest(store_db *s)
+{
+    ingest_store st = {.ctx = s, .ingest = db_ingest_op, .ping = db_ping_op};
+    return st;
+}
+
+static int db_claim_op(void *ctx, const db_claim_opts *o, db_claim *out, int *n, kerr *err)
+{
+    store_db *s = ctx;
+    if (s->conn == NULL || !db_alive(s->conn)) {
+        db_free(s->conn);
+        s->conn = NULL;
+        int rc = db_connect(&s->conn, &s->opts, err);
+        if (rc != 0)
+            return rc;
+    }
+    return db_claim_due(s->conn, o, out, n, err);
+}
+
+static int db_record_op(void *ctx, const db_check *c, db_check_result *res, kerr *err)
+{
+    store_db *s = ctx;
+    db *conn = NULL;
+    int rc = db_pool_get(s->pool, s->wait_ms, &conn, err);
+    if (rc == 0) {
+        rc = db_record_check(conn, c, res, err);
+        db_pool_put(s->pool, conn);
+    }
+    return rc;
+}
+
+/* Releases go through the connection that made the claims. Without one
+ * (the database went away since) they fail at once rather than wait out a
+ * connect per claim during a stop: the leases expire anyway. */
+static int db_release_op(void *ctx, const char *owner, const char *external_user_id, kerr *err)
+{
+    store_db *s = ctx;
+    if (s->conn == NULL)
+        return kerr_set(err, KERR_DB, "no database connection");
+    return db_release_claim(s->conn, owner, external_user_id, err);
+}
+
+reconcile_store store_db_reconcile(store_db *s)
+{
+    reconcile_store st = {
+        .ctx = s, .claim_due = db_claim_op, .record_check = db_record_op, .release_claim = db_release_op};
+    return st;
+}

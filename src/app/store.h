@@ -1,0 +1,57 @@
+/* The database as ingest and the reconciler see it: the few operations each
+ * needs, as a struct of function pointers plus a context, so that a unit
+ * test can put a fake in its place (STYLE.md: concurrent modules are tested
+ * through a small seam). The default implementation (store_db) is backed by
+ * io/db_pool and io/db_*; it is what kycd uses.
+ *
+ * The operations keep the database module's error contract: KERR_DB for a
+ * database that is away or failed (retryable), KERR_TIMEOUT for no free
+ * connection in time, KERR_INVALID for data the database refuses for good.
+ * Never a place for decisions: those stay in app/ingest.c, app/reconciler.c
+ * and core/. */
+#ifndef KYCD_APP_STORE_H
+#define KYCD_APP_STORE_H
+
+#include <stdint.h>
+
+#include "base/err.h"
+#include "core/kyc.h"
+#include "io/db.h"
+
+/* What ingest needs. Both operations may be called from many threads. */
+typedef struct ingest_store {
+    void *ctx;
+    /* Store one delivery (db_ingest). On failure *dead says whether the
+     * connection was found dead (server restarted, network cut): a retry on
+     * a fresh connection may succeed. *dead is always set. */
+    int (*ingest)(void *ctx, const kyc_delivery *d, const db_ingest_opts *o,
+                  db_ingest_result *res, int *dead, kerr *err);
+    /* One round trip, for /readyz. */
+    int (*ping)(void *ctx, kerr *err);
+} ingest_store;
+
+/* What the reconciler needs. claim_due and release_claim are called by the
+ * dispatcher thread only; record_check by every worker. */
+typedef struct reconcile_store {
+    void *ctx;
+    int (*claim_due)(void *ctx, const db_claim_opts *o, db_claim *out, int *n, kerr *err);
+    int (*record_check)(void *ctx, const db_check *c, db_check_result *res, kerr *err);
+    int (*release_claim)(void *ctx, const char *owner, const char *external_user_id, kerr *err);
+} reconcile_store;
+
+/* The real database: a pool of `pool_size` lazily opened connections
+ * (borrowed for at most wait_ms) for ingest and record_check, plus one
+ * connection of the reconciler's dispatcher for claims and releases,
+ * opened on the first claim and reopened when found dead. The options'
+ * strings must outlive the store. */
+typedef struct store_db store_db;
+
+int store_db_new(store_db **out, const db_opts *o, int pool_size, int64_t wait_ms,
+                 kerr *err) KYCD_MUST_CHECK;
+void store_db_free(store_db *s);
+
+/* The two views of one store_db (which they borrow). */
+ingest_store store_db_ingest(store_db *s);
+reconcile_store store_db_reconcile(store_db *s);
+
+#endif

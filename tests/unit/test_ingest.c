@@ -1,0 +1,460 @@
+/* Unit tests for app/ingest.c (the durable write path) through its seam:
+ * the database is a fake ingest_store (app/store.h) that fails on command
+ * and records what it stored, in order; the spool is the real io/spool on
+ * a fresh mkdtemp directory (a file, not a server). Covers: database first,
+ * spool fallback and order, the drainer and ingest_drain, the one retry
+ * of a dead connection, dead letters, and ingest_ready.
+ *
+ * Every test is bounded by alarm() (a hang kills the binary, which fails
+ * the test); waits poll with a deadline, never a fixed sleep. */
+#include "testlib.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/ingest.h"
+#include "app/store.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "core/payload.h"
+#include "io/spool.h"
+
+#define BODY                                                                                   \
+    "{\"externalUserId\":\"user-1\",\"verificationStatus\":\"NOT_VERIFIED\","                  \
+    "\"attemptStatus\":\"REJECTED_BY_PROVIDER\",\"rejectionReason\":\"NO_FACE_FOUND\"}"
+
+/* ---- the fake store: thread-safe (request threads and the drainer) */
+
+#define MAXREC 64
+
+typedef struct fake_store {
+    pthread_mutex_t mu;
+    int down;              /* ingest and ping fail with KERR_DB */
+    int dead;              /* the next `dead` ingests fail as a dead connection */
+    int ok_left;           /* >= 0: this many more successes, then down; -1: no limit */
+    char refuse[33];       /* this request id is refused for good (KERR_INVALID) */
+    int attempts, pings;
+    char order[MAXREC][33]; /* request ids stored, in order */
+    int n;
+} fake_store;
+
+static int fake_ingest(void *ctx, const kyc_delivery *d, const db_ingest_opts *o,
+                       db_ingest_result *res, int *dead, kerr *err)
+{
+    fake_store *s = ctx;
+    int rc = 0;
+    *dead = 0;
+    pthread_mutex_lock(&s->mu);
+    s->attempts++;
+    if (s->dead > 0) {
+        s->dead--;
+        *dead = 1;
+        rc = kerr_set(err, KERR_DB, "fake: connection died");
+    } else if (s->down || s->ok_left == 0) {
+        s->down = 1;
+        rc = kerr_set(err, KERR_DB, "fake: database down");
+    } else if (s->refuse[0] && strcmp(s->refuse, d->request_id) == 0) {
+        rc = kerr_set(err, KERR_INVALID, "fake: refused for good");
+    } else {
+        if (s->ok_left > 0)
+            s->ok_left--;
+        if (s->n < MAXREC)
+            snprintf(s->order[s->n++], sizeof s->order[0], "%s", d->request_id);
+        memset(res, 0, sizeof *res);
+        res->event_id = s->n;
+        res->outcome = KYC_OUTCOME_APPLIED;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int fake_ping(void *ctx, kerr *err)
+{
+    fake_store *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    s->pings++;
+    int down = s->down;
+    pthread_mutex_unlock(&s->mu);
+    return down ? kerr_set(err, KERR_DB, "fake: database down") : 0;
+}
+
+static void fake_set_down(fake_store *s, int down)
+{
+    pthread_mutex_lock(&s->mu);
+    s->down = down;
+    s->ok_left = -1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int fake_count(fake_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->n;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* ---- fixture */
+
+typedef struct fx {
+    char root[64];
+    char dir[128];
+    fake_store fs;
+    ingest_store store;
+    spool *sp;
+    ingest *in;
+    char body[512];
+} fx;
+
+static int fx_setup(void **state)
+{
+    alarm(20);
+    fx *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    snprintf(f->root, sizeof f->root, "/tmp/kycd-ingest-XXXXXX");
+    if (mkdtemp(f->root) == NULL) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->dir, sizeof f->dir, "%s/spool", f->root);
+    pthread_mutex_init(&f->fs.mu, NULL);
+    f->fs.ok_left = -1;
+    f->store = (ingest_store){.ctx = &f->fs, .ingest = fake_ingest, .ping = fake_ping};
+    snprintf(f->body, sizeof f->body, "%s", BODY);
+    *state = f;
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    fx *f = *state;
+    ingest_free(f->in);
+    spool_close(f->sp);
+    DIR *d = opendir(f->dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            char p[512];
+            snprintf(p, sizeof p, "%s/%s", f->dir, de->d_name);
+            if (de->d_name[0] != '.')
+                unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(f->dir);
+    rmdir(f->root);
+    pthread_mutex_destroy(&f->fs.mu);
+    free(f);
+    alarm(0);
+    return 0;
+}
+
+/* spool_max_bytes: 0 no spool, -1 no limit, else the limit. */
+static void start(fx *f, int64_t spool_max_bytes, int drainer)
+{
+    kerr err;
+    kerr_clear(&err);
+    if (spool_max_bytes != 0) {
+        spool_opts so = {.dir = f->dir, .max_bytes = spool_max_bytes > 0 ? spool_max_bytes : 0};
+        assert_int_equal(spool_open(&f->sp, &so, &err), 0);
+    }
+    ingest_opts o = {
+        .db = {.conninfo = "unused", .timeout_ms = 1000},
+        .pool_size = 1,
+        .wait_ms = 1000,
+        .store = &f->store,
+        .spool = f->sp,
+        .drainer = drainer,
+        .record_max = 1024,
+    };
+    assert_int_equal(ingest_new(&f->in, &o, &err), 0);
+}
+
+static int submit(fx *f, const char *rid, db_ingest_result *res, kerr *err)
+{
+    kyc_delivery d;
+    memset(&d, 0, sizeof d);
+    kerr perr;
+    assert_int_equal(payload_parse(KYC_KIND_KYC_STATUS, f->body, strlen(f->body), &d, &perr), 0);
+    d.body = f->body; /* as the handler does: the raw body travels along */
+    d.body_len = strlen(f->body);
+    snprintf(d.request_id, sizeof d.request_id, "%s", rid);
+    snprintf(d.remote_addr, sizeof d.remote_addr, "203.0.113.7");
+    memset(res, 0, sizeof *res);
+    kerr_clear(err);
+    return ingest_submit(f->in, &d, res, err);
+}
+
+static void submit_ok(fx *f, const char *rid, enum kyc_outcome want)
+{
+    db_ingest_result res;
+    kerr err;
+    int rc = submit(f, rid, &res, &err);
+    if (rc != 0)
+        fail_msg("submit %s: %d %s", rid, rc, err.msg);
+    assert_int_equal(res.outcome, want);
+    if (want == KYC_OUTCOME_SPOOLED)
+        assert_int_equal(res.reason, KYC_R_DATABASE_UNAVAILABLE);
+}
+
+static int64_t spooled(fx *f)
+{
+    spool_stats ss;
+    spool_stats_get(f->sp, &ss);
+    return ss.records;
+}
+
+static void assert_order(fx *f, const char *const *want, int n)
+{
+    pthread_mutex_lock(&f->fs.mu);
+    int got = f->fs.n;
+    char order[MAXREC][33];
+    memcpy(order, f->fs.order, sizeof order);
+    pthread_mutex_unlock(&f->fs.mu);
+    assert_int_equal(got, n);
+    for (int i = 0; i < n; i++)
+        assert_string_equal(order[i], want[i]);
+}
+
+/* ---- tests */
+
+static void database_up_stores_not_spools(void **state)
+{
+    fx *f = *state;
+    start(f, -1, 0);
+    submit_ok(f, "rid1", KYC_OUTCOME_APPLIED);
+    assert_int_equal(spooled(f), 0);
+    const char *want[] = {"rid1"};
+    assert_order(f, want, 1);
+    assert_int_equal(f->fs.attempts, 1);
+}
+
+static void database_down_spools(void **state)
+{
+    fx *f = *state;
+    start(f, -1, 0);
+    fake_set_down(&f->fs, 1);
+    submit_ok(f, "rid1", KYC_OUTCOME_SPOOLED); /* rc 0: the handler answers 200 */
+    assert_int_equal(spooled(f), 1);
+    assert_int_equal(fake_count(&f->fs), 0);
+    assert_int_equal(f->fs.attempts, 1); /* a live connection's failure: no retry */
+}
+
+/* While the spool holds anything, new deliveries queue behind it even with
+ * the database back; ingest_drain then replays them in acceptance order. */
+static void spool_keeps_order_then_drain(void **state)
+{
+    fx *f = *state;
+    start(f, -1, 0);
+    fake_set_down(&f->fs, 1);
+    submit_ok(f, "rid1", KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid2", KYC_OUTCOME_SPOOLED);
+    fake_set_down(&f->fs, 0);
+    int attempts = f->fs.attempts;
+    submit_ok(f, "rid3", KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid4", KYC_OUTCOME_SPOOLED);
+    assert_int_equal(f->fs.attempts, attempts); /* the database was not even tried */
+    assert_int_equal(spooled(f), 4);
+
+    long long replayed = -1;
+    kerr err;
+    assert_int_equal(ingest_drain(f->in, &replayed, &err), 0);
+    assert_int_equal(replayed, 4);
+    assert_int_equal(spooled(f), 0);
+    const char *want[] = {"rid1", "rid2", "rid3", "rid4"};
+    assert_order(f, want, 4);
+    /* spool empty: straight to the database again */
+    submit_ok(f, "rid5", KYC_OUTCOME_APPLIED);
+}
+
+/* The drainer thread replays on its own once the store is up again. */
+static void drainer_replays_in_order(void **state)
+{
+    fx *f = *state;
+    start(f, -1, 1);
+    fake_set_down(&f->fs, 1);
+    submit_ok(f, "rid1", KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid2", KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid3", KYC_OUTCOME_SPOOLED);
+    /* the drainer tries and fails while down: nothing lost, nothing stored */
+    int64_t deadline = clock_mono_ms() + 5000;
+    for (;;) {
+        pthread_mutex_lock(&f->fs.mu);
+        int a = f->fs.attempts;
+        pthread_mutex_unlock(&f->fs.mu);
+        if (a > 1 || clock_mono_ms() > deadline)
+            break;
+        usleep(5000);
+    }
+    assert_int_equal(fake_count(&f->fs), 0);
+    assert_int_equal(spooled(f), 3);
+
+    fake_set_down(&f->fs, 0);
+    deadline = clock_mono_ms() + 8000; /* the drainer's backoff is at most 5 s */
+    while (spooled(f) > 0 && clock_mono_ms() < deadline)
+        usleep(5000);
+    assert_int_equal(spooled(f), 0);
+    const char *want[] = {"rid1", "rid2", "rid3"};
+    assert_order(f, want, 3);
+}
+
+static void dead_connection_retried_once(void **state)
+{
+    fx *f = *state;
+    start(f, -1, 0);
+    f->fs.dead = 1; /* the pooled connection died: the retry succeeds */
+    submit_ok(f, "rid1", KYC_OUTCOME_APPLIED);
+    assert_int_equal(f->fs.attempts, 2);
+    assert_int_equal(spooled(f), 0);
+
+    f->fs.dead = 5; /* dead again on the retry: once only, then the spool */
+    submit_ok(f, "rid2", KYC_OUTCOME_SPOOLED);
+    assert_int_equal(f->fs.attempts, 4);
+    assert_int_equal(spooled(f), 1);
+}
+
+static void no_database_no_spool_is_kerr_db(void **state)
+{
+    fx *f = *state;
+    start(f, 0, 0);
+    fake_set_down(&f->fs, 1);
+    db_ingest_result res;
+    kerr err;
+    assert_int_equal(submit(f, "rid1", &res, &err), KERR_DB);
+}
+
+static void no_database_spool_full_is_kerr_db(void **state)
+{
+    fx *f = *state;
+    start(f, 64, 0); /* smaller than one record */
+    fake_set_down(&f->fs, 1);
+    db_ingest_result res;
+    kerr err;
+    assert_int_equal(submit(f, "rid1", &res, &err), KERR_DB);
+    assert_non_null(strstr(err.msg, "spool full"));
+    assert_int_equal(spooled(f), 0);
+}
+
+static void drain_stops_at_first_failure(void **state)
+{
+    fx *f = *state;
+    start(f, -1, 0);
+    fake_set_down(&f->fs, 1);
+    submit_ok(f, "rid1", KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid2", KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid3", KYC_OUTCOME_SPOOLED);
+    pthread_mutex_lock(&f->fs.mu);
+    f->fs.down = 0;
+    f->fs.ok_left = 1; /* one commit, then the database goes away */
+    pthread_mutex_unlock(&f->fs.mu);
+
+    long long replayed = -1;
+    kerr err;
+    kerr_clear(&err);
+    assert_int_equal(ingest_drain(f->in, &replayed, &err), KERR_DB);
+    assert_int_equal(replayed, 1);
+    assert_int_equal(spooled(f), 2);
+
+    fake_set_down(&f->fs, 0);
+    assert_int_equal(ingest_drain(f->in, &replayed, &err), 0);
+    assert_int_equal(replayed, 2);
+    assert_int_equal(spooled(f), 0);
+    const char *want[] = {"rid1", "rid2", "rid3"};
+    assert_order(f, want, 3);
+}
+
+static void refused_record_becomes_dead_letter(void **state)
+{
+    fx *f = *state;
+    start(f, -1, 0);
+    fake_set_down(&f->fs, 1);
+    submit_ok(f, "rid1", KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid2", KYC_OUTCOME_SPOOLED);
+    fake_set_down(&f->fs, 0);
+    snprintf(f->fs.refuse, sizeof f->fs.refuse, "rid1");
+
+    long long replayed = -1;
+    kerr err;
+    assert_int_equal(ingest_drain(f->in, &replayed, &err), 0);
+    assert_int_equal(replayed, 1); /* rid2; rid1 is a dead letter, not a replay */
+    assert_int_equal(spooled(f), 0);
+    const char *want[] = {"rid2"};
+    assert_order(f, want, 1);
+    char path[256];
+    snprintf(path, sizeof path, "%s/dead-rid1.rec", f->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_size > 0);
+}
+
+static void ready_follows_database_and_spool(void **state)
+{
+    fx *f = *state;
+    start(f, -1, 0);
+    char details[512];
+    kerr err;
+    kerr_clear(&err);
+    assert_int_equal(ingest_ready(f->in, details, sizeof details, &err), 0);
+    assert_non_null(strstr(details, "\"database\":\"up\""));
+    assert_non_null(strstr(details, "\"spool\":{\"records\":0"));
+
+    fake_set_down(&f->fs, 1); /* down, but the spool has room */
+    assert_int_equal(ingest_ready(f->in, details, sizeof details, &err), 0);
+    assert_non_null(strstr(details, "\"database\":\"down\""));
+    assert_non_null(strstr(details, "\"room\":-1"));
+}
+
+static void ready_without_spool(void **state)
+{
+    fx *f = *state;
+    start(f, 0, 0);
+    char details[256];
+    kerr err;
+    kerr_clear(&err);
+    assert_int_equal(ingest_ready(f->in, details, sizeof details, &err), 0);
+    assert_non_null(strstr(details, "\"spool\":null"));
+    fake_set_down(&f->fs, 1);
+    assert_int_equal(ingest_ready(f->in, details, sizeof details, &err), KERR_DB);
+    assert_non_null(strstr(details, "\"database\":\"down\""));
+}
+
+static void ready_spool_without_room(void **state)
+{
+    fx *f = *state;
+    start(f, 900, 0); /* room 900 < record_max 1024 */
+    char details[512];
+    kerr err;
+    kerr_clear(&err);
+    assert_int_equal(ingest_ready(f->in, details, sizeof details, &err), 0); /* database up */
+    fake_set_down(&f->fs, 1);
+    assert_int_equal(ingest_ready(f->in, details, sizeof details, &err), KERR_DB);
+    assert_non_null(strstr(err.msg, "spool is full"));
+}
+
+int main(void)
+{
+    klog_set_level(getenv("TEST_LOG") ? KLOG_DEBUG : KLOG_ERROR + 1); /* the outage warnings are expected here */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(database_up_stores_not_spools, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(database_down_spools, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(spool_keeps_order_then_drain, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(drainer_replays_in_order, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(dead_connection_retried_once, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(no_database_no_spool_is_kerr_db, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(no_database_spool_full_is_kerr_db, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(drain_stops_at_first_failure, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(refused_record_becomes_dead_letter, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(ready_follows_database_and_spool, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(ready_without_spool, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(ready_spool_without_room, fx_setup, fx_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
