@@ -13,14 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "core/payload.h"
-#include "core/token.h"
 
 struct ingest {
     ingest_store store;
@@ -35,13 +33,6 @@ struct ingest {
     int drainer_started;
     ingest_stats st;
 };
-
-static long long now_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
-}
 
 static void count(ingest *in, long long *field, int database_up)
 {
@@ -70,7 +61,7 @@ static int to_spool(ingest *in, const kyc_delivery *d, db_ingest_result *res, ke
 {
     kbuf rec;
     kbuf_init(&rec);
-    int rc = kyc_delivery_encode(d, now_us(), &rec);
+    int rc = kyc_delivery_encode(d, clock_wall_us(), &rec);
     if (rc == 0)
         rc = spool_append(in->sp, rec.data, rec.len, err);
     kbuf_deinit(&rec);
@@ -147,9 +138,9 @@ static int replay_one(ingest *in, kbuf *buf, kerr *err)
     memset(&d, 0, sizeof d);
     rc = kyc_delivery_decode(buf->data, buf->len, &d, err);
     if (rc == 0)
-        rc = payload_parse(d.kind, d.body, d.body_len, &d, err);
+        rc = payload_parse_delivery(d.kind, d.body, d.body_len, d.remote_addr, d.request_id, &d,
+                                    err);
     if (rc == 0) {
-        token_sha256_hex(d.body, d.body_len, d.body_sha256);
         db_ingest_result res;
         rc = to_database(in, &d, &res, err);
         if (rc == KERR_DB || rc == KERR_TIMEOUT) {
@@ -219,12 +210,11 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
     ingest *in = calloc(1, sizeof *in);
     if (in == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
+    if (clock_cond_init(&in->cv) != 0) {
+        free(in);
+        return kerr_set(err, KERR_NOMEM, "cannot create a condition variable");
+    }
     pthread_mutex_init(&in->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&in->cv, &ca);
-    pthread_condattr_destroy(&ca);
     in->policy = o->policy;
     in->sp = o->spool;
     in->record_max = o->record_max > 0 ? o->record_max : 65536 + 512;

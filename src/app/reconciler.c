@@ -361,12 +361,11 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
     char host[64] = "localhost";
     gethostname(host, sizeof host - 1);
     snprintf(r->owner, sizeof r->owner, "%s:%d", host, (int)getpid());
+    if (clock_cond_init(&r->cv) != 0) {
+        free(r);
+        return kerr_set(err, KERR_NOMEM, "cannot create a condition variable");
+    }
     pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
     if (o->store) {
         r->store = *o->store;
     } else {
