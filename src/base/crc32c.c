@@ -1,6 +1,6 @@
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of
  * spool records. Byte-at-a-time with a 256-entry table that is a literal
- * constant (generated once from the polynomial; tests/unit/test_spool.c
+ * constant (generated once from the polynomial; tests/unit/io/test_spool.c
  * checks it against a bit-by-bit reference), so there is nothing to
  * initialise and no thread can see a half-built table.
  * Must never allocate, log or depend on anything beyond libc. */
