@@ -79,13 +79,15 @@ static void ctl_run_bounded(const cmd_ctl *ctl, void (*fn)(void *), void *arg, i
     pthread_t t;
     bounded_run r = {.fn = fn, .arg = arg};
     if (pipe2(pfd, O_CLOEXEC) != 0) {
-        klog(KLOG_ERROR, "cannot bound the shutdown, stopping now", KLOG_STR("error", strerror(errno)));
+        klog(KLOG_ERROR, "cannot bound the shutdown, stopping now",
+             KLOG_STR("error", strerror(errno)));
         _exit(1);
     }
     r.done_fd = pfd[1];
     int rc = pthread_create(&t, NULL, bounded_thread, &r);
     if (rc != 0) {
-        klog(KLOG_ERROR, "cannot bound the shutdown, stopping now", KLOG_STR("error", strerror(rc)));
+        klog(KLOG_ERROR, "cannot bound the shutdown, stopping now",
+             KLOG_STR("error", strerror(rc)));
         _exit(1);
     }
     double deadline = clock_now_ms() + (double)limit_ms;

@@ -23,6 +23,8 @@
 #      -DKYCD_FUZZ=ON (kycd_lib instrumented, the targets of tests/fuzz/ linked
 #      to it; CivetWeb's source reused from build/ci), then every libFuzzer
 #      target for a bounded time on its seed corpus (tests/fuzz/run.sh).
+#   Before the builds (whole runs only): every C file must be formatted as
+#   .clang-format says (clang-format 14 --dry-run --Werror).
 #
 # Usage: tests/run.sh [CTEST ARGS...]     e.g. tests/run.sh -R state
 # Environment:
@@ -52,6 +54,24 @@ done
 # shellcheck source=SCRIPTDIR/../deploy/packages.sh
 source "$root/deploy/packages.sh"
 kycd_install_packages run.sh || exit 1
+
+# --- 1b. format: every C file as .clang-format says (whole runs only) ----------
+# clang-format 14 (Debian 12's); a file it would change fails the run, with
+# the command that fixes it.
+fmt_result=
+if [ "$#" -eq 0 ]; then
+  mapfile -t cfiles < <(cd "$root" && git ls-files '*.c' '*.h' 2>/dev/null ||
+                        find src tests -name '*.[ch]' -not -path '*/build/*')
+  if (cd "$root" && clang-format --dry-run --Werror "${cfiles[@]}" >"$root/.format.log" 2>&1); then
+    fmt_result="PASSED (${#cfiles[@]} files)"
+  else
+    bad=$(grep -oE '^[^:]+\.[ch]:' "$root/.format.log" | sort -u | tr -d ':' | head -n 20 | tr '\n' ' ')
+    fmt_result="FAILED (run: clang-format -i $bad)"
+    head -n 40 "$root/.format.log"
+  fi
+  rm -f "$root/.format.log"
+  say "format: $fmt_result"
+fi
 
 # --- 2. builds ----------------------------------------------------------------
 civetweb_src=$root/build/ci/_deps/civetweb-1.15
@@ -207,6 +227,10 @@ done
 if [ -n "$vg_result" ]; then
   echo "run.sh: valgrind: $vg_result"
   case $vg_result in PASSED*) ;; *) status=1 ;; esac
+fi
+if [ -n "$fmt_result" ]; then
+  echo "run.sh: format: $fmt_result"
+  case $fmt_result in PASSED*) ;; *) status=1 ;; esac
 fi
 if [ -n "$fuzz_result" ]; then
   echo "run.sh: fuzz: $fuzz_result"

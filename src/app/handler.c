@@ -35,8 +35,9 @@ static void json_error(http_response *r, int status, const char *code, const cha
     esc[j] = '\0';
     r->status = status;
     if (detail)
-        snprintf(r->body, sizeof r->body, "{\"error\":\"%s\",\"detail\":\"%s\",\"requestId\":\"%s\"}",
-                 code, esc, rid ? rid : "");
+        snprintf(r->body, sizeof r->body,
+                 "{\"error\":\"%s\",\"detail\":\"%s\",\"requestId\":\"%s\"}", code, esc,
+                 rid ? rid : "");
     else
         snprintf(r->body, sizeof r->body, "{\"error\":\"%s\",\"requestId\":\"%s\"}", code,
                  rid ? rid : "");
@@ -116,8 +117,8 @@ static int read_all(const http_request *req, char *buf, size_t cap, size_t *out_
     return 0;
 }
 
-static void serve_webhook(const handler_ctx *h, const struct route *route,
-                          const http_request *req, http_response *resp, handler_note *note)
+static void serve_webhook(const handler_ctx *h, const struct route *route, const http_request *req,
+                          http_response *resp, handler_note *note)
 {
     const char *rid = req->request_id;
     note->kind = kyc_kind_name(route->kind);
@@ -163,7 +164,8 @@ static void serve_webhook(const handler_ctx *h, const struct route *route,
         return;
     }
     if (read_all(req, body, cap, &len) != 0) {
-        refuse(resp, note, 400, "bad_request", "body could not be read (timeout or cut short)", rid);
+        refuse(resp, note, 400, "bad_request", "body could not be read (timeout or cut short)",
+               rid);
         resp->close = 1;
         goto out;
     }

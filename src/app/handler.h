@@ -23,11 +23,11 @@
 
 typedef struct http_request {
     const char *method;
-    const char *path;            /* decoded path, without query string */
-    const char *content_type;    /* NULL when absent */
-    const char *authorization;   /* NULL when absent */
-    const char *remote_addr;     /* textual peer address */
-    long long content_length;    /* -1 when not declared (chunked) */
+    const char *path;          /* decoded path, without query string */
+    const char *content_type;  /* NULL when absent */
+    const char *authorization; /* NULL when absent */
+    const char *remote_addr;   /* textual peer address */
+    long long content_length;  /* -1 when not declared (chunked) */
     const char *request_id;
     /* Read up to len body bytes: >0 bytes read, 0 at the end of the body,
      * <0 on error or timeout. */
@@ -37,24 +37,24 @@ typedef struct http_request {
 
 typedef struct http_response {
     int status;
-    char body[512];        /* JSON */
-    int retry_after;       /* seconds; 0 for none */
-    int close;             /* ask the server to close the connection */
-    const char *allow;     /* Allow header for 405 */
+    char body[512];    /* JSON */
+    int retry_after;   /* seconds; 0 for none */
+    int close;         /* ask the server to close the connection */
+    const char *allow; /* Allow header for 405 */
 } http_response;
 
 /* What happened, for the one log line per request (written by the caller). */
 typedef struct handler_note {
-    const char *kind;           /* webhook kind, or NULL */
+    const char *kind; /* webhook kind, or NULL */
     char external_user_id[KYC_ID_MAX + 1];
-    const char *outcome;        /* store outcome, or NULL */
+    const char *outcome; /* store outcome, or NULL */
     const char *reason;
     long long event_id;
     char error[sizeof(((kerr *)0)->msg)]; /* why the request was refused, or "" */
     /* Filled by the server after the answer: */
-    int unsent;                 /* the answer could not be written */
-    long long lingered;         /* unread body bytes discarded after the answer */
-    int linger_cut;             /* the discard hit its bounds: the client may see a reset */
+    int unsent;         /* the answer could not be written */
+    long long lingered; /* unread body bytes discarded after the answer */
+    int linger_cut;     /* the discard hit its bounds: the client may see a reset */
 } handler_note;
 
 /* Where accepted deliveries go ("accept, persist, answer"): submit returns
@@ -65,8 +65,8 @@ typedef struct handler_store {
     /* 0 when deliveries can be made durable; details gets a JSON fragment
      * ("key":value,...) for the /readyz body, or stays "". */
     int (*ready)(void *ready_ctx, char *details, size_t cap, kerr *err);
-    void *ctx;        /* for submit */
-    void *ready_ctx;  /* for ready; NULL: ctx */
+    void *ctx;       /* for submit */
+    void *ready_ctx; /* for ready; NULL: ctx */
 } handler_store;
 
 typedef struct handler_ctx {

@@ -22,12 +22,12 @@
 
 struct ingest {
     ingest_store store;
-    store_db *own;            /* the default store, when the options named none */
+    store_db *own; /* the default store, when the options named none */
     db_ingest_opts policy;
     spool *sp;
     int64_t record_max;
     pthread_mutex_t mu;
-    pthread_cond_t cv;        /* wakes the drainer: append, stop */
+    pthread_cond_t cv; /* wakes the drainer: append, stop */
     int stopping;
     pthread_t drainer;
     int drainer_started;
@@ -67,8 +67,11 @@ static int to_spool(ingest *in, const kyc_delivery *d, db_ingest_result *res, ke
     kbuf_deinit(&rec);
     if (rc != 0) {
         /* Neither the database nor the disk took it: the caller answers 503. */
-        return kerr_set(err, KERR_DB, "database unavailable and the spool refused the delivery (%s)",
-                        rc == KERR_TOOBIG ? "spool full" : err ? err->msg : "i/o error");
+        return kerr_set(err, KERR_DB,
+                        "database unavailable and the spool refused the delivery (%s)",
+                        rc == KERR_TOOBIG ? "spool full"
+                        : err             ? err->msg
+                                          : "i/o error");
     }
     memset(res, 0, sizeof *res);
     res->outcome = KYC_OUTCOME_SPOOLED;
@@ -100,8 +103,8 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
         in->st.database_up = 0;
         pthread_mutex_unlock(&in->mu);
         if (was_up) /* once per outage, not once per delivery */
-            klog(KLOG_WARN, "database unavailable: spooling deliveries", KLOG_STR("rid", d->request_id),
-                 KLOG_STR("error", err ? err->msg : ""));
+            klog(KLOG_WARN, "database unavailable: spooling deliveries",
+                 KLOG_STR("rid", d->request_id), KLOG_STR("error", err ? err->msg : ""));
         return to_spool(in, d, res, err);
     }
     return rc;
@@ -297,4 +300,3 @@ int ingest_drain(ingest *in, long long *replayed, kerr *err)
     *replayed = in->st.replayed - before;
     return rc == KERR_NOTFOUND ? 0 : rc;
 }
-

@@ -23,7 +23,7 @@
 typedef struct ingest ingest;
 
 typedef struct ingest_opts {
-    db_opts db;                /* how to connect */
+    db_opts db; /* how to connect */
     int pool_size;
     int64_t wait_ms;           /* deadline for a free connection */
     const ingest_store *store; /* borrowed; NULL: the database above (store_db with
@@ -37,7 +37,7 @@ typedef struct ingest_opts {
 
 typedef struct ingest_stats {
     long long stored, spooled, replayed, dead_letters;
-    int database_up;           /* the last attempt reached the database */
+    int database_up; /* the last attempt reached the database */
 } ingest_stats;
 
 int ingest_new(ingest **out, const ingest_opts *o, kerr *err) KYCD_MUST_CHECK;

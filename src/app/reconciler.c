@@ -23,22 +23,22 @@ struct reconciler {
     reconciler_opts o;
     char owner[96];
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* any change: queue, stop, pause, idle */
+    pthread_cond_t cv; /* any change: queue, stop, pause, idle */
     int stopping;
     /* queue of claimed users, not yet taken by a worker */
     db_claim queue[QUEUE_MAX];
     int qhead, qlen;
-    int busy;                   /* workers inside a call */
-    int done;                   /* once mode: nothing left */
-    double next_slot_ms;        /* rate limiter: earliest start of the next call
+    int busy;                /* workers inside a call */
+    int done;                /* once mode: nothing left */
+    double next_slot_ms;     /* rate limiter: earliest start of the next call
                                  * (fractional: rates above 1000/s space calls
                                  * by less than a millisecond) */
-    int64_t paused_until_ms;    /* 429 or 401: no calls before this */
-    int misconfigured;          /* last 401/403 not yet followed by a success */
+    int64_t paused_until_ms; /* 429 or 401: no calls before this */
+    int misconfigured;       /* last 401/403 not yet followed by a success */
     char not_ready[512];
     reconciler_stats st;
-    reconcile_store store;      /* claims, checks, releases */
-    store_db *own;              /* the default store, when the options named none */
+    reconcile_store store; /* claims, checks, releases */
+    store_db *own;         /* the default store, when the options named none */
     p100_port p100;
     pthread_t dispatcher;
     int dispatcher_started;
@@ -122,7 +122,8 @@ static void log_check(const db_claim *c, const p100_result *res, const db_check_
         klog_str(&l, "result", kyc_check_result_name(cr->result));
         if (applied) {
             char from[140], to[140];
-            snprintf(from, sizeof from, "%s/%s", cr->before.verification[0] ? cr->before.verification : "-",
+            snprintf(from, sizeof from, "%s/%s",
+                     cr->before.verification[0] ? cr->before.verification : "-",
                      cr->before.attempt[0] ? cr->before.attempt : "-");
             snprintf(to, sizeof to, "%s/%s", answer->verification, answer->attempt);
             klog_str(&l, "from", from);
@@ -170,7 +171,8 @@ static void check_one(reconciler *r, void *client, const db_claim *c)
     case P100_OK:
         break;
     case P100_FINAL:
-        snprintf(flag_reason, sizeof flag_reason, "P100 %s: %s", res.error_code[0] ? res.error_code : "error",
+        snprintf(flag_reason, sizeof flag_reason, "P100 %s: %s",
+                 res.error_code[0] ? res.error_code : "error",
                  res.error_message[0] ? res.error_message : "final answer");
         chk.flag = 1;
         chk.detail = flag_reason;
@@ -200,8 +202,8 @@ static void check_one(reconciler *r, void *client, const db_claim *c)
     memset(&cr, 0, sizeof cr);
     int rc = r->store.record_check(r->store.ctx, &chk, &cr, &err);
     if (rc != 0)
-        klog(KLOG_WARN, "reconciler could not record a check", KLOG_STR("user", c->external_user_id),
-             KLOG_STR("error", err.msg));
+        klog(KLOG_WARN, "reconciler could not record a check",
+             KLOG_STR("user", c->external_user_id), KLOG_STR("error", err.msg));
     log_check(c, &res, rc == 0 ? &cr : NULL, &answer);
 
     pthread_mutex_lock(&r->mu);
@@ -210,11 +212,20 @@ static void check_one(reconciler *r, void *client, const db_claim *c)
         r->st.errors++;
     } else {
         switch (cr.result) {
-        case KYC_CHECK_APPLIED: r->st.applied++; break;
-        case KYC_CHECK_UNCHANGED: r->st.unchanged++; break;
-        case KYC_CHECK_FLAGGED: r->st.flagged++; break;
-        case KYC_CHECK_RETRY: r->st.retries++; break;
-        case KYC_CHECK_RELEASED: break;
+        case KYC_CHECK_APPLIED:
+            r->st.applied++;
+            break;
+        case KYC_CHECK_UNCHANGED:
+            r->st.unchanged++;
+            break;
+        case KYC_CHECK_FLAGGED:
+            r->st.flagged++;
+            break;
+        case KYC_CHECK_RETRY:
+            r->st.retries++;
+            break;
+        case KYC_CHECK_RELEASED:
+            break;
         }
     }
     int64_t now = clock_mono_ms();
@@ -455,4 +466,3 @@ int reconciler_ready(reconciler *r, kerr *err)
     pthread_mutex_unlock(&r->mu);
     return rc;
 }
-

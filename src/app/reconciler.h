@@ -35,12 +35,12 @@ typedef struct reconciler_opts {
     db_opts db;
     p100_opts p100;
     int concurrency;
-    int rate;                   /* calls per second */
-    int64_t interval_ms;        /* idle poll; pause after misconfiguration */
+    int rate;            /* calls per second */
+    int64_t interval_ms; /* idle poll; pause after misconfiguration */
     int64_t pending_after_ms;
     int64_t backoff_min_ms, backoff_max_ms;
     int max_failures;
-    int once;                   /* stop when nothing is due any more */
+    int once; /* stop when nothing is due any more */
     /* Seams for unit tests (borrowed; NULL: the real thing): the database
      * named by db (store_db with `concurrency` pooled connections plus the
      * dispatcher's), and P100 through io/p100 with the p100 options. */

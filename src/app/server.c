@@ -18,9 +18,9 @@ struct server {
     struct mg_context *ctx;
     server_opts opts;
     int tls_port;
-    pthread_mutex_t mu;   /* guards active */
-    pthread_cond_t idle;  /* signalled when active drops to 0 */
-    int active;           /* requests inside on_request */
+    pthread_mutex_t mu;  /* guards active */
+    pthread_cond_t idle; /* signalled when active drops to 0 */
+    int active;          /* requests inside on_request */
 };
 
 int server_tls_available(kerr *err)
@@ -37,8 +37,8 @@ int server_tls_available(kerr *err)
  * unread when the answer is sent decides whether to linger. */
 typedef struct body_io {
     struct mg_connection *conn;
-    int ended;   /* mg_read said the body is complete */
-    int failed;  /* a read failed or timed out: the client stopped sending */
+    int ended;  /* mg_read said the body is complete */
+    int failed; /* a read failed or timed out: the client stopped sending */
 } body_io;
 
 static int read_body(void *io, char *buf, size_t len)
@@ -236,17 +236,28 @@ int server_start(server **out, const server_opts *o, kerr *err)
     snprintf(req_to, sizeof req_to, "%lld", (long long)o->request_timeout_ms);
     snprintf(ka_to, sizeof ka_to, "%lld", (long long)o->keepalive_ms);
     const char *options[] = {
-        "listening_ports", ports,
-        "num_threads", threads,
-        "tcp_nodelay", "1", /* without it keep-alive requests stall 40 ms each */
-        "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", ka_to,
-        "request_timeout_ms", req_to,
-        "ssl_protocol_version", "4", /* TLS 1.2 and newer */
-        "max_request_size", "16384",  /* request line + headers */
-        "listen_backlog", "512",
-        "connection_queue", "256",
-        NULL, NULL,
+        "listening_ports",
+        ports,
+        "num_threads",
+        threads,
+        "tcp_nodelay",
+        "1", /* without it keep-alive requests stall 40 ms each */
+        "enable_keep_alive",
+        "yes",
+        "keep_alive_timeout_ms",
+        ka_to,
+        "request_timeout_ms",
+        req_to,
+        "ssl_protocol_version",
+        "4", /* TLS 1.2 and newer */
+        "max_request_size",
+        "16384", /* request line + headers */
+        "listen_backlog",
+        "512",
+        "connection_queue",
+        "256",
+        NULL,
+        NULL,
     };
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);

@@ -13,14 +13,14 @@
 typedef struct server server;
 
 typedef struct server_opts {
-    const char *listen;        /* "HOST:PORT", TLS; IPv6 as "[::]:PORT" */
-    const char *http_listen;   /* plain HTTP for a local proxy, or NULL */
+    const char *listen;      /* "HOST:PORT", TLS; IPv6 as "[::]:PORT" */
+    const char *http_listen; /* plain HTTP for a local proxy, or NULL */
     tls_opts tls;
-    int threads;               /* worker threads (one per keep-alive connection) */
+    int threads; /* worker threads (one per keep-alive connection) */
     int64_t request_timeout_ms;
     int64_t keepalive_ms;
-    int64_t linger_ms;         /* lingering close: discard unread input this long, */
-    int64_t linger_bytes;      /* and at most this much; 0 ms: close at once */
+    int64_t linger_ms;    /* lingering close: discard unread input this long, */
+    int64_t linger_bytes; /* and at most this much; 0 ms: close at once */
     const handler_ctx *handler;
 } server_opts;
 

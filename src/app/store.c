@@ -10,7 +10,7 @@ struct store_db {
     db_opts opts;
     db_pool *pool;
     int64_t wait_ms;
-    db *conn;                   /* the dispatcher's (one thread) */
+    db *conn; /* the dispatcher's (one thread) */
 };
 
 int store_db_new(store_db **out, const db_opts *o, int pool_size, int64_t wait_ms, kerr *err)
@@ -109,7 +109,9 @@ static int db_release_op(void *ctx, const char *owner, const char *external_user
 
 reconcile_store store_db_reconcile(store_db *s)
 {
-    reconcile_store st = {
-        .ctx = s, .claim_due = db_claim_op, .record_check = db_record_op, .release_claim = db_release_op};
+    reconcile_store st = {.ctx = s,
+                          .claim_due = db_claim_op,
+                          .record_check = db_record_op,
+                          .release_claim = db_release_op};
     return st;
 }

@@ -24,8 +24,8 @@ typedef struct ingest_store {
     /* Store one delivery (db_ingest). On failure *dead says whether the
      * connection was found dead (server restarted, network cut): a retry on
      * a fresh connection may succeed. *dead is always set. */
-    int (*ingest)(void *ctx, const kyc_delivery *d, const db_ingest_opts *o,
-                  db_ingest_result *res, int *dead, kerr *err);
+    int (*ingest)(void *ctx, const kyc_delivery *d, const db_ingest_opts *o, db_ingest_result *res,
+                  int *dead, kerr *err);
     /* One round trip, for /readyz. */
     int (*ping)(void *ctx, kerr *err);
 } ingest_store;

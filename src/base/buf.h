@@ -8,14 +8,14 @@
 #include "base/err.h"
 
 typedef struct kbuf {
-    char *data;  /* NULL until the first append; then NUL-terminated */
+    char *data; /* NULL until the first append; then NUL-terminated */
     size_t len;
     size_t cap;
 } kbuf;
 
 void kbuf_init(kbuf *b);
 void kbuf_deinit(kbuf *b);
-void kbuf_reset(kbuf *b);  /* len = 0, keeps the memory */
+void kbuf_reset(kbuf *b); /* len = 0, keeps the memory */
 int kbuf_reserve(kbuf *b, size_t extra) KYCD_MUST_CHECK;
 int kbuf_append(kbuf *b, const void *data, size_t len) KYCD_MUST_CHECK;
 int kbuf_appendf(kbuf *b, const char *fmt, ...) KYCD_MUST_CHECK

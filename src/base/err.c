@@ -46,17 +46,28 @@ void kerr_clear(kerr *err)
 const char *kerr_name(int code)
 {
     switch (code) {
-    case KERR_OK: return "ok";
-    case KERR_INVALID: return "invalid";
-    case KERR_NOMEM: return "nomem";
-    case KERR_IO: return "io";
-    case KERR_DB: return "db";
-    case KERR_CONFIG: return "config";
-    case KERR_NOTFOUND: return "notfound";
-    case KERR_TIMEOUT: return "timeout";
-    case KERR_TLS: return "tls";
-    case KERR_STATE: return "state";
-    case KERR_TOOBIG: return "toobig";
+    case KERR_OK:
+        return "ok";
+    case KERR_INVALID:
+        return "invalid";
+    case KERR_NOMEM:
+        return "nomem";
+    case KERR_IO:
+        return "io";
+    case KERR_DB:
+        return "db";
+    case KERR_CONFIG:
+        return "config";
+    case KERR_NOTFOUND:
+        return "notfound";
+    case KERR_TIMEOUT:
+        return "timeout";
+    case KERR_TLS:
+        return "tls";
+    case KERR_STATE:
+        return "state";
+    case KERR_TOOBIG:
+        return "toobig";
     }
     return "unknown";
 }

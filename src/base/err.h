@@ -9,15 +9,15 @@
 
 enum {
     KERR_OK = 0,
-    KERR_INVALID = -1,     /* bad input: config value, payload, argument */
+    KERR_INVALID = -1, /* bad input: config value, payload, argument */
     KERR_NOMEM = -2,
-    KERR_IO = -3,          /* file or socket */
-    KERR_DB = -4,          /* database unreachable or failed */
-    KERR_CONFIG = -5,      /* configuration refused */
+    KERR_IO = -3,     /* file or socket */
+    KERR_DB = -4,     /* database unreachable or failed */
+    KERR_CONFIG = -5, /* configuration refused */
     KERR_NOTFOUND = -6,
     KERR_TIMEOUT = -7,
     KERR_TLS = -8,
-    KERR_STATE = -9,       /* wrong state: e.g. schema not migrated */
+    KERR_STATE = -9, /* wrong state: e.g. schema not migrated */
     KERR_TOOBIG = -10,
 };
 
@@ -28,8 +28,7 @@ typedef struct kerr {
 
 /* Set code and message (printf-style); returns code so that callers can
  * write `return kerr_set(err, KERR_INVALID, "...")`. err may be NULL. */
-int kerr_set(kerr *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int kerr_set(kerr *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prefix an existing message with context ("loading config: ..."). */
 int kerr_wrap(kerr *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

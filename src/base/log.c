@@ -15,15 +15,25 @@ static int g_fd = 2;
 static const char *level_name(int level)
 {
     switch (level) {
-    case KLOG_DEBUG: return "debug";
-    case KLOG_INFO: return "info";
-    case KLOG_WARN: return "warn";
-    default: return "error";
+    case KLOG_DEBUG:
+        return "debug";
+    case KLOG_INFO:
+        return "info";
+    case KLOG_WARN:
+        return "warn";
+    default:
+        return "error";
     }
 }
 
-void klog_set_level(int level) { g_level = level; }
-void klog_set_fd(int fd) { g_fd = fd; }
+void klog_set_level(int level)
+{
+    g_level = level;
+}
+void klog_set_fd(int fd)
+{
+    g_fd = fd;
+}
 
 int klog_level_parse(const char *s)
 {
@@ -38,7 +48,10 @@ int klog_level_parse(const char *s)
 #define TRUNC_MARK " truncated=1"
 #define RESERVE (sizeof TRUNC_MARK - 1 + 1)
 
-static size_t room(const klog_line *l) { return sizeof l->buf - RESERVE - l->len; }
+static size_t room(const klog_line *l)
+{
+    return sizeof l->buf - RESERVE - l->len;
+}
 
 /* Callers check room() first. */
 static void put(klog_line *l, const char *s, size_t n)
@@ -94,12 +107,23 @@ static size_t escape_next(const unsigned char *p, char *out, size_t *outn)
     unsigned char c = *p;
     const char *simple = NULL;
     switch (c) {
-    case '"': simple = "\\\""; break;
-    case '\\': simple = "\\\\"; break;
-    case '\n': simple = "\\n"; break;
-    case '\r': simple = "\\r"; break;
-    case '\t': simple = "\\t"; break;
-    default: break;
+    case '"':
+        simple = "\\\"";
+        break;
+    case '\\':
+        simple = "\\\\";
+        break;
+    case '\n':
+        simple = "\\n";
+        break;
+    case '\r':
+        simple = "\\r";
+        break;
+    case '\t':
+        simple = "\\t";
+        break;
+    default:
+        break;
     }
     if (simple) {
         *outn = strlen(simple);
@@ -154,7 +178,7 @@ static void put_value(klog_line *l, const char *v)
         char esc[16];
         size_t en;
         size_t used = escape_next(p, esc, &en);
-        if (en + 1 > room(l)) {  /* + 1: the closing quote */
+        if (en + 1 > room(l)) { /* + 1: the closing quote */
             l->truncated = 1;
             break;
         }
@@ -177,10 +201,11 @@ void klog_begin(klog_line *l, int level, const char *msg)
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     char ts[64];
-    snprintf(ts, sizeof ts, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s msg=",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-             tm.tm_sec, (int)(tv.tv_usec / 1000), level_name(level));
-    put(l, ts, strlen(ts));  /* always fits: the buffer is far larger */
+    snprintf(ts, sizeof ts,
+             "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s msg=", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
+             level_name(level));
+    put(l, ts, strlen(ts)); /* always fits: the buffer is far larger */
     put_value(l, msg);
 }
 
@@ -190,8 +215,8 @@ void klog_str(klog_line *l, const char *key, const char *val)
         return;
     size_t klen = strlen(key);
     if (klen == 0)
-        klen = 1;  /* written as "_" */
-    if (room(l) < 1 + klen + 1 + 2) {  /* " key=" and at least "" */
+        klen = 1;                     /* written as "_" */
+    if (room(l) < 1 + klen + 1 + 2) { /* " key=" and at least "" */
         l->truncated = 1;
         return;
     }
@@ -225,7 +250,7 @@ void klog_end(klog_line *l)
 {
     if (l->skip)
         return;
-    if (l->truncated)  /* room was kept for it */
+    if (l->truncated) /* room was kept for it */
         put(l, TRUNC_MARK, sizeof TRUNC_MARK - 1);
     l->buf[l->len++] = '\n';
     /* One write per line: lines from different threads never interleave. */
@@ -239,10 +264,17 @@ void klog_pairs(int level, const char *msg, const klog_kv *kv)
     klog_begin(&l, level, msg);
     for (; kv->type != KLOG_KV_END; kv++) {
         switch (kv->type) {
-        case KLOG_KV_STR: klog_str(&l, kv->key, kv->s); break;
-        case KLOG_KV_INT: klog_int(&l, kv->key, kv->i); break;
-        case KLOG_KV_MS: klog_ms(&l, kv->key, kv->ms); break;
-        default: break;
+        case KLOG_KV_STR:
+            klog_str(&l, kv->key, kv->s);
+            break;
+        case KLOG_KV_INT:
+            klog_int(&l, kv->key, kv->i);
+            break;
+        case KLOG_KV_MS:
+            klog_ms(&l, kv->key, kv->ms);
+            break;
+        default:
+            break;
         }
     }
     klog_end(&l);

@@ -39,8 +39,8 @@ typedef struct klog_line {
     char buf[2048];
     size_t len;
     int level;
-    int skip;       /* below the threshold: appends are no-ops */
-    int truncated;  /* something did not fit: later appends are no-ops */
+    int skip;      /* below the threshold: appends are no-ops */
+    int truncated; /* something did not fit: later appends are no-ops */
 } klog_line;
 
 void klog_set_level(int level);
@@ -73,7 +73,7 @@ typedef struct klog_kv {
 /* One line: a message and one or more KLOG_* pairs (a line without pairs is
  * klog_begin + klog_end). The pairs are written as klog_str/klog_int/klog_ms
  * would write them. */
-#define klog(level, msg, ...) \
+#define klog(level, msg, ...)                                                                      \
     klog_pairs((level), (msg), (const klog_kv[]){__VA_ARGS__, {.type = KLOG_KV_END}})
 /* The function behind klog(): pairs up to the first KLOG_KV_END. */
 void klog_pairs(int level, const char *msg, const klog_kv *kv);

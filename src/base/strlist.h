@@ -9,10 +9,10 @@
 
 /* An iterator over `s` (caller storage, borrowed: s must outlive it). */
 typedef struct strlist {
-    const char *p;          /* start of the next item; NULL after the last */
-    const char *seps;       /* separator characters, e.g. "," or ",\n" */
-    const char *blanks;     /* trimmed from both ends of an item, e.g. " \t" */
-    int separators;         /* separators passed so far */
+    const char *p;      /* start of the next item; NULL after the last */
+    const char *seps;   /* separator characters, e.g. "," or ",\n" */
+    const char *blanks; /* trimmed from both ends of an item, e.g. " \t" */
+    int separators;     /* separators passed so far */
 } strlist;
 
 /* Start iterating over s (NULL is taken as ""). */

@@ -94,10 +94,14 @@ int admin_create_kyc(int argc, char **argv, const cmd_ctl *ctl)
 {
     /* in the order of p100_create_req's fields (create_request) */
     cmd_flag f[] = {
-        {"--external-user-id", 1, NULL},    {"--document-type", 1, NULL},
-        {"--country", 1, NULL},             {"--income-source", 1, NULL},
-        {"--open-account-reason", 1, NULL}, {"--occupation", 1, NULL},
-        {"--additional-info", 1, NULL},     {"--tax-id", 1, NULL},
+        {"--external-user-id", 1, NULL},
+        {"--document-type", 1, NULL},
+        {"--country", 1, NULL},
+        {"--income-source", 1, NULL},
+        {"--open-account-reason", 1, NULL},
+        {"--occupation", 1, NULL},
+        {"--additional-info", 1, NULL},
+        {"--tax-id", 1, NULL},
     };
     int nf = (int)(sizeof f / sizeof f[0]);
     p100_create_req req;
@@ -290,8 +294,8 @@ int admin_spool(int argc, char **argv, const cmd_ctl *ctl)
     }
     spool_stats st;
     spool_stats_get(sp, &st);
-    printf("spool %s: %lld records, %lld bytes in %d segments, oldest %.1f s old\n",
-           cfg.spool_dir, (long long)st.records, (long long)st.bytes, st.segments,
+    printf("spool %s: %lld records, %lld bytes in %d segments, oldest %.1f s old\n", cfg.spool_dir,
+           (long long)st.records, (long long)st.bytes, st.segments,
            (double)st.oldest_age_ms / 1000.0);
     if (strcmp(what, "status") == 0) {
         rc = CMD_OK;
@@ -316,7 +320,7 @@ out:
 int admin_version(int argc, char **argv, const cmd_ctl *ctl)
 {
     int latest = migrate_latest_version(); /* the newest migration compiled in */
-    printf("kycd %s (schema %d, civetweb %s, %s)\n", KYCD_VERSION, latest,
-           server_library_version(), tls_library_version());
+    printf("kycd %s (schema %d, civetweb %s, %s)\n", KYCD_VERSION, latest, server_library_version(),
+           tls_library_version());
     return CMD_OK;
 }

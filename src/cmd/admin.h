@@ -17,9 +17,9 @@ int admin_version(int argc, char **argv, const cmd_ctl *ctl);
 
 /* What create-kyc makes of P100's answer to Create KYC Verification. */
 enum admin_created {
-    ADMIN_CREATED_NEW,      /* 2xx with a verificationId: record it, print the redirect URL */
-    ADMIN_CREATED_PENDING,  /* 202 P212: already pending; record the user as pending */
-    ADMIN_CREATED_REFUSED,  /* an error answer: print it, record nothing */
+    ADMIN_CREATED_NEW,     /* 2xx with a verificationId: record it, print the redirect URL */
+    ADMIN_CREATED_PENDING, /* 202 P212: already pending; record the user as pending */
+    ADMIN_CREATED_REFUSED, /* an error answer: print it, record nothing */
     /* 2xx with neither a verificationId nor P212 (P100 documents no such
      * answer): nothing to record that the reconciler could follow, and no
      * URL to give; record nothing, say what was missing, exit 1. */

@@ -39,8 +39,8 @@ typedef int (*cmd_fn)(int argc, char **argv, const cmd_ctl *ctl);
 typedef struct cmd_entry {
     const char *name;
     cmd_fn run;
-    const char *usage;  /* its lines of the usage text; NULL: an alias, not listed */
-    int signals;        /* 1: main blocks SIGTERM/SIGINT first and passes a cmd_ctl */
+    const char *usage; /* its lines of the usage text; NULL: an alias, not listed */
+    int signals;       /* 1: main blocks SIGTERM/SIGINT first and passes a cmd_ctl */
 } cmd_entry;
 
 /* The row named `name`, or NULL. */

@@ -20,9 +20,9 @@
 /* A command-specific flag, taken out of argv before the rest goes to the
  * configuration loader (which refuses anything it does not know). */
 typedef struct cmd_flag {
-    const char *name;   /* "--once" */
+    const char *name; /* "--once" */
     int takes_value;
-    const char *value;  /* out: the value, or "1" for a switch; NULL if absent */
+    const char *value; /* out: the value, or "1" for a switch; NULL if absent */
 } cmd_flag;
 
 /* Takes `flags` (as "--name", "--name=value" or "--name value") out of
@@ -44,9 +44,9 @@ int cmd_load(kycd_config *cfg, int argc, char **argv);
 int cmd_need_api_key(const kycd_config *cfg, const char *what);
 
 enum cmd_db_need {
-    CMD_DB_NONE,    /* no database */
-    CMD_DB_ANY,     /* a connection, whatever its schema (status) */
-    CMD_DB_READY,   /* a connection to a database migrated to this binary's schema */
+    CMD_DB_NONE,  /* no database */
+    CMD_DB_ANY,   /* a connection, whatever its schema (status) */
+    CMD_DB_READY, /* a connection to a database migrated to this binary's schema */
 };
 
 /* Open the database as `need` says. CMD_FAILED, with a "database not ready"
@@ -54,7 +54,7 @@ enum cmd_db_need {
 int cmd_open_db(const kycd_config *cfg, enum cmd_db_need need, db **out);
 
 typedef struct cmd_needs {
-    const char *api_key_for;  /* non-NULL: an API key is required, for this */
+    const char *api_key_for; /* non-NULL: an API key is required, for this */
     enum cmd_db_need db;
 } cmd_needs;
 

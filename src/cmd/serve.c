@@ -26,7 +26,7 @@ typedef struct serve_state {
     server *srv;
     spool *sp;
     int64_t grace_ms;
-    atomic_int draining;  /* read by the server's worker threads */
+    atomic_int draining; /* read by the server's worker threads */
 } serve_state;
 
 /* /readyz: the database (or spool) takes deliveries and P100 accepts our

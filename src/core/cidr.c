@@ -117,8 +117,9 @@ static int parse_block(cidr_block *out, const char *item, size_t n, kerr *err)
         char shown[INET6_ADDRSTRLEN];
         if (inet_ntop(fam == 4 ? AF_INET : AF_INET6, net, shown, sizeof shown) == NULL)
             shown[0] = '\0';
-        return kerr_set(err, KERR_CONFIG, "bad network \"%.*s\": host bits set (did you mean %s/%d?)",
-                        (int)n, item, shown, prefix);
+        return kerr_set(err, KERR_CONFIG,
+                        "bad network \"%.*s\": host bits set (did you mean %s/%d?)", (int)n, item,
+                        shown, prefix);
     }
     *out = b;
     return 0;

@@ -8,13 +8,13 @@
 #define CIDR_MAX 64
 
 typedef struct cidr_block {
-    int family;               /* 4 or 6 */
-    unsigned char addr[16];   /* network address, host bits zeroed */
-    int prefix;               /* 0..32 or 0..128 */
+    int family;             /* 4 or 6 */
+    unsigned char addr[16]; /* network address, host bits zeroed */
+    int prefix;             /* 0..32 or 0..128 */
 } cidr_block;
 
 typedef struct cidr_list {
-    int count;                /* 0 means: allow every address */
+    int count; /* 0 means: allow every address */
     cidr_block blocks[CIDR_MAX];
 } cidr_list;
 

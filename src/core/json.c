@@ -174,8 +174,7 @@ static int js_value(jscan *j);
 static int js_container(jscan *j, char close)
 {
     if (++j->depth > JSON_MAX_DEPTH)
-        return kerr_set(j->err, KERR_INVALID, "JSON nested deeper than %d levels",
-                        JSON_MAX_DEPTH);
+        return kerr_set(j->err, KERR_INVALID, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
     j->p++;
     js_ws(j);
     if (j->p < j->end && *j->p == (unsigned char)close) {
@@ -226,13 +225,20 @@ static int js_value(jscan *j)
     if (j->p >= j->end)
         return js_fail(j, "unexpected end");
     switch (*j->p) {
-    case '{': return js_container(j, '}');
-    case '[': return js_container(j, ']');
-    case '"': return js_string(j);
-    case 't': return js_literal(j, "true");
-    case 'f': return js_literal(j, "false");
-    case 'n': return js_literal(j, "null");
-    case '\0': return kerr_set(j->err, KERR_INVALID, "body contains a NUL byte");
+    case '{':
+        return js_container(j, '}');
+    case '[':
+        return js_container(j, ']');
+    case '"':
+        return js_string(j);
+    case 't':
+        return js_literal(j, "true");
+    case 'f':
+        return js_literal(j, "false");
+    case 'n':
+        return js_literal(j, "null");
+    case '\0':
+        return kerr_set(j->err, KERR_INVALID, "body contains a NUL byte");
     default:
         if (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))
             return js_number(j);

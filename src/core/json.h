@@ -9,7 +9,7 @@
 
 #include "base/err.h"
 
-#define JSON_MAX_DEPTH 32  /* deepest nesting accepted */
+#define JSON_MAX_DEPTH 32 /* deepest nesting accepted */
 
 /* 1 if buf is well-formed UTF-8 (no overlongs, no surrogates, nothing
  * above U+10FFFF). The length bounds the scan: a NUL is just a byte. */

@@ -11,11 +11,16 @@
 const char *kyc_kind_name(enum kyc_kind k)
 {
     switch (k) {
-    case KYC_KIND_KYC_STATUS: return "kyc_verification_status";
-    case KYC_KIND_POA_STATUS: return "poa_verification_status";
-    case KYC_KIND_KYC_FILE: return "kyc_file_added";
-    case KYC_KIND_USER_STATUS: return "user_status";
-    case KYC_KIND_COUNT: break;
+    case KYC_KIND_KYC_STATUS:
+        return "kyc_verification_status";
+    case KYC_KIND_POA_STATUS:
+        return "poa_verification_status";
+    case KYC_KIND_KYC_FILE:
+        return "kyc_file_added";
+    case KYC_KIND_USER_STATUS:
+        return "user_status";
+    case KYC_KIND_COUNT:
+        break;
     }
     return "unknown";
 }
@@ -23,9 +28,12 @@ const char *kyc_kind_name(enum kyc_kind k)
 const char *kyc_source_name(enum kyc_source s)
 {
     switch (s) {
-    case KYC_SRC_WEBHOOK: return "webhook";
-    case KYC_SRC_RECONCILER: return "reconciler";
-    case KYC_SRC_API: return "api";
+    case KYC_SRC_WEBHOOK:
+        return "webhook";
+    case KYC_SRC_RECONCILER:
+        return "reconciler";
+    case KYC_SRC_API:
+        return "api";
     }
     return "unknown";
 }
@@ -65,10 +73,17 @@ int kyc_other_status_known(enum kyc_kind k, const char *s)
     static const char *user[] = {"ACTIVE", NULL};
     const char **list = NULL;
     switch (k) {
-    case KYC_KIND_POA_STATUS: list = poa; break;
-    case KYC_KIND_KYC_FILE: list = file; break;
-    case KYC_KIND_USER_STATUS: list = user; break;
-    default: return 0;
+    case KYC_KIND_POA_STATUS:
+        list = poa;
+        break;
+    case KYC_KIND_KYC_FILE:
+        list = file;
+        break;
+    case KYC_KIND_USER_STATUS:
+        list = user;
+        break;
+    default:
+        return 0;
     }
     for (; *list; list++)
         if (strcmp(*list, s) == 0)
@@ -83,8 +98,7 @@ int kyc_id_check(const char *field, const char *s, unsigned flags, kerr *err)
     if (len == 0)
         return kerr_set(err, KERR_INVALID, "field '%s' is empty", field);
     if (len > KYC_ID_MAX)
-        return kerr_set(err, KERR_INVALID, "field '%s' is longer than %d bytes", field,
-                        KYC_ID_MAX);
+        return kerr_set(err, KERR_INVALID, "field '%s' is longer than %d bytes", field, KYC_ID_MAX);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if ((flags & KYC_ID_ASCII) && (c < 0x20 || c > 0x7e))
@@ -142,14 +156,22 @@ int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out)
         return KERR_TOOBIG;
     unsigned char al8 = (unsigned char)al, rl8 = (unsigned char)rl;
     int rc = put_u8(out, 1);
-    if (rc == 0) rc = put_u8(out, (unsigned)d->kind);
-    if (rc == 0) rc = put_le64(out, (uint64_t)received_us);
-    if (rc == 0) rc = put(out, &al8, 1);
-    if (rc == 0) rc = put(out, d->remote_addr, al);
-    if (rc == 0) rc = put(out, &rl8, 1);
-    if (rc == 0) rc = put(out, d->request_id, rl);
-    if (rc == 0) rc = put_le32(out, (uint32_t)d->body_len);
-    if (rc == 0) rc = put(out, d->body, d->body_len);
+    if (rc == 0)
+        rc = put_u8(out, (unsigned)d->kind);
+    if (rc == 0)
+        rc = put_le64(out, (uint64_t)received_us);
+    if (rc == 0)
+        rc = put(out, &al8, 1);
+    if (rc == 0)
+        rc = put(out, d->remote_addr, al);
+    if (rc == 0)
+        rc = put(out, &rl8, 1);
+    if (rc == 0)
+        rc = put(out, d->request_id, rl);
+    if (rc == 0)
+        rc = put_le32(out, (uint32_t)d->body_len);
+    if (rc == 0)
+        rc = put(out, d->body, d->body_len);
     return rc;
 }
 

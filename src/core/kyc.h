@@ -48,8 +48,8 @@ typedef struct kyc_status {
 } kyc_status;
 
 /* Names as used in URLs, the database (kyc.webhook_events.kind) and logs. */
-const char *kyc_kind_name(enum kyc_kind k);      /* "kyc_verification_status", ... */
-const char *kyc_source_name(enum kyc_source s);  /* "webhook", "reconciler", "api" */
+const char *kyc_kind_name(enum kyc_kind k);     /* "kyc_verification_status", ... */
+const char *kyc_source_name(enum kyc_source s); /* "webhook", "reconciler", "api" */
 
 enum kyc_vstatus kyc_vstatus_parse(const char *s); /* "" -> NONE, undocumented -> UNKNOWN */
 enum kyc_astatus kyc_astatus_parse(const char *s);
@@ -80,15 +80,15 @@ int kyc_status_equal(const kyc_status *a, const kyc_status *b);
 typedef struct kyc_delivery {
     enum kyc_kind kind;
     char external_user_id[KYC_ID_MAX + 1];
-    kyc_status status;                /* KYC_KIND_KYC_STATUS only */
+    kyc_status status;                    /* KYC_KIND_KYC_STATUS only */
     char other_status[KYC_VALUE_MAX + 1]; /* `status` of the other kinds */
-    char unknown_fields[128];         /* comma list of fields whose value is undocumented */
-    const char *body;                 /* raw body as received (valid UTF-8 JSON) */
+    char unknown_fields[128];             /* comma list of fields whose value is undocumented */
+    const char *body;                     /* raw body as received (valid UTF-8 JSON) */
     size_t body_len;
-    char body_sha256[65];             /* hex */
+    char body_sha256[65]; /* hex */
     char remote_addr[64];
-    char request_id[33];              /* unique per delivery (128 random bits, hex) */
-    long long received_us;            /* receipt time (Unix µs) of a delivery replayed
+    char request_id[33];   /* unique per delivery (128 random bits, hex) */
+    long long received_us; /* receipt time (Unix µs) of a delivery replayed
                                        * from the spool; 0: now */
 } kyc_delivery;
 

@@ -45,11 +45,16 @@ enum p100_class p100_classify(long http_status, const char *error_code)
 const char *p100_class_name(enum p100_class c)
 {
     switch (c) {
-    case P100_OK: return "ok";
-    case P100_FINAL: return "final";
-    case P100_TRANSIENT: return "transient";
-    case P100_RATE_LIMITED: return "rate_limited";
-    case P100_MISCONFIGURED: return "misconfigured";
+    case P100_OK:
+        return "ok";
+    case P100_FINAL:
+        return "final";
+    case P100_TRANSIENT:
+        return "transient";
+    case P100_RATE_LIMITED:
+        return "rate_limited";
+    case P100_MISCONFIGURED:
+        return "misconfigured";
     }
     return "unknown";
 }
@@ -86,18 +91,31 @@ const char *p100_error_explain(const char *error_code)
 
 static const char *const document_types[] = {"ID_CARD", "PASSPORT", "RESIDENCE_PERMIT",
                                              "DRIVER_LICENSE", NULL};
-static const char *const income_sources[] = {"BUSINESS_ACTIVITY", "SALARY", "OTHER",
-                                             "MAINTAINED_BY_FAMILY", "INVESTMENTS",
-                                             "SOCIAL_BENEFITS", "TENANCY", NULL};
-static const char *const open_reasons[] = {"INVESTMENTS_OR_CRYPTOCURRENCIES", "CURRENCY_EXCHANGE",
-                                           "DAILY_USE", "GAMING_OR_GAMBLING",
-                                           "TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE", NULL};
-static const char *const occupations[] = {
-    "IT", "HEALTHCARE_AND_MEDICAL_SERVICES", "FINANCE_AND_ACCOUNTING", "EDUCATION_AND_TEACHING",
-    "SALES_AND_MARKETING", "ENGINEERING", "CUSTOMER_SERVICE",
-    "ADMINISTRATION_AND_OFFICE_MANAGEMENT", "LEGAL_SERVICES", "ARTS_AND_DESIGN",
-    "RETAIL_AND_SALES", "CONSTRUCTION_AND_TRADES", "HUMAN_RESOURCES",
-    "MANUFACTURING_AND_PRODUCTION", "SCIENCE_AND_RESEARCH", NULL};
+static const char *const income_sources[] = {
+    "BUSINESS_ACTIVITY", "SALARY",          "OTHER",   "MAINTAINED_BY_FAMILY",
+    "INVESTMENTS",       "SOCIAL_BENEFITS", "TENANCY", NULL};
+static const char *const open_reasons[] = {"INVESTMENTS_OR_CRYPTOCURRENCIES",
+                                           "CURRENCY_EXCHANGE",
+                                           "DAILY_USE",
+                                           "GAMING_OR_GAMBLING",
+                                           "TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE",
+                                           NULL};
+static const char *const occupations[] = {"IT",
+                                          "HEALTHCARE_AND_MEDICAL_SERVICES",
+                                          "FINANCE_AND_ACCOUNTING",
+                                          "EDUCATION_AND_TEACHING",
+                                          "SALES_AND_MARKETING",
+                                          "ENGINEERING",
+                                          "CUSTOMER_SERVICE",
+                                          "ADMINISTRATION_AND_OFFICE_MANAGEMENT",
+                                          "LEGAL_SERVICES",
+                                          "ARTS_AND_DESIGN",
+                                          "RETAIL_AND_SALES",
+                                          "CONSTRUCTION_AND_TRADES",
+                                          "HUMAN_RESOURCES",
+                                          "MANUFACTURING_AND_PRODUCTION",
+                                          "SCIENCE_AND_RESEARCH",
+                                          NULL};
 
 static int in_list(const char *v, const char *const *list)
 {
@@ -112,8 +130,8 @@ static int enum_fail(kerr *err, const char *field, const char *const *list, cons
     char allowed[400] = "";
     size_t used = 0;
     for (; *list && used < sizeof allowed; list++)
-        used += (size_t)snprintf(allowed + used, sizeof allowed - used, "%s%s",
-                                 used ? ", " : "", *list);
+        used += (size_t)snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? ", " : "",
+                                 *list);
     return kerr_set(err, KERR_INVALID, "field '%s' must be one of %s%s", field, allowed,
                     extra ? extra : "");
 }
@@ -158,8 +176,8 @@ int p100_create_validate(const p100_create_req *r, kerr *err)
 {
     if (r == NULL)
         return kerr_set(err, KERR_INVALID, "no create request");
-#define TERMINATED(f, name)                                                                     \
-    if (!terminated(r->f, sizeof r->f))                                                         \
+#define TERMINATED(f, name)                                                                        \
+    if (!terminated(r->f, sizeof r->f))                                                            \
         return kerr_set(err, KERR_INVALID, "field '%s' is not terminated", name);
     TERMINATED(external_user_id, "externalUserId")
     TERMINATED(document_type, "documentType")

@@ -12,11 +12,11 @@
 #include "core/kyc.h"
 
 enum p100_class {
-    P100_OK = 0,         /* 200/201, or 202 P212 (verification already pending) */
-    P100_FINAL,          /* P4xx that no retry will change: P412, P445, P459, P403, ... */
-    P100_TRANSIENT,      /* P500/P501 (sent as HTTP 400!), 5xx, 408, timeouts, connection errors */
-    P100_RATE_LIMITED,   /* 429: honour Retry-After */
-    P100_MISCONFIGURED,  /* 401 Access Denied xo1/xo2/xo3, 403: stop calling, alert */
+    P100_OK = 0,        /* 200/201, or 202 P212 (verification already pending) */
+    P100_FINAL,         /* P4xx that no retry will change: P412, P445, P459, P403, ... */
+    P100_TRANSIENT,     /* P500/P501 (sent as HTTP 400!), 5xx, 408, timeouts, connection errors */
+    P100_RATE_LIMITED,  /* 429: honour Retry-After */
+    P100_MISCONFIGURED, /* 401 Access Denied xo1/xo2/xo3, 403: stop calling, alert */
 };
 
 /* Classify from HTTP status and errorCode together (never the status
@@ -30,13 +30,15 @@ const char *p100_error_explain(const char *error_code);
 /* Create KYC Verification (POST /v1/kyc): the request fields. "" = absent. */
 typedef struct p100_create_req {
     char external_user_id[KYC_ID_MAX + 1];
-    char document_type[32];        /* ID_CARD PASSPORT RESIDENCE_PERMIT DRIVER_LICENSE */
-    char country[8];               /* ISO 3166-1 alpha-2, upper case (room to refuse longer input clearly) */
-    char income_source[32];        /* BUSINESS_ACTIVITY SALARY OTHER MAINTAINED_BY_FAMILY INVESTMENTS SOCIAL_BENEFITS TENANCY */
-    char open_account_reason[48];  /* INVESTMENTS_OR_CRYPTOCURRENCIES CURRENCY_EXCHANGE DAILY_USE GAMING_OR_GAMBLING TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE */
-    char occupation[48];           /* required when income_source is SALARY */
-    char additional_info[512];     /* free text */
-    char tax_id[64];               /* required when income_source is BUSINESS_ACTIVITY */
+    char document_type[32]; /* ID_CARD PASSPORT RESIDENCE_PERMIT DRIVER_LICENSE */
+    char country[8]; /* ISO 3166-1 alpha-2, upper case (room to refuse longer input clearly) */
+    char income_source
+        [32]; /* BUSINESS_ACTIVITY SALARY OTHER MAINTAINED_BY_FAMILY INVESTMENTS SOCIAL_BENEFITS TENANCY */
+    char open_account_reason
+        [48]; /* INVESTMENTS_OR_CRYPTOCURRENCIES CURRENCY_EXCHANGE DAILY_USE GAMING_OR_GAMBLING TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE */
+    char occupation[48];       /* required when income_source is SALARY */
+    char additional_info[512]; /* free text */
+    char tax_id[64];           /* required when income_source is BUSINESS_ACTIVITY */
 } p100_create_req;
 
 /* Validate as documented: required fields, enums, country code shape, the

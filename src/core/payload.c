@@ -351,9 +351,9 @@ int payload_parse_p100_created(const char *body, size_t len, char *verification_
     }
     size_t n = strlen(id);
     if (n >= cap) {
-        rc = kerr_set(err, KERR_INVALID,
-                      "create kyc answer: field 'verificationId' is longer than %zu bytes",
-                      cap - 1);
+        rc =
+            kerr_set(err, KERR_INVALID,
+                     "create kyc answer: field 'verificationId' is longer than %zu bytes", cap - 1);
         goto out;
     }
     memcpy(verification_id, id, n + 1);

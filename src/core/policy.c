@@ -46,19 +46,28 @@ kyc_verdict kyc_after_create(const kyc_status *cur, kyc_status *want)
     snprintf(want->verification, sizeof want->verification, "%s",
              kyc_vstatus_parse(cur->verification) == KYC_V_EXPIRED ? "EXPIRED" : "NOT_VERIFIED");
     snprintf(want->attempt, sizeof want->attempt, "PENDING");
-    kyc_transition t = {.current = cur, .current_age_ms = -1, .incoming = want,
-                        .source = KYC_SRC_API, .is_repeat = 0, .reorder_window_ms = 0};
+    kyc_transition t = {.current = cur,
+                        .current_age_ms = -1,
+                        .incoming = want,
+                        .source = KYC_SRC_API,
+                        .is_repeat = 0,
+                        .reorder_window_ms = 0};
     return kyc_state_decide(&t);
 }
 
 const char *kyc_check_result_name(enum kyc_check_result r)
 {
     switch (r) {
-    case KYC_CHECK_APPLIED: return "applied";
-    case KYC_CHECK_UNCHANGED: return "unchanged";
-    case KYC_CHECK_FLAGGED: return "flagged";
-    case KYC_CHECK_RETRY: return "retry";
-    case KYC_CHECK_RELEASED: return "released";
+    case KYC_CHECK_APPLIED:
+        return "applied";
+    case KYC_CHECK_UNCHANGED:
+        return "unchanged";
+    case KYC_CHECK_FLAGGED:
+        return "flagged";
+    case KYC_CHECK_RETRY:
+        return "retry";
+    case KYC_CHECK_RELEASED:
+        return "released";
     }
     return "unknown";
 }
@@ -78,8 +87,12 @@ kyc_check_plan kyc_check_decide(const kyc_check_in *c)
     if (c->cls == P100_OK && c->answer) {
         kyc_status merged = *c->answer;
         kyc_status_fill(&merged, c->before);
-        kyc_transition t = {.current = c->before, .current_age_ms = -1, .incoming = &merged,
-                            .source = KYC_SRC_RECONCILER, .is_repeat = 0, .reorder_window_ms = 0};
+        kyc_transition t = {.current = c->before,
+                            .current_age_ms = -1,
+                            .incoming = &merged,
+                            .source = KYC_SRC_RECONCILER,
+                            .is_repeat = 0,
+                            .reorder_window_ms = 0};
         kyc_verdict v = kyc_state_decide(&t);
         p.reason = v.reason;
         if (v.decision == KYC_APPLY) {

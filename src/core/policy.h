@@ -23,8 +23,8 @@ int kyc_is_pending(const kyc_status *s);
 
 /* The verdict on a delivery of a kind other than KYC Verification Status. */
 typedef struct kyc_other_verdict {
-    enum kyc_outcome outcome;   /* APPLIED (store the new POA status), UNCHANGED, RECORDED */
-    enum kyc_reason reason;     /* latest, same, repeat, recorded */
+    enum kyc_outcome outcome; /* APPLIED (store the new POA status), UNCHANGED, RECORDED */
+    enum kyc_reason reason;   /* latest, same, repeat, recorded */
 } kyc_other_verdict;
 
 /* POA has no documented order: the latest delivery wins, but a repeat of
@@ -47,39 +47,39 @@ kyc_verdict kyc_after_create(const kyc_status *cur, kyc_status *want);
 
 /* What kycd did with one Get KYC Status call (kyc.status_checks.result). */
 enum kyc_check_result {
-    KYC_CHECK_APPLIED = 0,  /* P100's state corrected ours */
-    KYC_CHECK_UNCHANGED,    /* P100 agrees */
-    KYC_CHECK_FLAGGED,      /* a person must look */
-    KYC_CHECK_RETRY,        /* later, with backoff */
-    KYC_CHECK_RELEASED,     /* not handled: lease lost, or our credentials refused */
+    KYC_CHECK_APPLIED = 0, /* P100's state corrected ours */
+    KYC_CHECK_UNCHANGED,   /* P100 agrees */
+    KYC_CHECK_FLAGGED,     /* a person must look */
+    KYC_CHECK_RETRY,       /* later, with backoff */
+    KYC_CHECK_RELEASED,    /* not handled: lease lost, or our credentials refused */
 };
 const char *kyc_check_result_name(enum kyc_check_result r); /* "applied", ... "released" */
 
 /* What to write for one check (decided by the reconciler in app/, carried
  * here with the stored state). */
 typedef struct kyc_check_in {
-    const kyc_status *before;   /* the stored state, read under the row lock */
-    int lost_lease;             /* another instance holds the user now */
-    enum p100_class cls;        /* P100's answer, classified */
-    const kyc_status *answer;   /* P100's state on P100_OK; may be NULL */
-    int flag;                   /* the reconciler flags the user for a person */
-    int count_failure;          /* the reconciler counts a failure */
-    int64_t next_check_ms;      /* the reconciler's schedule; -1: none */
+    const kyc_status *before; /* the stored state, read under the row lock */
+    int lost_lease;           /* another instance holds the user now */
+    enum p100_class cls;      /* P100's answer, classified */
+    const kyc_status *answer; /* P100's state on P100_OK; may be NULL */
+    int flag;                 /* the reconciler flags the user for a person */
+    int count_failure;        /* the reconciler counts a failure */
+    int64_t next_check_ms;    /* the reconciler's schedule; -1: none */
 } kyc_check_in;
 
 enum kyc_check_write {
-    KYC_WRITE_NOTHING = 0,      /* lost lease: the other instance owns the row */
-    KYC_WRITE_RELEASE,          /* misconfigured: our credentials, not the user: only the claim */
-    KYC_WRITE_SCHEDULE,         /* bookkeeping (and the new state when applied) */
+    KYC_WRITE_NOTHING = 0, /* lost lease: the other instance owns the row */
+    KYC_WRITE_RELEASE,     /* misconfigured: our credentials, not the user: only the claim */
+    KYC_WRITE_SCHEDULE,    /* bookkeeping (and the new state when applied) */
 };
 
 typedef struct kyc_check_plan {
     enum kyc_check_result result;
     enum kyc_check_write write;
-    kyc_status after;           /* the state to store when result is APPLIED */
-    enum kyc_reason reason;     /* the state machine's reason when APPLIED */
-    int answered;               /* P100 answered ok: failures and needs_check_reason reset */
-    int64_t next_check_ms;      /* -1: no next check (an ok answer that settled the user) */
+    kyc_status after;       /* the state to store when result is APPLIED */
+    enum kyc_reason reason; /* the state machine's reason when APPLIED */
+    int answered;           /* P100 answered ok: failures and needs_check_reason reset */
+    int64_t next_check_ms;  /* -1: no next check (an ok answer that settled the user) */
 } kyc_check_plan;
 
 kyc_check_plan kyc_check_decide(const kyc_check_in *c);

@@ -7,10 +7,14 @@
 static int rank_v(enum kyc_vstatus v)
 {
     switch (v) {
-    case KYC_V_NOT_VERIFIED: return 0;
-    case KYC_V_VERIFIED: return 1;
-    case KYC_V_EXPIRED: return 2;
-    default: return -1;
+    case KYC_V_NOT_VERIFIED:
+        return 0;
+    case KYC_V_VERIFIED:
+        return 1;
+    case KYC_V_EXPIRED:
+        return 2;
+    default:
+        return -1;
     }
 }
 
@@ -18,11 +22,15 @@ static int rank_v(enum kyc_vstatus v)
 static int rank_a(enum kyc_astatus a)
 {
     switch (a) {
-    case KYC_A_PENDING: return 0;
-    case KYC_A_VERIFICATION: return 1;
+    case KYC_A_PENDING:
+        return 0;
+    case KYC_A_VERIFICATION:
+        return 1;
     case KYC_A_REJECTED:
-    case KYC_A_SUCCESSFUL: return 2;
-    default: return -1;
+    case KYC_A_SUCCESSFUL:
+        return 2;
+    default:
+        return -1;
     }
 }
 
@@ -91,11 +99,16 @@ const char *kyc_decision_name(enum kyc_decision d)
 const char *kyc_outcome_name(enum kyc_outcome o)
 {
     switch (o) {
-    case KYC_OUTCOME_APPLIED: return "applied";
-    case KYC_OUTCOME_UNCHANGED: return "unchanged";
-    case KYC_OUTCOME_HELD: return "held";
-    case KYC_OUTCOME_RECORDED: return "recorded";
-    case KYC_OUTCOME_SPOOLED: return "spooled";
+    case KYC_OUTCOME_APPLIED:
+        return "applied";
+    case KYC_OUTCOME_UNCHANGED:
+        return "unchanged";
+    case KYC_OUTCOME_HELD:
+        return "held";
+    case KYC_OUTCOME_RECORDED:
+        return "recorded";
+    case KYC_OUTCOME_SPOOLED:
+        return "spooled";
     }
     return "unknown";
 }
@@ -103,22 +116,38 @@ const char *kyc_outcome_name(enum kyc_outcome o)
 const char *kyc_reason_name(enum kyc_reason r)
 {
     switch (r) {
-    case KYC_R_FIRST: return "first";
-    case KYC_R_FORWARD: return "forward";
-    case KYC_R_NEW_ATTEMPT: return "new_attempt";
-    case KYC_R_RECONCILER: return "reconciler";
-    case KYC_R_API: return "api";
-    case KYC_R_SAME: return "same";
-    case KYC_R_REPEAT: return "repeat";
-    case KYC_R_OUT_OF_ORDER: return "out_of_order";
-    case KYC_R_LEAVES_VERIFIED: return "leaves_verified";
-    case KYC_R_CONFLICT: return "conflict";
-    case KYC_R_REPEAT_CONFLICT: return "repeat_conflict";
-    case KYC_R_UNKNOWN_VALUE: return "unknown_value";
-    case KYC_R_LATEST: return "latest";
-    case KYC_R_RECORDED: return "recorded";
-    case KYC_R_ALREADY_STORED: return "already_stored";
-    case KYC_R_DATABASE_UNAVAILABLE: return "database_unavailable";
+    case KYC_R_FIRST:
+        return "first";
+    case KYC_R_FORWARD:
+        return "forward";
+    case KYC_R_NEW_ATTEMPT:
+        return "new_attempt";
+    case KYC_R_RECONCILER:
+        return "reconciler";
+    case KYC_R_API:
+        return "api";
+    case KYC_R_SAME:
+        return "same";
+    case KYC_R_REPEAT:
+        return "repeat";
+    case KYC_R_OUT_OF_ORDER:
+        return "out_of_order";
+    case KYC_R_LEAVES_VERIFIED:
+        return "leaves_verified";
+    case KYC_R_CONFLICT:
+        return "conflict";
+    case KYC_R_REPEAT_CONFLICT:
+        return "repeat_conflict";
+    case KYC_R_UNKNOWN_VALUE:
+        return "unknown_value";
+    case KYC_R_LATEST:
+        return "latest";
+    case KYC_R_RECORDED:
+        return "recorded";
+    case KYC_R_ALREADY_STORED:
+        return "already_stored";
+    case KYC_R_DATABASE_UNAVAILABLE:
+        return "database_unavailable";
     }
     return "unknown";
 }

@@ -18,9 +18,9 @@
 #include "core/kyc.h"
 
 enum kyc_decision {
-    KYC_APPLY = 0,  /* write the incoming state */
-    KYC_UNCHANGED,  /* incoming equals current: nothing to do */
-    KYC_HOLD,       /* keep current, record, recheck with P100 now */
+    KYC_APPLY = 0, /* write the incoming state */
+    KYC_UNCHANGED, /* incoming equals current: nothing to do */
+    KYC_HOLD,      /* keep current, record, recheck with P100 now */
 };
 
 /* What became of one delivery (kyc.webhook_events.outcome, the log line's
@@ -30,8 +30,8 @@ enum kyc_outcome {
     KYC_OUTCOME_APPLIED = KYC_APPLY,
     KYC_OUTCOME_UNCHANGED = KYC_UNCHANGED,
     KYC_OUTCOME_HELD = KYC_HOLD,
-    KYC_OUTCOME_RECORDED,   /* kinds without state: stored only */
-    KYC_OUTCOME_SPOOLED,    /* database away: kept in the local spool */
+    KYC_OUTCOME_RECORDED, /* kinds without state: stored only */
+    KYC_OUTCOME_SPOOLED,  /* database away: kept in the local spool */
 };
 
 /* Why (kyc.webhook_events.outcome_reason, kyc.status_changes.reason, the
@@ -57,12 +57,12 @@ enum kyc_reason {
 };
 
 typedef struct kyc_transition {
-    const kyc_status *current;  /* stored state; empty when none yet */
-    int64_t current_age_ms;     /* time since the current state was recorded */
+    const kyc_status *current; /* stored state; empty when none yet */
+    int64_t current_age_ms;    /* time since the current state was recorded */
     const kyc_status *incoming;
     enum kyc_source source;
-    int is_repeat;              /* same body already received within the dedup window */
-    int64_t reorder_window_ms;  /* how late a retried webhook can arrive */
+    int is_repeat;             /* same body already received within the dedup window */
+    int64_t reorder_window_ms; /* how late a retried webhook can arrive */
 } kyc_transition;
 
 typedef struct kyc_verdict {

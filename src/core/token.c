@@ -46,7 +46,7 @@ int token_set_parse(token_set *out, const char *list, kerr *err)
     token_set set;
     memset(&set, 0, sizeof set);
     int rc = 0;
-    int item = 0;  /* 1-based number of the non-empty item, for messages */
+    int item = 0; /* 1-based number of the non-empty item, for messages */
     strlist it;
     /* CR is trimmed too, so a token file with CRLF line endings works. */
     strlist_init(&it, list, ",\n", " \t\r");
@@ -63,19 +63,18 @@ int token_set_parse(token_set *out, const char *list, kerr *err)
             unsigned char c = (unsigned char)*q;
             if (c <= ' ' || c == 0x7f) {
                 rc = kerr_set(err, KERR_CONFIG,
-                              "webhook token %d contains a space or control character",
-                              item);
+                              "webhook token %d contains a space or control character", item);
                 goto out;
             }
         }
         if (len < TOKEN_MIN_LEN) {
-            rc = kerr_set(err, KERR_CONFIG, "webhook token %d is shorter than %d characters",
-                          item, TOKEN_MIN_LEN);
+            rc = kerr_set(err, KERR_CONFIG, "webhook token %d is shorter than %d characters", item,
+                          TOKEN_MIN_LEN);
             goto out;
         }
         if (len > TOKEN_CONF_MAX_LEN) {
-            rc = kerr_set(err, KERR_CONFIG, "webhook token %d is longer than %d characters",
-                          item, (int)TOKEN_CONF_MAX_LEN);
+            rc = kerr_set(err, KERR_CONFIG, "webhook token %d is longer than %d characters", item,
+                          (int)TOKEN_CONF_MAX_LEN);
             goto out;
         }
         if (sha256(s, len, set.digest[set.count]) != 0) {

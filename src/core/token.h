@@ -7,8 +7,8 @@
 
 #include "base/err.h"
 
-#define TOKEN_MAX 16        /* tokens configured at once (rotation) */
-#define TOKEN_MIN_LEN 16    /* shorter tokens are refused at start */
+#define TOKEN_MAX 16     /* tokens configured at once (rotation) */
+#define TOKEN_MIN_LEN 16 /* shorter tokens are refused at start */
 #define TOKEN_MAX_LEN 4096
 
 /* Configured webhook tokens, kept only as SHA-256 digests. */

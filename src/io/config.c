@@ -46,10 +46,10 @@ typedef struct cfg_entry {
     const char *key;
     enum cfg_type type;
     int flags;
-    size_t off;          /* into kycd_config */
-    int64_t min, max;    /* numbers, in the stored unit */
-    const char *sdef;    /* strings: default, NULL = unset */
-    int64_t ndef;        /* numbers: default, in the stored unit */
+    size_t off;       /* into kycd_config */
+    int64_t min, max; /* numbers, in the stored unit */
+    const char *sdef; /* strings: default, NULL = unset */
+    int64_t ndef;     /* numbers: default, in the stored unit */
     const char *desc;
 } cfg_entry;
 
@@ -62,8 +62,7 @@ static const cfg_entry table[] = {
      "libpq conninfo or URI; empty uses libpq's PG* environment"},
     {"database_password", T_STRING, F_SECRET | F_FILE_OK, OFF(database_password), 0, 0, NULL, 0,
      "database password, when not in database_url"},
-    {"db_pool", T_INT, 0, OFF(db_pool), 1, 256, NULL, 8,
-     "database connections in the pool"},
+    {"db_pool", T_INT, 0, OFF(db_pool), 1, 256, NULL, 8, "database connections in the pool"},
     {"db_timeout", T_DURATION, 0, OFF(db_timeout_ms), 1, DAY, NULL, 5 * SEC,
      "deadline for connecting, each query and waiting for a pooled connection"},
     {"listen", T_STRING, 0, OFF(listen), 0, 0, "0.0.0.0:8443", 0,
@@ -104,8 +103,7 @@ static const cfg_entry table[] = {
      "Retry-After sent with 503 answers"},
     {"shutdown_timeout", T_DURATION, 0, OFF(shutdown_timeout_ms), 1, DAY, NULL, 10 * SEC,
      "grace for in-flight requests at shutdown"},
-    {"log_level", T_LOGLEVEL, 0, OFF(log_level), 0, 0, "info", 0,
-     "debug, info, warn or error"},
+    {"log_level", T_LOGLEVEL, 0, OFF(log_level), 0, 0, "info", 0, "debug, info, warn or error"},
     {"spool_dir", T_STRING, 0, OFF(spool_dir), 0, 0, NULL, 0,
      "local spool for deliveries while the database is away; unset: answer 503 instead"},
     {"spool_max", T_SIZE, 0, OFF(spool_max), 1 << 20, 1LL << 40, NULL, 1LL << 30,
@@ -188,7 +186,10 @@ static void str_replace(char **slot, char *s)
 static void form_name(enum layer layer, const cfg_entry *e, int is_file, char *buf, size_t len)
 {
     const char *prefix = layer == L_ENV ? "KYCD_" : layer == L_FLAG ? "--" : "";
-    const char *suffix = !is_file ? "" : layer == L_ENV ? "_FILE" : layer == L_FLAG ? "-file" : "_file";
+    const char *suffix = !is_file          ? ""
+                         : layer == L_ENV  ? "_FILE"
+                         : layer == L_FLAG ? "-file"
+                                           : "_file";
     size_t o = 0;
     for (const char *p = prefix; *p && o + 1 < len; p++)
         buf[o++] = *p;
@@ -243,8 +244,8 @@ static int check_range(const cfg_entry *e, int64_t v, const char *where, const c
 
 /* Parse `value` for entry e and store it. `where` says which line, variable
  * or flag it came from. Secret values never reach a message. */
-static int apply_value(kycd_config *cfg, const cfg_entry *e, const char *value,
-                       const char *where, kerr *err)
+static int apply_value(kycd_config *cfg, const cfg_entry *e, const char *value, const char *where,
+                       kerr *err)
 {
     kerr perr;
     int rc = 0;
@@ -261,8 +262,8 @@ static int apply_value(kycd_config *cfg, const cfg_entry *e, const char *value,
     case T_LOGLEVEL: {
         if (e->type == T_LOGLEVEL && klog_level_parse(value) < 0) {
             rc = kerr_set(err, KERR_INVALID,
-                          "%s: bad value '%s' for %s: use debug, info, warn or error", where,
-                          shown, e->key);
+                          "%s: bad value '%s' for %s: use debug, info, warn or error", where, shown,
+                          e->key);
             goto out;
         }
         /* An empty value unsets a key that is unset by default, so that a
@@ -313,8 +314,8 @@ out:
 
 /* Read a value file whole, trailing newlines and CRs stripped. The buffer
  * grows by copying so that no unwiped copy of a secret is left behind. */
-static int read_value_file(const cfg_entry *e, const char *path, const char *where,
-                           char **out, kerr *err)
+static int read_value_file(const cfg_entry *e, const char *path, const char *where, char **out,
+                           kerr *err)
 {
     int rc = 0;
     size_t cap = 4096, len = 0;
@@ -333,8 +334,8 @@ static int read_value_file(const cfg_entry *e, const char *path, const char *whe
     for (;;) {
         if (len + 1 == cap) {
             if (cap > VALUE_FILE_MAX) {
-                rc = kerr_set(err, KERR_TOOBIG, "%s: %s_file: '%s' is larger than %d bytes",
-                              where, e->key, path, VALUE_FILE_MAX);
+                rc = kerr_set(err, KERR_TOOBIG, "%s: %s_file: '%s' is larger than %d bytes", where,
+                              e->key, path, VALUE_FILE_MAX);
                 goto out;
             }
             char *nb = malloc(cap * 2);

@@ -25,52 +25,52 @@
 
 typedef struct kycd_config {
     /* database */
-    char *database_url;        /* libpq conninfo or URI; default "" (libpq's PG* env) */
-    char *database_password;   /* secret; default NULL */
-    int64_t db_pool;           /* connections; default 8 */
-    int64_t db_timeout_ms;     /* connect/query/pool-wait deadline; default 5s */
+    char *database_url;      /* libpq conninfo or URI; default "" (libpq's PG* env) */
+    char *database_password; /* secret; default NULL */
+    int64_t db_pool;         /* connections; default 8 */
+    int64_t db_timeout_ms;   /* connect/query/pool-wait deadline; default 5s */
     /* listener */
-    char *listen;              /* "ADDR:PORT" TLS; default "0.0.0.0:8443" */
-    char *http_listen;         /* plain HTTP for a local proxy, loopback only; default NULL */
-    char *tls_cert;            /* PEM certificate (path) */
-    char *tls_key;             /* PEM private key (path) */
-    char *tls_chain;           /* PEM intermediate chain (path), optional */
-    char *tls_ciphers;         /* TLS 1.2 cipher list */
-    char *tls_client_ca;       /* mutual TLS: CA of accepted client certificates, optional */
-    int64_t threads;           /* worker threads; default 64 */
-    int64_t request_timeout_ms;/* whole-request deadline for slow clients; default 10s */
-    int64_t linger_ms;         /* lingering close after an early answer; default 2s */
-    int64_t linger_bytes;      /* at most this much unread input discarded; default 4 MiB */
-    int64_t keepalive_ms;      /* idle keep-alive; default 30s */
+    char *listen;               /* "ADDR:PORT" TLS; default "0.0.0.0:8443" */
+    char *http_listen;          /* plain HTTP for a local proxy, loopback only; default NULL */
+    char *tls_cert;             /* PEM certificate (path) */
+    char *tls_key;              /* PEM private key (path) */
+    char *tls_chain;            /* PEM intermediate chain (path), optional */
+    char *tls_ciphers;          /* TLS 1.2 cipher list */
+    char *tls_client_ca;        /* mutual TLS: CA of accepted client certificates, optional */
+    int64_t threads;            /* worker threads; default 64 */
+    int64_t request_timeout_ms; /* whole-request deadline for slow clients; default 10s */
+    int64_t linger_ms;          /* lingering close after an early answer; default 2s */
+    int64_t linger_bytes;       /* at most this much unread input discarded; default 4 MiB */
+    int64_t keepalive_ms;       /* idle keep-alive; default 30s */
     /* webhooks */
-    char *webhook_tokens;      /* secret; comma-separated */
-    int64_t max_body;          /* bytes; default 64 KiB */
-    char *allow_cidrs;         /* comma-separated CIDRs; default "" (all) */
-    int64_t dedup_window_ms;   /* repeat detection; default 10m */
-    int64_t reorder_window_ms; /* late-retry horizon; default 5m */
-    int64_t retry_after_s;     /* Retry-After on 503; default 5 */
+    char *webhook_tokens;        /* secret; comma-separated */
+    int64_t max_body;            /* bytes; default 64 KiB */
+    char *allow_cidrs;           /* comma-separated CIDRs; default "" (all) */
+    int64_t dedup_window_ms;     /* repeat detection; default 10m */
+    int64_t reorder_window_ms;   /* late-retry horizon; default 5m */
+    int64_t retry_after_s;       /* Retry-After on 503; default 5 */
     int64_t shutdown_timeout_ms; /* grace for in-flight requests; default 10s */
-    char *log_level;           /* debug|info|warn|error; default info */
+    char *log_level;             /* debug|info|warn|error; default info */
     /* spool */
-    char *spool_dir;           /* unset: no spool */
-    int64_t spool_max;         /* bytes; default 1 GiB */
+    char *spool_dir;   /* unset: no spool */
+    int64_t spool_max; /* bytes; default 1 GiB */
     /* P100 and the reconciler */
-    char *p100_base_url;       /* default P100 staging */
-    char *p100_api_key;        /* secret */
-    char *p100_ca_file;        /* extra CA bundle, optional */
-    char *p100_status_path;    /* "/v1/kyc/status/{externalUserId}" */
-    int64_t p100_timeout_ms;   /* default 10s */
-    int64_t p100_rate;         /* calls per second; default 10 */
-    int64_t p100_concurrency;  /* calls in flight; default 16 */
-    int64_t reconcile;         /* bool: reconciler thread in serve; default on */
-    int64_t reconcile_interval_ms; /* idle poll and 401 pause; default 30s */
-    int64_t pending_after_ms;  /* default 10m */
-    int64_t reconcile_max_failures; /* default 10 */
+    char *p100_base_url;              /* default P100 staging */
+    char *p100_api_key;               /* secret */
+    char *p100_ca_file;               /* extra CA bundle, optional */
+    char *p100_status_path;           /* "/v1/kyc/status/{externalUserId}" */
+    int64_t p100_timeout_ms;          /* default 10s */
+    int64_t p100_rate;                /* calls per second; default 10 */
+    int64_t p100_concurrency;         /* calls in flight; default 16 */
+    int64_t reconcile;                /* bool: reconciler thread in serve; default on */
+    int64_t reconcile_interval_ms;    /* idle poll and 401 pause; default 30s */
+    int64_t pending_after_ms;         /* default 10m */
+    int64_t reconcile_max_failures;   /* default 10 */
     int64_t reconcile_backoff_min_ms; /* default 10s */
     int64_t reconcile_backoff_max_ms; /* default 1h */
     /* Typed values, filled by config_check_serve from webhook_tokens and
      * allow_cidrs (the only place either string is parsed); zero before. */
-    token_set tokens;          /* digests only: a token is never kept in the clear here */
+    token_set tokens; /* digests only: a token is never kept in the clear here */
     cidr_list allow;
 } kycd_config;
 

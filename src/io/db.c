@@ -49,8 +49,7 @@ int db_result_ok(db *d, PGresult *r, const char *what, kerr *err)
     return rc;
 }
 
-int db_exec_ok(db *d, const char *sql, int n, const char *const *vals, const char *what,
-               kerr *err)
+int db_exec_ok(db *d, const char *sql, int n, const char *const *vals, const char *what, kerr *err)
 {
     return db_result_ok(d, db_exec(d, sql, n, vals), what, err);
 }
@@ -207,7 +206,8 @@ int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_ro
         rc = kerr_set(err, KERR_NOTFOUND, "%s: user row vanished while locked", what);
     } else {
         memset(row, 0, sizeof *row);
-        snprintf(row->status.verification, sizeof row->status.verification, "%s", PQgetvalue(r, 0, 0));
+        snprintf(row->status.verification, sizeof row->status.verification, "%s",
+                 PQgetvalue(r, 0, 0));
         snprintf(row->status.attempt, sizeof row->status.attempt, "%s", PQgetvalue(r, 0, 1));
         snprintf(row->status.reason, sizeof row->status.reason, "%s", PQgetvalue(r, 0, 2));
         row->age_ms = PQgetisnull(r, 0, 3) ? -1 : atoll(PQgetvalue(r, 0, 3));

@@ -23,9 +23,9 @@
 typedef struct db db;
 
 typedef struct db_opts {
-    const char *conninfo;  /* libpq conninfo or URI; "" uses libpq's PG* environment */
-    const char *password;  /* overrides the conninfo's; may be NULL */
-    int64_t timeout_ms;    /* connect, statement and lock deadline */
+    const char *conninfo; /* libpq conninfo or URI; "" uses libpq's PG* environment */
+    const char *password; /* overrides the conninfo's; may be NULL */
+    int64_t timeout_ms;   /* connect, statement and lock deadline */
     const char *application_name;
 } db_opts;
 

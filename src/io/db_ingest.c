@@ -44,27 +44,26 @@ static const char SQL_REPLAYED[] =
  * $1 user, $2 kind, $3 body, $4 sha256 hex, $5 remote addr, $6 request id,
  * $7 repeat_of, $8 outcome, $9 reason, $10 unknown fields (text[]),
  * $11 received at (NULL: now; set for deliveries replayed from the spool). */
-#define SQL_EVENT_CTE                                                                       \
-    "WITH t AS (SELECT coalesce($11::timestamptz, clock_timestamp()) AS ts), "              \
-    "ev AS (INSERT INTO kyc.webhook_events (received_at, kind, external_user_id, body, "    \
-    "  body_sha256, remote_addr, request_id, repeat_of, outcome, outcome_reason, "          \
-    "  unknown_fields) "                                                                    \
-    "  SELECT t.ts, $2, $1, $3::jsonb, decode($4, 'hex'), $5::inet, $6, $7::bigint, $8, $9, " \
+#define SQL_EVENT_CTE                                                                              \
+    "WITH t AS (SELECT coalesce($11::timestamptz, clock_timestamp()) AS ts), "                     \
+    "ev AS (INSERT INTO kyc.webhook_events (received_at, kind, external_user_id, body, "           \
+    "  body_sha256, remote_addr, request_id, repeat_of, outcome, outcome_reason, "                 \
+    "  unknown_fields) "                                                                           \
+    "  SELECT t.ts, $2, $1, $3::jsonb, decode($4, 'hex'), $5::inet, $6, $7::bigint, $8, $9, "      \
     "  $10::text[] FROM t RETURNING id, received_at) "
 
 /* A row created by this very delivery takes the delivery's time as its
  * first sight, so that first_seen_at, received_at and changed_at agree. */
-#define SQL_FIRST_SEEN                                                                      \
-    "  first_seen_at = CASE WHEN v.last_webhook_at IS NULL AND v.source = 'webhook' "       \
+#define SQL_FIRST_SEEN                                                                             \
+    "  first_seen_at = CASE WHEN v.last_webhook_at IS NULL AND v.source = 'webhook' "              \
     "  AND v.verification_status IS NULL THEN ev.received_at ELSE v.first_seen_at END, "
 
 /* APPLY: new state, history row; $12..$14 the new state. */
-static const char SQL_KYC_APPLY[] =
-    SQL_EVENT_CTE
+static const char SQL_KYC_APPLY[] = SQL_EVENT_CTE
     ", old AS (SELECT verification_status, attempt_status, rejection_reason "
     "  FROM kyc.verifications WHERE external_user_id = $1), "
-    "up AS (UPDATE kyc.verifications v SET verification_status = $12, attempt_status = $13, "
-    SQL_FIRST_SEEN
+    "up AS (UPDATE kyc.verifications v SET verification_status = $12, attempt_status = "
+    "$13, " SQL_FIRST_SEEN
     "  rejection_reason = nullif($14, ''), source = 'webhook', updated_at = ev.received_at, "
     "  last_webhook_at = ev.received_at, last_event_id = ev.id "
     "  FROM ev WHERE v.external_user_id = $1), "
@@ -77,22 +76,18 @@ static const char SQL_KYC_APPLY[] =
 
 /* HOLD: keep the state, owe an authoritative check now. */
 static const char SQL_KYC_HOLD[] =
-    SQL_EVENT_CTE
-    ", up AS (UPDATE kyc.verifications v SET needs_check_reason = $9, "
-    SQL_FIRST_SEEN
-    "  next_check_at = ev.received_at, last_webhook_at = ev.received_at "
-    "  FROM ev WHERE v.external_user_id = $1) "
-    "SELECT id FROM ev";
+    SQL_EVENT_CTE ", up AS (UPDATE kyc.verifications v SET needs_check_reason = $9, " SQL_FIRST_SEEN
+                  "  next_check_at = ev.received_at, last_webhook_at = ev.received_at "
+                  "  FROM ev WHERE v.external_user_id = $1) "
+                  "SELECT id FROM ev";
 
 /* UNCHANGED: only note that P100 spoke. */
 static const char SQL_KYC_UNCHANGED[] =
-    SQL_EVENT_CTE
-    ", up AS (UPDATE kyc.verifications v SET last_webhook_at = ev.received_at "
-    "  FROM ev WHERE v.external_user_id = $1) "
-    "SELECT id FROM ev";
+    SQL_EVENT_CTE ", up AS (UPDATE kyc.verifications v SET last_webhook_at = ev.received_at "
+                  "  FROM ev WHERE v.external_user_id = $1) "
+                  "SELECT id FROM ev";
 
-static const char SQL_POA_APPLY[] =
-    SQL_EVENT_CTE
+static const char SQL_POA_APPLY[] = SQL_EVENT_CTE
     ", up AS (INSERT INTO kyc.poa_statuses (external_user_id, status, updated_at, last_event_id) "
     "  SELECT $1, $12, ev.received_at, ev.id FROM ev "
     "  ON CONFLICT (external_user_id) DO UPDATE SET status = EXCLUDED.status, "
@@ -103,8 +98,16 @@ static const char SQL_EVENT_ONLY[] = SQL_EVENT_CTE "SELECT id FROM ev";
 
 /* The ingest statements, prepared once per session. */
 enum stmt {
-    ST_KYC_ENSURE, ST_OTHER_LOCK, ST_PRIOR, ST_REPLAYED,
-    ST_KYC_APPLY, ST_KYC_HOLD, ST_KYC_UNCHANGED, ST_POA_APPLY, ST_EVENT_ONLY, ST_COUNT
+    ST_KYC_ENSURE,
+    ST_OTHER_LOCK,
+    ST_PRIOR,
+    ST_REPLAYED,
+    ST_KYC_APPLY,
+    ST_KYC_HOLD,
+    ST_KYC_UNCHANGED,
+    ST_POA_APPLY,
+    ST_EVENT_ONLY,
+    ST_COUNT
 };
 
 static const db_stmt STMTS[ST_COUNT] = {
@@ -251,12 +254,20 @@ int db_ingest(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_
     if (repeat_of)
         snprintf(repeat_buf, sizeof repeat_buf, "%lld", repeat_of);
     const char *pw[14] = {
-        dl->external_user_id, kind, NULL, dl->body_sha256,
+        dl->external_user_id,
+        kind,
+        NULL,
+        dl->body_sha256,
         dl->remote_addr[0] ? dl->remote_addr : NULL,
         dl->request_id[0] ? dl->request_id : NULL,
-        repeat_of ? repeat_buf : NULL, kyc_outcome_name(outcome), kyc_reason_name(reason), unknown,
+        repeat_of ? repeat_buf : NULL,
+        kyc_outcome_name(outcome),
+        kyc_reason_name(reason),
+        unknown,
         received_p,
-        state_val[0], state_val[1], state_val[2],
+        state_val[0],
+        state_val[1],
+        state_val[2],
     };
     /* The body goes as text: it is valid UTF-8 JSON without NUL bytes
      * (core/payload.c), so the jsonb cast cannot misread it. */
@@ -290,4 +301,3 @@ out:
     db_rollback_quietly(d);
     return rc;
 }
-

@@ -10,15 +10,15 @@
 #include "io/db.h"
 
 typedef struct db_ingest_opts {
-    int64_t dedup_window_ms;    /* identical body within this window is a repeat */
-    int64_t reorder_window_ms;  /* see core/state.h */
+    int64_t dedup_window_ms;   /* identical body within this window is a repeat */
+    int64_t reorder_window_ms; /* see core/state.h */
 } db_ingest_opts;
 
 typedef struct db_ingest_result {
-    long long event_id;         /* kyc.webhook_events.id */
-    long long repeat_of;        /* earlier identical delivery, or 0 */
-    enum kyc_outcome outcome;   /* applied, unchanged, held, recorded (kyc_outcome_name) */
-    enum kyc_reason reason;     /* state-machine reason, or latest/recorded/repeat/already_stored */
+    long long event_id;       /* kyc.webhook_events.id */
+    long long repeat_of;      /* earlier identical delivery, or 0 */
+    enum kyc_outcome outcome; /* applied, unchanged, held, recorded (kyc_outcome_name) */
+    enum kyc_reason reason;   /* state-machine reason, or latest/recorded/repeat/already_stored */
 } db_ingest_result;
 
 /* Store one verified delivery and apply it, in one transaction:

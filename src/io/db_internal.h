@@ -28,8 +28,7 @@ PGresult *db_exec(db *d, const char *sql, int n, const char *const *vals);
 int db_result_ok(db *d, PGresult *r, const char *what, kerr *err);
 
 /* db_exec, then db_result_ok. */
-int db_exec_ok(db *d, const char *sql, int n, const char *const *vals, const char *what,
-               kerr *err);
+int db_exec_ok(db *d, const char *sql, int n, const char *const *vals, const char *what, kerr *err);
 
 /* ROLLBACK if a transaction is open and the connection still works. */
 void db_rollback_quietly(db *d);
@@ -53,9 +52,9 @@ PGresult *db_run(db *d, const db_stmt *st, const char *const *vals);
 
 /* The user's row, locked FOR UPDATE for this transaction. */
 typedef struct db_user_row {
-    kyc_status status;          /* "" for a NULL column */
-    int64_t age_ms;             /* since updated_at, at `at` (or now); -1 if unknown */
-    char lease_owner[256];      /* "" when unclaimed */
+    kyc_status status;     /* "" for a NULL column */
+    int64_t age_ms;        /* since updated_at, at `at` (or now); -1 if unknown */
+    char lease_owner[256]; /* "" when unclaimed */
 } db_user_row;
 
 /* Lock the user's row and read its state. at: a timestamptz to measure

@@ -15,8 +15,8 @@ struct db_pool {
     db_opts opts;
     char *conninfo, *password, *appname;
     int size;
-    int nfree;      /* slots not lent out */
-    db **slots;     /* free stack: slots[0..nfree) may hold NULL (not yet open) */
+    int nfree;  /* slots not lent out */
+    db **slots; /* free stack: slots[0..nfree) may hold NULL (not yet open) */
 };
 
 int db_pool_new(db_pool **out, const db_opts *o, int size, kerr *err)

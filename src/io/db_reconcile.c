@@ -83,8 +83,9 @@ static int apply_authoritative(db *d, const char *uid, const kyc_status *s, enum
                                enum kyc_reason reason, const char *check_id, const char *what,
                                kerr *err)
 {
-    const char *p[] = {uid, s->verification, s->attempt, s->reason, kyc_source_name(src),
-                       kyc_reason_name(reason), check_id};
+    const char *p[] = {uid,       s->verification,      s->attempt,
+                       s->reason, kyc_source_name(src), kyc_reason_name(reason),
+                       check_id};
     return db_exec_ok(d, SQL_APPLY_AUTHORITATIVE, 7, p, what, err);
 }
 
@@ -142,9 +143,14 @@ int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err)
     char *body = NULL;
     if ((rc = check_body(c, &body, err)) != 0)
         goto out;
-    const char *pc[] = {uid, c->owner, c->http_status ? http : NULL,
-                        c->error_code && *c->error_code ? c->error_code : NULL, latency,
-                        p100_class_name(c->cls), kyc_check_result_name(plan.result), c->detail,
+    const char *pc[] = {uid,
+                        c->owner,
+                        c->http_status ? http : NULL,
+                        c->error_code && *c->error_code ? c->error_code : NULL,
+                        latency,
+                        p100_class_name(c->cls),
+                        kyc_check_result_name(plan.result),
+                        c->detail,
                         body};
     r = db_exec(d,
                 "INSERT INTO kyc.status_checks (external_user_id, checker, http_status, "
@@ -172,25 +178,30 @@ int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err)
             goto out;
     } else if (plan.write == KYC_WRITE_SCHEDULE) {
         if (plan.result == KYC_CHECK_APPLIED &&
-            (rc = apply_authoritative(d, uid, &plan.after, KYC_SRC_RECONCILER, plan.reason, check_id,
-                                      "applying P100's state", err)) != 0)
+            (rc = apply_authoritative(d, uid, &plan.after, KYC_SRC_RECONCILER, plan.reason,
+                                      check_id, "applying P100's state", err)) != 0)
             goto out;
         /* Bookkeeping: schedule, failures, flag, lease. */
         char next[24], fails[8];
         snprintf(next, sizeof next, "%lld", (long long)plan.next_check_ms);
         snprintf(fails, sizeof fails, "%d", c->count_failure ? 1 : 0);
-        const char *pb[] = {uid, check_id, next, fails, plan.answered ? "1" : "0",
+        const char *pb[] = {uid,
+                            check_id,
+                            next,
+                            fails,
+                            plan.answered ? "1" : "0",
                             c->flag ? (c->detail ? c->detail : p100_class_name(c->cls)) : NULL};
-        rc = db_exec_ok(d,
-                        "UPDATE kyc.verifications SET last_checked_at = clock_timestamp(), "
-                        "  last_check_id = $2::bigint, lease_owner = NULL, lease_until = NULL, "
-                        "  next_check_at = CASE WHEN $3::bigint < 0 THEN NULL "
-                        "    ELSE clock_timestamp() + make_interval(secs => $3::float8 / 1000) END, "
-                        "  failures = CASE WHEN $5::int = 1 THEN 0 ELSE failures + $4::int END, "
-                        "  needs_check_reason = CASE WHEN $5::int = 1 THEN NULL ELSE needs_check_reason END, "
-                        "  attention_reason = coalesce($6, attention_reason) "
-                        "WHERE external_user_id = $1",
-                        6, pb, "updating the user's schedule", err);
+        rc = db_exec_ok(
+            d,
+            "UPDATE kyc.verifications SET last_checked_at = clock_timestamp(), "
+            "  last_check_id = $2::bigint, lease_owner = NULL, lease_until = NULL, "
+            "  next_check_at = CASE WHEN $3::bigint < 0 THEN NULL "
+            "    ELSE clock_timestamp() + make_interval(secs => $3::float8 / 1000) END, "
+            "  failures = CASE WHEN $5::int = 1 THEN 0 ELSE failures + $4::int END, "
+            "  needs_check_reason = CASE WHEN $5::int = 1 THEN NULL ELSE needs_check_reason END, "
+            "  attention_reason = coalesce($6, attention_reason) "
+            "WHERE external_user_id = $1",
+            6, pb, "updating the user's schedule", err);
         if (rc != 0)
             goto out;
     }
@@ -212,10 +223,11 @@ int db_record_created(db *d, const char *external_user_id, const char *verificat
     if ((rc = db_exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
         return rc;
     const char *p1[] = {external_user_id};
-    if ((rc = db_exec_ok(d,
-                         "INSERT INTO kyc.verifications (external_user_id, source) VALUES ($1, 'api') "
-                         "ON CONFLICT (external_user_id) DO NOTHING",
-                         1, p1, "creating user row", err)) != 0)
+    if ((rc = db_exec_ok(
+             d,
+             "INSERT INTO kyc.verifications (external_user_id, source) VALUES ($1, 'api') "
+             "ON CONFLICT (external_user_id) DO NOTHING",
+             1, p1, "creating user row", err)) != 0)
         goto out;
     db_user_row row;
     rc = db_lock_user(d, external_user_id, NULL, &row, "locking user", err);
@@ -236,19 +248,21 @@ int db_record_created(db *d, const char *external_user_id, const char *verificat
                                       "recording the new verification", err)) != 0)
             goto out;
         const char *pv[] = {external_user_id, verification_id, after};
-        rc = db_exec_ok(d,
-                        "UPDATE kyc.verifications SET verification_id = $2, attention_reason = NULL, "
-                        "  failures = 0, next_check_at = clock_timestamp() + "
-                        "  make_interval(secs => $3::float8 / 1000) WHERE external_user_id = $1",
-                        3, pv, "recording the verification id", err);
+        rc = db_exec_ok(
+            d,
+            "UPDATE kyc.verifications SET verification_id = $2, attention_reason = NULL, "
+            "  failures = 0, next_check_at = clock_timestamp() + "
+            "  make_interval(secs => $3::float8 / 1000) WHERE external_user_id = $1",
+            3, pv, "recording the verification id", err);
     } else {
         /* P100 says a verification is already pending: follow it at once,
          * even if no webhook ever comes. */
-        rc = db_exec_ok(d,
-                        "UPDATE kyc.verifications SET needs_check_reason = coalesce(needs_check_reason, "
-                        "  'api_pending'), next_check_at = clock_timestamp(), attention_reason = NULL, "
-                        "  failures = 0 WHERE external_user_id = $1",
-                        1, p1, "marking the user pending", err);
+        rc = db_exec_ok(
+            d,
+            "UPDATE kyc.verifications SET needs_check_reason = coalesce(needs_check_reason, "
+            "  'api_pending'), next_check_at = clock_timestamp(), attention_reason = NULL, "
+            "  failures = 0 WHERE external_user_id = $1",
+            1, p1, "marking the user pending", err);
     }
     if (rc == 0)
         rc = db_exec_ok(d, "COMMIT", 0, NULL, "commit", err);

@@ -20,10 +20,10 @@ typedef struct db_claim {
 } db_claim;
 
 typedef struct db_claim_opts {
-    const char *owner;          /* this instance, "host:pid" */
-    int limit;                  /* at most this many */
-    int64_t lease_ms;           /* how long the claim holds */
-    int64_t pending_after_ms;   /* a pending user unchanged this long is due */
+    const char *owner;        /* this instance, "host:pid" */
+    int limit;                /* at most this many */
+    int64_t lease_ms;         /* how long the claim holds */
+    int64_t pending_after_ms; /* a pending user unchanged this long is due */
 } db_claim_opts;
 
 /* Claim users due for a check: held reports (needs_check_reason) and
@@ -43,25 +43,25 @@ int db_release_claim(db *d, const char *owner, const char *external_user_id,
 typedef struct db_check {
     const char *owner;
     const char *external_user_id;
-    enum p100_class cls;        /* P100's answer, classified */
-    long http_status;           /* 0: none */
-    const char *error_code;     /* "" when none */
+    enum p100_class cls;    /* P100's answer, classified */
+    long http_status;       /* 0: none */
+    const char *error_code; /* "" when none */
     double latency_ms;
-    const char *detail;         /* error message or NULL */
-    const char *body;           /* raw answer, may be NULL */
+    const char *detail; /* error message or NULL */
+    const char *body;   /* raw answer, may be NULL */
     size_t body_len;
-    const kyc_status *answer;   /* on P100_OK: P100's state */
+    const kyc_status *answer; /* on P100_OK: P100's state */
     /* What to do with the user (decided by the reconciler): */
-    int flag;                   /* set attention_reason = detail, stop checking */
-    int count_failure;          /* failures + 1 (the caller flags at the ceiling) */
-    int64_t next_check_ms;      /* next_check_at = now + this; -1: NULL */
+    int flag;              /* set attention_reason = detail, stop checking */
+    int count_failure;     /* failures + 1 (the caller flags at the ceiling) */
+    int64_t next_check_ms; /* next_check_at = now + this; -1: NULL */
 } db_check;
 
 typedef struct db_check_result {
     long long check_id;
     enum kyc_check_result result; /* applied, unchanged, flagged, retry, released */
-    kyc_status before;          /* the stored state before */
-    int lost_lease;             /* another instance took the user meanwhile: nothing applied */
+    kyc_status before;            /* the stored state before */
+    int lost_lease;               /* another instance took the user meanwhile: nothing applied */
 } db_check_result;
 
 /* Record the call in kyc.status_checks and carry out kyc_check_decide: for

@@ -55,8 +55,10 @@ int db_user_report(db *d, const char *external_user_id, kbuf *out, kerr *err)
         return kerr_set(err, KERR_NOMEM, "out of memory");
     if ((rc = report_rows(d, out, "changes",
                           "SELECT changed_at, source, reason, "
-                          "coalesce(old_verification_status, '-') || '/' || coalesce(old_attempt_status, '-') AS old, "
-                          "coalesce(new_verification_status, '-') || '/' || coalesce(new_attempt_status, '-') AS new, "
+                          "coalesce(old_verification_status, '-') || '/' || "
+                          "coalesce(old_attempt_status, '-') AS old, "
+                          "coalesce(new_verification_status, '-') || '/' || "
+                          "coalesce(new_attempt_status, '-') AS new, "
                           "new_rejection_reason AS reason_code, event_id, check_id "
                           "FROM kyc.status_changes WHERE external_user_id = $1 ORDER BY id",
                           external_user_id, err)) != 0)

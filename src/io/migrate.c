@@ -22,9 +22,9 @@ int migrate_latest_version(void)
 
 int db_schema_version(db *d, int *version, kerr *err)
 {
-    PGresult *r = PQexec(d->conn,
-                         "SELECT CASE WHEN to_regclass('kyc.schema_migrations') IS NULL THEN 0 "
-                         "ELSE (SELECT coalesce(max(version), 0) FROM kyc.schema_migrations) END");
+    PGresult *r =
+        PQexec(d->conn, "SELECT CASE WHEN to_regclass('kyc.schema_migrations') IS NULL THEN 0 "
+                        "ELSE (SELECT coalesce(max(version), 0) FROM kyc.schema_migrations) END");
     /* to_regclass keeps this a single round trip that cannot fail on a
      * fresh database; the subquery is only planned when the table exists. */
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -52,9 +52,10 @@ int db_check_schema(db *d, kerr *err)
         return rc;
     int want = migrate_latest_version();
     if (have < want)
-        return kerr_set(err, KERR_STATE,
-                        "database schema is at version %d, this kycd needs %d: run `kycd migrate` first",
-                        have, want);
+        return kerr_set(
+            err, KERR_STATE,
+            "database schema is at version %d, this kycd needs %d: run `kycd migrate` first", have,
+            want);
     if (have > want)
         klog(KLOG_WARN, "database schema is newer than this kycd", KLOG_INT("schema", have),
              KLOG_INT("kycd", want));
@@ -77,7 +78,8 @@ static int migrate_locked(db *d, int *applied, kerr *err)
         char version[16];
         snprintf(version, sizeof version, "%d", m->version);
         const char *p1[] = {version};
-        PGresult *r = db_exec(d, "SELECT sha256 FROM kyc.schema_migrations WHERE version = $1", 1, p1);
+        PGresult *r =
+            db_exec(d, "SELECT sha256 FROM kyc.schema_migrations WHERE version = $1", 1, p1);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             rc = db_fail(d, r, "reading kyc.schema_migrations", err);
             PQclear(r);
@@ -87,9 +89,10 @@ static int migrate_locked(db *d, int *applied, kerr *err)
             int same = strcmp(PQgetvalue(r, 0, 0), m->sha256) == 0;
             PQclear(r);
             if (!same)
-                return kerr_set(err, KERR_STATE,
-                                "migration %s was changed after it was applied: add a new migration instead",
-                                m->name);
+                return kerr_set(
+                    err, KERR_STATE,
+                    "migration %s was changed after it was applied: add a new migration instead",
+                    m->name);
             continue;
         }
         PQclear(r);
@@ -102,8 +105,9 @@ static int migrate_locked(db *d, int *applied, kerr *err)
             return rc;
         }
         const char *p3[] = {version, m->name, m->sha256};
-        rc = db_exec_ok(d, "INSERT INTO kyc.schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
-                        3, p3, "recording migration", err);
+        rc = db_exec_ok(
+            d, "INSERT INTO kyc.schema_migrations (version, name, sha256) VALUES ($1, $2, $3)", 3,
+            p3, "recording migration", err);
         if (rc == 0)
             rc = db_exec_ok(d, "COMMIT", 0, NULL, "commit", err);
         if (rc != 0) {
@@ -128,13 +132,14 @@ int db_migrate(db *d, int *applied, kerr *err)
     char key[24];
     snprintf(key, sizeof key, "%d", MIGRATE_LOCK_KEY);
     const char *p[] = {key};
-    if ((rc = db_exec_ok(d, "SELECT pg_advisory_lock($1::bigint)", 1, p, "taking the migration lock",
-                         err)) != 0)
+    if ((rc = db_exec_ok(d, "SELECT pg_advisory_lock($1::bigint)", 1, p,
+                         "taking the migration lock", err)) != 0)
         return rc;
     int n = 0;
     rc = migrate_locked(d, &n, err);
     kerr ignored;
-    if (db_exec_ok(d, "SELECT pg_advisory_unlock($1::bigint)", 1, p, "unlock", &ignored) != 0 && rc == 0)
+    if (db_exec_ok(d, "SELECT pg_advisory_unlock($1::bigint)", 1, p, "unlock", &ignored) != 0 &&
+        rc == 0)
         rc = kerr_set(err, KERR_DB, "releasing the migration lock: %s", ignored.msg);
     if (rc == 0)
         *applied = n;

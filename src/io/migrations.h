@@ -6,10 +6,10 @@
 #include <stddef.h>
 
 struct migration {
-    int version;          /* NNN of sql/NNN_name.sql */
-    const char *name;     /* file name without .sql */
-    const char *sha256;   /* hex digest of the file, to detect edits */
-    const char *sql;      /* the file's text */
+    int version;        /* NNN of sql/NNN_name.sql */
+    const char *name;   /* file name without .sql */
+    const char *sha256; /* hex digest of the file, to detect edits */
+    const char *sql;    /* the file's text */
 };
 
 extern const struct migration kycd_migrations[];

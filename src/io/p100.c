@@ -50,8 +50,7 @@ static void global_init(void)
 static int global_ready(kerr *err)
 {
     if (pthread_once(&global_once, global_init) != 0 || global_rc != CURLE_OK)
-        return kerr_set(err, KERR_IO, "initialising libcurl: %s",
-                        curl_easy_strerror(global_rc));
+        return kerr_set(err, KERR_IO, "initialising libcurl: %s", curl_easy_strerror(global_rc));
     return 0;
 }
 
@@ -222,8 +221,8 @@ int p100_client_new(p100_client **out, const p100_opts *o, kerr *err)
     if ((rc = check_base_url(o->base_url, &plain_http, err)) != 0 ||
         (rc = check_api_key(o->api_key, err)) != 0)
         return rc;
-    const char *path = o->status_path && *o->status_path ? o->status_path
-                                                         : P100_DEFAULT_STATUS_PATH;
+    const char *path =
+        o->status_path && *o->status_path ? o->status_path : P100_DEFAULT_STATUS_PATH;
     if (path[0] != '/' || strstr(path, P100_ID_PLACEHOLDER) == NULL)
         return kerr_set(err, KERR_CONFIG,
                         "p100 status path must start with '/' and contain " P100_ID_PLACEHOLDER);
@@ -240,8 +239,8 @@ int p100_client_new(p100_client **out, const p100_opts *o, kerr *err)
         return rc;
 
     int64_t timeout = o->timeout_ms > 0 ? o->timeout_ms : P100_DEFAULT_TIMEOUT_MS;
-    int64_t connect = o->connect_timeout_ms > 0 ? o->connect_timeout_ms
-                                                : P100_DEFAULT_CONNECT_TIMEOUT_MS;
+    int64_t connect =
+        o->connect_timeout_ms > 0 ? o->connect_timeout_ms : P100_DEFAULT_CONNECT_TIMEOUT_MS;
     if (connect > timeout)
         connect = timeout;
 
@@ -284,8 +283,8 @@ int p100_client_new(p100_client **out, const p100_opts *o, kerr *err)
         goto out;
     }
     CURLcode cc = CURLE_OK;
-#define SETOPT(opt, val)                                                                        \
-    if (cc == CURLE_OK)                                                                         \
+#define SETOPT(opt, val)                                                                           \
+    if (cc == CURLE_OK)                                                                            \
         cc = curl_easy_setopt(c->h, opt, val);
     SETOPT(CURLOPT_NOSIGNAL, 1L)
     SETOPT(CURLOPT_PROTOCOLS_STR, plain_http ? "http" : "https")
@@ -390,8 +389,7 @@ static int perform(p100_client *c, const char *url, const char *post_body, p100_
     if (cc == CURLE_OK && post_body) {
         cc = curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, post_body);
         if (cc == CURLE_OK)
-            cc = curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE,
-                                  (curl_off_t)strlen(post_body));
+            cc = curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(post_body));
         if (cc == CURLE_OK)
             cc = curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->hdr_post);
     } else if (cc == CURLE_OK) {
@@ -424,8 +422,8 @@ static int perform(p100_client *c, const char *url, const char *post_body, p100_
         kbuf_reset(&res->body);
         res->http_status = status;
         res->cls = P100_TRANSIENT;
-        snprintf(res->error_message, sizeof res->error_message,
-                 "answer body larger than %d bytes", P100_BODY_MAX);
+        snprintf(res->error_message, sizeof res->error_message, "answer body larger than %d bytes",
+                 P100_BODY_MAX);
         return 0;
     }
     if (cc != CURLE_OK) {
@@ -542,8 +540,8 @@ out:
     return rc;
 }
 
-int p100_redirect_url(const p100_opts *o, const char *external_user_id,
-                      const char *verification_id, kbuf *out, kerr *err)
+int p100_redirect_url(const p100_opts *o, const char *external_user_id, const char *verification_id,
+                      kbuf *out, kerr *err)
 {
     int rc, plain_http;
     kbuf u;
@@ -561,8 +559,7 @@ int p100_redirect_url(const p100_opts *o, const char *external_user_id,
     if ((base = dup_trimmed_url(o->base_url)) == NULL ||
         kbuf_appendf(&u, "%s/v1/kyc/verification/", base) != 0 ||
         append_escaped(NULL, &u, external_user_id) != 0 || kbuf_append(&u, "/", 1) != 0 ||
-        append_escaped(NULL, &u, verification_id) != 0 ||
-        kbuf_append(out, u.data, u.len) != 0) {
+        append_escaped(NULL, &u, verification_id) != 0 || kbuf_append(out, u.data, u.len) != 0) {
         rc = kerr_set(err, KERR_NOMEM, "out of memory");
         goto out;
     }

@@ -16,22 +16,23 @@
 typedef struct p100_client p100_client;
 
 typedef struct p100_opts {
-    const char *base_url;        /* e.g. https://partner-api-stage.p100.io (no trailing slash needed) */
-    const char *api_key;         /* secret */
-    const char *ca_file;         /* extra CA bundle (the simulator's), or NULL for the system store */
-    const char *status_path;     /* template with {externalUserId}, default "/v1/kyc/status/{externalUserId}" */
-    int64_t timeout_ms;          /* whole call */
+    const char *base_url; /* e.g. https://partner-api-stage.p100.io (no trailing slash needed) */
+    const char *api_key;  /* secret */
+    const char *ca_file;  /* extra CA bundle (the simulator's), or NULL for the system store */
+    const char *
+        status_path; /* template with {externalUserId}, default "/v1/kyc/status/{externalUserId}" */
+    int64_t timeout_ms; /* whole call */
     int64_t connect_timeout_ms;
 } p100_opts;
 
 /* What one call got back. body holds the raw answer (kept for the record). */
 typedef struct p100_result {
     enum p100_class cls;
-    long http_status;            /* 0: no HTTP answer (transport error) */
-    char error_code[16];         /* "P412", or "" */
+    long http_status;    /* 0: no HTTP answer (transport error) */
+    char error_code[16]; /* "P412", or "" */
     char error_name[64];
-    char error_message[256];     /* P100's message, or the transport error */
-    int64_t retry_after_ms;      /* from Retry-After, or -1 */
+    char error_message[256]; /* P100's message, or the transport error */
+    int64_t retry_after_ms;  /* from Retry-After, or -1 */
     double latency_ms;
     kbuf body;
 } p100_result;
@@ -57,7 +58,7 @@ int p100_create_kyc(p100_client *c, const p100_create_req *req, p100_result *res
 /* The verification redirect URL (built, not fetched):
  * {base}/v1/kyc/verification/{externalUserId}/{verificationId}, with both
  * path segments percent-encoded. */
-int p100_redirect_url(const p100_opts *o, const char *external_user_id,
-                      const char *verification_id, kbuf *out, kerr *err) KYCD_MUST_CHECK;
+int p100_redirect_url(const p100_opts *o, const char *external_user_id, const char *verification_id,
+                      kbuf *out, kerr *err) KYCD_MUST_CHECK;
 
 #endif

@@ -41,7 +41,7 @@
  *  - otherwise corruption: spool_open fails with KERR_INVALID naming the
  *    file and the offset. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE  /* flock, fdatasync, O_CLOEXEC outside the CMake build (fuzzer) */
+#define _GNU_SOURCE /* flock, fdatasync, O_CLOEXEC outside the CMake build (fuzzer) */
 #endif
 
 #include "io/spool.h"
@@ -69,7 +69,7 @@
 #define REC_HDR 12
 #define REC_MAX_PAYLOAD ((size_t)16 * 1024 * 1024)
 #define DEFAULT_SEGMENT_BYTES ((int64_t)4 * 1024 * 1024)
-#define SEG_NAME_LEN 24  /* "seg-" + 16 hex + ".log" */
+#define SEG_NAME_LEN 24 /* "seg-" + 16 hex + ".log" */
 
 static const unsigned char rec_magic[4] = {'K', 'Y', 'S', '1'};
 
@@ -99,15 +99,15 @@ struct spool {
     seg *segs;
     size_t nsegs, capsegs;
     int wfd;
-    int rfd;            /* segs[0] opened for reading, -1 until needed */
+    int rfd; /* segs[0] opened for reading, -1 until needed */
     uint64_t rfd_seq;
     int64_t roff;
-    int64_t peek_next;  /* end of the record spool_peek returned at roff; -1 if none */
+    int64_t peek_next; /* end of the record spool_peek returned at roff; -1 if none */
     uint64_t next_seq;
 
     int64_t records;
     int64_t bytes;
-    bool broken;        /* a failed append could not be truncated back */
+    bool broken; /* a failed append could not be truncated back */
 
     age_run *ages;
     size_t ages_head, ages_len, ages_cap;
@@ -149,7 +149,7 @@ static int pread_full(int fd, void *buf, size_t n, int64_t off)
             return -1;
         }
         if (r == 0) {
-            errno = EIO;  /* the file is shorter than our bookkeeping says */
+            errno = EIO; /* the file is shorter than our bookkeeping says */
             return -1;
         }
         p += r;
@@ -249,9 +249,12 @@ int spool_record_decode(const unsigned char *buf, size_t len, const unsigned cha
 static const char *decode_reason(int rc)
 {
     switch (rc) {
-    case KERR_NOTFOUND: return "short record";
-    case KERR_TOOBIG: return "absurd record length";
-    default: return "bad magic or crc";
+    case KERR_NOTFOUND:
+        return "short record";
+    case KERR_TOOBIG:
+        return "absurd record length";
+    default:
+        return "bad magic or crc";
     }
 }
 
@@ -265,7 +268,7 @@ static bool tail_is_corrupt(const unsigned char *map, size_t size, size_t x)
     if (rest >= REC_HDR && memcmp(p, rec_magic, 4) == 0) {
         uint32_t n = bytes_get_le32(p + 4);
         if (n <= REC_MAX_PAYLOAD && (size_t)n < rest - REC_HDR)
-            return true;  /* a whole record with more data behind it */
+            return true; /* a whole record with more data behind it */
     }
     for (size_t y = x + 1; y + REC_HDR <= size; y++) {
         if (map[y] == rec_magic[0] && spool_record_decode(map + y, size - y, NULL, NULL, NULL) == 0)
@@ -314,8 +317,7 @@ static int checkpoint_read(spool *s, bool *have, uint64_t *seq, int64_t *off, ke
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
-        return kerr_set(err, KERR_IO, "spool: opening %s/checkpoint: %s", s->dir,
-                        strerror(errno));
+        return kerr_set(err, KERR_IO, "spool: opening %s/checkpoint: %s", s->dir, strerror(errno));
     }
     char buf[64];
     ssize_t n;
@@ -517,8 +519,7 @@ static int open_dir(spool *s, kerr *err)
     if (mkdir(s->dir, 0700) == 0)
         created = true;
     else if (errno != EEXIST)
-        return kerr_set(err, KERR_IO, "spool: creating directory %s: %s", s->dir,
-                        strerror(errno));
+        return kerr_set(err, KERR_IO, "spool: creating directory %s: %s", s->dir, strerror(errno));
     struct stat st;
     if (stat(s->dir, &st) != 0)
         return kerr_set(err, KERR_IO, "spool: stat %s: %s", s->dir, strerror(errno));
@@ -552,7 +553,7 @@ static void retire_replayed(spool *s)
     while (s->nsegs > 0 && s->roff >= s->segs[0].size) {
         uint64_t seq = s->segs[0].seq;
         if (s->nsegs == 1 && s->records != 0)
-            break;  /* cannot happen: bookkeeping says records remain */
+            break; /* cannot happen: bookkeeping says records remain */
         if (s->rfd >= 0 && s->rfd_seq == seq) {
             close(s->rfd);
             s->rfd = -1;
@@ -564,7 +565,7 @@ static void retire_replayed(spool *s)
         char name[SEG_NAME_LEN + 1], path[4200];
         seg_name(name, seq);
         if (unlinkat(s->dirfd, name, 0) != 0) {
-            const char *why = strerror(errno);  /* before seg_path may touch errno */
+            const char *why = strerror(errno); /* before seg_path may touch errno */
             klog(KLOG_WARN, "spool could not delete a replayed segment",
                  KLOG_STR("file", seg_path(s, seq, path, sizeof path)), KLOG_STR("error", why));
         }
@@ -600,7 +601,7 @@ static int recover(spool *s, kerr *err)
             char name[SEG_NAME_LEN + 1], path[4200];
             seg_name(name, seqs[i]);
             if (unlinkat(s->dirfd, name, 0) != 0) {
-                const char *why = strerror(errno);  /* before seg_path may touch errno */
+                const char *why = strerror(errno); /* before seg_path may touch errno */
                 klog(KLOG_WARN, "spool could not delete a replayed segment",
                      KLOG_STR("file", seg_path(s, seqs[i], path, sizeof path)),
                      KLOG_STR("error", why));
@@ -624,8 +625,7 @@ static int recover(spool *s, kerr *err)
         fd = openat(s->dirfd, name,
                     (newest ? O_RDWR | O_APPEND : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) {
-            rc = kerr_set(err, KERR_IO, "spool: opening %s/%s: %s", s->dir, name,
-                          strerror(errno));
+            rc = kerr_set(err, KERR_IO, "spool: opening %s/%s: %s", s->dir, name, strerror(errno));
             goto out;
         }
         int64_t count = 0, size = 0, mtime = 0;
@@ -701,7 +701,7 @@ void spool_close(spool *s)
     if (s->wfd >= 0)
         close(s->wfd);
     if (s->lockfd >= 0)
-        close(s->lockfd);  /* releases the flock */
+        close(s->lockfd); /* releases the flock */
     if (s->dirfd >= 0)
         close(s->dirfd);
     pthread_mutex_destroy(&s->mu);
@@ -792,13 +792,13 @@ int spool_append(spool *s, const void *payload, size_t len, kerr *err)
             break;
         }
         if (w == 0) {
-            e = ENOSPC;  /* a regular file that takes nothing: treat as full */
+            e = ENOSPC; /* a regular file that takes nothing: treat as full */
             break;
         }
         done += (size_t)w;
     }
     if (e == 0 && fdatasync(s->wfd) != 0)
-        e = errno;  /* the record is NOT written: cut it like a failed write */
+        e = errno; /* the record is NOT written: cut it like a failed write */
     if (e != 0) {
         char path[4200];
         seg_path(s, act->seq, path, sizeof path);
@@ -935,7 +935,7 @@ void spool_stats_get(spool *s, spool_stats *out)
     out->oldest_age_ms = 0;
     if (s->records > 0 && s->ages_len > 0) {
         int64_t age = clock_wall_ms() - s->ages[s->ages_head].t_ms;
-        out->oldest_age_ms = age > 0 ? age : 0;  /* the wall clock may step back */
+        out->oldest_age_ms = age > 0 ? age : 0; /* the wall clock may step back */
     }
     pthread_mutex_unlock(&s->mu);
 }

@@ -32,24 +32,25 @@
 typedef struct spool spool;
 
 typedef struct spool_opts {
-    const char *dir;          /* created (0700) if missing */
-    int64_t max_bytes;        /* total size limit: appends beyond it fail with KERR_TOOBIG */
-    int64_t segment_bytes;    /* roll over to a new segment past this (default 4 MiB if 0) */
+    const char *dir;       /* created (0700) if missing */
+    int64_t max_bytes;     /* total size limit: appends beyond it fail with KERR_TOOBIG */
+    int64_t segment_bytes; /* roll over to a new segment past this (default 4 MiB if 0) */
 } spool_opts;
 
 typedef struct spool_stats {
-    int64_t records;          /* unacknowledged records */
-    int64_t bytes;            /* bytes on disk in segments */
+    int64_t records; /* unacknowledged records */
+    int64_t bytes;   /* bytes on disk in segments */
     int segments;
-    int64_t oldest_age_ms;    /* age of the oldest unacknowledged record (by its append time), 0 if empty */
-    int64_t room;             /* bytes left under max_bytes; -1: no limit */
+    int64_t
+        oldest_age_ms; /* age of the oldest unacknowledged record (by its append time), 0 if empty */
+    int64_t room;      /* bytes left under max_bytes; -1: no limit */
 } spool_stats;
 
 /* Position of a record, for spool_ack. */
 typedef struct spool_pos {
     uint64_t segment;
-    int64_t offset;           /* of the record's header */
-    int64_t next;             /* offset after it */
+    int64_t offset; /* of the record's header */
+    int64_t next;   /* offset after it */
 } spool_pos;
 
 /* Open (and recover) the spool: scan every segment from the checkpoint,

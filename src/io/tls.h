@@ -7,10 +7,10 @@
 #include "base/err.h"
 
 typedef struct tls_opts {
-    const char *cert;    /* PEM: the server certificate (leaf first; may hold the chain) */
-    const char *key;     /* PEM: its private key */
-    const char *chain;   /* PEM: intermediate certificates, optional */
-    const char *ciphers; /* TLS 1.2 cipher list (TLS 1.3 suites are OpenSSL's defaults) */
+    const char *cert;      /* PEM: the server certificate (leaf first; may hold the chain) */
+    const char *key;       /* PEM: its private key */
+    const char *chain;     /* PEM: intermediate certificates, optional */
+    const char *ciphers;   /* TLS 1.2 cipher list (TLS 1.3 suites are OpenSSL's defaults) */
     const char *client_ca; /* PEM CA bundle: when set, clients must present a certificate
                             * it signed (mutual TLS); NULL: no client certificates */
 } tls_opts;

@@ -23,7 +23,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data + 1, n);
     kerr err;
     switch (pick % 6) {
-    case 0: case 1: case 2: case 3: {
+    case 0:
+    case 1:
+    case 2:
+    case 3: {
         kyc_delivery d;
         memset(&d, 0, sizeof d);
         if (payload_parse((enum kyc_kind)(pick % 4), buf, n, &d, &err) == 0 &&
@@ -33,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     case 4: {
         kyc_status st;
-        if (payload_parse_p100_status(buf, n, &st, &err) == 0 &&
-            st.verification[0] == '\0' && st.attempt[0] == '\0')
+        if (payload_parse_p100_status(buf, n, &st, &err) == 0 && st.verification[0] == '\0' &&
+            st.attempt[0] == '\0')
             abort();
         char code[16], name[64], msg[256];
         (void)payload_parse_p100_error(buf, n, code, name, msg);

@@ -64,7 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int init;
     if (!init) {
         kerr e;
-        if (token_set_parse(&tokens, TOKEN, &e) != 0 || cidr_list_parse(&allow, "127.0.0.0/8", &e) != 0)
+        if (token_set_parse(&tokens, TOKEN, &e) != 0 ||
+            cidr_list_parse(&allow, "127.0.0.0/8", &e) != 0)
             abort();
         klog_set_level(KLOG_ERROR + 1);
         init = 1;
@@ -90,13 +91,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .read_body = read_body,
         .io = &r,
     };
-    handler_ctx h = {.tokens = &tokens, .allow = &allow, .max_body = 4096, .retry_after_s = 5,
+    handler_ctx h = {.tokens = &tokens,
+                     .allow = &allow,
+                     .max_body = 4096,
+                     .retry_after_s = 5,
                      .store = {.submit = submit, .ctx = NULL}};
     http_response resp;
     handler_note note;
     handler_serve(&h, &req, &resp, &note);
     switch (resp.status) {
-    case 200: case 400: case 401: case 403: case 404: case 405: case 413: case 415: case 503:
+    case 200:
+    case 400:
+    case 401:
+    case 403:
+    case 404:
+    case 405:
+    case 413:
+    case 415:
+    case 503:
         break;
     default:
         abort();

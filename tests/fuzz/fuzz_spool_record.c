@@ -25,8 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t plen = 0, used = 0;
     int rc = spool_record_decode(buf, size, &payload, &plen, &used);
     if (rc == 0) {
-        if (used > size || used != 12 + plen || payload != buf + 12 ||
-            memcmp(buf, "KYS1", 4) != 0)
+        if (used > size || used != 12 + plen || payload != buf + 12 || memcmp(buf, "KYS1", 4) != 0)
             abort();
         uint32_t want = (uint32_t)buf[8] | (uint32_t)buf[9] << 8 | (uint32_t)buf[10] << 16 |
                         (uint32_t)buf[11] << 24;

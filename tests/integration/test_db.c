@@ -63,8 +63,8 @@ static PGconn *pq_connect(const char *conninfo)
 
 static db *connect_db(const char *conninfo, const char *app)
 {
-    db_opts o = {.conninfo = conninfo, .password = NULL, .timeout_ms = TIMEOUT_MS,
-                 .application_name = app};
+    db_opts o = {
+        .conninfo = conninfo, .password = NULL, .timeout_ms = TIMEOUT_MS, .application_name = app};
     db *d = NULL;
     kerr e;
     kerr_clear(&e);
@@ -125,7 +125,9 @@ static const char *q_fails(PGconn *c, const char *sql, ...)
     ExecStatusType st = PQresultStatus(r);
     const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     snprintf(state, sizeof state, "%s",
-             (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) ? "" : s ? s : "?????");
+             (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) ? ""
+             : s                                               ? s
+                                                               : "?????");
     PQclear(r);
     return state;
 }
@@ -199,14 +201,16 @@ static void kyc_json(char *buf, size_t cap, const char *user, const char *v, con
                      const char *reason)
 {
     if (reason)
-        snprintf(buf, cap,
-                 "{\"externalUserId\":\"%s\",\"verificationStatus\":\"%s\",\"attemptStatus\":\"%s\","
-                 "\"rejectionReason\":\"%s\"}",
-                 user, v, a, reason);
+        snprintf(
+            buf, cap,
+            "{\"externalUserId\":\"%s\",\"verificationStatus\":\"%s\",\"attemptStatus\":\"%s\","
+            "\"rejectionReason\":\"%s\"}",
+            user, v, a, reason);
     else
-        snprintf(buf, cap,
-                 "{\"externalUserId\":\"%s\",\"verificationStatus\":\"%s\",\"attemptStatus\":\"%s\"}",
-                 user, v, a);
+        snprintf(
+            buf, cap,
+            "{\"externalUserId\":\"%s\",\"verificationStatus\":\"%s\",\"attemptStatus\":\"%s\"}",
+            user, v, a);
 }
 
 /* One KYC status delivery for `user`. */
@@ -219,11 +223,11 @@ static db_ingest_result kyc(db *d, const char *user, const char *v, const char *
 }
 
 /* `res` may be a call (evaluated once). */
-#define assert_result(res, want_outcome, want_reason)             \
-    do {                                                          \
-        db_ingest_result res_once_ = (res);                       \
-        assert_string_equal(kyc_outcome_name(res_once_.outcome), (want_outcome));   \
-        assert_string_equal(kyc_reason_name(res_once_.reason), (want_reason));     \
+#define assert_result(res, want_outcome, want_reason)                                              \
+    do {                                                                                           \
+        db_ingest_result res_once_ = (res);                                                        \
+        assert_string_equal(kyc_outcome_name(res_once_.outcome), (want_outcome));                  \
+        assert_string_equal(kyc_reason_name(res_once_.reason), (want_reason));                     \
     } while (0)
 
 /* The user's history as "reason:oldV/oldA>newV/newA ..." in order. */
@@ -401,7 +405,8 @@ static void migrate_child(const char *conninfo, int gate)
     char c;
     if (read(gate, &c, 1) < 0) /* returns 0 when the parent closes the pipe */
         _exit(101);
-    db_opts o = {.conninfo = conninfo, .timeout_ms = TIMEOUT_MS, .application_name = "kycd-migrate"};
+    db_opts o = {
+        .conninfo = conninfo, .timeout_ms = TIMEOUT_MS, .application_name = "kycd-migrate"};
     db *d = NULL;
     kerr e;
     kerr_clear(&e);
@@ -479,19 +484,22 @@ static void test_first_delivery(void **state)
     char want[256];
     snprintf(want, sizeof want,
              "kyc_verification_status|u-first|applied|first|198.51.100.23|%s|t|{}", dl.request_id);
-    assert_string_equal(q(f->pq,
-                          "SELECT format('%s|%s|%s|%s|%s|%s|%s|%s', kind, external_user_id, outcome, "
-                          "  outcome_reason, host(remote_addr), request_id, repeat_of IS NULL, "
-                          "  unknown_fields) FROM kyc.webhook_events WHERE id = $1::bigint",
-                          id, END),
-                        want);
+    assert_string_equal(
+        q(f->pq,
+          "SELECT format('%s|%s|%s|%s|%s|%s|%s|%s', kind, external_user_id, outcome, "
+          "  outcome_reason, host(remote_addr), request_id, repeat_of IS NULL, "
+          "  unknown_fields) FROM kyc.webhook_events WHERE id = $1::bigint",
+          id, END),
+        want);
     /* The body is kept as jsonb equal to what was sent, its digest is the
      * SHA-256 of the raw bytes. */
-    assert_string_equal(q(f->pq, "SELECT body = $2::jsonb FROM kyc.webhook_events WHERE id = $1::bigint",
+    assert_string_equal(q(f->pq,
+                          "SELECT body = $2::jsonb FROM kyc.webhook_events WHERE id = $1::bigint",
                           id, body, END),
                         "t");
-    assert_string_equal(q(f->pq, "SELECT encode(body_sha256, 'hex') FROM kyc.webhook_events "
-                                 "WHERE id = $1::bigint",
+    assert_string_equal(q(f->pq,
+                          "SELECT encode(body_sha256, 'hex') FROM kyc.webhook_events "
+                          "WHERE id = $1::bigint",
                           id, END),
                         dl.body_sha256);
     assert_string_equal(q(f->pq, "SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')", body, END),
@@ -500,29 +508,31 @@ static void test_first_delivery(void **state)
 
     /* Current state. */
     assert_string_equal(state_of(f->pq, "u-first"), "NOT_VERIFIED/PENDING/-|webhook|-");
-    assert_string_equal(q(f->pq,
-                          "SELECT format('%s|%s|%s|%s|%s', v.last_event_id, v.next_check_at IS NULL, "
-                          "  v.updated_at = e.received_at, v.last_webhook_at = e.received_at, "
-                          "  v.failures) "
-                          "FROM kyc.verifications v JOIN kyc.webhook_events e ON e.id = v.last_event_id "
-                          "WHERE v.external_user_id = 'u-first'",
-                          END),
-                        q(f->pq, "SELECT format('%s|t|t|t|0', $1::bigint)", id, END));
+    assert_string_equal(
+        q(f->pq,
+          "SELECT format('%s|%s|%s|%s|%s', v.last_event_id, v.next_check_at IS NULL, "
+          "  v.updated_at = e.received_at, v.last_webhook_at = e.received_at, "
+          "  v.failures) "
+          "FROM kyc.verifications v JOIN kyc.webhook_events e ON e.id = v.last_event_id "
+          "WHERE v.external_user_id = 'u-first'",
+          END),
+        q(f->pq, "SELECT format('%s|t|t|t|0', $1::bigint)", id, END));
 
     /* History: one row, from nothing to the new state, caused by the event. */
     char want_change[256];
     snprintf(want_change, sizeof want_change,
              "webhook|first|NULL|'NOT_VERIFIED'|NULL|'PENDING'|NULL|NULL|%s|t|t", id);
-    assert_string_equal(q(f->pq,
-                          "SELECT format('%s|%s|%L|%L|%L|%L|%L|%L|%s|%s|%s', c.source, c.reason, "
-                          "  c.old_verification_status, c.new_verification_status, "
-                          "  c.old_attempt_status, c.new_attempt_status, c.old_rejection_reason, "
-                          "  c.new_rejection_reason, c.event_id, c.changed_at = e.received_at, "
-                          "  c.check_id IS NULL) "
-                          "FROM kyc.status_changes c JOIN kyc.webhook_events e ON e.id = c.event_id "
-                          "WHERE c.external_user_id = 'u-first'",
-                          END),
-                        want_change);
+    assert_string_equal(
+        q(f->pq,
+          "SELECT format('%s|%s|%L|%L|%L|%L|%L|%L|%s|%s|%s', c.source, c.reason, "
+          "  c.old_verification_status, c.new_verification_status, "
+          "  c.old_attempt_status, c.new_attempt_status, c.old_rejection_reason, "
+          "  c.new_rejection_reason, c.event_id, c.changed_at = e.received_at, "
+          "  c.check_id IS NULL) "
+          "FROM kyc.status_changes c JOIN kyc.webhook_events e ON e.id = c.event_id "
+          "WHERE c.external_user_id = 'u-first'",
+          END),
+        want_change);
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.status_changes", END), "1");
 }
 
@@ -547,18 +557,20 @@ static void test_repeat(void **state)
                           "  coalesce(repeat_of::text, '-')), ' ' ORDER BY id) "
                           "FROM kyc.webhook_events WHERE external_user_id = 'u-rep'",
                           END),
-                        q(f->pq, "SELECT format('%s:applied:first:- %s:unchanged:repeat:%s "
-                                 "%s:unchanged:repeat:%s', $1::bigint, $2::bigint, $1::bigint, "
-                                 "$3::bigint, $1::bigint)",
+                        q(f->pq,
+                          "SELECT format('%s:applied:first:- %s:unchanged:repeat:%s "
+                          "%s:unchanged:repeat:%s', $1::bigint, $2::bigint, $1::bigint, "
+                          "$3::bigint, $1::bigint)",
                           lld(r1.event_id), lld(r2.event_id), lld(r3.event_id), END));
     assert_string_equal(changes(f->pq, "u-rep"), "first:-/->NOT_VERIFIED/PENDING");
     /* The state is untouched; only "P100 spoke" moves. */
-    assert_string_equal(q(f->pq,
-                          "SELECT format('%s|%s', v.last_event_id, v.last_webhook_at = e.received_at) "
-                          "FROM kyc.verifications v, kyc.webhook_events e "
-                          "WHERE v.external_user_id = 'u-rep' AND e.id = $1::bigint",
-                          lld(r3.event_id), END),
-                        q(f->pq, "SELECT format('%s|t', $1::bigint)", lld(r1.event_id), END));
+    assert_string_equal(
+        q(f->pq,
+          "SELECT format('%s|%s', v.last_event_id, v.last_webhook_at = e.received_at) "
+          "FROM kyc.verifications v, kyc.webhook_events e "
+          "WHERE v.external_user_id = 'u-rep' AND e.id = $1::bigint",
+          lld(r3.event_id), END),
+        q(f->pq, "SELECT format('%s|t', $1::bigint)", lld(r1.event_id), END));
 
     /* Without a dedup window identical bytes are just the same state. */
     const db_ingest_opts nodedup = {.dedup_window_ms = 0, .reorder_window_ms = 300000};
@@ -569,8 +581,9 @@ static void test_repeat(void **state)
     db_ingest_result n2 = ingest(f->d, KYC_KIND_KYC_STATUS, body2, &nodedup);
     assert_result(n2, "unchanged", "same");
     assert_int_equal(n2.repeat_of, 0);
-    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events "
-                                 "WHERE external_user_id = 'u-nodedup' AND repeat_of IS NULL",
+    assert_string_equal(q(f->pq,
+                          "SELECT count(*) FROM kyc.webhook_events "
+                          "WHERE external_user_id = 'u-nodedup' AND repeat_of IS NULL",
                           END),
                         "2");
     assert_string_equal(changes(f->pq, "u-nodedup"), "first:-/->NOT_VERIFIED/PENDING");
@@ -591,8 +604,9 @@ static void test_forward(void **state)
                         "forward:NOT_VERIFIED/VERIFICATION>VERIFIED/SUCCESSFUL");
     char want[96];
     snprintf(want, sizeof want, "%lld,%lld,%lld", a.event_id, b.event_id, c.event_id);
-    assert_string_equal(q(f->pq, "SELECT string_agg(event_id::text, ',' ORDER BY id) "
-                                 "FROM kyc.status_changes WHERE external_user_id = 'u-fwd'",
+    assert_string_equal(q(f->pq,
+                          "SELECT string_agg(event_id::text, ',' ORDER BY id) "
+                          "FROM kyc.status_changes WHERE external_user_id = 'u-fwd'",
                           END),
                         want);
     assert_string_equal(q(f->pq,
@@ -602,8 +616,9 @@ static void test_forward(void **state)
                           END),
                         "t");
     assert_string_equal(state_of(f->pq, "u-fwd"), "VERIFIED/SUCCESSFUL/-|webhook|-");
-    assert_string_equal(q(f->pq, "SELECT last_event_id FROM kyc.verifications "
-                                 "WHERE external_user_id = 'u-fwd'",
+    assert_string_equal(q(f->pq,
+                          "SELECT last_event_id FROM kyc.verifications "
+                          "WHERE external_user_id = 'u-fwd'",
                           END),
                         lld(c.event_id));
 }
@@ -617,40 +632,46 @@ static void test_out_of_order(void **state)
     assert_result(b, "held", "out_of_order");
     assert_int_equal(b.repeat_of, 0);
 
-    assert_string_equal(state_of(f->pq, "u-ooo"), "NOT_VERIFIED/VERIFICATION/-|webhook|out_of_order");
+    assert_string_equal(state_of(f->pq, "u-ooo"),
+                        "NOT_VERIFIED/VERIFICATION/-|webhook|out_of_order");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT format('%s|%s|%s', v.last_event_id, v.next_check_at = e.received_at, "
+          "  v.last_webhook_at = e.received_at) "
+          "FROM kyc.verifications v, kyc.webhook_events e "
+          "WHERE v.external_user_id = 'u-ooo' AND e.id = $1::bigint",
+          lld(b.event_id), END),
+        q(f->pq, "SELECT format('%s|t|t', $1::bigint)", lld(a.event_id), END));
     assert_string_equal(q(f->pq,
-                          "SELECT format('%s|%s|%s', v.last_event_id, v.next_check_at = e.received_at, "
-                          "  v.last_webhook_at = e.received_at) "
-                          "FROM kyc.verifications v, kyc.webhook_events e "
-                          "WHERE v.external_user_id = 'u-ooo' AND e.id = $1::bigint",
-                          lld(b.event_id), END),
-                        q(f->pq, "SELECT format('%s|t|t', $1::bigint)", lld(a.event_id), END));
-    assert_string_equal(q(f->pq, "SELECT format('%s:%s', outcome, outcome_reason) "
-                                 "FROM kyc.webhook_events WHERE id = $1::bigint",
+                          "SELECT format('%s:%s', outcome, outcome_reason) "
+                          "FROM kyc.webhook_events WHERE id = $1::bigint",
                           lld(b.event_id), END),
                         "held:out_of_order");
     assert_string_equal(changes(f->pq, "u-ooo"), "first:-/->NOT_VERIFIED/VERIFICATION");
-    assert_string_equal(q(f->pq,
-                          "SELECT string_agg(format('%s|%s|%s|%s/%s|%s/%s|%s', event_id, "
-                          "  external_user_id, outcome_reason, verification_status, attempt_status, "
-                          "  current_verification_status, current_attempt_status, unknown_fields), "
-                          "  ' ') FROM kyc.held_events",
-                          END),
-                        q(f->pq, "SELECT format('%s|u-ooo|out_of_order|NOT_VERIFIED/PENDING|"
-                                 "NOT_VERIFIED/VERIFICATION|{}', $1::bigint)",
-                          lld(b.event_id), END));
+    assert_string_equal(
+        q(f->pq,
+          "SELECT string_agg(format('%s|%s|%s|%s/%s|%s/%s|%s', event_id, "
+          "  external_user_id, outcome_reason, verification_status, attempt_status, "
+          "  current_verification_status, current_attempt_status, unknown_fields), "
+          "  ' ') FROM kyc.held_events",
+          END),
+        q(f->pq,
+          "SELECT format('%s|u-ooo|out_of_order|NOT_VERIFIED/PENDING|"
+          "NOT_VERIFIED/VERIFICATION|{}', $1::bigint)",
+          lld(b.event_id), END));
 }
 
 static void test_leaves_verified(void **state)
 {
     fixture *f = *state;
     assert_result(kyc(f->d, "u-lv", "VERIFIED", "SUCCESSFUL", NULL, &OPTS), "applied", "first");
-    db_ingest_result r = kyc(f->d, "u-lv", "NOT_VERIFIED", "REJECTED_BY_PROVIDER", "document expired",
-                             &OPTS);
+    db_ingest_result r =
+        kyc(f->d, "u-lv", "NOT_VERIFIED", "REJECTED_BY_PROVIDER", "document expired", &OPTS);
     assert_result(r, "held", "leaves_verified");
     assert_string_equal(state_of(f->pq, "u-lv"), "VERIFIED/SUCCESSFUL/-|webhook|leaves_verified");
-    assert_string_equal(q(f->pq, "SELECT next_check_at IS NOT NULL FROM kyc.verifications "
-                                 "WHERE external_user_id = 'u-lv'",
+    assert_string_equal(q(f->pq,
+                          "SELECT next_check_at IS NOT NULL FROM kyc.verifications "
+                          "WHERE external_user_id = 'u-lv'",
                           END),
                         "t");
     assert_string_equal(changes(f->pq, "u-lv"), "first:-/->VERIFIED/SUCCESSFUL");
@@ -658,17 +679,20 @@ static void test_leaves_verified(void **state)
     assert_result(kyc(f->d, "u-exp", "VERIFIED", "SUCCESSFUL", NULL, &OPTS), "applied", "first");
     assert_result(kyc(f->d, "u-exp", "EXPIRED", "SUCCESSFUL", NULL, &OPTS), "applied", "forward");
     assert_string_equal(state_of(f->pq, "u-exp"), "EXPIRED/SUCCESSFUL/-|webhook|-");
-    assert_string_equal(changes(f->pq, "u-exp"),
-                        "first:-/->VERIFIED/SUCCESSFUL forward:VERIFIED/SUCCESSFUL>EXPIRED/SUCCESSFUL");
+    assert_string_equal(
+        changes(f->pq, "u-exp"),
+        "first:-/->VERIFIED/SUCCESSFUL forward:VERIFIED/SUCCESSFUL>EXPIRED/SUCCESSFUL");
 }
 
 static void test_new_attempt(void **state)
 {
     fixture *f = *state;
     const db_ingest_opts noreorder = {.dedup_window_ms = 600000, .reorder_window_ms = 0};
-    assert_result(kyc(f->d, "u-na", "NOT_VERIFIED", "REJECTED_BY_PROVIDER", "blurry photo", &noreorder),
-                  "applied", "first");
-    assert_string_equal(state_of(f->pq, "u-na"), "NOT_VERIFIED/REJECTED_BY_PROVIDER/blurry photo|webhook|-");
+    assert_result(
+        kyc(f->d, "u-na", "NOT_VERIFIED", "REJECTED_BY_PROVIDER", "blurry photo", &noreorder),
+        "applied", "first");
+    assert_string_equal(state_of(f->pq, "u-na"),
+                        "NOT_VERIFIED/REJECTED_BY_PROVIDER/blurry photo|webhook|-");
     assert_result(kyc(f->d, "u-na", "NOT_VERIFIED", "PENDING", NULL, &noreorder), "applied",
                   "new_attempt");
     assert_string_equal(state_of(f->pq, "u-na"), "NOT_VERIFIED/PENDING/-|webhook|-");
@@ -685,7 +709,8 @@ static void test_new_attempt(void **state)
     /* Within the reorder window the same step back is held instead. */
     assert_result(kyc(f->d, "u-na2", "NOT_VERIFIED", "REJECTED_BY_PROVIDER", "blurry photo", &OPTS),
                   "applied", "first");
-    assert_result(kyc(f->d, "u-na2", "NOT_VERIFIED", "PENDING", NULL, &OPTS), "held", "out_of_order");
+    assert_result(kyc(f->d, "u-na2", "NOT_VERIFIED", "PENDING", NULL, &OPTS), "held",
+                  "out_of_order");
 }
 
 static void test_unknown_value(void **state)
@@ -702,8 +727,9 @@ static void test_unknown_value(void **state)
                         "held|unknown_value|{verificationStatus}|t");
     /* Nothing applied; the user is owed an authoritative check. */
     assert_string_equal(state_of(f->pq, "u-unk"), "-/-/-|webhook|unknown_value");
-    assert_string_equal(q(f->pq, "SELECT next_check_at IS NOT NULL FROM kyc.verifications "
-                                 "WHERE external_user_id = 'u-unk'",
+    assert_string_equal(q(f->pq,
+                          "SELECT next_check_at IS NOT NULL FROM kyc.verifications "
+                          "WHERE external_user_id = 'u-unk'",
                           END),
                         "t");
     assert_string_equal(changes(f->pq, "u-unk"), "");
@@ -712,15 +738,17 @@ static void test_unknown_value(void **state)
     assert_result(kyc(f->d, "u-unk2", "NOT_VERIFIED", "PENDING", NULL, &OPTS), "applied", "first");
     db_ingest_result r2 = kyc(f->d, "u-unk2", "NOT_VERIFIED", "ON_HOLD", NULL, &OPTS);
     assert_result(r2, "held", "unknown_value");
-    assert_string_equal(q(f->pq, "SELECT unknown_fields::text FROM kyc.webhook_events WHERE id = $1::bigint",
-                          lld(r2.event_id), END),
-                        "{attemptStatus}");
+    assert_string_equal(
+        q(f->pq, "SELECT unknown_fields::text FROM kyc.webhook_events WHERE id = $1::bigint",
+          lld(r2.event_id), END),
+        "{attemptStatus}");
     assert_string_equal(state_of(f->pq, "u-unk2"), "NOT_VERIFIED/PENDING/-|webhook|unknown_value");
     db_ingest_result r3 = kyc(f->d, "u-unk2", "MAYBE", "ON_HOLD", NULL, &OPTS);
     assert_result(r3, "held", "unknown_value");
-    assert_string_equal(q(f->pq, "SELECT unknown_fields::text FROM kyc.webhook_events WHERE id = $1::bigint",
-                          lld(r3.event_id), END),
-                        "{verificationStatus,attemptStatus}");
+    assert_string_equal(
+        q(f->pq, "SELECT unknown_fields::text FROM kyc.webhook_events WHERE id = $1::bigint",
+          lld(r3.event_id), END),
+        "{verificationStatus,attemptStatus}");
     assert_string_equal(changes(f->pq, "u-unk2"), "first:-/->NOT_VERIFIED/PENDING");
 }
 
@@ -733,8 +761,9 @@ static void test_other_kinds(void **state)
     const char *approved = "{\"externalUserId\":\"u-poa\",\"status\":\"APPROVED\"}";
     db_ingest_result w = ingest(f->d, KYC_KIND_POA_STATUS, waiting, &OPTS);
     assert_result(w, "applied", "latest");
-    assert_string_equal(q(f->pq, "SELECT format('%s|%s', status, last_event_id) FROM kyc.poa_statuses "
-                                 "WHERE external_user_id = 'u-poa'",
+    assert_string_equal(q(f->pq,
+                          "SELECT format('%s|%s', status, last_event_id) FROM kyc.poa_statuses "
+                          "WHERE external_user_id = 'u-poa'",
                           END),
                         q(f->pq, "SELECT format('WAITING|%s', $1::bigint)", lld(w.event_id), END));
     db_ingest_result a = ingest(f->d, KYC_KIND_POA_STATUS, approved, &OPTS);
@@ -755,7 +784,8 @@ static void test_other_kinds(void **state)
     assert_int_equal(wr.repeat_of, w.event_id);
     assert_string_equal(q(f->pq, poa_sql, END), poa_approved);
 
-    const char *file = "{\"externalUserId\":\"u-poa\",\"status\":\"ADDED\",\"fileType\":\"PASSPORT\"}";
+    const char *file =
+        "{\"externalUserId\":\"u-poa\",\"status\":\"ADDED\",\"fileType\":\"PASSPORT\"}";
     db_ingest_result f1 = ingest(f->d, KYC_KIND_KYC_FILE, file, &OPTS);
     assert_result(f1, "recorded", "recorded");
     db_ingest_result f2 = ingest(f->d, KYC_KIND_KYC_FILE, file, &OPTS);
@@ -765,27 +795,29 @@ static void test_other_kinds(void **state)
                                  "{\"externalUserId\":\"u-user\",\"status\":\"ACTIVE\"}", &OPTS);
     assert_result(us, "recorded", "recorded");
     /* The same bytes under another kind are not a repeat. */
-    db_ingest_result us2 = ingest(f->d, KYC_KIND_USER_STATUS,
-                                  "{\"externalUserId\":\"u-poa\",\"status\":\"ADDED\",\"fileType\":\"PASSPORT\"}",
-                                  &OPTS);
+    db_ingest_result us2 = ingest(
+        f->d, KYC_KIND_USER_STATUS,
+        "{\"externalUserId\":\"u-poa\",\"status\":\"ADDED\",\"fileType\":\"PASSPORT\"}", &OPTS);
     assert_string_equal(kyc_outcome_name(us2.outcome), "recorded");
     assert_int_equal(us2.repeat_of, 0);
-    assert_string_equal(q(f->pq, "SELECT unknown_fields::text FROM kyc.webhook_events WHERE id = $1::bigint",
-                          lld(us2.event_id), END),
-                        "{status}");
+    assert_string_equal(
+        q(f->pq, "SELECT unknown_fields::text FROM kyc.webhook_events WHERE id = $1::bigint",
+          lld(us2.event_id), END),
+        "{status}");
 
-    assert_string_equal(q(f->pq,
-                          "SELECT string_agg(format('%s:%s:%s:%s', kind, external_user_id, outcome, "
-                          "  outcome_reason), ' ' ORDER BY id) FROM kyc.webhook_events",
-                          END),
-                        "poa_verification_status:u-poa:applied:latest "
-                        "poa_verification_status:u-poa:applied:latest "
-                        "poa_verification_status:u-poa:unchanged:repeat "
-                        "poa_verification_status:u-poa:unchanged:repeat "
-                        "kyc_file_added:u-poa:recorded:recorded "
-                        "kyc_file_added:u-poa:recorded:repeat "
-                        "user_status:u-user:recorded:recorded "
-                        "user_status:u-poa:recorded:recorded");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT string_agg(format('%s:%s:%s:%s', kind, external_user_id, outcome, "
+          "  outcome_reason), ' ' ORDER BY id) FROM kyc.webhook_events",
+          END),
+        "poa_verification_status:u-poa:applied:latest "
+        "poa_verification_status:u-poa:applied:latest "
+        "poa_verification_status:u-poa:unchanged:repeat "
+        "poa_verification_status:u-poa:unchanged:repeat "
+        "kyc_file_added:u-poa:recorded:recorded "
+        "kyc_file_added:u-poa:recorded:repeat "
+        "user_status:u-user:recorded:recorded "
+        "user_status:u-poa:recorded:recorded");
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.verifications", END), "0");
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.status_changes", END), "0");
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.poa_statuses", END), "1");
@@ -886,14 +918,16 @@ static void test_concurrent_same_body(void **state)
         int first = 0, repeat = 0;
         long long first_id = 0;
         for (int i = 0; i < 8; i++) {
-            if (strcmp(kyc_outcome_name(w[i].res.outcome), "applied") == 0 && strcmp(kyc_reason_name(w[i].res.reason), "first") == 0) {
+            if (strcmp(kyc_outcome_name(w[i].res.outcome), "applied") == 0 &&
+                strcmp(kyc_reason_name(w[i].res.reason), "first") == 0) {
                 first++;
                 first_id = w[i].res.event_id;
             } else if (strcmp(kyc_outcome_name(w[i].res.outcome), "unchanged") == 0 &&
                        strcmp(kyc_reason_name(w[i].res.reason), "repeat") == 0) {
                 repeat++;
             } else {
-                fail_msg("round %d worker %d: %s/%s", round, i, kyc_outcome_name(w[i].res.outcome), kyc_reason_name(w[i].res.reason));
+                fail_msg("round %d worker %d: %s/%s", round, i, kyc_outcome_name(w[i].res.outcome),
+                         kyc_reason_name(w[i].res.reason));
             }
         }
         assert_int_equal(first, 1);
@@ -901,8 +935,8 @@ static void test_concurrent_same_body(void **state)
         for (int i = 0; i < 8; i++)
             if (w[i].res.event_id != first_id)
                 assert_int_equal(w[i].res.repeat_of, first_id);
-        assert_string_equal(count_where(f->pq, "kyc.webhook_events WHERE external_user_id = $1", user),
-                            "8");
+        assert_string_equal(
+            count_where(f->pq, "kyc.webhook_events WHERE external_user_id = $1", user), "8");
         assert_string_equal(q(f->pq,
                               "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id = $1 "
                               "AND repeat_of = $2::bigint AND outcome = 'unchanged'",
@@ -937,8 +971,9 @@ static void race_same_body(fixture *f, enum kyc_kind kind, const char *body, con
     char got[1024] = "";
     for (int i = 0; i < 8; i++) {
         size_t used = strlen(got);
-        snprintf(got + used, sizeof got - used, " %s/%s(repeat_of=%lld)", kyc_outcome_name(w[i].res.outcome),
-                 kyc_reason_name(w[i].res.reason), w[i].res.repeat_of);
+        snprintf(got + used, sizeof got - used, " %s/%s(repeat_of=%lld)",
+                 kyc_outcome_name(w[i].res.outcome), kyc_reason_name(w[i].res.reason),
+                 w[i].res.repeat_of);
         if (strcmp(kyc_outcome_name(w[i].res.outcome), first_outcome) == 0 &&
             strcmp(kyc_reason_name(w[i].res.reason), first_reason) == 0) {
             first++;
@@ -960,10 +995,10 @@ static void race_same_body(fixture *f, enum kyc_kind kind, const char *body, con
                           user, lld(first_id), END),
                         "8");
     /* and nothing else was stored for the user */
-    assert_string_equal(q(f->pq,
-                          "SELECT count(*) - $2::bigint FROM kyc.webhook_events WHERE external_user_id = $1",
-                          user, before, END),
-                        "8");
+    assert_string_equal(
+        q(f->pq, "SELECT count(*) - $2::bigint FROM kyc.webhook_events WHERE external_user_id = $1",
+          user, before, END),
+        "8");
 }
 
 /* A user with a state already: the row lock serializes the deliveries, the
@@ -1025,14 +1060,16 @@ static void test_concurrent_users(void **state)
     for (int i = 0; i < 8; i++)
         assert_int_equal(w[i].applied, 50);
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "400");
-    assert_string_equal(q(f->pq,
-                          "SELECT string_agg(format('%s:%s:%s', outcome, outcome_reason, n), ' ' "
-                          "  ORDER BY outcome_reason) FROM (SELECT outcome, outcome_reason, count(*) n "
-                          "  FROM kyc.webhook_events GROUP BY 1, 2) s",
-                          END),
-                        "applied:first:8 applied:forward:200 applied:new_attempt:192");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT string_agg(format('%s:%s:%s', outcome, outcome_reason, n), ' ' "
+          "  ORDER BY outcome_reason) FROM (SELECT outcome, outcome_reason, count(*) n "
+          "  FROM kyc.webhook_events GROUP BY 1, 2) s",
+          END),
+        "applied:first:8 applied:forward:200 applied:new_attempt:192");
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.status_changes", END), "400");
-    assert_string_equal(q(f->pq, "SELECT count(DISTINCT event_id) FROM kyc.status_changes", END), "400");
+    assert_string_equal(q(f->pq, "SELECT count(DISTINCT event_id) FROM kyc.status_changes", END),
+                        "400");
     assert_string_equal(q(f->pq,
                           "SELECT string_agg(format('%s:%s', external_user_id, n), ' ' "
                           "  ORDER BY external_user_id) FROM (SELECT external_user_id, count(*) n "
@@ -1042,22 +1079,24 @@ static void test_concurrent_users(void **state)
                         "u-par-6:50 u-par-7:50");
     /* Per user the history alternates and chains: each change starts from
      * the previous one's new state. */
-    assert_string_equal(q(f->pq,
-                          "SELECT count(*) FROM (SELECT old_attempt_status, new_attempt_status, "
-                          "  lag(new_attempt_status) OVER (PARTITION BY external_user_id ORDER BY id) "
-                          "  AS prev FROM kyc.status_changes) s "
-                          "WHERE prev IS NOT NULL AND (prev = new_attempt_status "
-                          "  OR old_attempt_status IS DISTINCT FROM prev)",
-                          END),
-                        "0");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT count(*) FROM (SELECT old_attempt_status, new_attempt_status, "
+          "  lag(new_attempt_status) OVER (PARTITION BY external_user_id ORDER BY id) "
+          "  AS prev FROM kyc.status_changes) s "
+          "WHERE prev IS NOT NULL AND (prev = new_attempt_status "
+          "  OR old_attempt_status IS DISTINCT FROM prev)",
+          END),
+        "0");
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.verifications", END), "8");
-    assert_string_equal(q(f->pq,
-                          "SELECT count(*) FROM kyc.verifications v WHERE attempt_status = 'VERIFICATION' "
-                          "AND verification_status = 'NOT_VERIFIED' AND last_event_id = "
-                          "(SELECT max(id) FROM kyc.webhook_events e "
-                          " WHERE e.external_user_id = v.external_user_id)",
-                          END),
-                        "8");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT count(*) FROM kyc.verifications v WHERE attempt_status = 'VERIFICATION' "
+          "AND verification_status = 'NOT_VERIFIED' AND last_event_id = "
+          "(SELECT max(id) FROM kyc.webhook_events e "
+          " WHERE e.external_user_id = v.external_user_id)",
+          END),
+        "8");
 }
 
 /* --------------------------------------------------------- 11. append-only */
@@ -1083,8 +1122,9 @@ static void test_append_only(void **state)
     /* webhook_events is also referenced by foreign keys, so a plain TRUNCATE
      * fails earlier; with CASCADE the trigger must still stop it. */
     assert_string_equal(q_fails(f->pq, "TRUNCATE kyc.webhook_events CASCADE", END), "42501");
-    assert_string_equal(q(f->pq, "SELECT format('%s|%s', count(*), string_agg(outcome_reason, ',')) "
-                                 "FROM kyc.webhook_events",
+    assert_string_equal(q(f->pq,
+                          "SELECT format('%s|%s', count(*), string_agg(outcome_reason, ',')) "
+                          "FROM kyc.webhook_events",
                           END),
                         "1|first");
     assert_string_equal(changes(f->pq, "u-ao"), "first:-/->NOT_VERIFIED/PENDING");
@@ -1096,15 +1136,15 @@ static void test_analyst_role(void **state)
 {
     fixture *f = *state;
     assert_result(kyc(f->d, "u-an", "NOT_VERIFIED", "PENDING", NULL, &OPTS), "applied", "first");
-    assert_result(ingest(f->d, KYC_KIND_POA_STATUS, "{\"externalUserId\":\"u-an\",\"status\":\"WAITING\"}",
-                         &OPTS),
+    assert_result(ingest(f->d, KYC_KIND_POA_STATUS,
+                         "{\"externalUserId\":\"u-an\",\"status\":\"WAITING\"}", &OPTS),
                   "applied", "latest");
 
     char role[64], sql[256], conninfo[1200];
     snprintf(role, sizeof role, "alice_%d", (int)getpid());
     /* A role name is an identifier: ours (prefix and pid), not input. */
-    snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN IN ROLE kyc_analyst", role,
-             role);
+    snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN IN ROLE kyc_analyst",
+             role, role);
     q_ok(f->pq, sql);
     snprintf(conninfo, sizeof conninfo, "%s user=%s", f->conninfo, role);
     PGconn *a = pq_connect(conninfo);
@@ -1120,7 +1160,8 @@ static void test_analyst_role(void **state)
     assert_true(nrel >= 10); /* 5 tables (with schema_migrations) and 5 views */
     for (int i = 0; i < nrel; i++) {
         char count_sql[256];
-        snprintf(count_sql, sizeof count_sql, "SELECT count(*) >= 0 FROM %s", PQgetvalue(rels, i, 0));
+        snprintf(count_sql, sizeof count_sql, "SELECT count(*) >= 0 FROM %s",
+                 PQgetvalue(rels, i, 0));
         PGresult *r = PQexec(a, count_sql);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             char msg[512];
@@ -1134,8 +1175,8 @@ static void test_analyst_role(void **state)
     PQclear(rels);
     assert_string_equal(q(a, "SELECT count(*) FROM kyc.verifications", END), "1");
     assert_string_equal(q(a, "SELECT count(*) FROM kyc.pending_longer_than(0)", END), "1");
-    assert_string_equal(q(a, "SELECT count(*) FROM kyc.current_status WHERE poa_status = 'WAITING'", END),
-                        "1");
+    assert_string_equal(
+        q(a, "SELECT count(*) FROM kyc.current_status WHERE poa_status = 'WAITING'", END), "1");
 
     /* And nothing can be changed. */
     static const char *const refused[] = {
@@ -1144,7 +1185,8 @@ static void test_analyst_role(void **state)
         "UPDATE kyc.verifications SET failures = failures + 1",
         "DELETE FROM kyc.verifications",
         "DELETE FROM kyc.poa_statuses",
-        "INSERT INTO kyc.poa_statuses (external_user_id, status, last_event_id) VALUES ('x', 'x', 1)",
+        "INSERT INTO kyc.poa_statuses (external_user_id, status, last_event_id) VALUES ('x', 'x', "
+        "1)",
         "UPDATE kyc.schema_migrations SET sha256 = ''",
         "CREATE TABLE kyc.x (i int)",
         "CREATE VIEW kyc.y AS SELECT 1",
@@ -1190,12 +1232,13 @@ static void test_views(void **state)
                           "FROM kyc.time_to_verified",
                           END),
                         "u-v1|t|t");
-    assert_string_equal(q(f->pq,
-                          "SELECT string_agg(format('%s|%s/%s|%s|%s', external_user_id, "
-                          "  verification_status, attempt_status, source, pending_for >= interval '0'), "
-                          "  ' ') FROM kyc.pending",
-                          END),
-                        "u-p1|NOT_VERIFIED/PENDING|webhook|t");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT string_agg(format('%s|%s/%s|%s|%s', external_user_id, "
+          "  verification_status, attempt_status, source, pending_for >= interval '0'), "
+          "  ' ') FROM kyc.pending",
+          END),
+        "u-p1|NOT_VERIFIED/PENDING|webhook|t");
     assert_string_equal(q(f->pq,
                           "SELECT string_agg(format('%s:%s', external_user_id, pending), ' ' "
                           "  ORDER BY external_user_id) FROM kyc.current_status",
@@ -1212,10 +1255,11 @@ static void test_sql_looking_values(void **state)
     fixture *f = *state;
     static const char user[] = "x'); DROP TABLE kyc.verifications; --";
     static const char reason[] = "it's \"bad\" \\ C:\\temp\\ '; DELETE FROM kyc.webhook_events; --";
-    const char *body = "{\"externalUserId\":\"x'); DROP TABLE kyc.verifications; --\","
-                       "\"verificationStatus\":\"NOT_VERIFIED\",\"attemptStatus\":\"REJECTED_BY_PROVIDER\","
-                       "\"rejectionReason\":\"it's \\\"bad\\\" \\\\ C:\\\\temp\\\\ '; DELETE FROM "
-                       "kyc.webhook_events; --\"}";
+    const char *body =
+        "{\"externalUserId\":\"x'); DROP TABLE kyc.verifications; --\","
+        "\"verificationStatus\":\"NOT_VERIFIED\",\"attemptStatus\":\"REJECTED_BY_PROVIDER\","
+        "\"rejectionReason\":\"it's \\\"bad\\\" \\\\ C:\\\\temp\\\\ '; DELETE FROM "
+        "kyc.webhook_events; --\"}";
     kyc_delivery dl;
     delivery(&dl, KYC_KIND_KYC_STATUS, body);
     assert_string_equal(dl.external_user_id, user);
@@ -1226,19 +1270,22 @@ static void test_sql_looking_values(void **state)
     assert_string_equal(q(f->pq, "SELECT to_regclass('kyc.verifications') IS NOT NULL", END), "t");
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.verifications", END), "1");
     assert_string_equal(q(f->pq, "SELECT external_user_id FROM kyc.verifications", END), user);
-    assert_string_equal(q(f->pq, "SELECT rejection_reason FROM kyc.verifications "
-                                 "WHERE external_user_id = $1",
+    assert_string_equal(q(f->pq,
+                          "SELECT rejection_reason FROM kyc.verifications "
+                          "WHERE external_user_id = $1",
                           user, END),
                         reason);
-    assert_string_equal(q(f->pq, "SELECT new_rejection_reason FROM kyc.status_changes "
-                                 "WHERE external_user_id = $1",
+    assert_string_equal(q(f->pq,
+                          "SELECT new_rejection_reason FROM kyc.status_changes "
+                          "WHERE external_user_id = $1",
                           user, END),
                         reason);
-    assert_string_equal(q(f->pq, "SELECT format('%s|%s|%s', external_user_id, body ->> 'externalUserId', "
-                                 "body ->> 'rejectionReason') FROM kyc.webhook_events",
-                          END),
-                        q(f->pq, "SELECT format('%s|%s|%s', $1::text, $1::text, $2::text)", user, reason,
-                          END));
+    assert_string_equal(
+        q(f->pq,
+          "SELECT format('%s|%s|%s', external_user_id, body ->> 'externalUserId', "
+          "body ->> 'rejectionReason') FROM kyc.webhook_events",
+          END),
+        q(f->pq, "SELECT format('%s|%s|%s', $1::text, $1::text, $2::text)", user, reason, END));
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "1");
 }
 
@@ -1313,7 +1360,8 @@ static void test_ingest_killed_mid_transaction(void **state)
     /* Its own connection: inside a transaction pg_stat_activity is a
      * snapshot and would never show the victim waiting or gone. */
     PGconn *locker = pq_connect(f->conninfo);
-    q_ok(locker, "BEGIN; SELECT 1 FROM kyc.verifications WHERE external_user_id = 'u-mid' FOR UPDATE");
+    q_ok(locker,
+         "BEGIN; SELECT 1 FROM kyc.verifications WHERE external_user_id = 'u-mid' FOR UPDATE");
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, blocked_ingest_run, &b), 0);
     int waiting = 0;
@@ -1339,8 +1387,8 @@ static void test_ingest_killed_mid_transaction(void **state)
     assert_int_equal(db_alive(b.d), 0);
     db_free(b.d);
 
-    assert_string_equal(count_where(f->pq, "kyc.webhook_events WHERE external_user_id = $1", "u-mid"),
-                        "1");
+    assert_string_equal(
+        count_where(f->pq, "kyc.webhook_events WHERE external_user_id = $1", "u-mid"), "1");
     assert_string_equal(state_of(f->pq, "u-mid"), "NOT_VERIFIED/PENDING/-|webhook|-");
     assert_string_equal(changes(f->pq, "u-mid"), "first:-/->NOT_VERIFIED/PENDING");
     /* The retry applies it: the failed attempt left nothing to dedup against. */
@@ -1395,10 +1443,12 @@ static void test_pool_size_and_timeout(void **state)
     assert_ptr_equal(c, a); /* the open connection is reused */
     assert_int_equal(db_ping(c, &e), 0);
     assert_int_equal(db_ping(b, &e), 0);
-    assert_string_equal(q(f->pq, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kycd-pool' "
-                                 "AND datname = current_database()",
-                          END),
-                        "2");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kycd-pool' "
+          "AND datname = current_database()",
+          END),
+        "2");
     db_pool_put(p, b);
     db_pool_put(p, c);
     db_pool_free(p);
@@ -1462,8 +1512,10 @@ static void test_replay_from_spool(void **state)
     dl.received_us = 1700000000123456LL; /* 2023-11-14 22:13:20.123456 UTC */
     db_ingest_result a = ingest_dl(f->d, &dl, &OPTS);
     assert_string_equal(kyc_outcome_name(a.outcome), "applied");
-    assert_string_equal(q(f->pq, "SELECT received_at = '2023-11-14 22:13:20.123456+00' "
-                                 "FROM kyc.webhook_events WHERE id = $1::bigint", lld(a.event_id), END),
+    assert_string_equal(q(f->pq,
+                          "SELECT received_at = '2023-11-14 22:13:20.123456+00' "
+                          "FROM kyc.webhook_events WHERE id = $1::bigint",
+                          lld(a.event_id), END),
                         "t");
     db_ingest_result b = ingest_dl(f->d, &dl, &OPTS);
     assert_int_equal(b.event_id, a.event_id);
@@ -1486,8 +1538,8 @@ static void test_replay_from_spool(void **state)
 static void test_pending_one_definition(void **state)
 {
     fixture *f = *state;
-    static const char *const attempts[] = {NULL, "PENDING", "VERIFICATION", "REJECTED_BY_PROVIDER",
-                                           "SUCCESSFUL", "ON_HOLD"};
+    static const char *const attempts[] = {
+        NULL, "PENDING", "VERIFICATION", "REJECTED_BY_PROVIDER", "SUCCESSFUL", "ON_HOLD"};
     for (size_t i = 0; i < sizeof attempts / sizeof attempts[0]; i++) {
         kyc_status s;
         memset(&s, 0, sizeof s);
@@ -1498,14 +1550,17 @@ static void test_pending_one_definition(void **state)
             fail_msg("attempt %s: SQL says %s, C says %d", attempts[i] ? attempts[i] : "NULL", sql,
                      kyc_is_pending(&s));
     }
-    assert_non_null(strstr(q(f->pq, "SELECT pg_get_expr(indpred, indrelid) FROM pg_index "
-                                    "WHERE indexrelid = 'kyc.verifications_due_idx'::regclass", END),
+    assert_non_null(strstr(q(f->pq,
+                             "SELECT pg_get_expr(indpred, indrelid) FROM pg_index "
+                             "WHERE indexrelid = 'kyc.verifications_due_idx'::regclass",
+                             END),
                            "is_pending"));
     q_ok(f->pq, "SET enable_seqscan = off");
-    PGresult *r = PQexec(f->pq, "EXPLAIN SELECT external_user_id FROM kyc.verifications "
-                                "WHERE attention_reason IS NULL "
-                                "AND (needs_check_reason IS NOT NULL OR kyc.is_pending(attempt_status)) "
-                                "ORDER BY coalesce(next_check_at, updated_at) LIMIT 10");
+    PGresult *r =
+        PQexec(f->pq, "EXPLAIN SELECT external_user_id FROM kyc.verifications "
+                      "WHERE attention_reason IS NULL "
+                      "AND (needs_check_reason IS NOT NULL OR kyc.is_pending(attempt_status)) "
+                      "ORDER BY coalesce(next_check_at, updated_at) LIMIT 10");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     int uses_index = 0;
     for (int i = 0; i < PQntuples(r); i++)
@@ -1530,7 +1585,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_value, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_other_kinds, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_same_body, setup_migrated, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_same_body_known_user, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_same_body_known_user, setup_migrated,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_same_body_poa, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_same_body_file, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_users, setup_migrated, teardown),
@@ -1539,7 +1595,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_views, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_sql_looking_values, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_dead_connection, setup_migrated, teardown),
-        cmocka_unit_test_setup_teardown(test_ingest_killed_mid_transaction, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_killed_mid_transaction, setup_migrated,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pool_size_and_timeout, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pool_replaces_failed, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pool_replaces_terminated, setup_migrated, teardown),

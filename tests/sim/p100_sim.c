@@ -79,8 +79,9 @@ static int on_request(struct mg_connection *conn, void *cbdata)
     else
         api_handle(conn, ri, &r, user_buf, sizeof user_buf, &fault);
     reply_send(conn, &r);
-    sim_log("info", "request", "rid=%ld method=%s path=%s status=%d code=%s user=%s fault=%s ms=%.1f",
-            rid, ri->request_method, logsafe(p, sizeof p, uri), r.status, r.code[0] ? r.code : "-",
+    sim_log("info", "request",
+            "rid=%ld method=%s path=%s status=%d code=%s user=%s fault=%s ms=%.1f", rid,
+            ri->request_method, logsafe(p, sizeof p, uri), r.status, r.code[0] ? r.code : "-",
             logsafe(u, sizeof u, user_buf), fault, now_ms_f() - t0);
     free(r.body);
     return r.status;
@@ -110,17 +111,20 @@ static int on_log_message(const struct mg_connection *conn, const char *message)
 
 static void usage(FILE *f)
 {
-    fputs("usage: p100-sim --listen HOST:PORT --cert server.pem --key server.key --api-key-file FILE\n"
-          "                [--webhook-url https://HOST:PORT/webhooks/p100] [--webhook-token-file FILE]\n"
-          "                [--webhook-ca ca.pem] [--retry-scale X] [--latency-ms N] [--threads N]\n"
-          "                [--seed N] [--webhook-timeout-ms N]\n"
-          "A simulator of P100's Partner API for tests (TLS only). Secrets come from files.\n"
-          "API:     POST /v1/kyc, GET /v1/kyc/status/{externalUserId},\n"
-          "         GET /v1/kyc/verification/{externalUserId}/{verificationId}\n"
-          "Control: POST /_sim/users, /_sim/users/{id}/advance, /_sim/users/{id}/poa, /_sim/flush,\n"
-          "         /_sim/faults, /_sim/reset; GET /_sim/stats[?user=ID|?users=all], /_sim/faults,\n"
-          "         /_sim/users/{id}, /_sim/webhooks[?user=ID]\n",
-          f);
+    fputs(
+        "usage: p100-sim --listen HOST:PORT --cert server.pem --key server.key --api-key-file "
+        "FILE\n"
+        "                [--webhook-url https://HOST:PORT/webhooks/p100] [--webhook-token-file "
+        "FILE]\n"
+        "                [--webhook-ca ca.pem] [--retry-scale X] [--latency-ms N] [--threads N]\n"
+        "                [--seed N] [--webhook-timeout-ms N]\n"
+        "A simulator of P100's Partner API for tests (TLS only). Secrets come from files.\n"
+        "API:     POST /v1/kyc, GET /v1/kyc/status/{externalUserId},\n"
+        "         GET /v1/kyc/verification/{externalUserId}/{verificationId}\n"
+        "Control: POST /_sim/users, /_sim/users/{id}/advance, /_sim/users/{id}/poa, /_sim/flush,\n"
+        "         /_sim/faults, /_sim/reset; GET /_sim/stats[?user=ID|?users=all], /_sim/faults,\n"
+        "         /_sim/users/{id}, /_sim/webhooks[?user=ID]\n",
+        f);
 }
 
 /* First line of a file, trailing white space removed; the secret never reaches a log. */
@@ -135,7 +139,8 @@ static int read_secret(const char *path, char *dst, size_t cap, const char *what
     bool ok = fgets(line, sizeof line, f) != NULL;
     fclose(f);
     size_t n = ok ? strlen(line) : 0;
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t'))
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+                     line[n - 1] == '\t'))
         line[--n] = '\0';
     if (n == 0 || n >= cap) {
         fprintf(stderr, "p100-sim: the %s file %s is empty or too long\n", what, path);
@@ -214,7 +219,8 @@ static int parse_args(int argc, char **argv)
             if (!parse_long(v, 1, 600000, &O.webhook_timeout_ms))
                 goto bad_value;
         } else if (strcmp(name, "--api-key") == 0 || strcmp(name, "--webhook-token") == 0) {
-            fprintf(stderr, "p100-sim: secrets are not taken on the command line: use %s-file\n", name);
+            fprintf(stderr, "p100-sim: secrets are not taken on the command line: use %s-file\n",
+                    name);
             return -1;
         } else
             goto bad;
@@ -233,7 +239,8 @@ static int parse_args(int argc, char **argv)
         return -1;
     }
     if (O.webhook_url) {
-        if (strncmp(O.webhook_url, "https://", 8) != 0 && strncmp(O.webhook_url, "http://", 7) != 0) {
+        if (strncmp(O.webhook_url, "https://", 8) != 0 &&
+            strncmp(O.webhook_url, "http://", 7) != 0) {
             fprintf(stderr, "p100-sim: --webhook-url must start with https:// or http://\n");
             return -1;
         }
@@ -245,116 +252,131 @@ static int parse_args(int argc, char **argv)
     return 0;
 }
 
-int main(int argc, char **argv) {
-            if (parse_args(argc, argv) != 0)
-                return 2;
-            if (read_secret(O.api_key_file, api_key, sizeof api_key, "API key") != 0)
-                return 2;
-            if (O.webhook_token_file &&
-                read_secret(O.webhook_token_file, webhook_token, sizeof webhook_token, "webhook token") != 0)
-                return 2;
+int main(int argc, char **argv)
+{
+    if (parse_args(argc, argv) != 0)
+        return 2;
+    if (read_secret(O.api_key_file, api_key, sizeof api_key, "API key") != 0)
+        return 2;
+    if (O.webhook_token_file && read_secret(O.webhook_token_file, webhook_token,
+                                            sizeof webhook_token, "webhook token") != 0)
+        return 2;
 
-            state_init(O.latency_ms, O.seed);
-            api_init(api_key);
-            memset(api_key, 0, sizeof api_key); /* api_init keeps its copy */
-            stop_init();
+    state_init(O.latency_ms, O.seed);
+    api_init(api_key);
+    memset(api_key, 0, sizeof api_key); /* api_init keeps its copy */
+    stop_init();
 
-            /* Signals go to main alone: block them before any thread starts. */
-            sigset_t sigs;
-            sigemptyset(&sigs);
-            sigaddset(&sigs, SIGTERM);
-            sigaddset(&sigs, SIGINT);
-            pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-            signal(SIGPIPE, SIG_IGN);
+    /* Signals go to main alone: block them before any thread starts. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
 
-            if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-                fprintf(stderr, "p100-sim: curl_global_init failed\n");
-                return 1;
-            }
-            mg_init_library(MG_FEATURES_TLS);
-            if (!mg_check_feature(MG_FEATURES_TLS)) {
-                fprintf(stderr, "p100-sim: this CivetWeb has no TLS\n");
-                return 1;
-            }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "p100-sim: curl_global_init failed\n");
+        return 1;
+    }
+    mg_init_library(MG_FEATURES_TLS);
+    if (!mg_check_feature(MG_FEATURES_TLS)) {
+        fprintf(stderr, "p100-sim: this CivetWeb has no TLS\n");
+        return 1;
+    }
 
-            wh_conf whc = {.base = webhook_base, .token = webhook_token, .ca = O.webhook_ca,
-                           .retry_scale = O.retry_scale, .timeout_ms = O.webhook_timeout_ms};
-            int whrc = wh_start(&whc);
-            memset(webhook_token, 0, sizeof webhook_token); /* wh_start keeps its copy */
-            if (whrc != 0) {
-                fprintf(stderr, "p100-sim: cannot start the webhook sender\n");
-                return 1;
-            }
+    wh_conf whc = {.base = webhook_base,
+                   .token = webhook_token,
+                   .ca = O.webhook_ca,
+                   .retry_scale = O.retry_scale,
+                   .timeout_ms = O.webhook_timeout_ms};
+    int whrc = wh_start(&whc);
+    memset(webhook_token, 0, sizeof webhook_token); /* wh_start keeps its copy */
+    if (whrc != 0) {
+        fprintf(stderr, "p100-sim: cannot start the webhook sender\n");
+        return 1;
+    }
 
-            char ports[300], threads[16];
-            snprintf(ports, sizeof ports, "%ss", O.listen);
-            snprintf(threads, sizeof threads, "%d", O.threads);
-            const char *options[] = {
-                "listening_ports", ports,
-                "num_threads", threads,
-                "tcp_nodelay", "1", /* without it keep-alive requests stall 40 ms each */
-                "enable_keep_alive", "yes",
-                "keep_alive_timeout_ms", "10000",
-                "request_timeout_ms", "30000",
-                "ssl_protocol_version", "4",
-                "listen_backlog", "512",
-                "connection_queue", "512",
-                NULL, NULL,
-            };
-            struct mg_callbacks cb;
-            memset(&cb, 0, sizeof cb);
-            cb.init_ssl = on_init_ssl;
-            cb.log_message = on_log_message;
-            struct mg_init_data init = {.callbacks = &cb, .user_data = NULL, .configuration_options = options};
-            char ebuf[256] = "";
-            struct mg_error_data ed;
-            memset(&ed, 0, sizeof ed);
-            ed.text = ebuf;
-            ed.text_buffer_size = sizeof ebuf;
-            struct mg_context *ctx = mg_start2(&init, &ed);
-            int rc = 0, port = 0;
-            if (ctx == NULL) {
-                char l[256], e[512];
-                sim_log("error", "cannot start", "listen=%s error=%s", logsafe(l, sizeof l, O.listen),
-                        logsafe(e, sizeof e, ebuf));
-                rc = 1;
-                goto out;
-            }
-            mg_set_request_handler(ctx, "/", on_request, NULL);
-            struct mg_server_port bound[4];
-            int nb = mg_get_server_ports(ctx, 4, bound);
-            for (int i = 0; i < nb; i++)
-                if (bound[i].is_ssl)
-                    port = bound[i].port;
-            if (port == 0) {
-                char l[256];
-                sim_log("error", "cannot start", "listen=%s error=\"no TLS listener\"",
-                        logsafe(l, sizeof l, O.listen));
-                rc = 1;
-                goto out;
-            }
-            char w[1024];
-            sim_log("info", "listening", "port=%d threads=%d webhook_url=%s retry_scale=%g latency_ms=%ld",
-                    port, O.threads, logsafe(w, sizeof w, webhook_base), O.retry_scale, O.latency_ms);
-            printf("p100-sim listening port=%d\n", port);
-            fflush(stdout);
+    char ports[300], threads[16];
+    snprintf(ports, sizeof ports, "%ss", O.listen);
+    snprintf(threads, sizeof threads, "%d", O.threads);
+    const char *options[] = {
+        "listening_ports",
+        ports,
+        "num_threads",
+        threads,
+        "tcp_nodelay",
+        "1", /* without it keep-alive requests stall 40 ms each */
+        "enable_keep_alive",
+        "yes",
+        "keep_alive_timeout_ms",
+        "10000",
+        "request_timeout_ms",
+        "30000",
+        "ssl_protocol_version",
+        "4",
+        "listen_backlog",
+        "512",
+        "connection_queue",
+        "512",
+        NULL,
+        NULL,
+    };
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.init_ssl = on_init_ssl;
+    cb.log_message = on_log_message;
+    struct mg_init_data init = {
+        .callbacks = &cb, .user_data = NULL, .configuration_options = options};
+    char ebuf[256] = "";
+    struct mg_error_data ed;
+    memset(&ed, 0, sizeof ed);
+    ed.text = ebuf;
+    ed.text_buffer_size = sizeof ebuf;
+    struct mg_context *ctx = mg_start2(&init, &ed);
+    int rc = 0, port = 0;
+    if (ctx == NULL) {
+        char l[256], e[512];
+        sim_log("error", "cannot start", "listen=%s error=%s", logsafe(l, sizeof l, O.listen),
+                logsafe(e, sizeof e, ebuf));
+        rc = 1;
+        goto out;
+    }
+    mg_set_request_handler(ctx, "/", on_request, NULL);
+    struct mg_server_port bound[4];
+    int nb = mg_get_server_ports(ctx, 4, bound);
+    for (int i = 0; i < nb; i++)
+        if (bound[i].is_ssl)
+            port = bound[i].port;
+    if (port == 0) {
+        char l[256];
+        sim_log("error", "cannot start", "listen=%s error=\"no TLS listener\"",
+                logsafe(l, sizeof l, O.listen));
+        rc = 1;
+        goto out;
+    }
+    char w[1024];
+    sim_log("info", "listening", "port=%d threads=%d webhook_url=%s retry_scale=%g latency_ms=%ld",
+            port, O.threads, logsafe(w, sizeof w, webhook_base), O.retry_scale, O.latency_ms);
+    printf("p100-sim listening port=%d\n", port);
+    fflush(stdout);
 
-            int sig = 0;
-            while (sigwait(&sigs, &sig) != 0)
-                ;
-            sim_log("info", "stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    sim_log("info", "stopping", "signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 
 out:
-            /* Reverse order of start: requests (and their latency waits), then the sender. */
-            stop_begin();
-            if (ctx)
-                mg_stop(ctx);
-            long left = wh_stop();
-            state_deinit();
-            curl_global_cleanup();
-            mg_exit_library();
-            api_deinit();
-            if (rc == 0)
-                sim_log("info", "stopped", "webhooks_abandoned=%ld", left);
-            return rc;
-        }
+    /* Reverse order of start: requests (and their latency waits), then the sender. */
+    stop_begin();
+    if (ctx)
+        mg_stop(ctx);
+    long left = wh_stop();
+    state_deinit();
+    curl_global_cleanup();
+    mg_exit_library();
+    api_deinit();
+    if (rc == 0)
+        sim_log("info", "stopped", "webhooks_abandoned=%ld", left);
+    return rc;
+}

@@ -37,21 +37,36 @@ static bool consttime_eq(const char *a, const char *b)
 
 static const char *const document_types[] = {"ID_CARD", "PASSPORT", "RESIDENCE_PERMIT",
                                              "DRIVER_LICENSE", NULL};
-static const char *const income_sources[] = {"BUSINESS_ACTIVITY", "SALARY", "OTHER",
-                                             "MAINTAINED_BY_FAMILY", "INVESTMENTS",
-                                             "SOCIAL_BENEFITS", "TENANCY", NULL};
+static const char *const income_sources[] = {
+    "BUSINESS_ACTIVITY", "SALARY",          "OTHER",   "MAINTAINED_BY_FAMILY",
+    "INVESTMENTS",       "SOCIAL_BENEFITS", "TENANCY", NULL};
 /* The older page spells the first without the final S: both are accepted. */
 static const char *const open_reasons[] = {"INVESTMENTS_OR_CRYPTOCURRENCIES",
-                                           "INVESTMENTS_OR_CRYPTOCURRENCIE", "CURRENCY_EXCHANGE",
-                                           "DAILY_USE", "GAMING_OR_GAMBLING",
-                                           "TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE", NULL};
-static const char *const occupations[] = {
-    "IT", "HEALTHCARE_AND_MEDICAL_SERVICES", "FINANCE_AND_ACCOUNTING", "EDUCATION_AND_TEACHING",
-    "SALES_AND_MARKETING", "ENGINEERING", "CUSTOMER_SERVICE", "ADMINISTRATION_AND_OFFICE_MANAGEMENT",
-    "LEGAL_SERVICES", "ARTS_AND_DESIGN", "RETAIL_AND_SALES", "CONSTRUCTION_AND_TRADES",
-    "HUMAN_RESOURCES", "MANUFACTURING_AND_PRODUCTION", "SCIENCE_AND_RESEARCH", NULL};
+                                           "INVESTMENTS_OR_CRYPTOCURRENCIE",
+                                           "CURRENCY_EXCHANGE",
+                                           "DAILY_USE",
+                                           "GAMING_OR_GAMBLING",
+                                           "TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE",
+                                           NULL};
+static const char *const occupations[] = {"IT",
+                                          "HEALTHCARE_AND_MEDICAL_SERVICES",
+                                          "FINANCE_AND_ACCOUNTING",
+                                          "EDUCATION_AND_TEACHING",
+                                          "SALES_AND_MARKETING",
+                                          "ENGINEERING",
+                                          "CUSTOMER_SERVICE",
+                                          "ADMINISTRATION_AND_OFFICE_MANAGEMENT",
+                                          "LEGAL_SERVICES",
+                                          "ARTS_AND_DESIGN",
+                                          "RETAIL_AND_SALES",
+                                          "CONSTRUCTION_AND_TRADES",
+                                          "HUMAN_RESOURCES",
+                                          "MANUFACTURING_AND_PRODUCTION",
+                                          "SCIENCE_AND_RESEARCH",
+                                          NULL};
 
-static void msg_add(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void msg_add(char *dst, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void msg_add(char *dst, size_t cap, const char *fmt, ...)
 {
     size_t n = strlen(dst);
@@ -78,25 +93,26 @@ static void list_join(char *dst, size_t cap, const char *const *list)
 
 /* A required string field from an enum; appends a message when wrong. */
 static const char *check_enum(const cJSON *root, const char *field, const char *const *list,
-                              bool required, char *msg, size_t cap) {
-            const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, field);
-            char allowed[1024];
-            if (it == NULL || cJSON_IsNull(it)) {
-                if (required)
-                    msg_add(msg, cap, "%s must not be null", field);
-                return NULL;
-            }
-            if (!cJSON_IsString(it) || it->valuestring[0] == '\0') {
-                msg_add(msg, cap, "%s must not be blank", field);
-                return NULL;
-            }
-            if (list && !in_list(it->valuestring, list)) {
-                list_join(allowed, sizeof allowed, list);
-                msg_add(msg, cap, "%s must be one of: %s", field, allowed);
-                return NULL;
-            }
-            return it->valuestring;
-        }
+                              bool required, char *msg, size_t cap)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, field);
+    char allowed[1024];
+    if (it == NULL || cJSON_IsNull(it)) {
+        if (required)
+            msg_add(msg, cap, "%s must not be null", field);
+        return NULL;
+    }
+    if (!cJSON_IsString(it) || it->valuestring[0] == '\0') {
+        msg_add(msg, cap, "%s must not be blank", field);
+        return NULL;
+    }
+    if (list && !in_list(it->valuestring, list)) {
+        list_join(allowed, sizeof allowed, list);
+        msg_add(msg, cap, "%s must be one of: %s", field, allowed);
+        return NULL;
+    }
+    return it->valuestring;
+}
 
 /* Validates the create body like P100 (P403, all problems joined). Fills
  * uid on success; returns false with msg set otherwise. */
@@ -139,7 +155,8 @@ static bool create_validate(const char *body, char *uid, char *msg, size_t cap)
 
 static bool attempt_pending(const user *u)
 {
-    return u->has_kyc && (strcmp(u->astatus, "PENDING") == 0 || strcmp(u->astatus, "VERIFICATION") == 0);
+    return u->has_kyc &&
+           (strcmp(u->astatus, "PENDING") == 0 || strcmp(u->astatus, "VERIFICATION") == 0);
 }
 
 static void api_create(reply *r, const char *body)
@@ -217,12 +234,23 @@ static void html_escape(char *dst, size_t cap, const char *s)
     for (; *s && n + 7 < cap; s++) {
         const char *e = NULL;
         switch (*s) {
-        case '&': e = "&amp;"; break;
-        case '<': e = "&lt;"; break;
-        case '>': e = "&gt;"; break;
-        case '"': e = "&quot;"; break;
-        case '\'': e = "&#39;"; break;
-        default: break;
+        case '&':
+            e = "&amp;";
+            break;
+        case '<':
+            e = "&lt;";
+            break;
+        case '>':
+            e = "&gt;";
+            break;
+        case '"':
+            e = "&quot;";
+            break;
+        case '\'':
+            e = "&#39;";
+            break;
+        default:
+            break;
         }
         if (e) {
             memcpy(dst + n, e, strlen(e));
@@ -250,10 +278,12 @@ static void api_page(reply *r, const char *uid, const char *vid)
     html_escape(eu, sizeof eu, uid);
     html_escape(ev, sizeof ev, vid);
     snprintf(page, sizeof page,
-             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>P100 verification</title></head>\n"
+             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>P100 "
+             "verification</title></head>\n"
              "<body><h1>Identity verification</h1>\n"
              "<p>User %s, verification %s.</p>\n"
-             "<p><a id=\"idp\" href=\"https://idenfy.p100-sim.invalid/session/%s\">Continue to the identity "
+             "<p><a id=\"idp\" href=\"https://idenfy.p100-sim.invalid/session/%s\">Continue to the "
+             "identity "
              "provider</a> (simulated: this address does not exist).</p>\n"
              "</body></html>\n",
              eu, ev, ev);
@@ -289,136 +319,137 @@ static void reply_fault(reply *r, enum fail_kind k, long retry_after)
 enum api_kind { API_NONE, API_STATUS, API_CREATE, API_PAGE, API_NOT_FOUND, API_BAD_METHOD };
 
 void api_handle(struct mg_connection *conn, const struct mg_request_info *ri, reply *r,
-                       char *log_user, size_t log_user_cap, const char **fault_out) {
-        char path[2048];
-        char *seg[6];
-        snprintf(path, sizeof path, "%s", ri->local_uri ? ri->local_uri + 1 : "");
-        int n = http_split_path(path, seg, 6);
-        bool get = strcmp(ri->request_method, "GET") == 0;
-        bool post = strcmp(ri->request_method, "POST") == 0;
-        enum api_kind kind = API_NOT_FOUND;
-        const char *uid = NULL, *vid = NULL;
-        if (n >= 2 && strcmp(seg[0], "v1") == 0 && strcmp(seg[1], "kyc") == 0) {
-            if (n == 2) {
-                kind = post ? API_CREATE : API_BAD_METHOD;
-            } else if (n == 4 && strcmp(seg[2], "status") == 0) {
-                kind = get ? API_STATUS : API_BAD_METHOD;
-                uid = seg[3];
-            } else if (n == 5 && strcmp(seg[2], "verification") == 0) {
-                kind = get ? API_PAGE : API_BAD_METHOD;
-                uid = seg[3];
-                vid = seg[4];
-            }
+                char *log_user, size_t log_user_cap, const char **fault_out)
+{
+    char path[2048];
+    char *seg[6];
+    snprintf(path, sizeof path, "%s", ri->local_uri ? ri->local_uri + 1 : "");
+    int n = http_split_path(path, seg, 6);
+    bool get = strcmp(ri->request_method, "GET") == 0;
+    bool post = strcmp(ri->request_method, "POST") == 0;
+    enum api_kind kind = API_NOT_FOUND;
+    const char *uid = NULL, *vid = NULL;
+    if (n >= 2 && strcmp(seg[0], "v1") == 0 && strcmp(seg[1], "kyc") == 0) {
+        if (n == 2) {
+            kind = post ? API_CREATE : API_BAD_METHOD;
+        } else if (n == 4 && strcmp(seg[2], "status") == 0) {
+            kind = get ? API_STATUS : API_BAD_METHOD;
+            uid = seg[3];
+        } else if (n == 5 && strcmp(seg[2], "verification") == 0) {
+            kind = get ? API_PAGE : API_BAD_METHOD;
+            uid = seg[3];
+            vid = seg[4];
         }
+    }
 
-        char *body = NULL;
-        bool too_big = false;
-        char body_uid[ID_MAX + 1] = "";
-        if (kind == API_CREATE) {
-            body = http_read_body(conn, &too_big);
-            /* Only to count the call against its user; validated later. */
-            cJSON *root = body ? cJSON_Parse(body) : NULL;
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "externalUserId");
-            if (cJSON_IsString(id) && strlen(id->valuestring) <= ID_MAX)
-                snprintf(body_uid, sizeof body_uid, "%s", id->valuestring);
-            cJSON_Delete(root);
-            uid = body_uid[0] ? body_uid : NULL;
+    char *body = NULL;
+    bool too_big = false;
+    char body_uid[ID_MAX + 1] = "";
+    if (kind == API_CREATE) {
+        body = http_read_body(conn, &too_big);
+        /* Only to count the call against its user; validated later. */
+        cJSON *root = body ? cJSON_Parse(body) : NULL;
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "externalUserId");
+        if (cJSON_IsString(id) && strlen(id->valuestring) <= ID_MAX)
+            snprintf(body_uid, sizeof body_uid, "%s", id->valuestring);
+        cJSON_Delete(root);
+        uid = body_uid[0] ? body_uid : NULL;
+    }
+    if (uid)
+        snprintf(log_user, log_user_cap, "%s", uid);
+
+    const char *key = mg_get_header(conn, "x-api-key");
+    enum { GO, DENY_XO1, DENY_XO2, DENY_XO3, FAIL } verdict = GO;
+    faults f;
+    bool counted_user = false;
+
+    pthread_mutex_lock(&sim_state.mu);
+    uint64_t epoch = sim_state.epoch;
+    f = sim_state.f;
+    sim_state.api_calls++;
+    if (kind == API_STATUS)
+        sim_state.status_calls++;
+    else if (kind == API_CREATE)
+        sim_state.create_calls++;
+    else if (kind == API_PAGE)
+        sim_state.page_calls++;
+    if (++sim_state.inflight > sim_state.max_inflight)
+        sim_state.max_inflight = sim_state.inflight;
+    user *u = uid ? state_get(uid) : NULL;
+    if (u) {
+        u->calls++;
+        if (kind == API_STATUS) {
+            u->status_calls++;
+            counted_user = true;
+            if (++u->inflight > u->max_inflight)
+                u->max_inflight = u->inflight;
+            if (u->inflight > sim_state.max_inflight_user)
+                sim_state.max_inflight_user = u->inflight;
         }
-        if (uid)
-            snprintf(log_user, log_user_cap, "%s", uid);
-
-        const char *key = mg_get_header(conn, "x-api-key");
-        enum { GO, DENY_XO1, DENY_XO2, DENY_XO3, FAIL } verdict = GO;
-        faults f;
-        bool counted_user = false;
-
-        pthread_mutex_lock(&sim_state.mu);
-        uint64_t epoch = sim_state.epoch;
-        f = sim_state.f;
-        sim_state.api_calls++;
-        if (kind == API_STATUS)
-            sim_state.status_calls++;
-        else if (kind == API_CREATE)
-            sim_state.create_calls++;
-        else if (kind == API_PAGE)
-            sim_state.page_calls++;
-        if (++sim_state.inflight > sim_state.max_inflight)
-            sim_state.max_inflight = sim_state.inflight;
-        user *u = uid ? state_get(uid) : NULL;
-        if (u) {
-            u->calls++;
-            if (kind == API_STATUS) {
-                u->status_calls++;
-                counted_user = true;
-                if (++u->inflight > u->max_inflight)
-                    u->max_inflight = u->inflight;
-                if (u->inflight > sim_state.max_inflight_user)
-                    sim_state.max_inflight_user = u->inflight;
-            }
-        }
-        /* The order of P100's own checks as far as the codes tell: the IP
+    }
+    /* The order of P100's own checks as far as the codes tell: the IP
          * allow-list (xo3), then the key (xo1 missing, xo2 wrong). The browser
          * page carries no key: it is shown to the user, not the partner. */
-        if (f.unauthorized)
-            verdict = DENY_XO3;
-        else if (kind != API_PAGE && (key == NULL || key[0] == '\0'))
-            verdict = DENY_XO1;
-        else if (kind != API_PAGE && !consttime_eq(key, api_key))
-            verdict = DENY_XO2;
-        else if ((kind == API_STATUS || kind == API_CREATE || kind == API_PAGE) &&
-                 (f.scope == SCOPE_ALL || (f.scope == SCOPE_STATUS && kind == API_STATUS) ||
-                  (f.scope == SCOPE_CREATE && kind == API_CREATE))) {
-            if (sim_state.f.fail_next > 0) {
-                sim_state.f.fail_next--;
-                verdict = FAIL;
-            } else if (f.fail_rate > 0 && state_rng_unit() < f.fail_rate) {
-                verdict = FAIL;
-            }
+    if (f.unauthorized)
+        verdict = DENY_XO3;
+    else if (kind != API_PAGE && (key == NULL || key[0] == '\0'))
+        verdict = DENY_XO1;
+    else if (kind != API_PAGE && !consttime_eq(key, api_key))
+        verdict = DENY_XO2;
+    else if ((kind == API_STATUS || kind == API_CREATE || kind == API_PAGE) &&
+             (f.scope == SCOPE_ALL || (f.scope == SCOPE_STATUS && kind == API_STATUS) ||
+              (f.scope == SCOPE_CREATE && kind == API_CREATE))) {
+        if (sim_state.f.fail_next > 0) {
+            sim_state.f.fail_next--;
+            verdict = FAIL;
+        } else if (f.fail_rate > 0 && state_rng_unit() < f.fail_rate) {
+            verdict = FAIL;
         }
-        pthread_mutex_unlock(&sim_state.mu);
-
-        latency_wait(f.latency_ms);
-
-        *fault_out = "-";
-        switch (verdict) {
-        case DENY_XO1:
-            reply_p100(r, 401, NULL, NULL, "Access Denied. xo1");
-            break;
-        case DENY_XO2:
-            reply_p100(r, 401, NULL, NULL, "Access Denied. xo2");
-            break;
-        case DENY_XO3:
-            reply_p100(r, 401, NULL, NULL, "Access Denied. xo3");
-            *fault_out = "unauthorized";
-            break;
-        case FAIL:
-            reply_fault(r, f.fail_with, f.retry_after);
-            *fault_out = fail_names[f.fail_with];
-            break;
-        case GO:
-            if (kind == API_STATUS)
-                api_status(r, uid);
-            else if (kind == API_CREATE && too_big)
-                reply_p100(r, 413, NULL, NULL, "Request body too large");
-            else if (kind == API_CREATE)
-                api_create(r, body);
-            else if (kind == API_PAGE)
-                api_page(r, uid, vid);
-            else if (kind == API_BAD_METHOD)
-                reply_p100(r, 405, NULL, NULL, "Method Not Allowed");
-            else
-                reply_p100(r, 404, NULL, NULL, "Not Found");
-            break;
-        }
-        free(body);
-
-        pthread_mutex_lock(&sim_state.mu);
-        if (epoch == sim_state.epoch) {
-            sim_state.inflight--;
-            if (counted_user && (u = state_find(uid)) != NULL && u->inflight > 0)
-                u->inflight--;
-        }
-        if (r->code[0])
-            state_count_error(r->code);
-        pthread_mutex_unlock(&sim_state.mu);
     }
+    pthread_mutex_unlock(&sim_state.mu);
+
+    latency_wait(f.latency_ms);
+
+    *fault_out = "-";
+    switch (verdict) {
+    case DENY_XO1:
+        reply_p100(r, 401, NULL, NULL, "Access Denied. xo1");
+        break;
+    case DENY_XO2:
+        reply_p100(r, 401, NULL, NULL, "Access Denied. xo2");
+        break;
+    case DENY_XO3:
+        reply_p100(r, 401, NULL, NULL, "Access Denied. xo3");
+        *fault_out = "unauthorized";
+        break;
+    case FAIL:
+        reply_fault(r, f.fail_with, f.retry_after);
+        *fault_out = fail_names[f.fail_with];
+        break;
+    case GO:
+        if (kind == API_STATUS)
+            api_status(r, uid);
+        else if (kind == API_CREATE && too_big)
+            reply_p100(r, 413, NULL, NULL, "Request body too large");
+        else if (kind == API_CREATE)
+            api_create(r, body);
+        else if (kind == API_PAGE)
+            api_page(r, uid, vid);
+        else if (kind == API_BAD_METHOD)
+            reply_p100(r, 405, NULL, NULL, "Method Not Allowed");
+        else
+            reply_p100(r, 404, NULL, NULL, "Not Found");
+        break;
+    }
+    free(body);
+
+    pthread_mutex_lock(&sim_state.mu);
+    if (epoch == sim_state.epoch) {
+        sim_state.inflight--;
+        if (counted_user && (u = state_find(uid)) != NULL && u->inflight > 0)
+            u->inflight--;
+    }
+    if (r->code[0])
+        state_count_error(r->code);
+    pthread_mutex_unlock(&sim_state.mu);
+}

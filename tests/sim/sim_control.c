@@ -59,8 +59,10 @@ static cJSON *user_json(const user *u)
 
 static void sim_users(reply *r, const cJSON *in)
 {
-    static const char *const keys[] = {"externalUserId", "verificationStatus", "attemptStatus",
-                                       "rejectionReason", "verificationId", "prefix", "count", NULL};
+    static const char *const keys[] = {"externalUserId", "verificationStatus",
+                                       "attemptStatus",  "rejectionReason",
+                                       "verificationId", "prefix",
+                                       "count",          NULL};
     char bad[200], id[ID_MAX + 1], prefix[ID_MAX + 1], vs[VALUE_MAX + 1], as[VALUE_MAX + 1],
         reason[REASON_MAX + 1], vid[VALUE_MAX + 1];
     bool has_prefix;
@@ -201,7 +203,7 @@ static void sim_advance(reply *r, const char *id, const cJSON *in)
     }
     /* Absent statuses keep their value; rejectionReason is replaced (absent clears it). */
     state_user_set(u, has_vs ? vs : (u->has_kyc ? u->vstatus : "NOT_VERIFIED"),
-             has_as ? as : (u->has_kyc ? u->astatus : "PENDING"), reason, "");
+                   has_as ? as : (u->has_kyc ? u->astatus : "PENDING"), reason, "");
     cJSON *hook = cJSON_CreateObject();
     cJSON_AddStringToObject(hook, "externalUserId", u->id);
     cJSON_AddStringToObject(hook, "verificationStatus", u->vstatus);
@@ -299,8 +301,9 @@ static bool get_num(const cJSON *o, const char *name, double lo, double hi, doub
 /* A POST replaces the whole fault set: what it leaves out returns to its default. */
 static void sim_faults(reply *r, const cJSON *in)
 {
-    static const char *const keys[] = {"latency_ms", "fail_rate", "fail_with", "retry_after",
-                                       "unauthorized", "fail_next", "scope", "seed", NULL};
+    static const char *const keys[] = {"latency_ms",  "fail_rate",    "fail_with",
+                                       "retry_after", "unauthorized", "fail_next",
+                                       "scope",       "seed",         NULL};
     char bad[200], with[16], scope[16];
     faults f;
     state_faults_default(&f);
@@ -312,11 +315,13 @@ static void sim_faults(reply *r, const cJSON *in)
     if (!get_num(in, "latency_ms", 0, 600000, &lat) || !get_num(in, "fail_rate", 0, 1, &rate) ||
         !get_num(in, "retry_after", 0, 86400, &ra) || !get_num(in, "fail_next", 0, 1e9, &next) ||
         !get_num(in, "seed", 0, 9007199254740991.0, &seed)) {
-        reply_sim_error(r, 400, "a number is out of range (latency_ms 0..600000, fail_rate 0..1, "
-                                       "retry_after 0..86400, fail_next >= 0, seed >= 0)");
+        reply_sim_error(r, 400,
+                        "a number is out of range (latency_ms 0..600000, fail_rate 0..1, "
+                        "retry_after 0..86400, fail_next >= 0, seed >= 0)");
         return;
     }
-    if (!get_str(in, "fail_with", with, sizeof with, NULL) || !get_str(in, "scope", scope, sizeof scope, NULL)) {
+    if (!get_str(in, "fail_with", with, sizeof with, NULL) ||
+        !get_str(in, "scope", scope, sizeof scope, NULL)) {
         reply_sim_error(r, 400, "fail_with and scope are strings");
         return;
     }

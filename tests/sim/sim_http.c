@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BODY_MAX (1 << 20)  /* largest request body read */
+#define BODY_MAX (1 << 20) /* largest request body read */
 
 void reply_text(reply *r, int status, const char *ctype, const char *text)
 {

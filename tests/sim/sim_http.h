@@ -12,10 +12,10 @@
 
 typedef struct reply {
     int status;
-    char *body;              /* malloc'd */
+    char *body; /* malloc'd */
     const char *ctype;
-    long retry_after;        /* seconds; 0: no header */
-    char code[16];           /* errorCode (or HTTP status) for the log and errors_sent */
+    long retry_after; /* seconds; 0: no header */
+    char code[16];    /* errorCode (or HTTP status) for the log and errors_sent */
 } reply;
 
 /* Sets the reply to a copy of text. */

@@ -150,9 +150,9 @@ void state_new_uuid(char out[37])
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 void state_user_set(user *u, const char *vs, const char *as, const char *reason, const char *vid)
@@ -203,7 +203,8 @@ void state_reset(void)
     sim_state.epoch++;
     state_faults_default(&sim_state.f);
     sim_state.rng = default_seed;
-    sim_state.api_calls = sim_state.status_calls = sim_state.create_calls = sim_state.page_calls = 0;
+    sim_state.api_calls = sim_state.status_calls = sim_state.create_calls = sim_state.page_calls =
+        0;
     sim_state.inflight = sim_state.max_inflight = sim_state.max_inflight_user = 0;
     memset(sim_state.errs, 0, sizeof sim_state.errs);
     pthread_mutex_unlock(&sim_state.mu);

@@ -15,23 +15,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ID_MAX 128          /* longest externalUserId kept (kycd's KYC_ID_MAX) */
-#define VALUE_MAX 64        /* longest status value */
-#define REASON_MAX 256      /* longest rejectionReason */
+#define ID_MAX 128     /* longest externalUserId kept (kycd's KYC_ID_MAX) */
+#define VALUE_MAX 64   /* longest status value */
+#define REASON_MAX 256 /* longest rejectionReason */
 
 typedef struct user {
     struct user *next;
     uint64_t hash;
     char id[ID_MAX + 1];
-    bool exists;   /* false: a ghost, only call counters (status asked for an unknown id) */
-    bool has_kyc;  /* a verification exists */
+    bool exists;  /* false: a ghost, only call counters (status asked for an unknown id) */
+    bool has_kyc; /* a verification exists */
     char vstatus[VALUE_MAX + 1];
     char astatus[VALUE_MAX + 1];
     char reason[REASON_MAX + 1];
     char vid[VALUE_MAX + 1];
-    long calls;         /* API calls naming this user */
+    long calls; /* API calls naming this user */
     long status_calls;
-    int inflight;       /* status calls in flight now */
+    int inflight; /* status calls in flight now */
     int max_inflight;
 } user;
 
@@ -45,9 +45,9 @@ typedef struct faults {
     long latency_ms;
     double fail_rate;
     enum fail_kind fail_with;
-    long retry_after;  /* seconds; 0 leaves the header out */
+    long retry_after; /* seconds; 0 leaves the header out */
     bool unauthorized;
-    long fail_next;    /* the next N calls in scope fail, before fail_rate is drawn */
+    long fail_next; /* the next N calls in scope fail, before fail_rate is drawn */
     enum scope scope;
 } faults;
 
@@ -61,7 +61,7 @@ typedef struct sim_state_t {
     pthread_mutex_t mu; /* guards everything in this struct; never held while waiting */
     user **buckets;
     size_t nbuckets, nusers, nrecords;
-    uint64_t epoch;     /* bumped by reset: late decrements of an older epoch are ignored */
+    uint64_t epoch; /* bumped by reset: late decrements of an older epoch are ignored */
     uint64_t rng;
     faults f;
     long api_calls, status_calls, create_calls, page_calls;

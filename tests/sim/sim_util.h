@@ -28,8 +28,8 @@ const char *logsafe(char *dst, size_t cap, const char *s);
 
 /* One logfmt line on stderr: ts, level, msg (quoted when it has a space),
  * then fmt's key=value pairs. msg is a constant of ours. */
-__attribute__((format(printf, 3, 4)))
-void sim_log(const char *level, const char *msg, const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void sim_log(const char *level, const char *msg,
+                                                   const char *fmt, ...);
 
 /* True when v is one of the NULL-terminated list. */
 bool in_list(const char *v, const char *const *list);

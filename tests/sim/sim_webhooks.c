@@ -15,13 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RING_MAX 4096       /* webhook deliveries remembered for /_sim/webhooks */
-#define ATTEMPTS 5          /* P100: 5 attempts in all ... */
-static const int64_t retry_gap_ms[ATTEMPTS - 1] = {8000, 16000, 32000, 64000}; /* ... this far apart */
+#define RING_MAX 4096 /* webhook deliveries remembered for /_sim/webhooks */
+#define ATTEMPTS 5    /* P100: 5 attempts in all ... */
+static const int64_t retry_gap_ms[ATTEMPTS - 1] = {8000, 16000, 32000,
+                                                   64000}; /* ... this far apart */
 
 static char webhook_base[1024];
 static char webhook_token[512];
-static char conf_ca[1024];  /* "": curl's default CAs */
+static char conf_ca[1024]; /* "": curl's default CAs */
 static double conf_retry_scale = 1.0;
 static long conf_timeout_ms = 10000;
 
@@ -31,9 +32,9 @@ typedef struct delivery {
     uint64_t epoch;
     int64_t due_ms;
     int attempts;
-    long last_http;            /* 0: no HTTP answer */
+    long last_http; /* 0: no HTTP answer */
     char last_error[160];
-    char kind[40];             /* "kyc-verification-status", "poa-verification-status" */
+    char kind[40]; /* "kyc-verification-status", "poa-verification-status" */
     char user[ID_MAX + 1];
     char *body;
 } delivery;
@@ -42,7 +43,7 @@ typedef struct wh_record {
     uint64_t seq;
     char kind[40];
     char user[ID_MAX + 1];
-    const char *result;        /* "acked", "failed", "dropped", "abandoned" */
+    const char *result; /* "acked", "failed", "dropped", "abandoned" */
     int attempts;
     long http;
     char error[160];
@@ -50,11 +51,11 @@ typedef struct wh_record {
 } wh_record;
 
 static struct {
-    pthread_mutex_t mu;  /* guards this struct; never held while sending */
-    pthread_cond_t cv;   /* CLOCK_MONOTONIC: new work or stopping */
+    pthread_mutex_t mu; /* guards this struct; never held while sending */
+    pthread_cond_t cv;  /* CLOCK_MONOTONIC: new work or stopping */
     bool stop;
     uint64_t seq, epoch;
-    delivery *queue;     /* unsorted; picked by (due, seq) */
+    delivery *queue; /* unsorted; picked by (due, seq) */
     delivery *held, *held_tail;
     long queued, held_n, inflight;
     long sent, attempts, acked, failed, dropped;
@@ -120,44 +121,44 @@ static void wh_push(delivery *d, int64_t due)
 }
 
 int wh_submit(const char *kind, const char *uid, const char *body, enum wh_mode mode,
-                     uint64_t seqs[2]) {
-        seqs[0] = seqs[1] = 0;
-        int n = mode == WH_DUPLICATE ? 2 : 1;
-        delivery *d[2] = {NULL, NULL};
-        for (int i = 0; i < n; i++)
-            if ((d[i] = delivery_new(kind, uid, body)) == NULL) {
-                delivery_free(d[0]);
-                return -1;
-            }
-        pthread_mutex_lock(&W.mu);
-        if (mode == WH_DROP) {
-            d[0]->seq = ++W.seq;
-            seqs[0] = d[0]->seq;
-            snprintf(d[0]->last_error, sizeof d[0]->last_error, "dropped by request");
-            W.dropped++;
-            wh_remember(d[0], "dropped");
+              uint64_t seqs[2])
+{
+    seqs[0] = seqs[1] = 0;
+    int n = mode == WH_DUPLICATE ? 2 : 1;
+    delivery *d[2] = {NULL, NULL};
+    for (int i = 0; i < n; i++)
+        if ((d[i] = delivery_new(kind, uid, body)) == NULL) {
             delivery_free(d[0]);
-        } else if (mode == WH_HOLD) {
-            d[0]->seq = ++W.seq; /* renumbered when flushed */
-            seqs[0] = d[0]->seq;
-            if (W.held_tail)
-                W.held_tail->next = d[0];
-            else
-                W.held = d[0];
-            W.held_tail = d[0];
-            W.held_n++;
-        } else {
-            int64_t now = now_ms();
-            for (int i = 0; i < n; i++) {
-                wh_push(d[i], now);
-                seqs[i] = d[i]->seq;
-            }
-            pthread_cond_signal(&W.cv);
+            return -1;
         }
-        pthread_mutex_unlock(&W.mu);
-        return 0;
+    pthread_mutex_lock(&W.mu);
+    if (mode == WH_DROP) {
+        d[0]->seq = ++W.seq;
+        seqs[0] = d[0]->seq;
+        snprintf(d[0]->last_error, sizeof d[0]->last_error, "dropped by request");
+        W.dropped++;
+        wh_remember(d[0], "dropped");
+        delivery_free(d[0]);
+    } else if (mode == WH_HOLD) {
+        d[0]->seq = ++W.seq; /* renumbered when flushed */
+        seqs[0] = d[0]->seq;
+        if (W.held_tail)
+            W.held_tail->next = d[0];
+        else
+            W.held = d[0];
+        W.held_tail = d[0];
+        W.held_n++;
+    } else {
+        int64_t now = now_ms();
+        for (int i = 0; i < n; i++) {
+            wh_push(d[i], now);
+            seqs[i] = d[i]->seq;
+        }
+        pthread_cond_signal(&W.cv);
     }
-
+    pthread_mutex_unlock(&W.mu);
+    return 0;
+}
 
 long wh_flush(bool reverse)
 {
@@ -247,7 +248,8 @@ static void *wh_thread(void *arg)
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "p100-sim");
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, conf_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, conf_timeout_ms < 5000 ? conf_timeout_ms : 5000L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+                     conf_timeout_ms < 5000 ? conf_timeout_ms : 5000L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_discard);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, curl_progress);
@@ -302,7 +304,8 @@ static void *wh_thread(void *arg)
             result = "retry";
         }
         sim_log(d->last_http == 200 ? "info" : "warn", "webhook",
-                "seq=%" PRIu64 " kind=%s user=%s attempt=%d http=%ld error=\"%s\" result=%s ms=%.1f",
+                "seq=%" PRIu64
+                " kind=%s user=%s attempt=%d http=%ld error=\"%s\" result=%s ms=%.1f",
                 d->seq, d->kind, logsafe(u, sizeof u, d->user), d->attempts, d->last_http,
                 d->last_error, result, ms);
         if (strcmp(result, "retry") != 0) {

@@ -17,9 +17,9 @@ enum wh_mode { WH_SEND, WH_DROP, WH_DUPLICATE, WH_HOLD };
 
 /* Where and how the webhooks go; copied by wh_start. */
 typedef struct wh_conf {
-    const char *base;       /* --webhook-url without trailing '/'; "" or NULL: none */
-    const char *token;      /* the Authorization header's value; "" or NULL: none */
-    const char *ca;         /* --webhook-ca, or NULL */
+    const char *base;  /* --webhook-url without trailing '/'; "" or NULL: none */
+    const char *token; /* the Authorization header's value; "" or NULL: none */
+    const char *ca;    /* --webhook-ca, or NULL */
     double retry_scale;
     long timeout_ms;
 } wh_conf;

@@ -77,7 +77,7 @@ typedef struct worker {
 static opts O;
 static char auth_header[600];
 static int out_fd = -1;
-static atomic_int stop_flag;     /* 1: a signal asked us to stop; 2: --max-seconds ran out */
+static atomic_int stop_flag; /* 1: a signal asked us to stop; 2: --max-seconds ran out */
 static atomic_int threads_left;
 static atomic_int errors_logged;
 static double t_start, t_deadline;
@@ -166,8 +166,9 @@ static char *make_body(const char *user, int step, size_t *len)
     char *b = malloc(cap);
     if (b == NULL)
         return NULL;
-    int n = snprintf(b, cap, "{\"externalUserId\":\"%s\",\"verificationStatus\":\"%s\",\"attemptStatus\":\"%s\"",
-                     user, s->verification, s->attempt);
+    int n = snprintf(
+        b, cap, "{\"externalUserId\":\"%s\",\"verificationStatus\":\"%s\",\"attemptStatus\":\"%s\"",
+        user, s->verification, s->attempt);
     size_t used = (size_t)n;
     if (O.pad > 0) {
         static const char key[] = ",\"padding\":\"";
@@ -374,7 +375,8 @@ static int parse_args(int argc, char **argv)
         return -1;
     }
     if (O.threads > 1000 || O.pad > (16L << 20) || strlen(O.prefix) > 100) {
-        fprintf(stderr, "loadgen: --threads at most 1000, --pad at most 16 MiB, --prefix at most 100 characters\n");
+        fprintf(stderr, "loadgen: --threads at most 1000, --pad at most 16 MiB, --prefix at most "
+                        "100 characters\n");
         return -1;
     }
     return 0;
@@ -462,16 +464,17 @@ int main(int argc, char **argv)
            sum.sent, sum.ok, sum.s503 + sum.s5xx + sum.sother, sum.s503, sum.s5xx, sum.sother, terr,
            secs);
     fflush(stdout);
-    fprintf(stderr,
-            "loadgen details: users_done=%ld/%ld transport: connect=%ld tls=%ld cut=%ld timeout=%ld "
-            "transport_other=%ld latency_avg_ms=%.1f latency_max_ms=%.0f rate=%.0f/s stop=%s\n",
-            sum.users_done, users, sum.terr[TE_CONNECT], sum.terr[TE_TLS], sum.terr[TE_CUT],
-            sum.terr[TE_TIMEOUT], sum.terr[TE_OTHER],
-            answered > 0 ? sum.lat_sum_ms / (double)answered : 0.0, sum.lat_max_ms,
-            secs > 0 ? (double)sum.sent / secs : 0.0,
-            signalled ? (signalled == SIGTERM ? "SIGTERM" : "SIGINT")
-            : atomic_load(&stop_flag) == 2 ? "max-seconds"
-            : atomic_load(&stop_flag) ? "error"
+    fprintf(
+        stderr,
+        "loadgen details: users_done=%ld/%ld transport: connect=%ld tls=%ld cut=%ld timeout=%ld "
+        "transport_other=%ld latency_avg_ms=%.1f latency_max_ms=%.0f rate=%.0f/s stop=%s\n",
+        sum.users_done, users, sum.terr[TE_CONNECT], sum.terr[TE_TLS], sum.terr[TE_CUT],
+        sum.terr[TE_TIMEOUT], sum.terr[TE_OTHER],
+        answered > 0 ? sum.lat_sum_ms / (double)answered : 0.0, sum.lat_max_ms,
+        secs > 0 ? (double)sum.sent / secs : 0.0,
+        signalled                      ? (signalled == SIGTERM ? "SIGTERM" : "SIGINT")
+        : atomic_load(&stop_flag) == 2 ? "max-seconds"
+        : atomic_load(&stop_flag)      ? "error"
                                        : "done");
     free(ws);
     close(out_fd);

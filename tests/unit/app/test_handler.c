@@ -14,7 +14,7 @@
 #include "core/cidr.h"
 #include "core/token.h"
 
-#define TOK_A "tokA-0123456789abcdefXYZ" /* 24 characters */
+#define TOK_A "tokA-0123456789abcdefXYZ"  /* 24 characters */
 #define TOK_B "tokB-zyxwvutsrq9876543210" /* 25 characters */
 #define RID "req-7f3e9a1c5b2d4e6f8a0b1c2d3e4f"
 #define UID "bca65c48-df49-4831-a7b2-de7903321581"
@@ -26,9 +26,9 @@
 #define ROUTE_FILE "/webhooks/p100/kyc-file-added"
 #define ROUTE_USER "/webhooks/p100/user-status"
 
-#define KYC_BODY                                                                                 \
-    "{\"externalUserId\":\"" UID "\",\"verificationStatus\":\"NOT_VERIFIED\","                   \
-    "\"attemptStatus\":\"REJECTED_BY_PROVIDER\",\"rejectionReason\":\"NO_FACE_FOUND\","          \
+#define KYC_BODY                                                                                   \
+    "{\"externalUserId\":\"" UID "\",\"verificationStatus\":\"NOT_VERIFIED\","                     \
+    "\"attemptStatus\":\"REJECTED_BY_PROVIDER\",\"rejectionReason\":\"NO_FACE_FOUND\","            \
     "\"marker\":\"BODYMARKER\"}"
 
 /* ---- the fake store */
@@ -36,8 +36,8 @@
 typedef struct fake_store {
     int submit_calls;
     int submit_rc;
-    kyc_delivery got;            /* copy of the delivery (body pointer cleared) */
-    char body[MAX_BODY + 16];    /* copy of the body bytes */
+    kyc_delivery got;         /* copy of the delivery (body pointer cleared) */
+    char body[MAX_BODY + 16]; /* copy of the body bytes */
     size_t body_len;
     int ready_calls;
     int ready_rc;
@@ -76,8 +76,8 @@ static int fake_ready(void *ctx, char *details, size_t cap, kerr *err)
 typedef struct mem_reader {
     const char *buf;
     size_t len, pos;
-    size_t chunk;      /* at most this many bytes per call; 0: no limit */
-    int fail_after;    /* return -1 once this many bytes were given; <0: never */
+    size_t chunk;   /* at most this many bytes per call; 0: no limit */
+    int fail_after; /* return -1 once this many bytes were given; <0: never */
     int calls;
 } mem_reader;
 
@@ -213,10 +213,17 @@ static void expect(fx *f, int status)
 static void test_404_unknown_path(void **state)
 {
     fx *f = *state;
-    static const char *paths[] = {"/", "", "/webhooks", "/webhooks/p100",
-                                  ROUTE_KYC "/", "/WEBHOOKS/P100/KYC-VERIFICATION-STATUS",
-                                  "/webhooks/p100/kyc-verification-status%00", "/healthz/",
-                                  "/readyz/x", "//healthz", "/webhooks/p100/crypto-deposit"};
+    static const char *paths[] = {"/",
+                                  "",
+                                  "/webhooks",
+                                  "/webhooks/p100",
+                                  ROUTE_KYC "/",
+                                  "/WEBHOOKS/P100/KYC-VERIFICATION-STATUS",
+                                  "/webhooks/p100/kyc-verification-status%00",
+                                  "/healthz/",
+                                  "/readyz/x",
+                                  "//healthz",
+                                  "/webhooks/p100/crypto-deposit"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         request(f, "POST", paths[i], KYC_BODY);
         expect(f, 404);
@@ -276,8 +283,9 @@ static void test_405_wrong_method(void **state)
 static void test_403_source_address(void **state)
 {
     fx *f = *state;
-    static const char *denied[] = {"203.0.113.9", "11.0.0.1", "192.0.2.8", "2001:db9::1",
-                                   "::1", "not-an-address", "", "::ffff:203.0.113.9"};
+    static const char *denied[] = {
+        "203.0.113.9", "11.0.0.1",       "192.0.2.8", "2001:db9::1",
+        "::1",         "not-an-address", "",          "::ffff:203.0.113.9"};
     for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
         request(f, "POST", ROUTE_KYC, KYC_BODY);
         f->req.remote_addr = denied[i];
@@ -297,8 +305,8 @@ static void test_403_source_address(void **state)
     expect(f, 403);
     assert_int_equal(f->rd.calls, 0);
 
-    static const char *allowed[] = {"10.1.2.3", "10.255.255.255", "192.0.2.7", "2001:db8::1",
-                                    "2001:db8:ffff::42", "::ffff:10.9.8.7"};
+    static const char *allowed[] = {"10.1.2.3",    "10.255.255.255",    "192.0.2.7",
+                                    "2001:db8::1", "2001:db8:ffff::42", "::ffff:10.9.8.7"};
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++) {
         request(f, "POST", ROUTE_KYC, KYC_BODY);
         f->req.remote_addr = allowed[i];
@@ -325,19 +333,19 @@ static void test_401_token(void **state)
         " ",
         "Bearer",
         "Bearer ",
-        "tokA-0123456789abcdefXY",                  /* one character short */
-        "tokA-0123456789abcdefXYZZ",                /* one character more */
-        "tokA-0123456789abcdefXYz",                 /* last character differs */
-        "TOKA-0123456789ABCDEFXYZ",                 /* case differs */
-        "xokA-0123456789abcdefXYZ",                 /* first character differs */
-        "Basic " TOK_A,                             /* other scheme */
+        "tokA-0123456789abcdefXY",   /* one character short */
+        "tokA-0123456789abcdefXYZZ", /* one character more */
+        "tokA-0123456789abcdefXYz",  /* last character differs */
+        "TOKA-0123456789ABCDEFXYZ",  /* case differs */
+        "xokA-0123456789abcdefXYZ",  /* first character differs */
+        "Basic " TOK_A,              /* other scheme */
         "Bearer " TOK_A "x",
         "Bearer tokA-0123456789abcdefXY",
         "BearerX" TOK_A,
-        TOK_A "," TOK_B,                            /* both at once */
+        TOK_A "," TOK_B, /* both at once */
         TOK_A " " TOK_B,
         "tokA-0123456789abcdefXYZ\x01",
-        "tokA-0123456789abcdef",                    /* a prefix */
+        "tokA-0123456789abcdef", /* a prefix */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         request(f, "POST", ROUTE_KYC, KYC_BODY);
@@ -355,8 +363,9 @@ static void test_401_token(void **state)
     assert_int_equal(f->rd.calls, 0);
     assert_true(contains(f->note.error, "no authorization"));
 
-    static const char *good[] = {TOK_A, TOK_B, "Bearer " TOK_A, "Bearer " TOK_B,
-                                 "bearer " TOK_A, "BEARER " TOK_B, TOK_A "  ", "Bearer " TOK_B "\t"};
+    static const char *good[] = {
+        TOK_A,           TOK_B,           "Bearer " TOK_A, "Bearer " TOK_B,
+        "bearer " TOK_A, "BEARER " TOK_B, TOK_A "  ",      "Bearer " TOK_B "\t"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         request(f, "POST", ROUTE_KYC, KYC_BODY);
         f->req.authorization = good[i];
@@ -408,9 +417,14 @@ static void test_401_before_415_and_413(void **state)
 static void test_415_content_type(void **state)
 {
     fx *f = *state;
-    static const char *bad[] = {"text/plain", "", "application/x-www-form-urlencoded",
-                                "application/jsonp", "application/json-seq", "text/json",
-                                "multipart/form-data; boundary=x", "application/javascript"};
+    static const char *bad[] = {"text/plain",
+                                "",
+                                "application/x-www-form-urlencoded",
+                                "application/jsonp",
+                                "application/json-seq",
+                                "text/json",
+                                "multipart/form-data; boundary=x",
+                                "application/javascript"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         request(f, "POST", ROUTE_KYC, KYC_BODY);
         f->req.content_type = bad[i];
@@ -590,7 +604,8 @@ static void test_400_malformed_payload(void **state)
         assert_true(contains(f->resp.body, RID));
     }
     /* the field is named in the answer and the note */
-    request(f, "POST", ROUTE_KYC, "{\"externalUserId\":\"u1\",\"verificationStatus\":\"VERIFIED\"}");
+    request(f, "POST", ROUTE_KYC,
+            "{\"externalUserId\":\"u1\",\"verificationStatus\":\"VERIFIED\"}");
     expect(f, 400);
     assert_true(contains(f->resp.body, "attemptStatus"));
     assert_true(contains(f->note.error, "attemptStatus"));

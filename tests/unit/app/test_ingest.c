@@ -26,8 +26,8 @@
 #include "core/payload.h"
 #include "io/spool.h"
 
-#define BODY                                                                                   \
-    "{\"externalUserId\":\"user-1\",\"verificationStatus\":\"NOT_VERIFIED\","                  \
+#define BODY                                                                                       \
+    "{\"externalUserId\":\"user-1\",\"verificationStatus\":\"NOT_VERIFIED\","                      \
     "\"attemptStatus\":\"REJECTED_BY_PROVIDER\",\"rejectionReason\":\"NO_FACE_FOUND\"}"
 
 /* ---- the fake store: thread-safe (request threads and the drainer) */
@@ -36,10 +36,10 @@
 
 typedef struct fake_store {
     pthread_mutex_t mu;
-    int down;              /* ingest and ping fail with KERR_DB */
-    int dead;              /* the next `dead` ingests fail as a dead connection */
-    int ok_left;           /* >= 0: this many more successes, then down; -1: no limit */
-    char refuse[33];       /* this request id is refused for good (KERR_INVALID) */
+    int down;        /* ingest and ping fail with KERR_DB */
+    int dead;        /* the next `dead` ingests fail as a dead connection */
+    int ok_left;     /* >= 0: this many more successes, then down; -1: no limit */
+    char refuse[33]; /* this request id is refused for good (KERR_INVALID) */
     int attempts, pings;
     char order[MAXREC][33]; /* request ids stored, in order */
     int n;
@@ -441,7 +441,8 @@ static void ready_spool_without_room(void **state)
 
 int main(void)
 {
-    klog_set_level(getenv("TEST_LOG") ? KLOG_DEBUG : KLOG_ERROR + 1); /* the outage warnings are expected here */
+    klog_set_level(getenv("TEST_LOG") ? KLOG_DEBUG
+                                      : KLOG_ERROR + 1); /* the outage warnings are expected here */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(database_up_stores_not_spools, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(database_down_spools, fx_setup, fx_teardown),

@@ -35,10 +35,10 @@ typedef struct fuser {
     char id[KYC_ID_MAX + 1];
     int failures;
     int due, claimed;
-    int checks;                 /* P100 calls for this user */
+    int checks; /* P100 calls for this user */
 } fuser;
 
-typedef struct frecord {        /* one record_check */
+typedef struct frecord { /* one record_check */
     char uid[KYC_ID_MAX + 1];
     char owner[96];
     enum p100_class cls;
@@ -48,7 +48,7 @@ typedef struct frecord {        /* one record_check */
     enum kyc_check_write write; /* what the real database would write */
 } frecord;
 
-typedef struct fanswer {        /* one scripted P100 answer */
+typedef struct fanswer { /* one scripted P100 answer */
     enum p100_class cls;
     long http;
     const char *code, *message;
@@ -57,7 +57,7 @@ typedef struct fanswer {        /* one scripted P100 answer */
 
 typedef struct fake {
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* any change */
+    pthread_cond_t cv; /* any change */
     /* store */
     fuser users[MAXU];
     int nusers;
@@ -69,12 +69,12 @@ typedef struct fake {
     char released[MAXU][KYC_ID_MAX + 1];
     int nreleased;
     /* P100 */
-    fanswer script[8];          /* answers of the first calls, in order; then ok */
+    fanswer script[8]; /* answers of the first calls, in order; then ok */
     int nscript;
     int calls, in_flight, max_in_flight;
     double start_ms[MAXC], end_ms[MAXC];
-    int gate_closed;            /* calls wait while set */
-    int hold_until;             /* calls wait until max_in_flight reaches this (2 s at most) */
+    int gate_closed; /* calls wait while set */
+    int hold_until;  /* calls wait until max_in_flight reaches this (2 s at most) */
     int clients;
 } fake;
 
@@ -266,8 +266,10 @@ static int fx_setup(void **state)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&x->f.cv, &ca);
     pthread_condattr_destroy(&ca);
-    x->store = (reconcile_store){
-        .ctx = &x->f, .claim_due = fk_claim, .record_check = fk_record, .release_claim = fk_release};
+    x->store = (reconcile_store){.ctx = &x->f,
+                                 .claim_due = fk_claim,
+                                 .record_check = fk_record,
+                                 .release_claim = fk_release};
     x->port = (p100_port){.ctx = &x->f,
                           .client_new = fk_client_new,
                           .get_status = fk_get_status,
@@ -585,8 +587,8 @@ static void stop_with_calls_in_flight(void **state)
     reconciler_stats st;
     stop(x, &st);
 
-    assert_int_equal(x->f.calls, 2);  /* no call started after the stop */
-    assert_int_equal(x->f.nrec, 2);   /* the calls in flight were recorded */
+    assert_int_equal(x->f.calls, 2); /* no call started after the stop */
+    assert_int_equal(x->f.nrec, 2);  /* the calls in flight were recorded */
     assert_int_equal(st.checks, 2);
     assert_int_equal(x->f.nreleased, 8); /* every unstarted claim given back */
     for (int i = 0; i < 10; i++) {

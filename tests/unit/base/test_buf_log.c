@@ -29,8 +29,8 @@ static void test_buf_empty(void **state)
     assert_string_equal(kbuf_str(&b), "");
     kbuf_deinit(&b);
     assert_null(b.data);
-    kbuf_deinit(&b);    /* twice is fine */
-    kbuf_deinit(NULL);  /* and NULL */
+    kbuf_deinit(&b);   /* twice is fine */
+    kbuf_deinit(NULL); /* and NULL */
 
     kbuf_init(&b);
     assert_int_equal(kbuf_appendf(&b, "%s", ""), 0);
@@ -109,7 +109,7 @@ static void test_buf_reset(void **state)
 {
     kbuf b;
     kbuf_init(&b);
-    kbuf_reset(&b);  /* before any append */
+    kbuf_reset(&b); /* before any append */
     assert_string_equal(kbuf_str(&b), "");
     assert_int_equal(kbuf_append(&b, "hello", 5), 0);
     char *mem = b.data;
@@ -276,7 +276,7 @@ static void parse_line(const char *out, parsed *r)
     r->n = 0;
     if (len == 0 || s[len - 1] != '\n')
         fail_msg("no final newline: [%s]", out);
-    len--;  /* the newline */
+    len--; /* the newline */
     for (size_t j = 0; j < len; j++)
         if (s[j] < 0x20 || s[j] == 0x7f)
             fail_msg("raw control byte 0x%02x at %zu: [%s]", s[j], j, out);
@@ -316,11 +316,21 @@ static void parse_line(const char *out, parsed *r)
                     char e = i + 1 < len ? (char)s[i + 1] : '\0';
                     char d = 0;
                     switch (e) {
-                    case '"': d = '"'; break;
-                    case '\\': d = '\\'; break;
-                    case 'n': d = '\n'; break;
-                    case 'r': d = '\r'; break;
-                    case 't': d = '\t'; break;
+                    case '"':
+                        d = '"';
+                        break;
+                    case '\\':
+                        d = '\\';
+                        break;
+                    case 'n':
+                        d = '\n';
+                        break;
+                    case 'r':
+                        d = '\r';
+                        break;
+                    case 't':
+                        d = '\t';
+                        break;
                     case 'x': {
                         int h = i + 3 < len ? hexval((char)s[i + 2]) : -1;
                         int l = i + 3 < len ? hexval((char)s[i + 3]) : -1;
@@ -448,10 +458,14 @@ static void test_log_escapes_newline_and_quote(void **state)
     log_one(KLOG_INFO, "name", "Zo\xc3\xab");
     assert_one_line_with(drain(), " name=\"Zo\xc3\xab\"\n");
     /* invalid UTF-8 is written as bytes */
-    log_one(KLOG_INFO, "v", "a\xff\xfe" "b\xc3");
+    log_one(KLOG_INFO, "v",
+            "a\xff\xfe"
+            "b\xc3");
     assert_one_line_with(drain(), " v=\"a\\xff\\xfeb\\xc3\"\n");
     /* NEL (a C1 control) and U+2028 too */
-    log_one(KLOG_INFO, "v", "a\xc2\x85" "b\xe2\x80\xa8");
+    log_one(KLOG_INFO, "v",
+            "a\xc2\x85"
+            "b\xe2\x80\xa8");
     assert_one_line_with(drain(), " v=\"a\\xc2\\x85b\\xe2\\x80\\xa8\"\n");
     /* the message goes through the same escaping */
     klog_line l;
@@ -485,16 +499,16 @@ static void test_log_roundtrip(void **state)
         "\tIs the server running on that host and accepting TCP/IP connections?\n",
         "/tmp/spool \"q\"\n\\dir/checkpoint",
         "\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x1f\x7f",
-        "Zo\xc3\xab \xe2\x82\xac \xf0\x9f\x98\x80",       /* valid UTF-8 */
-        "\xff\xfe",                                       /* never UTF-8 */
+        "Zo\xc3\xab \xe2\x82\xac \xf0\x9f\x98\x80", /* valid UTF-8 */
+        "\xff\xfe",                                 /* never UTF-8 */
         "\x80 lone continuation",
         "\xc0\xaf overlong /",
         "\xe0\x80\xaf overlong /, three bytes",
         "\xed\xa0\x80 surrogate",
         "\xf4\x90\x80\x80 past U+10FFFF",
         "\xe2\x82 cut sequence",
-        "\xf0\x9f\x98",                                   /* cut at the end */
-        "\xc2\x80\xc2\x9f\xc2\xa0",                       /* C1, then NBSP */
+        "\xf0\x9f\x98",             /* cut at the end */
+        "\xc2\x80\xc2\x9f\xc2\xa0", /* C1, then NBSP */
         "\xe2\x80\xa8\xe2\x80\xa9",
         "\\x41 looks like an escape",
     };
@@ -554,7 +568,7 @@ static void check_truncated(const char *val, const char *key)
     const pair *p = find(&r, key);
     if (p != NULL && (p->len > strlen(val) || memcmp(p->val, val, p->len) != 0))
         fail_msg("the cut %s is not a prefix of the value: [%s]", key, out);
-    assert_null(find(&r, "after"));  /* pairs after the cut are dropped */
+    assert_null(find(&r, "after")); /* pairs after the cut are dropped */
 }
 
 static void test_log_long_value_one_line(void **state)
@@ -571,8 +585,8 @@ static void test_log_long_value_one_line(void **state)
 
     /* A cut at every offset relative to escapes and UTF-8 sequences: the
      * escape or the character is whole or absent, never split. */
-    static const char *units[] = {"\"", "\\", "\n", "\x01", "\xff", "\xc3\xab",
-                                  "\xf0\x9f\x98\x80", "\xc2\x85", "a", "a b"};
+    static const char *units[] = {
+        "\"", "\\", "\n", "\x01", "\xff", "\xc3\xab", "\xf0\x9f\x98\x80", "\xc2\x85", "a", "a b"};
     for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
         for (size_t shift = 0; shift < 16; shift++) {
             size_t n = 0;
@@ -623,7 +637,7 @@ static void test_log_long_value_one_line(void **state)
     /* A line that just fits is not cut; one byte more is */
     static parsed r;
     log_one(KLOG_INFO, "v", "a");
-    size_t base = strlen(drain()) - 1 - 1;  /* without "\n" and the "a" */
+    size_t base = strlen(drain()) - 1 - 1; /* without "\n" and the "a" */
     size_t fit = sizeof l.buf - strlen(" truncated=1\n") - base;
     memset(big, 'w', fit);
     big[fit] = '\0';

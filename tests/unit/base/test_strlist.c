@@ -18,8 +18,8 @@ static const char *split(const char *s, const char *seps, const char *blanks, in
     out[0] = '\0';
     strlist_init(&it, s, seps, blanks);
     while (strlist_next(&it, &item, &n))
-        used += (size_t)snprintf(out + used, sizeof out - used, "%s%.*s", used ? "|" : "",
-                                 (int)n, item);
+        used += (size_t)snprintf(out + used, sizeof out - used, "%s%.*s", used ? "|" : "", (int)n,
+                                 item);
     if (separators)
         *separators = it.separators;
     assert_int_equal(strlist_next(&it, &item, &n), 0); /* stays at the end */

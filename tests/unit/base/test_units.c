@@ -66,7 +66,7 @@ static void test_duration_forms(void **state)
     assert_int_equal(dur("1h"), 3600000);
     assert_int_equal(dur("2d"), 172800000);
     assert_int_equal(dur("0.25h"), 900000);
-    assert_int_equal(dur("1.0005s"), 1001);  /* rounded to the nearest ms */
+    assert_int_equal(dur("1.0005s"), 1001); /* rounded to the nearest ms */
     assert_int_equal(dur("007s"), 7000);
     assert_int_equal(dur("9000000000000"), INT64_C(9000000000000000));
 }
@@ -88,18 +88,18 @@ static void test_duration_rejects(void **state)
     dur_bad(".s");
     dur_bad("1.5.2");
     dur_bad("1..5");
-    dur_bad("1S");     /* units are lower-case */
+    dur_bad("1S"); /* units are lower-case */
     dur_bad("1MS");
     dur_bad("1sec");
     dur_bad("1hh");
     dur_bad("1w");
-    dur_bad("0x10");   /* hex is not a duration */
-    dur_bad("1e3");    /* nor an exponent */
+    dur_bad("0x10"); /* hex is not a duration */
+    dur_bad("1e3");  /* nor an exponent */
     dur_bad("1e3s");
     dur_bad("inf");
     dur_bad("nan");
     dur_bad("1e400");
-    dur_bad("9000000000001");  /* over 9e15 ms */
+    dur_bad("9000000000001"); /* over 9e15 ms */
     dur_bad("99999999999999999999999d");
 }
 
@@ -142,18 +142,18 @@ static void test_size_rejects(void **state)
     size_bad("1T");
     size_bad("1KiBs");
     size_bad("0x10");
-    size_bad("9223372036854775808");    /* INT64_MAX + 1 */
-    size_bad("18446744073709551616");   /* over unsigned long long */
-    size_bad("8589934592G");            /* 2^63 bytes */
-    size_bad("9007199254740992k");      /* 2^63 bytes */
+    size_bad("9223372036854775808");  /* INT64_MAX + 1 */
+    size_bad("18446744073709551616"); /* over unsigned long long */
+    size_bad("8589934592G");          /* 2^63 bytes */
+    size_bad("9007199254740992k");    /* 2^63 bytes */
 }
 
 static void test_bool(void **state)
 {
     const char *yes[] = {"on", "ON", "On", "true", "TRUE", "True", "yes", "YES", "1"};
     const char *no[] = {"off", "OFF", "false", "False", "no", "NO", "0"};
-    const char *bad[] = {"", "2", "y", "n", "t", "f", "enable", "on ", " on", "yes!", "00",
-                         "-1", "truee"};
+    const char *bad[] = {"",    "2",   "y",    "n",  "t",  "f",    "enable",
+                         "on ", " on", "yes!", "00", "-1", "truee"};
     for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
         int v = -1;
         assert_int_equal(units_bool(yes[i], &v, NULL), 0);
@@ -199,8 +199,21 @@ static void test_int(void **state)
 
 static void test_int_rejects(void **state)
 {
-    const char *bad[] = {"", "abc", "10x", "1.5", "1.5.2", " 10", "10 ", "1 0", "0x10", "1e3",
-                         "--1", "+", "-", "9223372036854775808", "-9223372036854775809",
+    const char *bad[] = {"",
+                         "abc",
+                         "10x",
+                         "1.5",
+                         "1.5.2",
+                         " 10",
+                         "10 ",
+                         "1 0",
+                         "0x10",
+                         "1e3",
+                         "--1",
+                         "+",
+                         "-",
+                         "9223372036854775808",
+                         "-9223372036854775809",
                          "99999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int64_t v = 42;
@@ -217,7 +230,7 @@ static void test_int_rejects(void **state)
     kerr_clear(&err);
     assert_int_not_equal(units_int("11", 0, 10, &v, &err), 0);
     assert_non_null(strstr(err.msg, "0 to 10"));
-    assert_int_not_equal(units_int("-1", 0, 10, &v, NULL), 0);  /* negative out of range */
+    assert_int_not_equal(units_int("-1", 0, 10, &v, NULL), 0); /* negative out of range */
     assert_int_not_equal(units_int("0", 1, 10, &v, NULL), 0);
     assert_int_equal(v, 42);
 }
@@ -228,10 +241,10 @@ static void test_format_duration(void **state)
         int64_t ms;
         const char *text;
     } cases[] = {
-        {0, "0s"},         {1, "1ms"},           {500, "500ms"},     {1000, "1s"},
-        {1500, "1500ms"},  {30000, "30s"},       {59000, "59s"},     {60000, "1m"},
-        {90000, "90s"},    {600000, "10m"},      {3600000, "1h"},    {5400000, "90m"},
-        {86400000, "24h"}, {172800000, "48h"},   {3601000, "3601s"}, {3600001, "3600001ms"},
+        {0, "0s"},         {1, "1ms"},         {500, "500ms"},     {1000, "1s"},
+        {1500, "1500ms"},  {30000, "30s"},     {59000, "59s"},     {60000, "1m"},
+        {90000, "90s"},    {600000, "10m"},    {3600000, "1h"},    {5400000, "90m"},
+        {86400000, "24h"}, {172800000, "48h"}, {3601000, "3601s"}, {3600001, "3600001ms"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char buf[32];
@@ -257,14 +270,10 @@ static void test_format_duration(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_duration_forms),
-        cmocka_unit_test(test_duration_rejects),
-        cmocka_unit_test(test_size_forms),
-        cmocka_unit_test(test_size_rejects),
-        cmocka_unit_test(test_bool),
-        cmocka_unit_test(test_int),
-        cmocka_unit_test(test_int_rejects),
-        cmocka_unit_test(test_format_duration),
+        cmocka_unit_test(test_duration_forms), cmocka_unit_test(test_duration_rejects),
+        cmocka_unit_test(test_size_forms),     cmocka_unit_test(test_size_rejects),
+        cmocka_unit_test(test_bool),           cmocka_unit_test(test_int),
+        cmocka_unit_test(test_int_rejects),    cmocka_unit_test(test_format_duration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,7 +92,9 @@ static void test_flags_forms(void **state)
     char **argv = ARGV("--once", "--db-pool", "3", "--external-user-id", "u1", "--tax-id=77",
                        "--config", "/x.conf");
     int argc = count(argv);
-    cmd_flag f[] = {{"--once", 0, NULL}, {"--external-user-id", 1, NULL}, {"--tax-id", 1, NULL},
+    cmd_flag f[] = {{"--once", 0, NULL},
+                    {"--external-user-id", 1, NULL},
+                    {"--tax-id", 1, NULL},
                     {"--live", 0, NULL}};
     assert_int_equal(cmd_take_flags(&argc, argv, f, 4, NULL), 0);
     assert_string_equal(f[0].value, "1");

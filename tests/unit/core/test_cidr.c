@@ -79,7 +79,7 @@ static void test_zero_prefix(void **state)
     assert_true(cidr_list_allows(&l, "1.2.3.4"));
     assert_true(cidr_list_allows(&l, "255.255.255.255"));
     assert_true(cidr_list_allows(&l, "::ffff:1.2.3.4"));
-    assert_false(cidr_list_allows(&l, "2001:db8::1"));  /* families apart */
+    assert_false(cidr_list_allows(&l, "2001:db8::1")); /* families apart */
 
     l = parse_ok("::/0");
     assert_true(cidr_list_allows(&l, "2001:db8::1"));
@@ -121,7 +121,7 @@ static void test_mapped_addresses(void **state)
     cidr_list l = parse_ok("10.0.0.0/8, 127.0.0.1");
     assert_true(cidr_list_allows(&l, "::ffff:10.1.2.3"));
     assert_true(cidr_list_allows(&l, "::FFFF:10.1.2.3"));
-    assert_true(cidr_list_allows(&l, "::ffff:a01:203"));  /* hex form */
+    assert_true(cidr_list_allows(&l, "::ffff:a01:203")); /* hex form */
     assert_true(cidr_list_allows(&l, "::ffff:127.0.0.1"));
     assert_false(cidr_list_allows(&l, "::ffff:11.1.2.3"));
     /* IPv4-compatible (deprecated) and NAT64 forms are not mapped */
@@ -144,7 +144,7 @@ static void test_mapped_addresses(void **state)
 static void test_host_bits_refused(void **state)
 {
     assert_parse_fails("10.0.0.1/8", "10.0.0.1/8");
-    assert_parse_fails("10.0.0.1/8", "10.0.0.0/8");  /* the hint */
+    assert_parse_fails("10.0.0.1/8", "10.0.0.0/8"); /* the hint */
     assert_parse_fails("192.168.1.1/24", "192.168.1.0/24");
     assert_parse_fails("10.0.0.0/8, 172.16.0.1/12", "172.16.0.1/12");
     assert_parse_fails("2001:db8::1/32", "2001:db8::/32");

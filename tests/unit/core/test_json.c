@@ -16,18 +16,19 @@ static void test_utf8_valid(void **state)
     static const char *good[] = {
         "",
         "plain ascii",
-        "\xc3\xa9",                         /* é */
-        "\xe2\x82\xac",                     /* € */
-        "\xf0\x9f\x98\x80",                 /* 😀 */
-        "caf\xc3\xa9 \xe2\x82\xac" "5 \xf0\x9f\x98\x80!",
-        "\xc2\x80",                         /* U+0080, smallest 2-byte */
-        "\xdf\xbf",                         /* U+07FF */
-        "\xe0\xa0\x80",                     /* U+0800, smallest 3-byte */
-        "\xed\x9f\xbf",                     /* U+D7FF, just below the surrogates */
-        "\xee\x80\x80",                     /* U+E000, just above */
-        "\xef\xbf\xbf",                     /* U+FFFF */
-        "\xf0\x90\x80\x80",                 /* U+10000, smallest 4-byte */
-        "\xf4\x8f\xbf\xbf",                 /* U+10FFFF, the largest */
+        "\xc3\xa9",         /* é */
+        "\xe2\x82\xac",     /* € */
+        "\xf0\x9f\x98\x80", /* 😀 */
+        "caf\xc3\xa9 \xe2\x82\xac"
+        "5 \xf0\x9f\x98\x80!",
+        "\xc2\x80",         /* U+0080, smallest 2-byte */
+        "\xdf\xbf",         /* U+07FF */
+        "\xe0\xa0\x80",     /* U+0800, smallest 3-byte */
+        "\xed\x9f\xbf",     /* U+D7FF, just below the surrogates */
+        "\xee\x80\x80",     /* U+E000, just above */
+        "\xef\xbf\xbf",     /* U+FFFF */
+        "\xf0\x90\x80\x80", /* U+10000, smallest 4-byte */
+        "\xf4\x8f\xbf\xbf", /* U+10FFFF, the largest */
         "\x7f",
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
@@ -42,15 +43,36 @@ static void test_utf8_valid(void **state)
 static void test_utf8_invalid(void **state)
 {
     static const char *bad[] = {
-        "\x80", "\xbf", "a\x80" "b",        /* lone continuation bytes */
-        "\xc0\x80", "\xc0\xaf", "\xc1\xbf", /* overlong 2-byte */
-        "\xe0\x80\x80", "\xe0\x9f\xbf",     /* overlong 3-byte */
-        "\xf0\x80\x80\x80", "\xf0\x8f\xbf\xbf", /* overlong 4-byte */
-        "\xed\xa0\x80", "\xed\xbf\xbf", "\xed\xb0\x80", /* surrogates */
-        "\xc3", "\xe2\x82", "\xf0\x9f\x98", /* truncated at the end */
-        "\xc3" "a", "\xe2\x82" "a", "\xf0\x9f\x98" "a", /* truncated mid-text */
-        "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xf7\xbf\xbf\xbf", /* > U+10FFFF */
-        "\xf8\x88\x80\x80\x80", "\xfc\x84\x80\x80\x80\x80", "\xfe", "\xff",
+        "\x80",
+        "\xbf",
+        "a\x80"
+        "b", /* lone continuation bytes */
+        "\xc0\x80",
+        "\xc0\xaf",
+        "\xc1\xbf", /* overlong 2-byte */
+        "\xe0\x80\x80",
+        "\xe0\x9f\xbf", /* overlong 3-byte */
+        "\xf0\x80\x80\x80",
+        "\xf0\x8f\xbf\xbf", /* overlong 4-byte */
+        "\xed\xa0\x80",
+        "\xed\xbf\xbf",
+        "\xed\xb0\x80", /* surrogates */
+        "\xc3",
+        "\xe2\x82",
+        "\xf0\x9f\x98", /* truncated at the end */
+        "\xc3"
+        "a",
+        "\xe2\x82"
+        "a",
+        "\xf0\x9f\x98"
+        "a", /* truncated mid-text */
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80",
+        "\xf7\xbf\xbf\xbf", /* > U+10FFFF */
+        "\xf8\x88\x80\x80\x80",
+        "\xfc\x84\x80\x80\x80\x80",
+        "\xfe",
+        "\xff",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (json_utf8_valid(bad[i], strlen(bad[i])))

@@ -154,9 +154,9 @@ static void validate_bad(const p100_create_req *r, const char *w1, const char *w
     assert_int_equal(err.code, KERR_INVALID);
 }
 
-static const char *const incomes[] = {"BUSINESS_ACTIVITY", "SALARY", "OTHER",
-                                      "MAINTAINED_BY_FAMILY", "INVESTMENTS",
-                                      "SOCIAL_BENEFITS", "TENANCY"};
+static const char *const incomes[] = {
+    "BUSINESS_ACTIVITY", "SALARY",          "OTHER",  "MAINTAINED_BY_FAMILY",
+    "INVESTMENTS",       "SOCIAL_BENEFITS", "TENANCY"};
 
 static void test_validate_good_each_income_source(void **state)
 {
@@ -166,17 +166,25 @@ static void test_validate_good_each_income_source(void **state)
         validate_ok(&r);
     }
     /* every documented enum value */
-    static const char *const docs[] = {"ID_CARD", "PASSPORT", "RESIDENCE_PERMIT",
-                                       "DRIVER_LICENSE"};
+    static const char *const docs[] = {"ID_CARD", "PASSPORT", "RESIDENCE_PERMIT", "DRIVER_LICENSE"};
     static const char *const reasons[] = {"INVESTMENTS_OR_CRYPTOCURRENCIES", "CURRENCY_EXCHANGE",
                                           "DAILY_USE", "GAMING_OR_GAMBLING",
                                           "TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE"};
-    static const char *const occs[] = {
-        "IT", "HEALTHCARE_AND_MEDICAL_SERVICES", "FINANCE_AND_ACCOUNTING",
-        "EDUCATION_AND_TEACHING", "SALES_AND_MARKETING", "ENGINEERING", "CUSTOMER_SERVICE",
-        "ADMINISTRATION_AND_OFFICE_MANAGEMENT", "LEGAL_SERVICES", "ARTS_AND_DESIGN",
-        "RETAIL_AND_SALES", "CONSTRUCTION_AND_TRADES", "HUMAN_RESOURCES",
-        "MANUFACTURING_AND_PRODUCTION", "SCIENCE_AND_RESEARCH"};
+    static const char *const occs[] = {"IT",
+                                       "HEALTHCARE_AND_MEDICAL_SERVICES",
+                                       "FINANCE_AND_ACCOUNTING",
+                                       "EDUCATION_AND_TEACHING",
+                                       "SALES_AND_MARKETING",
+                                       "ENGINEERING",
+                                       "CUSTOMER_SERVICE",
+                                       "ADMINISTRATION_AND_OFFICE_MANAGEMENT",
+                                       "LEGAL_SERVICES",
+                                       "ARTS_AND_DESIGN",
+                                       "RETAIL_AND_SALES",
+                                       "CONSTRUCTION_AND_TRADES",
+                                       "HUMAN_RESOURCES",
+                                       "MANUFACTURING_AND_PRODUCTION",
+                                       "SCIENCE_AND_RESEARCH"};
     for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
         p100_create_req r = good_req("SALARY");
         snprintf(r.document_type, sizeof r.document_type, "%s", docs[i]);
@@ -254,8 +262,7 @@ static void test_validate_bad_values(void **state)
     validate_bad(&r, "openAccountReason", "TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE");
     /* the older spelling is refused, and the message says so */
     r = good_req("OTHER");
-    snprintf(r.open_account_reason, sizeof r.open_account_reason,
-             "INVESTMENTS_OR_CRYPTOCURRENCIE");
+    snprintf(r.open_account_reason, sizeof r.open_account_reason, "INVESTMENTS_OR_CRYPTOCURRENCIE");
     validate_bad(&r, "openAccountReason", "older spelling");
 
     /* country: two upper-case ASCII letters */
@@ -362,7 +369,8 @@ static void test_backoff(void **state)
     }
     /* cap, and no overflow with absurd failure counts or a huge cap */
     assert_int_equal(p100_backoff_ms(1000000, 1000, 60000, 0), 30000);
-    assert_int_equal(p100_backoff_ms(1000000, 1000, 60000, UINT64_MAX), 30000 + (int64_t)(UINT64_MAX % 30001));
+    assert_int_equal(p100_backoff_ms(1000000, 1000, 60000, UINT64_MAX),
+                     30000 + (int64_t)(UINT64_MAX % 30001));
     int64_t big = p100_backoff_ms(200, 1000, INT64_MAX, UINT64_MAX);
     assert_true(big >= INT64_MAX / 2 && big <= INT64_MAX);
     /* base above max: capped at max from the first retry */
@@ -406,8 +414,7 @@ static void parse_error(const char *body, int want_rc, const char *code, const c
     memset(c, 'X', sizeof c), memset(n, 'X', sizeof n), memset(m, 'X', sizeof m);
     int rc = payload_parse_p100_error(body, body ? strlen(body) : 0, c, n, m);
     if (rc != want_rc)
-        fail_msg("payload_parse_p100_error(%s) = %d, want %d", body ? body : "NULL", rc,
-                 want_rc);
+        fail_msg("payload_parse_p100_error(%s) = %d, want %d", body ? body : "NULL", rc, want_rc);
     assert_string_equal(c, code);
     assert_string_equal(n, name);
     assert_string_equal(m, msg);
@@ -433,18 +440,19 @@ static void test_payload_error(void **state)
     /* P500 as sent with HTTP 400; 202 P212 */
     parse_error("{\"errorCode\":\"P500\",\"errorName\":\"unknown-exception\"}", 0, "P500",
                 "unknown-exception", "");
-    parse_error("{\"errorCode\":\"P212\",\"errorMessage\":\"KYC verification pending\"}", 0,
-                "P212", "", "KYC verification pending");
+    parse_error("{\"errorCode\":\"P212\",\"errorMessage\":\"KYC verification pending\"}", 0, "P212",
+                "", "KYC verification pending");
     /* tolerant: extra fields, nulls, wrong types ignored */
     parse_error("{\"timestamp\":1,\"errorCode\":null,\"errorName\":7,\"errorMessage\":{},"
                 "\"x\":[1,2]}",
                 0, "", "", "");
     parse_error("{}", 0, "", "", "");
     /* control characters never reach a log line; long values are cut */
-    parse_error("{\"errorCode\":\"P4\\n03\",\"errorMessage\":\"a\\tb\\u0007c\"}", 0, "P4 03",
-                "", "a b c");
+    parse_error("{\"errorCode\":\"P4\\n03\",\"errorMessage\":\"a\\tb\\u0007c\"}", 0, "P4 03", "",
+                "a b c");
     char longmsg[1200];
-    snprintf(longmsg, sizeof longmsg, "{\"errorCode\":\"P40300000000000000000\",\"errorMessage\":\"");
+    snprintf(longmsg, sizeof longmsg,
+             "{\"errorCode\":\"P40300000000000000000\",\"errorMessage\":\"");
     size_t at = strlen(longmsg);
     for (int i = 0; i < 600; i++)
         longmsg[at++] = i % 2 ? 'b' : 'a';
@@ -524,9 +532,8 @@ static void test_payload_status(void **state)
     assert_string_equal(st.verification, "EXPIRED");
     assert_string_equal(st.attempt, "");
     assert_string_equal(st.reason, "");
-    assert_int_equal(parse_status("{\"attemptStatus\":\"PENDING\",\"verificationStatus\":null}",
-                                  &st, &err),
-                     0);
+    assert_int_equal(
+        parse_status("{\"attemptStatus\":\"PENDING\",\"verificationStatus\":null}", &st, &err), 0);
     assert_string_equal(st.verification, "");
     assert_string_equal(st.attempt, "PENDING");
     /* undocumented values are kept verbatim */
@@ -575,9 +582,13 @@ static void test_payload_created(void **state)
     assert_int_equal(payload_parse_p100_created(b, strlen(b), id, sizeof id, &err), 0);
     assert_string_equal(id, "1d3c8a13-a2bf-4f0a-9631-723dfe892675");
 
-    static const char *const bad[] = {"{}", "{\"verificationId\":null}",
-                                      "{\"verificationId\":\"\"}", "{\"verificationId\":5}",
-                                      "[]", "nope", "{\"verificationId\":\"a\\u0001b\"}"};
+    static const char *const bad[] = {"{}",
+                                      "{\"verificationId\":null}",
+                                      "{\"verificationId\":\"\"}",
+                                      "{\"verificationId\":5}",
+                                      "[]",
+                                      "nope",
+                                      "{\"verificationId\":\"a\\u0001b\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memcpy(id, "untouched", 10);
         kerr_clear(&err);
@@ -675,8 +686,7 @@ static void test_redirect_url(void **state)
     assert_string_equal(kbuf_str(&b), "https://partner-api-stage.p100.io/v1/kyc/verification/"
                                       "a%20b%2Fc/v%3F1%23%26%25");
     kbuf_reset(&b);
-    assert_int_equal(p100_redirect_url(&o, UID, "1d3c8a13-a2bf-4f0a-9631-723dfe892675", &b,
-                                       &err),
+    assert_int_equal(p100_redirect_url(&o, UID, "1d3c8a13-a2bf-4f0a-9631-723dfe892675", &b, &err),
                      0);
     assert_string_equal(kbuf_str(&b), "https://partner-api-stage.p100.io/v1/kyc/verification/" UID
                                       "/1d3c8a13-a2bf-4f0a-9631-723dfe892675");

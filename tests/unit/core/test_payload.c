@@ -16,8 +16,8 @@
 #define SENTINEL 0xA5
 
 /* The documented example of each kind (docs/p100-api.md). */
-#define KYC_EXAMPLE                                                                              \
-    "{\n  \"externalUserId\": \"" UID "\",\n  \"verificationStatus\": \"NOT_VERIFIED\",\n"       \
+#define KYC_EXAMPLE                                                                                \
+    "{\n  \"externalUserId\": \"" UID "\",\n  \"verificationStatus\": \"NOT_VERIFIED\",\n"         \
     "  \"attemptStatus\": \"REJECTED_BY_PROVIDER\",\n  \"rejectionReason\": \"NO_FACE_FOUND\"\n}"
 #define POA_EXAMPLE "{\"externalUserId\": \"" UID "\", \"status\": \"WAITING\"}"
 #define FILE_EXAMPLE "{\"externalUserId\": \"" UID "\", \"status\": \"ADDED\"}"
@@ -25,7 +25,10 @@
 
 /* ---- helpers */
 
-static void sentinel(kyc_delivery *d) { memset(d, SENTINEL, sizeof *d); }
+static void sentinel(kyc_delivery *d)
+{
+    memset(d, SENTINEL, sizeof *d);
+}
 
 /* Parse `len` bytes that must be accepted; d is filled with the sentinel
  * first so that fields payload_parse must not touch can be checked. */
@@ -61,8 +64,7 @@ static const void *find_bytes(const void *hay, size_t hlen, const void *needle, 
 /* The body must be refused with KERR_INVALID, a message that contains
  * `want` (a field name, or a phrase; NULL: any non-empty message), never
  * the body or the user id, and d untouched. */
-static void refuse_at(int line, enum kyc_kind kind, const char *body, size_t len,
-                      const char *want)
+static void refuse_at(int line, enum kyc_kind kind, const char *body, size_t len, const char *want)
 {
     kyc_delivery d, before;
     sentinel(&d);
@@ -71,8 +73,8 @@ static void refuse_at(int line, enum kyc_kind kind, const char *body, size_t len
     kerr_clear(&err);
     int rc = payload_parse(kind, body, len, &d, &err);
     if (rc != KERR_INVALID)
-        fail_msg("line %d: expected KERR_INVALID, got rc=%d (msg=%s) for body of %zu bytes",
-                 line, rc, err.msg, len);
+        fail_msg("line %d: expected KERR_INVALID, got rc=%d (msg=%s) for body of %zu bytes", line,
+                 rc, err.msg, len);
     assert_int_equal(err.code, KERR_INVALID);
     size_t mlen = strlen(err.msg);
     assert_true(mlen > 0);
@@ -169,9 +171,9 @@ static void test_other_kinds_all_documented_values(void **state)
         enum kyc_kind kind;
         const char *status;
     } cases[] = {
-        {KYC_KIND_POA_STATUS, "WAITING"}, {KYC_KIND_POA_STATUS, "APPROVED"},
+        {KYC_KIND_POA_STATUS, "WAITING"},  {KYC_KIND_POA_STATUS, "APPROVED"},
         {KYC_KIND_POA_STATUS, "REJECTED"}, {KYC_KIND_POA_STATUS, "QUESTIONED"},
-        {KYC_KIND_KYC_FILE, "ADDED"},     {KYC_KIND_KYC_FILE, "ERROR"},
+        {KYC_KIND_KYC_FILE, "ADDED"},      {KYC_KIND_KYC_FILE, "ERROR"},
         {KYC_KIND_USER_STATUS, "ACTIVE"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -341,8 +343,7 @@ static void test_escaped_backslash_u0000_accepted(void **state)
 {
     /* JSON text a\\u0000 is a backslash followed by "u0000": legal */
     kyc_delivery d;
-    parse_ok(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"a\\\\u0000\",\"status\":\"ACTIVE\"}",
-             &d);
+    parse_ok(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"a\\\\u0000\",\"status\":\"ACTIVE\"}", &d);
     assert_string_equal(d.external_user_id, "a\\u0000");
     /* also in an ignored field and in a key */
     parse_ok(KYC_KIND_USER_STATUS,
@@ -408,7 +409,9 @@ static void test_many_garbage_fields_fast(void **state)
     size_t n = (size_t)snprintf(b, cap, "{");
     for (int i = 0; i < nfields; i++)
         n += (size_t)snprintf(b + n, cap - n, "\"g%d\":%s,", i,
-                              (i % 3 == 0) ? "\"junk\"" : (i % 3 == 1) ? "[1,{}]" : "null");
+                              (i % 3 == 0)   ? "\"junk\""
+                              : (i % 3 == 1) ? "[1,{}]"
+                                             : "null");
     snprintf(b + n, cap - n,
              "\"externalUserId\":\"u1\",\"verificationStatus\":\"VERIFIED\","
              "\"attemptStatus\":\"SUCCESSFUL\"}");
@@ -471,8 +474,7 @@ static void test_refuse_missing_fields(void **state)
     refuse(KYC_KIND_KYC_STATUS, "{\"externalUserId\":\"" UID "\",\"attemptStatus\":\"SUCCESSFUL\"}",
            "verificationStatus");
     refuse(KYC_KIND_KYC_STATUS,
-           "{\"externalUserId\":\"" UID "\",\"verificationStatus\":\"VERIFIED\"}",
-           "attemptStatus");
+           "{\"externalUserId\":\"" UID "\",\"verificationStatus\":\"VERIFIED\"}", "attemptStatus");
     refuse(KYC_KIND_KYC_STATUS, "{}", "externalUserId");
     /* the KYC kind does not take `status` for verificationStatus */
     refuse(KYC_KIND_KYC_STATUS, POA_EXAMPLE, "verificationStatus");
@@ -514,8 +516,8 @@ static void test_refuse_empty_values(void **state)
 
 static void test_refuse_wrong_types(void **state)
 {
-    static const char *bad[] = {"123", "0", "-1.5", "true", "false", "{}", "{\"a\":\"b\"}", "[]",
-                                "[\"u1\"]"};
+    static const char *bad[] = {"123",           "0",  "-1.5",    "true", "false", "{}",
+                                "{\"a\":\"b\"}", "[]", "[\"u1\"]"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *b = kyc_body(bad[i], "\"VERIFIED\"", "\"SUCCESSFUL\"", NULL);
         refuse(KYC_KIND_KYC_STATUS, b, "externalUserId");
@@ -580,8 +582,8 @@ static void test_refuse_too_long(void **state)
 static void test_refuse_control_characters(void **state)
 {
     /* escaped control characters decode to control bytes */
-    static const char *esc[] = {"\"u\\u0001x\"", "\"u\\nx\"", "\"u\\tx\"", "\"u\\rx\"",
-                                "\"u\\u001f\"", "\"u\\u007f\"", "\"\\b\""};
+    static const char *esc[] = {"\"u\\u0001x\"", "\"u\\nx\"",    "\"u\\tx\"", "\"u\\rx\"",
+                                "\"u\\u001f\"",  "\"u\\u007f\"", "\"\\b\""};
     for (size_t i = 0; i < sizeof esc / sizeof esc[0]; i++) {
         char *b = kyc_body(esc[i], "\"VERIFIED\"", "\"SUCCESSFUL\"", NULL);
         refuse(KYC_KIND_KYC_STATUS, b, "externalUserId");
@@ -616,7 +618,8 @@ static void test_refuse_duplicate_keys(void **state)
            "\"attemptStatus\":\"PENDING\",\"verificationStatus\":\"VERIFIED\"}",
            "verificationStatus");
     refuse(KYC_KIND_POA_STATUS,
-           "{\"externalUserId\":\"u1\",\"status\":\"WAITING\",\"status\":\"APPROVED\"}", "'status'");
+           "{\"externalUserId\":\"u1\",\"status\":\"WAITING\",\"status\":\"APPROVED\"}",
+           "'status'");
     /* duplicates among ignored fields too */
     refuse(KYC_KIND_POA_STATUS,
            "{\"x\":1,\"externalUserId\":\"u1\",\"status\":\"WAITING\",\"x\":2}", "duplicate");
@@ -628,20 +631,20 @@ static void test_refuse_duplicate_keys(void **state)
 static void test_refuse_invalid_utf8(void **state)
 {
     static const char *bad[] = {
-        "\x80",             /* lone continuation byte */
-        "\xbf",             /* lone continuation byte */
-        "\xc0\xaf",         /* overlong '/' */
-        "\xc1\xbf",         /* overlong */
-        "\xe0\x80\xaf",     /* overlong, 3 bytes */
-        "\xf0\x80\x80\xaf", /* overlong, 4 bytes */
-        "\xed\xa0\x80",     /* U+D800 high surrogate */
-        "\xed\xbf\xbf",     /* U+DFFF low surrogate */
+        "\x80",                     /* lone continuation byte */
+        "\xbf",                     /* lone continuation byte */
+        "\xc0\xaf",                 /* overlong '/' */
+        "\xc1\xbf",                 /* overlong */
+        "\xe0\x80\xaf",             /* overlong, 3 bytes */
+        "\xf0\x80\x80\xaf",         /* overlong, 4 bytes */
+        "\xed\xa0\x80",             /* U+D800 high surrogate */
+        "\xed\xbf\xbf",             /* U+DFFF low surrogate */
         "\xed\xa0\xbd\xed\xb8\x80", /* CESU-8 surrogate pair */
-        "\xe2\x82",         /* truncated euro sign */
-        "\xf0\x9f\x98",     /* truncated emoji */
-        "\xc3",             /* truncated */
-        "\xf4\x90\x80\x80", /* above U+10FFFF */
-        "\xf8\x88\x80\x80\x80", /* 5-byte form */
+        "\xe2\x82",                 /* truncated euro sign */
+        "\xf0\x9f\x98",             /* truncated emoji */
+        "\xc3",                     /* truncated */
+        "\xf4\x90\x80\x80",         /* above U+10FFFF */
+        "\xf8\x88\x80\x80\x80",     /* 5-byte form */
         "\xfe",
         "\xff",
     };
@@ -674,16 +677,15 @@ static void test_refuse_nul(void **state)
 
     refuse(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"u\\u0000x\",\"status\":\"ACTIVE\"}",
            "u0000");
-    refuse(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"\\u0000\",\"status\":\"ACTIVE\"}",
-           "u0000");
+    refuse(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"\\u0000\",\"status\":\"ACTIVE\"}", "u0000");
     /* in an ignored field, and in a key */
     refuse(KYC_KIND_USER_STATUS,
            "{\"externalUserId\":\"u\",\"status\":\"ACTIVE\",\"x\":\"\\u0000\"}", "u0000");
-    refuse(KYC_KIND_USER_STATUS,
-           "{\"externalUserId\":\"u\",\"status\":\"ACTIVE\",\"x\\u0000\":1}", "u0000");
+    refuse(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"u\",\"status\":\"ACTIVE\",\"x\\u0000\":1}",
+           "u0000");
     /* escaped backslash, then a real \u0000 escape */
-    refuse(KYC_KIND_USER_STATUS,
-           "{\"externalUserId\":\"a\\\\\\u0000\",\"status\":\"ACTIVE\"}", "u0000");
+    refuse(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"a\\\\\\u0000\",\"status\":\"ACTIVE\"}",
+           "u0000");
 }
 
 /* RFC 8259 JSON only: what cJSON tolerates but PostgreSQL's jsonb (where
@@ -693,8 +695,8 @@ static void test_refuse_raw_control_in_ignored_value(void **state)
 {
     /* raw control bytes must be escaped in every string, not only in the
      * fields this service reads */
-    refuse(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"u\",\"status\":\"ACTIVE\",\"x\":\"a\x01z\"}",
-           NULL);
+    refuse(KYC_KIND_USER_STATUS,
+           "{\"externalUserId\":\"u\",\"status\":\"ACTIVE\",\"x\":\"a\x01z\"}", NULL);
     refuse(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"u\",\"status\":\"ACTIVE\",\"x\":\"a\nz\"}",
            NULL);
     refuse(KYC_KIND_USER_STATUS, "{\"externalUserId\":\"u\",\"status\":\"ACTIVE\",\"x\x01\":1}",
@@ -728,7 +730,7 @@ static void test_refuse_bom(void **state)
 static void test_refuse_unknown_kind(void **state)
 {
     refuse(KYC_KIND_COUNT, KYC_EXAMPLE, NULL);
-    refuse((enum kyc_kind)-1, KYC_EXAMPLE, NULL);
+    refuse((enum kyc_kind) - 1, KYC_EXAMPLE, NULL);
 }
 
 static void test_err_may_be_null(void **state)

@@ -123,8 +123,13 @@ static void test_after_create(void **state)
 
 static kyc_check_in check(const kyc_status *before, enum p100_class cls, const kyc_status *answer)
 {
-    kyc_check_in c = {.before = before, .lost_lease = 0, .cls = cls, .answer = answer,
-                      .flag = 0, .count_failure = 0, .next_check_ms = 60000};
+    kyc_check_in c = {.before = before,
+                      .lost_lease = 0,
+                      .cls = cls,
+                      .answer = answer,
+                      .flag = 0,
+                      .count_failure = 0,
+                      .next_check_ms = 60000};
     return c;
 }
 
@@ -232,9 +237,22 @@ static void test_names(void **state)
     assert_string_equal(kyc_decision_name(KYC_HOLD), "held");
 
     static const char *const reasons[] = {
-        "first", "forward", "new_attempt", "reconciler", "api", "same", "repeat",
-        "out_of_order", "leaves_verified", "conflict", "repeat_conflict", "unknown_value",
-        "latest", "recorded", "already_stored", "database_unavailable",
+        "first",
+        "forward",
+        "new_attempt",
+        "reconciler",
+        "api",
+        "same",
+        "repeat",
+        "out_of_order",
+        "leaves_verified",
+        "conflict",
+        "repeat_conflict",
+        "unknown_value",
+        "latest",
+        "recorded",
+        "already_stored",
+        "database_unavailable",
     };
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
         assert_string_equal(kyc_reason_name((enum kyc_reason)i), reasons[i]);
@@ -250,12 +268,9 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_is_pending),
-        cmocka_unit_test(test_other_decide),
-        cmocka_unit_test(test_status_fill),
-        cmocka_unit_test(test_after_create),
-        cmocka_unit_test(test_check_answers),
-        cmocka_unit_test(test_check_failures),
+        cmocka_unit_test(test_is_pending),    cmocka_unit_test(test_other_decide),
+        cmocka_unit_test(test_status_fill),   cmocka_unit_test(test_after_create),
+        cmocka_unit_test(test_check_answers), cmocka_unit_test(test_check_failures),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -105,8 +105,8 @@ static void test_table(void **state)
         kyc_verdict v = kyc_state_decide(&t);
         if (v.decision != r->want || strcmp(kyc_reason_name(v.reason), r->reason) != 0) {
             fprintf(stderr, "row %zu: %s/%s -> %s/%s (src %d rep %d): got %s %s, want %s %s\n", i,
-                    r->cv, r->ca, r->iv, r->ia, r->source, r->repeat,
-                    kyc_decision_name(v.decision), kyc_reason_name(v.reason), kyc_decision_name(r->want), r->reason);
+                    r->cv, r->ca, r->iv, r->ia, r->source, r->repeat, kyc_decision_name(v.decision),
+                    kyc_reason_name(v.reason), kyc_decision_name(r->want), r->reason);
             failed++;
         }
     }

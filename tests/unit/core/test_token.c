@@ -131,14 +131,14 @@ static void test_parse_whitespace_inside(void **state)
 
 static void test_parse_messages_hide_tokens(void **state)
 {
-    const char *lists[] = {"secret-but-short", "secret-token with-space",
-                           TOK_A ",tiny", "secret-token\x02secret"};
+    const char *lists[] = {"secret-but-short", "secret-token with-space", TOK_A ",tiny",
+                           "secret-token\x02secret"};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         token_set s;
         kerr err;
         kerr_clear(&err);
         int rc = token_set_parse(&s, lists[i], &err);
-        if (i == 0) {  /* 16 characters: accepted */
+        if (i == 0) { /* 16 characters: accepted */
             assert_int_equal(rc, 0);
             continue;
         }
@@ -177,12 +177,12 @@ static void test_check_wrong(void **state)
 {
     token_set s = parse_ok(TOK_A);
     assert_false(token_check(&s, "completely-wrong-token"));
-    assert_false(token_check(&s, "abcdefghijklmnop0124"));    /* last char off */
-    assert_false(token_check(&s, "Abcdefghijklmnop0123"));    /* first char off */
-    assert_false(token_check(&s, "abcdefghijklmnop012"));     /* prefix */
-    assert_false(token_check(&s, "bcdefghijklmnop0123"));     /* suffix */
-    assert_false(token_check(&s, TOK_A "4"));                 /* extra char */
-    assert_false(token_check(&s, "x" TOK_A));                 /* extra char */
+    assert_false(token_check(&s, "abcdefghijklmnop0124")); /* last char off */
+    assert_false(token_check(&s, "Abcdefghijklmnop0123")); /* first char off */
+    assert_false(token_check(&s, "abcdefghijklmnop012"));  /* prefix */
+    assert_false(token_check(&s, "bcdefghijklmnop0123"));  /* suffix */
+    assert_false(token_check(&s, TOK_A "4"));              /* extra char */
+    assert_false(token_check(&s, "x" TOK_A));              /* extra char */
     assert_false(token_check(&s, "Bearer abcdefghijklmnop012"));
     assert_false(token_check(&s, "Basic " TOK_A));
     assert_false(token_check(&s, "Token " TOK_A));

@@ -145,8 +145,7 @@ static void test_defaults(void **state)
 static void test_non_kycd_env_ignored(void **state)
 {
     kycd_config cfg;
-    load_ok(&cfg, (char *[]){"PATH=/usr/bin", "KYCDX=1", "HOME=/root", "NOEQUALS", NULL},
-            NOARGS);
+    load_ok(&cfg, (char *[]){"PATH=/usr/bin", "KYCDX=1", "HOME=/root", "NOEQUALS", NULL}, NOARGS);
     assert_int_equal(cfg.threads, 64);
     config_deinit(&cfg);
 }
@@ -240,7 +239,8 @@ static void test_empty_value_unsets(void **state)
 {
     const char *path = temp_file("http_listen = 127.0.0.1:8080\n");
     kycd_config cfg;
-    load_ok(&cfg, (char *[]){"KYCD_HTTP_LISTEN=", NULL}, (char *[]){"--config", (char *)path, NULL});
+    load_ok(&cfg, (char *[]){"KYCD_HTTP_LISTEN=", NULL},
+            (char *[]){"--config", (char *)path, NULL});
     assert_null(cfg.http_listen);
     config_deinit(&cfg);
 }
@@ -406,9 +406,9 @@ static void test_no_secret_in_messages(void **state)
     load_fails(NOENV, (char *[]){"--webhook-token=" SECRET_TOK, NULL}, WANT("--webhook-token"),
                SECRET_TOK);
     /* an error after secrets were loaded */
-    load_fails((char *[]){"KYCD_WEBHOOK_TOKENS=" SECRET_TOK, "KYCD_DATABASE_PASSWORD=" SECRET_PW,
-                          NULL},
-               (char *[]){"--threads=0", NULL}, WANT("threads"), SECRET_TOK);
+    load_fails(
+        (char *[]){"KYCD_WEBHOOK_TOKENS=" SECRET_TOK, "KYCD_DATABASE_PASSWORD=" SECRET_PW, NULL},
+        (char *[]){"--threads=0", NULL}, WANT("threads"), SECRET_TOK);
     /* serve checks with a bad token among good ones */
     kycd_config cfg;
     kerr err;
@@ -504,10 +504,9 @@ static void test_database_url_redaction(void **state)
     assert_url_prints("postgres://user:" SECRET_PW "@h1:5432,h2:5433/db?sslmode=require",
                       "postgres://user:***@h1:5432,h2:5433/db?sslmode=require");
     /* an unescaped '@' inside the password */
-    assert_url_prints("postgresql://user:" SECRET_PW "@x@host/db",
-                      "postgresql://user:***@host/db");
-    assert_url_prints("postgresql://user:" SECRET_PW "@host/db?sslmode=verify-full&password="
-                      SECRET_PW "&application_name=kycd",
+    assert_url_prints("postgresql://user:" SECRET_PW "@x@host/db", "postgresql://user:***@host/db");
+    assert_url_prints("postgresql://user:" SECRET_PW
+                      "@host/db?sslmode=verify-full&password=" SECRET_PW "&application_name=kycd",
                       "postgresql://user:***@host/db?sslmode=verify-full&password=***"
                       "&application_name=kycd");
     assert_url_prints("postgresql://host/db?password=" SECRET_PW,
@@ -635,9 +634,9 @@ static void test_serve_http_listen(void **state)
 
 static void test_serve_listen_forms(void **state)
 {
-    static const char *bad[] = {"0.0.0.0",     "0.0.0.0:",      "0.0.0.0:0",  "0.0.0.0:65536",
-                                "0.0.0.0:+80", "0.0.0.0:80x",   ":8443",      "[::1:8443",
-                                "::1:8443",    "[nothost]:80",  "1.2.3:80",   "",
+    static const char *bad[] = {"0.0.0.0",     "0.0.0.0:",     "0.0.0.0:0", "0.0.0.0:65536",
+                                "0.0.0.0:+80", "0.0.0.0:80x",  ":8443",     "[::1:8443",
+                                "::1:8443",    "[nothost]:80", "1.2.3:80",  "",
                                 NULL};
     kycd_config cfg;
     serve_cfg(&cfg, NULL);

@@ -126,7 +126,10 @@ static void append_ok(spool *s, const void *p, size_t n)
         fail_msg("spool_append(%zu bytes): %s", n, err.msg);
 }
 
-static void append_str(spool *s, const char *str) { append_ok(s, str, strlen(str)); }
+static void append_str(spool *s, const char *str)
+{
+    append_ok(s, str, strlen(str));
+}
 
 /* Peek the next record, expect it to equal want, ack it. */
 static void take_expect(spool *s, const void *want, size_t n)
@@ -146,7 +149,10 @@ static void take_expect(spool *s, const void *want, size_t n)
     kbuf_deinit(&b);
 }
 
-static void take_expect_str(spool *s, const char *str) { take_expect(s, str, strlen(str)); }
+static void take_expect_str(spool *s, const char *str)
+{
+    take_expect(s, str, strlen(str));
+}
 
 static void expect_empty(spool *s)
 {
@@ -226,7 +232,7 @@ static void quiet_log(void)
 {
     int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
     assert_true(fd >= 0);
-    klog_set_fd(fd);  /* leaked on purpose: one fd for the process */
+    klog_set_fd(fd); /* leaked on purpose: one fd for the process */
 }
 
 /* ---- crc32c */
@@ -313,9 +319,9 @@ static void test_record_decode(void **state)
     assert_int_equal(used, HDR);
 
     /* garbage: bad magic, even a short one */
-    assert_int_equal(spool_record_decode((const unsigned char *)"GARBAGE GARBAGE!", 16, NULL, NULL,
-                                         NULL),
-                     KERR_INVALID);
+    assert_int_equal(
+        spool_record_decode((const unsigned char *)"GARBAGE GARBAGE!", 16, NULL, NULL, NULL),
+        KERR_INVALID);
     assert_int_equal(spool_record_decode((const unsigned char *)"KX", 2, NULL, NULL, NULL),
                      KERR_INVALID);
     /* bad CRC: one payload bit */
@@ -323,7 +329,7 @@ static void test_record_decode(void **state)
     rec[HDR + 3] ^= 0x01;
     assert_int_equal(spool_record_decode(rec, len, &p, &pl, &used), KERR_INVALID);
     rec[HDR + 3] ^= 0x01;
-    rec[9] ^= 0x80;  /* the CRC itself */
+    rec[9] ^= 0x80; /* the CRC itself */
     assert_int_equal(spool_record_decode(rec, len, &p, &pl, &used), KERR_INVALID);
     rec[9] ^= 0x80;
 
@@ -367,9 +373,12 @@ static size_t vsize(uint32_t i)
     if (i == 1)
         return 100 * 1024;
     switch (i % 3) {
-    case 0: return i % 50;
-    case 1: return (i * 131u) % 4096;
-    default: return (i * 7919u) % (100 * 1024 + 1);
+    case 0:
+        return i % 50;
+    case 1:
+        return (i * 131u) % 4096;
+    default:
+        return (i * 7919u) % (100 * 1024 + 1);
     }
 }
 
@@ -395,7 +404,7 @@ static void test_roundtrip_1000(void **state)
     spool_stats_get(s, &sst);
     assert_int_equal(sst.records, 1000);
     assert_int_equal(sst.bytes, bytes);
-    assert_true(sst.segments > 1);  /* ~17 MB over 4 MiB segments */
+    assert_true(sst.segments > 1); /* ~17 MB over 4 MiB segments */
     assert_true(sst.oldest_age_ms >= 0);
 
     char seg[256];
@@ -811,8 +820,12 @@ static void test_stale_checkpoint(void **state)
     spool_close(s);
 
     /* a checkpoint left empty or garbled by a crash: replay from the oldest */
-    const char *garbage[] = {"", "zz 1\n", "0000000000000001\n", "0000000000000001 -1\n",
-                             "00000000000000010 0\n", "0000000000000001 12"};
+    const char *garbage[] = {"",
+                             "zz 1\n",
+                             "0000000000000001\n",
+                             "0000000000000001 -1\n",
+                             "00000000000000010 0\n",
+                             "0000000000000001 12"};
     for (size_t g = 0; g < sizeof garbage / sizeof *garbage; g++) {
         write_file(cp, garbage[g], strlen(garbage[g]));
         s = open_ok(f->dir, 0, 100);
