@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "core/payload.h"
 
@@ -102,19 +103,32 @@ static void serve_health(const handler_ctx *h, const http_request *req, http_res
 
 /* Read the whole body into buf (cap = max_body + 1 so that "one byte too
  * many" is seen without reading further). */
-static int read_all(const http_request *req, char *buf, size_t cap, size_t *out_len)
+/* Read the body: 0 at its end, -1 when a read failed, KERR_TIMEOUT when
+ * the deadline (timeout_ms after the first read, 0: none) ran out first. A
+ * read itself waits at most CivetWeb's read deadline (header_timeout), so
+ * a client trickling a byte at a time is cut off here. */
+static int read_all(const http_request *req, int64_t timeout_ms, char *buf, size_t cap,
+                    size_t *out_len)
 {
     size_t len = 0;
+    double t0 = clock_now_ms();
+    int rc = 0;
     while (len < cap) {
+        if (timeout_ms > 0 && clock_now_ms() - t0 >= (double)timeout_ms) {
+            rc = KERR_TIMEOUT;
+            break;
+        }
         int n = req->read_body(req->io, buf + len, cap - len);
-        if (n < 0)
-            return -1;
+        if (n < 0) {
+            rc = -1;
+            break;
+        }
         if (n == 0)
             break;
         len += (size_t)n;
     }
     *out_len = len;
-    return 0;
+    return rc;
 }
 
 static void serve_webhook(const handler_ctx *h, const struct route *route, const http_request *req,
@@ -163,9 +177,15 @@ static void serve_webhook(const handler_ctx *h, const struct route *route, const
         resp->retry_after = h->retry_after_s;
         return;
     }
-    if (read_all(req, body, cap, &len) != 0) {
-        refuse(resp, note, 400, "bad_request", "body could not be read (timeout or cut short)",
-               rid);
+    int rrc = read_all(req, h->body_timeout_ms, body, cap, &len);
+    if (rrc == KERR_TIMEOUT) {
+        refuse(resp, note, 408, "request_timeout",
+               "body not received within request_timeout (client too slow)", rid);
+        resp->close = 1;
+        goto out;
+    }
+    if (rrc != 0) {
+        refuse(resp, note, 400, "bad_request", "body could not be read (connection failed)", rid);
         resp->close = 1;
         goto out;
     }
@@ -173,12 +193,17 @@ static void serve_webhook(const handler_ctx *h, const struct route *route, const
         refuse_too_large(h, resp, note, rid);
         goto out;
     }
+    /* A body that stops short: nothing came for header_timeout (CivetWeb's
+     * read deadline), or the client closed; either way the request did not
+     * arrive in time (408: if the client is still there, it can read why). */
+    if (req->content_length >= 0 && (long long)len < req->content_length) {
+        refuse(resp, note, 408, "request_timeout",
+               "body ended before Content-Length (client too slow or gone)", rid);
+        resp->close = 1;
+        goto out;
+    }
     if (req->content_length >= 0 && (long long)len != req->content_length) {
-        refuse(resp, note, 400, "bad_request",
-               (long long)len < req->content_length
-                   ? "body ended before Content-Length (client too slow or gone)"
-                   : "body length does not match Content-Length",
-               rid);
+        refuse(resp, note, 400, "bad_request", "body length does not match Content-Length", rid);
         resp->close = 1;
         goto out;
     }

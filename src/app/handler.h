@@ -73,6 +73,7 @@ typedef struct handler_ctx {
     const token_set *tokens;
     const cidr_list *allow;
     int64_t max_body;
+    int64_t body_timeout_ms; /* the whole body must have arrived by then (408); 0: no limit */
     int retry_after_s;
     handler_store store;
     /* Set (non-zero) by the command at shutdown, read by every worker

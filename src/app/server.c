@@ -2,6 +2,7 @@
  * from above it, and never log request bodies or headers' values. */
 #include "app/server.h"
 
+#include <arpa/inet.h>
 #include <civetweb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,9 +19,14 @@ struct server {
     struct mg_context *ctx;
     server_opts opts;
     int tls_port;
-    pthread_mutex_t mu;  /* guards active */
-    pthread_cond_t idle; /* signalled when active drops to 0 */
-    int active;          /* requests inside on_request */
+    char acl[8192];      /* CivetWeb's access_control_list, from allow_cidrs */
+    server_counters own; /* when the caller keeps none */
+    server_counters *counters;
+    double refused_logged_ms;   /* rate limit of the refusal line (master thread only) */
+    long long refused_unlogged; /* refusals since that line */
+    pthread_mutex_t mu;         /* guards active */
+    pthread_cond_t idle;        /* signalled when active drops to 0 */
+    int active;                 /* requests inside on_request */
 };
 
 int server_tls_available(kerr *err)
@@ -37,14 +43,34 @@ int server_tls_available(kerr *err)
  * unread when the answer is sent decides whether to linger. */
 typedef struct body_io {
     struct mg_connection *conn;
-    int ended;  /* mg_read said the body is complete */
-    int failed; /* a read failed or timed out: the client stopped sending */
+    size_t chunk; /* the next read's size (see read_body) */
+    int ended;    /* mg_read said the body is complete */
+    int failed;   /* a read failed or timed out: the client stopped sending */
 } body_io;
 
+/* CivetWeb's mg_read returns only once it has filled the whole buffer
+ * asked for (or the client went quiet for header_timeout), so one large
+ * read from a client trickling a byte a second would run for hours, past
+ * the handler's body deadline (request_timeout). So reads start at one
+ * byte, and double (up to 16 KiB) only while each comes back at once (the
+ * bytes were already there: CivetWeb's buffer, OpenSSL's record); a read
+ * that had to wait starts again at one byte. A trickling client is cut
+ * off within about one byte's wait of the deadline; a fast one is read in
+ * large pieces (README, "Slow clients": measured). */
 static int read_body(void *io, char *buf, size_t len)
 {
     body_io *b = io;
-    int n = mg_read(b->conn, buf, len);
+    if (b->chunk == 0)
+        b->chunk = 1;
+    size_t want = len < b->chunk ? len : b->chunk;
+    double t0 = clock_now_ms();
+    int n = mg_read(b->conn, buf, want);
+    if (clock_now_ms() - t0 < 1.0) {
+        if (b->chunk < 16384)
+            b->chunk *= 2;
+    } else {
+        b->chunk = 1;
+    }
     if (n == 0)
         b->ended = 1;
     else if (n < 0)
@@ -58,12 +84,12 @@ static int read_body(void *io, char *buf, size_t len)
  * socket closed with unread input makes the kernel answer RST, and a
  * client still writing then loses the answer it has not read yet. So the
  * rest is read and thrown away first, for at most linger_ms and
- * linger_bytes: a client cannot hold the worker with it. Each read waits
- * at most request_timeout (CivetWeb's read deadline), so the worst case
- * is linger_ms plus one request_timeout. Returns the bytes discarded. */
+ * linger_bytes: a client cannot hold the worker with it (a read that has
+ * to wait waits at most header_timeout, CivetWeb's read deadline). Returns
+ * the bytes discarded. */
 static long long linger(body_io *b, const server_opts *o, int *complete)
 {
-    char buf[4096]; /* small reads: CivetWeb waits until a read is full */
+    char buf[16384]; /* read_body's largest read */
     long long discarded = 0;
     double t0 = clock_now_ms();
     *complete = b->ended;
@@ -73,7 +99,9 @@ static long long linger(body_io *b, const server_opts *o, int *complete)
         size_t want = sizeof buf;
         if ((long long)want > o->linger_bytes - discarded)
             want = (size_t)(o->linger_bytes - discarded);
-        int n = mg_read(b->conn, buf, want);
+        /* read_body's growing reads: a client trickling its body cannot
+         * stretch a large read past linger_ms. */
+        int n = read_body(b, buf, want);
         if (n == 0) {
             *complete = 1;
             break;
@@ -136,6 +164,23 @@ static int send_response(struct mg_connection *conn, const http_response *r, con
     return mg_write(conn, r->body, blen) == (int)blen ? 0 : -1;
 }
 
+/* When the connection a worker thread serves began waiting for its next
+ * request (after the handshake, or after the last answer), and how many it
+ * has answered: each CivetWeb worker serves one connection at a time, so
+ * this lives with the thread (set in on_init_connection and on_request,
+ * read by on_http_error, all on that thread). */
+static _Thread_local struct {
+    double wait_start_ms;
+    int handled;
+} conn_clock;
+
+static int on_init_connection(const struct mg_connection *conn, void **conn_data)
+{
+    conn_clock.wait_start_ms = clock_now_ms();
+    conn_clock.handled = 0;
+    return 0;
+}
+
 static int on_request(struct mg_connection *conn, void *cbdata)
 {
     server *s = cbdata;
@@ -177,6 +222,8 @@ static int on_request(struct mg_connection *conn, void *cbdata)
     if (resp.close)
         force_close(conn);
     handler_log(&req, &resp, &note, clock_now_ms() - t0);
+    conn_clock.wait_start_ms = clock_now_ms();
+    conn_clock.handled++;
     pthread_mutex_lock(&s->mu);
     if (--s->active == 0)
         pthread_cond_broadcast(&s->idle);
@@ -203,8 +250,104 @@ static int on_init_ssl(void *ssl_ctx, void *user_data)
     return 1; /* done: CivetWeb must not load certificates itself */
 }
 
+/* CivetWeb's access list from allow_cidrs: deny by default, then each
+ * block (an IPv4 block also as its IPv4-mapped IPv6 form, for a dual-stack
+ * listener), then 127.0.0.1 and ::1 so that local probes and a local proxy
+ * still reach /healthz and /readyz (their webhooks still get 403 from the
+ * handler unless allow_cidrs names them). */
+static int build_acl(char *out, size_t cap, const cidr_list *l)
+{
+    size_t o = 0;
+    out[0] = '\0';
+#define ACL_PUT(...)                                                                               \
+    do {                                                                                           \
+        int n_ = snprintf(out + o, cap - o, __VA_ARGS__);                                          \
+        if (n_ < 0 || (size_t)n_ >= cap - o)                                                       \
+            return -1;                                                                             \
+        o += (size_t)n_;                                                                           \
+    } while (0)
+    for (int i = 0; i < l->count; i++) {
+        const cidr_block *b = &l->blocks[i];
+        char a[INET6_ADDRSTRLEN];
+        if (b->family == 4) {
+            inet_ntop(AF_INET, b->addr, a, sizeof a);
+            ACL_PUT("%s+%s/%d,+[::ffff:%s]/%d", o ? "," : "", a, b->prefix, a, 96 + b->prefix);
+        } else {
+            inet_ntop(AF_INET6, b->addr, a, sizeof a);
+            ACL_PUT("%s+[%s]/%d", o ? "," : "", a, b->prefix);
+        }
+    }
+    ACL_PUT(",+127.0.0.1/32,+[::ffff:127.0.0.1]/128,+[::1]/128");
+#undef ACL_PUT
+    return 0;
+}
+
+/* CivetWeb reports each connection its access list refused (one line per
+ * connection: a flood would flood the log too). Count them all; log the
+ * first at once and then at most one line per 10 s with the count. The
+ * accepting thread is the only caller for these. */
+static int note_refused(server *s, const char *message)
+{
+    const char *p = strstr(message, " is not allowed to connect");
+    if (p == NULL)
+        return 0;
+    long long total = atomic_fetch_add(&s->counters->refused, 1) + 1;
+    s->refused_unlogged++;
+    double now = clock_now_ms();
+    if (s->refused_logged_ms == 0 || now - s->refused_logged_ms >= 10000) {
+        const char *q = strstr(message, ": ");
+        char addr[64] = "";
+        if (q && q < p) {
+            q += 2;
+            snprintf(addr, sizeof addr, "%.*s", (int)(p - q < 63 ? p - q : 63), q);
+        }
+        klog(KLOG_WARN, "connections refused by allow_cidrs",
+             KLOG_INT("count", s->refused_unlogged), KLOG_INT("total", total),
+             KLOG_STR("last", addr));
+        s->refused_logged_ms = now;
+        s->refused_unlogged = 0;
+    }
+    return 1;
+}
+
+/* CivetWeb answers a request whose headers did not all arrive (the
+ * header_timeout ran out, or the client closed mid-headers) with a plain
+ * 400 "Malformed message". That is a timeout to the client: answer 408 in
+ * kycd's JSON form. Every other error keeps CivetWeb's own answer. */
+static int on_http_error(struct mg_connection *conn, int status, const char *msg)
+{
+    if (status != 400 || msg == NULL || strcmp(msg, "Malformed message") != 0)
+        return 1; /* not handled: CivetWeb's default page */
+    server *s = mg_get_user_data(mg_get_context(conn));
+    /* CivetWeb says "Malformed message" for headers over its size limit
+     * too: a timeout is told apart by the time spent waiting (the limit is
+     * keepalive for a connection's later requests, as in CivetWeb). */
+    int64_t limit = conn_clock.handled ? s->opts.keepalive_ms : s->opts.header_timeout_ms;
+    if (clock_now_ms() - conn_clock.wait_start_ms < 0.9 * (double)limit)
+        return 1;
+    atomic_fetch_add(&s->counters->timeouts, 1);
+    static const char body[] =
+        "{\"error\":\"request_timeout\",\"detail\":\"request headers not received within "
+        "header_timeout\"}";
+    mg_response_header_start(conn, 408);
+    mg_response_header_add(conn, "Content-Type", "application/json", -1);
+    char len[16];
+    snprintf(len, sizeof len, "%zu", sizeof body - 1);
+    mg_response_header_add(conn, "Content-Length", len, -1);
+    mg_response_header_add(conn, "Connection", "close", -1);
+    mg_response_header_send(conn);
+    mg_write(conn, body, sizeof body - 1);
+    klog(KLOG_INFO, "request", KLOG_INT("status", 408),
+         KLOG_STR("remote", mg_get_request_info(conn)->remote_addr),
+         KLOG_STR("error", "request headers not received within header_timeout"));
+    return 0;
+}
+
 static int on_log_message(const struct mg_connection *conn, const char *message)
 {
+    server *s = mg_get_user_data(mg_get_context(conn));
+    if (s && note_refused(s, message))
+        return 1;
     klog_line l;
     klog_begin(&l, KLOG_WARN, "http server");
     klog_str(&l, "detail", message);
@@ -224,6 +367,7 @@ int server_start(server **out, const server_opts *o, kerr *err)
     if (s == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
     s->opts = *o;
+    s->counters = o->counters ? o->counters : &s->own;
     if (clock_cond_init(&s->idle) != 0) {
         free(s);
         return kerr_set(err, KERR_NOMEM, "cannot create a condition variable");
@@ -233,36 +377,38 @@ int server_start(server **out, const server_opts *o, kerr *err)
     char ports[300], threads[16], req_to[24], ka_to[24];
     port_spec(ports, sizeof ports, o->listen, o->http_listen);
     snprintf(threads, sizeof threads, "%d", o->threads);
-    snprintf(req_to, sizeof req_to, "%lld", (long long)o->request_timeout_ms);
+    snprintf(req_to, sizeof req_to, "%lld", (long long)o->header_timeout_ms);
     snprintf(ka_to, sizeof ka_to, "%lld", (long long)o->keepalive_ms);
+    if (o->allow && o->allow->count > 0 && build_acl(s->acl, sizeof s->acl, o->allow) != 0) {
+        server_free_(s);
+        return kerr_set(err, KERR_INVALID, "allow_cidrs does not fit CivetWeb's access list");
+    }
+    /* clang-format off */
     const char *options[] = {
-        "listening_ports",
-        ports,
-        "num_threads",
-        threads,
-        "tcp_nodelay",
-        "1", /* without it keep-alive requests stall 40 ms each */
-        "enable_keep_alive",
-        "yes",
-        "keep_alive_timeout_ms",
-        ka_to,
-        "request_timeout_ms",
-        req_to,
-        "ssl_protocol_version",
-        "4", /* TLS 1.2 and newer */
-        "max_request_size",
-        "16384", /* request line + headers */
-        "listen_backlog",
-        "512",
-        "connection_queue",
-        "256",
-        NULL,
-        NULL,
+        "listening_ports", ports,
+        "num_threads", threads,
+        "tcp_nodelay", "1",          /* without it keep-alive requests stall 40 ms each */
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", ka_to,
+        "request_timeout_ms", req_to, /* handshake, headers, and each read or write */
+        "ssl_protocol_version", "4",  /* TLS 1.2 and newer */
+        "max_request_size", "16384",  /* request line + headers */
+        /* Sized in the README ("What one instance withstands"): the
+         * kernel's queue absorbs bursts of connections (capped by
+         * net.core.somaxconn), CivetWeb's queue holds accepted sockets a
+         * worker has not taken yet. */
+        "listen_backlog", "4096",
+        "connection_queue", "1024",
+        s->acl[0] ? "access_control_list" : NULL, s->acl,
+        NULL, NULL,
     };
+    /* clang-format on */
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);
     cb.init_ssl = on_init_ssl;
     cb.log_message = on_log_message;
+    cb.http_error = on_http_error;
+    cb.init_connection = on_init_connection;
 
     struct mg_init_data init = {.callbacks = &cb, .user_data = s, .configuration_options = options};
     struct mg_error_data ed;

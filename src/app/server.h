@@ -4,6 +4,7 @@
 #ifndef KYCD_APP_SERVER_H
 #define KYCD_APP_SERVER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "app/handler.h"
@@ -12,15 +13,30 @@
 
 typedef struct server server;
 
+/* What the server counts, for /readyz (kept by the caller, so it can read
+ * them at any time; updated atomically by the server's threads). */
+typedef struct server_counters {
+    atomic_llong refused;  /* connections from outside allow_cidrs, closed at accept */
+    atomic_llong timeouts; /* requests whose headers did not arrive in time (408) */
+} server_counters;
+
 typedef struct server_opts {
     const char *listen;      /* "HOST:PORT", TLS; IPv6 as "[::]:PORT" */
     const char *http_listen; /* plain HTTP for a local proxy, or NULL */
     tls_opts tls;
-    int threads; /* worker threads (one per keep-alive connection) */
-    int64_t request_timeout_ms;
+    int threads; /* worker threads (one per connection) */
+    /* The TLS handshake and the request's headers must arrive within this
+     * (CivetWeb's request_timeout_ms; also its deadline for each read and
+     * write). The body's deadline is the handler's (body_timeout_ms). */
+    int64_t header_timeout_ms;
     int64_t keepalive_ms;
     int64_t linger_ms;    /* lingering close: discard unread input this long, */
     int64_t linger_bytes; /* and at most this much; 0 ms: close at once */
+    /* Connections from outside this list (and not from 127.0.0.1 or ::1,
+     * for local probes) are closed when accepted: no worker, queue slot or
+     * handshake is spent on them. NULL or empty: every address. */
+    const cidr_list *allow;
+    server_counters *counters; /* borrowed; may be NULL */
     const handler_ctx *handler;
 } server_opts;
 

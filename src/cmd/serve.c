@@ -8,6 +8,8 @@
 #include "cmd/serve.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/prctl.h>
 
 #include "app/handler.h"
@@ -27,6 +29,7 @@ typedef struct serve_state {
     spool *sp;
     int64_t grace_ms;
     atomic_int draining; /* read by the server's worker threads */
+    server_counters counters;
 } serve_state;
 
 /* /readyz: the database (or spool) takes deliveries and P100 accepts our
@@ -35,6 +38,11 @@ static int serve_ready(void *ctx, char *details, size_t cap, kerr *err)
 {
     serve_state *s = ctx;
     int rc = ingest_ready(s->in, details, cap, err);
+    size_t n = strlen(details);
+    if (n + 1 < cap)
+        snprintf(details + n, cap - n, "%s\"refused_connections\":%lld,\"header_timeouts\":%lld",
+                 n ? "," : "", (long long)atomic_load(&s->counters.refused),
+                 (long long)atomic_load(&s->counters.timeouts));
     if (rc == 0)
         rc = reconciler_ready(s->rec, err);
     return rc;
@@ -71,6 +79,8 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
     db *d = NULL;
     serve_state s = {.grace_ms = cfg.shutdown_timeout_ms};
     atomic_init(&s.draining, 0);
+    atomic_init(&s.counters.refused, 0);
+    atomic_init(&s.counters.timeouts, 0);
 
     /* kycd holds secrets in memory (webhook tokens, API key, database
      * password): no core dump, no ptrace by other users of the same uid. */
@@ -125,6 +135,7 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
         .tokens = &cfg.tokens,
         .allow = &cfg.allow,
         .max_body = cfg.max_body,
+        .body_timeout_ms = cfg.request_timeout_ms,
         .retry_after_s = (int)cfg.retry_after_s,
         .store = {.submit = ingest_submit, .ready = serve_ready, .ctx = s.in, .ready_ctx = &s},
         .draining = &s.draining,
@@ -134,7 +145,12 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
         .http_listen = cfg.http_listen,
         .tls = tls,
         .threads = (int)cfg.threads,
-        .request_timeout_ms = cfg.request_timeout_ms,
+        /* Headers cannot take longer than the whole request may. */
+        .header_timeout_ms = cfg.header_timeout_ms < cfg.request_timeout_ms
+                                 ? cfg.header_timeout_ms
+                                 : cfg.request_timeout_ms,
+        .allow = &cfg.allow,
+        .counters = &s.counters,
         .keepalive_ms = cfg.keepalive_ms,
         .linger_ms = cfg.linger_ms,
         .linger_bytes = cfg.linger_bytes,

@@ -37,11 +37,12 @@ typedef struct kycd_config {
     char *tls_chain;            /* PEM intermediate chain (path), optional */
     char *tls_ciphers;          /* TLS 1.2 cipher list */
     char *tls_client_ca;        /* mutual TLS: CA of accepted client certificates, optional */
-    int64_t threads;            /* worker threads; default 64 */
+    int64_t threads;            /* worker threads; default 256 */
+    int64_t header_timeout_ms;  /* TLS handshake + request headers deadline; default 5s */
     int64_t request_timeout_ms; /* whole-request deadline for slow clients; default 10s */
     int64_t linger_ms;          /* lingering close after an early answer; default 2s */
     int64_t linger_bytes;       /* at most this much unread input discarded; default 4 MiB */
-    int64_t keepalive_ms;       /* idle keep-alive; default 30s */
+    int64_t keepalive_ms;       /* idle keep-alive; default 5s */
     /* webhooks */
     char *webhook_tokens;        /* secret; comma-separated */
     int64_t max_body;            /* bytes; default 64 KiB */

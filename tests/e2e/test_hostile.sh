@@ -76,8 +76,8 @@ st=$( (printf 'POST %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r
       "$E2E_KYC_PATH" "$E2E_TOKEN"; sleep 4) | timeout 3 openssl s_client -connect "127.0.0.1:$E2E_PORT" -quiet 2>/dev/null \
       | head -n 1 | sed -nE 's/^HTTP\/1\.[01] ([0-9]{3}).*/\1/p' || true)
 # The client sends 20 of the 500 bytes it declared and then goes quiet:
-# kycd answers 400 when request_timeout (1 s here) runs out.
-row "declared length larger than sent (cut short)" 400 "$st"
+# kycd answers 408 when request_timeout (1 s here) runs out.
+row "declared length larger than sent (cut short)" 408 "$st"
 
 e2e_section "authorization, every shape"
 long=$(head -c 5000 /dev/zero | tr '\0' 'A')

@@ -16,8 +16,8 @@ e2e_section "slowloris: headers that never end"
 # its stdin, so it is stopped after 3 s: by then kycd must have answered.
 (printf 'POST %s HTTP/1.1\r\nHost: localhost\r\n' "$E2E_KYC_PATH"; sleep 6) |
   timeout 3 openssl s_client -connect "127.0.0.1:$E2E_PORT" -quiet >"$E2E_TMP/slow.out" 2>/dev/null || true
-assert_contains "$(head -n 1 "$E2E_TMP/slow.out")" "400" \
-  "a client that stops sending headers is answered 400 and cut off within 3 s (timeout 1 s)"
+assert_contains "$(head -n 1 "$E2E_TMP/slow.out")" "408" \
+  "a client that stops sending headers is answered 408 and cut off within 3 s (timeout 1 s)"
 
 e2e_section "others are served while a slow client waits"
 (printf 'POST %s HTTP/1.1\r\nHost: localhost\r\n' "$E2E_KYC_PATH"; sleep 4) |
@@ -38,8 +38,8 @@ len=$(( ${#body} + 50 ))   # declares 50 bytes more than it will ever send
    "$E2E_KYC_PATH" "$E2E_TOKEN" "$len" "$body"; sleep 6) |
   timeout 3 openssl s_client -connect "127.0.0.1:$E2E_PORT" -quiet >"$E2E_TMP/stall.out" 2>/dev/null || true
 assert_eq "$before" "$(events_count)" "a stalled body stores nothing"
-assert_contains "$(head -n 1 "$E2E_TMP/stall.out")" "400" "a stalled body is answered 400 within 3 s"
-assert_contains "$(cat "$E2E_TMP/stall.out")" "body ended before Content-Length" "and the answer says why"
+assert_contains "$(head -n 1 "$E2E_TMP/stall.out")" "408" "a stalled body is answered 408 within 3 s"
+assert_contains "$(cat "$E2E_TMP/stall.out")" '"error":"request_timeout"' "and the answer says why"
 e2e_stop_kycd
 
 # --- allow list -------------------------------------------------------------------

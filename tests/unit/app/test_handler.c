@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app/handler.h"
@@ -547,10 +548,11 @@ static void test_body_one_byte_chunks(void **state)
 static void test_400_body_short_or_timeout(void **state)
 {
     fx *f = *state;
-    /* declared longer than what arrives */
+    /* declared longer than what arrives: the client stopped sending (408) */
     request(f, "POST", ROUTE_KYC, KYC_BODY);
     f->req.content_length = (long long)strlen(KYC_BODY) + 50;
-    expect(f, 400);
+    expect(f, 408);
+    assert_non_null(strstr(f->resp.body, "\"error\":\"request_timeout\""));
     assert_true(f->resp.close);
     assert_int_equal(f->store.submit_calls, 0);
     /* the reader times out at once */
@@ -576,6 +578,35 @@ static void test_400_body_short_or_timeout(void **state)
     f->req.content_length = 10;
     expect(f, 400);
     assert_int_equal(f->store.submit_calls, 0);
+}
+
+/* A reader that trickles a byte per call, taking a while each time. */
+static int slow_read(void *io, char *buf, size_t len)
+{
+    struct timespec ts = {0, 2 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return mem_read(io, buf, len);
+}
+
+static void test_408_body_past_its_deadline(void **state)
+{
+    fx *f = *state;
+    /* 2 ms a byte, a 20 ms deadline: cut off long before the end */
+    request(f, "POST", ROUTE_KYC, KYC_BODY);
+    f->req.read_body = slow_read;
+    f->rd.chunk = 1;
+    f->h.body_timeout_ms = 20;
+    expect(f, 408);
+    assert_non_null(strstr(f->resp.body, "request_timeout"));
+    assert_true(f->resp.close);
+    assert_true(f->rd.calls < (int)strlen(KYC_BODY));
+    assert_int_equal(f->store.submit_calls, 0);
+    /* no deadline (0): the same trickle is read to its end */
+    request(f, "POST", ROUTE_KYC, KYC_BODY);
+    f->req.read_body = slow_read;
+    f->rd.chunk = 1;
+    f->h.body_timeout_ms = 0;
+    expect(f, 200);
 }
 
 /* ---- payload */
@@ -886,6 +917,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_413_chunked_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_one_byte_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_400_body_short_or_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_408_body_past_its_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_400_malformed_payload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_503_store_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_400_store_refuses, setup, teardown),

@@ -128,9 +128,9 @@ static void test_defaults(void **state)
                         "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                         "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                         "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
-    assert_int_equal(cfg.threads, 64);
+    assert_int_equal(cfg.threads, 256);
     assert_int_equal(cfg.request_timeout_ms, 10000);
-    assert_int_equal(cfg.keepalive_ms, 30000);
+    assert_int_equal(cfg.keepalive_ms, 5000);
     assert_null(cfg.webhook_tokens);
     assert_int_equal(cfg.max_body, 65536);
     assert_string_equal(cfg.allow_cidrs, "");
@@ -146,7 +146,7 @@ static void test_non_kycd_env_ignored(void **state)
 {
     kycd_config cfg;
     load_ok(&cfg, (char *[]){"PATH=/usr/bin", "KYCDX=1", "HOME=/root", "NOEQUALS", NULL}, NOARGS);
-    assert_int_equal(cfg.threads, 64);
+    assert_int_equal(cfg.threads, 256);
     config_deinit(&cfg);
 }
 
@@ -182,7 +182,7 @@ static void test_precedence(void **state)
     const char *other = temp_file("threads = 9\n");
     load_ok(&cfg, (char *[]){(char *)env_config(envc, sizeof envc, path), NULL},
             (char *[]){"--config=", NULL});
-    assert_int_equal(cfg.threads, 64); /* an empty --config= names no file */
+    assert_int_equal(cfg.threads, 256); /* an empty --config= names no file */
     config_deinit(&cfg);
     load_ok(&cfg, (char *[]){(char *)env_config(envc, sizeof envc, path), NULL},
             (char *[]){"--config", (char *)other, NULL});
@@ -358,7 +358,7 @@ static void test_bad_values(void **state)
                WANT("KYCD_DB_TIMEOUT", "db_timeout", "'5x'"), NULL);
     load_fails(NOENV, (char *[]){"--max-body=32M", NULL}, WANT("max_body", "out of range"), NULL);
     load_fails(NOENV, (char *[]){"--max-body", "lots", NULL}, WANT("max_body", "'lots'"), NULL);
-    load_fails(NOENV, (char *[]){"--threads", "1", NULL}, WANT("threads", "2 to 1024"), NULL);
+    load_fails(NOENV, (char *[]){"--threads", "1", NULL}, WANT("threads", "2 to 4096"), NULL);
     load_fails(NOENV, (char *[]){"--db-pool=ten", NULL}, WANT("db_pool", "'ten'"), NULL);
     load_fails(NOENV, (char *[]){"--log-level=loud", NULL}, WANT("log_level", "'loud'"), NULL);
     load_fails(NOENV, (char *[]){"--retry-after=1500ms", NULL},
@@ -443,11 +443,12 @@ static void test_print(void **state)
                        "tls_ciphers = ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305\n"
-                       "threads = 64\n"
+                       "threads = 256\n"
+                       "header_timeout = 5s\n"
                        "request_timeout = 10s\n"
                        "linger_time = 2s\n"
                        "linger_bytes = 4194304\n"
-                       "keepalive = 30s\n"
+                       "keepalive = 5s\n"
                        "webhook_tokens = (redacted)\n"
                        "max_body = 65536\n"
                        "allow_cidrs = \"\"\n"
