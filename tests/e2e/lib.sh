@@ -67,6 +67,9 @@
 #                                  query prints EXPECTED; last value in
 #                                  $E2E_SQL_LAST; non-zero on timeout
 #   e2e_wait_cmd SECONDS CMD...    poll until CMD succeeds; non-zero on timeout
+#   e2e_wait_exit PID SECONDS      poll until PID has exited; non-zero on timeout
+#   e2e_stall_request              a webhook whose body never ends (holds a drain);
+#                                  sets E2E_STALLER
 #   e2e_logfmt_track FILE          check FILE's kycd log lines at exit too (a
 #                                  kycd the test started itself)
 #   e2e_logfmt_check FILE... MSG   assert now that the kycd log lines parse
@@ -288,6 +291,33 @@ e2e__logfmt_at_exit() {
   done
   if [ "${#files[@]}" -eq 0 ]; then return 0; fi
   e2e_logfmt_check "${files[@]}" "every kycd log line of this test is logfmt"
+}
+
+# e2e_stall_request: a webhook to the running kycd whose body never ends (it
+# sends 5 of the 100 bytes it declares, then waits, for at most 120 s), so a
+# drain waits for it; sets E2E_STALLER (its pid, tracked). kycd gives up on
+# it after header_timeout (the longest pause between two reads) or
+# request_timeout: start kycd with both long enough.
+e2e_stall_request() {
+  python3 - "$E2E_PORT" "$E2E_CA" "$E2E_KYC_PATH" "$E2E_TOKEN" <<'PY' &
+import socket, ssl, sys, time
+port, ca, path, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+s = ssl.create_default_context(cafile=ca).wrap_socket(
+    socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+s.sendall(("POST %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n"
+           "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":" % (path, token)).encode())
+time.sleep(120)
+PY
+  E2E_STALLER=$!
+  e2e_track_pid "$E2E_STALLER"
+}
+
+# e2e_wait_exit PID SECONDS: wait (0.1 s steps) until PID has exited; non-zero
+# if it is still running after SECONDS.
+e2e_wait_exit() {
+  local pid=$1 i
+  for i in $(seq 1 $(($2 * 10))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  ! kill -0 "$pid" 2>/dev/null
 }
 
 # --- database -----------------------------------------------------------------

@@ -50,21 +50,8 @@ e2e_section "503: requests arriving while kycd drains"
 e2e_stop_kycd
 # A request whose body never ends keeps kycd draining (shutdown_timeout
 # 60 s) until this script ends it.
-e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=60s KYCD_REQUEST_TIMEOUT=60s
-stall_request() {
-  python3 - "$E2E_PORT" "$E2E_CA" "$E2E_KYC_PATH" "$E2E_TOKEN" <<'PY' &
-import socket, ssl, sys, time
-port, ca, path, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-s = ssl.create_default_context(cafile=ca).wrap_socket(
-    socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
-s.sendall(("POST %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n"
-           "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":" % (path, token)).encode())
-time.sleep(120)
-PY
-  STALLER=$!
-  e2e_track_pid "$STALLER"
-}
-stall_request
+e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=60s KYCD_REQUEST_TIMEOUT=60s KYCD_HEADER_TIMEOUT=60s
+e2e_stall_request
 e2e_wait_cmd 10 bash -c "ss -Htn state established '( sport = :$E2E_PORT )' | grep -q ." ||
   fail "the stalled request did not connect"
 kill -TERM "$E2E_KYCD_PID"
@@ -73,7 +60,7 @@ probe "503 while draining, P100-sized body" 503 --path "$E2E_KYC_PATH" \
   --token-file "$E2E_TOKEN_FILE" --body-bytes 400 --parallel 4
 probe "503 while draining, 64 KiB body" 503 --path "$E2E_KYC_PATH" \
   --token-file "$E2E_TOKEN_FILE" --body-bytes 65536 --parallel 4
-kill -TERM "$STALLER" 2>/dev/null || true
+kill -TERM "$E2E_STALLER" 2>/dev/null || true
 e2e_stop_kycd --signaled "kycd (drained)"
 draining=$(grep -c 'msg=request .*status=503 .*error="shutting down, retry later"' "$E2E_KYCD_LOG" || true)
 assert_eq 200 "$draining" "kycd logged 200 draining answers"

@@ -12,27 +12,13 @@ e2e_certs
 e2e_fresh_db
 e2e_migrate
 
-# stall_request: a webhook whose body never ends, so the drain waits for it.
-stall_request() {
-  python3 - "$E2E_PORT" "$E2E_CA" "$E2E_KYC_PATH" "$E2E_TOKEN" <<'PY' &
-import socket, ssl, sys, time
-port, ca, path, token = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-s = ssl.create_default_context(cafile=ca).wrap_socket(
-    socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
-s.sendall(("POST %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n"
-           "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":" % (path, token)).encode())
-time.sleep(120)
-PY
-  STALLER=$!
-  e2e_track_pid "$STALLER"
-}
 
 # second_signal SIG: start kycd (60 s grace), stall a request, TERM, then SIG.
 second_signal() {
   local sig=$1 rc=0 t0 t1
   e2e_section "a second SIG$sig during the drain stops kycd now"
-  e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=60s KYCD_REQUEST_TIMEOUT=60s
-  stall_request
+  e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=60s KYCD_REQUEST_TIMEOUT=60s KYCD_HEADER_TIMEOUT=60s
+  e2e_stall_request
   e2e_wait_cmd 10 bash -c "ss -Htn state established '( sport = :$E2E_PORT )' | grep -q ." ||
     fail "the stalled request did not connect"
   kill -TERM "$E2E_KYCD_PID"
@@ -47,7 +33,7 @@ second_signal() {
   assert_eq 503 "$(get /readyz)" "/readyz answers 503 while draining"
   t0=$(e2e_ms)
   kill "-$sig" "$E2E_KYCD_PID"
-  for _ in $(seq 1 100); do kill -0 "$E2E_KYCD_PID" 2>/dev/null || break; sleep 0.1; done
+  e2e_wait_exit "$E2E_KYCD_PID" 10 || true
   t1=$(e2e_ms)
   if kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
     fail "kycd still running 10 s after the second signal (killed)"
@@ -64,8 +50,8 @@ second_signal() {
   assert_contains "$(grep 'stopping now' "$E2E_KYCD_LOG")" "signal=$sig" \
     "kycd logs the 'stopping now' line naming SIG$sig"
   assert_not_contains "$(cat "$E2E_KYCD_LOG")" "msg=stopped" "no 'stopped' line: the drain did not finish"
-  kill -TERM "$STALLER" 2>/dev/null || true
-  wait "$STALLER" 2>/dev/null || true
+  kill -TERM "$E2E_STALLER" 2>/dev/null || true
+  wait "$E2E_STALLER" 2>/dev/null || true
 }
 
 second_signal TERM
@@ -91,7 +77,7 @@ e2e_wait_sql "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Loc
 t0=$(e2e_ms)
 kill -TERM "$E2E_KYCD_PID"
 rc=0
-for _ in $(seq 1 150); do kill -0 "$E2E_KYCD_PID" 2>/dev/null || break; sleep 0.1; done
+e2e_wait_exit "$E2E_KYCD_PID" 15 || true
 t1=$(e2e_ms)
 if kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
   fail "kycd still running 15 s after SIGTERM (killed)"
