@@ -28,7 +28,7 @@
 
 static const char *signal_name(int sig)
 {
-    return sig == SIGTERM ? "TERM" : sig == SIGINT ? "INT" : "other";
+    return sig == SIGTERM ? "TERM" : sig == SIGINT ? "INT" : sig == SIGHUP ? "HUP" : "other";
 }
 
 /* The next SIGTERM/SIGINT from the signalfd; -1 on a read error. */
@@ -42,16 +42,22 @@ static int signal_read(int fd)
     return n == (ssize_t)sizeof si ? (int)si.ssi_signo : -1;
 }
 
-static const char *ctl_wait_stop(const cmd_ctl *ctl)
+static const char *ctl_wait_stop(const cmd_ctl *ctl, void (*reload)(void *arg), void *arg)
 {
     int fd = *(const int *)ctl->impl;
     int sig;
-    while ((sig = signal_read(fd)) != SIGTERM && sig != SIGINT)
+    while ((sig = signal_read(fd)) != SIGTERM && sig != SIGINT) {
+        if (sig == SIGHUP) {
+            if (reload)
+                reload(arg);
+            continue;
+        }
         if (sig < 0) {
             /* cannot happen with a valid fd; treat as a stop request rather than spin */
             klog(KLOG_ERROR, "cannot read signals", KLOG_STR("error", strerror(errno)));
             return "none";
         }
+    }
     return signal_name(sig);
 }
 
@@ -116,6 +122,10 @@ static void ctl_run_bounded(const cmd_ctl *ctl, void (*fn)(void *), void *arg, i
         }
         if (p[1].revents != 0) {
             int sig = signal_read(sfd);
+            if (sig == SIGHUP) {
+                klog(KLOG_WARN, "reload ignored", KLOG_STR("reason", "shutting down"));
+                continue;
+            }
             if (sig == SIGTERM || sig == SIGINT) {
                 klog(KLOG_WARN, "second signal during shutdown, stopping now",
                      KLOG_STR("signal", signal_name(sig)));
@@ -146,6 +156,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP); /* reload, never the default (exit) */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);

@@ -3,6 +3,7 @@
  * the delivery is durable. */
 #include "app/handler.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,12 +147,19 @@ static void serve_webhook(const handler_ctx *h, const struct route *route, const
         return;
     }
 
-    if (!cidr_list_allows(h->allow, req->remote_addr)) {
+    /* Both lists may be swapped by a reload (SIGHUP): read them under its lock. */
+    if (h->live_lock)
+        pthread_rwlock_rdlock(h->live_lock);
+    int allowed = cidr_list_allows(h->allow, req->remote_addr);
+    int token_ok = allowed && token_check(h->tokens, req->authorization);
+    if (h->live_lock)
+        pthread_rwlock_unlock(h->live_lock);
+    if (!allowed) {
         refuse(resp, note, 403, "forbidden", "source address not allowed", rid);
         resp->close = 1;
         return;
     }
-    if (!token_check(h->tokens, req->authorization)) {
+    if (!token_ok) {
         refuse(resp, note, 401, "unauthorized", NULL, rid);
         snprintf(note->error, sizeof note->error, "%s",
                  req->authorization ? "authorization does not match a webhook token"

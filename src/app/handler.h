@@ -12,6 +12,7 @@
 #define KYCD_APP_HANDLER_H
 
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,6 +73,9 @@ typedef struct handler_store {
 typedef struct handler_ctx {
     const token_set *tokens;
     const cidr_list *allow;
+    /* Held for writing while a reload replaces *tokens and *allow in place;
+     * the handler reads both under it. NULL: they never change. */
+    pthread_rwlock_t *live_lock;
     int64_t max_body;
     int64_t body_timeout_ms; /* the whole body must have arrived by then (408); 0: no limit */
     int retry_after_s;

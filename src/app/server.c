@@ -19,6 +19,7 @@ struct server {
     struct mg_context *ctx;
     server_opts opts;
     int tls_port;
+    tls_live *tls;       /* the listener's certificates, reloadable */
     char acl[8192];      /* CivetWeb's access_control_list, from allow_cidrs */
     server_counters own; /* when the caller keeps none */
     server_counters *counters;
@@ -233,6 +234,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 
 static void server_free_(server *s)
 {
+    tls_live_free(s->tls); /* after mg_stop: no handshake uses it any more */
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->idle);
     free(s);
@@ -243,7 +245,9 @@ static int on_init_ssl(void *ssl_ctx, void *user_data)
 {
     server *s = user_data;
     kerr err;
-    if (tls_configure(ssl_ctx, &s->opts.tls, &err) != 0) {
+    if (s->tls != NULL) /* one TLS listener, one context */
+        return 1;
+    if (tls_live_new(&s->tls, ssl_ctx, &s->opts.tls, &err) != 0) {
         klog(KLOG_ERROR, "tls setup failed", KLOG_STR("error", err.msg));
         return -1;
     }
@@ -463,6 +467,13 @@ void server_stop(server *s)
      * drain first (server_drain). This closes connections, joins workers. */
     mg_stop(s->ctx);
     server_free_(s);
+}
+
+int server_tls_reload(server *s, const tls_opts *o, kerr *err)
+{
+    if (s->tls == NULL)
+        return kerr_set(err, KERR_STATE, "the TLS listener is not up");
+    return tls_live_reload(s->tls, o, err);
 }
 
 const char *server_library_version(void)

@@ -60,6 +60,11 @@ int server_drain(server *s, int64_t timeout_ms);
  * flight is cut off: drain first. */
 void server_stop(server *s);
 
+/* New connections get o's certificate, key and chain from now on (open
+ * ones keep theirs; the listener never stops). On failure the old ones
+ * keep serving. Called by SIGHUP's reload. */
+int server_tls_reload(server *s, const tls_opts *o, kerr *err) KYCD_MUST_CHECK;
+
 /* CivetWeb's version string. */
 const char *server_library_version(void);
 

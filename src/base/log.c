@@ -3,13 +3,15 @@
  * logfmt parser cannot read back, whatever bytes a caller passes. */
 #include "base/log.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-static int g_level = KLOG_INFO;
+/* Atomic: a reload (SIGHUP) changes it while other threads log. */
+static atomic_int g_level = KLOG_INFO;
 static int g_fd = 2;
 
 static const char *level_name(int level)
@@ -28,7 +30,7 @@ static const char *level_name(int level)
 
 void klog_set_level(int level)
 {
-    g_level = level;
+    atomic_store_explicit(&g_level, level, memory_order_relaxed);
 }
 void klog_set_fd(int fd)
 {
@@ -192,7 +194,7 @@ void klog_begin(klog_line *l, int level, const char *msg)
 {
     l->len = 0;
     l->level = level;
-    l->skip = level < g_level;
+    l->skip = level < atomic_load_explicit(&g_level, memory_order_relaxed);
     l->truncated = 0;
     if (l->skip)
         return;

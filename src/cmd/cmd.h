@@ -23,8 +23,11 @@ enum {
 
 typedef struct cmd_ctl cmd_ctl;
 struct cmd_ctl {
-    /* Blocks until the first SIGTERM or SIGINT; returns "TERM" or "INT". */
-    const char *(*wait_stop)(const cmd_ctl *ctl);
+    /* Blocks until the first SIGTERM or SIGINT; returns "TERM" or "INT".
+     * Each SIGHUP before then calls reload(arg) on main's thread (NULL:
+     * SIGHUP is ignored); a SIGHUP during run_bounded is logged and
+     * ignored. */
+    const char *(*wait_stop)(const cmd_ctl *ctl, void (*reload)(void *arg), void *arg);
     /* Runs stop(arg) on a thread of main's and returns once stop has
      * returned. If a second SIGTERM/SIGINT arrives first ("stop now"), or
      * limit_ms pass, it does not return: the process exits 1 at once, after

@@ -7,10 +7,12 @@
  * mask), or keep running with a configuration it refused. */
 #include "cmd/serve.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "app/handler.h"
 #include "app/ingest.h"
@@ -30,6 +32,16 @@ typedef struct serve_state {
     int64_t grace_ms;
     atomic_int draining; /* read by the server's worker threads */
     server_counters counters;
+    /* Reload (SIGHUP, on main's thread). */
+    int argc;
+    char **argv;
+    const kycd_config *cfg; /* as started: what cannot change live is compared to it */
+    kycd_config live;       /* the last configuration applied (its live keys) */
+    int have_live;          /* live is set (after a first successful reload) */
+    token_set tokens;       /* what the handler reads, under live_lock */
+    cidr_list allow;
+    pthread_rwlock_t live_lock;
+    atomic_llong reloads, reload_failures; /* read by /readyz */
 } serve_state;
 
 /* /readyz: the database (or spool) takes deliveries and P100 accepts our
@@ -40,12 +52,70 @@ static int serve_ready(void *ctx, char *details, size_t cap, kerr *err)
     int rc = ingest_ready(s->in, details, cap, err);
     size_t n = strlen(details);
     if (n + 1 < cap)
-        snprintf(details + n, cap - n, "%s\"refused_connections\":%lld,\"header_timeouts\":%lld",
+        snprintf(details + n, cap - n,
+                 "%s\"refused_connections\":%lld,\"header_timeouts\":%lld,"
+                 "\"reloads\":%lld,\"reload_failures\":%lld",
                  n ? "," : "", (long long)atomic_load(&s->counters.refused),
-                 (long long)atomic_load(&s->counters.timeouts));
+                 (long long)atomic_load(&s->counters.timeouts), (long long)atomic_load(&s->reloads),
+                 (long long)atomic_load(&s->reload_failures));
     if (rc == 0)
         rc = reconciler_ready(s->rec, err);
     return rc;
+}
+
+/* SIGHUP (PgBouncer's rule): read the file and every *_file secret again
+ * (the environment and the flags are the process's own and do not change),
+ * check all of it as serve does at start, and only then apply what can
+ * change live: webhook tokens and allow_cidrs (the handler's lists, swapped
+ * under their lock), the TLS certificate, key and chain (new connections),
+ * the log level. Anything else that changed is kept as it is and named in
+ * one warning. A reload that fails anywhere changes nothing and logs one
+ * line naming the problem. */
+static void serve_reload(void *arg)
+{
+    serve_state *s = arg;
+    kycd_config n;
+    kerr err;
+    kerr_clear(&err);
+    const kycd_config *prev = s->have_live ? &s->live : s->cfg;
+    char changed[512], kept[512];
+    if (config_load(&n, environ, s->argc, s->argv, &err) != 0) {
+        config_deinit(&n);
+        goto failed;
+    }
+    if (config_check_serve(&n, &err) != 0)
+        goto failed_n;
+    tls_opts tls = {n.tls_cert, n.tls_key, n.tls_chain, n.tls_ciphers, n.tls_client_ca};
+    /* Always loaded again: renewed files usually keep their names. */
+    if (server_tls_reload(s->srv, &tls, &err) != 0)
+        goto failed_n;
+    /* From here nothing can fail. */
+    config_diff(prev, &n, 1, changed, sizeof changed);
+    int nkept = config_diff(s->cfg, &n, 0, kept, sizeof kept);
+    pthread_rwlock_wrlock(&s->live_lock);
+    s->tokens = n.tokens;
+    s->allow = n.allow;
+    pthread_rwlock_unlock(&s->live_lock);
+    klog_set_level(klog_level_parse(n.log_level));
+    if (s->have_live)
+        config_deinit(&s->live);
+    s->live = n;
+    s->have_live = 1;
+    long long gen = atomic_fetch_add(&s->reloads, 1) + 1;
+    klog(KLOG_INFO, "configuration reloaded", KLOG_INT("generation", gen),
+         KLOG_STR("changed", changed[0] ? changed : "-"), KLOG_INT("tokens", s->tokens.count));
+    if (nkept > 0)
+        klog(KLOG_WARN, "reload kept keys that need a restart", KLOG_STR("keys", kept));
+    if (strstr(changed, "allow_cidrs") != NULL)
+        klog(KLOG_WARN, "allow_cidrs reloaded for webhooks; the accept-time filter needs a restart",
+             KLOG_STR("hint", "connections from newly allowed networks are refused until then"));
+    return;
+failed_n:
+    config_deinit(&n);
+failed:
+    atomic_fetch_add(&s->reload_failures, 1);
+    klog(KLOG_ERROR, "configuration reload failed, keeping the old one",
+         KLOG_STR("error", err.msg));
 }
 
 /* The drain and the teardown, in reverse order of start; run by main under
@@ -77,7 +147,10 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
     kerr err;
     kerr_clear(&err);
     db *d = NULL;
-    serve_state s = {.grace_ms = cfg.shutdown_timeout_ms};
+    serve_state s = {.grace_ms = cfg.shutdown_timeout_ms, .argc = argc, .argv = argv, .cfg = &cfg};
+    pthread_rwlock_init(&s.live_lock, NULL);
+    atomic_init(&s.reloads, 0);
+    atomic_init(&s.reload_failures, 0);
     atomic_init(&s.draining, 0);
     atomic_init(&s.counters.refused, 0);
     atomic_init(&s.counters.timeouts, 0);
@@ -131,9 +204,12 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
             goto out;
         }
     }
+    s.tokens = cfg.tokens; /* the handler's copies, replaced by a reload */
+    s.allow = cfg.allow;
     handler_ctx h = {
-        .tokens = &cfg.tokens,
-        .allow = &cfg.allow,
+        .tokens = &s.tokens,
+        .allow = &s.allow,
+        .live_lock = &s.live_lock,
         .max_body = cfg.max_body,
         .body_timeout_ms = cfg.request_timeout_ms,
         .retry_after_s = (int)cfg.retry_after_s,
@@ -165,7 +241,7 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
          KLOG_INT("threads", cfg.threads), KLOG_INT("tokens", cfg.tokens.count),
          KLOG_STR("version", KYCD_VERSION), KLOG_STR("civetweb", server_library_version()));
 
-    const char *sig = ctl->wait_stop(ctl);
+    const char *sig = ctl->wait_stop(ctl, serve_reload, &s);
     atomic_store(&s.draining, 1);
     klog(KLOG_INFO, "shutting down", KLOG_STR("signal", sig));
     reconciler_signal_stop(s.rec); /* no new P100 calls while requests drain */
@@ -182,6 +258,9 @@ out:
     ingest_free(s.in);
     spool_close(s.sp);
     db_free(d);
+    if (s.have_live)
+        config_deinit(&s.live);
+    pthread_rwlock_destroy(&s.live_lock);
     config_deinit(&cfg);
     return rc;
 }

@@ -37,6 +37,7 @@ enum {
     F_SECRET = 1,  /* refused on the command line, printed as (redacted) */
     F_FILE_OK = 2, /* a `<key>_file` form reads the value from a file */
     F_DSN = 4,     /* libpq conninfo: its password is redacted when printed */
+    F_LIVE = 8,    /* a reload (SIGHUP) applies it to a running kycd serve */
 };
 
 /* Where a value came from; decides the spelling of names. */
@@ -69,9 +70,9 @@ static const cfg_entry table[] = {
      "TLS listener, ADDR:PORT or [ADDR6]:PORT"},
     {"http_listen", T_STRING, 0, OFF(http_listen), 0, 0, NULL, 0,
      "plain HTTP listener for a local proxy, loopback only"},
-    {"tls_cert", T_STRING, 0, OFF(tls_cert), 0, 0, NULL, 0, "PEM certificate file"},
-    {"tls_key", T_STRING, 0, OFF(tls_key), 0, 0, NULL, 0, "PEM private key file"},
-    {"tls_chain", T_STRING, 0, OFF(tls_chain), 0, 0, NULL, 0,
+    {"tls_cert", T_STRING, F_LIVE, OFF(tls_cert), 0, 0, NULL, 0, "PEM certificate file"},
+    {"tls_key", T_STRING, F_LIVE, OFF(tls_key), 0, 0, NULL, 0, "PEM private key file"},
+    {"tls_chain", T_STRING, F_LIVE, OFF(tls_chain), 0, 0, NULL, 0,
      "PEM intermediate chain file, optional"},
     {"tls_client_ca", T_STRING, 0, OFF(tls_client_ca), 0, 0, NULL, 0,
      "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)"},
@@ -92,11 +93,11 @@ static const cfg_entry table[] = {
      "at most this much unread input discarded before closing"},
     {"keepalive", T_DURATION, 0, OFF(keepalive_ms), 0, DAY, NULL, 5 * SEC,
      "idle keep-alive before the connection is closed"},
-    {"webhook_tokens", T_STRING, F_SECRET | F_FILE_OK, OFF(webhook_tokens), 0, 0, NULL, 0,
+    {"webhook_tokens", T_STRING, F_SECRET | F_FILE_OK | F_LIVE, OFF(webhook_tokens), 0, 0, NULL, 0,
      "accepted webhook tokens, separated by commas or newlines (rotation)"},
     {"max_body", T_SIZE, 0, OFF(max_body), 1, 16LL << 20, NULL, 64LL << 10,
      "largest accepted request body"},
-    {"allow_cidrs", T_STRING, 0, OFF(allow_cidrs), 0, 0, "", 0,
+    {"allow_cidrs", T_STRING, F_LIVE, OFF(allow_cidrs), 0, 0, "", 0,
      "source networks allowed to post webhooks, comma-separated; empty allows all"},
     {"dedup_window", T_DURATION, 0, OFF(dedup_window_ms), 0, 30 * DAY, NULL, 600 * SEC,
      "how long a repeated webhook is recognised as a repeat"},
@@ -106,7 +107,8 @@ static const cfg_entry table[] = {
      "Retry-After sent with 503 answers"},
     {"shutdown_timeout", T_DURATION, 0, OFF(shutdown_timeout_ms), 1, DAY, NULL, 10 * SEC,
      "grace for in-flight requests at shutdown"},
-    {"log_level", T_LOGLEVEL, 0, OFF(log_level), 0, 0, "info", 0, "debug, info, warn or error"},
+    {"log_level", T_LOGLEVEL, F_LIVE, OFF(log_level), 0, 0, "info", 0,
+     "debug, info, warn or error"},
     {"spool_dir", T_STRING, 0, OFF(spool_dir), 0, 0, NULL, 0,
      "local spool for deliveries while the database is away; unset: answer 503 instead"},
     {"spool_max", T_SIZE, 0, OFF(spool_max), 1 << 20, 1LL << 40, NULL, 1LL << 30,
@@ -859,6 +861,40 @@ static int redact_dsn(const char *in, kbuf *out)
     if (rc != 0)
         return rc;
     return redact_query(q + 1, out);
+}
+
+int config_diff(const kycd_config *a, const kycd_config *b, int live, char *out, size_t cap)
+{
+    size_t o = 0;
+    int n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < NKEYS; i++) {
+        const cfg_entry *e = &table[i];
+        if (!(e->flags & F_LIVE) != !live)
+            continue;
+        int same;
+        if (e->type == T_STRING || e->type == T_LOGLEVEL) {
+            const char *x = str_get(a, e), *y = str_get(b, e);
+            same = (x == NULL && y == NULL) || (x != NULL && y != NULL && strcmp(x, y) == 0);
+        } else {
+            same = num_get(a, e) == num_get(b, e);
+        }
+        if (same)
+            continue;
+        n++;
+        int w = snprintf(out + o, cap - o, "%s%s", o ? "," : "", e->key);
+        if (w > 0 && (size_t)w < cap - o)
+            o += (size_t)w;
+    }
+    return n;
+}
+
+int config_key_is_live(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(table[i].key, name) == 0)
+            return (table[i].flags & F_LIVE) != 0;
+    return 0;
 }
 
 void config_print(const kycd_config *cfg, FILE *out)

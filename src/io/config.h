@@ -91,6 +91,16 @@ int config_check_serve(kycd_config *cfg, kerr *err) KYCD_MUST_CHECK;
 
 /* Print the effective configuration, one `key = value` per line, with
  * secrets shown as "(redacted)" (or "(unset)"), in table order. */
+/* The keys whose values differ between a and b, comma-separated into out
+ * (names only: never a value, so secrets are safe), restricted to the keys
+ * a reload applies live (live = 1: webhook_tokens, allow_cidrs, tls_cert,
+ * tls_key, tls_chain, log_level) or to all the others (live = 0). Returns
+ * how many differ. */
+int config_diff(const kycd_config *a, const kycd_config *b, int live, char *out, size_t cap);
+
+/* 1 when a reload applies `name` to a running kycd serve. */
+int config_key_is_live(const char *name);
+
 void config_print(const kycd_config *cfg, FILE *out);
 
 void config_deinit(kycd_config *cfg);

@@ -4,7 +4,9 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static int ssl_fail(kerr *err, const char *what, const char *file)
 {
@@ -78,6 +80,75 @@ int tls_check(const tls_opts *o, kerr *err)
     int rc = tls_configure(ctx, o, err);
     SSL_CTX_free(ctx);
     return rc;
+}
+
+/* Reload without a restart. CivetWeb made the listener's SSL_CTX and keeps
+ * it; a reload builds a new context from the new files and a
+ * callback on CivetWeb's context moves each new connection onto it
+ * (SSL_set_SSL_CTX, as SNI switching does), so connections already open
+ * keep theirs and the listener never stops. Both contexts are configured
+ * by tls_configure, so they differ only in their files. The switch is made
+ * in the servername callback, which OpenSSL calls for every handshake
+ * (CivetWeb's own one, replaced here, would switch back). */
+struct tls_live {
+    pthread_mutex_t mu; /* guards current: a reload may free the one it replaces */
+    SSL_CTX *current;   /* the latest reload's context; NULL: CivetWeb's own */
+};
+
+/* The servername callback runs for every handshake, with SNI or without
+ * (it replaces CivetWeb's, which with kycd's single domain only switches to
+ * the context it already uses). */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    tls_live *l = arg;
+    pthread_mutex_lock(&l->mu);
+    if (l->current != NULL)
+        SSL_set_SSL_CTX(ssl, l->current); /* takes its own reference */
+    pthread_mutex_unlock(&l->mu);
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    return name && *name ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_NOACK;
+}
+
+int tls_live_new(tls_live **out, void *ssl_ctx, const tls_opts *o, kerr *err)
+{
+    int rc = tls_configure(ssl_ctx, o, err);
+    if (rc != 0)
+        return rc;
+    tls_live *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    pthread_mutex_init(&l->mu, NULL);
+    SSL_CTX_set_tlsext_servername_callback((SSL_CTX *)ssl_ctx, on_servername);
+    SSL_CTX_set_tlsext_servername_arg((SSL_CTX *)ssl_ctx, l);
+    *out = l;
+    return 0;
+}
+
+int tls_live_reload(tls_live *l, const tls_opts *o, kerr *err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        return ssl_fail(err, "creating TLS context", NULL);
+    int rc = tls_configure(ctx, o, err);
+    if (rc != 0) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    pthread_mutex_lock(&l->mu);
+    SSL_CTX *old = l->current;
+    l->current = ctx;
+    pthread_mutex_unlock(&l->mu);
+    SSL_CTX_free(old); /* connections that use it hold their own reference */
+    return 0;
+}
+
+void tls_live_free(tls_live *l)
+{
+    if (l == NULL)
+        return;
+    SSL_CTX_free(l->current);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
 }
 
 const char *tls_library_version(void)

@@ -24,6 +24,21 @@ int tls_configure(void *ssl_ctx, const tls_opts *o, kerr *err) KYCD_MUST_CHECK;
  * before it starts listening, so that a bad file is a clear message. */
 int tls_check(const tls_opts *o, kerr *err) KYCD_MUST_CHECK;
 
+/* Certificates that can change while the listener serves (SIGHUP). */
+typedef struct tls_live tls_live;
+
+/* Configure CivetWeb's listener context ssl_ctx (as tls_configure) and
+ * make it reloadable: after tls_live_reload, new connections get the new
+ * certificate, key and chain; open ones keep theirs. Free after the
+ * listener has stopped. */
+int tls_live_new(tls_live **out, void *ssl_ctx, const tls_opts *o, kerr *err) KYCD_MUST_CHECK;
+
+/* Load o's files into a new context and use it for new connections. On
+ * failure nothing changes (the old certificate keeps serving). */
+int tls_live_reload(tls_live *l, const tls_opts *o, kerr *err) KYCD_MUST_CHECK;
+
+void tls_live_free(tls_live *l);
+
 /* OpenSSL's version string, e.g. "OpenSSL 3.0.17 1 Jul 2025". */
 const char *tls_library_version(void);
 
