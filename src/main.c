@@ -42,14 +42,33 @@ static int signal_read(int fd)
     return n == (ssize_t)sizeof si ? (int)si.ssi_signo : -1;
 }
 
-static const char *ctl_wait_stop(const cmd_ctl *ctl, void (*reload)(void *arg), void *arg)
+static const char *ctl_wait_stop(const cmd_ctl *ctl, const cmd_hooks *h)
 {
     int fd = *(const int *)ctl->impl;
     int sig;
-    while ((sig = signal_read(fd)) != SIGTERM && sig != SIGINT) {
+    int64_t tick = h && h->tick && h->tick_ms > 0 ? h->tick_ms : -1;
+    double next = clock_now_ms() + (double)tick;
+    for (;;) {
+        if (tick > 0) {
+            double left = next - clock_now_ms();
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            int n = left > 0 ? poll(&p, 1, (int)left + 1) : 0;
+            if (n < 0 && errno != EINTR)
+                return "none";
+            if (n <= 0) {
+                if (clock_now_ms() >= next) {
+                    h->tick(h->arg);
+                    next = clock_now_ms() + (double)tick;
+                }
+                continue;
+            }
+        }
+        sig = signal_read(fd);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
         if (sig == SIGHUP) {
-            if (reload)
-                reload(arg);
+            if (h && h->reload)
+                h->reload(h->arg);
             continue;
         }
         if (sig < 0) {

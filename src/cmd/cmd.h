@@ -21,13 +21,21 @@ enum {
     CMD_UNKNOWN = 3, /* `status` of a user kycd does not know */
 };
 
+/* What a running command does while main waits for its stop signal, all
+ * on main's thread. */
+typedef struct cmd_hooks {
+    void (*reload)(void *arg); /* each SIGHUP; NULL: SIGHUP is ignored */
+    void (*tick)(void *arg);   /* every tick_ms (e.g. systemd's watchdog); NULL: none */
+    int64_t tick_ms;
+    void *arg;
+} cmd_hooks;
+
 typedef struct cmd_ctl cmd_ctl;
 struct cmd_ctl {
     /* Blocks until the first SIGTERM or SIGINT; returns "TERM" or "INT".
-     * Each SIGHUP before then calls reload(arg) on main's thread (NULL:
-     * SIGHUP is ignored); a SIGHUP during run_bounded is logged and
-     * ignored. */
-    const char *(*wait_stop)(const cmd_ctl *ctl, void (*reload)(void *arg), void *arg);
+     * Until then it runs the hooks (h may be NULL); a SIGHUP during
+     * run_bounded is logged and ignored. */
+    const char *(*wait_stop)(const cmd_ctl *ctl, const cmd_hooks *h);
     /* Runs stop(arg) on a thread of main's and returns once stop has
      * returned. If a second SIGTERM/SIGINT arrives first ("stop now"), or
      * limit_ms pass, it does not return: the process exits 1 at once, after

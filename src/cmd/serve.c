@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "cmd/common.h"
+#include "io/sdnotify.h"
 #include "io/tls.h"
 
 /* What serve runs, shared with the stop function on main's thread. */
@@ -63,6 +65,16 @@ static int serve_ready(void *ctx, char *details, size_t cap, kerr *err)
     return rc;
 }
 
+/* systemd notify, logged once if it fails (kycd serves on regardless). */
+static void notify(const char *state)
+{
+    static int warned;
+    if (sdnotify(state) != 0 && !warned) {
+        warned = 1;
+        klog(KLOG_WARN, "cannot notify systemd", KLOG_STR("socket", getenv("NOTIFY_SOCKET")));
+    }
+}
+
 /* SIGHUP (PgBouncer's rule): read the file and every *_file secret again
  * (the environment and the flags are the process's own and do not change),
  * check all of it as serve does at start, and only then apply what can
@@ -71,9 +83,29 @@ static int serve_ready(void *ctx, char *details, size_t cap, kerr *err)
  * the log level. Anything else that changed is kept as it is and named in
  * one warning. A reload that fails anywhere changes nothing and logs one
  * line naming the problem. */
+static void serve_reload_(serve_state *s);
+
 static void serve_reload(void *arg)
 {
     serve_state *s = arg;
+    /* systemd (Type=notify): reloading from now until READY=1 again. */
+    char msg[64];
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%lld",
+             (long long)(clock_now_ms() * 1000.0));
+    notify(msg);
+    serve_reload_(s);
+    notify("READY=1");
+}
+
+/* systemd's watchdog: main's loop is alive and answers signals. */
+static void serve_tick(void *arg)
+{
+    (void)arg;
+    notify("WATCHDOG=1");
+}
+
+static void serve_reload_(serve_state *s)
+{
     kycd_config n;
     kerr err;
     kerr_clear(&err);
@@ -241,7 +273,14 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
          KLOG_INT("threads", cfg.threads), KLOG_INT("tokens", cfg.tokens.count),
          KLOG_STR("version", KYCD_VERSION), KLOG_STR("civetweb", server_library_version()));
 
-    const char *sig = ctl->wait_stop(ctl, serve_reload, &s);
+    notify("READY=1\nSTATUS=serving");
+    /* WATCHDOG=1 twice per interval systemd asked for, if it asked. */
+    cmd_hooks hooks = {.reload = serve_reload,
+                       .tick = serve_tick,
+                       .tick_ms = sdnotify_watchdog_ms() / 2,
+                       .arg = &s};
+    const char *sig = ctl->wait_stop(ctl, &hooks);
+    notify("STOPPING=1");
     atomic_store(&s.draining, 1);
     klog(KLOG_INFO, "shutting down", KLOG_STR("signal", sig));
     reconciler_signal_stop(s.rec); /* no new P100 calls while requests drain */
