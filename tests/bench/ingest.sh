@@ -23,7 +23,9 @@ pg_local_start "$work/pg" >/dev/null
 bash "$top/certs/make-dev-certs.sh" "$work/certs" >/dev/null
 token=bench-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf '%s\n' "$token" > "$work/tokens"; chmod 600 "$work/tokens"
-port=$(( 20000 + RANDOM % 20000 ))
+# shellcheck source=tests/lib/ports.sh
+source "$top/tests/lib/ports.sh"
+port=$(kycd_free_port)
 envs=(PATH="$PATH" KYCD_DATABASE_URL="$PGLOCAL_CONNINFO" KYCD_LISTEN=127.0.0.1:$port
   KYCD_TLS_CERT="$work/certs/server.pem" KYCD_TLS_KEY="$work/certs/server.key"
   KYCD_WEBHOOK_TOKENS_FILE="$work/tokens" KYCD_THREADS=$((conns + 8)) KYCD_DB_POOL="${BENCH_POOL:-8}"

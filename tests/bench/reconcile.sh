@@ -27,7 +27,9 @@ trap cleanup EXIT INT TERM
 pg_local_start "$work/pg" >/dev/null
 bash "$top/certs/make-dev-certs.sh" "$work/certs" >/dev/null
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/apikey"; chmod 600 "$work/apikey"
-port=$(( 20000 + RANDOM % 20000 ))
+# shellcheck source=tests/lib/ports.sh
+source "$top/tests/lib/ports.sh"
+port=$(kycd_free_port)
 "$simbin" --listen "127.0.0.1:$port" --cert "$work/certs/server.pem" \
   --key "$work/certs/server.key" --api-key-file "$work/apikey" --threads 64 \
   >"$work/sim.log" 2>&1 & sim_pid=$!

@@ -92,6 +92,8 @@ E2E_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TEST_KYCD_SRC=${TEST_KYCD_SRC:-$(cd "$E2E_LIB_DIR/../.." && pwd)}
 TEST_KYCD_BIN=${TEST_KYCD_BIN:-}
 E2E_NAME=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
+# shellcheck source=tests/lib/ports.sh
+source "$E2E_LIB_DIR/../lib/ports.sh"
 
 if [ -z "$TEST_KYCD_BIN" ] || [ ! -x "$TEST_KYCD_BIN" ]; then
   echo "$E2E_NAME: TEST_KYCD_BIN is not set or not executable ('$TEST_KYCD_BIN')" >&2
@@ -371,15 +373,7 @@ e2e_certs() {
 
 # A TCP port nobody listens on (another process may still take it before
 # kycd binds it: e2e_start_kycd retries with another port then).
-e2e_free_port() {
-  local port i
-  for i in $(seq 1 100); do
-    port=$((20000 + RANDOM % 30000))
-    if [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then echo "$port"; return 0; fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
+e2e_free_port() { kycd_free_port; }
 
 # --- kycd ---------------------------------------------------------------------
 
@@ -769,14 +763,7 @@ events_count() { sql "SELECT count(*) FROM kyc.webhook_events"; }
 # (32768 and up) and away from pg-local's default scan (55432 and up): the
 # cluster is stopped and started again on it, and nobody else must take it
 # meanwhile (another test's cluster would, from the default scan).
-e2e__priv_port() {
-  local port i
-  for i in $(seq 1 100); do
-    port=$((20000 + RANDOM % 12000))
-    if [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then echo "$port"; return 0; fi
-  done
-  return 1
-}
+e2e__priv_port() { kycd_free_port; }
 
 # e2e_private_pg: a new private cluster with a fresh database (E2E_DB_URL);
 # sets PRIV_DIR and PRIV_PG.

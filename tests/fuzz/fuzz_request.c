@@ -106,6 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 403:
     case 404:
     case 405:
+    case 408: /* a body shorter than its Content-Length */
     case 413:
     case 415:
     case 503:
