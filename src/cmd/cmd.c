@@ -18,7 +18,10 @@ static const cmd_entry table[] = {
     {"serve", cmd_serve, "  serve     run the HTTPS webhook receiver\n", 1},
     {"migrate", admin_migrate,
      "  migrate   apply the database migrations (safe to run from several hosts)\n", 0},
-    {"config", admin_config, "  config    print the effective configuration, secrets redacted\n",
+    {"config", admin_config,
+     "  config [--check]\n"
+     "            print the effective configuration, secrets redacted (--check: make\n"
+     "            every check serve makes before it listens, and serve nothing)\n",
      0},
     {"reconcile", cmd_reconcile,
      "  reconcile --once\n"
