@@ -29,7 +29,11 @@ struct reconciler {
     /* queue of claimed users, not yet taken by a worker */
     db_claim queue[QUEUE_MAX];
     int qhead, qlen;
-    int busy;                /* workers inside a call */
+    int busy; /* workers inside a call */
+    /* claims kept for a retry within the pass that a stop abandoned: the
+     * dispatcher (whose connection made the claims) gives them back */
+    db_claim abandoned[QUEUE_MAX];
+    int nabandoned;
     int done;                /* once mode: nothing left */
     double next_slot_ms;     /* rate limiter: earliest start of the next call
                                  * (fractional: rates above 1000/s space calls
@@ -37,6 +41,7 @@ struct reconciler {
     int64_t paused_until_ms; /* 429 or 401: no calls before this */
     int misconfigured;       /* last 401/403 not yet followed by a success */
     int64_t pass_start_ms;   /* once: when the pass started (monotonic) */
+    int64_t rl_since_ms;     /* first 429 of the current run of them; 0: none */
     double lat_avg_ms;       /* P100's latency, moving average (for sizing) */
     int64_t size_warned_ms;  /* last "concurrency caps the rate" warning */
     char not_ready[512];
@@ -329,6 +334,19 @@ static int64_t check_one(reconciler *r, void *client, db_claim *c, int tries)
         int64_t pause = res.retry_after_ms > 0 ? res.retry_after_ms : 1000;
         if (now + pause > r->paused_until_ms)
             r->paused_until_ms = now + pause;
+        if (r->rl_since_ms == 0)
+            r->rl_since_ms = now;
+        /* One pass: P100 has said nothing but 429 for a while; every further
+         * call would only push the pause on. Leave the rest for later. */
+        if (r->o.once && now + pause - r->rl_since_ms > RECONCILER_PASS_WAIT_MAX_MS &&
+            !r->stopping) {
+            klog(KLOG_WARN, "reconciler pass ended: P100 keeps answering 429",
+                 KLOG_INT("for_ms", now - r->rl_since_ms));
+            r->stopping = 1;
+            pthread_cond_broadcast(&r->cv);
+        }
+    } else if (res.http_status > 0) {
+        r->rl_since_ms = 0;
     }
     if (res.cls == P100_MISCONFIGURED) {
         r->st.misconfigured++;
@@ -375,8 +393,12 @@ static void *worker_main(void *arg)
         for (int tries = 2; again >= 0; tries++) {
             pthread_mutex_lock(&r->mu);
             int rc = wait_slot(r, clock_mono_ms() + again);
-            if (rc != 0)
-                r->st.left++; /* stopping: its kept claim expires */
+            if (rc != 0) {
+                r->st.left++; /* stopping: the dispatcher gives its kept claim back */
+                if (r->nabandoned < QUEUE_MAX)
+                    r->abandoned[r->nabandoned++] = item;
+                pthread_cond_broadcast(&r->cv);
+            }
             pthread_mutex_unlock(&r->mu);
             if (rc != 0)
                 break;
@@ -506,6 +528,26 @@ static void *dispatcher_main(void *arg)
             klog(KLOG_WARN, "reconciler could not release a claim",
                  KLOG_STR("user", rest[i].external_user_id), KLOG_STR("error", err.msg));
     free(rest);
+    /* Then the claims kept for retries within a pass, as the workers
+     * abandon them (until no worker is inside a call). */
+    pthread_mutex_lock(&r->mu);
+    while (batch && (r->busy > 0 || r->nabandoned > 0)) {
+        if (r->nabandoned == 0) {
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
+        int k = r->nabandoned < want ? r->nabandoned : want;
+        r->nabandoned -= k;
+        memcpy(batch, r->abandoned + r->nabandoned, (size_t)k * sizeof *batch);
+        pthread_mutex_unlock(&r->mu);
+        for (int i = 0; i < k; i++)
+            if (r->store.release_claim(r->store.ctx, r->owner, batch[i].external_user_id, &err) !=
+                0)
+                klog(KLOG_WARN, "reconciler could not release a claim",
+                     KLOG_STR("user", batch[i].external_user_id), KLOG_STR("error", err.msg));
+        pthread_mutex_lock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
     free(batch);
     return NULL;
 }

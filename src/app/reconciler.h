@@ -30,7 +30,8 @@
  * - 1 retries within the pass after a 429 (Retry-After, if at most
  * RECONCILER_PASS_WAIT_MAX_MS) or a transient error (after 1 s), under the
  * same claim; what is still unanswered stays scheduled and is counted in
- * `left`. A 401/403 ends the pass. */
+ * `left`. A 401/403 ends the pass, and so do 429s alone for longer than
+ * RECONCILER_PASS_WAIT_MAX_MS (every further call would push the pause on). */
 #ifndef KYCD_APP_RECONCILER_H
 #define KYCD_APP_RECONCILER_H
 

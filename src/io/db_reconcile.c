@@ -15,7 +15,8 @@
 /* Both claims: the time the pass is due as of (now, or the start of a
  * `reconcile --once` pass: $5 ms ago), and the lease they take. */
 #define SQL_CLAIM_NOW                                                                              \
-    "WITH t AS (SELECT clock_timestamp() - make_interval(secs => $5::float8 / 1000) AS now), "
+    "WITH t AS (SELECT clock_timestamp() - make_interval(secs => $5::float8 / 1000) AS now, "      \
+    "  $3::float8 / 1000 AS pending_after_s), "
 #define SQL_CLAIM_COMMON                                                                           \
     "    AND (v.lease_until IS NULL OR v.lease_until < clock_timestamp())"                         \
     "    AND (v.next_check_at IS NULL OR v.next_check_at <= t.now)"                                \
@@ -37,7 +38,7 @@ static const char SQL_CLAIM[] = SQL_CLAIM_NOW
     "  WHERE v.attention_reason IS NULL"
     "    AND (v.needs_check_reason IS NOT NULL OR "
     "kyc.is_pending(v.attempt_status))" SQL_CLAIM_COMMON "    AND (v.needs_check_reason IS NOT NULL"
-    "         OR v.updated_at <= t.now - make_interval(secs => $3::float8 / 1000))"
+    "         OR v.updated_at <= t.now - make_interval(secs => t.pending_after_s))"
     "  ORDER BY coalesce(v.next_check_at, v.updated_at)" SQL_CLAIM_TAKE;
 
 /* Settled users due a re-check (see db_reconcile.h). `at` is the last word
