@@ -12,17 +12,27 @@ ALTER TABLE kyc.status_checks ADD COLUMN purpose text
 COMMENT ON COLUMN kyc.status_checks.purpose IS 'why the user was checked: held (a webhook was held), pending (for pending_after), recheck_rejected or recheck_verified (a settled user re-checked); NULL before version 6';
 
 -- A verified user's re-check slot: the latest instant at or before `at`
--- that is congruent to the user's phase modulo every_ms. The phase comes
--- from a hash of the id, so users verified on one day are spread evenly
--- over the interval (no thundering herd).
-CREATE FUNCTION kyc.recheck_slot(external_user_id text, every_ms bigint, at timestamptz)
-RETURNS timestamptz LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT to_timestamp((floor((extract(epoch FROM at) * 1000
-                                - (('x' || substr(md5(external_user_id), 1, 12))::bit(48)::bigint % every_ms))
-                               / every_ms) * every_ms
-                         + (('x' || substr(md5(external_user_id), 1, 12))::bit(48)::bigint % every_ms)) / 1000.0)
+-- congruent to the user's phase modulo the interval. The phase is a hash of
+-- the id (a fraction in [0, 1) of the interval), so users verified on one
+-- day are spread evenly over the interval (no thundering herd). It is
+-- stored, so that the reconciler's claim, which looks at every settled
+-- user, does arithmetic per row rather than a hash (1M users: about 1 s
+-- instead of 7). Adding the column rewrites the table once.
+CREATE FUNCTION kyc.recheck_phase(external_user_id text)
+RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ('x' || substr(md5(external_user_id), 1, 12))::bit(48)::bigint / 281474976710656.0
 $$;
-COMMENT ON FUNCTION kyc.recheck_slot(text, bigint, timestamptz) IS 'latest re-check slot of a verified user at or before at, for an interval of every_ms';
+COMMENT ON FUNCTION kyc.recheck_phase(text) IS 'a user''s re-check phase: a fraction in [0, 1) of the interval, from a hash of the id';
+ALTER TABLE kyc.verifications ADD COLUMN recheck_phase double precision
+    GENERATED ALWAYS AS (kyc.recheck_phase(external_user_id)) STORED;
+COMMENT ON COLUMN kyc.verifications.recheck_phase IS 'where in each recheck_verified_every interval this user is re-checked (kyc.recheck_phase of the id)';
+
+CREATE FUNCTION kyc.recheck_slot(phase double precision, every_ms bigint, at timestamptz)
+RETURNS timestamptz LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_timestamp((floor((extract(epoch FROM at) * 1000 - phase * every_ms) / every_ms)
+                         * every_ms + phase * every_ms) / 1000.0)
+$$;
+COMMENT ON FUNCTION kyc.recheck_slot(double precision, bigint, timestamptz) IS 'latest re-check slot at or before at, for a phase (kyc.recheck_phase) and an interval of every_ms';
 
 -- A correction's reason says whether a re-check found it (reason recheck)
 -- and what the check was for (purpose). Columns are added at the end.

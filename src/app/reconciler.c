@@ -435,6 +435,7 @@ static void *dispatcher_main(void *arg)
     double bucket_max = share_rate > 1 ? share_rate : 1;
     double tokens = bucket_max;
     int64_t filled_ms = clock_mono_ms(), recheck_idle_until = 0;
+    int rechecks_done = 0;
     if (share_rate <= 0)
         rechecks_on = 0;
 
@@ -472,7 +473,10 @@ static void *dispatcher_main(void *arg)
         if (rc != 0)
             klog(KLOG_WARN, "reconciler cannot claim users", KLOG_STR("error", err.msg));
         int k = (int)tokens < room - n ? (int)tokens : room - n;
-        if (rc == 0 && rechecks_on && k >= 1 && (r->o.once || now >= recheck_idle_until)) {
+        /* One pass: due as of its start, so once a re-check claim comes up
+         * short no more will be due in it. */
+        if (rc == 0 && rechecks_on && k >= 1 &&
+            (r->o.once ? !rechecks_done : now >= recheck_idle_until)) {
             co.recheck = 1;
             co.limit = k;
             tried = 1;
@@ -481,10 +485,14 @@ static void *dispatcher_main(void *arg)
                 klog(KLOG_WARN, "reconciler cannot claim users to re-check",
                      KLOG_STR("error", err.msg));
             tokens -= nr;
-            /* Fewer than asked: none more is due for a while. */
+            /* Fewer than asked: none more is due for a while, and the
+             * claim reads every settled user: not again before the next
+             * interval (a second at least). */
             short_claim = rc2 == 0 && nr < k;
-            if (short_claim)
-                recheck_idle_until = now + 1000;
+            if (short_claim) {
+                rechecks_done = r->o.once;
+                recheck_idle_until = now + (r->o.interval_ms > 1000 ? r->o.interval_ms : 1000);
+            }
         }
 
         pthread_mutex_lock(&r->mu);
@@ -496,8 +504,8 @@ static void *dispatcher_main(void *arg)
             pthread_cond_broadcast(&r->cv);
             continue;
         }
-        if (r->o.once && rc == 0 && rc2 == 0 && (!rechecks_on || tried) && r->qlen == 0 &&
-            r->busy == 0) {
+        if (r->o.once && rc == 0 && rc2 == 0 && (!rechecks_on || tried || rechecks_done) &&
+            r->qlen == 0 && r->busy == 0) {
             r->done = 1;
             pthread_cond_broadcast(&r->cv);
             break;

@@ -15,8 +15,9 @@
 /* Both claims: the time the pass is due as of (now, or the start of a
  * `reconcile --once` pass: $5 ms ago), and the lease they take. */
 #define SQL_CLAIM_NOW                                                                              \
-    "WITH t AS (SELECT clock_timestamp() - make_interval(secs => $5::float8 / 1000) AS now, "      \
-    "  $3::float8 / 1000 AS pending_after_s), "
+    "WITH t0 AS (SELECT clock_timestamp() - make_interval(secs => $5::float8 / 1000) AS now), "    \
+    "t AS (SELECT now, extract(epoch FROM now) * 1000 AS now_ms, "                                 \
+    "  $3::float8 / 1000 AS pending_after_s FROM t0), "
 #define SQL_CLAIM_COMMON                                                                           \
     "    AND (v.lease_until IS NULL OR v.lease_until < clock_timestamp())"                         \
     "    AND (v.next_check_at IS NULL OR v.next_check_at <= t.now)"                                \
@@ -44,9 +45,12 @@ static const char SQL_CLAIM[] = SQL_CLAIM_NOW
 /* Settled users due a re-check (see db_reconcile.h). `at` is the last word
  * about the user: its last state change or webhook (a new webhook resets
  * the rejected schedule). $7 rejected_after, $8 rejected_for, $9
- * verified_every (ms). No index serves it (the schedule depends on now):
- * the reconciler runs it at most about once a second, and only with rate
- * budget to spare. */
+ * verified_every (ms); the verified slot is kyc.recheck_slot written out
+ * (a function call per row costs several times the scan). No index serves it (the schedule depends on now),
+ * so it reads every settled user: no ORDER BY, so that with a backlog the
+ * LIMIT stops the scan early (a user checked is no longer due, so the scan
+ * moves on); with nothing due it reads the table once (1M users: about
+ * 1 s), which the reconciler does at most once per reconcile_interval. */
 static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
     "due AS ("
     "  SELECT v.external_user_id, CASE WHEN v.attempt_status = 'REJECTED' THEN 2 ELSE 3 END AS why"
@@ -62,8 +66,9 @@ static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
     "                                           v.rechecked_at - a.at) END)"
     "      OR (v.verification_status = 'VERIFIED' AND $9::bigint > 0"
     "          AND greatest(v.rechecked_at, a.at)"
-    "              < kyc.recheck_slot(v.external_user_id, $9::bigint, t.now)))"
-    "  ORDER BY greatest(v.rechecked_at, a.at)" SQL_CLAIM_TAKE;
+    "              < to_timestamp((floor((t.now_ms - v.recheck_phase * $9::float8) / $9::float8)"
+    "                              * $9::float8 + v.recheck_phase * $9::float8) / "
+    "1000)))" SQL_CLAIM_TAKE;
 
 int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err)
 {

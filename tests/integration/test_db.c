@@ -1754,7 +1754,8 @@ static void test_recheck_once_and_spread(void **state)
     const char *spread =
         q(f->pq,
           "SELECT min(n) || '/' || max(n) FROM (SELECT floor(extract(epoch FROM "
-          "  (now() - kyc.recheck_slot('user-' || g, 86400000, now()))) / 8640) AS tenth, "
+          "  (now() - kyc.recheck_slot(kyc.recheck_phase('user-' || g), 86400000, now()))) / 8640) "
+          "  AS tenth, "
           "  count(*) AS n FROM generate_series(1, 2000) g GROUP BY 1) s",
           END);
     int lo = 0, hi = 0;
@@ -1762,12 +1763,13 @@ static void test_recheck_once_and_spread(void **state)
     if (lo < 140 || hi > 260)
         fail_msg("slots not spread evenly: %s per tenth", spread);
     /* a slot is never in the future, and at most one interval back */
-    assert_string_equal(q(f->pq,
-                          "SELECT bool_and(s <= now() AND s > now() - interval '1 day')::text "
-                          "FROM (SELECT kyc.recheck_slot('user-' || g, 86400000, now()) AS s "
-                          "FROM generate_series(1, 500) g) x",
-                          END),
-                        "true");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT bool_and(s <= now() AND s > now() - interval '1 day')::text "
+          "FROM (SELECT kyc.recheck_slot(kyc.recheck_phase('user-' || g), 86400000, now()) AS s "
+          "FROM generate_series(1, 500) g) x",
+          END),
+        "true");
 }
 
 int main(void)
