@@ -18,6 +18,7 @@
 #include "core/token.h"
 
 #define QUEUE_MAX 1024
+#define STORE_POOL_MAX 16
 
 struct reconciler {
     reconciler_opts o;
@@ -28,13 +29,21 @@ struct reconciler {
     /* queue of claimed users, not yet taken by a worker */
     db_claim queue[QUEUE_MAX];
     int qhead, qlen;
-    int busy;                /* workers inside a call */
+    int busy; /* workers inside a call */
+    /* claims kept for a retry within the pass that a stop abandoned: the
+     * dispatcher (whose connection made the claims) gives them back */
+    db_claim abandoned[QUEUE_MAX];
+    int nabandoned;
     int done;                /* once mode: nothing left */
     double next_slot_ms;     /* rate limiter: earliest start of the next call
                                  * (fractional: rates above 1000/s space calls
                                  * by less than a millisecond) */
     int64_t paused_until_ms; /* 429 or 401: no calls before this */
     int misconfigured;       /* last 401/403 not yet followed by a success */
+    int64_t pass_start_ms;   /* once: when the pass started (monotonic) */
+    int64_t rl_since_ms;     /* first 429 of the current run of them; 0: none */
+    double lat_avg_ms;       /* P100's latency, moving average (for sizing) */
+    int64_t size_warned_ms;  /* last "concurrency caps the rate" warning */
     char not_ready[512];
     reconciler_stats st;
     reconcile_store store; /* claims, checks, releases */
@@ -56,6 +65,34 @@ static void wait_until(reconciler *r, int64_t until_ms)
 }
 
 /* --- workers ----------------------------------------------------------- */
+
+/* Wait until not_before (monotonic ms), any pause, and a slot of the
+ * global rate, and reserve the slot. -1 when stopping. Called with r->mu
+ * held. */
+static int wait_slot(reconciler *r, int64_t not_before)
+{
+    for (;;) {
+        if (r->stopping)
+            return -1;
+        int64_t now = clock_mono_ms();
+        if (not_before > now) {
+            wait_until(r, not_before);
+            continue;
+        }
+        if (r->paused_until_ms > now) {
+            wait_until(r, r->paused_until_ms);
+            continue;
+        }
+        double fnow = clock_now_ms();
+        double slot = r->next_slot_ms > fnow ? r->next_slot_ms : fnow;
+        if (slot - fnow >= 1.0) {
+            wait_until(r, (int64_t)slot);
+            continue;
+        }
+        r->next_slot_ms = slot + 1000.0 / r->o.rate;
+        return 0;
+    }
+}
 
 /* Take the next claimed user, then wait for the rate limiter and any pause.
  * Returns 0 with *item filled, or -1 when stopping. Called with r->mu held. */
@@ -102,6 +139,7 @@ static void log_check(const db_claim *c, const p100_result *res, const db_check_
                       const kyc_status *answer)
 {
     int applied = cr && cr->result == KYC_CHECK_APPLIED;
+    int recheck = kyc_check_why_is_recheck(c->why);
     int level = KLOG_DEBUG;
     if (applied || (cr && cr->result == KYC_CHECK_FLAGGED))
         level = KLOG_WARN;
@@ -109,9 +147,14 @@ static void log_check(const db_claim *c, const p100_result *res, const db_check_
         level = KLOG_ERROR;
     klog_line l;
     klog_begin(&l, level,
-               applied ? "reconciler corrected state (a webhook was missed or wrong)"
-                       : "reconciler check");
+               !applied ? "reconciler check"
+               : recheck
+                   ? "reconciler corrected state (a re-check of a settled user found a change)"
+                   : "reconciler corrected state (a webhook was missed or wrong)");
     klog_str(&l, "user", c->external_user_id);
+    klog_str(&l, "why", kyc_check_why_name(c->why));
+    if (applied)
+        klog_str(&l, "reason", recheck ? "recheck" : "reconciler");
     klog_str(&l, "outcome", p100_class_name(res->cls));
     klog_int(&l, "http", res->http_status);
     if (res->error_code[0])
@@ -135,7 +178,32 @@ static void log_check(const db_claim *c, const p100_result *res, const db_check_
     klog_end(&l);
 }
 
-static void check_one(reconciler *r, void *client, const db_claim *c)
+/* Past this, the reconciler cannot reach `rate` with `concurrency` calls in
+ * flight (Little's law): say so, at most once a minute, with the figure to
+ * set. Called with r->mu held. */
+static void note_latency(reconciler *r, double latency_ms)
+{
+    if (latency_ms <= 0)
+        return;
+    r->lat_avg_ms = r->lat_avg_ms > 0 ? 0.9 * r->lat_avg_ms + 0.1 * latency_ms : latency_ms;
+    r->st.latency_ms_avg = r->lat_avg_ms;
+    double need = r->o.rate * r->lat_avg_ms / 1000.0;
+    int64_t now = clock_mono_ms();
+    if (need <= r->o.concurrency || r->qlen == 0 ||
+        (r->size_warned_ms && now - r->size_warned_ms < 60000))
+        return;
+    r->size_warned_ms = now;
+    klog(KLOG_WARN, "reconciler concurrency caps its rate: raise p100_concurrency",
+         KLOG_INT("rate", r->o.rate), KLOG_INT("concurrency", r->o.concurrency),
+         KLOG_INT("latency_ms", (long long)r->lat_avg_ms),
+         KLOG_INT("reachable_rate", (long long)(r->o.concurrency * 1000.0 / r->lat_avg_ms)),
+         KLOG_INT("concurrency_needed", (long long)(need * 1.25) + 1));
+}
+
+/* One call and its record. Returns the wait before a retry within this
+ * pass (once mode, a 429 or transient answer, tries left: the claim is
+ * kept), or -1 when the user is done with for now. */
+static int64_t check_one(reconciler *r, void *client, db_claim *c, int tries)
 {
     p100_result res;
     p100_result_init(&res);
@@ -150,7 +218,7 @@ static void check_one(reconciler *r, void *client, const db_claim *c)
         r->st.errors++;
         pthread_mutex_unlock(&r->mu);
         p100_result_deinit(&res);
-        return;
+        return -1;
     }
 
     db_check chk = {
@@ -165,6 +233,7 @@ static void check_one(reconciler *r, void *client, const db_claim *c)
         .body_len = res.body.len,
         .answer = res.cls == P100_OK ? &answer : NULL,
         .next_check_ms = r->o.pending_after_ms,
+        .why = c->why,
     };
     char flag_reason[512];
     switch (res.cls) {
@@ -197,6 +266,20 @@ static void check_one(reconciler *r, void *client, const db_claim *c)
     case P100_MISCONFIGURED:
         break;
     }
+    /* One pass: a 429 or a transient answer is tried again soon, within the
+     * pass and under the same claim (kept long enough for the wait and the
+     * call; if kycd stops meanwhile it simply expires). */
+    int64_t again = -1;
+    int unanswered = res.cls == P100_RATE_LIMITED || (res.cls == P100_TRANSIENT && !chk.flag);
+    if (r->o.once && unanswered && tries < RECONCILER_PASS_TRIES) {
+        int64_t wait = 1000;
+        if (res.cls == P100_RATE_LIMITED && res.retry_after_ms > 0)
+            wait = res.retry_after_ms;
+        if (wait <= RECONCILER_PASS_WAIT_MAX_MS) {
+            again = wait;
+            chk.keep_lease_ms = wait + 3 * r->o.p100.timeout_ms + 30000;
+        }
+    }
 
     db_check_result cr;
     memset(&cr, 0, sizeof cr);
@@ -206,8 +289,21 @@ static void check_one(reconciler *r, void *client, const db_claim *c)
              KLOG_STR("user", c->external_user_id), KLOG_STR("error", err.msg));
     log_check(c, &res, rc == 0 ? &cr : NULL, &answer);
 
+    if (rc != 0 || cr.lost_lease)
+        again = -1;
+    if (again >= 0 && chk.count_failure)
+        c->failures++;
+
     pthread_mutex_lock(&r->mu);
     r->st.checks++;
+    note_latency(r, res.latency_ms);
+    if (kyc_check_why_is_recheck(c->why)) {
+        r->st.rechecks++;
+        if (rc == 0 && cr.result == KYC_CHECK_APPLIED)
+            r->st.recheck_applied++;
+    }
+    if (r->o.once && unanswered && again < 0)
+        r->st.left++;
     if (rc != 0) {
         r->st.errors++;
     } else {
@@ -238,6 +334,19 @@ static void check_one(reconciler *r, void *client, const db_claim *c)
         int64_t pause = res.retry_after_ms > 0 ? res.retry_after_ms : 1000;
         if (now + pause > r->paused_until_ms)
             r->paused_until_ms = now + pause;
+        if (r->rl_since_ms == 0)
+            r->rl_since_ms = now;
+        /* One pass: P100 has said nothing but 429 for a while; every further
+         * call would only push the pause on. Leave the rest for later. */
+        if (r->o.once && now + pause - r->rl_since_ms > RECONCILER_PASS_WAIT_MAX_MS &&
+            !r->stopping) {
+            klog(KLOG_WARN, "reconciler pass ended: P100 keeps answering 429",
+                 KLOG_INT("for_ms", now - r->rl_since_ms));
+            r->stopping = 1;
+            pthread_cond_broadcast(&r->cv);
+        }
+    } else if (res.http_status > 0) {
+        r->rl_since_ms = 0;
     }
     if (res.cls == P100_MISCONFIGURED) {
         r->st.misconfigured++;
@@ -262,6 +371,7 @@ static void check_one(reconciler *r, void *client, const db_claim *c)
     }
     pthread_mutex_unlock(&r->mu);
     p100_result_deinit(&res);
+    return again;
 }
 
 static void *worker_main(void *arg)
@@ -279,7 +389,21 @@ static void *worker_main(void *arg)
         if (take(r, &item) != 0)
             break;
         pthread_mutex_unlock(&r->mu);
-        check_one(r, client, &item);
+        int64_t again = check_one(r, client, &item, 1);
+        for (int tries = 2; again >= 0; tries++) {
+            pthread_mutex_lock(&r->mu);
+            int rc = wait_slot(r, clock_mono_ms() + again);
+            if (rc != 0) {
+                r->st.left++; /* stopping: the dispatcher gives its kept claim back */
+                if (r->nabandoned < QUEUE_MAX)
+                    r->abandoned[r->nabandoned++] = item;
+                pthread_cond_broadcast(&r->cv);
+            }
+            pthread_mutex_unlock(&r->mu);
+            if (rc != 0)
+                break;
+            again = check_one(r, client, &item, tries);
+        }
         pthread_mutex_lock(&r->mu);
         r->busy--;
         pthread_cond_broadcast(&r->cv);
@@ -303,6 +427,17 @@ static void *dispatcher_main(void *arg)
     db_claim *batch = calloc((size_t)want, sizeof *batch);
     /* A claim must outlive its wait in the queue plus the call. */
     int64_t lease = 3 * r->o.p100.timeout_ms + (int64_t)want * 1000 / r->o.rate + 30000;
+    /* Re-checks of settled users: claimed only when the held and pending
+     * ones leave room, from a bucket that fills at recheck_share percent
+     * of the rate (one second's worth at most). */
+    int rechecks_on = r->o.recheck_verified_every_ms > 0 || r->o.recheck_rejected_for_ms > 0;
+    double share_rate = r->o.rate * (double)r->o.recheck_share / 100.0;
+    double bucket_max = share_rate > 1 ? share_rate : 1;
+    double tokens = bucket_max;
+    int64_t filled_ms = clock_mono_ms(), recheck_idle_until = 0;
+    int rechecks_done = 0;
+    if (share_rate <= 0)
+        rechecks_on = 0;
 
     pthread_mutex_lock(&r->mu);
     while (!r->stopping && batch) {
@@ -318,33 +453,79 @@ static void *dispatcher_main(void *arg)
         int room = want - r->qlen;
         pthread_mutex_unlock(&r->mu);
 
-        int n = 0;
-        db_claim_opts co = {r->owner, room, lease, r->o.pending_after_ms};
+        tokens += share_rate * (double)(now - filled_ms) / 1000.0;
+        if (tokens > bucket_max)
+            tokens = bucket_max;
+        filled_ms = now;
+        int n = 0, nr = 0, rc2 = 0, tried = 0, short_claim = 0;
+        db_claim_opts co = {
+            .owner = r->owner,
+            .limit = room,
+            .lease_ms = lease,
+            .pending_after_ms = r->o.pending_after_ms,
+            .recheck_rejected_after_ms = r->o.recheck_rejected_after_ms,
+            .recheck_rejected_for_ms = r->o.recheck_rejected_for_ms,
+            .recheck_verified_every_ms = r->o.recheck_verified_every_ms,
+            .once = r->o.once,
+            .pass_age_ms = r->o.once ? now - r->pass_start_ms : 0,
+        };
         int rc = r->store.claim_due(r->store.ctx, &co, batch, &n, &err);
         if (rc != 0)
             klog(KLOG_WARN, "reconciler cannot claim users", KLOG_STR("error", err.msg));
+        int k = (int)tokens < room - n ? (int)tokens : room - n;
+        /* One pass: due as of its start, so once a re-check claim comes up
+         * short no more will be due in it. */
+        if (rc == 0 && rechecks_on && k >= 1 &&
+            (r->o.once ? !rechecks_done : now >= recheck_idle_until)) {
+            co.recheck = 1;
+            co.limit = k;
+            tried = 1;
+            rc2 = r->store.claim_due(r->store.ctx, &co, batch + n, &nr, &err);
+            if (rc2 != 0)
+                klog(KLOG_WARN, "reconciler cannot claim users to re-check",
+                     KLOG_STR("error", err.msg));
+            tokens -= nr;
+            /* Fewer than asked: none more is due for a while, and the
+             * claim reads every settled user: not again before the next
+             * interval (a second at least). */
+            short_claim = rc2 == 0 && nr < k;
+            if (short_claim) {
+                rechecks_done = r->o.once;
+                recheck_idle_until = now + (r->o.interval_ms > 1000 ? r->o.interval_ms : 1000);
+            }
+        }
 
         pthread_mutex_lock(&r->mu);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n + nr; i++) {
             r->queue[(r->qhead + r->qlen) % QUEUE_MAX] = batch[i];
             r->qlen++;
         }
-        if (n > 0) {
+        if (n + nr > 0) {
             pthread_cond_broadcast(&r->cv);
             continue;
         }
-        if (r->o.once && rc == 0 && r->qlen == 0 && r->busy == 0) {
+        if (r->o.once && rc == 0 && rc2 == 0 && (!rechecks_on || tried || rechecks_done) &&
+            r->qlen == 0 && r->busy == 0) {
             r->done = 1;
             pthread_cond_broadcast(&r->cv);
             break;
         }
         /* Nothing due (or the database is away): look again later, or
-         * sooner if workers finish (once mode needs to see them idle). */
-        wait_until(r, clock_mono_ms() + (r->o.once ? 200 : r->o.interval_ms));
+         * sooner if workers finish (once mode needs to see them idle), or
+         * when the re-check bucket has a token again. */
+        int64_t wait = r->o.once ? 200 : r->o.interval_ms;
+        if (rechecks_on && !short_claim && tokens < 1) {
+            int64_t t = (int64_t)((1 - tokens) * 1000 / share_rate) + 1;
+            if (t < wait)
+                wait = t;
+        }
+        wait_until(r, clock_mono_ms() + wait);
     }
     /* Give back what no worker took (calls in flight keep their claims
      * until their answers are recorded). */
     int left = r->qlen;
+    if (r->o.once)
+        r->st.left += left;
     db_claim *rest = left > 0 ? calloc((size_t)left, sizeof *rest) : NULL;
     for (int i = 0; rest && i < left; i++)
         rest[i] = r->queue[(r->qhead + i) % QUEUE_MAX];
@@ -355,6 +536,26 @@ static void *dispatcher_main(void *arg)
             klog(KLOG_WARN, "reconciler could not release a claim",
                  KLOG_STR("user", rest[i].external_user_id), KLOG_STR("error", err.msg));
     free(rest);
+    /* Then the claims kept for retries within a pass, as the workers
+     * abandon them (until no worker is inside a call). */
+    pthread_mutex_lock(&r->mu);
+    while (batch && (r->busy > 0 || r->nabandoned > 0)) {
+        if (r->nabandoned == 0) {
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
+        int k = r->nabandoned < want ? r->nabandoned : want;
+        r->nabandoned -= k;
+        memcpy(batch, r->abandoned + r->nabandoned, (size_t)k * sizeof *batch);
+        pthread_mutex_unlock(&r->mu);
+        for (int i = 0; i < k; i++)
+            if (r->store.release_claim(r->store.ctx, r->owner, batch[i].external_user_id, &err) !=
+                0)
+                klog(KLOG_WARN, "reconciler could not release a claim",
+                     KLOG_STR("user", batch[i].external_user_id), KLOG_STR("error", err.msg));
+        pthread_mutex_lock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
     free(batch);
     return NULL;
 }
@@ -365,10 +566,13 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
 {
     if (o->rate < 1 || o->concurrency < 1)
         return kerr_set(err, KERR_INVALID, "reconciler rate and concurrency must be at least 1");
+    if (o->recheck_share < 0 || o->recheck_share > 100)
+        return kerr_set(err, KERR_INVALID, "reconciler recheck_share must be 0..100");
     reconciler *r = calloc(1, sizeof *r);
     if (r == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
     r->o = *o;
+    r->pass_start_ms = clock_mono_ms();
     char host[64] = "localhost";
     gethostname(host, sizeof host - 1);
     snprintf(r->owner, sizeof r->owner, "%s:%d", host, (int)getpid());
@@ -380,7 +584,11 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
     if (o->store) {
         r->store = *o->store;
     } else {
-        int rc = store_db_new(&r->own, &o->db, o->concurrency, o->db.timeout_ms, err);
+        /* A record takes a connection for a few milliseconds, after a call
+         * that takes far longer: many workers share a few connections, so
+         * that a high p100_concurrency does not mean as many sessions. */
+        int pool = o->concurrency < STORE_POOL_MAX ? o->concurrency : STORE_POOL_MAX;
+        int rc = store_db_new(&r->own, &o->db, pool, o->db.timeout_ms, err);
         if (rc != 0) {
             reconciler_stop(r, NULL);
             return rc;
@@ -407,7 +615,7 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
     r->dispatcher_started = 1;
     klog(KLOG_INFO, "reconciler started", KLOG_STR("owner", r->owner), KLOG_INT("rate", o->rate),
          KLOG_INT("concurrency", o->concurrency), KLOG_INT("pending_after_ms", o->pending_after_ms),
-         KLOG_INT("once", o->once));
+         KLOG_INT("recheck_share", o->recheck_share), KLOG_INT("once", o->once));
     *out = r;
     return 0;
 }
@@ -447,7 +655,9 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
          KLOG_INT("applied", r->st.applied), KLOG_INT("unchanged", r->st.unchanged),
          KLOG_INT("flagged", r->st.flagged), KLOG_INT("retries", r->st.retries),
          KLOG_INT("rate_limited", r->st.rate_limited),
-         KLOG_INT("misconfigured", r->st.misconfigured), KLOG_INT("errors", r->st.errors));
+         KLOG_INT("misconfigured", r->st.misconfigured), KLOG_INT("errors", r->st.errors),
+         KLOG_INT("rechecks", r->st.rechecks), KLOG_INT("recheck_applied", r->st.recheck_applied),
+         KLOG_INT("left", r->st.left));
     free(r->workers);
     store_db_free(r->own);
     pthread_mutex_destroy(&r->mu);

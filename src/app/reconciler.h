@@ -17,7 +17,21 @@
  * backoff with jitter, flagged after max_failures in a row; 429 -> every
  * worker pauses for Retry-After; 401/403 (misconfigured) -> the whole
  * reconciler pauses for `interval`, marks itself not ready, touches no
- * record, and tries again later. */
+ * record, and tries again later.
+ *
+ * Held and pending users always go first. Settled users are re-checked
+ * (rejected: a new attempt's webhooks may all be lost; verified: an expiry
+ * may be lost; schedule in io/db_reconcile.h) with what the rate leaves, at
+ * most recheck_share percent of it; a change a re-check finds is recorded
+ * with reason recheck.
+ *
+ * Once mode (`kycd reconcile --once`) is one pass: each user due when the
+ * pass started is checked at most once, plus at most RECONCILER_PASS_TRIES
+ * - 1 retries within the pass after a 429 (Retry-After, if at most
+ * RECONCILER_PASS_WAIT_MAX_MS) or a transient error (after 1 s), under the
+ * same claim; what is still unanswered stays scheduled and is counted in
+ * `left`. A 401/403 ends the pass, and so do 429s alone for longer than
+ * RECONCILER_PASS_WAIT_MAX_MS (every further call would push the pause on). */
 #ifndef KYCD_APP_RECONCILER_H
 #define KYCD_APP_RECONCILER_H
 
@@ -31,6 +45,9 @@
 
 typedef struct reconciler reconciler;
 
+#define RECONCILER_PASS_TRIES 3          /* calls per user within one pass, at most */
+#define RECONCILER_PASS_WAIT_MAX_MS 5000 /* longest wait for a retry within a pass */
+
 typedef struct reconciler_opts {
     db_opts db;
     p100_opts p100;
@@ -40,7 +57,11 @@ typedef struct reconciler_opts {
     int64_t pending_after_ms;
     int64_t backoff_min_ms, backoff_max_ms;
     int max_failures;
-    int once; /* stop when nothing is due any more */
+    int64_t recheck_rejected_after_ms; /* first re-check of a rejected user */
+    int64_t recheck_rejected_for_ms;   /* rejected users: no re-check after this; 0: off */
+    int64_t recheck_verified_every_ms; /* verified users; 0: off */
+    int recheck_share;                 /* percent of rate re-checks may use, 1..100 */
+    int once; /* one pass: stop when everything due at the start was checked */
     /* Seams for unit tests (borrowed; NULL: the real thing): the database
      * named by db (store_db with `concurrency` pooled connections plus the
      * dispatcher's), and P100 through io/p100 with the p100 options. */
@@ -50,6 +71,10 @@ typedef struct reconciler_opts {
 
 typedef struct reconciler_stats {
     long long checks, applied, unchanged, flagged, retries, rate_limited, misconfigured, errors;
+    long long rechecks,
+        recheck_applied;   /* re-checks of settled users, and corrections they found */
+    long long left;        /* once: due users left for a later pass */
+    double latency_ms_avg; /* P100's answers, moving average */
 } reconciler_stats;
 
 /* Start the threads. The options' strings must outlive the reconciler. */

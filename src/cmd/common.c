@@ -155,6 +155,10 @@ reconciler_opts cmd_reconciler_options(const kycd_config *cfg, int once)
         .backoff_min_ms = cfg->reconcile_backoff_min_ms,
         .backoff_max_ms = cfg->reconcile_backoff_max_ms,
         .max_failures = (int)cfg->reconcile_max_failures,
+        .recheck_rejected_after_ms = cfg->recheck_rejected_after_ms,
+        .recheck_rejected_for_ms = cfg->recheck_rejected_for_ms,
+        .recheck_verified_every_ms = cfg->recheck_verified_every_ms,
+        .recheck_share = (int)cfg->recheck_share,
         .once = once,
     };
     return o;

@@ -72,6 +72,26 @@ const char *kyc_check_result_name(enum kyc_check_result r)
     return "unknown";
 }
 
+const char *kyc_check_why_name(enum kyc_check_why w)
+{
+    switch (w) {
+    case KYC_WHY_HELD:
+        return "held";
+    case KYC_WHY_PENDING:
+        return "pending";
+    case KYC_WHY_RECHECK_REJECTED:
+        return "recheck_rejected";
+    case KYC_WHY_RECHECK_VERIFIED:
+        return "recheck_verified";
+    }
+    return "unknown";
+}
+
+int kyc_check_why_is_recheck(enum kyc_check_why w)
+{
+    return w == KYC_WHY_RECHECK_REJECTED || w == KYC_WHY_RECHECK_VERIFIED;
+}
+
 kyc_check_plan kyc_check_decide(const kyc_check_in *c)
 {
     kyc_check_plan p;
@@ -98,6 +118,10 @@ kyc_check_plan kyc_check_decide(const kyc_check_in *c)
         if (v.decision == KYC_APPLY) {
             p.result = KYC_CHECK_APPLIED;
             p.after = merged;
+            /* Say where the correction came from: a settled user's
+             * re-check (a lost new attempt or expiry), not a pending one. */
+            if (kyc_check_why_is_recheck(c->why))
+                p.reason = KYC_R_RECHECK;
         } else {
             p.result = KYC_CHECK_UNCHANGED;
         }

@@ -55,6 +55,19 @@ enum kyc_check_result {
 };
 const char *kyc_check_result_name(enum kyc_check_result r); /* "applied", ... "released" */
 
+/* Why a user was claimed for a check (kyc.status_checks.purpose, the log
+ * line's why=). Held and pending users always go first; re-checks of
+ * settled users (rejected: until recheck_rejected_for; verified: every
+ * recheck_verified_every) use what the rate budget leaves. */
+enum kyc_check_why {
+    KYC_WHY_HELD = 0,         /* a webhook was held: P100 must say */
+    KYC_WHY_PENDING,          /* pending for pending_after */
+    KYC_WHY_RECHECK_REJECTED, /* rejected: a new attempt may have been lost */
+    KYC_WHY_RECHECK_VERIFIED, /* verified: an expiry may have been lost */
+};
+const char *kyc_check_why_name(enum kyc_check_why w); /* "held", ... "recheck_verified" */
+int kyc_check_why_is_recheck(enum kyc_check_why w);
+
 /* What to write for one check (decided by the reconciler in app/, carried
  * here with the stored state). */
 typedef struct kyc_check_in {
@@ -65,6 +78,7 @@ typedef struct kyc_check_in {
     int flag;                 /* the reconciler flags the user for a person */
     int count_failure;        /* the reconciler counts a failure */
     int64_t next_check_ms;    /* the reconciler's schedule; -1: none */
+    enum kyc_check_why why;   /* a re-check's correction has reason recheck */
 } kyc_check_in;
 
 enum kyc_check_write {
@@ -77,7 +91,7 @@ typedef struct kyc_check_plan {
     enum kyc_check_result result;
     enum kyc_check_write write;
     kyc_status after;       /* the state to store when result is APPLIED */
-    enum kyc_reason reason; /* the state machine's reason when APPLIED */
+    enum kyc_reason reason; /* the state machine's reason when APPLIED (recheck for a re-check) */
     int answered;           /* P100 answered ok: failures and needs_check_reason reset */
     int64_t next_check_ms;  /* -1: no next check (an ok answer that settled the user) */
 } kyc_check_plan;

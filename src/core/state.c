@@ -148,6 +148,8 @@ const char *kyc_reason_name(enum kyc_reason r)
         return "already_stored";
     case KYC_R_DATABASE_UNAVAILABLE:
         return "database_unavailable";
+    case KYC_R_RECHECK:
+        return "recheck";
     }
     return "unknown";
 }

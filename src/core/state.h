@@ -54,6 +54,7 @@ enum kyc_reason {
     KYC_R_RECORDED,             /* a kind without state */
     KYC_R_ALREADY_STORED,       /* a spool replay found its earlier copy */
     KYC_R_DATABASE_UNAVAILABLE, /* spooled */
+    KYC_R_RECHECK,              /* a re-check of a settled user found P100 elsewhere */
 };
 
 typedef struct kyc_transition {

@@ -139,6 +139,14 @@ static const cfg_entry table[] = {
      "first wait before retrying a user after a transient failure (doubles each time)"},
     {"reconcile_backoff_max", T_DURATION, 0, OFF(reconcile_backoff_max_ms), 100, 30 * DAY, NULL,
      3600 * SEC, "longest wait between retries of one user"},
+    {"recheck_rejected_after", T_DURATION, 0, OFF(recheck_rejected_after_ms), 100, 30 * DAY, NULL,
+     3600 * SEC, "first re-check of a rejected user with P100 (then at doubling intervals)"},
+    {"recheck_rejected_for", T_DURATION, 0, OFF(recheck_rejected_for_ms), 0, 365 * DAY, NULL,
+     30 * DAY, "re-check a rejected user this long after the rejection; 0: never"},
+    {"recheck_verified_every", T_DURATION, 0, OFF(recheck_verified_every_ms), 0, 365 * DAY, NULL,
+     30 * DAY, "re-check each verified user this often (spread over the interval); 0: never"},
+    {"recheck_share", T_INT, 0, OFF(recheck_share), 0, 100, NULL, 20,
+     "percent of p100_rate re-checks may use, after pending and held users"},
 };
 
 #define NKEYS (sizeof table / sizeof table[0])

@@ -69,6 +69,12 @@ typedef struct kycd_config {
     int64_t reconcile_max_failures;   /* default 10 */
     int64_t reconcile_backoff_min_ms; /* default 10s */
     int64_t reconcile_backoff_max_ms; /* default 1h */
+
+    /* re-checks of settled users: defaults 1h, 30d (0 off), 30d (0 off), 20 (percent of rate) */
+    int64_t recheck_rejected_after_ms;
+    int64_t recheck_rejected_for_ms;
+    int64_t recheck_verified_every_ms;
+    int64_t recheck_share;
     /* Typed values, filled by config_check_serve from webhook_tokens and
      * allow_cidrs (the only place either string is parsed); zero before. */
     token_set tokens; /* digests only: a token is never kept in the clear here */

@@ -12,33 +12,78 @@
 #include "core/json.h"
 #include "io/db_internal.h"
 
-/* "Pending" is kyc.is_pending (sql/005_pending.sql), the same expression
- * as the partial index verifications_due_idx, so that the index serves
- * this query. */
-static const char SQL_CLAIM[] =
-    "WITH due AS ("
-    "  SELECT external_user_id FROM kyc.verifications"
-    "  WHERE attention_reason IS NULL"
-    "    AND (needs_check_reason IS NOT NULL OR kyc.is_pending(attempt_status))"
-    "    AND (lease_until IS NULL OR lease_until < clock_timestamp())"
-    "    AND (next_check_at IS NULL OR next_check_at <= clock_timestamp())"
-    "    AND (needs_check_reason IS NOT NULL"
-    "         OR updated_at <= clock_timestamp() - make_interval(secs => $3::float8 / 1000))"
-    "  ORDER BY coalesce(next_check_at, updated_at)"
-    "  LIMIT $1 FOR UPDATE SKIP LOCKED) "
-    "UPDATE kyc.verifications v SET lease_owner = $2, "
-    "  lease_until = clock_timestamp() + make_interval(secs => $4::float8 / 1000) "
-    "FROM due WHERE v.external_user_id = due.external_user_id "
-    "RETURNING v.external_user_id, v.failures";
+/* Both claims: the time the pass is due as of (now, or the start of a
+ * `reconcile --once` pass: $5 ms ago), and the lease they take. */
+#define SQL_CLAIM_NOW                                                                              \
+    "WITH t0 AS (SELECT clock_timestamp() - make_interval(secs => $5::float8 / 1000) AS now), "    \
+    "t AS (SELECT now, extract(epoch FROM now) * 1000 AS now_ms, "                                 \
+    "  $3::float8 / 1000 AS pending_after_s FROM t0), "
+#define SQL_CLAIM_COMMON                                                                           \
+    "    AND (v.lease_until IS NULL OR v.lease_until < clock_timestamp())"                         \
+    "    AND (v.next_check_at IS NULL OR v.next_check_at <= t.now)"                                \
+    "    AND ($6::int = 0 OR v.last_checked_at IS NULL OR v.last_checked_at < t.now)"
+#define SQL_CLAIM_TAKE                                                                             \
+    "  LIMIT $1 FOR UPDATE OF v SKIP LOCKED) "                                                     \
+    "UPDATE kyc.verifications v SET lease_owner = $2, "                                            \
+    "  lease_until = clock_timestamp() + make_interval(secs => $4::float8 / 1000) "                \
+    "FROM due WHERE v.external_user_id = due.external_user_id "                                    \
+    "RETURNING v.external_user_id, v.failures, due.why"
+
+/* Held and pending users. "Pending" is kyc.is_pending
+ * (sql/005_pending.sql), the same expression as the partial index
+ * verifications_due_idx, so that the index serves this query. */
+static const char SQL_CLAIM[] = SQL_CLAIM_NOW
+    "due AS ("
+    "  SELECT v.external_user_id, CASE WHEN v.needs_check_reason IS NOT NULL THEN 0 ELSE 1 END "
+    "    AS why FROM kyc.verifications v, t"
+    "  WHERE v.attention_reason IS NULL"
+    "    AND (v.needs_check_reason IS NOT NULL OR "
+    "kyc.is_pending(v.attempt_status))" SQL_CLAIM_COMMON "    AND (v.needs_check_reason IS NOT NULL"
+    "         OR v.updated_at <= t.now - make_interval(secs => t.pending_after_s))"
+    "  ORDER BY coalesce(v.next_check_at, v.updated_at)" SQL_CLAIM_TAKE;
+
+/* Settled users due a re-check (see db_reconcile.h). `at` is the last word
+ * about the user: its last state change or webhook (a new webhook resets
+ * the rejected schedule). $7 rejected_after, $8 rejected_for, $9
+ * verified_every (ms); the verified slot is kyc.recheck_slot written out
+ * (a function call per row costs several times the scan). No index serves it (the schedule depends on now),
+ * so it reads every settled user: no ORDER BY, so that with a backlog the
+ * LIMIT stops the scan early (a user checked is no longer due, so the scan
+ * moves on); with nothing due it reads the table once (1M users: about
+ * 1 s), which the reconciler does at most once per reconcile_interval. */
+static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
+    "due AS ("
+    "  SELECT v.external_user_id, CASE WHEN v.attempt_status = 'REJECTED' THEN 2 ELSE 3 END AS why"
+    "  FROM kyc.verifications v CROSS JOIN t"
+    "  CROSS JOIN LATERAL (SELECT greatest(v.updated_at, v.last_webhook_at) AS at) a"
+    "  WHERE v.attention_reason IS NULL"
+    "    AND v.needs_check_reason IS NULL AND NOT kyc.is_pending(v.attempt_status)" SQL_CLAIM_COMMON
+    "    AND ((v.attempt_status = 'REJECTED' AND $8::bigint > 0"
+    "          AND a.at > t.now - make_interval(secs => $8::float8 / 1000)"
+    "          AND t.now >= CASE WHEN v.rechecked_at IS NULL OR v.rechecked_at < a.at"
+    "            THEN a.at + make_interval(secs => $7::float8 / 1000)"
+    "            ELSE v.rechecked_at + greatest(make_interval(secs => $7::float8 / 1000),"
+    "                                           v.rechecked_at - a.at) END)"
+    "      OR (v.verification_status = 'VERIFIED' AND $9::bigint > 0"
+    "          AND greatest(v.rechecked_at, a.at)"
+    "              < to_timestamp((floor((t.now_ms - v.recheck_phase * $9::float8) / $9::float8)"
+    "                              * $9::float8 + v.recheck_phase * $9::float8) / "
+    "1000)))" SQL_CLAIM_TAKE;
 
 int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err)
 {
-    char limit[16], after[24], lease[24];
+    char limit[16], after[24], lease[24], age[24], once[4], rej_after[24], rej_for[24],
+        ver_every[24];
     snprintf(limit, sizeof limit, "%d", o->limit);
     snprintf(after, sizeof after, "%lld", (long long)o->pending_after_ms);
     snprintf(lease, sizeof lease, "%lld", (long long)o->lease_ms);
-    const char *p[] = {limit, o->owner, after, lease};
-    PGresult *r = db_exec(d, SQL_CLAIM, 4, p);
+    snprintf(age, sizeof age, "%lld", (long long)(o->once ? o->pass_age_ms : 0));
+    snprintf(once, sizeof once, "%d", o->once ? 1 : 0);
+    snprintf(rej_after, sizeof rej_after, "%lld", (long long)o->recheck_rejected_after_ms);
+    snprintf(rej_for, sizeof rej_for, "%lld", (long long)o->recheck_rejected_for_ms);
+    snprintf(ver_every, sizeof ver_every, "%lld", (long long)o->recheck_verified_every_ms);
+    const char *p[] = {limit, o->owner, after, lease, age, once, rej_after, rej_for, ver_every};
+    PGresult *r = o->recheck ? db_exec(d, SQL_CLAIM_RECHECK, 9, p) : db_exec(d, SQL_CLAIM, 6, p);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = db_fail(d, r, "claiming due users", err);
         PQclear(r);
@@ -49,6 +94,7 @@ int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err
         snprintf(out[i].external_user_id, sizeof out[i].external_user_id, "%s",
                  PQgetvalue(r, i, 0));
         out[i].failures = atoi(PQgetvalue(r, i, 1));
+        out[i].why = (enum kyc_check_why)atoi(PQgetvalue(r, i, 2));
     }
     *n = rows < o->limit ? rows : o->limit;
     PQclear(r);
@@ -133,6 +179,7 @@ int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err)
         .flag = c->flag,
         .count_failure = c->count_failure,
         .next_check_ms = c->next_check_ms,
+        .why = c->why,
     };
     kyc_check_plan plan = kyc_check_decide(&in);
 
@@ -151,12 +198,13 @@ int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err)
                         p100_class_name(c->cls),
                         kyc_check_result_name(plan.result),
                         c->detail,
-                        body};
+                        body,
+                        kyc_check_why_name(c->why)};
     r = db_exec(d,
                 "INSERT INTO kyc.status_checks (external_user_id, checker, http_status, "
-                "error_code, latency_ms, outcome, result, detail, body) "
-                "VALUES ($1, $2, $3::integer, $4, $5::float8, $6, $7, $8, $9) RETURNING id",
-                9, pc);
+                "error_code, latency_ms, outcome, result, detail, body, purpose) "
+                "VALUES ($1, $2, $3::integer, $4, $5::float8, $6, $7, $8, $9, $10) RETURNING id",
+                10, pc);
     free(body);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         rc = db_fail(d, r, "recording the check", err);
@@ -182,26 +230,35 @@ int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err)
                                       check_id, "applying P100's state", err)) != 0)
             goto out;
         /* Bookkeeping: schedule, failures, flag, lease. */
-        char next[24], fails[8];
+        /* keep ($7 > 0): a retry within this pass follows, under the
+         * same claim, so no other instance checks the user meanwhile. */
+        char next[24], fails[8], keep[24];
         snprintf(next, sizeof next, "%lld", (long long)plan.next_check_ms);
         snprintf(fails, sizeof fails, "%d", c->count_failure ? 1 : 0);
+        snprintf(keep, sizeof keep, "%lld",
+                 (long long)(c->keep_lease_ms > 0 && !c->flag ? c->keep_lease_ms : 0));
         const char *pb[] = {uid,
                             check_id,
                             next,
                             fails,
                             plan.answered ? "1" : "0",
-                            c->flag ? (c->detail ? c->detail : p100_class_name(c->cls)) : NULL};
+                            c->flag ? (c->detail ? c->detail : p100_class_name(c->cls)) : NULL,
+                            keep};
         rc = db_exec_ok(
             d,
             "UPDATE kyc.verifications SET last_checked_at = clock_timestamp(), "
-            "  last_check_id = $2::bigint, lease_owner = NULL, lease_until = NULL, "
+            "  last_check_id = $2::bigint, "
+            "  lease_owner = CASE WHEN $7::bigint > 0 THEN lease_owner END, "
+            "  lease_until = CASE WHEN $7::bigint > 0 THEN clock_timestamp() + "
+            "    make_interval(secs => $7::float8 / 1000) END, "
             "  next_check_at = CASE WHEN $3::bigint < 0 THEN NULL "
             "    ELSE clock_timestamp() + make_interval(secs => $3::float8 / 1000) END, "
             "  failures = CASE WHEN $5::int = 1 THEN 0 ELSE failures + $4::int END, "
             "  needs_check_reason = CASE WHEN $5::int = 1 THEN NULL ELSE needs_check_reason END, "
+            "  rechecked_at = CASE WHEN $5::int = 1 THEN clock_timestamp() ELSE rechecked_at END, "
             "  attention_reason = coalesce($6, attention_reason) "
             "WHERE external_user_id = $1",
-            6, pb, "updating the user's schedule", err);
+            7, pb, "updating the user's schedule", err);
         if (rc != 0)
             goto out;
     }

@@ -17,6 +17,7 @@
 typedef struct db_claim {
     char external_user_id[KYC_ID_MAX + 1];
     int failures;
+    enum kyc_check_why why; /* held, pending, or a re-check */
 } db_claim;
 
 typedef struct db_claim_opts {
@@ -24,10 +25,25 @@ typedef struct db_claim_opts {
     int limit;                /* at most this many */
     int64_t lease_ms;         /* how long the claim holds */
     int64_t pending_after_ms; /* a pending user unchanged this long is due */
+    /* Which users: 0 held and pending ones, 1 settled ones due a re-check. */
+    int recheck;
+    int64_t recheck_rejected_after_ms; /* first re-check of a rejected user */
+    int64_t recheck_rejected_for_ms;   /* none after this since the rejection; 0: off */
+    int64_t recheck_verified_every_ms; /* verified users; 0: off */
+    /* One pass (reconcile --once): due as of pass_age_ms ago (the pass's
+     * start, measured on the caller's monotonic clock so that no clock
+     * skew matters), and never a user checked since then. 0: now. */
+    int once;
+    int64_t pass_age_ms;
 } db_claim_opts;
 
-/* Claim users due for a check: held reports (needs_check_reason) and
- * pending users (kyc.is_pending) unchanged for pending_after, whose
+/* Claim users due for a check. recheck 0: held reports
+ * (needs_check_reason) and pending users (kyc.is_pending) unchanged for
+ * pending_after. recheck 1: rejected users (attempt REJECTED) at
+ * recheck_rejected_after after the last word about them (state change or
+ * webhook), then each time after twice the time since that word, until
+ * recheck_rejected_for; verified users once per recheck_verified_every, in
+ * a slot given by a hash of their id (kyc.recheck_slot). Either way:
  * next_check_at has come, not flagged for a person, not claimed by a live
  * lease. Uses FOR UPDATE SKIP LOCKED, so concurrent instances never claim
  * the same user; the claim is a lease (lease_owner, lease_until), so a
@@ -55,6 +71,10 @@ typedef struct db_check {
     int flag;              /* set attention_reason = detail, stop checking */
     int count_failure;     /* failures + 1 (the caller flags at the ceiling) */
     int64_t next_check_ms; /* next_check_at = now + this; -1: NULL */
+    enum kyc_check_why
+        why; /* from the claim: recorded as purpose; a re-check's correction has reason recheck */
+    int64_t
+        keep_lease_ms; /* > 0: keep the claim this much longer (a retry within a pass follows) */
 } db_check;
 
 typedef struct db_check_result {

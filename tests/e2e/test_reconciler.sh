@@ -350,12 +350,54 @@ sim_user c6b-once0 VERIFIED SUCCESSFUL
 db_pending c6b-once 1
 c0=$(sim_stat status_calls)
 e2e_kycd_cmd --timeout 6 "${SIM_ENV[@]}" "${REC[@]}" -- reconcile --once
-assert_eq 1 "$E2E_RC" "reconcile --once while P100 answers 401 exits 1 (exit $E2E_RC after ${E2E_SECS} s, $(( $(sim_stat status_calls) - c0 )) calls to P100; 124 = killed after 6 s)"
+assert_eq 2 "$E2E_RC" "reconcile --once while P100 answers 401 exits 2, a configuration error (exit $E2E_RC after ${E2E_SECS} s, $(( $(sim_stat status_calls) - c0 )) calls to P100; 124 = killed after 6 s)"
 assert_contains "$(cat "$E2E_OUT")" "refused (401)" "it reports the refusals"
 cp "$E2E_OUT" "$E2E_TMP/once-401.out"
 assert_eq "NOT_VERIFIED/PENDING/webhook|0" "$(state c6b-once0)|$(sql "SELECT failures FROM kyc.verifications WHERE external_user_id = 'c6b-once0'")" \
   "and touched no record"
 faults
+
+# ------------------------------------------------------------------------------
+e2e_section "6c. reconcile --once ends when P100 answers 429 or P501 for good"
+# A pass checks each due user at most RECONCILER_PASS_TRIES (3) times: 429
+# after Retry-After (1 s here), transient errors after 1 s; then it exits 3
+# (some left for later) with the users still scheduled and no claim left.
+once_fault() { # NAME FAULTS: 3 due users, P100 failing for good; one --once pass
+  e2e_fresh_db
+  e2e_migrate
+  sim POST /_sim/reset >/dev/null
+  sim_bulk "c6c-$1-" 3 VERIFIED SUCCESSFUL
+  db_pending "c6c-$1-" 3
+  faults "$2"
+  c0=$(sim_stat status_calls)
+  e2e_kycd_cmd --timeout 20 "${SIM_ENV[@]}" "${REC[@]}" KYCD_P100_RATE=50 KYCD_P100_CONCURRENCY=4 -- reconcile --once
+  calls=$(( $(sim_stat status_calls) - c0 ))
+  faults
+}
+once_fault rl '{"fail_rate":1,"fail_with":"429","retry_after":1,"scope":"status"}'
+assert_eq 3 "$E2E_RC" "429 with Retry-After 1 for good: reconcile --once exits 3, some left for later (exit $E2E_RC after ${E2E_SECS} s)"
+# Every 429 pauses every worker for Retry-After, so the calls go one a
+# second; after 5 s of nothing but 429s the pass ends (4.7 s measured; bound 3x).
+assert_match "$(awk -v s="$E2E_SECS" 'BEGIN {print (s < 15) ? "ok" : "slow"}')" '^ok$' "and ends within 15 s (took ${E2E_SECS} s)"
+assert_match "$calls" '^[3-9]$' "at most 3 calls per user, 9 in all ($calls)"
+assert_eq "0" "$(sql "SELECT count(*) FROM (SELECT 1 FROM kyc.status_checks WHERE external_user_id LIKE 'c6c-rl-%' GROUP BY external_user_id HAVING count(*) > 3) s")" \
+  "no user asked more than 3 times"
+assert_contains "$(cat "$E2E_OUT")" "3 left for a later pass" "it says how many were left"
+assert_eq "$calls|0" "$(sql "SELECT count(*) FILTER (WHERE outcome = 'rate_limited') || '|' || count(*) FILTER (WHERE outcome <> 'rate_limited') FROM kyc.status_checks WHERE external_user_id LIKE 'c6c-rl-%'")" \
+  "every try is recorded as rate_limited"
+assert_eq "0|0" "$(sql "SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL) || '|' || sum(failures) FROM kyc.verifications WHERE external_user_id LIKE 'c6c-rl-%'")" \
+  "no claim left, no failure counted"
+once_fault p501 '{"fail_rate":1,"fail_with":"P501","scope":"status"}'
+assert_eq 3 "$E2E_RC" "P501 for good: reconcile --once exits 3 (exit $E2E_RC after ${E2E_SECS} s)"
+# 3 tries, 1 s apart: 2.3 s measured; bound 3x.
+assert_match "$(awk -v s="$E2E_SECS" 'BEGIN {print (s < 7.5) ? "ok" : "slow"}')" '^ok$' "and ends within 7.5 s (took ${E2E_SECS} s)"
+assert_eq 9 "$calls" "each of the 3 users was asked 3 times, no more"
+assert_eq "0|3|9|0" "$(sql "SELECT count(*) FILTER (WHERE lease_owner IS NOT NULL) || '|' || count(*) FILTER (WHERE next_check_at IS NOT NULL) || '|' || sum(failures) || '|' || count(*) FILTER (WHERE attention_reason IS NOT NULL) FROM kyc.verifications WHERE external_user_id LIKE 'c6c-p501-%'")" \
+  "no claim left, each scheduled with its 3 failures counted, none flagged (ceiling 10)"
+# The same pass with P100 healthy: everything due is checked, exit 0.
+e2e_wait_sql "SELECT count(*) FROM kyc.verifications WHERE external_user_id LIKE 'c6c-p501-%' AND next_check_at > now()" 0 3 || true
+e2e_kycd_cmd --timeout 20 "${SIM_ENV[@]}" KYCD_PENDING_AFTER=1s KYCD_P100_RATE=50 -- reconcile --once
+assert_eq 0 "$E2E_RC" "P100 healthy again: the next pass checks the 3 users left and exits 0 (${E2E_SECS} s)"
 
 # ------------------------------------------------------------------------------
 e2e_section "4b. reconcile_max_failures 3: flagged after 3 transient failures"

@@ -1570,6 +1570,208 @@ static void test_pending_one_definition(void **state)
     assert_true(uses_index);
 }
 
+/* ---------------------------------------------- re-checks (sql/006) */
+
+/* Claims with the reconciler's options; returns "id:why,id:why" sorted. */
+static const char *claim_ids(fixture *f, const db_claim_opts *o)
+{
+    static char out[8192];
+    db_claim c[32];
+    int n = 0;
+    kerr e;
+    kerr_clear(&e);
+    if (db_claim_due(f->d, o, c, &n, &e) != 0)
+        fail_msg("db_claim_due: %s", e.msg);
+    /* sort by id: the claim's own order is by schedule */
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (strcmp(c[j].external_user_id, c[i].external_user_id) < 0) {
+                db_claim t = c[i];
+                c[i] = c[j];
+                c[j] = t;
+            }
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(out);
+        snprintf(out + len, sizeof out - len, "%s%s:%s", i ? "," : "", c[i].external_user_id,
+                 kyc_check_why_name(c[i].why));
+    }
+    return out;
+}
+
+static void seed_user(fixture *f, const char *id, const char *v, const char *a, const char *ago,
+                      const char *rechecked_ago)
+{
+    const char *p[] = {id, v, a, ago, rechecked_ago};
+    PGresult *r = PQexecParams(
+        f->pq,
+        "INSERT INTO kyc.verifications (external_user_id, source, verification_status, "
+        "attempt_status, updated_at, last_webhook_at, rechecked_at) VALUES ($1, 'webhook', $2, "
+        "$3, now() - $4::interval, now() - $4::interval, now() - $5::interval)",
+        5, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("seed %s: %s", id, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void test_recheck_claims(void **state)
+{
+    fixture *f = *state;
+    /* rejected: first after 1 h, then after twice the time since the last word */
+    seed_user(f, "r1-due", "NOT_VERIFIED", "REJECTED", "2 hours", NULL);
+    seed_user(f, "r2-early", "NOT_VERIFIED", "REJECTED", "30 minutes", NULL);
+    seed_user(f, "r3-over", "NOT_VERIFIED", "REJECTED", "31 days", NULL);
+    seed_user(f, "r4-wait", "NOT_VERIFIED", "REJECTED", "5 hours", "2 hours"); /* next: +3 h */
+    seed_user(f, "r5-due", "NOT_VERIFIED", "REJECTED", "10 hours", "6 hours"); /* was due 2 h ago */
+    /* verified: once per interval, in the user's slot */
+    seed_user(f, "v1-due", "VERIFIED", "SUCCESSFUL", "31 days", NULL);
+    seed_user(f, "v2-fresh", "VERIFIED", "SUCCESSFUL", "0 seconds", NULL);
+    /* never a re-check: pending, held, flagged, expired */
+    seed_user(f, "p1-pending", "NOT_VERIFIED", "VERIFICATION", "2 hours", NULL);
+    seed_user(f, "h1-held", "VERIFIED", "SUCCESSFUL", "40 days", NULL);
+    q_ok(f->pq, "UPDATE kyc.verifications SET needs_check_reason = 'conflict' "
+                "WHERE external_user_id = 'h1-held'");
+    seed_user(f, "f1-flagged", "NOT_VERIFIED", "REJECTED", "2 hours", NULL);
+    q_ok(f->pq, "UPDATE kyc.verifications SET attention_reason = 'P445' "
+                "WHERE external_user_id = 'f1-flagged'");
+    seed_user(f, "e1-expired", "EXPIRED", "SUCCESSFUL", "40 days", NULL);
+
+    db_claim_opts o = {.owner = "test:1",
+                       .limit = 32,
+                       .lease_ms = 60000,
+                       .pending_after_ms = 600000,
+                       .recheck = 1,
+                       .recheck_rejected_after_ms = 3600000,
+                       .recheck_rejected_for_ms = 30LL * 86400000,
+                       .recheck_verified_every_ms = 30LL * 86400000};
+    assert_string_equal(claim_ids(f, &o),
+                        "r1-due:recheck_rejected,r5-due:recheck_rejected,v1-due:recheck_verified");
+    /* claimed: a second claim skips them */
+    assert_string_equal(claim_ids(f, &o), "");
+    /* the other claim: held and pending users only */
+    o.recheck = 0;
+    assert_string_equal(claim_ids(f, &o), "h1-held:held,p1-pending:pending");
+
+    /* A re-check that finds an expiry: reason recheck, purpose recheck_verified. */
+    kyc_status answer;
+    memset(&answer, 0, sizeof answer);
+    snprintf(answer.verification, sizeof answer.verification, "EXPIRED");
+    snprintf(answer.attempt, sizeof answer.attempt, "SUCCESSFUL");
+    db_check c = {.owner = "test:1",
+                  .external_user_id = "v1-due",
+                  .cls = P100_OK,
+                  .http_status = 200,
+                  .error_code = "",
+                  .latency_ms = 1,
+                  .answer = &answer,
+                  .next_check_ms = 600000,
+                  .why = KYC_WHY_RECHECK_VERIFIED};
+    db_check_result res;
+    kerr e;
+    kerr_clear(&e);
+    assert_int_equal(db_record_check(f->d, &c, &res, &e), 0);
+    assert_int_equal(res.result, KYC_CHECK_APPLIED);
+    assert_string_equal(q(f->pq,
+                          "SELECT reason || '/' || purpose || '/' || new_verification_status "
+                          "FROM kyc.reconciler_corrections WHERE external_user_id = 'v1-due'",
+                          END),
+                        "recheck/recheck_verified/EXPIRED");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT (rechecked_at IS NOT NULL)::text || (next_check_at IS NULL)::text "
+          "|| (lease_owner IS NULL)::text FROM kyc.verifications "
+          "WHERE external_user_id = 'v1-due'",
+          END),
+        "truetruetrue");
+
+    /* P100 agrees with a rejection: unchanged, and the next re-check waits
+     * twice the time since the rejection (2 h -> in about 2 h). */
+    memset(&answer, 0, sizeof answer);
+    snprintf(answer.verification, sizeof answer.verification, "NOT_VERIFIED");
+    snprintf(answer.attempt, sizeof answer.attempt, "REJECTED");
+    c.external_user_id = "r1-due";
+    c.why = KYC_WHY_RECHECK_REJECTED;
+    assert_int_equal(db_record_check(f->d, &c, &res, &e), 0);
+    assert_int_equal(res.result, KYC_CHECK_UNCHANGED);
+    assert_string_equal(
+        q(f->pq, "SELECT purpose FROM kyc.status_checks WHERE external_user_id = 'r1-due'", END),
+        "recheck_rejected");
+
+    /* A retry within a pass keeps the claim; r5 stays claimed. */
+    c.external_user_id = "r5-due";
+    c.cls = P100_RATE_LIMITED;
+    c.http_status = 429;
+    c.answer = NULL;
+    c.next_check_ms = 1000;
+    c.keep_lease_ms = 60000;
+    assert_int_equal(db_record_check(f->d, &c, &res, &e), 0);
+    assert_string_equal(q(f->pq,
+                          "SELECT lease_owner FROM kyc.verifications "
+                          "WHERE external_user_id = 'r5-due'",
+                          END),
+                        "test:1");
+
+    /* Later, with every claim given back and no next_check_at: r1 waits,
+     * nothing else of the re-checks is due (v1 expired, r5 at +1 s). */
+    q_ok(f->pq, "UPDATE kyc.verifications SET lease_owner = NULL, lease_until = NULL");
+    o.recheck = 1;
+    assert_string_equal(claim_ids(f, &o), "");
+
+    /* A new webhook resets the rejected schedule: r2's last word is now. */
+    q_ok(f->pq, "UPDATE kyc.verifications SET updated_at = now() - interval '3 hours', "
+                "last_webhook_at = now() WHERE external_user_id = 'r2-early'");
+    assert_string_equal(claim_ids(f, &o), "");
+    /* Off: verified_every 0 and rejected_for 0 claim nothing. */
+    q_ok(f->pq, "UPDATE kyc.verifications SET last_webhook_at = NULL, next_check_at = NULL, "
+                "lease_owner = NULL, lease_until = NULL");
+    o.recheck_rejected_for_ms = 0;
+    o.recheck_verified_every_ms = 0;
+    assert_string_equal(claim_ids(f, &o), "");
+}
+
+static void test_recheck_once_and_spread(void **state)
+{
+    fixture *f = *state;
+    /* A pass: users checked since its start are never claimed again in it. */
+    seed_user(f, "p-checked", "NOT_VERIFIED", "PENDING", "2 hours", NULL);
+    seed_user(f, "p-left", "NOT_VERIFIED", "PENDING", "2 hours", NULL);
+    q_ok(f->pq, "UPDATE kyc.verifications SET last_checked_at = now() - interval '1 second' "
+                "WHERE external_user_id = 'p-checked'");
+    db_claim_opts o = {.owner = "test:1",
+                       .limit = 32,
+                       .lease_ms = 60000,
+                       .pending_after_ms = 600000,
+                       .once = 1,
+                       .pass_age_ms = 5000}; /* the pass started 5 s ago */
+    assert_string_equal(claim_ids(f, &o), "p-left:pending");
+    /* A user that became due after the pass started waits for the next. */
+    seed_user(f, "p-late", "NOT_VERIFIED", "PENDING", "600 seconds", NULL);
+    q_ok(f->pq, "UPDATE kyc.verifications SET lease_owner = NULL, lease_until = NULL");
+    assert_string_equal(claim_ids(f, &o), "p-left:pending");
+
+    /* Verified users' slots spread evenly: 2,000 ids over 10 tenths of the
+     * interval, each tenth within 30% of 200. */
+    const char *spread =
+        q(f->pq,
+          "SELECT min(n) || '/' || max(n) FROM (SELECT floor(extract(epoch FROM "
+          "  (now() - kyc.recheck_slot(kyc.recheck_phase('user-' || g), 86400000, now()))) / 8640) "
+          "  AS tenth, "
+          "  count(*) AS n FROM generate_series(1, 2000) g GROUP BY 1) s",
+          END);
+    int lo = 0, hi = 0;
+    assert_int_equal(sscanf(spread, "%d/%d", &lo, &hi), 2);
+    if (lo < 140 || hi > 260)
+        fail_msg("slots not spread evenly: %s per tenth", spread);
+    /* a slot is never in the future, and at most one interval back */
+    assert_string_equal(
+        q(f->pq,
+          "SELECT bool_and(s <= now() AND s > now() - interval '1 day')::text "
+          "FROM (SELECT kyc.recheck_slot(kyc.recheck_phase('user-' || g), 86400000, now()) AS s "
+          "FROM generate_series(1, 500) g) x",
+          END),
+        "true");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1602,6 +1804,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_replaces_terminated, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_replay_from_spool, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pending_one_definition, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_recheck_claims, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_recheck_once_and_spread, setup_migrated, teardown),
     };
     return cmocka_run_group_tests_name("integration/db", tests, NULL, NULL);
 }

@@ -123,7 +123,7 @@ static void usage(FILE *f)
         "         GET /v1/kyc/verification/{externalUserId}/{verificationId}\n"
         "Control: POST /_sim/users, /_sim/users/{id}/advance, /_sim/users/{id}/poa, /_sim/flush,\n"
         "         /_sim/faults, /_sim/reset; GET /_sim/stats[?user=ID|?users=all], /_sim/faults,\n"
-        "         /_sim/users/{id}, /_sim/webhooks[?user=ID]\n",
+        "         /_sim/users, /_sim/users/{id}, /_sim/webhooks[?user=ID]\n",
         f);
 }
 

@@ -359,7 +359,7 @@ void api_handle(struct mg_connection *conn, const struct mg_request_info *ri, re
         snprintf(log_user, log_user_cap, "%s", uid);
 
     const char *key = mg_get_header(conn, "x-api-key");
-    enum { GO, DENY_XO1, DENY_XO2, DENY_XO3, FAIL } verdict = GO;
+    enum { GO, DENY_XO1, DENY_XO2, DENY_XO3, FAIL, FAIL_RL } verdict = GO;
     faults f;
     bool counted_user = false;
 
@@ -404,7 +404,11 @@ void api_handle(struct mg_connection *conn, const struct mg_request_info *ri, re
             verdict = FAIL;
         } else if (f.fail_rate > 0 && state_rng_unit() < f.fail_rate) {
             verdict = FAIL;
+        } else if (f.rate_limit_rate > 0 && state_rng_unit() < f.rate_limit_rate) {
+            verdict = FAIL_RL;
         }
+        if (f.slow_rate > 0 && state_rng_unit() < f.slow_rate)
+            f.latency_ms = f.slow_ms;
     }
     pthread_mutex_unlock(&sim_state.mu);
 
@@ -425,6 +429,10 @@ void api_handle(struct mg_connection *conn, const struct mg_request_info *ri, re
     case FAIL:
         reply_fault(r, f.fail_with, f.retry_after);
         *fault_out = fail_names[f.fail_with];
+        break;
+    case FAIL_RL:
+        reply_fault(r, FAIL_429, f.retry_after);
+        *fault_out = fail_names[FAIL_429];
         break;
     case GO:
         if (kind == API_STATUS)

@@ -284,6 +284,9 @@ static cJSON *faults_json(const faults *f)
     cJSON_AddBoolToObject(o, "unauthorized", f->unauthorized);
     cJSON_AddNumberToObject(o, "fail_next", (double)f->fail_next);
     cJSON_AddStringToObject(o, "scope", scope_names[f->scope]);
+    cJSON_AddNumberToObject(o, "rate_limit_rate", f->rate_limit_rate);
+    cJSON_AddNumberToObject(o, "slow_rate", f->slow_rate);
+    cJSON_AddNumberToObject(o, "slow_ms", (double)f->slow_ms);
     return o;
 }
 
@@ -301,23 +304,27 @@ static bool get_num(const cJSON *o, const char *name, double lo, double hi, doub
 /* A POST replaces the whole fault set: what it leaves out returns to its default. */
 static void sim_faults(reply *r, const cJSON *in)
 {
-    static const char *const keys[] = {"latency_ms",  "fail_rate",    "fail_with",
-                                       "retry_after", "unauthorized", "fail_next",
-                                       "scope",       "seed",         NULL};
+    static const char *const keys[] = {"latency_ms",      "fail_rate", "fail_with", "retry_after",
+                                       "unauthorized",    "fail_next", "scope",     "seed",
+                                       "rate_limit_rate", "slow_rate", "slow_ms",   NULL};
     char bad[200], with[16], scope[16];
     faults f;
     state_faults_default(&f);
-    double lat = (double)f.latency_ms, rate = 0, ra = 0, next = 0, seed = -1;
+    double lat = (double)f.latency_ms, rate = 0, ra = 0, next = 0, seed = -1, rl = 0, slow = 0,
+           slow_ms = 0;
     if (!only_keys(in, keys, bad, sizeof bad)) {
         reply_sim_error(r, 400, bad);
         return;
     }
     if (!get_num(in, "latency_ms", 0, 600000, &lat) || !get_num(in, "fail_rate", 0, 1, &rate) ||
         !get_num(in, "retry_after", 0, 86400, &ra) || !get_num(in, "fail_next", 0, 1e9, &next) ||
-        !get_num(in, "seed", 0, 9007199254740991.0, &seed)) {
+        !get_num(in, "seed", 0, 9007199254740991.0, &seed) ||
+        !get_num(in, "rate_limit_rate", 0, 1, &rl) || !get_num(in, "slow_rate", 0, 1, &slow) ||
+        !get_num(in, "slow_ms", 0, 600000, &slow_ms)) {
         reply_sim_error(r, 400,
                         "a number is out of range (latency_ms 0..600000, fail_rate 0..1, "
-                        "retry_after 0..86400, fail_next >= 0, seed >= 0)");
+                        "retry_after 0..86400, fail_next >= 0, seed >= 0, rate_limit_rate "
+                        "0..1, slow_rate 0..1, slow_ms 0..600000)");
         return;
     }
     if (!get_str(in, "fail_with", with, sizeof with, NULL) ||
@@ -357,6 +364,9 @@ static void sim_faults(reply *r, const cJSON *in)
     f.fail_rate = rate;
     f.retry_after = (long)ra;
     f.fail_next = (long)next;
+    f.rate_limit_rate = rl;
+    f.slow_rate = slow;
+    f.slow_ms = (long)slow_ms;
     pthread_mutex_lock(&sim_state.mu);
     sim_state.f = f;
     if (seed >= 0)
@@ -441,6 +451,18 @@ void control_handle(struct mg_connection *conn, const struct mg_request_info *ri
         faults f = sim_state.f;
         pthread_mutex_unlock(&sim_state.mu);
         reply_json(r, 200, faults_json(&f));
+        return;
+    }
+    if (n == 1 && get && strcmp(seg[0], "users") == 0) {
+        /* Every real user's truth, for a test that compares all of them. */
+        cJSON *a = cJSON_CreateArray();
+        pthread_mutex_lock(&sim_state.mu);
+        for (size_t i = 0; i < sim_state.nbuckets; i++)
+            for (const user *u = sim_state.buckets[i]; u; u = u->next)
+                if (u->exists)
+                    cJSON_AddItemToArray(a, user_json(u));
+        pthread_mutex_unlock(&sim_state.mu);
+        reply_json(r, 200, a);
         return;
     }
     if (n == 2 && get && strcmp(seg[0], "users") == 0) {

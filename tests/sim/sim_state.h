@@ -49,6 +49,12 @@ typedef struct faults {
     bool unauthorized;
     long fail_next; /* the next N calls in scope fail, before fail_rate is drawn */
     enum scope scope;
+    /* Mixed faults (the chaos test): besides fail_with at fail_rate, a
+     * share of calls in scope answered 429 (with retry_after), and a share
+     * answered after slow_ms instead of latency_ms. */
+    double rate_limit_rate;
+    double slow_rate;
+    long slow_ms;
 } faults;
 
 #define ERR_KEYS 16

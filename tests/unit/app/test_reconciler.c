@@ -8,8 +8,10 @@
  *
  * Covers: claims and one check per claimed user, the concurrency limit, the
  * rate limit's spacing (loose bounds), transient backoff and the failure
- * ceiling, final errors, 429 and 401 pauses, reconciler_ready, once mode,
- * and a stop with calls in flight. Every test is bounded by alarm(); waits
+ * ceiling, final errors, 429 and 401 pauses, reconciler_ready, once mode
+ * (one pass: bounded retries within it for 429 and transient answers),
+ * re-checks after the held and pending users and within their share of the
+ * rate, and a stop with calls in flight. Every test is bounded by alarm(); waits
  * are condition-variable waits with a deadline, never a fixed sleep. */
 #include "testlib.h"
 
@@ -35,7 +37,8 @@ typedef struct fuser {
     char id[KYC_ID_MAX + 1];
     int failures;
     int due, claimed;
-    int checks; /* P100 calls for this user */
+    int recheck; /* a settled user: claimed only by a re-check claim */
+    int checks;  /* P100 calls for this user */
 } fuser;
 
 typedef struct frecord { /* one record_check */
@@ -46,6 +49,10 @@ typedef struct frecord { /* one record_check */
     int64_t next_check_ms;
     char detail[512];
     enum kyc_check_write write; /* what the real database would write */
+    enum kyc_check_why why;
+    enum kyc_reason reason;
+    int64_t keep_lease_ms;
+    double at_ms;
 } frecord;
 
 typedef struct fanswer { /* one scripted P100 answer */
@@ -71,6 +78,8 @@ typedef struct fake {
     /* P100 */
     fanswer script[8]; /* answers of the first calls, in order; then ok */
     int nscript;
+    fanswer always; /* when cls is set (not P100_OK): every call past the script */
+    int recheck_claims, recheck_claimed, max_recheck_limit;
     int calls, in_flight, max_in_flight;
     double start_ms[MAXC], end_ms[MAXC];
     int gate_closed; /* calls wait while set */
@@ -102,17 +111,25 @@ static int fk_claim(void *ctx, const db_claim_opts *o, db_claim *out, int *n, ke
     snprintf(f->claim_owner, sizeof f->claim_owner, "%s", o->owner);
     f->last_claim.owner = f->claim_owner;
     int k = 0;
+    if (o->recheck) {
+        f->recheck_claims++;
+        if (o->limit > f->max_recheck_limit)
+            f->max_recheck_limit = o->limit;
+    }
     for (int i = 0; i < f->nusers && k < o->limit; i++) {
         fuser *u = &f->users[i];
-        if (!u->due || u->claimed)
+        if (!u->due || u->claimed || u->recheck != o->recheck)
             continue;
         u->due = 0;
         u->claimed = 1;
         memset(&out[k], 0, sizeof out[k]);
         snprintf(out[k].external_user_id, sizeof out[k].external_user_id, "%s", u->id);
         out[k].failures = u->failures;
+        out[k].why = u->recheck ? KYC_WHY_RECHECK_VERIFIED : KYC_WHY_PENDING;
         k++;
     }
+    if (o->recheck)
+        f->recheck_claimed += k;
     *n = k;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
@@ -129,7 +146,8 @@ static int fk_record(void *ctx, const db_check *c, db_check_result *res, kerr *e
                        .answer = c->answer,
                        .flag = c->flag,
                        .count_failure = c->count_failure,
-                       .next_check_ms = c->next_check_ms};
+                       .next_check_ms = c->next_check_ms,
+                       .why = c->why};
     kyc_check_plan plan = kyc_check_decide(&in);
     pthread_mutex_lock(&f->mu);
     if (f->nrec < MAXC) {
@@ -143,9 +161,13 @@ static int fk_record(void *ctx, const db_check *c, db_check_result *res, kerr *e
         r->next_check_ms = c->next_check_ms;
         snprintf(r->detail, sizeof r->detail, "%s", c->detail ? c->detail : "");
         r->write = plan.write;
+        r->why = c->why;
+        r->reason = plan.reason;
+        r->keep_lease_ms = c->keep_lease_ms;
+        r->at_ms = now_ms();
     }
     fuser *u = find_user(f, c->external_user_id);
-    if (u) {
+    if (u && c->keep_lease_ms <= 0) { /* a kept claim stays the reconciler's */
         u->claimed = 0;
         if (plan.write == KYC_WRITE_RELEASE) /* nothing changed: still due */
             u->due = 1;
@@ -221,6 +243,8 @@ static int fk_get_status(void *client, const char *uid, p100_result *res, kyc_st
     fanswer a = {.cls = P100_OK, .http = 200};
     if (i < f->nscript)
         a = f->script[i];
+    else if (f->always.cls != P100_OK)
+        a = f->always;
     pthread_mutex_unlock(&f->mu);
 
     usleep(2000); /* a little latency, so overlapping calls can overlap */
@@ -571,6 +595,120 @@ static void once_stops_when_misconfigured(void **state)
     }
 }
 
+static void once_retries_429_within_the_pass_then_leaves(void **state)
+{
+    fx *x = *state;
+    add_users(x, 1, 0);
+    x->o.once = 1;
+    x->f.always = (fanswer){P100_RATE_LIMITED, 429, "", "Too Many Requests", 100};
+    double t0 = now_ms();
+    start(x);
+    reconciler_wait(x->r); /* bounded by alarm() */
+    reconciler_stats st;
+    stop(x, &st);
+    assert_int_equal(x->f.calls, RECONCILER_PASS_TRIES);
+    assert_int_equal(x->f.nrec, RECONCILER_PASS_TRIES);
+    assert_int_equal(st.left, 1);
+    assert_int_equal(st.rate_limited, RECONCILER_PASS_TRIES);
+    for (int i = 0; i < RECONCILER_PASS_TRIES - 1; i++)
+        assert_true(x->f.rec[i].keep_lease_ms > 0); /* the retry keeps the claim */
+    assert_int_equal(x->f.rec[RECONCILER_PASS_TRIES - 1].keep_lease_ms, 0);
+    assert_int_equal(x->f.users[0].claimed, 0);
+    /* Retry-After 100 ms between tries; well under a second in all */
+    assert_true(x->f.start_ms[1] - x->f.start_ms[0] >= 90);
+    assert_true(now_ms() - t0 < 3000);
+}
+
+static void once_transient_for_good_leaves_or_flags(void **state)
+{
+    fx *x = *state;
+    add_users(x, 2, 0);
+    x->f.users[1].failures = 1; /* one more failure reaches the ceiling of 3 */
+    x->o.once = 1;
+    x->o.concurrency = 1;
+    x->f.always = (fanswer){P100_TRANSIENT, 400, "P501", "Service temporarily unavailable", 0};
+    start(x);
+    reconciler_wait(x->r);
+    reconciler_stats st;
+    stop(x, &st);
+    /* user-00: 3 tries (failures 1, 2, 3 -> the third flags it); user-01:
+     * failures 2, then 3: flagged on its second try. Neither is left. */
+    assert_int_equal(x->f.users[0].checks, 3);
+    assert_int_equal(x->f.users[1].checks, 2);
+    assert_int_equal(st.flagged, 2);
+    assert_int_equal(st.left, 0);
+}
+
+static void once_transient_ceiling_high_leaves(void **state)
+{
+    fx *x = *state;
+    add_users(x, 1, 0);
+    x->o.once = 1;
+    x->o.max_failures = 10;
+    x->f.always = (fanswer){P100_TRANSIENT, 400, "P501", "Service temporarily unavailable", 0};
+    start(x);
+    reconciler_wait(x->r);
+    reconciler_stats st;
+    stop(x, &st);
+    assert_int_equal(x->f.calls, RECONCILER_PASS_TRIES);
+    assert_int_equal(st.left, 1);
+    assert_int_equal(st.flagged, 0);
+    for (int i = 0; i < RECONCILER_PASS_TRIES; i++)
+        assert_int_equal(x->f.rec[i].count_failure, 1);
+}
+
+static void rechecks_go_after_pending_within_their_share(void **state)
+{
+    fx *x = *state;
+    add_users(x, 40, 0);
+    for (int i = 0; i < 30; i++)
+        x->f.users[i].recheck = 1; /* 30 settled users, 10 pending ones */
+    x->o.rate = 100;
+    x->o.recheck_share = 10; /* 10 re-checks a second */
+    x->o.recheck_verified_every_ms = 1000;
+    x->o.concurrency = 4;
+    start(x);
+    assert_int_equal(wait_at_least(x, &x->f.nrec, 40, 8000), 40);
+    reconciler_stats st;
+    stop(x, &st);
+    double first_recheck = 1e18, last_pending = 0;
+    for (int i = 0; i < x->f.nrec; i++) {
+        const frecord *r = &x->f.rec[i];
+        if (kyc_check_why_is_recheck(r->why)) {
+            if (r->at_ms < first_recheck)
+                first_recheck = r->at_ms;
+            assert_int_equal(r->reason, KYC_R_RECHECK); /* the correction says so */
+        } else {
+            if (r->at_ms > last_pending)
+                last_pending = r->at_ms;
+            assert_int_equal(r->reason, KYC_R_RECONCILER);
+        }
+    }
+    /* The bucket holds one second's worth: never more than 10 asked at once. */
+    assert_true(x->f.max_recheck_limit <= 10);
+    assert_int_equal(st.rechecks, 30);
+    assert_int_equal(st.recheck_applied, 30);
+    /* 30 re-checks at 10/s, the first 10 at once: about 2 s, not 0.3 s. */
+    assert_true(x->f.rec[x->f.nrec - 1].at_ms - x->f.rec[0].at_ms >= 1500);
+    (void)first_recheck;
+    (void)last_pending;
+}
+
+static void rechecks_off_claim_nothing(void **state)
+{
+    fx *x = *state;
+    add_users(x, 3, 0);
+    x->f.users[0].recheck = 1;
+    x->o.once = 1; /* recheck_verified_every and recheck_rejected_for are 0 */
+    start(x);
+    reconciler_wait(x->r);
+    reconciler_stats st;
+    stop(x, &st);
+    assert_int_equal(x->f.recheck_claims, 0);
+    assert_int_equal(x->f.users[0].checks, 0);
+    assert_int_equal(st.checks, 2);
+}
+
 static void stop_with_calls_in_flight(void **state)
 {
     fx *x = *state;
@@ -615,6 +753,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(misconfigured_pauses_and_recovers, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(once_ends_when_nothing_due, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(once_stops_when_misconfigured, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(once_retries_429_within_the_pass_then_leaves, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(once_transient_for_good_leaves_or_flags, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(once_transient_ceiling_high_leaves, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(rechecks_go_after_pending_within_their_share, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(rechecks_off_claim_nothing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(stop_with_calls_in_flight, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

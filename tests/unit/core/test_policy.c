@@ -179,6 +179,50 @@ static void test_check_answers(void **state)
     assert_int_equal(p.next_check_ms, 60000); /* the stored state is pending */
 }
 
+static void test_check_rechecks(void **state)
+{
+    (void)state;
+    /* A rejected user's new attempt, all of whose webhooks were lost. */
+    kyc_status before = st("NOT_VERIFIED", "REJECTED", "DOCUMENT_EXPIRED");
+    kyc_status answer = st("VERIFIED", "SUCCESSFUL", "");
+    kyc_check_in c = check(&before, P100_OK, &answer);
+    c.why = KYC_WHY_RECHECK_REJECTED;
+    kyc_check_plan p = kyc_check_decide(&c);
+    assert_int_equal(p.result, KYC_CHECK_APPLIED);
+    assert_int_equal(p.reason, KYC_R_RECHECK);
+    assert_string_equal(kyc_reason_name(p.reason), "recheck");
+    assert_int_equal(p.next_check_ms, -1); /* settled: the re-check schedule takes over */
+
+    /* A verified user whose expiry webhook was lost. */
+    before = st("VERIFIED", "SUCCESSFUL", "");
+    answer = st("EXPIRED", "SUCCESSFUL", "");
+    c = check(&before, P100_OK, &answer);
+    c.why = KYC_WHY_RECHECK_VERIFIED;
+    p = kyc_check_decide(&c);
+    assert_int_equal(p.result, KYC_CHECK_APPLIED);
+    assert_int_equal(p.reason, KYC_R_RECHECK);
+
+    /* P100 agrees: unchanged, reason same. */
+    answer = before;
+    p = kyc_check_decide(&c);
+    assert_int_equal(p.result, KYC_CHECK_UNCHANGED);
+    assert_int_equal(p.reason, KYC_R_SAME);
+
+    /* A pending or held check keeps reason reconciler. */
+    answer = st("EXPIRED", "SUCCESSFUL", "");
+    c.why = KYC_WHY_PENDING;
+    assert_int_equal(kyc_check_decide(&c).reason, KYC_R_RECONCILER);
+    c.why = KYC_WHY_HELD;
+    assert_int_equal(kyc_check_decide(&c).reason, KYC_R_RECONCILER);
+
+    assert_string_equal(kyc_check_why_name(KYC_WHY_HELD), "held");
+    assert_string_equal(kyc_check_why_name(KYC_WHY_PENDING), "pending");
+    assert_string_equal(kyc_check_why_name(KYC_WHY_RECHECK_REJECTED), "recheck_rejected");
+    assert_string_equal(kyc_check_why_name(KYC_WHY_RECHECK_VERIFIED), "recheck_verified");
+    assert_false(kyc_check_why_is_recheck(KYC_WHY_PENDING));
+    assert_true(kyc_check_why_is_recheck(KYC_WHY_RECHECK_VERIFIED));
+}
+
 static void test_check_failures(void **state)
 {
     (void)state;
@@ -271,7 +315,7 @@ int main(void)
         cmocka_unit_test(test_is_pending),    cmocka_unit_test(test_other_decide),
         cmocka_unit_test(test_status_fill),   cmocka_unit_test(test_after_create),
         cmocka_unit_test(test_check_answers), cmocka_unit_test(test_check_failures),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_names),         cmocka_unit_test(test_check_rechecks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

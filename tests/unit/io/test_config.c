@@ -471,7 +471,11 @@ static void test_print(void **state)
                        "pending_after = 10m\n"
                        "reconcile_max_failures = 10\n"
                        "reconcile_backoff_min = 10s\n"
-                       "reconcile_backoff_max = 1h\n";
+                       "reconcile_backoff_max = 1h\n"
+                       "recheck_rejected_after = 1h\n"
+                       "recheck_rejected_for = 720h\n"
+                       "recheck_verified_every = 720h\n"
+                       "recheck_share = 20\n";
     assert_string_equal(text, want);
     free(text);
     config_deinit(&cfg);
