@@ -106,6 +106,14 @@ static int take(reconciler *r, db_claim *item)
             wait_until(r, r->paused_until_ms);
             continue;
         }
+        /* While P100 refuses our credentials, a single call probes them
+         * after each pause: one try per interval whatever the concurrency
+         * (without this, every worker woke at the end of a pause and made
+         * its own call before the first 401 came back). */
+        if (r->misconfigured && r->busy > 0) {
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
         if (r->qlen == 0) {
             pthread_cond_wait(&r->cv, &r->mu);
             continue;

@@ -49,12 +49,9 @@ e2e_section "setup: $USERS users, seed $SEED"
 e2e_fresh_db
 e2e_certs
 # kycd's port is chosen before the simulator starts (its webhook URL) and
-# bound after: keep it below the ephemeral range (32768+), where this
-# test's thousands of client connections would otherwise race for it.
-for _ in $(seq 1 100); do
-  E2E_NEXT_PORT=$((20000 + RANDOM % 12000))
-  [ -z "$(ss -Htan "sport = :$E2E_NEXT_PORT" 2>/dev/null)" ] && break
-done
+# bound after (e2e_free_port keeps below the ephemeral range, where this
+# test's thousands of client connections take theirs).
+E2E_NEXT_PORT=$(e2e_free_port)
 e2e_start_sim --threads 64
 mapfile -t SIM_ENV < <(e2e_sim_env)
 e2e_start_kycd "${SIM_ENV[@]}" "${REC[@]}"

@@ -59,7 +59,9 @@ assert_eq "t|f" "$(sql "SELECT pending, needs_check FROM kyc.current_status WHER
 assert_eq "api|api|-/-|NOT_VERIFIED/PENDING" \
   "$(sql "SELECT source, reason, coalesce(old_verification_status, '-') || '/' || coalesce(old_attempt_status, '-'), new_verification_status || '/' || new_attempt_status FROM kyc.status_changes WHERE external_user_id = 'ck-alice'")" \
   "one status change, source api"
-assert_eq t "$(sql "SELECT next_check_at > now() AND next_check_at < now() + interval '5 s' FROM kyc.verifications WHERE external_user_id = 'ck-alice'")" \
+# Measured from the recorded change, not from now: on a busy machine the
+# queries above may take longer than pending_after (1 s) itself.
+assert_eq t "$(sql "SELECT v.next_check_at >= c.changed_at + interval '0.9 s' AND v.next_check_at < c.changed_at + interval '5 s' FROM kyc.verifications v JOIN kyc.status_changes c USING (external_user_id) WHERE external_user_id = 'ck-alice'")" \
   "the first check is scheduled after pending_after"
 
 # ------------------------------------------------------------------------------
