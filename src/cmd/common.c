@@ -174,7 +174,7 @@ ingest_opts cmd_ingest_options(const kycd_config *cfg, spool *sp, int pool_size,
         .record_max = cfg->max_body + 512,
         .committers = (int)cfg->db_committers,
         .batch_max = (int)cfg->db_batch_max,
-        .batch_wait_us = cfg->db_batch_wait_us,
+        .batch_wait_us = cfg->db_batch_us,
     };
     return o;
 }

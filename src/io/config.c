@@ -69,7 +69,7 @@ static const cfg_entry table[] = {
      "group commit: threads writing deliveries in shared transactions; 0: one per delivery"},
     {"db_batch_max", T_INT, 0, OFF(db_batch_max), 1, 1024, NULL, 64,
      "most deliveries in one transaction (group commit and the spool replay)"},
-    {"db_batch_wait_us", T_INT, 0, OFF(db_batch_wait_us), 0, 100000, NULL, 0,
+    {"db_batch_wait_us", T_INT, 0, OFF(db_batch_us), 0, 100000, NULL, 0,
      "microseconds a committer waits for more deliveries before writing a short batch"},
     {"listen", T_STRING, 0, OFF(listen), 0, 0, "0.0.0.0:8443", 0,
      "TLS listener, ADDR:PORT or [ADDR6]:PORT"},
