@@ -84,6 +84,8 @@ done
 # in flight when it stops; kycd may have stored those).
 stored=$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id LIKE 'bench-%' AND external_user_id NOT LIKE 'bench-pgb-%'")
 twice=$(sql "SELECT count(*) FROM (SELECT body::text FROM kyc.webhook_events WHERE external_user_id NOT LIKE 'bench-pgb-%' GROUP BY 1 HAVING count(*) > 1) x")
+spooled_in_rounds=$(grep -c 'spooling deliveries' "$work/kycd.log" || true)
+[ "$spooled_in_rounds" = 0 ] || { echo "bench: kycd spooled during the rounds:"; grep -m3 'spooling' "$work/kycd.log"; }
 echo "bench: kycd acknowledged $acked, stored $stored, bodies stored twice: $twice"
 if [ "$stored" -lt "$acked" ] || [ "$twice" != 0 ]; then echo "bench: FAIL: a 200 not stored exactly once" >&2; exit 1; fi
 
