@@ -81,7 +81,7 @@ static int batch_to_database(ingest *in, const kyc_delivery *const *d, int n, db
  * one their user hashes to, so that one user's deliveries keep their
  * order and batches never wait on each other's row locks), which writes
  * whatever is waiting in one transaction and wakes each request thread
- * only after COMMIT. */
+ * only after COMMIT (see to_committer). */
 
 typedef struct pending {
     const kyc_delivery *d;
@@ -94,17 +94,14 @@ typedef struct pending {
 } pending;
 
 struct committer {
-    ingest *in;
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* work queued, stop */
+    pthread_cond_t cv; /* a delivery was queued (for a committer waiting for batch-mates) */
     pending *head, *tail;
     int depth;
-    int stopping;
-    pending **batch;         /* batch_max */
+    int busy;                /* a request thread is committing a batch */
+    pending **batch;         /* batch_max; the busy thread's */
     const kyc_delivery **ds; /* batch_max */
     db_ingest_result *rs;    /* batch_max */
-    pthread_t th;
-    int started;
 };
 
 static unsigned route(const ingest *in, const char *user)
@@ -158,46 +155,32 @@ static struct timespec deadline_us(int64_t us)
     return ts;
 }
 
-static void *committer_main(void *arg)
+/* Take up to batch_max queued deliveries (oldest first). With mu held. */
+static int take_batch(ingest *in, committer *c)
 {
-    committer *c = arg;
-    ingest *in = c->in;
-    pthread_mutex_lock(&c->mu);
-    for (;;) {
-        while (c->head == NULL && !c->stopping)
-            pthread_cond_wait(&c->cv, &c->mu);
-        if (c->head == NULL)
-            break; /* stopping, and nothing is waiting */
-        if (in->batch_wait_us > 0 && c->depth < in->batch_max && !c->stopping) {
-            /* A short wait for batch-mates: latency for throughput. */
-            struct timespec until = deadline_us(in->batch_wait_us);
-            while (c->depth < in->batch_max && !c->stopping &&
-                   pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
-                ;
-        }
-        int n = 0;
-        while (c->head && n < in->batch_max) {
-            c->batch[n++] = c->head;
-            c->head = c->head->next;
-            c->depth--;
-        }
-        if (c->head == NULL)
-            c->tail = NULL;
-        pthread_mutex_unlock(&c->mu);
-        commit_batch(in, c, n);
-        pthread_mutex_lock(&c->mu);
-        for (int i = 0; i < n; i++) {
-            /* The waiter owns the pending (on its stack): not touched after. */
-            c->batch[i]->done = 1;
-            pthread_cond_signal(&c->batch[i]->cv);
-        }
+    if (in->batch_wait_us > 0 && c->depth < in->batch_max) {
+        /* A short wait for batch-mates: latency for throughput. */
+        struct timespec until = deadline_us(in->batch_wait_us);
+        while (c->depth < in->batch_max && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+            ;
     }
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
+    int n = 0;
+    while (c->head && n < in->batch_max) {
+        c->batch[n++] = c->head;
+        c->head = c->head->next;
+        c->depth--;
+    }
+    if (c->head == NULL)
+        c->tail = NULL;
+    return n;
 }
 
 /* Queue the delivery to its committer and wait until it is committed (or
- * failed). A stopping committer is bypassed: the request thread writes. */
+ * failed). The committer is a role, not a thread: a request thread that
+ * finds it idle takes it, writes whatever is queued (its own delivery
+ * among them) in one transaction, wakes the others of that batch, and
+ * hands the role to the oldest still waiting. So a delivery that arrives
+ * at an idle committer costs no thread switch before its COMMIT. */
 static int to_committer(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
 {
     committer *c = &in->com[route(in, d->external_user_id)];
@@ -208,20 +191,33 @@ static int to_committer(ingest *in, const kyc_delivery *d, db_ingest_result *res
     if (pthread_cond_init(&p.cv, NULL) != 0)
         return to_database(in, d, res, err);
     pthread_mutex_lock(&c->mu);
-    if (c->stopping) {
-        pthread_mutex_unlock(&c->mu);
-        pthread_cond_destroy(&p.cv);
-        return to_database(in, d, res, err);
-    }
     if (c->tail)
         c->tail->next = &p;
     else
         c->head = &p;
     c->tail = &p;
     c->depth++;
-    pthread_cond_signal(&c->cv);
-    while (!p.done)
-        pthread_cond_wait(&p.cv, &c->mu);
+    pthread_cond_signal(&c->cv); /* a committer waiting for batch-mates */
+    while (!p.done) {
+        if (c->busy) {
+            pthread_cond_wait(&p.cv, &c->mu);
+            continue;
+        }
+        c->busy = 1;
+        int n = take_batch(in, c);
+        pthread_mutex_unlock(&c->mu);
+        commit_batch(in, c, n);
+        pthread_mutex_lock(&c->mu);
+        for (int i = 0; i < n; i++) {
+            /* Each waiter owns its pending (on its stack): not touched after. */
+            c->batch[i]->done = 1;
+            if (c->batch[i] != &p)
+                pthread_cond_signal(&c->batch[i]->cv);
+        }
+        c->busy = 0;
+        if (c->head) /* the next committer: the oldest waiting */
+            pthread_cond_signal(&c->head->cv);
+    }
     pthread_mutex_unlock(&c->mu);
     pthread_cond_destroy(&p.cv);
     if (p.rc != 0 && err)
@@ -505,7 +501,6 @@ static int start_committers(ingest *in, int n)
         return KERR_NOMEM;
     for (int i = 0; i < n; i++) {
         committer *c = &in->com[i];
-        c->in = in;
         pthread_mutex_init(&c->mu, NULL);
         pthread_cond_init(&c->cv, NULL);
         in->ncom = i + 1; /* ingest_free cleans up to here */
@@ -514,26 +509,15 @@ static int start_committers(ingest *in, int n)
         c->rs = calloc((size_t)in->batch_max, sizeof *c->rs);
         if (c->batch == NULL || c->ds == NULL || c->rs == NULL)
             return KERR_NOMEM;
-        if (pthread_create(&c->th, NULL, committer_main, c) != 0)
-            return KERR_NOMEM;
-        c->started = 1;
     }
     return 0;
 }
 
-static void stop_committers(ingest *in)
+/* After the last ingest_submit returned (the server has stopped). */
+static void free_committers(ingest *in)
 {
     for (int i = 0; i < in->ncom; i++) {
         committer *c = &in->com[i];
-        pthread_mutex_lock(&c->mu);
-        c->stopping = 1;
-        pthread_cond_broadcast(&c->cv);
-        pthread_mutex_unlock(&c->mu);
-    }
-    for (int i = 0; i < in->ncom; i++) {
-        committer *c = &in->com[i];
-        if (c->started)
-            pthread_join(c->th, NULL); /* after it answered everything queued */
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         free(c->batch);
@@ -574,7 +558,7 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
     in->batch_wait_us = o->batch_wait_us;
     if (o->committers > 0 && (rc0 = start_committers(in, o->committers)) != 0) {
         ingest_free(in);
-        return kerr_set(err, rc0, "cannot start the committers");
+        return kerr_set(err, rc0, "out of memory for the committers");
     }
     if (in->sp && o->drainer) {
         if (pthread_create(&in->drainer, NULL, drainer_main, in) != 0) {
@@ -597,7 +581,7 @@ void ingest_free(ingest *in)
     pthread_mutex_unlock(&in->mu);
     if (in->drainer_started)
         pthread_join(in->drainer, NULL);
-    stop_committers(in);
+    free_committers(in);
     store_db_free(in->own);
     pthread_mutex_destroy(&in->mu);
     pthread_cond_destroy(&in->cv);

@@ -44,7 +44,7 @@ typedef struct fake_store {
     char order[MAXREC][33]; /* request ids stored, in order */
     int n;
     int batches, biggest; /* ingest_batch calls, and the largest batch */
-    int batch_sleep_us;   /* time a batch takes (lets others queue up) */
+    int batch_sleep_us;   /* time a transaction takes (lets others queue up) */
 } fake_store;
 
 static int fake_ingest(void *ctx, const kyc_delivery *d, const db_ingest_opts *o,
@@ -53,6 +53,11 @@ static int fake_ingest(void *ctx, const kyc_delivery *d, const db_ingest_opts *o
     fake_store *s = ctx;
     int rc = 0;
     *dead = 0;
+    pthread_mutex_lock(&s->mu);
+    int pause = s->batch_sleep_us;
+    pthread_mutex_unlock(&s->mu);
+    if (pause)
+        usleep((useconds_t)pause);
     pthread_mutex_lock(&s->mu);
     s->attempts++;
     if (s->dead > 0) {
