@@ -24,7 +24,7 @@ replay_n=${BENCH_REPLAY:-20000}
 pgbin=${PGLOCAL_PGBIN:-/usr/lib/postgresql/15/bin}
 command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)" >&2; exit 1; }
 [ -x "$pgbin/pgbench" ] || { echo "bench: $pgbin/pgbench missing (postgresql-contrib?)" >&2; exit 1; }
-# shellcheck source=../../deploy/pg-local.sh
+# shellcheck source=SCRIPTDIR/../../deploy/pg-local.sh
 source "$top/deploy/pg-local.sh"
 work=$(mktemp -d /tmp/kycd-benchpg.XXXXXX); chmod 755 "$work"
 pid=""
@@ -40,10 +40,13 @@ printf '%s\n' "$token" > "$work/tokens"; chmod 600 "$work/tokens"
 python3 "$here/pgbench_sql.py" "$top" > "$work/delivery.sql"
 port=$(( 20000 + RANDOM % 20000 ))
 maxc=0; for c in $sizes; do [ "$c" -gt "$maxc" ] && maxc=$c; done
-envs=(PATH="$PATH" KYCD_DATABASE_URL="$PGLOCAL_CONNINFO" KYCD_LISTEN=127.0.0.1:$port
+envs=(PATH="$PATH" KYCD_DATABASE_URL="$PGLOCAL_CONNINFO" KYCD_LISTEN="127.0.0.1:$port"
   KYCD_TLS_CERT="$work/certs/server.pem" KYCD_TLS_KEY="$work/certs/server.key"
   KYCD_WEBHOOK_TOKENS_FILE="$work/tokens" KYCD_THREADS=$((maxc + 8)) KYCD_DB_POOL="${BENCH_POOL:-8}"
-  KYCD_LOG_LEVEL=warn KYCD_RECONCILE=off KYCD_SPOOL_DIR="$work/spool" ${BENCH_KYCD_ENV:-})
+  KYCD_LOG_LEVEL=warn KYCD_RECONCILE=off KYCD_SPOOL_DIR="$work/spool")
+# BENCH_KYCD_ENV: extra KEY=VALUE words (no spaces inside a value)
+read -r -a extra <<<"${BENCH_KYCD_ENV:-}"
+envs+=("${extra[@]}")
 env -i "${envs[@]}" "$kycd" migrate >/dev/null 2>&1
 up() { curl -sf --cacert "$work/certs/ca.pem" "https://localhost:$port/healthz" >/dev/null; }
 start_kycd() {
