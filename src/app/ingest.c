@@ -501,8 +501,9 @@ static int start_committers(ingest *in, int n)
         return KERR_NOMEM;
     for (int i = 0; i < n; i++) {
         committer *c = &in->com[i];
+        if (clock_cond_init(&c->cv) != 0) /* monotonic: take_batch's deadline */
+            return KERR_NOMEM;
         pthread_mutex_init(&c->mu, NULL);
-        pthread_cond_init(&c->cv, NULL);
         in->ncom = i + 1; /* ingest_free cleans up to here */
         c->batch = calloc((size_t)in->batch_max, sizeof *c->batch);
         c->ds = calloc((size_t)in->batch_max, sizeof *c->ds);

@@ -519,6 +519,7 @@ static void ready_spool_without_room(void **state)
 
 typedef struct sender {
     fx *f;
+    pthread_barrier_t *go; /* all senders start at once */
     int id, count;
     int rc[16];
     db_ingest_result res[16];
@@ -530,6 +531,7 @@ static void *sender_main(void *arg)
 {
     sender *t = arg;
     char body[256], rid[33];
+    pthread_barrier_wait(t->go);
     for (int k = 0; k < t->count; k++) {
         snprintf(body, sizeof body,
                  "{\"externalUserId\":\"user-%d\",\"verificationStatus\":\"NOT_VERIFIED\","
@@ -554,12 +556,15 @@ static void *sender_main(void *arg)
 
 static void run_senders(fx *f, sender *t, int n, int count)
 {
+    pthread_barrier_t go;
+    assert_int_equal(pthread_barrier_init(&go, NULL, (unsigned)n), 0);
     for (int i = 0; i < n; i++) {
-        t[i] = (sender){.f = f, .id = i, .count = count};
+        t[i] = (sender){.f = f, .go = &go, .id = i, .count = count};
         assert_int_equal(pthread_create(&t[i].th, NULL, sender_main, &t[i]), 0);
     }
     for (int i = 0; i < n; i++)
         pthread_join(t[i].th, NULL);
+    pthread_barrier_destroy(&go);
 }
 
 /* Where rid sits in the stored order, or -1; and how often. */
@@ -616,7 +621,8 @@ static void group_commit_isolates_a_refused_delivery(void **state)
 {
     fx *f = *state;
     snprintf(f->fs.refuse, sizeof f->fs.refuse, "s2-0");
-    start_batched(f, -1, 0, 1, 8, 50000); /* one committer, waiting for batch-mates */
+    /* One committer that waits (up to 0.5 s) until all 4 are queued. */
+    start_batched(f, -1, 0, 1, 4, 500000);
     sender t[4];
     run_senders(f, t, 4, 1);
     for (int i = 0; i < 4; i++)
