@@ -20,6 +20,8 @@
 #include "base/log.h"
 #include "core/payload.h"
 
+typedef struct committer committer;
+
 struct ingest {
     ingest_store store;
     store_db *own; /* the default store, when the options named none */
@@ -32,6 +34,10 @@ struct ingest {
     pthread_t drainer;
     int drainer_started;
     ingest_stats st;
+    committer *com; /* group commit: ncom committers, each with its users */
+    int ncom;
+    int batch_max;
+    int64_t batch_wait_us;
 };
 
 static void count(ingest *in, long long *field, int database_up)
@@ -55,6 +61,168 @@ static int to_database(ingest *in, const kyc_delivery *d, db_ingest_result *res,
             break;
     }
     return rc;
+}
+
+/* A batch at the database (one transaction), with the same one retry. */
+static int batch_to_database(ingest *in, const kyc_delivery *const *d, int n, db_ingest_result *res,
+                             kerr *err)
+{
+    int rc = KERR_DB;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int dead = 0;
+        rc = in->store.ingest_batch(in->store.ctx, d, n, &in->policy, res, &dead, err);
+        if (!(rc == KERR_DB && dead))
+            break;
+    }
+    return rc;
+}
+
+/* ---- group commit: request threads queue deliveries to a committer (the
+ * one their user hashes to, so that one user's deliveries keep their
+ * order and batches never wait on each other's row locks), which writes
+ * whatever is waiting in one transaction and wakes each request thread
+ * only after COMMIT (see to_committer). */
+
+typedef struct pending {
+    const kyc_delivery *d;
+    db_ingest_result *res;
+    kerr err;
+    int rc;
+    int done;
+    pthread_cond_t cv; /* done */
+    struct pending *next;
+} pending;
+
+struct committer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* a delivery was queued (for a committer waiting for batch-mates) */
+    pending *head, *tail;
+    int depth;
+    int busy;                /* a request thread is committing a batch */
+    pending **batch;         /* batch_max; the busy thread's */
+    const kyc_delivery **ds; /* batch_max */
+    db_ingest_result *rs;    /* batch_max */
+};
+
+static unsigned route(const ingest *in, const char *user)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)user; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % (unsigned)in->ncom;
+}
+
+/* Store a batch: in one transaction when it can; a failed database fails
+ * every delivery (each goes to the spool); a delivery refused for good
+ * fails the transaction, so then each is stored on its own and only the
+ * refused one fails. */
+static void commit_batch(ingest *in, committer *c, int n)
+{
+    pending **b = c->batch;
+    if (n == 1 || in->store.ingest_batch == NULL) {
+        for (int i = 0; i < n; i++)
+            b[i]->rc = to_database(in, b[i]->d, b[i]->res, &b[i]->err);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        c->ds[i] = b[i]->d;
+    kerr err;
+    kerr_clear(&err);
+    int rc = batch_to_database(in, c->ds, n, c->rs, &err);
+    for (int i = 0; i < n; i++) {
+        if (rc == 0) {
+            *b[i]->res = c->rs[i];
+            b[i]->rc = 0;
+        } else if (rc == KERR_DB || rc == KERR_TIMEOUT) {
+            b[i]->rc = rc;
+            b[i]->err = err;
+        } else {
+            b[i]->rc = to_database(in, b[i]->d, b[i]->res, &b[i]->err);
+        }
+    }
+}
+
+static struct timespec deadline_us(int64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(us / 1000000);
+    ts.tv_nsec += (long)(us % 1000000) * 1000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
+/* Take up to batch_max queued deliveries (oldest first). With mu held. */
+static int take_batch(ingest *in, committer *c)
+{
+    if (in->batch_wait_us > 0 && c->depth < in->batch_max) {
+        /* A short wait for batch-mates: latency for throughput. */
+        struct timespec until = deadline_us(in->batch_wait_us);
+        while (c->depth < in->batch_max && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+            ;
+    }
+    int n = 0;
+    while (c->head && n < in->batch_max) {
+        c->batch[n++] = c->head;
+        c->head = c->head->next;
+        c->depth--;
+    }
+    if (c->head == NULL)
+        c->tail = NULL;
+    return n;
+}
+
+/* Queue the delivery to its committer and wait until it is committed (or
+ * failed). The committer is a role, not a thread: a request thread that
+ * finds it idle takes it, writes whatever is queued (its own delivery
+ * among them) in one transaction, wakes the others of that batch, and
+ * hands the role to the oldest still waiting. So a delivery that arrives
+ * at an idle committer costs no thread switch before its COMMIT. */
+static int to_committer(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
+{
+    committer *c = &in->com[route(in, d->external_user_id)];
+    pending p;
+    memset(&p, 0, sizeof p);
+    p.d = d;
+    p.res = res;
+    if (pthread_cond_init(&p.cv, NULL) != 0)
+        return to_database(in, d, res, err);
+    pthread_mutex_lock(&c->mu);
+    if (c->tail)
+        c->tail->next = &p;
+    else
+        c->head = &p;
+    c->tail = &p;
+    c->depth++;
+    pthread_cond_signal(&c->cv); /* a committer waiting for batch-mates */
+    while (!p.done) {
+        if (c->busy) {
+            pthread_cond_wait(&p.cv, &c->mu);
+            continue;
+        }
+        c->busy = 1;
+        int n = take_batch(in, c);
+        pthread_mutex_unlock(&c->mu);
+        commit_batch(in, c, n);
+        pthread_mutex_lock(&c->mu);
+        for (int i = 0; i < n; i++) {
+            /* Each waiter owns its pending (on its stack): not touched after. */
+            c->batch[i]->done = 1;
+            if (c->batch[i] != &p)
+                pthread_cond_signal(&c->batch[i]->cv);
+        }
+        c->busy = 0;
+        if (c->head) /* the next committer: the oldest waiting */
+            pthread_cond_signal(&c->head->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    pthread_cond_destroy(&p.cv);
+    if (p.rc != 0 && err)
+        *err = p.err;
+    return p.rc;
 }
 
 static int to_spool(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
@@ -92,7 +260,7 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
         if (ss.records > 0) /* keep the order: behind what is already spooled */
             return to_spool(in, d, res, err);
     }
-    int rc = to_database(in, d, res, err);
+    int rc = in->ncom > 0 ? to_committer(in, d, res, err) : to_database(in, d, res, err);
     if (rc == 0) {
         count(in, &in->st.stored, 1);
         return 0;
@@ -164,11 +332,127 @@ static int replay_one(ingest *in, kbuf *buf, kerr *err)
     return spool_ack(in->sp, &pos, err);
 }
 
+/* The batched replay's buffers (batch_max of each). */
+typedef struct replayer {
+    int cap;
+    kbuf *bufs;
+    kyc_delivery *d;
+    const kyc_delivery **good;
+    db_ingest_result *res;
+    int *bad;
+} replayer;
+
+static int replayer_init(replayer *r, int cap)
+{
+    memset(r, 0, sizeof *r);
+    r->cap = cap;
+    r->bufs = calloc((size_t)cap, sizeof *r->bufs);
+    r->d = calloc((size_t)cap, sizeof *r->d);
+    r->good = calloc((size_t)cap, sizeof *r->good);
+    r->res = calloc((size_t)cap, sizeof *r->res);
+    r->bad = calloc((size_t)cap, sizeof *r->bad);
+    for (int i = 0; r->bufs && i < cap; i++)
+        kbuf_init(&r->bufs[i]);
+    return r->bufs && r->d && r->good && r->res && r->bad ? 0 : KERR_NOMEM;
+}
+
+static void replayer_deinit(replayer *r)
+{
+    for (int i = 0; r->bufs && i < r->cap; i++)
+        kbuf_deinit(&r->bufs[i]);
+    free(r->bufs);
+    free(r->d);
+    free(r->good);
+    free(r->res);
+    free(r->bad);
+}
+
+/* Replay up to batch_max records, oldest first, in one transaction. 0:
+ * *n records replayed (or dead-lettered), KERR_NOTFOUND: empty, other: the
+ * database failed (try later). A record the database refuses makes the
+ * batch fall back to replay_one, record by record. */
+static int replay_batch(ingest *in, replayer *r, kbuf *one, int *n, kerr *err)
+{
+    spool_pos span;
+    *n = 0;
+    int got = 0;
+    int rc = spool_peek_many(in->sp, r->bufs, r->cap, &got, &span, err);
+    if (rc != 0)
+        return rc;
+    int m = 0;
+    for (int i = 0; i < got; i++) {
+        kyc_delivery *d = &r->d[i];
+        memset(d, 0, sizeof *d);
+        kerr derr;
+        int drc = kyc_delivery_decode(r->bufs[i].data, r->bufs[i].len, d, &derr);
+        if (drc == 0)
+            drc = payload_parse_delivery(d->kind, d->body, d->body_len, d->remote_addr,
+                                         d->request_id, d, &derr);
+        r->bad[i] = drc != 0;
+        if (drc == 0)
+            r->good[m++] = d;
+    }
+    if (m > 0) {
+        rc = batch_to_database(in, r->good, m, r->res, err);
+        if (rc == KERR_DB || rc == KERR_TIMEOUT) {
+            pthread_mutex_lock(&in->mu);
+            in->st.database_up = 0;
+            pthread_mutex_unlock(&in->mu);
+            return rc;
+        }
+        if (rc != 0) {
+            /* One of them is refused: find it the slow way. */
+            for (int i = 0; i < got; i++) {
+                if ((rc = replay_one(in, one, err)) != 0)
+                    return rc;
+                (*n)++;
+            }
+            return 0;
+        }
+        pthread_mutex_lock(&in->mu);
+        in->st.replayed += m;
+        in->st.database_up = 1;
+        pthread_mutex_unlock(&in->mu);
+    }
+    for (int i = 0; i < got; i++) {
+        if (!r->bad[i])
+            continue;
+        /* Unreadable records never reach the database: keep them aside. A
+         * failure here acks nothing: the batch is replayed again (stored
+         * once: request ids are unique). */
+        if ((rc = dead_letter(in, &r->d[i], &r->bufs[i], "cannot decode the spooled record",
+                              err)) != 0)
+            return rc;
+    }
+    if ((rc = spool_ack_many(in->sp, &span, got, err)) != 0)
+        return rc;
+    *n = got;
+    return 0;
+}
+
+/* One step of the replay: a batch when the store has them, else one. */
+static int replay_some(ingest *in, replayer *r, kbuf *one, int *n, kerr *err)
+{
+    if (r->cap > 1 && in->store.ingest_batch != NULL)
+        return replay_batch(in, r, one, n, err);
+    *n = 0;
+    int rc = replay_one(in, one, err);
+    if (rc == 0)
+        *n = 1;
+    return rc;
+}
+
 static void *drainer_main(void *arg)
 {
     ingest *in = arg;
     kbuf buf;
     kbuf_init(&buf);
+    replayer rp;
+    if (replayer_init(&rp, in->batch_max) != 0) {
+        replayer_deinit(&rp);
+        replayer_init(&rp, 1); /* no memory for batches: one record at a time */
+        rp.cap = 1;
+    }
     kerr err;
     int64_t backoff = 200, last_report = 0;
     pthread_mutex_lock(&in->mu);
@@ -190,11 +474,12 @@ static void *drainer_main(void *arg)
         }
         pthread_mutex_unlock(&in->mu);
         kerr_clear(&err);
-        int rc = replay_one(in, &buf, &err);
+        int done = 0;
+        int rc = replay_some(in, &rp, &buf, &done, &err);
         pthread_mutex_lock(&in->mu);
         if (rc == 0 || rc == KERR_NOTFOUND) {
             backoff = 200;
-            if (rc == 0 && ss.records == 1)
+            if (rc == 0 && ss.records <= done)
                 klog(KLOG_INFO, "spool drained", KLOG_INT("replayed", in->st.replayed));
             continue;
         }
@@ -204,8 +489,45 @@ static void *drainer_main(void *arg)
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
     pthread_mutex_unlock(&in->mu);
+    replayer_deinit(&rp);
     kbuf_deinit(&buf);
     return NULL;
+}
+
+static int start_committers(ingest *in, int n)
+{
+    in->com = calloc((size_t)n, sizeof *in->com);
+    if (in->com == NULL)
+        return KERR_NOMEM;
+    for (int i = 0; i < n; i++) {
+        committer *c = &in->com[i];
+        if (clock_cond_init(&c->cv) != 0) /* monotonic: take_batch's deadline */
+            return KERR_NOMEM;
+        pthread_mutex_init(&c->mu, NULL);
+        in->ncom = i + 1; /* ingest_free cleans up to here */
+        c->batch = calloc((size_t)in->batch_max, sizeof *c->batch);
+        c->ds = calloc((size_t)in->batch_max, sizeof *c->ds);
+        c->rs = calloc((size_t)in->batch_max, sizeof *c->rs);
+        if (c->batch == NULL || c->ds == NULL || c->rs == NULL)
+            return KERR_NOMEM;
+    }
+    return 0;
+}
+
+/* After the last ingest_submit returned (the server has stopped). */
+static void free_committers(ingest *in)
+{
+    for (int i = 0; i < in->ncom; i++) {
+        committer *c = &in->com[i];
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c->batch);
+        free(c->ds);
+        free(c->rs);
+    }
+    free(in->com);
+    in->com = NULL;
+    in->ncom = 0;
 }
 
 int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
@@ -222,6 +544,7 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
     in->sp = o->spool;
     in->record_max = o->record_max > 0 ? o->record_max : 65536 + 512;
     in->st.database_up = 1;
+    int rc0;
     if (o->store) {
         in->store = *o->store;
     } else {
@@ -231,6 +554,12 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
             return rc;
         }
         in->store = store_db_ingest(in->own);
+    }
+    in->batch_max = o->batch_max > 1 ? o->batch_max : 1;
+    in->batch_wait_us = o->batch_wait_us;
+    if (o->committers > 0 && (rc0 = start_committers(in, o->committers)) != 0) {
+        ingest_free(in);
+        return kerr_set(err, rc0, "out of memory for the committers");
     }
     if (in->sp && o->drainer) {
         if (pthread_create(&in->drainer, NULL, drainer_main, in) != 0) {
@@ -253,6 +582,7 @@ void ingest_free(ingest *in)
     pthread_mutex_unlock(&in->mu);
     if (in->drainer_started)
         pthread_join(in->drainer, NULL);
+    free_committers(in);
     store_db_free(in->own);
     pthread_mutex_destroy(&in->mu);
     pthread_cond_destroy(&in->cv);
@@ -292,10 +622,15 @@ int ingest_drain(ingest *in, long long *replayed, kerr *err)
 {
     kbuf buf;
     kbuf_init(&buf);
+    replayer rp;
     long long before = in->st.replayed;
-    int rc = 0;
-    while (in->sp && (rc = replay_one(in, &buf, err)) == 0)
+    int rc = replayer_init(&rp, in->batch_max);
+    if (rc != 0)
+        rc = kerr_set(err, KERR_NOMEM, "out of memory");
+    int done = 0;
+    while (rc == 0 && in->sp && (rc = replay_some(in, &rp, &buf, &done, err)) == 0)
         ;
+    replayer_deinit(&rp);
     kbuf_deinit(&buf);
     *replayed = in->st.replayed - before;
     return rc == KERR_NOTFOUND ? 0 : rc;

@@ -8,7 +8,17 @@
  * they reach the database in the order they were accepted. A drainer
  * thread replays the spool through the same idempotent db_ingest (request
  * ids are unique: a record replayed twice after a crash is stored once) and
- * removes what is committed. */
+ * removes what is committed.
+ *
+ * Group commit: with committers, ingest_submit queues the delivery to the
+ * committer its user hashes to (one user's deliveries keep their order)
+ * and sleeps, unless that committer is idle: then this request thread is
+ * the committer for a while. The committer writes whatever is queued, up
+ * to a batch, in one transaction (db_ingest_batch) and wakes each request
+ * thread after COMMIT. A failing database fails the whole batch (each delivery then
+ * goes to the spool, as before); a delivery the database refuses makes
+ * the committer store the batch one by one, so only it fails. The spool
+ * replay uses the same batches, in spool order. */
 #ifndef KYCD_APP_INGEST_H
 #define KYCD_APP_INGEST_H
 
@@ -33,6 +43,15 @@ typedef struct ingest_opts {
     int drainer;               /* start the drainer thread (kycd serve) */
     int64_t record_max;        /* largest spool record a delivery can need (max_body + headers):
                                 * with less room than this, /readyz says not ready */
+    /* Group commit (see the top of this file): committers (roles taken by
+     * request threads, not threads of their own), each writing the
+     * deliveries of its users in batches of up to batch_max per
+     * transaction; one waits up to batch_wait_us for batch-mates when
+     * fewer are queued. committers 0: each request thread writes its own.
+     * batch_max also bounds a transaction of the spool replay. */
+    int committers;
+    int batch_max;
+    int64_t batch_wait_us;
 } ingest_opts;
 
 typedef struct ingest_stats {

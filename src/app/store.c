@@ -65,9 +65,25 @@ static int db_ping_op(void *ctx, kerr *err)
     return rc;
 }
 
+static int db_ingest_batch_op(void *ctx, const kyc_delivery *const *d, int n,
+                              const db_ingest_opts *o, db_ingest_result *res, int *dead, kerr *err)
+{
+    store_db *s = ctx;
+    db *conn = NULL;
+    *dead = 0;
+    int rc = db_pool_get(s->pool, s->wait_ms, &conn, err);
+    if (rc != 0)
+        return rc;
+    rc = db_ingest_batch(conn, d, n, o, res, err);
+    *dead = rc == KERR_DB && !db_alive(conn);
+    db_pool_put(s->pool, conn);
+    return rc;
+}
+
 ingest_store store_db_ingest(store_db *s)
 {
-    ingest_store st = {.ctx = s, .ingest = db_ingest_op, .ping = db_ping_op};
+    ingest_store st = {
+        .ctx = s, .ingest = db_ingest_op, .ping = db_ping_op, .ingest_batch = db_ingest_batch_op};
     return st;
 }
 

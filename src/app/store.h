@@ -28,6 +28,11 @@ typedef struct ingest_store {
                   int *dead, kerr *err);
     /* One round trip, for /readyz. */
     int (*ping)(void *ctx, kerr *err);
+    /* Store n deliveries in one transaction (db_ingest_batch): all or
+     * nothing, res[i] for d[i]; *dead as for ingest. NULL: the store has
+     * no batches (ingest then stores one delivery at a time). */
+    int (*ingest_batch)(void *ctx, const kyc_delivery *const *d, int n, const db_ingest_opts *o,
+                        db_ingest_result *res, int *dead, kerr *err);
 } ingest_store;
 
 /* What the reconciler needs. claim_due and release_claim are called by the

@@ -176,6 +176,9 @@ ingest_opts cmd_ingest_options(const kycd_config *cfg, spool *sp, int pool_size,
         .drainer = drainer,
         /* a spool record: the body plus kind, time, address and id */
         .record_max = cfg->max_body + 512,
+        .committers = (int)cfg->db_committers,
+        .batch_max = (int)cfg->db_batch_max,
+        .batch_wait_us = cfg->db_batch_us,
     };
     return o;
 }

@@ -131,7 +131,7 @@ void db_free(db *d)
 
 int db_alive(const db *d)
 {
-    return d && PQstatus(d->conn) == CONNECTION_OK;
+    return d && !d->broken && PQstatus(d->conn) == CONNECTION_OK;
 }
 
 /* An idle connection has nothing to read: if its socket is readable, the
@@ -177,6 +177,12 @@ PGresult *db_run(db *d, const db_stmt *st, const char *const *vals)
     return PQexecPrepared(d->conn, st->name, st->nparams, vals, NULL, NULL, 0);
 }
 
+int db_send(db *d, const db_stmt *st, const char *const *vals)
+{
+    return PQsendQueryPrepared(d->conn, st->name, st->nparams, vals, NULL, NULL, 0) == 1 ? 0
+                                                                                         : KERR_DB;
+}
+
 /* ------------------------------------------------------- the user's row */
 
 /* $1 user, $2 the time to measure the age from (NULL: now). Prepared: it
@@ -192,14 +198,9 @@ static const db_stmt LOCK_USER = {
     2,
 };
 
-int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_row *row,
-                 const char *what, kerr *err)
+static int lock_user_parse(db *d, PGresult *r, db_user_row *row, const char *what, kerr *err)
 {
-    int rc = db_prepare_set(d, DB_SET_COMMON, &LOCK_USER, 1, err);
-    if (rc != 0)
-        return rc;
-    const char *p[] = {external_user_id, at};
-    PGresult *r = db_run(d, &LOCK_USER, p);
+    int rc = 0;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = db_fail(d, r, what, err);
     } else if (PQntuples(r) != 1) {
@@ -213,6 +214,34 @@ int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_ro
         row->age_ms = PQgetisnull(r, 0, 3) ? -1 : atoll(PQgetvalue(r, 0, 3));
         snprintf(row->lease_owner, sizeof row->lease_owner, "%s", PQgetvalue(r, 0, 4));
     }
+    return rc;
+}
+
+int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_row *row,
+                 const char *what, kerr *err)
+{
+    int rc = db_prepare_set(d, DB_SET_COMMON, &LOCK_USER, 1, err);
+    if (rc != 0)
+        return rc;
+    const char *p[] = {external_user_id, at};
+    PGresult *r = db_run(d, &LOCK_USER, p);
+    rc = lock_user_parse(d, r, row, what, err);
     PQclear(r);
     return rc;
+}
+
+int db_lock_user_prepare(db *d, kerr *err)
+{
+    return db_prepare_set(d, DB_SET_COMMON, &LOCK_USER, 1, err);
+}
+
+int db_lock_user_send(db *d, const char *external_user_id, const char *at)
+{
+    const char *p[] = {external_user_id, at};
+    return db_send(d, &LOCK_USER, p);
+}
+
+int db_lock_user_result(db *d, PGresult *r, db_user_row *row, const char *what, kerr *err)
+{
+    return lock_user_parse(d, r, row, what, err);
 }

@@ -122,182 +122,419 @@ static const db_stmt STMTS[ST_COUNT] = {
     [ST_EVENT_ONLY] = {"kycd_event_only", SQL_EVENT_ONLY, 11},
 };
 
-static PGresult *run(db *d, enum stmt st, const char *const *vals)
-{
-    return db_run(d, &STMTS[st], vals);
-}
-
 /* "a,b" -> "{a,b}" (field names are ours: letters only). */
 static void text_array(const char *csv, char *out, size_t cap)
 {
     snprintf(out, cap, "{%s}", csv);
 }
 
-int db_ingest(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_result *res,
-              kerr *err)
-{
-    const char *kind = kyc_kind_name(dl->kind);
-    char window[24], repeat_buf[24] = "", unknown[160];
-    snprintf(window, sizeof window, "%lld", (long long)o->dedup_window_ms);
-    text_array(dl->unknown_fields, unknown, sizeof unknown);
-    int rc;
-    PGresult *r = NULL;
-    long long repeat_of = 0;
+/* One delivery of a batch: its parameters, what the reads found, what core
+ * decided. */
+typedef struct item {
+    const kyc_delivery *dl;
+    int idx;   /* in the caller's arrays (arrival order) */
+    int round; /* how many earlier deliveries of the batch share its lock */
+    char received[48];
+    const char *received_p; /* NULL: now */
+    char unknown[160];
+    char *body; /* NUL-terminated copy */
+    int stored; /* a replayed delivery found already stored */
+    db_user_row cur;
+    long long repeat_of;
+    char poa[KYC_VALUE_MAX + 1];
+    char repeat_buf[24];
     enum stmt write;
-    enum kyc_outcome outcome;
-    enum kyc_reason reason;
-    const char *state_val[3] = {NULL, NULL, NULL};
+    const char *state_val[3];
+    db_ingest_result res;
+} item;
 
+/* What each queued statement's result is for. */
+enum expect { X_BEGIN, X_REPLAYED, X_ENSURE, X_LOCK, X_OTHER_LOCK, X_PRIOR, X_WRITE, X_COMMIT };
+
+typedef struct expectation {
+    enum expect what;
+    item *it;
+} expectation;
+
+typedef struct batch {
+    db *d;
+    const db_ingest_opts *o;
+    char window[24];
+    item *items;
+    item **order; /* by (round, user, kind, arrival): the order of the row locks */
+    int n;
+    expectation *exp;
+    int nexp, cap;
+    int conflict; /* the failure was a deadlock or serialization failure: retry */
+} batch;
+
+static void item_init(item *it, const kyc_delivery *dl, int idx)
+{
+    memset(it, 0, sizeof *it);
+    it->dl = dl;
+    it->idx = idx;
+    it->cur.age_ms = -1;
+    text_array(dl->unknown_fields, it->unknown, sizeof it->unknown);
     /* The receipt time of a delivery replayed from the spool; NULL: now. */
-    char received[48] = "";
     if (dl->received_us > 0) {
         time_t secs = (time_t)(dl->received_us / 1000000);
         struct tm tm;
         gmtime_r(&secs, &tm);
-        snprintf(received, sizeof received, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00",
+        snprintf(it->received, sizeof it->received, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                  (long long)(dl->received_us % 1000000));
+        it->received_p = it->received;
     }
-    const char *received_p = received[0] ? received : NULL;
+}
 
-    if ((rc = db_prepare_set(d, DB_SET_INGEST, STMTS, ST_COUNT, err)) != 0)
-        return rc;
-    if ((rc = db_exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
-        return rc;
+/* Same lock: the same KYC user row, or the same (kind, user) advisory lock. */
+static int same_lock(const kyc_delivery *a, const kyc_delivery *b)
+{
+    int ka = a->kind == KYC_KIND_KYC_STATUS, kb = b->kind == KYC_KIND_KYC_STATUS;
+    if (ka != kb || (!ka && a->kind != b->kind))
+        return 0;
+    return strcmp(a->external_user_id, b->external_user_id) == 0;
+}
 
+static int order_cmp(const void *pa, const void *pb)
+{
+    const item *a = *(item *const *)pa, *b = *(item *const *)pb;
+    if (a->round != b->round)
+        return a->round < b->round ? -1 : 1;
+    int c = strcmp(a->dl->external_user_id, b->dl->external_user_id);
+    if (c != 0)
+        return c;
+    if (a->dl->kind != b->dl->kind)
+        return a->dl->kind < b->dl->kind ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+static int expect_push(batch *b, enum expect what, item *it, int sent_rc, kerr *err)
+{
+    if (sent_rc != 0)
+        return db_fail(b->d, NULL, "queueing a statement", err);
+    if (b->nexp == b->cap)
+        return kerr_set(err, KERR_STATE, "pipeline: more statements than planned");
+    b->exp[b->nexp].what = what;
+    b->exp[b->nexp].it = it;
+    b->nexp++;
+    return 0;
+}
+
+static int send_plain(batch *b, enum expect what, const char *sql, kerr *err)
+{
+    int ok = PQsendQueryParams(b->d->conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
+    return expect_push(b, what, NULL, ok ? 0 : KERR_DB, err);
+}
+
+static int send_stmt(batch *b, enum expect what, item *it, enum stmt st, const char *const *vals,
+                     kerr *err)
+{
+    return expect_push(b, what, it, db_send(b->d, &STMTS[st], vals), err);
+}
+
+/* The reads of one delivery: was it stored already (replays), take its
+ * lock, then look for repeats (after the lock: see SQL_PRIOR). */
+static int send_reads(batch *b, item *it, kerr *err)
+{
+    const kyc_delivery *dl = it->dl;
+    const char *kind = kyc_kind_name(dl->kind);
+    int rc;
     if (dl->received_us > 0 && dl->request_id[0]) {
         const char *pr[] = {dl->request_id};
-        r = run(d, ST_REPLAYED, pr);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            rc = db_fail(d, r, "looking for a replayed delivery", err);
-            goto out;
-        }
-        if (PQntuples(r) == 1) {
-            /* Stored before the crash that interrupted the replay. */
-            res->event_id = atoll(PQgetvalue(r, 0, 0));
-            res->repeat_of = PQgetisnull(r, 0, 1) ? 0 : atoll(PQgetvalue(r, 0, 1));
-            res->outcome = KYC_OUTCOME_UNCHANGED;
-            res->reason = KYC_R_ALREADY_STORED;
-            PQclear(r);
-            r = NULL;
-            rc = db_exec_ok(d, "COMMIT", 0, NULL, "commit", err);
-            goto out;
-        }
-        PQclear(r);
-        r = NULL;
+        if ((rc = send_stmt(b, X_REPLAYED, it, ST_REPLAYED, pr, err)) != 0)
+            return rc;
     }
-
-    db_user_row cur;
-    memset(&cur, 0, sizeof cur);
-    cur.age_ms = -1;
     const char *p1[] = {dl->external_user_id, kind};
     if (dl->kind == KYC_KIND_KYC_STATUS) {
-        if ((rc = db_result_ok(d, run(d, ST_KYC_ENSURE, p1), "creating user row", err)) != 0)
-            goto out;
-        rc = db_lock_user(d, dl->external_user_id, received_p, &cur, "locking user row", err);
+        if ((rc = send_stmt(b, X_ENSURE, it, ST_KYC_ENSURE, p1, err)) != 0)
+            return rc;
+        rc = db_lock_user_send(b->d, dl->external_user_id, it->received_p);
+        if ((rc = expect_push(b, X_LOCK, it, rc, err)) != 0)
+            return rc;
+    } else if ((rc = send_stmt(b, X_OTHER_LOCK, it, ST_OTHER_LOCK, p1, err)) != 0) {
+        return rc;
+    }
+    const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, b->window, it->received_p};
+    return send_stmt(b, X_PRIOR, it, ST_PRIOR, p4, err);
+}
+
+/* Ask core what the delivery means, given what the reads found. */
+static void decide(batch *b, item *it)
+{
+    const kyc_delivery *dl = it->dl;
+    it->state_val[0] = it->state_val[1] = it->state_val[2] = NULL;
+    if (dl->kind == KYC_KIND_KYC_STATUS) {
+        kyc_transition t = {
+            .current = &it->cur.status,
+            .current_age_ms = it->cur.age_ms,
+            .incoming = &dl->status,
+            .source = KYC_SRC_WEBHOOK,
+            .is_repeat = it->repeat_of != 0,
+            .reorder_window_ms = b->o->reorder_window_ms,
+        };
+        kyc_verdict v = kyc_state_decide(&t);
+        it->res.outcome = (enum kyc_outcome)v.decision;
+        it->res.reason = v.reason;
+        if (v.decision == KYC_APPLY) {
+            it->write = ST_KYC_APPLY;
+            it->state_val[0] = dl->status.verification;
+            it->state_val[1] = dl->status.attempt;
+            it->state_val[2] = dl->status.reason;
+        } else if (v.decision == KYC_HOLD) {
+            it->write = ST_KYC_HOLD;
+        } else {
+            it->write = ST_KYC_UNCHANGED;
+        }
+    } else {
+        kyc_other_verdict v =
+            kyc_other_decide(dl->kind, it->repeat_of != 0, it->poa, dl->other_status);
+        it->res.outcome = v.outcome;
+        it->res.reason = v.reason;
+        it->write = ST_EVENT_ONLY;
+        if (v.outcome == KYC_OUTCOME_APPLIED) {
+            it->write = ST_POA_APPLY;
+            it->state_val[0] = dl->other_status;
+        }
+    }
+    it->res.repeat_of = it->repeat_of;
+}
+
+static int send_write(batch *b, item *it, kerr *err)
+{
+    const kyc_delivery *dl = it->dl;
+    if (it->repeat_of)
+        snprintf(it->repeat_buf, sizeof it->repeat_buf, "%lld", it->repeat_of);
+    /* The body goes as text: it is valid UTF-8 JSON without NUL bytes
+     * (core/payload.c), so the jsonb cast cannot misread it. */
+    it->body = malloc(dl->body_len + 1);
+    if (it->body == NULL)
+        return kerr_set(err, KERR_NOMEM, "out of memory");
+    memcpy(it->body, dl->body, dl->body_len);
+    it->body[dl->body_len] = '\0';
+    const char *pw[14] = {
+        dl->external_user_id,
+        kyc_kind_name(dl->kind),
+        it->body,
+        dl->body_sha256,
+        dl->remote_addr[0] ? dl->remote_addr : NULL,
+        dl->request_id[0] ? dl->request_id : NULL,
+        it->repeat_of ? it->repeat_buf : NULL,
+        kyc_outcome_name(it->res.outcome),
+        kyc_reason_name(it->res.reason),
+        it->unknown,
+        it->received_p,
+        it->state_val[0],
+        it->state_val[1],
+        it->state_val[2],
+    };
+    return send_stmt(b, X_WRITE, it, it->write, pw, err);
+}
+
+/* Map one statement's result into its delivery. */
+static int take(batch *b, const expectation *x, PGresult *r, kerr *err)
+{
+    ExecStatusType st = PQresultStatus(r);
+    item *it = x->it;
+    switch (x->what) {
+    case X_BEGIN:
+    case X_COMMIT:
+    case X_ENSURE:
+        if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+            return db_fail(b->d, r,
+                           x->what == X_BEGIN    ? "begin"
+                           : x->what == X_COMMIT ? "commit"
+                                                 : "creating user row",
+                           err);
+        return 0;
+    case X_OTHER_LOCK:
+        if (st != PGRES_TUPLES_OK)
+            return db_fail(b->d, r, "locking user", err);
+        return 0;
+    case X_LOCK: {
+        int rc = db_lock_user_result(b->d, r, &it->cur, "locking user row", err);
         /* The row was created in this transaction: if it is gone, the
          * database misbehaves (retryable), the data is not at fault. */
         if (rc == KERR_NOTFOUND)
             rc = kerr_set(err, KERR_DB, "user row vanished while locked");
+        return rc;
+    }
+    case X_REPLAYED:
+        if (st != PGRES_TUPLES_OK)
+            return db_fail(b->d, r, "looking for a replayed delivery", err);
+        if (PQntuples(r) == 1) {
+            /* Stored before the crash that interrupted the replay. */
+            it->stored = 1;
+            it->res.event_id = atoll(PQgetvalue(r, 0, 0));
+            it->res.repeat_of = PQgetisnull(r, 0, 1) ? 0 : atoll(PQgetvalue(r, 0, 1));
+            it->res.outcome = KYC_OUTCOME_UNCHANGED;
+            it->res.reason = KYC_R_ALREADY_STORED;
+        }
+        return 0;
+    case X_PRIOR:
+        if (st != PGRES_TUPLES_OK || PQntuples(r) != 1)
+            return db_fail(b->d, r, "looking for repeats", err);
+        it->repeat_of = PQgetisnull(r, 0, 0) ? 0 : atoll(PQgetvalue(r, 0, 0));
+        snprintf(it->poa, sizeof it->poa, "%s", PQgetvalue(r, 0, 1));
+        return 0;
+    case X_WRITE:
+        if (st != PGRES_TUPLES_OK || PQntuples(r) != 1)
+            return db_fail(b->d, r, "storing delivery", err);
+        it->res.event_id = atoll(PQgetvalue(r, 0, 0));
+        return 0;
+    }
+    return kerr_set(err, KERR_STATE, "pipeline: unknown statement");
+}
+
+/* Sync, then read every queued statement's result and the sync's. After
+ * a failure the rest of the pipeline is skipped by the server (aborted
+ * results, read and dropped): the first failure is the one returned. A
+ * stream that does not match what was queued marks the connection broken. */
+static int sync_collect(batch *b, kerr *err)
+{
+    PGconn *c = b->d->conn;
+    int rc = 0;
+    if (PQpipelineSync(c) != 1) {
+        b->d->broken = 1;
+        return db_fail(b->d, NULL, "pipeline sync", err);
+    }
+    for (int k = 0; k < b->nexp; k++) {
+        PGresult *r = PQgetResult(c);
+        if (r == NULL) {
+            b->d->broken = 1;
+            return rc ? rc : db_fail(b->d, NULL, "pipeline: result missing", err);
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (rc == 0 && st != PGRES_PIPELINE_ABORTED) {
+            rc = take(b, &b->exp[k], r, err);
+            if (rc != 0 && st == PGRES_FATAL_ERROR) {
+                const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+                b->conflict = state && (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0);
+            }
+        } else if (rc == 0) {
+            rc = kerr_set(err, KERR_DB, "pipeline aborted");
+        }
+        PQclear(r);
+        if ((r = PQgetResult(c)) != NULL) { /* each statement's results end with NULL */
+            PQclear(r);
+            b->d->broken = 1;
+            return rc ? rc : kerr_set(err, KERR_DB, "pipeline: unexpected result");
+        }
+    }
+    b->nexp = 0;
+    PGresult *r = PQgetResult(c);
+    if (r == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+        b->d->broken = 1;
+        if (rc == 0)
+            rc = db_fail(b->d, r, "pipeline: sync missing", err);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* One try at the whole batch. */
+static int batch_once(batch *b, kerr *err)
+{
+    PGconn *c = b->d->conn;
+    int rc = 0;
+    b->nexp = 0;
+    b->conflict = 0;
+    for (int i = 0; i < b->n; i++) {
+        item *it = &b->items[i];
+        free(it->body);
+        item_init(it, it->dl, it->idx);
+        for (int j = 0; j < i; j++)
+            if (same_lock(b->items[j].dl, it->dl))
+                it->round++;
+        b->order[i] = it;
+    }
+    qsort(b->order, (size_t)b->n, sizeof *b->order, order_cmp);
+
+    if (PQenterPipelineMode(c) != 1)
+        return db_fail(b->d, NULL, "entering pipeline mode", err);
+    if ((rc = send_plain(b, X_BEGIN, "BEGIN", err)) != 0)
+        goto out;
+    /* Round r holds the r-th delivery of each lock, so that a delivery's
+     * reads come after its predecessor's write (statements run in the
+     * order they are queued). Round 0 takes every lock, sorted; later
+     * rounds only take locks already held: two batches on two instances
+     * cannot wait on each other in a cycle. */
+    int at = 0;
+    while (at < b->n) {
+        int end = at, round = b->order[at]->round;
+        while (end < b->n && b->order[end]->round == round)
+            end++;
+        for (int k = at; k < end && rc == 0; k++)
+            rc = send_reads(b, b->order[k], err);
+        if (rc != 0 || (rc = sync_collect(b, err)) != 0)
+            goto out;
+        for (int k = at; k < end && rc == 0; k++) {
+            if (b->order[k]->stored)
+                continue;
+            decide(b, b->order[k]);
+            rc = send_write(b, b->order[k], err);
+        }
         if (rc != 0)
             goto out;
-    } else if ((rc = db_result_ok(d, run(d, ST_OTHER_LOCK, p1), "locking user", err)) != 0) {
+        at = end;
+    }
+    if ((rc = send_plain(b, X_COMMIT, "COMMIT", err)) != 0)
         goto out;
-    }
+    rc = sync_collect(b, err);
+out:
+    if (rc != 0 && b->nexp > 0 && !b->d->broken)
+        (void)sync_collect(b, NULL); /* read what was queued before giving up */
+    if (PQexitPipelineMode(c) != 1)
+        b->d->broken = 1;
+    if (rc != 0 && !b->d->broken)
+        db_rollback_quietly(b->d);
+    return rc;
+}
 
-    const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, window, received_p};
-    r = run(d, ST_PRIOR, p4);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        rc = db_fail(d, r, "looking for repeats", err);
-        goto out;
-    }
-    if (!PQgetisnull(r, 0, 0))
-        repeat_of = atoll(PQgetvalue(r, 0, 0));
-    char poa[KYC_VALUE_MAX + 1];
-    snprintf(poa, sizeof poa, "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
-    r = NULL;
-
-    if (dl->kind == KYC_KIND_KYC_STATUS) {
-        kyc_transition t = {
-            .current = &cur.status,
-            .current_age_ms = cur.age_ms,
-            .incoming = &dl->status,
-            .source = KYC_SRC_WEBHOOK,
-            .is_repeat = repeat_of != 0,
-            .reorder_window_ms = o->reorder_window_ms,
-        };
-        kyc_verdict v = kyc_state_decide(&t);
-        outcome = (enum kyc_outcome)v.decision;
-        reason = v.reason;
-        if (v.decision == KYC_APPLY) {
-            write = ST_KYC_APPLY;
-            state_val[0] = dl->status.verification;
-            state_val[1] = dl->status.attempt;
-            state_val[2] = dl->status.reason;
-        } else if (v.decision == KYC_HOLD) {
-            write = ST_KYC_HOLD;
-        } else {
-            write = ST_KYC_UNCHANGED;
-        }
-    } else {
-        kyc_other_verdict v = kyc_other_decide(dl->kind, repeat_of != 0, poa, dl->other_status);
-        outcome = v.outcome;
-        reason = v.reason;
-        write = ST_EVENT_ONLY;
-        if (v.outcome == KYC_OUTCOME_APPLIED) {
-            write = ST_POA_APPLY;
-            state_val[0] = dl->other_status;
-        }
-    }
-
-    if (repeat_of)
-        snprintf(repeat_buf, sizeof repeat_buf, "%lld", repeat_of);
-    const char *pw[14] = {
-        dl->external_user_id,
-        kind,
-        NULL,
-        dl->body_sha256,
-        dl->remote_addr[0] ? dl->remote_addr : NULL,
-        dl->request_id[0] ? dl->request_id : NULL,
-        repeat_of ? repeat_buf : NULL,
-        kyc_outcome_name(outcome),
-        kyc_reason_name(reason),
-        unknown,
-        received_p,
-        state_val[0],
-        state_val[1],
-        state_val[2],
-    };
-    /* The body goes as text: it is valid UTF-8 JSON without NUL bytes
-     * (core/payload.c), so the jsonb cast cannot misread it. */
-    char *body = malloc(dl->body_len + 1);
-    if (body == NULL) {
+int db_ingest_batch(db *d, const kyc_delivery *const *dl, int n, const db_ingest_opts *o,
+                    db_ingest_result *res, kerr *err)
+{
+    if (n <= 0)
+        return 0;
+    int rc;
+    if ((rc = db_prepare_set(d, DB_SET_INGEST, STMTS, ST_COUNT, err)) != 0)
+        return rc;
+    if ((rc = db_lock_user_prepare(d, err)) != 0)
+        return rc;
+    batch b = {.d = d, .o = o, .n = n, .cap = 5 * n + 2};
+    snprintf(b.window, sizeof b.window, "%lld", (long long)o->dedup_window_ms);
+    b.items = calloc((size_t)n, sizeof *b.items);
+    b.order = calloc((size_t)n, sizeof *b.order);
+    b.exp = calloc((size_t)b.cap, sizeof *b.exp);
+    if (b.items == NULL || b.order == NULL || b.exp == NULL) {
         rc = kerr_set(err, KERR_NOMEM, "out of memory");
         goto out;
     }
-    memcpy(body, dl->body, dl->body_len);
-    body[dl->body_len] = '\0';
-    pw[2] = body;
-    r = run(d, write, pw);
-    free(body);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        rc = db_fail(d, r, "storing delivery", err);
-        goto out;
+    for (int i = 0; i < n; i++) {
+        b.items[i].dl = dl[i];
+        b.items[i].idx = i;
     }
-    long long event_id = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    r = NULL;
-
-    if ((rc = db_exec_ok(d, "COMMIT", 0, NULL, "commit", err)) != 0)
-        goto out;
-    res->event_id = event_id;
-    res->repeat_of = repeat_of;
-    res->outcome = outcome;
-    res->reason = reason;
-    return 0;
+    /* A deadlock (another instance, or the reconciler, took rows in
+     * another order) or a serialization failure: the whole batch again. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        rc = batch_once(&b, err);
+        if (rc == 0 || !b.conflict || !db_alive(d))
+            break;
+    }
+    if (rc == 0)
+        for (int i = 0; i < n; i++)
+            res[i] = b.items[i].res;
 out:
-    PQclear(r);
-    db_rollback_quietly(d);
+    for (int i = 0; b.items && i < n; i++)
+        free(b.items[i].body);
+    free(b.items);
+    free(b.order);
+    free(b.exp);
     return rc;
+}
+
+int db_ingest(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_result *res,
+              kerr *err)
+{
+    return db_ingest_batch(d, &dl, 1, o, res, err);
 }

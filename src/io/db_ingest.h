@@ -21,7 +21,8 @@ typedef struct db_ingest_result {
     enum kyc_reason reason;   /* state-machine reason, or latest/recorded/repeat/already_stored */
 } db_ingest_result;
 
-/* Store one verified delivery and apply it, in one transaction:
+/* Store one verified delivery and apply it, in one transaction (a batch
+ * of one, below):
  * append to kyc.webhook_events, decide with the state machine, update
  * kyc.verifications (or kyc.poa_statuses) and append to kyc.status_changes.
  * Returns only after COMMIT succeeded: the delivery is durable.
@@ -31,5 +32,17 @@ typedef struct db_ingest_result {
  * refused the data itself (not retryable). */
 int db_ingest(db *d, const kyc_delivery *dl, const db_ingest_opts *o, db_ingest_result *res,
               kerr *err) KYCD_MUST_CHECK;
+
+/* Store n deliveries in one transaction (group commit), each exactly as
+ * db_ingest would, in the order given for deliveries of one user (those
+ * of different users are independent). The statements go through libpq's
+ * pipeline mode: about one round trip per delivery of the same user in
+ * the batch, plus one. Row locks are taken in user order; a deadlock or
+ * serialization failure is retried (twice). All or nothing: 0 with res[i]
+ * for dl[i] after COMMIT; otherwise nothing is committed and the error is
+ * the first statement's that failed (KERR_INVALID when the data of one
+ * delivery was refused: the caller stores them one by one to find it). */
+int db_ingest_batch(db *d, const kyc_delivery *const *dl, int n, const db_ingest_opts *o,
+                    db_ingest_result *res, kerr *err) KYCD_MUST_CHECK;
 
 #endif

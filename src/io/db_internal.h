@@ -15,6 +15,7 @@
 struct db {
     PGconn *conn;
     unsigned prepared; /* bit per statement set prepared on this session */
+    int broken;        /* a pipeline's stream went out of step: never reuse */
 };
 
 /* Map a failed result (or the connection's error, r NULL) to a kerr. */
@@ -49,6 +50,9 @@ enum { DB_SET_COMMON = 1u << 0, DB_SET_INGEST = 1u << 1 };
 int db_prepare_set(db *d, unsigned set, const db_stmt *stmts, int n, kerr *err);
 /* Run a prepared statement. */
 PGresult *db_run(db *d, const db_stmt *st, const char *const *vals);
+/* Queue a prepared statement in pipeline mode (PQsendQueryPrepared): 0,
+ * or KERR_DB when libpq refused it (see PQerrorMessage). */
+int db_send(db *d, const db_stmt *st, const char *const *vals);
 
 /* The user's row, locked FOR UPDATE for this transaction. */
 typedef struct db_user_row {
@@ -61,6 +65,12 @@ typedef struct db_user_row {
  * the age from (NULL: now). KERR_NOTFOUND when there is no such row. */
 int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_row *row,
                  const char *what, kerr *err);
+
+/* The same lock in pipeline mode: prepare it first (outside the
+ * pipeline), queue it, then map its result (which the caller clears). */
+int db_lock_user_prepare(db *d, kerr *err);
+int db_lock_user_send(db *d, const char *external_user_id, const char *at);
+int db_lock_user_result(db *d, PGresult *r, db_user_row *row, const char *what, kerr *err);
 
 /* An idle connection that may be lent out (no round trip). */
 int db_idle_usable(db *d);

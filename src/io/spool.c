@@ -102,7 +102,8 @@ struct spool {
     int rfd; /* segs[0] opened for reading, -1 until needed */
     uint64_t rfd_seq;
     int64_t roff;
-    int64_t peek_next; /* end of the record spool_peek returned at roff; -1 if none */
+    int64_t peek_next; /* end of the record(s) spool_peek(_many) returned at roff; -1 if none */
+    int peek_count;    /* how many records that was */
     uint64_t next_seq;
 
     int64_t records;
@@ -823,18 +824,15 @@ out:
 
 /* ---- replay */
 
-int spool_peek(spool *s, kbuf *out, spool_pos *pos, kerr *err)
+/* Read the record at offset off of the oldest segment into out. Called
+ * with the mutex held. */
+static int read_oldest_at(spool *s, int64_t off, kbuf *out, spool_pos *pos, kerr *err)
 {
     int rc = 0;
     kbuf tmp;
     kbuf_init(&tmp);
     char path[4200];
-    pthread_mutex_lock(&s->mu);
-    if (s->records == 0) {
-        rc = kerr_set(err, KERR_NOTFOUND, "spool: empty");
-        goto out;
-    }
-    if (s->nsegs == 0 || s->roff >= s->segs[0].size) {
+    if (s->nsegs == 0 || off >= s->segs[0].size) {
         rc = kerr_set(err, KERR_STATE, "spool: %" PRId64 " records counted but none found",
                       s->records);
         goto out;
@@ -854,16 +852,16 @@ int spool_peek(spool *s, kbuf *out, spool_pos *pos, kerr *err)
         s->rfd_seq = sg->seq;
     }
     unsigned char hdr[REC_HDR];
-    if (sg->size - s->roff < REC_HDR || pread_full(s->rfd, hdr, REC_HDR, s->roff) != 0) {
-        rc = kerr_set(err, KERR_IO, "spool: reading %s at offset %" PRId64 ": %s", path, s->roff,
-                      sg->size - s->roff < REC_HDR ? "short record" : strerror(errno));
+    if (sg->size - off < REC_HDR || pread_full(s->rfd, hdr, REC_HDR, off) != 0) {
+        rc = kerr_set(err, KERR_IO, "spool: reading %s at offset %" PRId64 ": %s", path, off,
+                      sg->size - off < REC_HDR ? "short record" : strerror(errno));
         goto out;
     }
     uint32_t n = bytes_get_le32(hdr + 4);
     if (memcmp(hdr, rec_magic, 4) != 0 || n > REC_MAX_PAYLOAD ||
-        (int64_t)n > sg->size - s->roff - REC_HDR) {
+        (int64_t)n > sg->size - off - REC_HDR) {
         rc = kerr_set(err, KERR_INVALID, "spool: corrupt record header in %s at offset %" PRId64,
-                      path, s->roff);
+                      path, off);
         goto out;
     }
     size_t reclen = REC_HDR + (size_t)n;
@@ -872,15 +870,15 @@ int spool_peek(spool *s, kbuf *out, spool_pos *pos, kerr *err)
         goto out;
     }
     memcpy(tmp.data, hdr, REC_HDR);
-    if (n > 0 && pread_full(s->rfd, tmp.data + REC_HDR, n, s->roff + REC_HDR) != 0) {
-        rc = kerr_set(err, KERR_IO, "spool: reading %s at offset %" PRId64 ": %s", path, s->roff,
+    if (n > 0 && pread_full(s->rfd, tmp.data + REC_HDR, n, off + REC_HDR) != 0) {
+        rc = kerr_set(err, KERR_IO, "spool: reading %s at offset %" PRId64 ": %s", path, off,
                       strerror(errno));
         goto out;
     }
     /* The bytes were checked at append or open; check again, the disk may lie. */
     if (spool_record_decode((const unsigned char *)tmp.data, reclen, NULL, NULL, NULL) != 0) {
         rc = kerr_set(err, KERR_INVALID, "spool: corrupt record (crc) in %s at offset %" PRId64,
-                      path, s->roff);
+                      path, off);
         goto out;
     }
     memmove(tmp.data, tmp.data + REC_HDR, n);
@@ -890,12 +888,54 @@ int spool_peek(spool *s, kbuf *out, spool_pos *pos, kerr *err)
     *out = tmp;
     kbuf_init(&tmp);
     pos->segment = sg->seq;
-    pos->offset = s->roff;
-    pos->next = s->roff + (int64_t)reclen;
-    s->peek_next = pos->next;
+    pos->offset = off;
+    pos->next = off + (int64_t)reclen;
+out:
+    kbuf_deinit(&tmp);
+    return rc;
+}
+
+int spool_peek(spool *s, kbuf *out, spool_pos *pos, kerr *err)
+{
+    int rc;
+    pthread_mutex_lock(&s->mu);
+    if (s->records == 0) {
+        rc = kerr_set(err, KERR_NOTFOUND, "spool: empty");
+    } else if ((rc = read_oldest_at(s, s->roff, out, pos, err)) == 0) {
+        s->peek_next = pos->next;
+        s->peek_count = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int spool_peek_many(spool *s, kbuf *out, int max, int *n, spool_pos *span, kerr *err)
+{
+    int rc = 0;
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->records == 0) {
+        rc = kerr_set(err, KERR_NOTFOUND, "spool: empty");
+        goto out;
+    }
+    int64_t off = s->roff;
+    spool_pos pos = {0};
+    while (*n < max && *n < s->records && (*n == 0 || off < s->segs[0].size)) {
+        if ((rc = read_oldest_at(s, off, &out[*n], &pos, err)) != 0)
+            break;
+        off = pos.next;
+        (*n)++;
+    }
+    if (*n == 0)
+        goto out;
+    rc = 0; /* what was read before a bad record is returned; the bad one comes first next time */
+    span->segment = s->segs[0].seq;
+    span->offset = s->roff;
+    span->next = off;
+    s->peek_next = off;
+    s->peek_count = *n;
 out:
     pthread_mutex_unlock(&s->mu);
-    kbuf_deinit(&tmp);
     return rc;
 }
 
@@ -904,7 +944,8 @@ int spool_ack(spool *s, const spool_pos *pos, kerr *err)
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     if (pos == NULL || s->records == 0 || s->nsegs == 0 || pos->segment != s->segs[0].seq ||
-        pos->offset != s->roff || s->peek_next < 0 || pos->next != s->peek_next) {
+        pos->offset != s->roff || s->peek_next < 0 || pos->next != s->peek_next ||
+        s->peek_count != 1) {
         rc = kerr_set(err, KERR_STATE,
                       "spool_ack: position %016" PRIx64 ":%" PRId64
                       " is not the record spool_peek returned",
@@ -915,6 +956,31 @@ int spool_ack(spool *s, const spool_pos *pos, kerr *err)
     s->peek_next = -1;
     s->records--;
     ages_pop(s);
+    retire_replayed(s);
+    kerr cerr;
+    if (checkpoint_save(s, &cerr) != 0)
+        klog(KLOG_WARN, "spool checkpoint not written; records may be replayed after a restart",
+             KLOG_STR("error", cerr.msg));
+out:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int spool_ack_many(spool *s, const spool_pos *span, int n, kerr *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    if (span == NULL || n <= 0 || s->records < n || s->nsegs == 0 ||
+        span->segment != s->segs[0].seq || span->offset != s->roff || s->peek_next < 0 ||
+        span->next != s->peek_next || n != s->peek_count) {
+        rc = kerr_set(err, KERR_STATE, "spool_ack_many: not the records spool_peek_many returned");
+        goto out;
+    }
+    s->roff = span->next;
+    s->peek_next = -1;
+    s->records -= n;
+    for (int i = 0; i < n; i++)
+        ages_pop(s);
     retire_replayed(s);
     kerr cerr;
     if (checkpoint_save(s, &cerr) != 0)

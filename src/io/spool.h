@@ -71,6 +71,15 @@ int spool_peek(spool *s, kbuf *out, spool_pos *pos, kerr *err) KYCD_MUST_CHECK;
 /* Mark the record at pos (the one spool_peek returned) as replayed. */
 int spool_ack(spool *s, const spool_pos *pos, kerr *err) KYCD_MUST_CHECK;
 
+/* The batched replay: up to max of the oldest unacknowledged records (all
+ * from the oldest segment, in order) into out[0..*n), *n >= 1; span covers
+ * them. A record that cannot be read ends the batch early (it is the first
+ * of the next one, where its error is returned). KERR_NOTFOUND when empty. */
+int spool_peek_many(spool *s, kbuf *out, int max, int *n, spool_pos *span,
+                    kerr *err) KYCD_MUST_CHECK;
+/* Mark the n records spool_peek_many returned as replayed, all at once. */
+int spool_ack_many(spool *s, const spool_pos *span, int n, kerr *err) KYCD_MUST_CHECK;
+
 void spool_stats_get(spool *s, spool_stats *out);
 
 /* Keep a record that can never be replayed (the database refuses its data

@@ -35,5 +35,26 @@ rps=$(echo "$out" | sed -nE 's/^BENCH .* rps=([0-9]+) .*/\1/p')
 if [ "$rc" = 0 ] && [ -n "$rps" ] && [ "$rps" -ge 50 ]; then ok "ingest: $rps deliveries/s, all stored"
 else bad "ingest benchmark (exit $rc, rps '${rps:-?}'): $(echo "$out" | tail -3)"; fi
 
+# Group commit against pgbench running kycd's own SQL (tests/bench/
+# ingest_vs_pgbench.sh), short: one round of 3 s at 8 and at 64
+# connections, and a small replay. Loose bounds: kycd at least half the
+# database's one-transaction-per-delivery rate (about 1x to 1.7x is typical
+# on 2 cores), the replay at least 500 records/s (about 5,000 typical),
+# every 200 stored exactly once (the script checks).
+if [ -x /usr/lib/postgresql/15/bin/pgbench ]; then
+  out=$(BENCH_KYCD=$kycd BENCH_SECONDS=3 BENCH_ROUNDS=1 BENCH_REPLAY=2000 timeout 180 \
+        bash "$top/tests/bench/ingest_vs_pgbench.sh" 2>&1)
+  rc=$?
+  echo "$out" | grep -E '^RESULT|bench:'
+  r8=$(echo "$out" | sed -nE 's/^RESULT conns=8 .* ratio=([0-9.]+).*/\1/p')
+  r64=$(echo "$out" | sed -nE 's/^RESULT conns=64 .* ratio=([0-9.]+).*/\1/p')
+  rate=$(echo "$out" | sed -nE 's/^RESULT replay .* rate=([0-9]+).*/\1/p')
+  if [ "$rc" = 0 ] && awk -v a="${r8:-0}" -v b="${r64:-0}" -v c="${rate:-0}" 'BEGIN{exit !(a >= 0.5 && b >= 0.5 && c >= 500)}'; then
+    ok "group commit: ratio ${r8} (8) ${r64} (64) to pgbench, replay ${rate}/s, all stored once"
+  else bad "ingest vs pgbench (exit $rc, ratios '${r8:-?}' '${r64:-?}', replay '${rate:-?}'): $(echo "$out" | tail -3)"; fi
+else
+  echo "SKIP: pgbench missing (postgresql-contrib)"
+fi
+
 echo "test_bench_bounds: $pass passed, $failn failed"
 [ "$failn" = 0 ]

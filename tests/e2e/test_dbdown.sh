@@ -14,7 +14,7 @@ source "$TEST_KYCD_SRC/deploy/pg-local.sh"
 
 e2e_section "private PostgreSQL"
 e2e_private_pg
-e2e_start_kycd KYCD_RETRY_AFTER=7s KYCD_DB_TIMEOUT=2s
+e2e_start_kycd KYCD_RETRY_AFTER=7s KYCD_DB_TIMEOUT=2s KYCD_DB_COMMITTERS=4
 
 DELIVERIES=$E2E_TMP/deliveries   # "user status" per webhook sent
 
@@ -85,13 +85,21 @@ for i in $(seq 1 8); do [ "$(deliver)" = 200 ] && seq_ok=$((seq_ok + 1)); done
 assert_eq 8 "$seq_ok" "8 sequential webhooks after the restart: all 200"
 
 e2e_section "quick restart, every pooled connection stale"
-# Make kycd hold N pool connections at once: N webhooks for one user queue
-# on that user's row, locked here for a moment, so each holds a connection.
-uh=$(e2e_uuid)
-assert_eq 200 "$(post "$E2E_KYC_PATH" "$(kyc_body "$uh" NOT_VERIFIED PENDING)")" "webhook for the lock holder's user: 200"
-echo "$uh 200" >>"$DELIVERIES"
+# Make kycd hold N pool connections at once: webhooks for users whose rows
+# are locked here for a moment wait in their committers (group commit: a
+# user's deliveries go to the one committer its id hashes to), each holding
+# a connection. 16 users over 4 committers block at least 3 of them (all but
+# certainly: 1 - 1e-4).
+held_users=()
+for i in $(seq 1 16); do
+  u=$(e2e_uuid)
+  assert_eq 200 "$(post "$E2E_KYC_PATH" "$(kyc_body "$u" NOT_VERIFIED PENDING)")" "webhook for lock holder's user $i: 200"
+  echo "$u 200" >>"$DELIVERIES"
+  held_users+=("$u")
+done
+in_list=$(printf "'%s'," "${held_users[@]}"); in_list=${in_list%,}
 timeout 20 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 \
-  -c "BEGIN" -c "SELECT 1 FROM kyc.verifications WHERE external_user_id = '$uh' FOR UPDATE" \
+  -c "BEGIN" -c "SELECT 1 FROM kyc.verifications WHERE external_user_id IN ($in_list) ORDER BY external_user_id FOR UPDATE" \
   -c "SELECT pg_sleep(1)" -c "COMMIT" >/dev/null &
 lock_pid=$!
 e2e_track_pid "$lock_pid"
@@ -101,17 +109,18 @@ for i in $(seq 1 50); do
   sleep 0.05
 done
 held_pids=()
-for i in 1 2 3 4; do
+for i in $(seq 1 16); do
   ( E2E_RESP_BODY=$E2E_TMP/held.$i.body E2E_RESP_HEADERS=$E2E_TMP/held.$i.headers \
-      post "$E2E_KYC_PATH" "{\"externalUserId\":\"$uh\",\"verificationStatus\":\"NOT_VERIFIED\",\"attemptStatus\":\"PENDING\",\"n\":$i}" \
+      post "$E2E_KYC_PATH" "{\"externalUserId\":\"${held_users[$((i - 1))]}\",\"verificationStatus\":\"NOT_VERIFIED\",\"attemptStatus\":\"PENDING\",\"n\":$i}" \
       >"$E2E_TMP/held.$i.status" ) &
   held_pids+=($!)
   e2e_track_pid "$!"
 done
+sleep 0.3 # let them reach their committers while the rows are locked
+npool=$(sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kycd'")
 wait "$lock_pid" || true
 for p in "${held_pids[@]}"; do wait "$p" || true; done
-assert_eq "200 200 200 200" "$(cat "$E2E_TMP"/held.1.status; for i in 2 3 4; do printf ' %s' "$(cat "$E2E_TMP/held.$i.status")"; done)" "4 webhooks queued on a locked row: all 200"
-npool=$(sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kycd'")
+assert_eq "16x200 " "$(for f in "$E2E_TMP"/held.*.status; do cat "$f"; echo; done | sort | uniq -c | awk '{printf "%sx%s ", $1, $2}')" "16 webhooks queued on locked rows: all 200"
 assert_eq 1 "$([ "$npool" -ge 3 ] && echo 1 || echo 0)" "kycd holds several pool connections ($npool)"
 pg_local_restart "$PRIV_DIR" >/dev/null || e2e_abort "cannot restart the private PostgreSQL"
 st=$(deliver)
@@ -128,8 +137,8 @@ stored=$(sql "SELECT DISTINCT external_user_id FROM kyc.webhook_events" | LC_ALL
 n_ok=$(printf '%s\n' "$ok_users" | grep -c . || true)
 n_503=$(awk '$2 == 503' "$DELIVERIES" | wc -l)
 assert_eq "$ok_users" "$stored" "kyc.webhook_events holds exactly the $n_ok deliveries answered 200 (and none of the $n_503 answered 503)"
-assert_eq "$((n_ok + 4))" "$(sql "SELECT count(*) FROM kyc.webhook_events")" \
-  "event count = deliveries answered 200 (plus the 4 for the locked user)"
+assert_eq "$((n_ok + 16))" "$(sql "SELECT count(*) FROM kyc.webhook_events")" \
+  "event count = deliveries answered 200 (plus the 16 second ones for the locked users)"
 assert_eq "$n_ok" "$(sql "SELECT count(*) FROM kyc.verifications")" "one kyc.verifications row per stored user"
 
 e2e_stop_kycd

@@ -1770,6 +1770,171 @@ static void test_recheck_once_and_spread(void **state)
           "FROM generate_series(1, 500) g) x",
           END),
         "true");
+/* Group commit: one batch holding several users, a user three times (its
+ * steps in order, each seeing the one before), a repeat, a POA status and a
+ * replay of a stored delivery gives what one transaction per delivery
+ * gives, in one COMMIT. */
+static void test_batch_matches_one_by_one(void **state)
+{
+    fixture *f = *state;
+    enum { N = 7 };
+    char bodies[2][N][256];
+    enum kyc_kind kinds[N] = {KYC_KIND_KYC_STATUS, KYC_KIND_KYC_STATUS, KYC_KIND_KYC_STATUS,
+                              KYC_KIND_KYC_STATUS, KYC_KIND_KYC_STATUS, KYC_KIND_POA_STATUS,
+                              KYC_KIND_KYC_STATUS};
+    db_ingest_result one[N], batch[N + 1];
+    for (int side = 0; side < 2; side++) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "u-batch-a%d", side);
+        snprintf(b, sizeof b, "u-batch-b%d", side);
+        kyc_json(bodies[side][0], 256, a, "NOT_VERIFIED", "PENDING", NULL);
+        kyc_json(bodies[side][1], 256, b, "NOT_VERIFIED", "PENDING", NULL);
+        kyc_json(bodies[side][2], 256, a, "NOT_VERIFIED", "VERIFICATION", NULL);
+        kyc_json(bodies[side][3], 256, a, "NOT_VERIFIED", "VERIFICATION", NULL); /* repeat */
+        kyc_json(bodies[side][4], 256, a, "VERIFIED", "SUCCESSFUL", NULL);
+        snprintf(bodies[side][5], 256, "{\"externalUserId\":\"%s\",\"status\":\"WAITING\"}", b);
+        kyc_json(bodies[side][6], 256, b, "NOT_VERIFIED", "VERIFICATION", NULL);
+    }
+    /* side 0, one by one */
+    for (int i = 0; i < N; i++)
+        one[i] = ingest(f->d, kinds[i], bodies[0][i], &OPTS);
+    /* side 1, one batch (plus a replay of a delivery stored before it) */
+    kyc_delivery dl[N + 1];
+    const kyc_delivery *ptr[N + 1];
+    for (int i = 0; i < N; i++) {
+        delivery(&dl[i], kinds[i], bodies[1][i]);
+        ptr[i] = &dl[i];
+    }
+    char early[256];
+    kyc_json(early, sizeof early, "u-batch-c", "NOT_VERIFIED", "PENDING", NULL);
+    delivery(&dl[N], KYC_KIND_KYC_STATUS, early);
+    dl[N].received_us = 1700000000123456LL;
+    db_ingest_result stored = ingest_dl(f->d, &dl[N], &OPTS);
+    ptr[N] = &dl[N];
+    kerr e;
+    kerr_clear(&e);
+    int rc = db_ingest_batch(f->d, ptr, N + 1, &OPTS, batch, &e);
+    if (rc != 0)
+        fail_msg("db_ingest_batch: %s (%d)", e.msg, rc);
+    for (int i = 0; i < N; i++) {
+        assert_string_equal(kyc_outcome_name(batch[i].outcome), kyc_outcome_name(one[i].outcome));
+        assert_string_equal(kyc_reason_name(batch[i].reason), kyc_reason_name(one[i].reason));
+        assert_true(batch[i].event_id > 0);
+        assert_int_equal(batch[i].repeat_of != 0, one[i].repeat_of != 0);
+    }
+    assert_int_equal(batch[3].repeat_of, batch[2].event_id); /* the repeat found its twin */
+    assert_int_equal(batch[N].event_id, stored.event_id);
+    assert_string_equal(kyc_reason_name(batch[N].reason), "already_stored");
+    /* the same state on both sides; each user's events in the batch's order */
+    for (int side = 0; side < 2; side++) {
+        char a[32];
+        snprintf(a, sizeof a, "u-batch-a%d", side);
+        assert_string_equal(q(f->pq,
+                              "SELECT verification_status || '/' || attempt_status "
+                              "FROM kyc.verifications WHERE external_user_id = $1",
+                              a, END),
+                            "VERIFIED/SUCCESSFUL");
+        assert_string_equal(q(f->pq,
+                              "SELECT string_agg(outcome, ',' ORDER BY id) FROM kyc.webhook_events "
+                              "WHERE external_user_id = $1",
+                              a, END),
+                            "applied,applied,unchanged,applied");
+    }
+    assert_string_equal(q(f->pq,
+                          "SELECT status FROM kyc.poa_statuses WHERE external_user_id = "
+                          "'u-batch-b1'",
+                          END),
+                        "WAITING");
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "15");
+    assert_string_equal(q(f->pq,
+                          "SELECT count(DISTINCT xmin::text) FROM kyc.webhook_events "
+                          "WHERE external_user_id LIKE 'u-batch-%1'",
+                          END),
+                        "1"); /* one transaction */
+}
+
+/* One delivery the database refuses fails the whole batch: nothing of it
+ * is committed, the error names the data (KERR_INVALID: the caller stores
+ * them one by one), and the connection is fit for the next batch. */
+static void test_batch_refused_commits_nothing(void **state)
+{
+    fixture *f = *state;
+    char b1[256], b2[256], b3[256];
+    kyc_json(b1, sizeof b1, "u-ref-1", "NOT_VERIFIED", "PENDING", NULL);
+    kyc_json(b2, sizeof b2, "u-ref-2", "NOT_VERIFIED", "PENDING", NULL);
+    kyc_json(b3, sizeof b3, "u-ref-3", "NOT_VERIFIED", "PENDING", NULL);
+    kyc_delivery dl[3];
+    delivery(&dl[0], KYC_KIND_KYC_STATUS, b1);
+    delivery(&dl[1], KYC_KIND_KYC_STATUS, b2);
+    delivery(&dl[2], KYC_KIND_KYC_STATUS, b3);
+    (void)ingest_dl(f->d, &dl[1], &OPTS);
+    kyc_delivery again = dl[1]; /* the same request id, live: unique violation */
+    const kyc_delivery *ptr[3] = {&dl[0], &again, &dl[2]};
+    db_ingest_result res[3];
+    kerr e;
+    kerr_clear(&e);
+    assert_int_equal(db_ingest_batch(f->d, ptr, 3, &OPTS, res, &e), KERR_INVALID);
+    assert_non_null(strstr(e.msg, "storing delivery"));
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "1");
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.verifications", END), "1");
+    assert_true(db_alive(f->d));
+    const kyc_delivery *rest[2] = {&dl[0], &dl[2]};
+    kerr_clear(&e);
+    assert_int_equal(db_ingest_batch(f->d, rest, 2, &OPTS, res, &e), 0);
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "3");
+    assert_int_equal(db_ping(f->d, &e), 0);
+}
+
+/* Two batches over the same users in opposite orders, at once, on two
+ * connections (two kycd instances): locks are taken in user order, so
+ * neither deadlocks; both commit everything. */
+typedef struct batch_arg {
+    db *d;
+    const kyc_delivery *const *ptr;
+    int n, rc;
+} batch_arg;
+
+static void *batch_thread(void *arg)
+{
+    batch_arg *b = arg;
+    db_ingest_result res[16];
+    kerr e;
+    kerr_clear(&e);
+    for (int round = 0; round < 20 && b->rc == 0; round++)
+        b->rc = db_ingest_batch(b->d, b->ptr, b->n, &OPTS, res, &e);
+    return NULL;
+}
+
+static void test_batches_cross_no_deadlock(void **state)
+{
+    fixture *f = *state;
+    enum { N = 8 };
+    static char bodies[2][N][256];
+    kyc_delivery dl[2][N];
+    const kyc_delivery *ptr[2][N];
+    for (int i = 0; i < N; i++) {
+        char user[32];
+        snprintf(user, sizeof user, "u-cross-%d", i);
+        kyc_json(bodies[0][i], 256, user, "NOT_VERIFIED", "PENDING", NULL);
+        kyc_json(bodies[1][N - 1 - i], 256, user, "NOT_VERIFIED", "VERIFICATION", NULL);
+    }
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < N; i++) {
+            delivery(&dl[s][i], KYC_KIND_KYC_STATUS, bodies[s][i]);
+            dl[s][i].request_id[0] = '\0'; /* repeated 20 times */
+            ptr[s][i] = &dl[s][i];
+        }
+    db *other = connect_db(f->conninfo, "kycd-other");
+    batch_arg a = {.d = f->d, .ptr = ptr[0], .n = N}, b = {.d = other, .ptr = ptr[1], .n = N};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, batch_thread, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, batch_thread, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    db_free(other);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(b.rc, 0);
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "320");
 }
 
 int main(void)
@@ -1806,6 +1971,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pending_one_definition, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_recheck_claims, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_recheck_once_and_spread, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_matches_one_by_one, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_refused_commits_nothing, setup_migrated,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_batches_cross_no_deadlock, setup_migrated, teardown),
     };
     return cmocka_run_group_tests_name("integration/db", tests, NULL, NULL);
 }

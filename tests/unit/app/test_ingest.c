@@ -32,7 +32,7 @@
 
 /* ---- the fake store: thread-safe (request threads and the drainer) */
 
-#define MAXREC 64
+#define MAXREC 256
 
 typedef struct fake_store {
     pthread_mutex_t mu;
@@ -43,6 +43,8 @@ typedef struct fake_store {
     int attempts, pings;
     char order[MAXREC][33]; /* request ids stored, in order */
     int n;
+    int batches, biggest; /* ingest_batch calls, and the largest batch */
+    int batch_sleep_us;   /* time a transaction takes (lets others queue up) */
 } fake_store;
 
 static int fake_ingest(void *ctx, const kyc_delivery *d, const db_ingest_opts *o,
@@ -51,6 +53,11 @@ static int fake_ingest(void *ctx, const kyc_delivery *d, const db_ingest_opts *o
     fake_store *s = ctx;
     int rc = 0;
     *dead = 0;
+    pthread_mutex_lock(&s->mu);
+    int pause = s->batch_sleep_us;
+    pthread_mutex_unlock(&s->mu);
+    if (pause)
+        usleep((useconds_t)pause);
     pthread_mutex_lock(&s->mu);
     s->attempts++;
     if (s->dead > 0) {
@@ -70,6 +77,49 @@ static int fake_ingest(void *ctx, const kyc_delivery *d, const db_ingest_opts *o
         memset(res, 0, sizeof *res);
         res->event_id = s->n;
         res->outcome = KYC_OUTCOME_APPLIED;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* A transaction of n deliveries: all or nothing, by the same rules. */
+static int fake_ingest_batch(void *ctx, const kyc_delivery *const *d, int n,
+                             const db_ingest_opts *o, db_ingest_result *res, int *dead, kerr *err)
+{
+    (void)o;
+    fake_store *s = ctx;
+    int rc = 0;
+    *dead = 0;
+    pthread_mutex_lock(&s->mu);
+    int pause = s->batch_sleep_us;
+    pthread_mutex_unlock(&s->mu);
+    if (pause)
+        usleep((useconds_t)pause);
+    pthread_mutex_lock(&s->mu);
+    s->attempts++;
+    s->batches++;
+    if (n > s->biggest)
+        s->biggest = n;
+    if (s->dead > 0) {
+        s->dead--;
+        *dead = 1;
+        rc = kerr_set(err, KERR_DB, "fake: connection died");
+    } else if (s->down || s->ok_left == 0) {
+        s->down = 1;
+        rc = kerr_set(err, KERR_DB, "fake: database down");
+    } else {
+        for (int i = 0; i < n && rc == 0; i++)
+            if (s->refuse[0] && strcmp(s->refuse, d[i]->request_id) == 0)
+                rc = kerr_set(err, KERR_INVALID, "fake: refused for good");
+        for (int i = 0; i < n && rc == 0; i++) {
+            if (s->ok_left > 0)
+                s->ok_left--;
+            if (s->n < MAXREC)
+                snprintf(s->order[s->n++], sizeof s->order[0], "%s", d[i]->request_id);
+            memset(&res[i], 0, sizeof res[i]);
+            res[i].event_id = s->n;
+            res[i].outcome = KYC_OUTCOME_APPLIED;
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -157,7 +207,33 @@ static int fx_teardown(void **state)
     return 0;
 }
 
-/* spool_max_bytes: 0 no spool, -1 no limit, else the limit. */
+/* spool_max_bytes: 0 no spool, -1 no limit, else the limit. With
+ * committers > 0 the fake store does batches too (group commit). */
+static void start_batched(fx *f, int64_t spool_max_bytes, int drainer, int committers,
+                          int batch_max, int64_t batch_wait_us)
+{
+    kerr err;
+    kerr_clear(&err);
+    if (spool_max_bytes != 0) {
+        spool_opts so = {.dir = f->dir, .max_bytes = spool_max_bytes > 0 ? spool_max_bytes : 0};
+        assert_int_equal(spool_open(&f->sp, &so, &err), 0);
+    }
+    f->store.ingest_batch = fake_ingest_batch;
+    ingest_opts o = {
+        .db = {.conninfo = "unused", .timeout_ms = 1000},
+        .pool_size = 1,
+        .wait_ms = 1000,
+        .store = &f->store,
+        .spool = f->sp,
+        .drainer = drainer,
+        .record_max = 1024,
+        .committers = committers,
+        .batch_max = batch_max,
+        .batch_wait_us = batch_wait_us,
+    };
+    assert_int_equal(ingest_new(&f->in, &o, &err), 0);
+}
+
 static void start(fx *f, int64_t spool_max_bytes, int drainer)
 {
     kerr err;
@@ -439,6 +515,187 @@ static void ready_spool_without_room(void **state)
     assert_non_null(strstr(err.msg, "spool is full"));
 }
 
+/* ---- group commit */
+
+typedef struct sender {
+    fx *f;
+    pthread_barrier_t *go; /* all senders start at once */
+    int id, count;
+    int rc[16];
+    db_ingest_result res[16];
+    pthread_t th;
+} sender;
+
+/* One user per sender: its deliveries are rid "s<id>-<k>", k in order. */
+static void *sender_main(void *arg)
+{
+    sender *t = arg;
+    char body[256], rid[33];
+    pthread_barrier_wait(t->go);
+    for (int k = 0; k < t->count; k++) {
+        snprintf(body, sizeof body,
+                 "{\"externalUserId\":\"user-%d\",\"verificationStatus\":\"NOT_VERIFIED\","
+                 "\"attemptStatus\":\"PENDING\",\"k\":%d}",
+                 t->id, k);
+        kyc_delivery d;
+        memset(&d, 0, sizeof d);
+        kerr err;
+        if (payload_parse(KYC_KIND_KYC_STATUS, body, strlen(body), &d, &err) != 0) {
+            t->rc[k] = -1;
+            continue;
+        }
+        d.body = body;
+        d.body_len = strlen(body);
+        snprintf(rid, sizeof rid, "s%d-%d", t->id, k);
+        snprintf(d.request_id, sizeof d.request_id, "%s", rid);
+        kerr_clear(&err);
+        t->rc[k] = ingest_submit(t->f->in, &d, &t->res[k], &err);
+    }
+    return NULL;
+}
+
+static void run_senders(fx *f, sender *t, int n, int count)
+{
+    pthread_barrier_t go;
+    assert_int_equal(pthread_barrier_init(&go, NULL, (unsigned)n), 0);
+    for (int i = 0; i < n; i++) {
+        t[i] = (sender){.f = f, .go = &go, .id = i, .count = count};
+        assert_int_equal(pthread_create(&t[i].th, NULL, sender_main, &t[i]), 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i].th, NULL);
+    pthread_barrier_destroy(&go);
+}
+
+/* Where rid sits in the stored order, or -1; and how often. */
+static int stored_at(fx *f, const char *rid, int *times)
+{
+    int at = -1;
+    *times = 0;
+    pthread_mutex_lock(&f->fs.mu);
+    for (int i = 0; i < f->fs.n; i++) {
+        if (strcmp(f->fs.order[i], rid) == 0) {
+            if (at < 0)
+                at = i;
+            (*times)++;
+        }
+    }
+    pthread_mutex_unlock(&f->fs.mu);
+    return at;
+}
+
+/* 16 request threads, 8 deliveries each for their own user: every 200 is
+ * stored exactly once, each user's deliveries in the order they were
+ * sent, and transactions are shared. */
+static void group_commit_stores_each_once_in_user_order(void **state)
+{
+    fx *f = *state;
+    f->fs.batch_sleep_us = 2000;
+    start_batched(f, -1, 0, 2, 16, 0);
+    sender t[16];
+    run_senders(f, t, 16, 8);
+    for (int i = 0; i < 16; i++) {
+        int last = -1;
+        for (int k = 0; k < 8; k++) {
+            char rid[33];
+            snprintf(rid, sizeof rid, "s%d-%d", i, k);
+            int times = 0;
+            int at = stored_at(f, rid, &times);
+            assert_int_equal(t[i].rc[k], 0);
+            assert_int_equal(t[i].res[k].outcome, KYC_OUTCOME_APPLIED);
+            assert_int_equal(times, 1);
+            assert_true(at > last);
+            last = at;
+        }
+    }
+    assert_int_equal(fake_count(&f->fs), 128);
+    assert_int_equal(spooled(f), 0);
+    assert_true(f->fs.biggest > 1);
+    assert_true(f->fs.biggest <= 16);
+    assert_true(f->fs.batches < 128);
+}
+
+/* A delivery the database refuses fails alone: its batch-mates are stored
+ * (the committer falls back to one by one). */
+static void group_commit_isolates_a_refused_delivery(void **state)
+{
+    fx *f = *state;
+    snprintf(f->fs.refuse, sizeof f->fs.refuse, "s2-0");
+    /* One committer that waits (up to 0.5 s) until all 4 are queued. */
+    start_batched(f, -1, 0, 1, 4, 500000);
+    sender t[4];
+    run_senders(f, t, 4, 1);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(t[i].rc[0], i == 2 ? KERR_INVALID : 0);
+    assert_int_equal(fake_count(&f->fs), 3);
+    assert_int_equal(spooled(f), 0);
+    assert_true(f->fs.biggest > 1);
+}
+
+/* The database down: the whole batch goes to the spool (200s), in order
+ * behind it the later ones too; the replay then stores them in batches. */
+static void group_commit_database_down_spools_then_replays_in_batches(void **state)
+{
+    fx *f = *state;
+    start_batched(f, -1, 0, 2, 8, 0);
+    fake_set_down(&f->fs, 1);
+    sender t[4];
+    run_senders(f, t, 4, 4);
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) {
+            assert_int_equal(t[i].rc[k], 0);
+            assert_int_equal(t[i].res[k].outcome, KYC_OUTCOME_SPOOLED);
+        }
+    assert_int_equal(spooled(f), 16);
+    assert_int_equal(fake_count(&f->fs), 0);
+
+    fake_set_down(&f->fs, 0);
+    int batches = f->fs.batches;
+    long long replayed = -1;
+    kerr err;
+    assert_int_equal(ingest_drain(f->in, &replayed, &err), 0);
+    assert_int_equal(replayed, 16);
+    assert_int_equal(spooled(f), 0);
+    assert_int_equal(f->fs.batches - batches, 2); /* 16 records, 8 to a transaction */
+    for (int i = 0; i < 4; i++) {
+        int last = -1;
+        for (int k = 0; k < 4; k++) {
+            char rid[33];
+            snprintf(rid, sizeof rid, "s%d-%d", i, k);
+            int times = 0;
+            int at = stored_at(f, rid, &times);
+            assert_int_equal(times, 1);
+            assert_true(at > last);
+            last = at;
+        }
+    }
+}
+
+/* A spooled record the database refuses, in a batched replay: the others
+ * are stored in order, it becomes a dead letter. */
+static void batched_replay_dead_letters_a_refused_record(void **state)
+{
+    fx *f = *state;
+    start_batched(f, -1, 0, 1, 8, 0);
+    fake_set_down(&f->fs, 1);
+    submit_ok(f, "rid1", KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid2", KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid3", KYC_OUTCOME_SPOOLED);
+    fake_set_down(&f->fs, 0);
+    snprintf(f->fs.refuse, sizeof f->fs.refuse, "rid2");
+    long long replayed = -1;
+    kerr err;
+    assert_int_equal(ingest_drain(f->in, &replayed, &err), 0);
+    assert_int_equal(replayed, 2);
+    assert_int_equal(spooled(f), 0);
+    const char *want[] = {"rid1", "rid3"};
+    assert_order(f, want, 2);
+    char path[256];
+    snprintf(path, sizeof path, "%s/dead-rid2.rec", f->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+}
+
 int main(void)
 {
     klog_set_level(getenv("TEST_LOG") ? KLOG_DEBUG
@@ -456,6 +713,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(ready_follows_database_and_spool, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(ready_without_spool, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(ready_spool_without_room, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(group_commit_stores_each_once_in_user_order, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(group_commit_isolates_a_refused_delivery, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(group_commit_database_down_spools_then_replays_in_batches,
+                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(batched_replay_dead_letters_a_refused_record, fx_setup,
+                                        fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
