@@ -1770,6 +1770,8 @@ static void test_recheck_once_and_spread(void **state)
           "FROM generate_series(1, 500) g) x",
           END),
         "true");
+}
+
 /* Group commit: one batch holding several users, a user three times (its
  * steps in order, each seeing the one before), a repeat, a POA status and a
  * replay of a stored delivery gives what one transaction per delivery
