@@ -59,17 +59,17 @@ second_signal INT
 
 # --- no second signal: the stop is still bounded -----------------------------------
 # A request stuck in the handler (its database statement waits on a lock, with
-# db_timeout 30 s) and shutdown_timeout 1 s: without a reconciler the whole stop
+# db_timeout 60 s) and shutdown_timeout 1 s: without a reconciler the whole stop
 # is bounded by shutdown_timeout + 5 s, after which kycd logs and exits 1.
 e2e_section "the stop's own bound (no second signal)"
-e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=1s KYCD_DB_TIMEOUT=30s
-timeout 60 psql "$E2E_DB_URL" -XAtq -c "BEGIN" -c "LOCK TABLE kyc.webhook_events IN ACCESS EXCLUSIVE MODE" \
-  -c "SELECT pg_sleep(20)" -c "COMMIT" >/dev/null 2>&1 &
+e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=1s KYCD_DB_TIMEOUT=60s
+timeout 90 psql "$E2E_DB_URL" -XAtq -c "BEGIN" -c "LOCK TABLE kyc.webhook_events IN ACCESS EXCLUSIVE MODE" \
+  -c "SELECT pg_sleep(40)" -c "COMMIT" >/dev/null 2>&1 &
 locker=$!
 e2e_track_pid "$locker"
 e2e_wait_sql "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'webhook_events' AND l.mode = 'AccessExclusiveLock' AND l.granted" 1 ||
   fail "the lock was not taken"
-( post "$E2E_KYC_PATH" "$(kyc_body "$(e2e_uuid)" NOT_VERIFIED PENDING)" --max-time 30 >/dev/null ) &
+( post "$E2E_KYC_PATH" "$(kyc_body "$(e2e_uuid)" NOT_VERIFIED PENDING)" --max-time 60 >/dev/null ) &
 poster=$!
 e2e_track_pid "$poster"
 e2e_wait_sql "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()" 1 ||
@@ -77,10 +77,10 @@ e2e_wait_sql "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Loc
 t0=$(e2e_ms)
 kill -TERM "$E2E_KYCD_PID"
 rc=0
-e2e_wait_exit "$E2E_KYCD_PID" 15 || true
+e2e_wait_exit "$E2E_KYCD_PID" 35 || true
 t1=$(e2e_ms)
 if kill -0 "$E2E_KYCD_PID" 2>/dev/null; then
-  fail "kycd still running 15 s after SIGTERM (killed)"
+  fail "kycd still running 35 s after SIGTERM (killed)"
   kill -KILL "$E2E_KYCD_PID" 2>/dev/null || true
 fi
 wait "$E2E_KYCD_PID" 2>/dev/null || rc=$?
@@ -88,8 +88,10 @@ E2E_KYCD_PID=
 assert_eq 1 "$rc" "kycd exits 1 when its stop runs past its bound"
 assert_contains "$(grep 'shutdown timed out' "$E2E_KYCD_LOG")" "timeout_ms=6000" \
   "kycd logs 'shutdown timed out' with its bound (1 s + 5 s)"
-if [ $((t1 - t0)) -ge 5500 ] && [ $((t1 - t0)) -lt 12000 ]; then
-  pass "kycd stopped $((t1 - t0)) ms after SIGTERM (bound 6 s, the database lock held 20 s)"
+# Loose above (an ASan build on a busy machine takes seconds to exit), but
+# well before the lock (40 s) would have let the request finish.
+if [ $((t1 - t0)) -ge 5500 ] && [ $((t1 - t0)) -lt 25000 ]; then
+  pass "kycd stopped $((t1 - t0)) ms after SIGTERM (bound 6 s, the database lock held 40 s)"
 else
   fail "kycd stopped $((t1 - t0)) ms after SIGTERM (bound 6 s)"
 fi
