@@ -468,13 +468,13 @@ t0=$(e2e_ms)
 e2e_stop_kycd "kycd serve (backlog)"
 took=$(ms_since "$t0")
 echo "  P100 calls started after SIGTERM: $(( $(sim_stat status_calls) - calls_at_term ))"
-# About 0.9 s measured (2 s in the ASan build, which also checks for leaks
-# at exit); 3x the ASan figure still tells a stop that waits for the P100
+# About 0.9 s measured (2 s in the ASan build idle, 6.6 s on a busy machine);
+# the bound is loose but still tells a stop that waits for the P100
 # timeout and the whole backlog (the watchdog would allow 18 s).
-if [ "$took" -le 6000 ]; then
+if [ "$took" -le 10000 ]; then
   pass "SIGTERM with $inflight calls in flight: kycd stopped in $took ms"
 else
-  fail "kycd took $took ms to stop (want <= 6000)"
+  fail "kycd took $took ms to stop (want <= 10000)"
 fi
 assert_eq 0 "$(sql "SELECT count(*) FROM kyc.verifications WHERE lease_owner IS NOT NULL OR lease_until IS NOT NULL")" \
   "no lease left set"
