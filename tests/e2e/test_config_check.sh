@@ -27,3 +27,14 @@ assert_contains "$out" "msg=\"tls configuration refused\"" "the key that does no
 assert_contains "$out" "database not ready" "the database not migrated"
 assert_contains "$out" "3 problems" "and counts them"
 E2E_DB_URL=$good_db
+
+e2e_section "deploy/kycd.conf.example"
+example=$E2E_TMP/example.conf
+# Its secret files do not exist here: drop those three lines.
+grep -v '_file = /etc/kycd/secrets/' "$TEST_KYCD_SRC/deploy/kycd.conf.example" >"$example"
+e2e_kycd_cmd --bare -- config --config "$example"
+assert_eq 0 "$E2E_RC" "the example file loads ($(head -c 200 "$E2E_OUT"))"
+missing=$(awk -F' = ' '{print $1}' "$E2E_OUT" | while read -r k; do
+  grep -qE "^#?${k}(_file)? =" "$TEST_KYCD_SRC/deploy/kycd.conf.example" || printf '%s ' "$k"
+done)
+assert_eq "" "$missing" "it names every key kycd knows (set or commented out)"
