@@ -939,41 +939,20 @@ out:
     return rc;
 }
 
-int spool_ack(spool *s, const spool_pos *pos, kerr *err)
-{
-    int rc = 0;
-    pthread_mutex_lock(&s->mu);
-    if (pos == NULL || s->records == 0 || s->nsegs == 0 || pos->segment != s->segs[0].seq ||
-        pos->offset != s->roff || s->peek_next < 0 || pos->next != s->peek_next ||
-        s->peek_count != 1) {
-        rc = kerr_set(err, KERR_STATE,
-                      "spool_ack: position %016" PRIx64 ":%" PRId64
-                      " is not the record spool_peek returned",
-                      pos ? pos->segment : 0, pos ? pos->offset : (int64_t)-1);
-        goto out;
-    }
-    s->roff = pos->next;
-    s->peek_next = -1;
-    s->records--;
-    ages_pop(s);
-    retire_replayed(s);
-    kerr cerr;
-    if (checkpoint_save(s, &cerr) != 0)
-        klog(KLOG_WARN, "spool checkpoint not written; records may be replayed after a restart",
-             KLOG_STR("error", cerr.msg));
-out:
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-int spool_ack_many(spool *s, const spool_pos *span, int n, kerr *err)
+/* spool_ack and spool_ack_many: the records must be the n that the last
+ * peek returned, at the read position. */
+static int ack_span(spool *s, const spool_pos *span, int n, kerr *err)
 {
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     if (span == NULL || n <= 0 || s->records < n || s->nsegs == 0 ||
         span->segment != s->segs[0].seq || span->offset != s->roff || s->peek_next < 0 ||
         span->next != s->peek_next || n != s->peek_count) {
-        rc = kerr_set(err, KERR_STATE, "spool_ack_many: not the records spool_peek_many returned");
+        rc = kerr_set(err, KERR_STATE,
+                      "spool ack: position %016" PRIx64 ":%" PRId64
+                      " is not where the last peek read %d record%s",
+                      span ? span->segment : 0, span ? span->offset : (int64_t)-1, n,
+                      n == 1 ? "" : "s");
         goto out;
     }
     s->roff = span->next;
@@ -989,6 +968,16 @@ int spool_ack_many(spool *s, const spool_pos *span, int n, kerr *err)
 out:
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+int spool_ack(spool *s, const spool_pos *pos, kerr *err)
+{
+    return ack_span(s, pos, 1, err);
+}
+
+int spool_ack_many(spool *s, const spool_pos *span, int n, kerr *err)
+{
+    return ack_span(s, span, n, err);
 }
 
 void spool_stats_get(spool *s, spool_stats *out)

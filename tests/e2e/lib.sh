@@ -763,7 +763,6 @@ events_count() { sql "SELECT count(*) FROM kyc.webhook_events"; }
 # (32768 and up) and away from pg-local's default scan (55432 and up): the
 # cluster is stopped and started again on it, and nobody else must take it
 # meanwhile (another test's cluster would, from the default scan).
-e2e__priv_port() { kycd_free_port; }
 
 # e2e_private_pg: a new private cluster with a fresh database (E2E_DB_URL);
 # sets PRIV_DIR and PRIV_PG.
@@ -772,7 +771,7 @@ e2e_private_pg() {
   source "$TEST_KYCD_SRC/deploy/pg-local.sh"
   local ok=0 port
   for _ in 1 2 3; do
-    port=$(e2e__priv_port) || break
+    port=$(e2e_free_port) || break
     if pg_local_start "" "$port" >"$E2E_TMP/pg-start.log" 2>&1; then ok=1; break; fi
   done
   [ "$ok" = 1 ] || { cat "$E2E_TMP/pg-start.log"; e2e_abort "cannot start a private PostgreSQL"; }
