@@ -52,6 +52,15 @@ static void refuse(http_response *r, handler_note *n, int status, const char *co
     snprintf(n->error, sizeof n->error, "%s", detail ? detail : code);
 }
 
+void handler_header_timeout(http_response *resp, handler_note *note, const char *rid)
+{
+    memset(resp, 0, sizeof *resp);
+    memset(note, 0, sizeof *note);
+    refuse(resp, note, 408, "request_timeout", "request headers not received within header_timeout",
+           rid);
+    resp->close = 1;
+}
+
 /* 413, whether the declared length or the bytes read went past the limit;
  * the rest of the body is not read, so the connection closes. */
 static void refuse_too_large(const handler_ctx *h, http_response *r, handler_note *n,

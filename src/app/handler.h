@@ -89,6 +89,11 @@ typedef struct handler_ctx {
 void handler_serve(const handler_ctx *h, const http_request *req, http_response *resp,
                    handler_note *note);
 
+/* The answer to a request whose headers did not arrive within
+ * header_timeout (the server glue notices it, not handler_serve): 408, in
+ * the same JSON form as every other answer. */
+void handler_header_timeout(http_response *resp, handler_note *note, const char *rid);
+
 /* Write the request's log line (key=value, one per request). */
 void handler_log(const http_request *req, const http_response *resp, const handler_note *note,
                  double elapsed_ms);

@@ -165,6 +165,15 @@ static int send_response(struct mg_connection *conn, const http_response *r, con
     return mg_write(conn, r->body, blen) == (int)blen ? 0 : -1;
 }
 
+/* 128 random bits in hex; if the random source fails, the time and pid
+ * (still unique enough for a log, and never a secret). */
+static void new_request_id(char rid[33])
+{
+    if (token_random_hex(rid, 16) != 0)
+        snprintf(rid, 33, "%016llx%016llx", (long long)(clock_now_ms() * 1000),
+                 (long long)getpid());
+}
+
 /* When the connection a worker thread serves began waiting for its next
  * request (after the handshake, or after the last answer), and how many it
  * has answered: each CivetWeb worker serves one connection at a time, so
@@ -191,8 +200,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
     pthread_mutex_unlock(&s->mu);
     const struct mg_request_info *ri = mg_get_request_info(conn);
     char rid[33];
-    if (token_random_hex(rid, 16) != 0)
-        snprintf(rid, sizeof rid, "%016llx%016llx", (long long)(t0 * 1000), (long long)getpid());
+    new_request_id(rid);
 
     long long content_length = ri->content_length;
     const char *te = mg_get_header(conn, "Transfer-Encoding");
@@ -330,20 +338,15 @@ static int on_http_error(struct mg_connection *conn, int status, const char *msg
     if (clock_now_ms() - conn_clock.wait_start_ms < 0.9 * (double)limit)
         return 1;
     atomic_fetch_add(&s->counters->timeouts, 1);
-    static const char body[] =
-        "{\"error\":\"request_timeout\",\"detail\":\"request headers not received within "
-        "header_timeout\"}";
-    mg_response_header_start(conn, 408);
-    mg_response_header_add(conn, "Content-Type", "application/json", -1);
-    char len[16];
-    snprintf(len, sizeof len, "%zu", sizeof body - 1);
-    mg_response_header_add(conn, "Content-Length", len, -1);
-    mg_response_header_add(conn, "Connection", "close", -1);
-    mg_response_header_send(conn);
-    mg_write(conn, body, sizeof body - 1);
-    klog(KLOG_INFO, "request", KLOG_INT("status", 408),
-         KLOG_STR("remote", mg_get_request_info(conn)->remote_addr),
-         KLOG_STR("error", "request headers not received within header_timeout"));
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    char rid[33];
+    new_request_id(rid);
+    http_request req = {.remote_addr = ri->remote_addr, .request_id = rid};
+    http_response resp;
+    handler_note note;
+    handler_header_timeout(&resp, &note, rid);
+    note.unsent = send_response(conn, &resp, rid) != 0;
+    handler_log(&req, &resp, &note, clock_now_ms() - conn_clock.wait_start_ms);
     return 0;
 }
 

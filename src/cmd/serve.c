@@ -111,16 +111,13 @@ static void serve_reload_(serve_state *s)
     kerr_clear(&err);
     const kycd_config *prev = s->have_live ? &s->live : s->cfg;
     char changed[512], kept[512];
-    if (config_load(&n, environ, s->argc, s->argv, &err) != 0) {
-        config_deinit(&n);
+    /* config_load starts by zeroing n: config_deinit is safe on any failure. */
+    if (config_load(&n, environ, s->argc, s->argv, &err) != 0 || config_check_serve(&n, &err) != 0)
         goto failed;
-    }
-    if (config_check_serve(&n, &err) != 0)
-        goto failed_n;
     tls_opts tls = {n.tls_cert, n.tls_key, n.tls_chain, n.tls_ciphers, n.tls_client_ca};
     /* Always loaded again: renewed files usually keep their names. */
     if (server_tls_reload(s->srv, &tls, &err) != 0)
-        goto failed_n;
+        goto failed;
     /* From here nothing can fail. */
     config_diff(prev, &n, 1, changed, sizeof changed);
     int nkept = config_diff(s->cfg, &n, 0, kept, sizeof kept);
@@ -142,9 +139,8 @@ static void serve_reload_(serve_state *s)
         klog(KLOG_WARN, "allow_cidrs reloaded for webhooks; the accept-time filter needs a restart",
              KLOG_STR("hint", "connections from newly allowed networks are refused until then"));
     return;
-failed_n:
-    config_deinit(&n);
 failed:
+    config_deinit(&n);
     atomic_fetch_add(&s->reload_failures, 1);
     klog(KLOG_ERROR, "configuration reload failed, keeping the old one",
          KLOG_STR("error", err.msg));
