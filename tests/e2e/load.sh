@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables here are used by the scripts that source it
 # Load-test helpers shared by e2e scripts that drive kycd with kycd-loadgen
 # (tests/tools/loadgen.c, TEST_LOADGEN) and then check that every
 # acknowledged delivery is stored exactly once: test_durability.sh,

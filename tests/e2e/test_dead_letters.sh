@@ -31,7 +31,10 @@ assert_eq 200 "$(post "$E2E_KYC_PATH" "$(kyc_body fine-1 NOT_VERIFIED PENDING)")
   "database down: the delivery for fine-1 is answered 200 from the spool"
 pg_local_start_server_only "$PRIV_DIR" >/dev/null || e2e_abort "cannot start the private PostgreSQL"
 
-dead_file() { ls "$SPOOL"/dead-*.rec 2>/dev/null | head -n 1; }
+dead_file() {
+  local f
+  for f in "$SPOOL"/dead-*.rec; do [ -e "$f" ] && { echo "$f"; return; }; done
+}
 has_dead() { [ -n "$(dead_file)" ]; }
 if e2e_wait_cmd 30 has_dead; then pass "the refused delivery became a dead letter"; else fail "no dead letter after 30 s"; fi
 e2e_wait_sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id = 'fine-1'" 1 30 ||
