@@ -1124,7 +1124,7 @@ int spool_dead_read(const char *path, kbuf *payload, spool_dead *info, kerr *err
     if (stat(path, &st) != 0)
         return kerr_set(err, errno == ENOENT ? KERR_NOTFOUND : KERR_IO, "cannot stat %s: %s", path,
                         strerror(errno));
-    int rc = read_file(path, payload, REC_MAX_PAYLOAD, err);
+    int rc = payload ? read_file(path, payload, REC_MAX_PAYLOAD, err) : 0;
     if (rc != 0)
         return rc;
     memset(info, 0, sizeof *info);
@@ -1162,8 +1162,6 @@ int spool_dead_list(const char *dir, spool_dead **out, size_t *count, kerr *err)
     spool_dead *v = NULL;
     size_t n = 0, cap = 0;
     int rc = 0;
-    kbuf payload;
-    kbuf_init(&payload);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         char why[180], path[4352];
         if (!dead_reason_name(e->d_name, why, sizeof why))
@@ -1179,12 +1177,11 @@ int spool_dead_list(const char *dir, spool_dead **out, size_t *count, kerr *err)
         }
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         kerr one;
-        if (spool_dead_read(path, &payload, &v[n], &one) != 0)
+        if (spool_dead_read(path, NULL, &v[n], &one) != 0)
             continue; /* removed meanwhile (replayed) */
         n++;
     }
     closedir(d);
-    kbuf_deinit(&payload);
     if (rc != 0) {
         free(v);
         return rc;

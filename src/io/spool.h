@@ -103,7 +103,7 @@ typedef struct spool_dead {
  * it) and *n. Needs no open spool: a running kycd may own the directory. */
 int spool_dead_list(const char *dir, spool_dead **out, size_t *n, kerr *err) KYCD_MUST_CHECK;
 /* Read the dead letter at path (a dead-*.rec file): its record into
- * payload, what is known of it into *info. KERR_INVALID for another file
+ * payload (NULL: only *info), what is known of it into *info. KERR_INVALID for another file
  * name, KERR_NOTFOUND when it does not exist. */
 int spool_dead_read(const char *path, kbuf *payload, spool_dead *info, kerr *err) KYCD_MUST_CHECK;
 /* Remove a dead letter (its .rec and .reason) once it has been replayed. */
