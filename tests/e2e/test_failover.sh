@@ -8,13 +8,14 @@
 # no 5xx during the switch (the spool answers while it has room), kycd
 # reconnects to the new primary by itself and drains the spool there, and
 # every acknowledged delivery is on the new primary exactly once.
-# Run twice:
+# Then a server that turns read-only under kycd's open connections (the
+# 25006 path, without a failover). The failover runs twice:
 #   sync   synchronous_standby_names='*', synchronous_commit=on: a COMMIT
 #          is acknowledged only once the standby has it: nothing lost (asserted)
 #   async  no synchronous standby: what the primary had not yet sent is
 #          lost with it; the count is printed (and its being reported is
 #          asserted), not failed
-# FAILOVER_MODES="sync" runs one. Figures are printed as "figures:" lines:
+# FAILOVER_MODES="sync" runs one (" ": none, only the read-only part). Figures are printed as "figures:" lines:
 # failover gap (seconds answered from the spool), deliveries lost per mode.
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -62,6 +63,7 @@ standby_has_schema() {
 spool_holds() { [ "$(tail -n 1 "$DEPTH_LOG" | cut -d' ' -f2)" -ge "$1" ] 2>/dev/null; }
 
 for mode in $MODES; do
+  case $mode in sync | async) ;; *) e2e_abort "FAILOVER_MODES: unknown mode '$mode' (sync, async)" ;; esac
   e2e_section "failover, $mode replication"
   t_mode=$SECONDS
   e2e_private_pg
@@ -141,4 +143,42 @@ for mode in $MODES; do
   e2e_private_pg_drop "$STBY_DIR" "$STBY_PG"
   e2e_private_pg_drop "$PRIM_DIR" "$PRIV_PG"
 done
+# A server that stops taking writes under kycd's open connections (as a
+# primary turned standby would, without closing them): here the config
+# file's default_transaction_read_only goes on and is reloaded, which
+# existing sessions take, while the database's own setting keeps new
+# sessions writable. kycd must drop a connection that answers 25006
+# read_only_sql_transaction and retry on a new one: the deliveries are then
+# stored at once, never spooled behind a connection that can never write.
+e2e_section "a server turned read-only under kycd's pooled connections"
+e2e_private_pg
+dbname=$(sed -n 's/.*dbname=\([^ ]*\).*/\1/p' <<<"$E2E_DB_URL")
+e2e_start_kycd KYCD_SPOOL_DIR="$E2E_TMP/spool-ro" KYCD_DB_TIMEOUT=2s KYCD_LOG_LEVEL=info
+LOG=$E2E_KYCD_LOG
+for i in 1 2 3 4 5; do
+  assert_eq 200 "$(post "$E2E_KYC_PATH" "$(kyc_body "ro-before-$i" NOT_VERIFIED PENDING)")" "before: delivery $i stored"
+done
+kycd_backends() { primary_sql "SELECT count(*) FROM pg_stat_activity WHERE datname = '$dbname' AND application_name = 'kycd' $1"; }
+before=$(kycd_backends "")
+assert_match "$before" '^[1-9][0-9]*$' "kycd holds pooled connections ($before)"
+primary_sql "ALTER DATABASE \"$dbname\" SET default_transaction_read_only = off" >/dev/null
+primary_sql "ALTER SYSTEM SET default_transaction_read_only = on" >/dev/null
+t_switch=$(primary_sql "SELECT clock_timestamp()")
+primary_sql "SELECT pg_reload_conf()" >/dev/null
+# Each delivery gets 200 whichever way it went: what counts is where it went.
+for i in $(seq 1 20); do
+  assert_eq 200 "$(post "$E2E_KYC_PATH" "$(kyc_body "ro-after-$i" NOT_VERIFIED PENDING)")" "after: delivery $i answered 200"
+done
+e2e_wait_sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id LIKE 'ro-after-%'" 20 15 ||
+  fail "the 20 deliveries after the switch are stored (got $E2E_SQL_LAST)"
+[ "$E2E_SQL_LAST" = 20 ] && pass "the 20 deliveries after the switch are stored"
+assert_eq 0 "$(grep -c 'spooling deliveries' "$LOG" || true)" "none was spooled: the read-only connections were dropped and the retry wrote"
+old_left=$(kycd_backends "AND backend_start < '$t_switch'::timestamptz")
+assert_eq 1 "$([ "$old_left" -lt "$before" ] && echo 1 || echo 0)" \
+  "kycd replaced connections that had turned read-only ($before before, $old_left of them left)"
+primary_sql "ALTER SYSTEM RESET default_transaction_read_only" >/dev/null
+primary_sql "SELECT pg_reload_conf()" >/dev/null
+e2e_stop_kycd
+e2e_private_pg_drop
+
 figures "failover test run time: $((SECONDS - T_START)) s"
