@@ -155,7 +155,7 @@ else
   e2e_abort "the container's kycd did not log 'listening' within 30 s"
 fi
 uid=$("${P[@]}" exec "$NAME" id -u)
-assert_ne 0 "$uid" "kycd runs as a non-root user in the container (uid $uid)"
+assert_eq 999 "$uid" "kycd runs as the non-root user kycd, uid 999 (the manifests' runAsUser), in the container"
 assert_contains "$("${P[@]}" inspect --format '{{range .Mounts}}{{.Destination}}={{.Type}} {{end}}' "$NAME")" \
   "/var/spool/kycd=volume" "the spool is on the named volume $VOL"
 E2E_PORT=$PORT
