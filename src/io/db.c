@@ -175,7 +175,13 @@ int db_prepare_set(db *d, unsigned set, const db_stmt *stmts, int n, kerr *err)
         return 0;
     for (int i = 0; i < n; i++) {
         PGresult *r = PQprepare(d->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        /* 42P05: prepared on this session by an earlier attempt that failed
+         * on a later statement of the set (a PREPARE waits for the locks of
+         * the tables it names, so a lock held past db_timeout stops it half
+         * way). The names are kycd's own: it is this statement. Without
+         * this the session could never prepare the set again. */
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && !(state && strcmp(state, "42P05") == 0)) {
             int rc = db_fail(d, r, "preparing statements", err);
             PQclear(r);
             return rc;

@@ -2,10 +2,13 @@
 # Load-test helpers shared by e2e scripts that drive kycd with kycd-loadgen
 # (tests/tools/loadgen.c, TEST_LOADGEN) and then check that every
 # acknowledged delivery is stored exactly once: test_durability.sh,
-# test_failover.sh. Sourced after lib.sh; uses its E2E_* variables.
+# test_failover.sh, test_haproxy.sh. Sourced after lib.sh; uses its E2E_*
+# variables.
 #
 #   figures TEXT...          a "figures:" line
-#   lg_start NAME THREADS USERS [loadgen args]   (LG_PID, LG_ACKS, LG_TOTAL)
+#   lg_start NAME THREADS USERS [loadgen args]   (LG_PID, LG_ACKS, LG_TOTAL;
+#                            LG_URL: target, default the running kycd's
+#                            KYC webhook URL)
 #   lg_acked / lg_running / lg_wait_progress S PCT / lg_wait S / lg_num KEY
 #   spool_depth / depth_poll_start / depth_poll_stop / wait_spool_empty S
 #   check_acks NAME ACKS [EXPECTED]   asserts; with CHECK_ACKS_LOSS_OK=1 a
@@ -34,7 +37,7 @@ lg_start() {
   LG_STDERR=$E2E_TMP/$name.loadgen.err
   LG_TOTAL=$((threads * users * 3))
   : >"$LG_ACKS"
-  "$TEST_LOADGEN" --url "$(e2e_url "$E2E_KYC_PATH")" --token-file "$E2E_TOKEN_FILE" --ca "$E2E_CA" \
+  "$TEST_LOADGEN" --url "${LG_URL:-$(e2e_url "$E2E_KYC_PATH")}" --token-file "$E2E_TOKEN_FILE" --ca "$E2E_CA" \
     --threads "$threads" --users "$users" --prefix "$name" --out "$LG_ACKS" \
     --max-seconds 150 --retry-delay-ms 200 "$@" >"$LG_STDOUT" 2>"$LG_STDERR" &
   LG_PID=$!

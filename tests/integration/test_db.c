@@ -1580,6 +1580,38 @@ static void test_replay_from_spool(void **state)
     assert_int_equal(db_ingest(f->d, &live, &OPTS, &r, &e), KERR_INVALID);
 }
 
+/* A fresh session prepares its ingest statements while another session
+ * holds kyc.webhook_events locked past db_timeout: the PREPARE that names
+ * the table waits and times out after the first statements of the set were
+ * prepared. Once the lock is gone the same session must ingest (it used to
+ * fail for good: "prepared statement ... already exists"). */
+static void test_prepare_after_lock_timeout(void **state)
+{
+    fixture *f = *state;
+    db_opts o = {.conninfo = f->conninfo, .timeout_ms = 300, .application_name = "kycd-prep"};
+    db *d = NULL;
+    kerr e;
+    kerr_clear(&e);
+    assert_int_equal(db_connect(&d, &o, &e), 0);
+    kyc_delivery dl;
+    delivery(&dl, KYC_KIND_KYC_STATUS,
+             "{\"externalUserId\":\"u-prep\",\"verificationStatus\":\"NOT_VERIFIED\","
+             "\"attemptStatus\":\"PENDING\"}");
+    q_ok(f->pq, "BEGIN");
+    q_ok(f->pq, "LOCK TABLE kyc.webhook_events IN EXCLUSIVE MODE");
+    db_ingest_result res;
+    int rc = db_ingest(d, &dl, &OPTS, &res, &e);
+    assert_true(rc == KERR_TIMEOUT || rc == KERR_DB);
+    q_ok(f->pq, "COMMIT");
+    kerr_clear(&e);
+    rc = db_ingest(d, &dl, &OPTS, &res, &e);
+    if (rc != 0)
+        fail_msg("ingest after the lock: %s (%d)", e.msg, rc);
+    assert_string_equal(kyc_outcome_name(res.outcome), "applied");
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "1");
+    db_free(d);
+}
+
 /* "Pending" is written twice, once per language: kyc.is_pending in SQL
  * (the views, the reconciler's claim and its index) and kyc_is_pending in
  * C (core/policy.c). They must agree on every value, and the claim's
@@ -2020,6 +2052,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_replaces_terminated, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pool_drops_read_only, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_replay_from_spool, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_prepare_after_lock_timeout, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pending_one_definition, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_recheck_claims, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_recheck_once_and_spread, setup_migrated, teardown),
