@@ -1065,8 +1065,8 @@ static void reference_default(const cfg_entry *e, char *buf, size_t cap)
 }
 
 /* The table's markdown (`code`, [text](#anchor)) as roff: code in bold,
- * links as their text, backslashes and the hyphens in code escaped, and a
- * leading control character made harmless. */
+ * links as their text, backslashes and the hyphens in code escaped, UTF-8
+ * as \\[uXXXX], and a leading control character made harmless. */
 static void put_roff(const char *s, FILE *out)
 {
     int code = 0;
@@ -1090,6 +1090,21 @@ static void put_roff(const char *s, FILE *out)
             fputs("\\e", out);
         } else if (*s == '-' && code) {
             fputs("\\-", out);
+        } else if (*s == ':' && code) {
+            fputs(":\\:", out); /* a place to break a long list */
+        } else if ((unsigned char)*s >= 0xc0 && (unsigned char)*s < 0xf0 &&
+                   ((unsigned char)s[1] & 0xc0) == 0x80) {
+            /* UTF-8 (two or three bytes, as "×" or "µ") as a roff escape */
+            unsigned c = (unsigned char)*s, cp;
+            if (c < 0xe0) {
+                cp = (c & 0x1fu) << 6 | ((unsigned char)s[1] & 0x3fu);
+                s += 1;
+            } else {
+                cp = (c & 0x0fu) << 12 | ((unsigned char)s[1] & 0x3fu) << 6 |
+                     ((unsigned char)s[2] & 0x3fu);
+                s += s[2] != '\0' ? 2 : 1;
+            }
+            fprintf(out, "\\[u%04X]", cp);
         } else {
             fputc(*s, out);
         }

@@ -419,6 +419,64 @@ static void test_no_secret_in_messages(void **state)
     config_deinit(&cfg);
 }
 
+static char *reference(enum config_ref_format fmt)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    config_reference(fmt, f);
+    fclose(f);
+    return text;
+}
+
+/* The documentation of the keys (README table, kycd.conf(5)) comes from the
+ * table: defaults rendered as kycd reads them, secrets marked, and roff
+ * that no markdown, raw UTF-8 or stray control line leaks into. */
+static void test_reference(void **state)
+{
+    char *md = reference(CONFIG_REF_MARKDOWN);
+    assert_true(strncmp(md, "| key (env `KYCD_...`) | default | meaning |\n| --- | --- | --- |\n",
+                        62) == 0);
+    assert_non_null(strstr(md, "\n| `max_body` | `64k` | largest accepted body"));
+    assert_non_null(strstr(md, "\n| `linger_bytes` | `4M` |"));
+    assert_non_null(strstr(md, "\n| `retry_after` | `5s` |"));
+    assert_non_null(strstr(md, "\n| `reconcile` | `on` |"));
+    assert_non_null(strstr(md, "\n| `webhook_tokens` (secret) | unset (required) |"));
+    assert_non_null(strstr(md, "\n| `database_url` | `\"\"` (libpq's `PG*` environment) |"));
+    int rows = 0;
+    for (const char *p = md; (p = strstr(p, "\n| `")) != NULL; p++)
+        rows++;
+    char *cfgtext = NULL;
+    kycd_config cfg;
+    load_ok(&cfg, NOENV, NOARGS);
+    cfgtext = print_cfg(&cfg);
+    int keys = 0;
+    for (const char *p = cfgtext; (p = strchr(p, '\n')) != NULL; p++)
+        keys++;
+    assert_int_equal(rows, keys); /* one row per key */
+    free(cfgtext);
+    config_deinit(&cfg);
+
+    char *man = reference(CONFIG_REF_MAN);
+    assert_non_null(strstr(man, ".TP\n.B max_body\nDefault: \\fB64k\\fR. Environment: "
+                                "\\fBKYCD_MAX_BODY\\fR. Flag: \\fB\\-\\-max\\-body\\fR.\n"));
+    assert_non_null(strstr(man, "A secret: never accepted as a flag"));
+    assert_non_null(strstr(man, "Also read from a file named by \\fBwebhook_tokens_file\\fR"));
+    assert_non_null(strstr(man, "rate \\[u00D7] P100"));
+    assert_null(strchr(man, '`'));
+    assert_null(strstr(man, "](#"));
+    for (const char *line = man; *line != '\0'; line = strchr(line, '\n') + 1) {
+        if (*line == '.')
+            assert_true(strncmp(line, ".TP\n", 4) == 0 || strncmp(line, ".B ", 3) == 0 ||
+                        strncmp(line, ".br\n", 4) == 0);
+        for (const char *c = line; *c != '\n'; c++)
+            assert_true((unsigned char)*c < 0x80);
+    }
+    free(man);
+    free(md);
+}
+
 static void test_print(void **state)
 {
     kycd_config cfg;
@@ -747,6 +805,7 @@ int main(void)
         T(test_secret_on_command_line),
         T(test_no_secret_in_messages),
         T(test_print),
+        T(test_reference),
         T(test_database_url_redaction),
         T(test_key_is_secret),
         T(test_deinit),
