@@ -47,7 +47,8 @@ pkg_cleanup() {
   if [ -z "$user_before" ] && getent passwd kycd >/dev/null; then userdel kycd 2>/dev/null; fi
   if [ -z "$group_before" ] && getent group kycd >/dev/null; then groupdel kycd 2>/dev/null; fi
 }
-trap 'rc=$?; pkg_cleanup; (exit $rc); e2e__cleanup' EXIT
+# lib.sh's exit trap runs after ours and reads the script's exit code from $?.
+trap 'rc=$?; trap - ERR; set +e; pkg_cleanup; (exit $rc); e2e__cleanup' EXIT
 
 e2e_section "build the package"
 before=$(snapshot)
