@@ -96,6 +96,11 @@ assert_eq "700 kycd:kycd" "$(stat -c '%a %U:%G' /var/lib/kycd)" "/var/lib/kycd i
 assert_eq "750 root:kycd" "$(stat -c '%a %U:%G' /etc/kycd)" "/etc/kycd: root:kycd 0750"
 assert_eq "750 root:kycd" "$(stat -c '%a %U:%G' /etc/kycd/secrets)" "/etc/kycd/secrets: root:kycd 0750"
 assert_eq "640 root:kycd" "$(stat -c '%a %U:%G' /etc/kycd/kycd.conf)" "/etc/kycd/kycd.conf: root:kycd 0640"
+if out=$(timeout 60 systemd-analyze verify /lib/systemd/system/kycd.service 2>&1); then
+  pass "systemd-analyze verify accepts the installed unit, its man pages included${out:+ (said: $(e2e__clip "$out"))}"
+else
+  fail "systemd-analyze verify /lib/systemd/system/kycd.service: $(e2e__clip "$out")"
+fi
 assert_eq "ok" "$(man -w kycd.conf >/dev/null 2>&1 && man -w 8 kycd >/dev/null 2>&1 && echo ok)" \
   "man finds kycd(8) and kycd.conf(5)"
 
