@@ -92,15 +92,24 @@ static void load_fails(char **envp, char **argv, const char **want, const char *
 #define NOARGS ((char *[]){NULL})
 #define WANT(...) ((const char *[]){__VA_ARGS__, NULL})
 
-static char *print_cfg(const kycd_config *cfg)
+/* What config_print (cfg) or else config_reference (fmt) writes, as a string. */
+static char *printed(const kycd_config *cfg, enum config_ref_format fmt)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     assert_non_null(f);
-    config_print(cfg, f);
+    if (cfg != NULL)
+        config_print(cfg, f);
+    else
+        config_reference(fmt, f);
     fclose(f);
     return text;
+}
+
+static char *print_cfg(const kycd_config *cfg)
+{
+    return printed(cfg, CONFIG_REF_MARKDOWN);
 }
 
 static const char *env_config(char *buf, size_t len, const char *path)
@@ -419,23 +428,12 @@ static void test_no_secret_in_messages(void **state)
     config_deinit(&cfg);
 }
 
-static char *reference(enum config_ref_format fmt)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
-    config_reference(fmt, f);
-    fclose(f);
-    return text;
-}
-
 /* The documentation of the keys (README table, kycd.conf(5)) comes from the
  * table: defaults rendered as kycd reads them, secrets marked, and roff
  * that no markdown, raw UTF-8 or stray control line leaks into. */
 static void test_reference(void **state)
 {
-    char *md = reference(CONFIG_REF_MARKDOWN);
+    char *md = printed(NULL, CONFIG_REF_MARKDOWN);
     assert_true(strncmp(md, "| key (env `KYCD_...`) | default | meaning |\n| --- | --- | --- |\n",
                         62) == 0);
     assert_non_null(strstr(md, "\n| `max_body` | `64k` | largest accepted body"));
@@ -458,7 +456,7 @@ static void test_reference(void **state)
     free(cfgtext);
     config_deinit(&cfg);
 
-    char *man = reference(CONFIG_REF_MAN);
+    char *man = printed(NULL, CONFIG_REF_MAN);
     assert_non_null(strstr(man, ".TP\n.B max_body\nDefault: \\fB64k\\fR. Environment: "
                                 "\\fBKYCD_MAX_BODY\\fR. Flag: \\fB\\-\\-max\\-body\\fR.\n"));
     assert_non_null(strstr(man, "A secret: never accepted as a flag"));
