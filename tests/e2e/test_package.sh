@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # kycd-test: once
 # End-to-end: the Debian package. Built with CPack from the test's build tree
-# (TEST_KYCD_BUILD) into the temp dir, checked by lintian (no error; every
+# (TEST_KYCD_BUILD) into the temp dir (and `cmake --install` of the same tree
+# under another prefix, into the temp dir: the unit and configuration get
+# that prefix's paths, an existing kycd.conf is kept), checked by lintian (no error; every
 # warning and note it still reports is listed in the README's "Deploy"), then
 # installed into this machine with dpkg: the kycd user, the folders and their
 # modes, `kycd version` and `kycd config --check` from /usr/bin/kycd, run as
@@ -74,6 +76,23 @@ unit=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./lib/systemd/system/kycd.servic
 assert_contains "$unit" "ExecStart=/usr/bin/kycd serve --config /etc/kycd/kycd.conf" \
   "the unit runs the installed binary"
 assert_contains "$unit" "User=kycd" "as the kycd user"
+
+e2e_section "cmake --install under another prefix"
+root=$E2E_TMP/destdir
+out=$(DESTDIR=$root timeout 120 cmake --install "$TEST_KYCD_BUILD" --prefix /opt/kycd 2>&1) ||
+  fail "cmake --install: $(e2e__clip "$out")"
+assert_contains "$(cat "$root/opt/kycd/lib/systemd/system/kycd.service")" \
+  "ExecStart=/opt/kycd/bin/kycd serve --config /opt/kycd/etc/kycd/kycd.conf" "the unit names the prefix's paths"
+assert_contains "$(cat "$root/opt/kycd/etc/kycd/kycd.conf")" "webhook_tokens_file = /opt/kycd/etc/kycd/secrets/" \
+  "and so does the configuration"
+for f in bin/kycd share/man/man5/kycd.conf.5.gz share/man/man8/kycd.8.gz share/doc/kycd/README.md.gz; do
+  assert_eq "yes" "$([ -f "$root/opt/kycd/$f" ] && echo yes)" "installs $f"
+done
+echo "# the operator's" >>"$root/opt/kycd/etc/kycd/kycd.conf"
+out=$(DESTDIR=$root timeout 120 cmake --install "$TEST_KYCD_BUILD" --prefix /opt/kycd 2>&1) ||
+  fail "cmake --install (again): $(e2e__clip "$out")"
+assert_eq "# the operator's" "$(tail -1 "$root/opt/kycd/etc/kycd/kycd.conf")" "a second install keeps an existing kycd.conf"
+assert_eq "yes" "$([ -f "$root/opt/kycd/etc/kycd/kycd.conf.example" ] && echo yes)" "and puts the example beside it"
 
 e2e_section "lintian"
 lint=$(timeout 300 lintian --allow-root -I "$deb" 2>&1) || true
