@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # kycd-test: once
 # End-to-end: the Debian package. Built with CPack from the test's build tree
-# (TEST_KYCD_BUILD) into the temp dir (and `cmake --install` of the same tree
-# under another prefix, into the temp dir: the unit and configuration get
-# that prefix's paths, an existing kycd.conf is kept), checked by lintian (no error; every
-# warning and note it still reports is listed in the README's "Deploy"), then
+# (TEST_KYCD_BUILD) into the temp dir; `cmake --install` of the same tree
+# under another prefix, into the temp dir, gives the unit and configuration
+# that prefix's paths and keeps an existing kycd.conf. Lintian: no error, and
+# every warning and note it still reports is listed in the README's "Deploy".
+# Then the package is
 # installed into this machine with dpkg: the kycd user, the folders and their
 # modes, `kycd version` and `kycd config --check` from /usr/bin/kycd, run as
 # the kycd user on the packaged /etc/kycd/kycd.conf against the test
