@@ -5,9 +5,8 @@
 # under another prefix, into the temp dir, gives the unit and configuration
 # that prefix's paths and keeps an existing kycd.conf. Lintian: no error, and
 # every warning and note it still reports is listed in the README's "Deploy".
-# Then the package is
-# installed into this machine with dpkg: the kycd user, the folders and their
-# modes, `kycd version` and `kycd config --check` from /usr/bin/kycd, run as
+# Then it is installed into this machine with dpkg: the kycd user, the
+# folders and their modes, `kycd version` and `kycd config --check` from /usr/bin/kycd, run as
 # the kycd user on the packaged /etc/kycd/kycd.conf against the test
 # database; `dpkg -r` keeps the configuration and spool, `dpkg -P` keeps what
 # is the operator's (with a warning) and otherwise leaves nothing: the file
