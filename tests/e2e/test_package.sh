@@ -6,9 +6,9 @@
 # that prefix's paths and keeps an existing kycd.conf. Lintian: no error, and
 # every warning and note it still reports is listed in the README's "Deploy".
 # Then it is installed into this machine with dpkg: the kycd user, the
-# folders and their modes, `kycd version` and `kycd config --check` from /usr/bin/kycd, run as
-# the kycd user on the packaged /etc/kycd/kycd.conf against the test
-# database; `dpkg -r` keeps the configuration and spool, `dpkg -P` keeps what
+# folders and their modes, `kycd version` and `kycd config --check` from
+# /usr/bin/kycd, run as the kycd user on the packaged /etc/kycd/kycd.conf
+# against the test database; `dpkg -r` keeps the configuration and spool, `dpkg -P` keeps what
 # is the operator's (with a warning) and otherwise leaves nothing: the file
 # list of every path the package touches equals the one taken before.
 #
@@ -49,8 +49,16 @@ pkg_cleanup() {
   if [ -z "$user_before" ] && getent passwd kycd >/dev/null; then userdel kycd 2>/dev/null; fi
   if [ -z "$group_before" ] && getent group kycd >/dev/null; then groupdel kycd 2>/dev/null; fi
 }
-# lib.sh's exit trap runs after ours and reads the script's exit code from $?.
-trap 'rc=$?; trap - ERR; set +e; pkg_cleanup; (exit $rc); e2e__cleanup' EXIT
+# lib.sh's exit handler runs after ours and reads the script's exit code from $?.
+pkg_on_exit() {
+  local rc=$?
+  trap - ERR
+  set +e
+  pkg_cleanup
+  (exit "$rc")
+  e2e__cleanup
+}
+trap pkg_on_exit EXIT
 
 e2e_section "build the package"
 before=$(snapshot)
