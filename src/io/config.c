@@ -1066,24 +1066,20 @@ static void reference_default(const cfg_entry *e, char *buf, size_t cap)
 
 /* The table's markdown (`code`, [text](#anchor)) as roff: code in bold,
  * links as their text, backslashes and the hyphens in code escaped, UTF-8
- * as \\[uXXXX], and a leading control character made harmless. */
+ * as \[uXXXX], and a leading control character made harmless. */
 static void put_roff(const char *s, FILE *out)
 {
     int code = 0;
+    const char *close, *end;
     if (*s == '.' || *s == '\'')
         fputs("\\&", out);
     for (; *s != '\0'; s++) {
         if (*s == '`') {
             code = !code;
             fputs(code ? "\\fB" : "\\fR", out);
-        } else if (*s == '[' && strstr(s, "](") != NULL) {
-            const char *mid = strstr(s, "](");
-            const char *end = strchr(mid, ')');
-            if (end == NULL) {
-                fputc('[', out);
-                continue;
-            }
-            for (const char *p = s + 1; p < mid; p++)
+        } else if (*s == '[' && !code && (close = strchr(s, ']')) != NULL && close[1] == '(' &&
+                   (end = strchr(close, ')')) != NULL) {
+            for (const char *p = s + 1; p < close; p++)
                 fputc(*p, out);
             s = end;
         } else if (*s == '\\') {

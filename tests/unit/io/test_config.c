@@ -468,6 +468,9 @@ static void test_reference(void **state)
     assert_non_null(strstr(man, "rate \\[u00D7] P100"));
     assert_null(strchr(man, '`'));
     assert_null(strstr(man, "](#"));
+    assert_non_null(strstr(man, "(see Group commit)")); /* a link is its text */
+    assert_non_null(
+        strstr(man, "(IPv6 as \\fB[:\\::\\:]:\\:8443\\fR)")); /* brackets in code stay */
     for (const char *line = man; *line != '\0'; line = strchr(line, '\n') + 1) {
         if (*line == '.')
             assert_true(strncmp(line, ".TP\n", 4) == 0 || strncmp(line, ".B ", 3) == 0 ||
