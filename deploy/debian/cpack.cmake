@@ -21,6 +21,12 @@ set(CPACK_STRIP_FILES ON)
 set(CPACK_GENERATOR DEB)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
+# The changelog (installed as changelog.Debian.gz) must name this version.
+file(STRINGS ${CMAKE_CURRENT_LIST_DIR}/changelog _kycd_cl LIMIT_COUNT 1)
+if(NOT _kycd_cl MATCHES "^kycd \\(${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE}\\) ")
+  message(FATAL_ERROR "deploy/debian/changelog starts with '${_kycd_cl}', not version "
+                      "${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE}: add an entry")
+endif()
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
