@@ -37,7 +37,11 @@ static const cmd_entry table[] = {
      0},
     {"spool", admin_spool,
      "  spool status|drain\n"
-     "            show the local spool, or replay it into the database (kycd stopped)\n",
+     "            show the local spool, or replay it into the database (kycd stopped)\n"
+     "  spool dead-letters [--porcelain]\n"
+     "            list the deliveries the database refused for good, with the reason\n"
+     "  spool replay FILE\n"
+     "            store one dead letter through the normal path; removed once stored\n",
      0},
     {"status", admin_status,
      "  status EXTERNAL_USER_ID [--live]\n"

@@ -63,7 +63,9 @@ typedef struct cfg_entry {
 
 static const cfg_entry table[] = {
     {"database_url", T_STRING, F_FILE_OK | F_DSN, OFF(database_url), 0, 0, "", 0,
-     "libpq conninfo or URI of the database; its password is redacted when printed",
+     "libpq conninfo or URI of the database; its password is redacted when printed. Several hosts "
+     "with `target_session_attrs=read-write` follow a failover (see "
+     "[Failover](#failover-a-standby-promoted))",
      "libpq's `PG*` environment"},
     {"database_password", T_STRING, F_SECRET | F_FILE_OK, OFF(database_password), 0, 0, NULL, 0,
      "password, overriding the one in `database_url`", NULL},

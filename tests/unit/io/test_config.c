@@ -593,6 +593,11 @@ static void test_database_url_redaction(void **state)
                       "host=db password='***' dbname=kycd");
     assert_url_prints("password = " SECRET_PW, "password = ***");
     assert_url_prints("host=db dbname=kycd", "host=db dbname=kycd");
+    /* several hosts, as for a failover */
+    assert_url_prints("host=db1,db2 port=5432,5433 password=" SECRET_PW
+                      " dbname=kycd target_session_attrs=read-write",
+                      "host=db1,db2 port=5432,5433 password=*** dbname=kycd "
+                      "target_session_attrs=read-write");
 }
 
 static void test_key_is_secret(void **state)
