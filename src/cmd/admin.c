@@ -60,9 +60,21 @@ static int config_check(kycd_config *cfg)
 
 int admin_config(int argc, char **argv, const cmd_ctl *ctl)
 {
-    cmd_flag flags[] = {{"--check", 0, NULL}};
-    if (cmd_take_flags(&argc, argv, flags, 1, NULL) != 0)
+    cmd_flag flags[] = {{"--check", 0, NULL}, {"--reference", 1, NULL}};
+    if (cmd_take_flags(&argc, argv, flags, 2, NULL) != 0)
         return CMD_USAGE;
+    /* The documentation of every key (the README's table, kycd.conf(5)):
+     * from the table alone, so no configuration is loaded. */
+    const char *ref = flags[1].value;
+    if (ref != NULL) {
+        if (argc != 0 || flags[0].value != NULL ||
+            (strcmp(ref, "markdown") != 0 && strcmp(ref, "man") != 0)) {
+            fprintf(stderr, "kycd: usage: kycd config --reference markdown|man\n");
+            return CMD_USAGE;
+        }
+        config_reference(strcmp(ref, "man") == 0 ? CONFIG_REF_MAN : CONFIG_REF_MARKDOWN, stdout);
+        return fflush(stdout) == 0 && !ferror(stdout) ? CMD_OK : CMD_FAILED;
+    }
     kycd_config cfg;
     cmd_needs needs = {.db = CMD_DB_NONE};
     int rc = cmd_begin(&cfg, argc, argv, &needs, NULL);

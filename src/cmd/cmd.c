@@ -21,7 +21,9 @@ static const cmd_entry table[] = {
     {"config", admin_config,
      "  config [--check]\n"
      "            print the effective configuration, secrets redacted (--check: make\n"
-     "            every check serve makes before it listens, and serve nothing)\n",
+     "            every check serve makes before it listens, and serve nothing)\n"
+     "  config --reference markdown|man\n"
+     "            print every key with its default and meaning (README, kycd.conf(5))\n",
      0},
     {"reconcile", cmd_reconcile,
      "  reconcile --once\n"

@@ -53,6 +53,8 @@ static void test_usage(void **state)
         "  config [--check]\n"
         "            print the effective configuration, secrets redacted (--check: make\n"
         "            every check serve makes before it listens, and serve nothing)\n"
+        "  config --reference markdown|man\n"
+        "            print every key with its default and meaning (README, kycd.conf(5))\n"
         "  reconcile --once\n"
         "            check every due user with P100 once, then exit (for cron)\n"
         "  create-kyc --external-user-id ID --document-type T --country CC\n"
