@@ -19,6 +19,7 @@
 # failure), wait without a bound.
 #
 # Environment: TEST_KYCD_BIN, TEST_P100_SIM, TEST_PG, TEST_KYCD_SRC (lib.sh).
+# shellcheck disable=SC2119  # lib.sh functions with optional arguments, called without
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
