@@ -14,7 +14,10 @@
 #      real migrated database that a real kycd, its reconciler and the P100
 #      simulator filled, and returns the rows that data implies;
 #   4. every metric a panel or an alert names is in a real scrape of that
-#      kycd's admin listener (/metrics on E2E_ADMIN_PORT).
+#      kycd's admin listener (/metrics on E2E_ADMIN_PORT), with the label
+#      values the rules select on;
+#   5. a real Prometheus scraping that listener loads every rule, evaluates
+#      each without an error, and the recording rule sees deliveries.
 # Must never: pass a part it could not run (a missing tool or listener is a
 # failure), wait without a bound.
 #
@@ -187,6 +190,67 @@ else
   expect_rc 1 "against the real scrape too, a name kycd does not export fails" \
     python3 "$TOOLS/metric_names_check.py" --metrics "$E2E_TMP/metrics.txt" --dashboard "$DASH" --rules "$E2E_TMP/typo.yml"
   assert_contains "$OUT" "unknown metric kycd_db_upp" "the failure names it"
+fi
+
+# ------------------------------------------------------------------------------
+e2e_section "5. a real Prometheus loads the rules and evaluates them on kycd's series"
+# prom_query PROMQL: prints the first sample's value of an instant query ("" if none).
+prom_query() {
+  curl -sS --max-time 5 -G "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" 2>/dev/null |
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null
+}
+prom_value_is() { [ "$(prom_query "$1")" = "$2" ]; }
+prom_positive() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1] or 0) > 0 else 1)' "$(prom_query "$1")"; }
+# rules_state: "rules=N evaluated=E errors=X" from Prometheus' rules API.
+rules_state() {
+  curl -sS --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/rules" 2>/dev/null | python3 -c '
+import json, sys
+rs = [r for g in json.load(sys.stdin)["data"]["groups"] for r in g["rules"]]
+ev = [r for r in rs if not r.get("lastEvaluation", "").startswith("0001")]
+bad = [r["name"] + ": " + r.get("lastError", "") for r in rs if r.get("health") == "err"]
+print("rules=%d evaluated=%d errors=%d %s" % (len(rs), len(ev), len(bad), "; ".join(bad)))' 2>/dev/null
+}
+rules_all_evaluated() { [[ $(rules_state) == "rules=$N_RULES evaluated=$N_RULES errors=0 " ]]; }
+N_RULES=$(grep -cE '^ *- (alert|record): ' "$RULES")
+if [ -z "${E2E_ADMIN_PORT:-}" ]; then
+  fail "no admin listener (E2E_ADMIN_PORT) for Prometheus to scrape"
+elif ! command -v prometheus >/dev/null 2>&1; then
+  fail "needs prometheus (deploy/packages.sh)"
+else
+  PROM_PORT=$(e2e_free_port)
+  mkdir -p "$E2E_TMP/prom"
+  cat >"$E2E_TMP/prom/prometheus.yml" <<YML
+global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: ["$RULES"]
+scrape_configs:
+  - job_name: kycd
+    static_configs: [{targets: ["127.0.0.1:$E2E_ADMIN_PORT"]}]
+YML
+  prometheus --config.file="$E2E_TMP/prom/prometheus.yml" --storage.tsdb.path="$E2E_TMP/prom/data" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" >"$E2E_TMP/prom/log" 2>&1 &
+  e2e_track_pid $!
+  if e2e_wait_cmd 30 prom_value_is 'up{job="kycd"}' 1; then
+    pass "Prometheus scrapes kycd's admin listener (up == 1)"
+  else
+    fail "Prometheus did not scrape kycd within 30 s: $(e2e__clip "$(tail -3 "$E2E_TMP/prom/log")")"
+  fi
+  if e2e_wait_cmd 30 rules_all_evaluated; then
+    pass "Prometheus loaded and evaluated all $N_RULES rules without an error"
+  else
+    fail "rules not all evaluated cleanly within 30 s: $(rules_state)"
+  fi
+  # Deliveries while Prometheus watches: the recording rule sees them.
+  for i in 1 2 3; do
+    assert_eq 200 "$(post "$E2E_KYC_PATH" "{\"externalUserId\":\"al-prom-$i\",\"verificationStatus\":\"NOT_VERIFIED\",\"attemptStatus\":\"PENDING\"}")" \
+      "delivery $i while Prometheus scrapes"
+  done
+  if e2e_wait_cmd 30 prom_positive 'kycd:webhook_accepted:rate5m{job="kycd"}'; then
+    pass "kycd:webhook_accepted:rate5m is above 0 after 3 deliveries ($(prom_query 'kycd:webhook_accepted:rate5m{job="kycd"}')/s)"
+  else
+    fail "kycd:webhook_accepted:rate5m not above 0 within 30 s: '$(prom_query 'kycd:webhook_accepted:rate5m{job="kycd"}')'"
+  fi
+  firing=$(prom_query 'count(ALERTS{alertstate="firing", severity="critical"})')
+  assert_eq "" "$firing" "no critical alert fires on a healthy kycd"
 fi
 
 e2e_stop_kycd
