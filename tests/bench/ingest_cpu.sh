@@ -59,7 +59,7 @@ pg_ticks() { # the postmaster, its exited children, its live children
 commits() { sql "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"; }
 client_ticks() { awk '/^CLIENTCPU/{printf "%d", ($2 + $3) * '"$hz"'}' <<<"$1"; }
 
-for r in $(seq 1 "$rounds"); do
+for _ in $(seq 1 "$rounds"); do
   for c in $sizes; do
     p0=$(pg_ticks)
     out=$(/usr/bin/time -f "CLIENTCPU %U %S" "$pgbin/pgbench" -n -M prepared -c "$c" -j 2 -T "$secs" \
