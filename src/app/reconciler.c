@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/metrics.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "core/token.h"
@@ -296,6 +297,9 @@ static int64_t check_one(reconciler *r, void *client, db_claim *c, int tries)
         klog(KLOG_WARN, "reconciler could not record a check",
              KLOG_STR("user", c->external_user_id), KLOG_STR("error", err.msg));
     log_check(c, &res, rc == 0 ? &cr : NULL, &answer);
+    metrics_reconciler_check(p100_class_name(res.cls),
+                             rc != 0 ? "error" : kyc_check_result_name(cr.result));
+    metrics_observe_p100(res.latency_ms / 1000.0);
 
     if (rc != 0 || cr.lost_lease)
         again = -1;

@@ -143,9 +143,12 @@ static void force_close(struct mg_connection *conn)
 static int send_response(struct mg_connection *conn, const http_response *r, const char *rid)
 {
     char len[24], retry[24];
+    const char *body = r->ext.len > 0 ? kbuf_str(&r->ext) : r->body;
+    size_t blen = strlen(body);
     mg_response_header_start(conn, r->status);
-    mg_response_header_add(conn, "Content-Type", "application/json", -1);
-    snprintf(len, sizeof len, "%zu", strlen(r->body));
+    mg_response_header_add(conn, "Content-Type",
+                           r->content_type ? r->content_type : "application/json", -1);
+    snprintf(len, sizeof len, "%zu", blen);
     mg_response_header_add(conn, "Content-Length", len, -1);
     mg_response_header_add(conn, "Cache-Control", "no-store", -1);
     if (rid)
@@ -161,8 +164,7 @@ static int send_response(struct mg_connection *conn, const http_response *r, con
     /* CivetWeb does not report failed header writes; the body is written
      * after them on the same socket, so its result stands for the answer. */
     mg_response_header_send(conn);
-    size_t blen = strlen(r->body);
-    return mg_write(conn, r->body, blen) == (int)blen ? 0 : -1;
+    return mg_write(conn, body, blen) == (int)blen ? 0 : -1;
 }
 
 /* 128 random bits in hex; if the random source fails, the time and pid
@@ -231,6 +233,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
     if (resp.close)
         force_close(conn);
     handler_log(&req, &resp, &note, clock_now_ms() - t0);
+    handler_response_deinit(&resp);
     conn_clock.wait_start_ms = clock_now_ms();
     conn_clock.handled++;
     pthread_mutex_lock(&s->mu);
@@ -267,7 +270,7 @@ static int on_init_ssl(void *ssl_ctx, void *user_data)
  * listener), then 127.0.0.1 and ::1 so that local probes and a local proxy
  * still reach /healthz and /readyz (their webhooks still get 403 from the
  * handler unless allow_cidrs names them). */
-static int build_acl(char *out, size_t cap, const cidr_list *l)
+static int build_acl(char *out, size_t cap, const cidr_list *l, int loopback)
 {
     size_t o = 0;
     out[0] = '\0';
@@ -289,7 +292,8 @@ static int build_acl(char *out, size_t cap, const cidr_list *l)
             ACL_PUT("%s+[%s]/%d", o ? "," : "", a, b->prefix);
         }
     }
-    ACL_PUT(",+127.0.0.1/32,+[::ffff:127.0.0.1]/128,+[::1]/128");
+    if (loopback)
+        ACL_PUT(",+127.0.0.1/32,+[::ffff:127.0.0.1]/128,+[::1]/128");
 #undef ACL_PUT
     return 0;
 }
@@ -347,6 +351,7 @@ static int on_http_error(struct mg_connection *conn, int status, const char *msg
     handler_header_timeout(&resp, &note, rid);
     note.unsent = send_response(conn, &resp, rid) != 0;
     handler_log(&req, &resp, &note, clock_now_ms() - conn_clock.wait_start_ms);
+    handler_response_deinit(&resp);
     return 0;
 }
 
@@ -382,11 +387,15 @@ int server_start(server **out, const server_opts *o, kerr *err)
     pthread_mutex_init(&s->mu, NULL);
 
     char ports[300], threads[16], req_to[24], ka_to[24];
-    port_spec(ports, sizeof ports, o->listen, o->http_listen);
+    if (o->plain)
+        snprintf(ports, sizeof ports, "%s", o->listen);
+    else
+        port_spec(ports, sizeof ports, o->listen, o->http_listen);
     snprintf(threads, sizeof threads, "%d", o->threads);
     snprintf(req_to, sizeof req_to, "%lld", (long long)o->header_timeout_ms);
     snprintf(ka_to, sizeof ka_to, "%lld", (long long)o->keepalive_ms);
-    if (o->allow && o->allow->count > 0 && build_acl(s->acl, sizeof s->acl, o->allow) != 0) {
+    if (o->allow && o->allow->count > 0 &&
+        build_acl(s->acl, sizeof s->acl, o->allow, !o->exact_allow) != 0) {
         server_free_(s);
         return kerr_set(err, KERR_INVALID, "allow_cidrs does not fit CivetWeb's access list");
     }
@@ -412,7 +421,7 @@ int server_start(server **out, const server_opts *o, kerr *err)
     /* clang-format on */
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);
-    cb.init_ssl = on_init_ssl;
+    cb.init_ssl = o->plain ? NULL : on_init_ssl;
     cb.log_message = on_log_message;
     cb.http_error = on_http_error;
     cb.init_connection = on_init_connection;
@@ -426,8 +435,8 @@ int server_start(server **out, const server_opts *o, kerr *err)
     s->ctx = mg_start2(&init, &ed);
     if (s->ctx == NULL) {
         server_free_(s);
-        return kerr_set(err, KERR_IO, "cannot start the HTTPS server on %s: %s", o->listen,
-                        ebuf[0] ? ebuf : "unknown error");
+        return kerr_set(err, KERR_IO, "cannot start the %s server on %s: %s",
+                        o->plain ? "HTTP" : "HTTPS", o->listen, ebuf[0] ? ebuf : "unknown error");
     }
     mg_set_request_handler(s->ctx, "/", on_request, s);
 
@@ -435,9 +444,9 @@ int server_start(server **out, const server_opts *o, kerr *err)
     struct mg_server_port bound[4];
     int n = mg_get_server_ports(s->ctx, 4, bound);
     for (int i = 0; i < n; i++)
-        if (bound[i].is_ssl)
+        if (bound[i].is_ssl || o->plain)
             s->tls_port = bound[i].port;
-    if (s->tls_port == 0) {
+    if (s->tls_port == 0 && !o->plain) {
         mg_stop(s->ctx);
         server_free_(s);
         return kerr_set(err, KERR_TLS, "the listener on %s did not come up with TLS", o->listen);

@@ -26,13 +26,16 @@ typedef struct ingest_store {
      * a fresh connection may succeed. *dead is always set. */
     int (*ingest)(void *ctx, const kyc_delivery *d, const db_ingest_opts *o, db_ingest_result *res,
                   int *dead, kerr *err);
-    /* One round trip, for /readyz. */
+    /* One round trip on a connection of its own (never a pooled one), for
+     * the readiness probe. Called from one thread at a time. */
     int (*ping)(void *ctx, kerr *err);
     /* Store n deliveries in one transaction (db_ingest_batch): all or
      * nothing, res[i] for d[i]; *dead as for ingest. NULL: the store has
      * no batches (ingest then stores one delivery at a time). */
     int (*ingest_batch)(void *ctx, const kyc_delivery *const *d, int n, const db_ingest_opts *o,
                         db_ingest_result *res, int *dead, kerr *err);
+    /* The pool's connections (db_pool_counts); NULL: the store has none. */
+    void (*pool_counts)(void *ctx, int *idle, int *busy, int *size);
 } ingest_store;
 
 /* What the reconciler needs. claim_due and release_claim are called by the

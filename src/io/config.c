@@ -153,6 +153,11 @@ static const cfg_entry table[] = {
      30 * DAY, "re-check each verified user this often (spread over the interval); 0: never"},
     {"recheck_share", T_INT, 0, OFF(recheck_share), 0, 100, NULL, 20,
      "percent of p100_rate re-checks may use, after pending and held users"},
+    {"admin_listen", T_STRING, 0, OFF(admin_listen), 0, 0, "127.0.0.1:8444", 0,
+     "admin listener (/metrics, /status, /healthz, /readyz): plain HTTP on loopback, TLS "
+     "with tls_cert otherwise; \"off\" or empty: none"},
+    {"admin_allow_cidrs", T_STRING, 0, OFF(admin_allow_cidrs), 0, 0, "127.0.0.0/8,::1/128", 0,
+     "source networks allowed on the admin listener, comma-separated; empty allows all"},
 };
 
 #define NKEYS (sizeof table / sizeof table[0])
@@ -749,6 +754,22 @@ int config_check_serve(kycd_config *cfg, kerr *err)
         rc = check_addr("http_listen", cfg->http_listen, 1, err);
         if (rc != 0)
             goto out;
+    }
+    cfg->admin_on = cfg->admin_listen != NULL && cfg->admin_listen[0] != '\0' &&
+                    strcmp(cfg->admin_listen, "off") != 0;
+    if (cfg->admin_on) {
+        rc = check_addr("admin_listen", cfg->admin_listen, 0, err);
+        if (rc != 0)
+            goto out;
+        cfg->admin_plain = check_addr("admin_listen", cfg->admin_listen, 1, NULL) == 0;
+        rc = cidr_list_parse(&cfg->admin_allow, cfg->admin_allow_cidrs, err);
+        if (rc != 0) {
+            kerr_wrap(err, "admin_allow_cidrs");
+            rc = KERR_CONFIG;
+            if (err != NULL)
+                err->code = rc;
+            goto out;
+        }
     }
     rc = cidr_list_parse(&cidrs, cfg->allow_cidrs, err);
     if (rc != 0) {

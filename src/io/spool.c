@@ -1035,3 +1035,24 @@ out:
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
+
+long long spool_dead_letters(spool *s)
+{
+    int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return 0;
+    }
+    long long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        n += strncmp(e->d_name, "dead-", 5) == 0 && len > 9 &&
+             strcmp(e->d_name + len - 4, ".rec") == 0;
+    }
+    closedir(d);
+    return n;
+}

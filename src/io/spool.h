@@ -88,6 +88,9 @@ void spool_stats_get(spool *s, spool_stats *out);
 int spool_dead_letter(spool *s, const char *name, const void *payload, size_t len,
                       kerr *err) KYCD_MUST_CHECK;
 
+/* How many dead-letter files (dead-*.rec) the spool directory holds now. */
+long long spool_dead_letters(spool *s);
+
 /* Decode one record from a byte buffer (used by spool_open's scan and by
  * the fuzzer): 0, with *used, *payload and *payload_len set, when a whole valid
  * record starts at buf; KERR_INVALID for a bad magic or CRC; KERR_TOOBIG
