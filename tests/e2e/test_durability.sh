@@ -125,12 +125,12 @@ lg_num() {
 
 # --- spool depth (/readyz) ----------------------------------------------------
 
-# spool_depth: records in kycd's spool per /readyz ("" when kycd does not answer).
+# spool_depth: records in kycd's spool per the admin listener's /readyz ("" when kycd does not answer).
 SPOOL_DEPTH_BODY=$E2E_TMP/readyz.body
 spool_depth() {
   local f=$SPOOL_DEPTH_BODY
   : >"$f"
-  curl -sS --max-time 10 --cacert "$E2E_CA" -o "$f" "$(e2e_url /readyz)" 2>/dev/null || true
+  curl -sS --max-time 10 -o "$f" "http://127.0.0.1:$E2E_ADMIN_PORT/readyz" 2>/dev/null || true
   json_num records "$(cat "$f")"
 }
 
@@ -468,7 +468,7 @@ if want 4; then
       first503=$st
       assert_eq 503 "$st" "the first delivery the full spool cannot take: 503 (after $n200 spooled)"
       assert_eq 3 "$(resp_header Retry-After)" "... with Retry-After"
-      rd_code=$(get /readyz)
+      rd_code=$(admin_get /readyz)
       rd_body=$(resp_body)
       continue
     fi

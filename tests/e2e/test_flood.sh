@@ -55,7 +55,7 @@ assert_eq 0 "$(num http_answers "$hold")" "no 127.0.0.2 connection got an HTTP a
 assert_eq 0 "$(num tls_bytes "$hold")" "no 127.0.0.2 connection got as much as a TLS byte"
 assert_eq 0 "$(sql "SELECT count(*) FROM kyc.webhook_events WHERE remote_addr <> '127.0.0.1'")" \
   "nothing from 127.0.0.2 is stored"
-readyz=$(get /readyz >/dev/null; resp_body)
+readyz=$(admin_get /readyz >/dev/null; resp_body)
 refused=$(json_num refused_connections "$readyz")
 opened=$(num opened "$hold")
 assert_eq 1 "$([ "${refused:-0}" -ge "${opened:-2000}" ] && echo 1 || echo 0)" \
