@@ -16,6 +16,7 @@ KYCD_PACKAGES=(build-essential cmake pkgconf libssl-dev libcjson-dev libpq-dev
                libcmocka-dev postgresql-15 postgresql-client-15 curl openssl xz-utils
                ca-certificates iproute2 libcurl4-openssl-dev wrk clang libclang-rt-14-dev valgrind
                clang-format python3 systemd)
+KYCD_PACKAGES+=(prometheus) # test_prometheus.sh (a real Prometheus), promtool in test_admin.sh
 
 kycd_install_packages() {
   local name=${1:-packages} p status
