@@ -115,17 +115,29 @@ ingest_store store_db_ingest(store_db *s)
     return st;
 }
 
-static int db_claim_op(void *ctx, const db_claim_opts *o, db_claim *out, int *n, kerr *err)
+/* The dispatcher's connection, opened or reopened when needed. */
+static int dispatcher_conn(store_db *s, kerr *err)
 {
-    store_db *s = ctx;
     if (s->conn == NULL || !db_alive(s->conn)) {
         db_free(s->conn);
         s->conn = NULL;
-        int rc = db_connect(&s->conn, &s->opts, err);
-        if (rc != 0)
-            return rc;
+        return db_connect(&s->conn, &s->opts, err);
     }
-    return db_claim_due(s->conn, o, out, n, err);
+    return 0;
+}
+
+static int db_claim_op(void *ctx, const db_claim_opts *o, db_claim *out, int *n, kerr *err)
+{
+    store_db *s = ctx;
+    int rc = dispatcher_conn(s, err);
+    return rc ? rc : db_claim_due(s->conn, o, out, n, err);
+}
+
+static int db_count_due_op(void *ctx, int64_t pending_after_ms, long long *n, kerr *err)
+{
+    store_db *s = ctx;
+    int rc = dispatcher_conn(s, err);
+    return rc ? rc : db_count_due(s->conn, pending_after_ms, n, err);
 }
 
 static int db_record_op(void *ctx, const db_check *c, db_check_result *res, kerr *err)
@@ -156,6 +168,7 @@ reconcile_store store_db_reconcile(store_db *s)
     reconcile_store st = {.ctx = s,
                           .claim_due = db_claim_op,
                           .record_check = db_record_op,
-                          .release_claim = db_release_op};
+                          .release_claim = db_release_op,
+                          .count_due = db_count_due_op};
     return st;
 }

@@ -45,6 +45,8 @@ typedef struct reconcile_store {
     int (*claim_due)(void *ctx, const db_claim_opts *o, db_claim *out, int *n, kerr *err);
     int (*record_check)(void *ctx, const db_check *c, db_check_result *res, kerr *err);
     int (*release_claim)(void *ctx, const char *owner, const char *external_user_id, kerr *err);
+    /* db_count_due, by the dispatcher; NULL: not counted. */
+    int (*count_due)(void *ctx, int64_t pending_after_ms, long long *n, kerr *err);
 } reconcile_store;
 
 /* The real database: a pool of `pool_size` lazily opened connections

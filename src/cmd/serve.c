@@ -199,6 +199,11 @@ static int serve_metrics(void *ctx, kbuf *out)
         rc = metrics_gauge(out, "kycd_reconciler_paused",
                            "1 while the reconciler is paused because P100 refused our credentials",
                            s->rec && reconciler_ready(s->rec, &rerr) != 0);
+    long long due = reconciler_due_users(s->rec);
+    if (rc == 0 && due >= 0)
+        rc = metrics_gauge(out, "kycd_reconciler_due_users",
+                           "held and pending users due a check (counted every 5 s at most)",
+                           (double)due);
     if (rc == 0)
         rc = metrics_gauge(out, "kycd_config_last_reload_success_timestamp_seconds",
                            "when the configuration was last loaded successfully (start or reload)",
@@ -262,8 +267,11 @@ static int serve_status(void *ctx, kbuf *out)
         rc = kbuf_appendf(out, "},\"spool\":null");
     }
     if (rc == 0)
-        rc = kbuf_appendf(out, ",\"reconciler\":{\"enabled\":%s,\"paused\":%s,\"reason\":",
-                          s->rec ? "true" : "false", paused ? "true" : "false");
+        rc = kbuf_appendf(out,
+                          ",\"reconciler\":{\"enabled\":%s,\"paused\":%s,\"due_users\":%lld,"
+                          "\"reason\":",
+                          s->rec ? "true" : "false", paused ? "true" : "false",
+                          reconciler_due_users(s->rec));
     if (rc == 0)
         rc = paused ? kbuf_append_json(out, rerr.msg) : kbuf_appendf(out, "null");
     if (rc == 0)

@@ -299,6 +299,18 @@ else
   fail "kycd_reconciler_paused did not turn 1 within 5 s"
 fi
 assert_eq 200 "$(get /readyz)" "/readyz stays 200 while P100 refuses the key"
+# due_ge N: kycd_reconciler_due_users on /metrics is at least N.
+due_ge() {
+  local v
+  admin_get /metrics >/dev/null
+  v=$(awk '$1 == "kycd_reconciler_due_users" {print $2}' "$E2E_RESP_BODY")
+  [ -n "$v" ] && [ "$v" -ge "$1" ]
+}
+if e2e_wait_cmd 10 due_ge 30; then
+  pass "kycd_reconciler_due_users counts the 30 paused users (at least)"
+else
+  fail "kycd_reconciler_due_users did not reach 30 within 10 s"
+fi
 assert_eq 200 "$(admin_get /status)" "/status answers"
 assert_contains "$(resp_body)" '"paused":true' "/status: the reconciler is paused: $(resp_body)"
 assert_contains "$(resp_body)" "API key" "/status says why (the API key)"
