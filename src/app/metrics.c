@@ -4,8 +4,11 @@
 #include "app/metrics.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "core/state.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -25,37 +28,24 @@ static const char *const KIND[] = {"kyc_verification_status", "poa_verification_
                                    "kyc_file_added", "user_status", "other"};
 static const char *const OUTCOME[] = {"applied", "unchanged", "held", "recorded",
                                       "spooled", "refused",   "other"};
-/* The state machine's reasons (kyc_reason_name), then the handler's
- * refusal codes (the "error" of its JSON answers). */
-static const char *const REASON[] = {"first",
-                                     "forward",
-                                     "new_attempt",
-                                     "reconciler",
-                                     "api",
-                                     "same",
-                                     "repeat",
-                                     "out_of_order",
-                                     "leaves_verified",
-                                     "conflict",
-                                     "repeat_conflict",
-                                     "unknown_value",
-                                     "latest",
-                                     "recorded",
-                                     "already_stored",
-                                     "database_unavailable",
-                                     "recheck",
-                                     "unauthorized",
-                                     "forbidden",
-                                     "unsupported_media_type",
-                                     "payload_too_large",
-                                     "request_timeout",
-                                     "bad_request",
-                                     "invalid_payload",
-                                     "unavailable",
-                                     "overloaded",
-                                     "draining",
-                                     "method_not_allowed",
-                                     "other"};
+/* The reason label: the state machine's reasons (kyc_reason_name, filled
+ * in once), then the handler's refusal codes (the "error" of its JSON
+ * answers), then "other". */
+static const char *const REFUSAL[] = {
+    "unauthorized",    "forbidden",   "unsupported_media_type", "payload_too_large",
+    "request_timeout", "bad_request", "invalid_payload",        "unavailable",
+    "overloaded",      "draining",    "method_not_allowed",     "other"};
+#define STATE_REASONS (KYC_R_RECHECK + 1)
+static const char *REASON[STATE_REASONS + N(REFUSAL)];
+static pthread_once_t reason_once = PTHREAD_ONCE_INIT;
+
+static void reason_init(void)
+{
+    for (int i = 0; i < STATE_REASONS; i++)
+        REASON[i] = kyc_reason_name((enum kyc_reason)i);
+    for (int j = 0; j < N(REFUSAL); j++)
+        REASON[STATE_REASONS + j] = REFUSAL[j];
+}
 static const char *const P100_OUTCOME[] = {"ok",           "final",         "transient",
                                            "rate_limited", "misconfigured", "other"};
 static const char *const CHECK_RESULT[] = {"applied",  "unchanged", "flagged", "retry",
@@ -159,6 +149,7 @@ void metrics_http_request(const char *route, int code)
 
 void metrics_delivery(const char *kind, const char *outcome, const char *reason)
 {
+    pthread_once(&reason_once, reason_init);
     counter_inc(&C_DELIVERY, (const char *const[]){kind, outcome, reason});
 }
 
@@ -330,6 +321,7 @@ static int counter_write(kbuf *out, const counter *c)
 
 int metrics_write_registry(kbuf *out)
 {
+    pthread_once(&reason_once, reason_init);
     const counter *cs[] = {&C_HTTP, &C_DELIVERY, &C_CHECK, &C_RELOAD};
     int rc = 0;
     for (int i = 0; rc == 0 && i < N(cs); i++)

@@ -717,6 +717,17 @@ bad:
                     key, v);
 }
 
+/* A CIDR list key: KERR_CONFIG with a message naming the key. */
+static int parse_cidrs(const char *key, const char *v, cidr_list *out, kerr *err)
+{
+    if (cidr_list_parse(out, v, err) == 0)
+        return 0;
+    kerr_wrap(err, "%s", key);
+    if (err != NULL)
+        err->code = KERR_CONFIG;
+    return KERR_CONFIG;
+}
+
 int config_check_serve(kycd_config *cfg, kerr *err)
 {
     int rc = 0;
@@ -762,23 +773,13 @@ int config_check_serve(kycd_config *cfg, kerr *err)
         if (rc != 0)
             goto out;
         cfg->admin_plain = check_addr("admin_listen", cfg->admin_listen, 1, NULL) == 0;
-        rc = cidr_list_parse(&cfg->admin_allow, cfg->admin_allow_cidrs, err);
-        if (rc != 0) {
-            kerr_wrap(err, "admin_allow_cidrs");
-            rc = KERR_CONFIG;
-            if (err != NULL)
-                err->code = rc;
+        rc = parse_cidrs("admin_allow_cidrs", cfg->admin_allow_cidrs, &cfg->admin_allow, err);
+        if (rc != 0)
             goto out;
-        }
     }
-    rc = cidr_list_parse(&cidrs, cfg->allow_cidrs, err);
-    if (rc != 0) {
-        kerr_wrap(err, "allow_cidrs");
-        rc = KERR_CONFIG;
-        if (err != NULL)
-            err->code = rc;
+    rc = parse_cidrs("allow_cidrs", cfg->allow_cidrs, &cidrs, err);
+    if (rc != 0)
         goto out;
-    }
     cfg->tokens = tokens;
     cfg->allow = cidrs;
 out:
