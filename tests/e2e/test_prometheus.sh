@@ -7,6 +7,7 @@
 # database (deliveries by kind, outcome and reason) and with the load
 # (requests by code).
 # kycd-test: once
+# shellcheck disable=SC2119  # e2e_start_kycd without arguments
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
