@@ -213,6 +213,13 @@ for _ in $(seq 1 100); do
   if [ "$p" != "$port" ] && ! port_busy "$p"; then sim_port=$p; break; fi
 done
 [ -n "$sim_port" ] || die "no free port for p100-sim"
+# kycd's admin listener (/metrics, /status), plain HTTP on loopback.
+admin_port=
+for _ in $(seq 1 100); do
+  p=$((20000 + RANDOM % 30000))
+  if [ "$p" != "$port" ] && [ "$p" != "$sim_port" ] && ! port_busy "$p"; then admin_port=$p; break; fi
+done
+[ -n "$admin_port" ] || die "no free port for kycd's admin listener"
 sim_url=https://localhost:$sim_port
 sim_log=$tmp/p100-sim.log
 "$simbin" --listen "127.0.0.1:$sim_port" --cert "$root/certs/server.pem" --key "$root/certs/server.key" \
@@ -239,6 +246,7 @@ kycd_env=(env -i "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
           "HOME=${HOME:-/tmp}" "LANG=C.UTF-8"
           "KYCD_DATABASE_URL=$db_url"
           "KYCD_LISTEN=127.0.0.1:$port"
+          "KYCD_ADMIN_LISTEN=127.0.0.1:$admin_port"
           "KYCD_TLS_CERT=$root/certs/server.pem"
           "KYCD_TLS_KEY=$root/certs/server.key"
           "KYCD_TLS_CHAIN=$root/certs/chain.pem"
@@ -630,7 +638,7 @@ table_head
 send "I  NOT_VERIFIED / PENDING (database down)" "$kyc_path" "$(kyc "$user_i" NOT_VERIFIED PENDING)"
 send "I  NOT_VERIFIED / VERIFICATION (database down)" "$kyc_path" "$(kyc "$user_i" NOT_VERIFIED VERIFICATION)"
 send "I  VERIFIED / SUCCESSFUL (database down)" "$kyc_path" "$(kyc "$user_i" VERIFIED SUCCESSFUL)"
-say "    /readyz while the database is down: $(curl -s --max-time 10 --cacert "$ca" "$base_url/readyz")"
+say "    /readyz while the database is down (admin listener): $(curl -s --max-time 10 "http://127.0.0.1:$admin_port/readyz")"
 say "    each 200 above was written to the spool and fsynced first: it will reach the database"
 say "    starting PostgreSQL again"
 pg_local_start_server_only "$pg_dir" >/dev/null 2>&1 || die "could not start PostgreSQL again"

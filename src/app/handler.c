@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "base/clock.h"
+#include "app/metrics.h"
 #include "base/log.h"
 #include "core/payload.h"
 
@@ -49,6 +50,7 @@ static void refuse(http_response *r, handler_note *n, int status, const char *co
                    const char *detail, const char *rid)
 {
     json_error(r, status, code, detail, rid);
+    n->code = code;
     snprintf(n->error, sizeof n->error, "%s", detail ? detail : code);
 }
 
@@ -85,6 +87,9 @@ static int is_json(const char *ct)
     return next == '\0' || next == ';' || next == ' ';
 }
 
+/* /healthz and /readyz. The public listener's answers name no internal
+ * detail (a load balancer needs the status code only; a database error or
+ * a host name is for the operator): the admin listener's carry it. */
 static void serve_health(const handler_ctx *h, const http_request *req, http_response *resp,
                          handler_note *note, int ready)
 {
@@ -99,16 +104,40 @@ static void serve_health(const handler_ctx *h, const http_request *req, http_res
     }
     kerr err;
     kerr_clear(&err);
-    char details[300] = "";
+    char details[400] = "";
     void *rctx = h->store.ready_ctx ? h->store.ready_ctx : h->store.ctx;
     if (h->store.ready && h->store.ready(rctx, details, sizeof details, &err) != 0) {
-        refuse(resp, note, 503, "not_ready", err.msg, req->request_id);
+        if (h->admin)
+            refuse(resp, note, 503, "not_ready", err.msg, req->request_id);
+        else {
+            refuse(resp, note, 503, "not_ready", NULL, req->request_id);
+            snprintf(note->error, sizeof note->error, "%s", err.msg); /* the log has it */
+        }
         resp->retry_after = h->retry_after_s;
         return;
     }
     resp->status = 200;
-    snprintf(resp->body, sizeof resp->body, "{\"status\":\"ready\"%s%s}", details[0] ? "," : "",
-             details);
+    if (h->admin)
+        snprintf(resp->body, sizeof resp->body, "{\"status\":\"ready\"%s%s}", details[0] ? "," : "",
+                 details);
+    else
+        snprintf(resp->body, sizeof resp->body, "{\"status\":\"ready\"}");
+}
+
+/* /metrics and /status on the admin listener. */
+static void serve_admin(const handler_ctx *h, const http_request *req, http_response *resp,
+                        handler_note *note, int metrics)
+{
+    const handler_admin *a = h->admin;
+    int rc = metrics ? a->metrics(a->ctx, &resp->ext) : a->status(a->ctx, &resp->ext);
+    if (rc != 0 || resp->ext.len == 0) {
+        kbuf_deinit(&resp->ext);
+        kbuf_init(&resp->ext);
+        refuse(resp, note, 500, "internal", "could not build the answer", req->request_id);
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = metrics ? "text/plain; version=0.0.4; charset=utf-8" : NULL;
 }
 
 /* Read the whole body into buf (cap = max_body + 1 so that "one byte too
@@ -237,7 +266,10 @@ static void serve_webhook(const handler_ctx *h, const struct route *route, const
 
     db_ingest_result res;
     memset(&res, 0, sizeof res);
+    double t0 = clock_now_ms();
     int rc = h->store.submit(h->store.ctx, &d, &res, &err);
+    if (rc == 0)
+        metrics_observe_ingest((clock_now_ms() - t0) / 1000.0);
     if (rc == KERR_INVALID) {
         refuse(resp, note, 400, "invalid_payload", "refused by the database", rid);
         snprintf(note->error, sizeof note->error, "%s", err.msg);
@@ -268,13 +300,23 @@ void handler_serve(const handler_ctx *h, const http_request *req, http_response 
     const char *rid = req->request_id;
 
     int health = strcmp(path, "/healthz") == 0, ready = strcmp(path, "/readyz") == 0;
-    if (health || ready) {
+    int metrics = h->admin && strcmp(path, "/metrics") == 0;
+    int status = h->admin && strcmp(path, "/status") == 0;
+    if (health || ready || metrics || status) {
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
             refuse(resp, note, 405, "method_not_allowed", "use GET", rid);
             resp->allow = "GET, HEAD";
             return;
         }
-        serve_health(h, req, resp, note, ready);
+        if (metrics || status)
+            serve_admin(h, req, resp, note, metrics);
+        else
+            serve_health(h, req, resp, note, ready);
+        return;
+    }
+    if (h->admin) { /* no webhooks here */
+        refuse(resp, note, 404, "not_found", NULL, rid);
+        resp->close = req->content_length != 0;
         return;
     }
     for (size_t i = 0; i < sizeof ROUTES / sizeof ROUTES[0]; i++) {
@@ -293,16 +335,37 @@ void handler_serve(const handler_ctx *h, const http_request *req, http_response 
     resp->close = req->content_length != 0;
 }
 
+void handler_response_deinit(http_response *r)
+{
+    kbuf_deinit(&r->ext);
+}
+
+/* The request's counters: its route and status, and for a webhook its
+ * delivery's outcome (stored ones by the store's outcome and reason,
+ * refused ones by the answer's error code). */
+static void count(const http_request *req, const http_response *resp, const handler_note *note)
+{
+    metrics_http_request(metrics_route(req->path), resp->status);
+    if (note->kind == NULL)
+        return;
+    if (resp->status == 200 && note->outcome)
+        metrics_delivery(note->kind, note->outcome, note->reason);
+    else
+        metrics_delivery(note->kind, "refused", note->code);
+}
+
 void handler_log(const http_request *req, const http_response *resp, const handler_note *note,
                  double elapsed_ms)
 {
+    count(req, resp, note);
     klog_line l;
     /* An answer that never left is worth a warning whatever its status:
      * the client saw the connection close instead (and P100 retries). */
     int level = resp->status >= 500 || note->unsent ? KLOG_WARN : KLOG_INFO;
     /* Probes are frequent: keep them out of the info log when they pass. */
     if (resp->status == 200 && req->path &&
-        (strcmp(req->path, "/healthz") == 0 || strcmp(req->path, "/readyz") == 0))
+        (strcmp(req->path, "/healthz") == 0 || strcmp(req->path, "/readyz") == 0 ||
+         strcmp(req->path, "/metrics") == 0 || strcmp(req->path, "/status") == 0))
         level = KLOG_DEBUG;
     klog_begin(&l, level, "request");
     klog_str(&l, "rid", req->request_id);

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "base/err.h"
 #include "core/cidr.h"
 #include "core/kyc.h"
@@ -42,7 +43,14 @@ typedef struct http_response {
     int retry_after;   /* seconds; 0 for none */
     int close;         /* ask the server to close the connection */
     const char *allow; /* Allow header for 405 */
+    /* A large answer (/metrics, /status): when ext.len > 0 it is sent
+     * instead of body, and the server frees it (handler_response_deinit). */
+    kbuf ext;
+    const char *content_type; /* NULL: application/json */
 } http_response;
+
+/* Free what an answer owns (ext). */
+void handler_response_deinit(http_response *r);
 
 /* What happened, for the one log line per request (written by the caller). */
 typedef struct handler_note {
@@ -50,6 +58,7 @@ typedef struct handler_note {
     char external_user_id[KYC_ID_MAX + 1];
     const char *outcome; /* store outcome, or NULL */
     const char *reason;
+    const char *code; /* the error code of a refusal ("unauthorized", ...), or NULL */
     long long event_id;
     char error[sizeof(((kerr *)0)->msg)]; /* why the request was refused, or "" */
     /* Filled by the server after the answer: */
@@ -70,6 +79,15 @@ typedef struct handler_store {
     void *ready_ctx; /* for ready; NULL: ctx */
 } handler_store;
 
+/* What only the admin listener serves, filled by the command (it knows
+ * the spool, the database probe, the reconciler). Each appends to out and
+ * returns 0, or a negative error (answered 500). */
+typedef struct handler_admin {
+    int (*metrics)(void *ctx, kbuf *out); /* Prometheus text format 0.0.4 */
+    int (*status)(void *ctx, kbuf *out);  /* the /status JSON object */
+    void *ctx;
+} handler_admin;
+
 typedef struct handler_ctx {
     const token_set *tokens;
     const cidr_list *allow;
@@ -84,6 +102,12 @@ typedef struct handler_ctx {
      * thread: an atomic, so the store is seen without a data race. While
      * set, webhooks and /readyz answer 503. NULL: never draining. */
     const atomic_int *draining;
+    /* Set: this is the admin listener. It serves /metrics, /status,
+     * /healthz and /readyz (with the details: database, spool, counters,
+     * the reason it is not ready), and nothing else (404). Not set: the
+     * public listener, whose /healthz and /readyz carry no detail (no
+     * database error, no host name) and which serves the webhooks. */
+    const handler_admin *admin;
 } handler_ctx;
 
 void handler_serve(const handler_ctx *h, const http_request *req, http_response *resp,
@@ -94,7 +118,8 @@ void handler_serve(const handler_ctx *h, const http_request *req, http_response 
  * the same JSON form as every other answer. */
 void handler_header_timeout(http_response *resp, handler_note *note, const char *rid);
 
-/* Write the request's log line (key=value, one per request). */
+/* Write the request's log line (key=value, one per request) and count it
+ * (app/metrics.h): the one place each answer is accounted for. */
 void handler_log(const http_request *req, const http_response *resp, const handler_note *note,
                  double elapsed_ms);
 

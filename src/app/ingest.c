@@ -38,6 +38,16 @@ struct ingest {
     int ncom;
     int batch_max;
     int64_t batch_wait_us;
+    /* The background readiness probe (probe_ms > 0): its last answer,
+     * under mu; /readyz reads it and never touches the database itself. */
+    int64_t probe_ms;
+    pthread_cond_t
+        probe_cv; /* wakes the prober at stop (not in->cv: an append's signal is the drainer's) */
+    pthread_t prober;
+    int prober_started;
+    int probe_rc;                             /* 0: the database answered the last probe */
+    char probe_err[sizeof(((kerr *)0)->msg)]; /* why not */
+    int64_t probe_at_ms;                      /* when (monotonic) */
 };
 
 static void count(ingest *in, long long *field, int database_up)
@@ -494,6 +504,47 @@ static void *drainer_main(void *arg)
     return NULL;
 }
 
+/* Ping the database every probe_ms (each with the store's short deadline)
+ * and keep the answer for ingest_ready. */
+static void *prober_main(void *arg)
+{
+    ingest *in = arg;
+    pthread_mutex_lock(&in->mu);
+    while (!in->stopping) {
+        pthread_mutex_unlock(&in->mu);
+        kerr err;
+        kerr_clear(&err);
+        int rc = in->store.ping(in->store.ctx, &err);
+        pthread_mutex_lock(&in->mu);
+        in->probe_rc = rc;
+        snprintf(in->probe_err, sizeof in->probe_err, "%s", rc ? err.msg : "");
+        in->probe_at_ms = clock_mono_ms();
+        if (in->stopping)
+            break;
+        struct timespec ts = clock_deadline(in->probe_ms);
+        pthread_cond_timedwait(&in->probe_cv, &in->mu, &ts);
+    }
+    pthread_mutex_unlock(&in->mu);
+    return NULL;
+}
+
+void ingest_pool_counts(ingest *in, int *idle, int *busy, int *size)
+{
+    *idle = *busy = *size = 0;
+    if (in->store.pool_counts)
+        in->store.pool_counts(in->store.ctx, idle, busy, size);
+}
+
+int ingest_database_up(ingest *in, char *why, size_t cap)
+{
+    pthread_mutex_lock(&in->mu);
+    int up = in->probe_rc == 0;
+    if (why && cap)
+        snprintf(why, cap, "%s", in->probe_err);
+    pthread_mutex_unlock(&in->mu);
+    return up;
+}
+
 static int start_committers(ingest *in, int n)
 {
     in->com = calloc((size_t)n, sizeof *in->com);
@@ -535,7 +586,7 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
     ingest *in = calloc(1, sizeof *in);
     if (in == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
-    if (clock_cond_init(&in->cv) != 0) {
+    if (clock_cond_init(&in->cv) != 0 || clock_cond_init(&in->probe_cv) != 0) {
         free(in);
         return kerr_set(err, KERR_NOMEM, "cannot create a condition variable");
     }
@@ -561,6 +612,19 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
         ingest_free(in);
         return kerr_set(err, rc0, "out of memory for the committers");
     }
+    if (o->probe_ms > 0) {
+        in->probe_ms = o->probe_ms;
+        /* The first answer before serving: readiness is never a guess. */
+        kerr perr;
+        kerr_clear(&perr);
+        in->probe_rc = in->store.ping(in->store.ctx, &perr);
+        snprintf(in->probe_err, sizeof in->probe_err, "%s", in->probe_rc ? perr.msg : "");
+        if (pthread_create(&in->prober, NULL, prober_main, in) != 0) {
+            ingest_free(in);
+            return kerr_set(err, KERR_NOMEM, "cannot start the database probe");
+        }
+        in->prober_started = 1;
+    }
     if (in->sp && o->drainer) {
         if (pthread_create(&in->drainer, NULL, drainer_main, in) != 0) {
             ingest_free(in);
@@ -579,13 +643,17 @@ void ingest_free(ingest *in)
     pthread_mutex_lock(&in->mu);
     in->stopping = 1;
     pthread_cond_broadcast(&in->cv);
+    pthread_cond_broadcast(&in->probe_cv);
     pthread_mutex_unlock(&in->mu);
     if (in->drainer_started)
         pthread_join(in->drainer, NULL);
+    if (in->prober_started)
+        pthread_join(in->prober, NULL);
     free_committers(in);
     store_db_free(in->own);
     pthread_mutex_destroy(&in->mu);
     pthread_cond_destroy(&in->cv);
+    pthread_cond_destroy(&in->probe_cv);
     free(in);
 }
 
@@ -594,7 +662,15 @@ int ingest_ready(void *ctx, char *details, size_t cap, kerr *err)
     ingest *in = ctx;
     kerr dberr;
     kerr_clear(&dberr);
-    int rc = in->store.ping(in->store.ctx, &dberr);
+    int rc;
+    if (in->probe_ms > 0) {
+        pthread_mutex_lock(&in->mu);
+        rc = in->probe_rc;
+        kerr_set(&dberr, rc, "%s", in->probe_err);
+        pthread_mutex_unlock(&in->mu);
+    } else {
+        rc = in->store.ping(in->store.ctx, &dberr);
+    }
     spool_stats ss;
     memset(&ss, 0, sizeof ss);
     if (in->sp)

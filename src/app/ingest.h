@@ -52,6 +52,10 @@ typedef struct ingest_opts {
     int committers;
     int batch_max;
     int64_t batch_wait_us;
+    /* A background thread pings the database this often (on the store's
+     * own probe connection, with a short deadline) and ingest_ready answers
+     * from its last result. 0: ingest_ready pings itself (unit tests). */
+    int64_t probe_ms;
 } ingest_opts;
 
 typedef struct ingest_stats {
@@ -74,6 +78,13 @@ int ingest_submit(void *in, const kyc_delivery *d, db_ingest_result *res, kerr *
  * the spool has room); details gets a JSON fragment with the database's
  * state and the spool's depth and age. */
 int ingest_ready(void *in, char *details, size_t cap, kerr *err);
+
+/* The probe's last answer: 1 when the database answered; why (may be
+ * NULL) gets the error otherwise. Only with probe_ms > 0. */
+int ingest_database_up(ingest *in, char *why, size_t cap);
+
+/* The database pool's connections (see db_pool_counts); zeros without one. */
+void ingest_pool_counts(ingest *in, int *idle, int *busy, int *size);
 
 /* Replay the whole spool now (kycd spool drain): stops at the first
  * database failure. *replayed counts the records committed. */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/metrics.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "core/token.h"
@@ -45,6 +46,8 @@ struct reconciler {
     double lat_avg_ms;       /* P100's latency, moving average (for sizing) */
     int64_t size_warned_ms;  /* last "concurrency caps the rate" warning */
     char not_ready[512];
+    long long due;     /* held and pending users due, last counted; -1: not yet */
+    int64_t due_at_ms; /* when (monotonic) */
     reconciler_stats st;
     reconcile_store store; /* claims, checks, releases */
     store_db *own;         /* the default store, when the options named none */
@@ -296,6 +299,9 @@ static int64_t check_one(reconciler *r, void *client, db_claim *c, int tries)
         klog(KLOG_WARN, "reconciler could not record a check",
              KLOG_STR("user", c->external_user_id), KLOG_STR("error", err.msg));
     log_check(c, &res, rc == 0 ? &cr : NULL, &answer);
+    metrics_reconciler_check(p100_class_name(res.cls),
+                             rc != 0 ? "error" : kyc_check_result_name(cr.result));
+    metrics_observe_p100(res.latency_ms / 1000.0);
 
     if (rc != 0 || cr.lost_lease)
         again = -1;
@@ -477,6 +483,17 @@ static void *dispatcher_main(void *arg)
             .once = r->o.once,
             .pass_age_ms = r->o.once ? now - r->pass_start_ms : 0,
         };
+        /* For kycd_reconciler_due_users: a count every 5 s at most, on
+         * the dispatcher's connection (kycd serve only). */
+        if (!r->o.once && r->store.count_due && now - r->due_at_ms >= 5000) {
+            long long due = -1;
+            if (r->store.count_due(r->store.ctx, r->o.pending_after_ms, &due, &err) != 0)
+                due = -1;
+            pthread_mutex_lock(&r->mu);
+            r->due = due;
+            r->due_at_ms = now;
+            pthread_mutex_unlock(&r->mu);
+        }
         int rc = r->store.claim_due(r->store.ctx, &co, batch, &n, &err);
         if (rc != 0)
             klog(KLOG_WARN, "reconciler cannot claim users", KLOG_STR("error", err.msg));
@@ -579,6 +596,7 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
     reconciler *r = calloc(1, sizeof *r);
     if (r == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
+    r->due = -1;
     r->o = *o;
     r->pass_start_ms = clock_mono_ms();
     char host[64] = "localhost";
@@ -671,6 +689,16 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
+}
+
+long long reconciler_due_users(reconciler *r)
+{
+    if (r == NULL)
+        return -1;
+    pthread_mutex_lock(&r->mu);
+    long long due = r->due;
+    pthread_mutex_unlock(&r->mu);
+    return due;
 }
 
 int reconciler_ready(reconciler *r, kerr *err)

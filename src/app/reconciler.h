@@ -94,4 +94,9 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats);
  * 401/403 until a later call succeeds. For /readyz. */
 int reconciler_ready(reconciler *r, kerr *err);
 
+/* Held and pending users due a check, as last counted (every 5 s at most,
+ * by the dispatcher); -1 when not known (not counted yet, or the database
+ * did not answer). For kycd_reconciler_due_users. */
+long long reconciler_due_users(reconciler *r);
+
 #endif

@@ -161,7 +161,8 @@ static int client_keeps_alive(const struct mg_request_info *ri)
  * of a small answer. */
 static int send_response(struct mg_connection *conn, const http_response *r, const char *rid)
 {
-    size_t blen = strlen(r->body);
+    const char *body = r->ext.len > 0 ? kbuf_str(&r->ext) : r->body;
+    size_t blen = strlen(body);
     char date[40];
     time_t now = time(NULL);
     struct tm tm;
@@ -171,9 +172,10 @@ static int send_response(struct mg_connection *conn, const http_response *r, con
     kbuf b;
     kbuf_init(&b);
     int rc = kbuf_appendf(&b,
-                          "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                          "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                           "Content-Length: %zu\r\nCache-Control: no-store\r\n",
-                          r->status, mg_get_response_code_text(conn, r->status), blen);
+                          r->status, mg_get_response_code_text(conn, r->status),
+                          r->content_type ? r->content_type : "application/json", blen);
     if (rc == 0 && rid)
         rc = kbuf_appendf(&b, "X-Request-Id: %s\r\n", rid);
     if (rc == 0 && r->retry_after > 0)
@@ -184,7 +186,7 @@ static int send_response(struct mg_connection *conn, const http_response *r, con
         rc = kbuf_appendf(&b, "Date: %s\r\nConnection: %s\r\n\r\n", date,
                           keep ? "keep-alive" : "close");
     if (rc == 0)
-        rc = kbuf_append(&b, r->body, blen);
+        rc = kbuf_append(&b, body, blen);
     if (rc == 0)
         rc = mg_write(conn, b.data, b.len) == (int)b.len ? 0 : -1;
     kbuf_deinit(&b);
@@ -257,6 +259,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
     if (resp.close)
         force_close(conn);
     handler_log(&req, &resp, &note, clock_now_ms() - t0);
+    handler_response_deinit(&resp);
     conn_clock.wait_start_ms = clock_now_ms();
     conn_clock.handled++;
     pthread_mutex_lock(&s->mu);
@@ -293,7 +296,7 @@ static int on_init_ssl(void *ssl_ctx, void *user_data)
  * listener), then 127.0.0.1 and ::1 so that local probes and a local proxy
  * still reach /healthz and /readyz (their webhooks still get 403 from the
  * handler unless allow_cidrs names them). */
-static int build_acl(char *out, size_t cap, const cidr_list *l)
+static int build_acl(char *out, size_t cap, const cidr_list *l, int loopback)
 {
     size_t o = 0;
     out[0] = '\0';
@@ -315,7 +318,8 @@ static int build_acl(char *out, size_t cap, const cidr_list *l)
             ACL_PUT("%s+[%s]/%d", o ? "," : "", a, b->prefix);
         }
     }
-    ACL_PUT(",+127.0.0.1/32,+[::ffff:127.0.0.1]/128,+[::1]/128");
+    if (loopback)
+        ACL_PUT(",+127.0.0.1/32,+[::ffff:127.0.0.1]/128,+[::1]/128");
 #undef ACL_PUT
     return 0;
 }
@@ -373,6 +377,7 @@ static int on_http_error(struct mg_connection *conn, int status, const char *msg
     handler_header_timeout(&resp, &note, rid);
     note.unsent = send_response(conn, &resp, rid) != 0;
     handler_log(&req, &resp, &note, clock_now_ms() - conn_clock.wait_start_ms);
+    handler_response_deinit(&resp);
     return 0;
 }
 
@@ -408,11 +413,15 @@ int server_start(server **out, const server_opts *o, kerr *err)
     pthread_mutex_init(&s->mu, NULL);
 
     char ports[300], threads[16], req_to[24], ka_to[24];
-    port_spec(ports, sizeof ports, o->listen, o->http_listen);
+    if (o->plain)
+        snprintf(ports, sizeof ports, "%s", o->listen);
+    else
+        port_spec(ports, sizeof ports, o->listen, o->http_listen);
     snprintf(threads, sizeof threads, "%d", o->threads);
     snprintf(req_to, sizeof req_to, "%lld", (long long)o->header_timeout_ms);
     snprintf(ka_to, sizeof ka_to, "%lld", (long long)o->keepalive_ms);
-    if (o->allow && o->allow->count > 0 && build_acl(s->acl, sizeof s->acl, o->allow) != 0) {
+    if (o->allow && o->allow->count > 0 &&
+        build_acl(s->acl, sizeof s->acl, o->allow, !o->exact_allow) != 0) {
         server_free_(s);
         return kerr_set(err, KERR_INVALID, "allow_cidrs does not fit CivetWeb's access list");
     }
@@ -438,7 +447,7 @@ int server_start(server **out, const server_opts *o, kerr *err)
     /* clang-format on */
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);
-    cb.init_ssl = on_init_ssl;
+    cb.init_ssl = o->plain ? NULL : on_init_ssl;
     cb.log_message = on_log_message;
     cb.http_error = on_http_error;
     cb.init_connection = on_init_connection;
@@ -452,8 +461,8 @@ int server_start(server **out, const server_opts *o, kerr *err)
     s->ctx = mg_start2(&init, &ed);
     if (s->ctx == NULL) {
         server_free_(s);
-        return kerr_set(err, KERR_IO, "cannot start the HTTPS server on %s: %s", o->listen,
-                        ebuf[0] ? ebuf : "unknown error");
+        return kerr_set(err, KERR_IO, "cannot start the %s server on %s: %s",
+                        o->plain ? "HTTP" : "HTTPS", o->listen, ebuf[0] ? ebuf : "unknown error");
     }
     mg_set_request_handler(s->ctx, "/", on_request, s);
 
@@ -461,9 +470,9 @@ int server_start(server **out, const server_opts *o, kerr *err)
     struct mg_server_port bound[4];
     int n = mg_get_server_ports(s->ctx, 4, bound);
     for (int i = 0; i < n; i++)
-        if (bound[i].is_ssl)
+        if (bound[i].is_ssl || o->plain)
             s->tls_port = bound[i].port;
-    if (s->tls_port == 0) {
+    if (s->tls_port == 0 && !o->plain) {
         mg_stop(s->ctx);
         server_free_(s);
         return kerr_set(err, KERR_TLS, "the listener on %s did not come up with TLS", o->listen);

@@ -23,6 +23,8 @@ typedef struct server_counters {
 typedef struct server_opts {
     const char *listen;      /* "HOST:PORT", TLS; IPv6 as "[::]:PORT" */
     const char *http_listen; /* plain HTTP for a local proxy, or NULL */
+    int plain;               /* listen is plain HTTP, not TLS (the admin listener on loopback) */
+    int exact_allow;         /* allow is the whole list: loopback is not added */
     tls_opts tls;
     int threads; /* worker threads (one per connection) */
     /* The TLS handshake and the request's headers must arrive within this
@@ -48,7 +50,7 @@ int server_tls_available(kerr *err) KYCD_MUST_CHECK;
  * listener does not come up as TLS. */
 int server_start(server **out, const server_opts *o, kerr *err) KYCD_MUST_CHECK;
 
-/* The bound TLS port (useful with port 0). */
+/* The bound TLS port (useful with port 0); the plain one when opts.plain. */
 int server_tls_port(const server *s);
 
 /* Wait until no request is being handled, at most timeout_ms; returns how

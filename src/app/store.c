@@ -4,6 +4,7 @@
  * the unit tests can reach them. Must never decide anything itself. */
 #include "app/store.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 struct store_db {
@@ -11,6 +12,10 @@ struct store_db {
     db_pool *pool;
     int64_t wait_ms;
     db *conn; /* the dispatcher's (one thread) */
+    /* The readiness probe's own connection (never a pooled one: a probe
+     * must not wait behind, or take a slot from, the deliveries). */
+    pthread_mutex_t probe_mu;
+    db *probe;
 };
 
 int store_db_new(store_db **out, const db_opts *o, int pool_size, int64_t wait_ms, kerr *err)
@@ -20,6 +25,7 @@ int store_db_new(store_db **out, const db_opts *o, int pool_size, int64_t wait_m
         return kerr_set(err, KERR_NOMEM, "out of memory");
     s->opts = *o;
     s->wait_ms = wait_ms;
+    pthread_mutex_init(&s->probe_mu, NULL);
     int rc = db_pool_new(&s->pool, o, pool_size, err);
     if (rc != 0) {
         free(s);
@@ -34,6 +40,8 @@ void store_db_free(store_db *s)
     if (s == NULL)
         return;
     db_free(s->conn);
+    db_free(s->probe);
+    pthread_mutex_destroy(&s->probe_mu);
     db_pool_free(s->pool);
     free(s);
 }
@@ -53,15 +61,26 @@ static int db_ingest_op(void *ctx, const kyc_delivery *d, const db_ingest_opts *
     return rc;
 }
 
+/* The probe's deadline: short, so a database that hangs is seen as down
+ * within it (at most db_timeout). */
+#define PROBE_TIMEOUT_MS 2000
+
 static int db_ping_op(void *ctx, kerr *err)
 {
     store_db *s = ctx;
-    db *conn = NULL;
-    int rc = db_pool_get(s->pool, s->wait_ms, &conn, err);
-    if (rc == 0) {
-        rc = db_ping(conn, err);
-        db_pool_put(s->pool, conn);
+    pthread_mutex_lock(&s->probe_mu);
+    int rc = 0;
+    if (s->probe == NULL || !db_alive(s->probe)) {
+        db_free(s->probe);
+        s->probe = NULL;
+        db_opts o = s->opts;
+        if (o.timeout_ms <= 0 || o.timeout_ms > PROBE_TIMEOUT_MS)
+            o.timeout_ms = PROBE_TIMEOUT_MS;
+        rc = db_connect(&s->probe, &o, err);
     }
+    if (rc == 0)
+        rc = db_ping(s->probe, err);
+    pthread_mutex_unlock(&s->probe_mu);
     return rc;
 }
 
@@ -80,24 +99,45 @@ static int db_ingest_batch_op(void *ctx, const kyc_delivery *const *d, int n,
     return rc;
 }
 
+static void db_pool_counts_op(void *ctx, int *idle, int *busy, int *size)
+{
+    store_db *s = ctx;
+    db_pool_counts(s->pool, idle, busy, size);
+}
+
 ingest_store store_db_ingest(store_db *s)
 {
-    ingest_store st = {
-        .ctx = s, .ingest = db_ingest_op, .ping = db_ping_op, .ingest_batch = db_ingest_batch_op};
+    ingest_store st = {.ctx = s,
+                       .ingest = db_ingest_op,
+                       .ping = db_ping_op,
+                       .ingest_batch = db_ingest_batch_op,
+                       .pool_counts = db_pool_counts_op};
     return st;
+}
+
+/* The dispatcher's connection, opened or reopened when needed. */
+static int dispatcher_conn(store_db *s, kerr *err)
+{
+    if (s->conn == NULL || !db_alive(s->conn)) {
+        db_free(s->conn);
+        s->conn = NULL;
+        return db_connect(&s->conn, &s->opts, err);
+    }
+    return 0;
 }
 
 static int db_claim_op(void *ctx, const db_claim_opts *o, db_claim *out, int *n, kerr *err)
 {
     store_db *s = ctx;
-    if (s->conn == NULL || !db_alive(s->conn)) {
-        db_free(s->conn);
-        s->conn = NULL;
-        int rc = db_connect(&s->conn, &s->opts, err);
-        if (rc != 0)
-            return rc;
-    }
-    return db_claim_due(s->conn, o, out, n, err);
+    int rc = dispatcher_conn(s, err);
+    return rc ? rc : db_claim_due(s->conn, o, out, n, err);
+}
+
+static int db_count_due_op(void *ctx, int64_t pending_after_ms, long long *n, kerr *err)
+{
+    store_db *s = ctx;
+    int rc = dispatcher_conn(s, err);
+    return rc ? rc : db_count_due(s->conn, pending_after_ms, n, err);
 }
 
 static int db_record_op(void *ctx, const db_check *c, db_check_result *res, kerr *err)
@@ -128,6 +168,7 @@ reconcile_store store_db_reconcile(store_db *s)
     reconcile_store st = {.ctx = s,
                           .claim_due = db_claim_op,
                           .record_check = db_record_op,
-                          .release_claim = db_release_op};
+                          .release_claim = db_release_op,
+                          .count_due = db_count_due_op};
     return st;
 }

@@ -26,13 +26,16 @@ typedef struct ingest_store {
      * a fresh connection may succeed. *dead is always set. */
     int (*ingest)(void *ctx, const kyc_delivery *d, const db_ingest_opts *o, db_ingest_result *res,
                   int *dead, kerr *err);
-    /* One round trip, for /readyz. */
+    /* One round trip on a connection of its own (never a pooled one), for
+     * the readiness probe. Called from one thread at a time. */
     int (*ping)(void *ctx, kerr *err);
     /* Store n deliveries in one transaction (db_ingest_batch): all or
      * nothing, res[i] for d[i]; *dead as for ingest. NULL: the store has
      * no batches (ingest then stores one delivery at a time). */
     int (*ingest_batch)(void *ctx, const kyc_delivery *const *d, int n, const db_ingest_opts *o,
                         db_ingest_result *res, int *dead, kerr *err);
+    /* The pool's connections (db_pool_counts); NULL: the store has none. */
+    void (*pool_counts)(void *ctx, int *idle, int *busy, int *size);
 } ingest_store;
 
 /* What the reconciler needs. claim_due and release_claim are called by the
@@ -42,6 +45,8 @@ typedef struct reconcile_store {
     int (*claim_due)(void *ctx, const db_claim_opts *o, db_claim *out, int *n, kerr *err);
     int (*record_check)(void *ctx, const db_check *c, db_check_result *res, kerr *err);
     int (*release_claim)(void *ctx, const char *owner, const char *external_user_id, kerr *err);
+    /* db_count_due, by the dispatcher; NULL: not counted. */
+    int (*count_due)(void *ctx, int64_t pending_after_ms, long long *n, kerr *err);
 } reconcile_store;
 
 /* The real database: a pool of `pool_size` lazily opened connections

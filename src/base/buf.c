@@ -82,3 +82,17 @@ const char *kbuf_str(const kbuf *b)
 {
     return b->data ? b->data : "";
 }
+
+int kbuf_append_json(kbuf *b, const char *s)
+{
+    int rc = kbuf_append(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); rc == 0 && *p; p++) {
+        if (*p == '"' || *p == '\\')
+            rc = kbuf_appendf(b, "\\%c", *p);
+        else if (*p < 0x20)
+            rc = kbuf_appendf(b, "\\u%04x", *p);
+        else
+            rc = kbuf_append(b, p, 1);
+    }
+    return rc ? rc : kbuf_append(b, "\"", 1);
+}

@@ -339,7 +339,7 @@ static void one_field(char *s)
 
 /* kycd spool dead-letters [--porcelain]: what was kept aside, oldest
  * first, and why. Reads the directory only: works while kycd runs. */
-static int spool_dead_letters(const kycd_config *cfg, int porcelain)
+static int list_dead_letters(const kycd_config *cfg, int porcelain)
 {
     spool_dead *v = NULL;
     size_t n = 0;
@@ -472,7 +472,7 @@ int admin_spool(int argc, char **argv, const cmd_ctl *ctl)
     }
     /* Dead letters are files beside the spool: no need for its lock. */
     if (dead) {
-        rc = spool_dead_letters(&cfg, f[0].value != NULL);
+        rc = list_dead_letters(&cfg, f[0].value != NULL);
         goto out;
     }
     if (replay) {

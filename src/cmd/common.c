@@ -179,6 +179,7 @@ ingest_opts cmd_ingest_options(const kycd_config *cfg, spool *sp, int pool_size,
         .committers = (int)cfg->db_committers,
         .batch_max = (int)cfg->db_batch_max,
         .batch_wait_us = cfg->db_batch_us,
+        .probe_ms = drainer ? 1000 : 0, /* kycd serve: /readyz answers from a probe per second */
     };
     return o;
 }

@@ -12,16 +12,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app/handler.h"
 #include "app/ingest.h"
+#include "app/metrics.h"
 #include "app/reconciler.h"
 #include "app/server.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "cmd/common.h"
+#include "io/migrations.h"
 #include "io/sdnotify.h"
 #include "io/tls.h"
 
@@ -44,10 +48,19 @@ typedef struct serve_state {
     cidr_list allow;
     pthread_rwlock_t live_lock;
     atomic_llong reloads, reload_failures; /* read by /readyz */
+    /* The admin listener and what only it shows. */
+    server *admin;
+    server_counters admin_counters;
+    double started_s;              /* Unix time serve started */
+    atomic_llong last_reload_ok_s; /* Unix time of the last good (re)load */
+    atomic_llong cert_expiry_s;    /* the served certificate's notAfter; 0: unknown */
 } serve_state;
 
-/* /readyz: the database (or spool) takes deliveries and P100 accepts our
- * credentials. */
+/* /readyz: a webhook posted now would be made durable, i.e. the database
+ * answers the background probe or the spool has room (draining is the
+ * handler's). P100 is not asked: receiving webhooks does not need it, and
+ * one bad API key must not take every replica out of a load balancer; a
+ * paused reconciler shows in /status and kycd_reconciler_paused. */
 static int serve_ready(void *ctx, char *details, size_t cap, kerr *err)
 {
     serve_state *s = ctx;
@@ -60,9 +73,225 @@ static int serve_ready(void *ctx, char *details, size_t cap, kerr *err)
                  n ? "," : "", (long long)atomic_load(&s->counters.refused),
                  (long long)atomic_load(&s->counters.timeouts), (long long)atomic_load(&s->reloads),
                  (long long)atomic_load(&s->reload_failures));
-    if (rc == 0)
-        rc = reconciler_ready(s->rec, err);
     return rc;
+}
+
+static double now_unix_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int schema_version(void)
+{
+    return kycd_migrations_count ? kycd_migrations[kycd_migrations_count - 1].version : 0;
+}
+
+/* The process metrics a Prometheus client library exports, from /proc. */
+static int process_metrics(kbuf *out, double started_s)
+{
+    long long utime = 0, stime = 0, rss_pages = 0;
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        const char *p = strrchr(buf, ')'); /* after the command name, which may hold spaces */
+        if (p)
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*d %*d %*d %*d %*d %lld %lld", &utime, &stime);
+    }
+    f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%*d %lld", &rss_pages) != 1)
+            rss_pages = 0;
+        fclose(f);
+    }
+    long long fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL)
+            fds += e->d_name[0] != '.';
+        closedir(d);
+        fds--; /* the one opendir holds */
+    }
+    double tick = (double)sysconf(_SC_CLK_TCK);
+    int rc = metrics_family(out, "process_cpu_seconds_total", "counter",
+                            "user and system CPU time spent, in seconds");
+    if (rc == 0)
+        rc = metrics_sample(out, "process_cpu_seconds_total", NULL,
+                            (double)(utime + stime) / (tick > 0 ? tick : 100));
+    if (rc == 0)
+        rc = metrics_gauge(out, "process_resident_memory_bytes", "resident memory size in bytes",
+                           (double)rss_pages * (double)sysconf(_SC_PAGESIZE));
+    if (rc == 0)
+        rc = metrics_gauge(out, "process_open_fds", "open file descriptors", (double)fds);
+    if (rc == 0)
+        rc = metrics_gauge(out, "process_start_time_seconds",
+                           "start time of the process since the Unix epoch, in seconds",
+                           (double)(long long)started_s);
+    return rc;
+}
+
+/* /metrics (admin listener): the registry's counters and histograms, then
+ * the gauges read now. */
+static int serve_metrics(void *ctx, kbuf *out)
+{
+    serve_state *s = ctx;
+    int rc = metrics_family(out, "kycd_build_info", "gauge", "always 1; the labels name the build");
+    char schema[16];
+    snprintf(schema, sizeof schema, "%d", schema_version());
+    if (rc == 0)
+        rc = metrics_sample(out, "kycd_build_info",
+                            (const char *const[]){"version", KYCD_VERSION, "schema", schema,
+                                                  "civetweb", server_library_version(), "openssl",
+                                                  tls_library_version(), NULL},
+                            1);
+    if (rc == 0)
+        rc = metrics_write_registry(out);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_db_up",
+                           "1 when the database answered the last background probe",
+                           ingest_database_up(s->in, NULL, 0));
+    if (rc == 0) {
+        int idle = 0, busy = 0, size = 0;
+        ingest_pool_counts(s->in, &idle, &busy, &size);
+        rc = metrics_family(out, "kycd_db_pool_connections", "gauge",
+                            "pooled database connections: open and idle, lent out, not open");
+        if (rc == 0)
+            rc = metrics_sample(out, "kycd_db_pool_connections",
+                                (const char *const[]){"state", "idle", NULL}, idle);
+        if (rc == 0)
+            rc = metrics_sample(out, "kycd_db_pool_connections",
+                                (const char *const[]){"state", "busy", NULL}, busy);
+        if (rc == 0)
+            rc = metrics_sample(out, "kycd_db_pool_connections",
+                                (const char *const[]){"state", "closed", NULL}, size - idle - busy);
+    }
+    spool_stats ss;
+    memset(&ss, 0, sizeof ss);
+    long long dead = 0;
+    if (s->sp) {
+        spool_stats_get(s->sp, &ss);
+        dead = spool_dead_letters(s->sp);
+    }
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_spool_records", "deliveries in the spool, not yet replayed",
+                           (double)ss.records);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_spool_bytes", "bytes of spool segments on disk",
+                           (double)ss.bytes);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_spool_oldest_age_seconds",
+                           "age of the oldest delivery in the spool (0: empty)",
+                           (double)ss.oldest_age_ms / 1000.0);
+    if (rc == 0 && s->sp && ss.room >= 0)
+        rc = metrics_gauge(out, "kycd_spool_room_bytes", "bytes the spool can still take",
+                           (double)ss.room);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_spool_dead_letters",
+                           "dead-letter records (dead-*.rec) in the spool directory", (double)dead);
+    kerr rerr;
+    kerr_clear(&rerr);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_reconciler_paused",
+                           "1 while the reconciler is paused because P100 refused our credentials",
+                           s->rec && reconciler_ready(s->rec, &rerr) != 0);
+    long long due = reconciler_due_users(s->rec);
+    if (rc == 0 && due >= 0)
+        rc = metrics_gauge(out, "kycd_reconciler_due_users",
+                           "held and pending users due a check (counted every 5 s at most)",
+                           (double)due);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_config_last_reload_success_timestamp_seconds",
+                           "when the configuration was last loaded successfully (start or reload)",
+                           (double)atomic_load(&s->last_reload_ok_s));
+    if (rc == 0 && atomic_load(&s->cert_expiry_s) > 0)
+        rc = metrics_gauge(out, "kycd_tls_certificate_expiry_timestamp_seconds",
+                           "notAfter of the served TLS certificate",
+                           (double)atomic_load(&s->cert_expiry_s));
+    if (rc == 0)
+        rc = metrics_family(out, "kycd_connections_refused_total", "counter",
+                            "connections closed at accept: source outside allow_cidrs");
+    if (rc == 0)
+        rc = metrics_sample(out, "kycd_connections_refused_total",
+                            (const char *const[]){"listener", "public", NULL},
+                            (double)atomic_load(&s->counters.refused));
+    if (rc == 0)
+        rc = metrics_sample(out, "kycd_connections_refused_total",
+                            (const char *const[]){"listener", "admin", NULL},
+                            (double)atomic_load(&s->admin_counters.refused));
+    if (rc == 0)
+        rc = metrics_family(out, "kycd_header_timeouts_total", "counter",
+                            "requests whose headers did not arrive within header_timeout (408)");
+    if (rc == 0)
+        rc = metrics_sample(out, "kycd_header_timeouts_total", NULL,
+                            (double)atomic_load(&s->counters.timeouts));
+    if (rc == 0)
+        rc = process_metrics(out, s->started_s);
+    return rc;
+}
+
+/* /status (admin listener): one JSON object for a person or a script. */
+static int serve_status(void *ctx, kbuf *out)
+{
+    serve_state *s = ctx;
+    char dberr[sizeof(((kerr *)0)->msg)] = "";
+    int up = ingest_database_up(s->in, dberr, sizeof dberr);
+    spool_stats ss;
+    memset(&ss, 0, sizeof ss);
+    kerr rerr;
+    kerr_clear(&rerr);
+    int paused = s->rec && reconciler_ready(s->rec, &rerr) != 0;
+    int rc = kbuf_appendf(out,
+                          "{\"version\":\"%s\",\"schema\":%d,\"uptime_seconds\":%.0f,"
+                          "\"config_generation\":%lld,\"reload_failures\":%lld,"
+                          "\"draining\":%s,\"database\":{\"up\":%s,\"error\":",
+                          KYCD_VERSION, schema_version(), now_unix_s() - s->started_s,
+                          (long long)atomic_load(&s->reloads),
+                          (long long)atomic_load(&s->reload_failures),
+                          atomic_load(&s->draining) ? "true" : "false", up ? "true" : "false");
+    if (rc == 0)
+        rc = up ? kbuf_appendf(out, "null") : kbuf_append_json(out, dberr);
+    if (rc == 0 && s->sp) {
+        spool_stats_get(s->sp, &ss);
+        rc = kbuf_appendf(
+            out,
+            "},\"spool\":{\"records\":%lld,\"bytes\":%lld,\"oldest_age_seconds\":%.3f,"
+            "\"room_bytes\":%lld,\"dead_letters\":%lld}",
+            (long long)ss.records, (long long)ss.bytes, (double)ss.oldest_age_ms / 1000.0,
+            (long long)ss.room, spool_dead_letters(s->sp));
+    } else if (rc == 0) {
+        rc = kbuf_appendf(out, "},\"spool\":null");
+    }
+    if (rc == 0)
+        rc = kbuf_appendf(out,
+                          ",\"reconciler\":{\"enabled\":%s,\"paused\":%s,\"due_users\":%lld,"
+                          "\"reason\":",
+                          s->rec ? "true" : "false", paused ? "true" : "false",
+                          reconciler_due_users(s->rec));
+    if (rc == 0)
+        rc = paused ? kbuf_append_json(out, rerr.msg) : kbuf_appendf(out, "null");
+    if (rc == 0)
+        rc = kbuf_appendf(out, "},\"p100\":{\"base_url\":");
+    if (rc == 0)
+        rc = kbuf_append_json(out, s->cfg->p100_base_url);
+    if (rc == 0)
+        rc = kbuf_appendf(out, ",\"credentials\":\"%s\"}}",
+                          !s->rec  ? "unused"
+                          : paused ? "refused"
+                                   : "accepted");
+    return rc;
+}
+
+static void note_cert_expiry(serve_state *s, const char *cert)
+{
+    int64_t t = 0;
+    kerr err;
+    if (cert && tls_cert_expiry(cert, &t, &err) == 0)
+        atomic_store(&s->cert_expiry_s, t);
 }
 
 /* systemd notify, logged once if it fails (kycd serves on regardless). */
@@ -118,6 +347,11 @@ static void serve_reload_(serve_state *s)
     /* Always loaded again: renewed files usually keep their names. */
     if (server_tls_reload(s->srv, &tls, &err) != 0)
         goto failed;
+    /* The admin listener serves the same certificate (a failure here, after
+     * the public one took the new files, cannot happen for files that just
+     * loaded; it is reported all the same). */
+    if (s->admin && !s->cfg->admin_plain && server_tls_reload(s->admin, &tls, &err) != 0)
+        goto failed;
     /* From here nothing can fail. */
     config_diff(prev, &n, 1, changed, sizeof changed);
     int nkept = config_diff(s->cfg, &n, 0, kept, sizeof kept);
@@ -131,6 +365,9 @@ static void serve_reload_(serve_state *s)
     s->live = n;
     s->have_live = 1;
     long long gen = atomic_fetch_add(&s->reloads, 1) + 1;
+    metrics_config_reload(1);
+    atomic_store(&s->last_reload_ok_s, (long long)now_unix_s());
+    note_cert_expiry(s, n.tls_cert);
     klog(KLOG_INFO, "configuration reloaded", KLOG_INT("generation", gen),
          KLOG_STR("changed", changed[0] ? changed : "-"), KLOG_INT("tokens", s->tokens.count));
     if (nkept > 0)
@@ -142,6 +379,7 @@ static void serve_reload_(serve_state *s)
 failed:
     config_deinit(&n);
     atomic_fetch_add(&s->reload_failures, 1);
+    metrics_config_reload(0);
     klog(KLOG_ERROR, "configuration reload failed, keeping the old one",
          KLOG_STR("error", err.msg));
 }
@@ -157,7 +395,9 @@ static void serve_stop(void *arg)
         klog(KLOG_WARN, "requests still in flight at shutdown", KLOG_INT("count", left));
     server_stop(s->srv);
     s->srv = NULL;
-    reconciler_stop(s->rec, NULL); /* after the server: /readyz may still ask it */
+    server_stop(s->admin); /* it answered /readyz 503 (draining) meanwhile */
+    s->admin = NULL;
+    reconciler_stop(s->rec, NULL); /* after the servers: /status may still ask it */
     s->rec = NULL;
     klog(KLOG_INFO, "stopped", KLOG_INT("ms", (long long)(clock_now_ms() - t0)));
     ingest_free(s->in);
@@ -182,6 +422,11 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
     atomic_init(&s.draining, 0);
     atomic_init(&s.counters.refused, 0);
     atomic_init(&s.counters.timeouts, 0);
+    atomic_init(&s.admin_counters.refused, 0);
+    atomic_init(&s.admin_counters.timeouts, 0);
+    s.started_s = now_unix_s();
+    atomic_init(&s.last_reload_ok_s, (long long)s.started_s);
+    atomic_init(&s.cert_expiry_s, 0);
 
     /* kycd holds secrets in memory (webhook tokens, API key, database
      * password): no core dump, no ptrace by other users of the same uid. */
@@ -264,7 +509,30 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
         cmd_report("cannot start", &err);
         goto out;
     }
+    note_cert_expiry(&s, cfg.tls_cert);
+    handler_admin admin_ops = {.metrics = serve_metrics, .status = serve_status, .ctx = &s};
+    handler_ctx ah = h;
+    ah.admin = &admin_ops;
+    if (cfg.admin_on) {
+        /* Its own CivetWeb context and threads: a flood on the public port
+         * cannot starve the operator's view. */
+        server_opts ao = so;
+        ao.listen = cfg.admin_listen;
+        ao.http_listen = NULL;
+        ao.plain = cfg.admin_plain;
+        ao.threads = 4;
+        ao.allow = &cfg.admin_allow;
+        ao.exact_allow = 1;
+        ao.counters = &s.admin_counters;
+        ao.handler = &ah;
+        if (server_start(&s.admin, &ao, &err) != 0) {
+            kerr_wrap(&err, "admin_listen");
+            cmd_report("cannot start", &err);
+            goto out;
+        }
+    }
     klog(KLOG_INFO, "listening", KLOG_INT("tls_port", server_tls_port(s.srv)),
+         KLOG_INT("admin_port", s.admin ? server_tls_port(s.admin) : 0),
          KLOG_STR("http_listen", cfg.http_listen ? cfg.http_listen : "-"),
          KLOG_INT("threads", cfg.threads), KLOG_INT("tokens", cfg.tokens.count),
          KLOG_STR("version", KYCD_VERSION), KLOG_STR("civetweb", server_library_version()));
@@ -289,6 +557,7 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
     rc = CMD_OK;
 out:
     server_stop(s.srv);
+    server_stop(s.admin);
     reconciler_stop(s.rec, NULL);
     ingest_free(s.in);
     spool_close(s.sp);

@@ -214,6 +214,18 @@ static const cfg_entry table[] = {
      "percent of `p100_rate` re-checks may use, and only what held and pending users leave; `0`: "
      "no re-checks",
      NULL},
+    {"admin_listen", T_STRING, 0, OFF(admin_listen), 0, 0, "127.0.0.1:8444", 0,
+     "the admin listener (`/metrics`, `/status`, `/healthz`, `/readyz` with details; see "
+     "\"Monitoring\"): plain HTTP on a loopback address, TLS with `tls_cert`/`tls_key`/`tls_chain` "
+     "on any other; its own CivetWeb context with 4 threads, so a flood on the public port cannot "
+     "starve it. `off` or empty: no admin listener",
+     NULL},
+    {"admin_allow_cidrs", T_STRING, 0, OFF(admin_allow_cidrs), 0, 0, "127.0.0.0/8,::1/128", 0,
+     "source networks allowed on the admin listener (exactly this list: loopback is not added); "
+     "others are closed at accept, counted in "
+     "`kycd_connections_refused_total{listener=\"admin\"}`. "
+     "Empty: any source",
+     NULL},
 };
 
 #define NKEYS (sizeof table / sizeof table[0])
@@ -773,6 +785,17 @@ bad:
                     key, v);
 }
 
+/* A CIDR list key: KERR_CONFIG with a message naming the key. */
+static int parse_cidrs(const char *key, const char *v, cidr_list *out, kerr *err)
+{
+    if (cidr_list_parse(out, v, err) == 0)
+        return 0;
+    kerr_wrap(err, "%s", key);
+    if (err != NULL)
+        err->code = KERR_CONFIG;
+    return KERR_CONFIG;
+}
+
 int config_check_serve(kycd_config *cfg, kerr *err)
 {
     int rc = 0;
@@ -811,14 +834,20 @@ int config_check_serve(kycd_config *cfg, kerr *err)
         if (rc != 0)
             goto out;
     }
-    rc = cidr_list_parse(&cidrs, cfg->allow_cidrs, err);
-    if (rc != 0) {
-        kerr_wrap(err, "allow_cidrs");
-        rc = KERR_CONFIG;
-        if (err != NULL)
-            err->code = rc;
-        goto out;
+    cfg->admin_on = cfg->admin_listen != NULL && cfg->admin_listen[0] != '\0' &&
+                    strcmp(cfg->admin_listen, "off") != 0;
+    if (cfg->admin_on) {
+        rc = check_addr("admin_listen", cfg->admin_listen, 0, err);
+        if (rc != 0)
+            goto out;
+        cfg->admin_plain = check_addr("admin_listen", cfg->admin_listen, 1, NULL) == 0;
+        rc = parse_cidrs("admin_allow_cidrs", cfg->admin_allow_cidrs, &cfg->admin_allow, err);
+        if (rc != 0)
+            goto out;
     }
+    rc = parse_cidrs("allow_cidrs", cfg->allow_cidrs, &cidrs, err);
+    if (rc != 0)
+        goto out;
     cfg->tokens = tokens;
     cfg->allow = cidrs;
 out:

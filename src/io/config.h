@@ -35,6 +35,8 @@ typedef struct kycd_config {
     /* listener */
     char *listen;               /* "ADDR:PORT" TLS; default "0.0.0.0:8443" */
     char *http_listen;          /* plain HTTP for a local proxy, loopback only; default NULL */
+    char *admin_listen;         /* admin listener; default "127.0.0.1:8444"; "off"/"": none */
+    char *admin_allow_cidrs;    /* its allowed sources; default loopback */
     char *tls_cert;             /* PEM certificate (path) */
     char *tls_key;              /* PEM private key (path) */
     char *tls_chain;            /* PEM intermediate chain (path), optional */
@@ -82,6 +84,9 @@ typedef struct kycd_config {
      * allow_cidrs (the only place either string is parsed); zero before. */
     token_set tokens; /* digests only: a token is never kept in the clear here */
     cidr_list allow;
+    cidr_list admin_allow; /* from admin_allow_cidrs */
+    int admin_on;          /* admin_listen is set (not "off" or empty) */
+    int admin_plain;       /* admin_listen is a loopback address: plain HTTP */
 } kycd_config;
 
 /* Fill cfg with defaults, then the file (KYCD_CONFIG or --config), then

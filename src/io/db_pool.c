@@ -114,3 +114,15 @@ void db_pool_free(db_pool *p)
     free(p->appname);
     free(p);
 }
+
+void db_pool_counts(db_pool *p, int *idle, int *busy, int *size)
+{
+    pthread_mutex_lock(&p->mu);
+    int open_free = 0;
+    for (int i = 0; i < p->nfree; i++)
+        open_free += p->slots[i] != NULL;
+    *idle = open_free;
+    *busy = p->size - p->nfree;
+    *size = p->size;
+    pthread_mutex_unlock(&p->mu);
+}

@@ -14,5 +14,7 @@ int db_pool_new(db_pool **out, const db_opts *o, int size, kerr *err) KYCD_MUST_
 int db_pool_get(db_pool *p, int64_t timeout_ms, db **out, kerr *err) KYCD_MUST_CHECK;
 void db_pool_put(db_pool *p, db *d);
 void db_pool_free(db_pool *p);
+/* For kycd_db_pool_connections: slots open and free, lent out, and all. */
+void db_pool_counts(db_pool *p, int *idle, int *busy, int *size);
 
 #endif

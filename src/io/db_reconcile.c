@@ -70,6 +70,32 @@ static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
     "                              * $9::float8 + v.recheck_phase * $9::float8) / "
     "1000)))" SQL_CLAIM_TAKE;
 
+/* SQL_CLAIM's held and pending users, counted (leased ones too: they are
+ * being checked, not yet done). */
+static const char SQL_COUNT_DUE[] =
+    "SELECT count(*) FROM kyc.verifications v"
+    " WHERE v.attention_reason IS NULL"
+    "   AND (v.needs_check_reason IS NOT NULL OR kyc.is_pending(v.attempt_status))"
+    "   AND (v.next_check_at IS NULL OR v.next_check_at <= clock_timestamp())"
+    "   AND (v.needs_check_reason IS NOT NULL"
+    "        OR v.updated_at <= clock_timestamp() - make_interval(secs => $1::float8 / 1000))";
+
+int db_count_due(db *d, int64_t pending_after_ms, long long *n, kerr *err)
+{
+    char after[24];
+    snprintf(after, sizeof after, "%lld", (long long)pending_after_ms);
+    const char *p[] = {after};
+    PGresult *r = db_exec(d, SQL_COUNT_DUE, 1, p);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        int rc = db_fail(d, r, "counting due users", err);
+        PQclear(r);
+        return rc;
+    }
+    *n = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
 int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err)
 {
     char limit[16], after[24], lease[24], age[24], once[4], rej_after[24], rej_for[24],

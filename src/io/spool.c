@@ -1206,3 +1206,20 @@ int spool_dead_remove(const char *path, kerr *err)
         return kerr_set(err, KERR_IO, "cannot remove %s: %s", whypath, strerror(errno));
     return fsync_parent(path, err);
 }
+
+long long spool_dead_letters(spool *s)
+{
+    int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    long long n = 0;
+    char why[180];
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += dead_reason_name(e->d_name, why, sizeof why);
+    closedir(d);
+    return n;
+}

@@ -109,6 +109,9 @@ int spool_dead_read(const char *path, kbuf *payload, spool_dead *info, kerr *err
 /* Remove a dead letter (its .rec and .reason) once it has been replayed. */
 int spool_dead_remove(const char *path, kerr *err) KYCD_MUST_CHECK;
 
+/* How many dead-letter files (dead-*.rec) the spool directory holds now. */
+long long spool_dead_letters(spool *s);
+
 /* Decode one record from a byte buffer (used by spool_open's scan and by
  * the fuzzer): 0, with *used, *payload and *payload_len set, when a whole valid
  * record starts at buf; KERR_INVALID for a bad magic or CRC; KERR_TOOBIG

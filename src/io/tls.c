@@ -3,10 +3,12 @@
 #include "io/tls.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 static int ssl_fail(kerr *err, const char *what, const char *file)
 {
@@ -154,4 +156,22 @@ void tls_live_free(tls_live *l)
 const char *tls_library_version(void)
 {
     return OpenSSL_version(OPENSSL_VERSION);
+}
+
+int tls_cert_expiry(const char *cert_file, int64_t *not_after_s, kerr *err)
+{
+    FILE *f = fopen(cert_file, "r");
+    if (f == NULL)
+        return kerr_set(err, KERR_IO, "cannot open %s", cert_file);
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (x == NULL)
+        return kerr_set(err, KERR_TLS, "%s holds no PEM certificate", cert_file);
+    struct tm tm;
+    int ok = ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm);
+    X509_free(x);
+    if (!ok)
+        return kerr_set(err, KERR_TLS, "%s: unreadable notAfter", cert_file);
+    *not_after_s = (int64_t)timegm(&tm);
+    return 0;
 }

@@ -4,6 +4,8 @@
 #ifndef KYCD_IO_TLS_H
 #define KYCD_IO_TLS_H
 
+#include <stdint.h>
+
 #include "base/err.h"
 
 typedef struct tls_opts {
@@ -41,5 +43,9 @@ void tls_live_free(tls_live *l);
 
 /* OpenSSL's version string, e.g. "OpenSSL 3.0.17 1 Jul 2025". */
 const char *tls_library_version(void);
+
+/* The leaf certificate's notAfter (Unix seconds), for the
+ * kycd_tls_certificate_expiry_timestamp_seconds metric. */
+int tls_cert_expiry(const char *cert_file, int64_t *not_after_s, kerr *err) KYCD_MUST_CHECK;
 
 #endif

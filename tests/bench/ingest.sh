@@ -26,7 +26,7 @@ printf '%s\n' "$token" > "$work/tokens"; chmod 600 "$work/tokens"
 # shellcheck source=tests/lib/ports.sh
 source "$top/tests/lib/ports.sh"
 port=$(kycd_free_port)
-envs=(PATH="$PATH" KYCD_DATABASE_URL="$PGLOCAL_CONNINFO" KYCD_LISTEN=127.0.0.1:$port
+envs=(PATH="$PATH" KYCD_DATABASE_URL="$PGLOCAL_CONNINFO" KYCD_LISTEN=127.0.0.1:$port KYCD_ADMIN_LISTEN=off
   KYCD_TLS_CERT="$work/certs/server.pem" KYCD_TLS_KEY="$work/certs/server.key"
   KYCD_WEBHOOK_TOKENS_FILE="$work/tokens" KYCD_THREADS=$((conns + 8)) KYCD_DB_POOL="${BENCH_POOL:-8}"
   KYCD_LOG_LEVEL=warn KYCD_RECONCILE=off)

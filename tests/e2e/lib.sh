@@ -34,7 +34,8 @@
 #   e2e_free_port                  prints a free TCP port on 127.0.0.1
 #   e2e_start_kycd [--no-migrate] [KYCD_X=v ...]
 #                                  migrate, then serve in the background;
-#                                  sets E2E_PORT, E2E_KYCD_PID, E2E_KYCD_LOG
+#                                  sets E2E_PORT, E2E_ADMIN_PORT (its admin
+#                                  listener, plain HTTP), E2E_KYCD_PID, E2E_KYCD_LOG
 #   post PATH BODY [curl args]     prints the HTTP status (000: no answer);
 #   get PATH [curl args]           body in $E2E_RESP_BODY, headers in
 #                                  $E2E_RESP_HEADERS. BODY "@file" sends a file.
@@ -42,6 +43,7 @@
 #                                  E2E_CT (default application/json) give the
 #                                  Authorization and Content-Type headers;
 #                                  empty leaves the header out.
+#   admin_get PATH [curl args]     the same on the admin listener (/metrics...)
 #   sql "query"                    psql -XAtq on E2E_DB_URL
 #   e2e_kycd_cmd [--bare] [--without NAME] [KYCD_X=v ...] -- ARGS
 #                                  kycd in the foreground (bounded); output in
@@ -123,6 +125,7 @@ E2E_KYCD_PID=
 E2E_KYCD_LOG=
 E2E_KYCD_N=0
 E2E_PORT=
+E2E_ADMIN_PORT=
 E2E_NEXT_PORT=
 E2E_SIM_PORT=
 E2E_SIM_PID=
@@ -392,7 +395,8 @@ e2e__std_env() {
   local skip=" ${1:-} " a
   for a in "KYCD_DATABASE_URL=$E2E_DB_URL" "KYCD_LISTEN=127.0.0.1:${E2E_PORT:-8443}" \
            "KYCD_TLS_CERT=$E2E_CERT" "KYCD_TLS_KEY=$E2E_KEY" "KYCD_TLS_CHAIN=$E2E_CHAIN" \
-           "KYCD_WEBHOOK_TOKENS_FILE=$E2E_TOKEN_FILE" "KYCD_LOG_LEVEL=debug" "KYCD_RECONCILE=off"; do
+           "KYCD_WEBHOOK_TOKENS_FILE=$E2E_TOKEN_FILE" "KYCD_LOG_LEVEL=debug" "KYCD_RECONCILE=off" \
+           "KYCD_ADMIN_LISTEN=127.0.0.1:${E2E__STD_ADMIN:-$(e2e_free_port)}"; do
     [[ $skip == *" ${a%%=*} "* ]] || E2E_ENV+=("$a")
   done
 }
@@ -414,7 +418,8 @@ e2e_kycd_cmd() {
       *) break ;;
     esac
   done
-  if [ "$bare" = 0 ]; then e2e_certs; e2e__std_env "$without"; fi
+  # A foreground kycd gets an admin port of its own (a background one may run).
+  if [ "$bare" = 0 ]; then e2e_certs; E2E__STD_ADMIN='' e2e__std_env "$without"; fi
   while [ $# -gt 0 ] && [ "$1" != -- ]; do E2E_ENV+=("$1"); shift; done
   if [ "${1:-}" = -- ]; then shift; fi
   E2E_RC=0
@@ -486,8 +491,9 @@ e2e_start_kycd() {
     if [ -n "$preset" ]; then E2E_PORT=$preset; else E2E_PORT=$(e2e_free_port); fi
     E2E_KYCD_N=$((E2E_KYCD_N + 1))
     E2E_KYCD_LOG=$E2E_TMP/kycd.$E2E_KYCD_N.log
+    E2E_ADMIN_PORT=$(e2e_free_port)
     e2e__env
-    e2e__std_env
+    E2E__STD_ADMIN=$E2E_ADMIN_PORT e2e__std_env
     E2E_ENV+=("$@")
     # env and the wrapper exec: $! is the pid of kycd (valgrind runs its
     # client in its own process), so SIGTERM reaches kycd itself.
@@ -510,7 +516,7 @@ e2e_start_kycd() {
     fi
     wait "$E2E_KYCD_PID" 2>/dev/null || true
     # Someone took the port between the check and the bind: try another.
-    if ! grep -qi 'cannot start the HTTPS server\|cannot bind\|address already in use' "$E2E_KYCD_LOG"; then
+    if ! grep -qi 'cannot start the HTTPS\? server\|cannot bind\|address already in use' "$E2E_KYCD_LOG"; then
       break
     fi
     if [ -n "$preset" ]; then
@@ -575,6 +581,16 @@ post() {
 get() {
   local path=$1; shift
   e2e_curl "$path" "$@"
+}
+
+# admin_get PATH [curl args]: GET on the running kycd's admin listener
+# (plain HTTP on 127.0.0.1:$E2E_ADMIN_PORT); prints the HTTP status, body
+# and headers as for get.
+admin_get() {
+  local path=$1; shift
+  : >"$E2E_RESP_BODY"; : >"$E2E_RESP_HEADERS"
+  curl -sS --max-time 20 -o "$E2E_RESP_BODY" -D "$E2E_RESP_HEADERS" -w '%{http_code}' "$@" \
+    "http://127.0.0.1:$E2E_ADMIN_PORT$path" 2>"$E2E_TMP/curl.err" || true
 }
 
 resp_body() { cat "$E2E_RESP_BODY"; }

@@ -88,12 +88,12 @@ lg_num() {
 
 # --- spool depth (/readyz) ----------------------------------------------------
 
-# spool_depth: records in kycd's spool per /readyz ("" when kycd does not answer).
+# spool_depth: records in kycd's spool per the admin listener's /readyz ("" when kycd does not answer).
 SPOOL_DEPTH_BODY=$E2E_TMP/readyz.body
 spool_depth() {
   local f=$SPOOL_DEPTH_BODY
   : >"$f"
-  curl -sS --max-time 10 --cacert "$E2E_CA" -o "$f" "$(e2e_url /readyz)" 2>/dev/null || true
+  curl -sS --max-time 10 -o "$f" "http://127.0.0.1:$E2E_ADMIN_PORT/readyz" 2>/dev/null || true
   json_num records "$(cat "$f")"
 }
 

@@ -270,7 +270,7 @@ if want 4; then
       first503=$st
       assert_eq 503 "$st" "the first delivery the full spool cannot take: 503 (after $n200 spooled)"
       assert_eq 3 "$(resp_header Retry-After)" "... with Retry-After"
-      rd_code=$(get /readyz)
+      rd_code=$(admin_get /readyz)
       rd_body=$(resp_body)
       continue
     fi

@@ -55,7 +55,7 @@ assert_eq 0 "$(num http_answers "$hold")" "no 127.0.0.2 connection got an HTTP a
 assert_eq 0 "$(num tls_bytes "$hold")" "no 127.0.0.2 connection got as much as a TLS byte"
 assert_eq 0 "$(sql "SELECT count(*) FROM kyc.webhook_events WHERE remote_addr <> '127.0.0.1'")" \
   "nothing from 127.0.0.2 is stored"
-readyz=$(get /readyz >/dev/null; resp_body)
+readyz=$(admin_get /readyz >/dev/null; resp_body)
 refused=$(json_num refused_connections "$readyz")
 opened=$(num opened "$hold")
 assert_eq 1 "$([ "${refused:-0}" -ge "${opened:-2000}" ] && echo 1 || echo 0)" \
@@ -124,4 +124,18 @@ assert_eq 0 "$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_
   "nothing of the trickled request is stored"
 figures "flood 3: slow_headers_status=$(num status "$sh") after_ms=$(num after_ms "$sh")" \
   "slow_body_status=$(num status "$sb") after_ms=$(num after_ms "$sb") beside_ok=$(num ok "$out")/20 beside_p99_ms=$(num p99_ms "$out")"
+e2e_stop_kycd
+
+# --- 4. the public workers all held: the admin listener still answers ----------------------------
+e2e_section "4. every public worker held by idle connections: the admin listener answers"
+e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_THREADS=4 KYCD_HEADER_TIMEOUT=10s
+ready=$E2E_TMP/hold4.ready
+timeout 60 python3 "$FLOOD" hold --port "$E2E_PORT" --source 127.0.0.3 --count 40 \
+  --hello-share 0 --seconds 8 --ready-file "$ready" >"$E2E_TMP/hold4.out" 2>&1 &
+holder=$!
+e2e_track_pid "$holder"
+e2e_wait_cmd 30 test -e "$ready" || fail "the 40 idle connections were not opened"
+assert_eq 000 "$(get /healthz --max-time 2)" "the public listener is starved: /healthz gets no answer within 2 s"
+assert_eq 200 "$(admin_get /metrics --max-time 2)" "the admin listener (its own threads) answers /metrics at once"
+wait "$holder" 2>/dev/null || true
 e2e_stop_kycd

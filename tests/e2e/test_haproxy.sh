@@ -41,7 +41,7 @@ USERS_REC=400 # pending users the three reconcilers share
 REC=(KYCD_DB_TIMEOUT=1s KYCD_RECONCILE=on KYCD_PENDING_AFTER=1h KYCD_RECONCILE_INTERVAL=300ms KYCD_P100_TIMEOUT=2s
      KYCD_P100_RATE=15 KYCD_P100_CONCURRENCY=4 KYCD_RECHECK_SHARE=0)
 
-declare -a K_PORT K_PID K_LOG K_SPOOL
+declare -a K_PORT K_ADMIN K_PID K_LOG K_SPOOL
 
 # kycd_up I [--no-migrate]: start instance I (1..N) on its port (chosen on
 # its first start) and its own spool; records its pid and log.
@@ -53,6 +53,7 @@ kycd_up() {
   E2E_KYCD_PID=
   e2e_start_kycd "${mig[@]}" "${SIM_ENV[@]}" "${REC[@]}" KYCD_SPOOL_DIR="${K_SPOOL[$i]}"
   K_PORT[i]=$E2E_PORT
+  K_ADMIN[i]=$E2E_ADMIN_PORT
   K_PID[i]=$E2E_KYCD_PID
   K_LOG[i]=$E2E_KYCD_LOG
   E2E_KYCD_PID=
@@ -62,13 +63,14 @@ kycd_down() {
   E2E_KYCD_PID=${K_PID[$1]} E2E_KYCD_LOG=${K_LOG[$1]} E2E_PORT=${K_PORT[$1]}
   e2e_stop_kycd "kycd k$1"
 }
-# at I CMD...: run CMD against instance I (e2e_url, get: its port).
+# at I CMD...: run CMD against instance I (e2e_url, get: its port;
+# admin_get, spool_depth: its admin port).
 at() {
-  local i=$1 keep=$E2E_PORT rc=0
+  local i=$1 keep=$E2E_PORT keep_admin=$E2E_ADMIN_PORT rc=0
   shift
-  E2E_PORT=${K_PORT[$i]}
+  E2E_PORT=${K_PORT[$i]} E2E_ADMIN_PORT=${K_ADMIN[$i]}
   "$@" || rc=$?
-  E2E_PORT=$keep
+  E2E_PORT=$keep E2E_ADMIN_PORT=$keep_admin
   return "$rc"
 }
 

@@ -58,6 +58,11 @@ db_pending() {
 }
 faults() { if [ $# -eq 0 ]; then set -- '{}'; fi; sim POST /_sim/faults "$1" >/dev/null; }
 ready_is() { [ "$(get /readyz)" = "$1" ]; }
+# paused_is V: kycd_reconciler_paused on the admin listener's /metrics is V.
+paused_is() {
+  admin_get /metrics >/dev/null
+  [ "$(awk '$1 == "kycd_reconciler_paused" {print $2}' "$E2E_RESP_BODY")" = "$1" ]
+}
 sim_in_flight_is() { [ "$(sim_stat in_flight)" = "$1" ]; }
 log_has() { grep -E -q -- "$1" "$E2E_KYCD_LOG"; }
 ms_since() { echo $(( $(e2e_ms) - $1 )); }
@@ -286,12 +291,30 @@ faults '{"unauthorized":true}'
 sim_bulk c6- 30 VERIFIED SUCCESSFUL
 db_pending c6- 30
 snap0=$(sql "$SNAP")
-if e2e_wait_cmd 5 ready_is 503; then
-  pass "/readyz answers 503 once P100 refuses the key"
+# A P100 problem never fails readiness (webhooks do not need P100): it
+# shows in /status and in kycd_reconciler_paused instead.
+if e2e_wait_cmd 5 paused_is 1; then
+  pass "kycd_reconciler_paused is 1 once P100 refuses the key"
 else
-  fail "/readyz did not turn 503 within 5 s"
+  fail "kycd_reconciler_paused did not turn 1 within 5 s"
 fi
-assert_contains "$(resp_body)" "API key" "the /readyz answer says why (the API key): $(resp_body)"
+assert_eq 200 "$(get /readyz)" "/readyz stays 200 while P100 refuses the key"
+# due_ge N: kycd_reconciler_due_users on /metrics is at least N.
+due_ge() {
+  local v
+  admin_get /metrics >/dev/null
+  v=$(awk '$1 == "kycd_reconciler_due_users" {print $2}' "$E2E_RESP_BODY")
+  [ -n "$v" ] && [ "$v" -ge "$1" ]
+}
+if e2e_wait_cmd 10 due_ge 30; then
+  pass "kycd_reconciler_due_users counts the 30 paused users (at least)"
+else
+  fail "kycd_reconciler_due_users did not reach 30 within 10 s"
+fi
+assert_eq 200 "$(admin_get /status)" "/status answers"
+assert_contains "$(resp_body)" '"paused":true' "/status: the reconciler is paused: $(resp_body)"
+assert_contains "$(resp_body)" "API key" "/status says why (the API key)"
+assert_contains "$(resp_body)" '"credentials":"refused"' "/status: P100 refuses our credentials"
 c0=$(sim_stat status_calls)
 k0=$(sql "SELECT count(*) FROM kyc.status_checks WHERE external_user_id LIKE 'c6-%'")
 sleep 2
@@ -322,11 +345,12 @@ else
 fi
 faults
 t0=$(e2e_ms)
-if e2e_wait_cmd 5 ready_is 200; then
-  pass "key accepted again: /readyz 200 after $(ms_since "$t0") ms"
+if e2e_wait_cmd 5 paused_is 0; then
+  pass "key accepted again: kycd_reconciler_paused 0 after $(ms_since "$t0") ms"
 else
-  fail "/readyz still not 200 5 s after the 401s stopped: $(resp_body)"
+  fail "kycd_reconciler_paused still not 0 5 s after the 401s stopped"
 fi
+assert_eq 200 "$(get /readyz)" "/readyz still 200"
 if e2e_wait_sql "SELECT count(*) FROM kyc.verifications WHERE external_user_id LIKE 'c6-%' AND verification_status = 'VERIFIED'" 30 10; then
   pass "all 30 users converge ($(ms_since "$t0") ms)"
 else

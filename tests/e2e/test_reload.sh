@@ -26,7 +26,12 @@ TOKEN_A=$E2E_TOKEN
 TOKEN_B=$(openssl rand -hex 24)
 e2e_start_kycd KYCD_LOG_LEVEL=info "KYCD_CONFIG=$CONF"
 
-reloads() { get /readyz >/dev/null; json_num "$1" "$(resp_body)"; }
+reloads() { admin_get /readyz >/dev/null; json_num "$1" "$(resp_body)"; }
+# reload_metric RESULT: kycd_config_reloads_total{result="RESULT"} on /metrics.
+reload_metric() {
+  admin_get /metrics >/dev/null
+  awk -v want="kycd_config_reloads_total{result=\"$1\"}" '$1 == want {print $2}' "$E2E_RESP_BODY"
+}
 # hup: SIGHUP, then wait for the Nth reload line (success or failure).
 hup() {
   local want=$1
@@ -88,11 +93,16 @@ E2E_AUTH="Bearer $TOKEN_B"
 
 # --- a broken tokens file -----------------------------------------------------------
 e2e_section "a broken tokens file keeps the old tokens"
+failures_before=$(reload_metric failure)
+assert_eq "0 1" "${failures_before:-none} $(reload_metric success)" \
+  "/metrics before: kycd_config_reloads_total 0 failures, 1 success"
 printf 'short\n' >"$E2E_TOKEN_FILE"
 hup 2
 assert_contains "$(grep 'reload failed' "$E2E_KYCD_LOG")" "webhook" "the failure names the key"
 assert_eq 200 "$(post "$E2E_KYC_PATH" "$(kyc_body "$(e2e_uuid)" NOT_VERIFIED PENDING)")" "token B still gets 200"
 assert_eq "1 1" "$(reloads reloads) $(reloads reload_failures)" "/readyz counts 1 reload and 1 failure"
+assert_eq "1 1" "$(reload_metric failure) $(reload_metric success)" \
+  "/metrics: kycd_config_reloads_total{result=\"failure\"} moved to 1 on the broken reload"
 printf '%s\n' "$TOKEN_B" >"$E2E_TOKEN_FILE"
 
 # --- a key that needs a restart -----------------------------------------------------

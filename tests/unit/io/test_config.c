@@ -541,7 +541,9 @@ static void test_print(void **state)
                        "recheck_rejected_after = 1h\n"
                        "recheck_rejected_for = 720h\n"
                        "recheck_verified_every = 720h\n"
-                       "recheck_share = 20\n";
+                       "recheck_share = 20\n"
+                       "admin_listen = 127.0.0.1:8444\n"
+                       "admin_allow_cidrs = 127.0.0.0/8,::1/128\n";
     assert_string_equal(text, want);
     free(text);
     config_deinit(&cfg);

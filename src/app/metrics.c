@@ -1,0 +1,353 @@
+/* The metrics registry and the exposition (see metrics.h). Must never take
+ * a label value that is not in one of the fixed lists below, nor lock on
+ * a request thread's path. */
+#include "app/metrics.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/state.h"
+
+#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* The fixed label values; the last of each list is "other". */
+static const char *const ROUTE[] = {"kyc_verification_status",
+                                    "poa_verification_status",
+                                    "kyc_file_added",
+                                    "user_status",
+                                    "healthz",
+                                    "readyz",
+                                    "metrics",
+                                    "status",
+                                    "other"};
+static const char *const CODE[] = {"200", "400", "401", "403", "404", "405",  "408",
+                                   "413", "415", "429", "500", "503", "other"};
+static const char *const KIND[] = {"kyc_verification_status", "poa_verification_status",
+                                   "kyc_file_added", "user_status", "other"};
+static const char *const OUTCOME[] = {"applied", "unchanged", "held", "recorded",
+                                      "spooled", "refused",   "other"};
+/* The reason label: the state machine's reasons (kyc_reason_name, filled
+ * in once), then the handler's refusal codes (the "error" of its JSON
+ * answers), then "other". */
+static const char *const REFUSAL[] = {
+    "unauthorized",    "forbidden",   "unsupported_media_type", "payload_too_large",
+    "request_timeout", "bad_request", "invalid_payload",        "unavailable",
+    "overloaded",      "draining",    "method_not_allowed",     "other"};
+#define STATE_REASONS (KYC_R_RECHECK + 1)
+static const char *REASON[STATE_REASONS + N(REFUSAL)];
+static pthread_once_t reason_once = PTHREAD_ONCE_INIT;
+
+static void reason_init(void)
+{
+    for (int i = 0; i < STATE_REASONS; i++)
+        REASON[i] = kyc_reason_name((enum kyc_reason)i);
+    for (int j = 0; j < N(REFUSAL); j++)
+        REASON[STATE_REASONS + j] = REFUSAL[j];
+}
+static const char *const P100_OUTCOME[] = {"ok",           "final",         "transient",
+                                           "rate_limited", "misconfigured", "other"};
+static const char *const CHECK_RESULT[] = {"applied",  "unchanged", "flagged", "retry",
+                                           "released", "error",     "other"};
+static const char *const RELOAD_RESULT[] = {"success", "failure"};
+
+typedef struct label_def {
+    const char *name;
+    const char *const *values;
+    int n;
+} label_def;
+
+#define LABEL(name, list)                                                                          \
+    {                                                                                              \
+        name, list, N(list)                                                                        \
+    }
+static const label_def L_ROUTE = LABEL("route", ROUTE), L_CODE = LABEL("code", CODE),
+                       L_KIND = LABEL("kind", KIND), L_OUTCOME = LABEL("outcome", OUTCOME),
+                       L_REASON = LABEL("reason", REASON),
+                       L_P100_OUTCOME = LABEL("outcome", P100_OUTCOME),
+                       L_RESULT = LABEL("result", CHECK_RESULT),
+                       L_RELOAD = LABEL("result", RELOAD_RESULT);
+
+typedef struct counter {
+    const char *name, *help;
+    int nl;
+    const label_def *l[3];
+    int dense; /* write every cell, zeros too (small families alerts watch) */
+    atomic_llong *cells;
+} counter;
+
+static atomic_llong http_cells[N(ROUTE) * N(CODE)];
+static atomic_llong delivery_cells[N(KIND) * N(OUTCOME) * N(REASON)];
+static atomic_llong check_cells[N(P100_OUTCOME) * N(CHECK_RESULT)];
+static atomic_llong reload_cells[N(RELOAD_RESULT)];
+
+static counter C_HTTP = {"kycd_http_requests_total",
+                         "HTTP answers by route and status code",
+                         2,
+                         {&L_ROUTE, &L_CODE},
+                         0,
+                         http_cells};
+static counter C_DELIVERY = {"kycd_webhook_deliveries_total",
+                             "webhook deliveries by kind and outcome (refused: not stored, "
+                             "reason is the answer's error code)",
+                             3,
+                             {&L_KIND, &L_OUTCOME, &L_REASON},
+                             0,
+                             delivery_cells};
+static counter C_CHECK = {"kycd_reconciler_checks_total",
+                          "reconciler checks by P100's answer (outcome) and what was recorded "
+                          "(result)",
+                          2,
+                          {&L_P100_OUTCOME, &L_RESULT},
+                          0,
+                          check_cells};
+static counter C_RELOAD = {"kycd_config_reloads_total",
+                           "configuration reloads (SIGHUP) by result",
+                           1,
+                           {&L_RELOAD},
+                           1,
+                           reload_cells};
+
+/* Accepted to durable: committed, or fsynced to the spool. */
+static metrics_histogram H_INGEST = {
+    "kycd_ingest_duration_seconds",
+    "time from a verified webhook to its delivery being durable",
+    12,
+    {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5},
+    {0},
+    0};
+static metrics_histogram H_P100 = {"kycd_p100_request_duration_seconds",
+                                   "latency of P100's Get KYC Status answers",
+                                   11,
+                                   {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+                                   {0},
+                                   0};
+
+static int value_index(const label_def *l, const char *v)
+{
+    for (int i = 0; v && i < l->n - 1; i++)
+        if (strcmp(l->values[i], v) == 0)
+            return i;
+    return l->n - 1; /* "other" (or the last value of a closed list) */
+}
+
+static void counter_inc(counter *c, const char *const *values)
+{
+    int idx = 0;
+    for (int i = 0; i < c->nl; i++)
+        idx = idx * c->l[i]->n + value_index(c->l[i], values[i]);
+    atomic_fetch_add_explicit(&c->cells[idx], 1, memory_order_relaxed);
+}
+
+void metrics_http_request(const char *route, int code)
+{
+    char c[8];
+    snprintf(c, sizeof c, "%d", code);
+    counter_inc(&C_HTTP, (const char *const[]){route, c});
+}
+
+void metrics_delivery(const char *kind, const char *outcome, const char *reason)
+{
+    pthread_once(&reason_once, reason_init);
+    counter_inc(&C_DELIVERY, (const char *const[]){kind, outcome, reason});
+}
+
+void metrics_reconciler_check(const char *outcome, const char *result)
+{
+    counter_inc(&C_CHECK, (const char *const[]){outcome, result});
+}
+
+void metrics_config_reload(int ok)
+{
+    counter_inc(&C_RELOAD, (const char *const[]){ok ? "success" : "failure"});
+}
+
+void metrics_observe_ingest(double seconds)
+{
+    metrics_histogram_observe(&H_INGEST, seconds);
+}
+
+void metrics_observe_p100(double seconds)
+{
+    metrics_histogram_observe(&H_P100, seconds);
+}
+
+const char *metrics_route(const char *path)
+{
+    static const char prefix[] = "/webhooks/p100/";
+    if (path == NULL)
+        return "other";
+    if (strncmp(path, prefix, sizeof prefix - 1) == 0) {
+        static const char *const paths[] = {"kyc-verification-status", "poa-verification-status",
+                                            "kyc-file-added", "user-status"};
+        for (int i = 0; i < N(paths); i++)
+            if (strcmp(path + sizeof prefix - 1, paths[i]) == 0)
+                return ROUTE[i];
+        return "other";
+    }
+    for (int i = 4; i < N(ROUTE) - 1; i++)
+        if (path[0] == '/' && strcmp(path + 1, ROUTE[i]) == 0)
+            return ROUTE[i];
+    return "other";
+}
+
+/* Label values: backslash, double quote and newline escaped (0.0.4). */
+static int append_escaped(kbuf *out, const char *s, int quote)
+{
+    for (const char *p = s; *p; p++) {
+        int rc;
+        if (*p == '\\')
+            rc = kbuf_append(out, "\\\\", 2);
+        else if (*p == '\n')
+            rc = kbuf_append(out, "\\n", 2);
+        else if (quote && *p == '"')
+            rc = kbuf_append(out, "\\\"", 2);
+        else
+            rc = kbuf_append(out, p, 1);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int metrics_family(kbuf *out, const char *name, const char *type, const char *help)
+{
+    int rc = kbuf_appendf(out, "# HELP %s ", name);
+    if (rc == 0)
+        rc = append_escaped(out, help, 0);
+    if (rc == 0)
+        rc = kbuf_appendf(out, "\n# TYPE %s %s\n", name, type);
+    return rc;
+}
+
+static int append_value(kbuf *out, double v)
+{
+    if (isinf(v))
+        return kbuf_appendf(out, v > 0 ? "+Inf" : "-Inf");
+    if (isnan(v))
+        return kbuf_appendf(out, "NaN");
+    if (v == (double)(long long)v && fabs(v) < 9e15)
+        return kbuf_appendf(out, "%lld", (long long)v);
+    return kbuf_appendf(out, "%.9g", v);
+}
+
+int metrics_sample(kbuf *out, const char *name, const char *const *labels, double value)
+{
+    int rc = kbuf_appendf(out, "%s", name);
+    for (int i = 0; rc == 0 && labels && labels[i]; i += 2) {
+        rc = kbuf_appendf(out, "%s%s=\"", i ? "," : "{", labels[i]);
+        if (rc == 0)
+            rc = append_escaped(out, labels[i + 1] ? labels[i + 1] : "", 1);
+        if (rc == 0)
+            rc = kbuf_append(out, "\"", 1);
+    }
+    if (rc == 0 && labels && labels[0])
+        rc = kbuf_append(out, "}", 1);
+    if (rc == 0)
+        rc = kbuf_append(out, " ", 1);
+    if (rc == 0)
+        rc = append_value(out, value);
+    if (rc == 0)
+        rc = kbuf_append(out, "\n", 1);
+    return rc;
+}
+
+int metrics_gauge(kbuf *out, const char *name, const char *help, double value)
+{
+    int rc = metrics_family(out, name, "gauge", help);
+    return rc ? rc : metrics_sample(out, name, NULL, value);
+}
+
+void metrics_histogram_observe(metrics_histogram *h, double seconds)
+{
+    int i = 0;
+    while (i < h->nbounds && seconds > h->bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
+    long long ns = seconds > 0 ? (long long)(seconds * 1e9) : 0;
+    atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
+}
+
+int metrics_histogram_write(kbuf *out, const metrics_histogram *h)
+{
+    char bucket[128], le[32];
+    snprintf(bucket, sizeof bucket, "%s_bucket", h->name);
+    int rc = metrics_family(out, h->name, "histogram", h->help);
+    long long cum = 0;
+    /* Read each bucket once: the cumulative counts and _count agree even
+     * while observations land (_sum may be a little ahead or behind). */
+    for (int i = 0; rc == 0 && i <= h->nbounds; i++) {
+        cum += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+        if (i < h->nbounds)
+            snprintf(le, sizeof le, "%.9g", h->bounds[i]);
+        else
+            snprintf(le, sizeof le, "+Inf");
+        rc = metrics_sample(out, bucket, (const char *const[]){"le", le, NULL}, (double)cum);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "%s_sum", h->name);
+    if (rc == 0)
+        rc = metrics_sample(out, name, NULL,
+                            (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9);
+    snprintf(name, sizeof name, "%s_count", h->name);
+    if (rc == 0)
+        rc = metrics_sample(out, name, NULL, (double)cum);
+    return rc;
+}
+
+static int counter_write(kbuf *out, const counter *c)
+{
+    int rc = metrics_family(out, c->name, "counter", c->help);
+    int cells = 1;
+    for (int i = 0; i < c->nl; i++)
+        cells *= c->l[i]->n;
+    for (int idx = 0; rc == 0 && idx < cells; idx++) {
+        long long v = atomic_load_explicit(&c->cells[idx], memory_order_relaxed);
+        if (v == 0 && !c->dense)
+            continue;
+        const char *labels[7];
+        int rest = idx;
+        for (int i = c->nl - 1; i >= 0; i--) {
+            labels[2 * i] = c->l[i]->name;
+            labels[2 * i + 1] = c->l[i]->values[rest % c->l[i]->n];
+            rest /= c->l[i]->n;
+        }
+        labels[2 * c->nl] = NULL;
+        rc = metrics_sample(out, c->name, labels, (double)v);
+    }
+    return rc;
+}
+
+int metrics_write_registry(kbuf *out)
+{
+    pthread_once(&reason_once, reason_init);
+    const counter *cs[] = {&C_HTTP, &C_DELIVERY, &C_CHECK, &C_RELOAD};
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < N(cs); i++)
+        rc = counter_write(out, cs[i]);
+    if (rc == 0)
+        rc = metrics_histogram_write(out, &H_INGEST);
+    if (rc == 0)
+        rc = metrics_histogram_write(out, &H_P100);
+    return rc;
+}
+
+static void zero(atomic_llong *a, int n)
+{
+    for (int i = 0; i < n; i++)
+        atomic_store(&a[i], 0);
+}
+
+void metrics_reset(void)
+{
+    zero(http_cells, N(http_cells));
+    zero(delivery_cells, N(delivery_cells));
+    zero(check_cells, N(check_cells));
+    zero(reload_cells, N(reload_cells));
+    metrics_histogram *hs[] = {&H_INGEST, &H_P100};
+    for (int i = 0; i < N(hs); i++) {
+        zero(hs[i]->counts, METRICS_BUCKETS_MAX + 1);
+        atomic_store(&hs[i]->sum_ns, 0);
+    }
+}

@@ -1,0 +1,65 @@
+/* kycd's metrics: one process-wide registry of counters and histograms,
+ * and the Prometheus text exposition (format 0.0.4, hand-written).
+ *
+ * Counters are cells of atomic integers, one per combination of label
+ * values; every label takes its values from a fixed list (a value outside
+ * it counts as "other"), so no user id or client byte can become a label
+ * and the number of series is bounded. Request threads bump them at
+ * thousands per second: an increment is a lookup in short lists and one
+ * relaxed atomic add, no lock.
+ *
+ * Gauges are read at scrape time by the caller (serve.c knows the spool,
+ * the database probe, the reconciler) and written with metrics_gauge. */
+#ifndef KYCD_APP_METRICS_H
+#define KYCD_APP_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/err.h"
+
+/* The counters kycd keeps (label values from fixed lists, see metrics.c). */
+void metrics_http_request(const char *route, int code);
+void metrics_delivery(const char *kind, const char *outcome, const char *reason);
+void metrics_reconciler_check(const char *outcome, const char *result);
+void metrics_config_reload(int ok);
+/* Histograms, in seconds. */
+void metrics_observe_ingest(double seconds);
+void metrics_observe_p100(double seconds);
+
+/* The route label of a request path ("kyc_verification_status" for a
+ * webhook route, "healthz", "readyz", "metrics", "status", "other"). */
+const char *metrics_route(const char *path);
+
+/* Every counter and histogram of the registry, appended to out. */
+int metrics_write_registry(kbuf *out) KYCD_MUST_CHECK;
+
+/* Exposition helpers (unit-tested; used by the registry and the caller's
+ * gauges). labels is a NULL-terminated list of name, value pairs (values
+ * escaped here: backslash, double quote, newline); NULL for none. HELP and
+ * TYPE are written once per name by metrics_family. */
+int metrics_family(kbuf *out, const char *name, const char *type, const char *help) KYCD_MUST_CHECK;
+int metrics_sample(kbuf *out, const char *name, const char *const *labels,
+                   double value) KYCD_MUST_CHECK;
+/* A gauge with its HELP and TYPE and one unlabelled sample. */
+int metrics_gauge(kbuf *out, const char *name, const char *help, double value) KYCD_MUST_CHECK;
+
+/* A histogram with fixed upper bounds (seconds), lock-free. */
+#define METRICS_BUCKETS_MAX 16
+typedef struct metrics_histogram {
+    const char *name, *help;
+    int nbounds;
+    double bounds[METRICS_BUCKETS_MAX];           /* ascending; +Inf is implicit */
+    atomic_llong counts[METRICS_BUCKETS_MAX + 1]; /* per bucket, not cumulative */
+    atomic_llong sum_ns;
+} metrics_histogram;
+
+void metrics_histogram_observe(metrics_histogram *h, double seconds);
+/* _bucket (cumulative, le="+Inf" last), _sum and _count. */
+int metrics_histogram_write(kbuf *out, const metrics_histogram *h) KYCD_MUST_CHECK;
+
+/* Zero every counter and histogram (unit tests). */
+void metrics_reset(void);
+
+#endif
