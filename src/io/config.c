@@ -153,6 +153,10 @@ static const cfg_entry table[] = {
      30 * DAY, "re-check each verified user this often (spread over the interval); 0: never"},
     {"recheck_share", T_INT, 0, OFF(recheck_share), 0, 100, NULL, 20,
      "percent of p100_rate re-checks may use, after pending and held users"},
+    {"retention", T_DURATION, 0, OFF(retention_ms), 0, 100 * 366 * DAY, NULL, 0,
+     "`kycd retention` drops history partitions wholly older than this; 0: keep everything"},
+    {"partitions_every", T_DURATION, 0, OFF(partitions_every_ms), 1000, DAY, NULL, 3600 * SEC,
+     "how often serve creates the history partitions of the next two months, if missing"},
 };
 
 #define NKEYS (sizeof table / sizeof table[0])
