@@ -34,6 +34,17 @@ ALTER TABLE kyc.webhook_events RENAME TO webhook_events_v6;
 ALTER TABLE kyc.status_changes RENAME TO status_changes_v6;
 ALTER TABLE kyc.status_checks RENAME TO status_checks_v6;
 
+-- The append-only refusal names the table analysts know (the parent), not
+-- the partition a row happens to be in.
+CREATE OR REPLACE FUNCTION kyc.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'kyc.% is append-only',
+        coalesce((SELECT p.relname FROM pg_catalog.pg_inherits i
+                  JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+                  WHERE i.inhrelid = TG_RELID), TG_TABLE_NAME)
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+
 -- The partition of PARENT (one of the three) for the UTC month holding
 -- MONTH: created with the table's append-only TRUNCATE trigger (row
 -- triggers are inherited from the parent, TRUNCATE triggers are not) and

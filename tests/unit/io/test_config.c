@@ -478,7 +478,9 @@ static void test_print(void **state)
                        "recheck_rejected_after = 1h\n"
                        "recheck_rejected_for = 720h\n"
                        "recheck_verified_every = 720h\n"
-                       "recheck_share = 20\n";
+                       "recheck_share = 20\n"
+                       "retention = 0s\n"
+                       "partitions_every = 1h\n";
     assert_string_equal(text, want);
     free(text);
     config_deinit(&cfg);
