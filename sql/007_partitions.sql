@@ -122,6 +122,22 @@ SELECT setval(pg_get_serial_sequence('kyc.status_checks', 'id'),
               (SELECT coalesce(max(id), 0) + 1 FROM kyc.status_checks_v6), false);
 DROP TABLE kyc.webhook_events_v6, kyc.status_changes_v6, kyc.status_checks_v6;
 
+-- A DEFAULT partition per table: a row no month holds (a delivery replayed
+-- from a spool older than the oldest partition, a clock years off) is
+-- stored there rather than refused. It is normally empty; `kycd partitions`
+-- shows its rows, retention never drops it. (Creating a month's partition
+-- checks the default holds no row of that month.)
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['webhook_events', 'status_changes', 'status_checks'] LOOP
+        EXECUTE format('CREATE TABLE kyc.%I PARTITION OF kyc.%I DEFAULT', t || '_default', t);
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON kyc.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION kyc.refuse_change()',
+                       t || '_default_no_truncate', t || '_default');
+    END LOOP;
+END $$;
+
 -- Keys and indexes (built after the copy: faster), on every partition.
 ALTER TABLE kyc.webhook_events ADD PRIMARY KEY (id, received_at);
 CREATE INDEX webhook_events_user_idx ON kyc.webhook_events (external_user_id, received_at);
@@ -169,7 +185,7 @@ JOIN pg_namespace n ON n.oid = p.relnamespace
 CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
                                 'FROM \(''([^'']+)''\) TO \(''([^'']+)''\)') AS b(m)
 WHERE n.nspname = 'kyc' AND p.relname IN ('webhook_events', 'status_changes', 'status_checks');
-COMMENT ON VIEW kyc.partitions IS 'monthly partitions of the history tables: parent, name, [from_time, to_time), approximate rows, size';
+COMMENT ON VIEW kyc.partitions IS 'partitions of the history tables: parent, name, [from_time, to_time) (both NULL for the DEFAULT partition), approximate rows, size';
 
 -- What retention does with the partitions wholly before BEFORE: drop, or
 -- keep because the current state of some users (kyc.verifications.

@@ -37,11 +37,22 @@ int db_partitions_ensure(db *d, int ahead, int *created, kerr *err)
 
 int db_partitions_report(db *d, kbuf *out, kerr *err)
 {
-    return db_report_rows(d, out, "partitions",
-                          "SELECT parent AS table, name, from_time, to_time, approx_rows, "
-                          "pg_size_pretty(bytes) AS size FROM kyc.partitions "
-                          "ORDER BY from_time, parent",
-                          0, NULL, err);
+    int rc = db_report_rows(d, out, "partitions",
+                            "SELECT parent AS table, name, from_time, to_time, approx_rows, "
+                            "pg_size_pretty(bytes) AS size FROM kyc.partitions "
+                            "WHERE from_time IS NOT NULL ORDER BY from_time, parent",
+                            0, NULL, err);
+    if (rc != 0)
+        return rc;
+    /* Rows no month holds: normally none (see sql/007_partitions.sql). */
+    return db_report_rows(
+        d, out, "default partitions (rows outside every month)",
+        "SELECT 'webhook_events_default' AS name, count(*) AS rows "
+        "FROM kyc.webhook_events_default UNION ALL "
+        "SELECT 'status_changes_default', count(*) FROM kyc.status_changes_default "
+        "UNION ALL "
+        "SELECT 'status_checks_default', count(*) FROM kyc.status_checks_default",
+        0, NULL, err);
 }
 
 int db_retention(db *d, const char *before, int dry_run, kbuf *out, int *dropped, int *kept,
