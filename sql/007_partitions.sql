@@ -17,8 +17,16 @@
 -- foreign keys (a foreign key would need the referenced time too). A join on
 -- the id finds the row through each partition's primary-key index.
 
--- Views reading the history tables are recreated at the end (a view keeps
--- pointing at the renamed table otherwise).
+-- Views reading the history tables are recreated at the end from their
+-- current definitions (a view keeps pointing at the renamed table
+-- otherwise); pg_get_viewdef names the tables kyc.<table>, which then are
+-- the partitioned ones.
+CREATE TEMP TABLE kycd_views ON COMMIT DROP AS
+SELECT c.relname::text AS name, pg_get_viewdef(c.oid) AS def,
+       obj_description(c.oid, 'pg_class') AS comment
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'kyc' AND c.relname IN ('held_events', 'daily_funnel', 'time_to_verified',
+                                           'reconciler_corrections', 'reconciler_daily');
 DROP VIEW kyc.held_events;
 DROP VIEW kyc.daily_funnel;
 DROP VIEW kyc.time_to_verified;
@@ -231,76 +239,13 @@ COMMENT ON FUNCTION kyc.retention(timestamptz, boolean) IS 'drops (or lists, dry
 REVOKE EXECUTE ON FUNCTION kyc.retention(timestamptz, boolean) FROM PUBLIC;
 
 -- The views, as version 6 left them.
-CREATE VIEW kyc.daily_funnel AS
-WITH started AS (
-    SELECT (first_seen_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
-    FROM kyc.verifications GROUP BY 1
-), outcomes AS (
-    SELECT (changed_at AT TIME ZONE 'UTC')::date AS day,
-           count(DISTINCT external_user_id) FILTER (WHERE new_verification_status = 'VERIFIED'
-               AND old_verification_status IS DISTINCT FROM 'VERIFIED') AS verified,
-           count(DISTINCT external_user_id) FILTER (WHERE new_attempt_status = 'REJECTED_BY_PROVIDER'
-               AND old_attempt_status IS DISTINCT FROM 'REJECTED_BY_PROVIDER') AS rejected,
-           count(DISTINCT external_user_id) FILTER (WHERE new_verification_status = 'EXPIRED'
-               AND old_verification_status IS DISTINCT FROM 'EXPIRED') AS expired
-    FROM kyc.status_changes GROUP BY 1
-)
-SELECT day,
-       coalesce(s.n, 0) AS started,
-       coalesce(o.verified, 0) AS verified,
-       coalesce(o.rejected, 0) AS rejected,
-       coalesce(o.expired, 0) AS expired
-FROM started s FULL JOIN outcomes o USING (day)
-ORDER BY day;
-COMMENT ON VIEW kyc.daily_funnel IS 'per UTC day: users first seen (started) and users that became verified, rejected, expired';
-
-CREATE VIEW kyc.time_to_verified AS
-SELECT v.external_user_id,
-       v.first_seen_at,
-       f.verified_at,
-       f.verified_at - v.first_seen_at AS time_to_verified
-FROM kyc.verifications v
-JOIN LATERAL (
-    SELECT min(c.changed_at) AS verified_at
-    FROM kyc.status_changes c
-    WHERE c.external_user_id = v.external_user_id AND c.new_verification_status = 'VERIFIED'
-) f ON f.verified_at IS NOT NULL;
-COMMENT ON VIEW kyc.time_to_verified IS 'per verified user: time from first sight to first VERIFIED';
-
-CREATE VIEW kyc.held_events AS
-SELECT e.id AS event_id, e.received_at, e.external_user_id, e.outcome_reason,
-       e.body ->> 'verificationStatus' AS verification_status,
-       e.body ->> 'attemptStatus' AS attempt_status,
-       e.unknown_fields,
-       v.verification_status AS current_verification_status,
-       v.attempt_status AS current_attempt_status,
-       coalesce(v.last_checked_at > e.received_at, false) AS resolved
-FROM kyc.webhook_events e
-JOIN kyc.verifications v USING (external_user_id)
-WHERE e.outcome = 'held';
-COMMENT ON VIEW kyc.held_events IS 'webhooks stored but not applied (out of order, conflicting, undocumented values)';
-
-CREATE VIEW kyc.reconciler_corrections AS
-SELECT c.id AS change_id, c.changed_at, c.external_user_id,
-       c.old_verification_status, c.old_attempt_status,
-       c.new_verification_status, c.new_attempt_status, c.new_rejection_reason,
-       s.http_status, s.latency_ms,
-       v.last_webhook_at,
-       c.reason, s.purpose
-FROM kyc.status_changes c
-JOIN kyc.status_checks s ON s.id = c.check_id
-JOIN kyc.verifications v ON v.external_user_id = c.external_user_id
-WHERE c.source = 'reconciler';
-COMMENT ON VIEW kyc.reconciler_corrections IS 'state changes made by the reconciler: each one is a webhook that was missed or wrong; reason recheck: found by a re-check of a settled user';
-
-CREATE VIEW kyc.reconciler_daily AS
-SELECT (checked_at AT TIME ZONE 'UTC')::date AS day, outcome, result,
-       count(*) AS checks,
-       round(avg(latency_ms)::numeric, 1) AS avg_latency_ms,
-       round((percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms))::numeric, 1) AS p99_latency_ms
-FROM kyc.status_checks
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3;
-COMMENT ON VIEW kyc.reconciler_daily IS 'per UTC day: P100 checks by outcome and result, with latency';
+DO $$
+DECLARE v record;
+BEGIN
+    FOR v IN SELECT * FROM pg_temp.kycd_views LOOP
+        EXECUTE format('CREATE VIEW kyc.%I AS %s', v.name, v.def);
+        EXECUTE format('COMMENT ON VIEW kyc.%I IS %L', v.name, v.comment);
+    END LOOP;
+END $$;
 
 GRANT SELECT ON ALL TABLES IN SCHEMA kyc TO kyc_analyst;
