@@ -17,14 +17,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 EVENTS=${TEST_PARTITIONS_EVENTS:-100000}
-as_super() { timeout 60 psql "${2:-$TEST_PG}" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
-with_user() {
-  case $1 in
-    postgres://*|postgresql://*)
-      if [[ $1 == *\?* ]]; then printf '%s&user=%s' "$1" "$2"; else printf '%s?user=%s' "$1" "$2"; fi ;;
-    *) printf '%s user=%s' "$(printf '%s' "$1" | sed -E 's/(^| )user=[^ ]*//g')" "$2" ;;
-  esac
-}
 month() { date -u -d "$(date -u +%Y-%m-01) $1 month" +%Y%m; }  # month N: YYYYMM, N from now
 
 e2e_section "(a) converting a filled schema-6 database"
@@ -101,10 +93,9 @@ assert_eq "15" "$(sql "SELECT count(*) FROM kyc.partitions WHERE parent = 'webho
 assert_eq "3" "$(sql "SELECT count(*) FROM kyc.partitions WHERE to_time > date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '2 months'")" \
   "the month after next exists for all three tables"
 first_part=webhook_events_p$(month -14)
-try_sql() { TRY_RC=0; TRY_OUT=$(timeout 30 psql "$1" -XAtq -v ON_ERROR_STOP=1 -c "$2" 2>&1) || TRY_RC=$?; }
 for q in "DELETE FROM kyc.webhook_events WHERE id = 1" "UPDATE kyc.status_changes SET reason = 'x' WHERE id = 1" \
          "TRUNCATE kyc.status_checks" "TRUNCATE kyc.$first_part" "DELETE FROM kyc.$first_part"; do
-  try_sql "$OWNER_URL" "$q"
+  try "$OWNER_URL" "$q"
   assert_contains "$TRY_OUT" "is append-only" "owner: '$q' refused by the append-only trigger"
 done
 nextid=$(sql "SELECT max(id) FROM kyc.webhook_events")
@@ -122,7 +113,7 @@ for q in "ALTER TABLE kyc.webhook_events DISABLE TRIGGER ALL" "ALTER TABLE kyc.$
          "DROP TABLE kyc.$first_part" "ALTER TABLE kyc.webhook_events DETACH PARTITION kyc.$first_part" \
          "SELECT * FROM kyc.retention(now(), false)" "DELETE FROM kyc.webhook_events WHERE id = 1" \
          "SELECT kyc.create_partition('webhook_events', now() - interval '5 years')"; do
-  try_sql "$SERVICE_URL" "$q"
+  try "$SERVICE_URL" "$q"
   if [ "$TRY_RC" != 0 ] && [[ $TRY_OUT == *"must be owner"* || $TRY_OUT == *"permission denied"* ]]; then
     pass "serving role: '$q' refused ($(head -1 <<<"$TRY_OUT" | cut -c1-60))"
   else
