@@ -170,7 +170,7 @@ arch=$E2E_TMP/archive
 e2e_kycd_cmd --timeout 120 -- archive --before "$cutoff" --to "$arch"
 assert_eq 0 "$E2E_RC" "kycd archive exits 0"
 assert_eq "$expect_go" "$(tail -n +2 "$arch/manifest.tsv" | wc -l)" "the manifest lists the $expect_go partitions"
-(cd "$arch" && sha256sum -c --quiet SHA256SUMS) && pass "SHA256SUMS verifies" || fail "SHA256SUMS does not verify"
+if (cd "$arch" && sha256sum -c --quiet SHA256SUMS); then pass "SHA256SUMS verifies"; else fail "SHA256SUMS does not verify"; fi
 archived_events=$(sql "SELECT count(*) FROM kyc.webhook_events WHERE received_at < (SELECT max(to_time) FROM kyc.partitions WHERE to_time <= '$cutoff')")
 e2e_kycd_cmd KYCD_RETENTION=360d -- retention
 assert_eq 0 "$E2E_RC" "kycd retention (owner) exits 0"
@@ -188,7 +188,7 @@ sql "CREATE SCHEMA restored;
      CREATE TABLE restored.status_changes (LIKE kyc.status_changes);
      CREATE TABLE restored.status_checks (LIKE kyc.status_checks)"
 ok=1
-while IFS=$'\t' read -r file table _part _from _to rows _sum cols; do
+while IFS=$'\t' read -r file table _part _from _to _rows _sum cols; do
   [ "$file" = file ] && continue
   gunzip -c "$arch/$file" | timeout 60 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 \
     -c "\\copy restored.$table ($cols) FROM STDIN" >/dev/null || ok=0
