@@ -15,7 +15,10 @@
 KYCD_PACKAGES=(build-essential cmake pkgconf libssl-dev libcjson-dev libpq-dev
                libcmocka-dev postgresql-15 postgresql-client-15 curl openssl xz-utils
                ca-certificates iproute2 libcurl4-openssl-dev wrk clang libclang-rt-14-dev valgrind
-               clang-format python3 systemd)
+               clang-format python3 systemd
+               haproxy podman runc mmdebstrap uidmap
+               dpkg-dev lintian man-db groff-base adduser
+               prometheus python3-yaml)
 
 kycd_install_packages() {
   local name=${1:-packages} p status

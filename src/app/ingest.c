@@ -287,7 +287,7 @@ static int dead_letter(ingest *in, const kyc_delivery *d, const kbuf *rec, const
 {
     char name[64];
     snprintf(name, sizeof name, "%s", d->request_id[0] ? d->request_id : "unknown");
-    int rc = spool_dead_letter(in->sp, name, rec->data, rec->len, err);
+    int rc = spool_dead_letter(in->sp, name, rec->data, rec->len, why, err);
     klog(KLOG_ERROR,
          rc == 0 ? "spooled delivery refused by the database, kept as a dead letter"
                  : "spooled delivery refused by the database, and the dead letter failed",

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "core/token.h"
@@ -137,32 +139,56 @@ static void force_close(struct mg_connection *conn)
     }
 }
 
+/* What CivetWeb would answer in its Connection header when the answer does
+ * not ask to close (its should_keep_alive, for our listener: keep-alive is
+ * enabled): the client's explicit wish, else HTTP/1.1's default. */
+static int client_keeps_alive(const struct mg_request_info *ri)
+{
+    for (int i = 0; i < ri->num_headers; i++)
+        if (strcasecmp(ri->http_headers[i].name, "Connection") == 0)
+            return strcasestr(ri->http_headers[i].value, "keep-alive") != NULL;
+    return ri->http_version && strcmp(ri->http_version, "1.1") == 0;
+}
+
 /* Returns 0 when the whole answer was handed to the socket; -1 when
  * CivetWeb could not write it (the peer is gone, or the server is already
- * stopping: CivetWeb writes nothing once mg_stop has begun). */
+ * stopping: CivetWeb writes nothing once mg_stop has begun).
+ *
+ * The status line, headers and body go in one mg_write: CivetWeb's
+ * mg_response_header_send writes each header line on its own, and with
+ * tcp_nodelay each write is a TLS record and a TCP segment of its own
+ * (about 9 per answer, each waking the client), a large part of the cost
+ * of a small answer. */
 static int send_response(struct mg_connection *conn, const http_response *r, const char *rid)
 {
-    char len[24], retry[24];
-    mg_response_header_start(conn, r->status);
-    mg_response_header_add(conn, "Content-Type", "application/json", -1);
-    snprintf(len, sizeof len, "%zu", strlen(r->body));
-    mg_response_header_add(conn, "Content-Length", len, -1);
-    mg_response_header_add(conn, "Cache-Control", "no-store", -1);
-    if (rid)
-        mg_response_header_add(conn, "X-Request-Id", rid, -1);
-    if (r->retry_after > 0) {
-        snprintf(retry, sizeof retry, "%d", r->retry_after);
-        mg_response_header_add(conn, "Retry-After", retry, -1);
-    }
-    if (r->allow)
-        mg_response_header_add(conn, "Allow", r->allow, -1);
-    if (r->close)
-        mg_response_header_add(conn, "Connection", "close", -1);
-    /* CivetWeb does not report failed header writes; the body is written
-     * after them on the same socket, so its result stands for the answer. */
-    mg_response_header_send(conn);
     size_t blen = strlen(r->body);
-    return mg_write(conn, r->body, blen) == (int)blen ? 0 : -1;
+    char date[40];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    int keep = !r->close && client_keeps_alive(mg_get_request_info(conn));
+    kbuf b;
+    kbuf_init(&b);
+    int rc = kbuf_appendf(&b,
+                          "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\nCache-Control: no-store\r\n",
+                          r->status, mg_get_response_code_text(conn, r->status), blen);
+    if (rc == 0 && rid)
+        rc = kbuf_appendf(&b, "X-Request-Id: %s\r\n", rid);
+    if (rc == 0 && r->retry_after > 0)
+        rc = kbuf_appendf(&b, "Retry-After: %d\r\n", r->retry_after);
+    if (rc == 0 && r->allow)
+        rc = kbuf_appendf(&b, "Allow: %s\r\n", r->allow);
+    if (rc == 0)
+        rc = kbuf_appendf(&b, "Date: %s\r\nConnection: %s\r\n\r\n", date,
+                          keep ? "keep-alive" : "close");
+    if (rc == 0)
+        rc = kbuf_append(&b, r->body, blen);
+    if (rc == 0)
+        rc = mg_write(conn, b.data, b.len) == (int)b.len ? 0 : -1;
+    kbuf_deinit(&b);
+    return rc == 0 ? 0 : -1;
 }
 
 /* 128 random bits in hex; if the random source fails, the time and pid

@@ -122,3 +122,16 @@ void units_format_duration(int64_t ms, char *buf, int len)
     else
         snprintf(buf, (size_t)len, "%lldms", (long long)ms);
 }
+
+void units_format_size(int64_t bytes, char *buf, int len)
+{
+    static const char unit[] = {'G', 'M', 'k'};
+    for (int i = 0; i < 3; i++) {
+        int64_t m = (int64_t)1 << (10 * (3 - i));
+        if (bytes != 0 && bytes % m == 0) {
+            snprintf(buf, (size_t)len, "%lld%c", (long long)(bytes / m), unit[i]);
+            return;
+        }
+    }
+    snprintf(buf, (size_t)len, "%lld", (long long)bytes);
+}

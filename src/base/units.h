@@ -23,4 +23,8 @@ int units_int(const char *s, int64_t min, int64_t max, int64_t *out, kerr *err) 
 /* Render a duration back in the shortest exact unit ("500ms", "30s", "10m"). */
 void units_format_duration(int64_t ms, char *buf, int len);
 
+/* Render a size back in the largest exact binary unit ("64k", "4M", "1G",
+ * "1500"), as units_size reads it. */
+void units_format_size(int64_t bytes, char *buf, int len);
+
 #endif

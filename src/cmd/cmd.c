@@ -22,7 +22,9 @@ static const cmd_entry table[] = {
     {"config", admin_config,
      "  config [--check]\n"
      "            print the effective configuration, secrets redacted (--check: make\n"
-     "            every check serve makes before it listens, and serve nothing)\n",
+     "            every check serve makes before it listens, and serve nothing)\n"
+     "  config --reference markdown|man\n"
+     "            print every key with its default and meaning (README, kycd.conf(5))\n",
      0},
     {"reconcile", cmd_reconcile,
      "  reconcile --once\n"
@@ -36,7 +38,11 @@ static const cmd_entry table[] = {
      0},
     {"spool", admin_spool,
      "  spool status|drain\n"
-     "            show the local spool, or replay it into the database (kycd stopped)\n",
+     "            show the local spool, or replay it into the database (kycd stopped)\n"
+     "  spool dead-letters [--porcelain]\n"
+     "            list the deliveries the database refused for good, with the reason\n"
+     "  spool replay FILE\n"
+     "            store one dead letter through the normal path; removed once stored\n",
      0},
     {"status", admin_status,
      "  status EXTERNAL_USER_ID [--live]\n"

@@ -51,7 +51,10 @@ typedef struct cfg_entry {
     int64_t min, max; /* numbers, in the stored unit */
     const char *sdef; /* strings: default, NULL = unset */
     int64_t ndef;     /* numbers: default, in the stored unit */
+    /* The documentation: the README's table and kycd.conf(5) are printed
+     * from these (config_reference). Markdown: `code` and [text](#anchor). */
     const char *desc;
+    const char *note; /* shown after the default, in parentheses; NULL: none */
 } cfg_entry;
 
 #define OFF(field) offsetof(kycd_config, field)
@@ -60,103 +63,165 @@ typedef struct cfg_entry {
 
 static const cfg_entry table[] = {
     {"database_url", T_STRING, F_FILE_OK | F_DSN, OFF(database_url), 0, 0, "", 0,
-     "libpq conninfo or URI; empty uses libpq's PG* environment"},
+     "libpq conninfo or URI of the database; its password is redacted when printed. Several hosts "
+     "with `target_session_attrs=read-write` follow a failover (see "
+     "[Failover](#failover-a-standby-promoted))",
+     "libpq's `PG*` environment"},
     {"database_password", T_STRING, F_SECRET | F_FILE_OK, OFF(database_password), 0, 0, NULL, 0,
-     "database password, when not in database_url"},
-    {"db_pool", T_INT, 0, OFF(db_pool), 1, 256, NULL, 8, "database connections in the pool"},
+     "password, overriding the one in `database_url`", NULL},
+    {"db_pool", T_INT, 0, OFF(db_pool), 1, 256, NULL, 8,
+     "database connections shared by the request threads", NULL},
     {"db_timeout", T_DURATION, 0, OFF(db_timeout_ms), 1, DAY, NULL, 5 * SEC,
-     "deadline for connecting, each query and waiting for a pooled connection"},
+     "deadline to connect, to get a pooled connection, and for every statement and lock wait",
+     NULL},
     {"db_committers", T_INT, 0, OFF(db_committers), 0, 64, NULL, 2,
-     "group commit: threads writing deliveries in shared transactions; 0: one per delivery"},
+     "group commit: how many committers write deliveries in shared transactions, each taking the "
+     "users a hash of `externalUserId` gives it; `0`: one transaction per delivery (see [Group "
+     "commit](#group-commit))",
+     NULL},
     {"db_batch_max", T_INT, 0, OFF(db_batch_max), 1, 1024, NULL, 64,
-     "most deliveries in one transaction (group commit and the spool replay)"},
+     "most deliveries in one transaction, for group commit and the spool replay", NULL},
     {"db_batch_wait_us", T_INT, 0, OFF(db_batch_us), 0, 100000, NULL, 0,
-     "microseconds a committer waits for more deliveries before writing a short batch"},
+     "microseconds a committer waits for more deliveries before writing a short batch; adds up to "
+     "that much to every delivery's latency",
+     NULL},
     {"listen", T_STRING, 0, OFF(listen), 0, 0, "0.0.0.0:8443", 0,
-     "TLS listener, ADDR:PORT or [ADDR6]:PORT"},
+     "TLS listener, `ADDR:PORT` (IPv6 as `[::]:8443`)", NULL},
     {"http_listen", T_STRING, 0, OFF(http_listen), 0, 0, NULL, 0,
-     "plain HTTP listener for a local proxy, loopback only"},
-    {"tls_cert", T_STRING, F_LIVE, OFF(tls_cert), 0, 0, NULL, 0, "PEM certificate file"},
-    {"tls_key", T_STRING, F_LIVE, OFF(tls_key), 0, 0, NULL, 0, "PEM private key file"},
+     "optional plain-HTTP listener for a local TLS-terminating proxy; loopback addresses only",
+     NULL},
+    {"tls_cert", T_STRING, F_LIVE, OFF(tls_cert), 0, 0, NULL, 0,
+     "PEM certificate (may also hold the chain)", "required"},
+    {"tls_key", T_STRING, F_LIVE, OFF(tls_key), 0, 0, NULL, 0, "PEM private key (ECDSA or RSA)",
+     "required"},
     {"tls_chain", T_STRING, F_LIVE, OFF(tls_chain), 0, 0, NULL, 0,
-     "PEM intermediate chain file, optional"},
+     "PEM intermediate certificates, sent after the certificate", NULL},
     {"tls_client_ca", T_STRING, 0, OFF(tls_client_ca), 0, 0, NULL, 0,
-     "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)"},
+     "PEM CA bundle: when set, every client must present a certificate it signed (mutual TLS), for "
+     "operators whose proxy or P100 contract provides one",
+     NULL},
     {"tls_ciphers", T_STRING, 0, OFF(tls_ciphers), 0, 0,
      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
-     0, "TLS 1.2 cipher list (OpenSSL syntax)"},
+     0, "TLS 1.2 cipher list; TLS 1.3 uses OpenSSL's suites; TLS 1.0/1.1 are never offered", NULL},
     {"threads", T_INT, 0, OFF(threads), 2, 4096, NULL, 256,
-     "worker threads: each connection holds one while it is open"},
+     "worker threads (2 to 4,096); each open connection holds one, from its TLS handshake to its "
+     "close, so set at least the connections you expect at once; an idle worker costs about 19 KiB "
+     "of memory (see [What one instance withstands](#what-one-instance-withstands))",
+     NULL},
     {"header_timeout", T_DURATION, 0, OFF(header_timeout_ms), 100, 10 * 60 * SEC, NULL, 5 * SEC,
-     "the TLS handshake and the request headers must arrive within this (408)"},
+     "the TLS handshake and the request line and headers must arrive within this, or the "
+     "connection is closed (headers begun: 408); so a connection that says nothing holds a worker "
+     "for at most this long. It is also the longest pause allowed between two reads or writes (a "
+     "body that stops for this long is answered 408). Never longer than `request_timeout`",
+     NULL},
     {"request_timeout", T_DURATION, 0, OFF(request_timeout_ms), 1, DAY, NULL, 10 * SEC,
-     "whole-request deadline for slow clients: the body must have arrived by then (408)"},
+     "the whole request, body included, must have arrived by then: a client trickling its body is "
+     "answered 408 and cut off",
+     NULL},
     {"linger_time", T_DURATION, 0, OFF(linger_ms), 0, 60 * SEC, NULL, 2 * SEC,
-     "after an answer that leaves input unread, discard it this long before closing"},
+     "after an answer that leaves part of the request unread (413, 401, 403, 415, 503 while "
+     "draining), how long kycd reads and discards the rest before closing, so the client receives "
+     "the answer instead of a reset; `0` closes at once (see [Lingering close](#lingering-close))",
+     NULL},
     {"linger_bytes", T_SIZE, 0, OFF(linger_bytes), 0, 1LL << 30, NULL, 4LL << 20,
-     "at most this much unread input discarded before closing"},
+     "at most this much unread input is discarded before closing", NULL},
     {"keepalive", T_DURATION, 0, OFF(keepalive_ms), 0, DAY, NULL, 5 * SEC,
-     "idle keep-alive before the connection is closed"},
+     "idle time before a keep-alive connection is closed (it holds a worker while idle); the next "
+     "request's headers must also arrive within it",
+     NULL},
     {"webhook_tokens", T_STRING, F_SECRET | F_FILE_OK | F_LIVE, OFF(webhook_tokens), 0, 0, NULL, 0,
-     "accepted webhook tokens, separated by commas or newlines (rotation)"},
+     "webhook security tokens, separated by commas or newlines (see above); several at once for "
+     "rotation; each 16 to 4,089 characters",
+     "required"},
     {"max_body", T_SIZE, 0, OFF(max_body), 1, 16LL << 20, NULL, 64LL << 10,
-     "largest accepted request body"},
+     "largest accepted body; larger is 413, without reading it", NULL},
     {"allow_cidrs", T_STRING, F_LIVE, OFF(allow_cidrs), 0, 0, "", 0,
-     "source networks allowed to post webhooks, comma-separated; empty allows all"},
+     "comma-separated CIDR blocks allowed to post webhooks (P100's addresses), checked against the "
+     "TCP peer. A connection from anywhere else is closed as it is accepted, before a worker, a "
+     "queue slot or a TLS handshake is spent on it (counted in `/readyz` as `refused_connections`, "
+     "logged at most once per 10 s); 127.0.0.1 and ::1 are always let in for local probes of "
+     "`/healthz` and `/readyz`, and their webhooks get 403 unless listed",
+     "any"},
     {"dedup_window", T_DURATION, 0, OFF(dedup_window_ms), 0, 30 * DAY, NULL, 600 * SEC,
-     "how long a repeated webhook is recognised as a repeat"},
+     "a body identical to one received for the same user and kind within this window is a repeat",
+     NULL},
     {"reorder_window", T_DURATION, 0, OFF(reorder_window_ms), 0, 30 * DAY, NULL, 300 * SEC,
-     "how late a retried webhook may arrive and still be ordered"},
+     "how late a retried webhook can arrive (P100 retries for about 2 min); see [State "
+     "rules](#state-rules)",
+     NULL},
     {"retry_after", T_SECONDS, 0, OFF(retry_after_s), 1, 3600, NULL, 5,
-     "Retry-After sent with 503 answers"},
+     "`Retry-After` sent with 503 (whole seconds)", NULL},
     {"shutdown_timeout", T_DURATION, 0, OFF(shutdown_timeout_ms), 1, DAY, NULL, 10 * SEC,
-     "grace for in-flight requests at shutdown"},
+     "grace for in-flight requests after SIGTERM, then exit", NULL},
     {"log_level", T_LOGLEVEL, F_LIVE, OFF(log_level), 0, 0, "info", 0,
-     "debug, info, warn or error"},
+     "`debug`, `info`, `warn` or `error`", NULL},
     {"spool_dir", T_STRING, 0, OFF(spool_dir), 0, 0, NULL, 0,
-     "local spool for deliveries while the database is away; unset: answer 503 instead"},
+     "local spool for deliveries while the database is unreachable or slower than `db_timeout`; "
+     "created 0700; locked by the running kycd. Unset: such deliveries get 503",
+     "no spool"},
     {"spool_max", T_SIZE, 0, OFF(spool_max), 1 << 20, 1LL << 40, NULL, 1LL << 30,
-     "spool size limit; past it, 503"},
+     "spool size limit; past it deliveries the database cannot take get 503", NULL},
     {"p100_base_url", T_STRING, 0, OFF(p100_base_url), 0, 0, "https://partner-api-stage.p100.io", 0,
-     "P100 Partner API base URL (staging by default)"},
+     "P100's Partner API (production: `https://partner-api.p100.io`)", NULL},
     {"p100_api_key", T_STRING, F_SECRET | F_FILE_OK, OFF(p100_api_key), 0, 0, NULL, 0,
-     "P100 API key, sent as x-api-key"},
+     "sent as `x-api-key`; required by the reconciler, `create-kyc` and `status --live`", NULL},
     {"p100_ca_file", T_STRING, 0, OFF(p100_ca_file), 0, 0, NULL, 0,
-     "extra CA bundle for P100's certificate (the simulator's); default: system store"},
+     "extra CA bundle for P100's certificate (the simulator's in tests); hostname verification is "
+     "always on",
+     "system store"},
     {"p100_status_path", T_STRING, 0, OFF(p100_status_path), 0, 0,
-     "/v1/kyc/status/{externalUserId}", 0, "Get KYC Status path template"},
+     "/v1/kyc/status/{externalUserId}", 0,
+     "Get KYC Status path template (P100 does not name its parameter)", NULL},
     {"p100_timeout", T_DURATION, 0, OFF(p100_timeout_ms), 100, 10 * 60 * SEC, NULL, 10 * SEC,
-     "deadline of one P100 call (connect is at most half of it)"},
+     "deadline of one P100 call; connecting may take at most half", NULL},
     {"p100_rate", T_INT, 0, OFF(p100_rate), 1, 100000, NULL, 10,
-     "P100 calls per second, at most, for this kycd"},
+     "P100 calls per second, at most, for this kycd", NULL},
     {"p100_concurrency", T_INT, 0, OFF(p100_concurrency), 1, 512, NULL, 16,
-     "P100 calls in flight at once, at most"},
+     "P100 calls in flight at once; to use the whole rate, at least rate × P100's latency", NULL},
     {"reconcile", T_BOOL, 0, OFF(reconcile), 0, 1, NULL, 1,
-     "run the reconciler thread inside kycd serve"},
+     "run the reconciler inside `kycd serve` (off: use `kycd reconcile --once` from cron, or "
+     "nothing)",
+     NULL},
     {"reconcile_interval", T_DURATION, 0, OFF(reconcile_interval_ms), 10, DAY, NULL, 30 * SEC,
-     "how often an idle reconciler looks for due users; pause after a 401"},
+     "how often an idle reconciler looks for due users; how long it pauses after a 401", NULL},
     {"pending_after", T_DURATION, 0, OFF(pending_after_ms), 0, 30 * DAY, NULL, 600 * SEC,
-     "a pending user unchanged this long is checked with P100, and then every so often"},
+     "a pending user unchanged this long is checked with P100, and again every `pending_after` "
+     "while pending",
+     NULL},
     {"reconcile_max_failures", T_INT, 0, OFF(reconcile_max_failures), 1, 1000, NULL, 10,
-     "transient failures in a row after which a user is flagged for a person"},
+     "transient failures in a row after which a user is flagged for a person", NULL},
     {"reconcile_backoff_min", T_DURATION, 0, OFF(reconcile_backoff_min_ms), 10, DAY, NULL, 10 * SEC,
-     "first wait before retrying a user after a transient failure (doubles each time)"},
+     "first wait before retrying a user after a transient failure; doubles each time, with jitter",
+     NULL},
     {"reconcile_backoff_max", T_DURATION, 0, OFF(reconcile_backoff_max_ms), 100, 30 * DAY, NULL,
-     3600 * SEC, "longest wait between retries of one user"},
+     3600 * SEC, "longest wait between two retries of one user", NULL},
     {"recheck_rejected_after", T_DURATION, 0, OFF(recheck_rejected_after_ms), 100, 30 * DAY, NULL,
-     3600 * SEC, "first re-check of a rejected user with P100 (then at doubling intervals)"},
+     3600 * SEC,
+     "first re-check of a rejected user with P100, after the last word about it (state change or "
+     "webhook); then each time after twice the time since that word",
+     NULL},
     {"recheck_rejected_for", T_DURATION, 0, OFF(recheck_rejected_for_ms), 0, 365 * DAY, NULL,
-     30 * DAY, "re-check a rejected user this long after the rejection; 0: never"},
+     30 * DAY, "re-check a rejected user until this long after the last word about it; `0`: never",
+     NULL},
     {"recheck_verified_every", T_DURATION, 0, OFF(recheck_verified_every_ms), 0, 365 * DAY, NULL,
-     30 * DAY, "re-check each verified user this often (spread over the interval); 0: never"},
+     30 * DAY,
+     "re-check each verified user once per interval, in a slot given by a hash of its id (spread "
+     "evenly); `0`: never",
+     NULL},
     {"recheck_share", T_INT, 0, OFF(recheck_share), 0, 100, NULL, 20,
-     "percent of p100_rate re-checks may use, after pending and held users"},
+     "percent of `p100_rate` re-checks may use, and only what held and pending users leave; `0`: "
+     "no re-checks",
+     NULL},
     {"retention", T_DURATION, 0, OFF(retention_ms), 0, 100 * 366 * DAY, NULL, 0,
-     "`kycd retention` drops history partitions wholly older than this; 0: keep everything"},
+     "`kycd retention` drops the history partitions wholly older than this (e.g. `1830d`); `0`: "
+     "keep everything (see [Partitions, retention and archive](#partitions-retention-and-archive))",
+     NULL},
     {"partitions_every", T_DURATION, 0, OFF(partitions_every_ms), 1000, DAY, NULL, 3600 * SEC,
-     "how often serve creates the history partitions of the next two months, if missing"},
+     "how often `serve` creates the history partitions of the current month and the next two, if "
+     "missing (also once at start)",
+     NULL},
 };
 
 #define NKEYS (sizeof table / sizeof table[0])
@@ -975,6 +1040,119 @@ void config_deinit(kycd_config *cfg)
     /* digests of the tokens: not secrets, but no reason to leave them */
     explicit_bzero(&cfg->tokens, sizeof cfg->tokens);
     memset(cfg, 0, sizeof *cfg);
+}
+
+/* The default as the documentation shows it: `value`, `""` or unset, then
+ * the note in parentheses. */
+static void reference_default(const cfg_entry *e, char *buf, size_t cap)
+{
+    char tmp[32];
+    const char *v = tmp;
+    switch (e->type) {
+    case T_STRING:
+    case T_LOGLEVEL:
+        v = e->sdef;
+        break;
+    case T_INT:
+        snprintf(tmp, sizeof tmp, "%lld", (long long)e->ndef);
+        break;
+    case T_SIZE:
+        units_format_size(e->ndef, tmp, (int)sizeof tmp);
+        break;
+    case T_DURATION:
+    case T_SECONDS:
+        units_format_duration(e->type == T_SECONDS ? e->ndef * SEC : e->ndef, tmp, (int)sizeof tmp);
+        break;
+    case T_BOOL:
+        v = e->ndef ? "on" : "off";
+        break;
+    }
+    int n = v == NULL    ? snprintf(buf, cap, "unset")
+            : *v == '\0' ? snprintf(buf, cap, "`\"\"`")
+                         : snprintf(buf, cap, "`%s`", v);
+    if (e->note != NULL && n >= 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, " (%s)", e->note);
+}
+
+/* The table's markdown (`code`, [text](#anchor)) as roff: code in bold,
+ * links as their text, backslashes and the hyphens in code escaped, UTF-8
+ * as \[uXXXX], and a leading control character made harmless. */
+static void put_roff(const char *s, FILE *out)
+{
+    int code = 0;
+    const char *close, *end;
+    if (*s == '.' || *s == '\'')
+        fputs("\\&", out);
+    for (; *s != '\0'; s++) {
+        if (*s == '`') {
+            code = !code;
+            fputs(code ? "\\fB" : "\\fR", out);
+        } else if (*s == '[' && !code && (close = strchr(s, ']')) != NULL && close[1] == '(' &&
+                   (end = strchr(close, ')')) != NULL) {
+            for (const char *p = s + 1; p < close; p++)
+                fputc(*p, out);
+            s = end;
+        } else if (*s == '\\') {
+            fputs("\\e", out);
+        } else if (*s == '-' && code) {
+            fputs("\\-", out);
+        } else if (*s == ':' && code) {
+            fputs(":\\:", out); /* a place to break a long list */
+        } else if ((unsigned char)*s >= 0xc0 && (unsigned char)*s < 0xf0 &&
+                   ((unsigned char)s[1] & 0xc0) == 0x80) {
+            /* UTF-8 (two or three bytes, as "×" or "µ") as a roff escape */
+            unsigned c = (unsigned char)*s, cp;
+            if (c < 0xe0) {
+                cp = (c & 0x1fu) << 6 | ((unsigned char)s[1] & 0x3fu);
+                s += 1;
+            } else {
+                cp = (c & 0x0fu) << 12 | ((unsigned char)s[1] & 0x3fu) << 6 |
+                     ((unsigned char)s[2] & 0x3fu);
+                s += s[2] != '\0' ? 2 : 1;
+            }
+            fprintf(out, "\\[u%04X]", cp);
+        } else {
+            fputc(*s, out);
+        }
+    }
+}
+
+void config_reference(enum config_ref_format fmt, FILE *out)
+{
+    char def[512], env[64], flag[64];
+    if (fmt == CONFIG_REF_MARKDOWN) {
+        fputs("| key (env `KYCD_...`) | default | meaning |\n| --- | --- | --- |\n", out);
+    }
+    for (size_t i = 0; i < NKEYS; i++) {
+        const cfg_entry *e = &table[i];
+        reference_default(e, def, sizeof def);
+        if (fmt == CONFIG_REF_MARKDOWN) {
+            fprintf(out, "| `%s`%s | %s | %s |\n", e->key, e->flags & F_SECRET ? " (secret)" : "",
+                    def, e->desc);
+            continue;
+        }
+        form_name(L_ENV, e, 0, env, sizeof env);
+        form_name(L_FLAG, e, 0, flag, sizeof flag);
+        fprintf(out, ".TP\n.B %s\n", e->key);
+        fprintf(out, "Default: ");
+        put_roff(def, out);
+        fprintf(out, ". Environment: \\fB%s\\fR", env);
+        if (e->flags & F_SECRET) {
+            fputs(". A secret: never accepted as a flag, never printed", out);
+        } else {
+            char code[80];
+            snprintf(code, sizeof code, "`%s`", flag);
+            fputs(". Flag: ", out);
+            put_roff(code, out);
+        }
+        if (e->flags & F_FILE_OK)
+            fprintf(out, ". Also read from a file named by \\fB%s_file\\fR", e->key);
+        if (e->flags & F_LIVE)
+            fputs(". Applied by a reload (SIGHUP)", out);
+        fputs(".\n.br\n", out);
+        put_roff(e->desc, out);
+        fputs(".\n", out);
+    }
 }
 
 /* Accepts the file key, the flag (with or without "--") or the variable. */

@@ -116,6 +116,15 @@ void config_print(const kycd_config *cfg, FILE *out);
 
 void config_deinit(kycd_config *cfg);
 
+/* The reference of every key, in table order, from the table's own
+ * defaults and descriptions: the one source of the README's table
+ * (CONFIG_REF_MARKDOWN: a markdown table, header included) and of
+ * kycd.conf(5)'s KEYS section (CONFIG_REF_MAN: one roff .TP paragraph per
+ * key, with its variable, flag, `_file` form and whether a reload applies
+ * it). Printed by `kycd config --reference markdown|man`. */
+enum config_ref_format { CONFIG_REF_MARKDOWN, CONFIG_REF_MAN };
+void config_reference(enum config_ref_format fmt, FILE *out);
+
 /* 1 if `name` is a secret key (for tests and for the CLI's own checks). */
 int config_key_is_secret(const char *name);
 

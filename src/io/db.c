@@ -15,9 +15,21 @@
 
 /* ---------------------------------------------------------------- errors */
 
+/* A server that cannot take writes on this session any more: it is (or
+ * became, after a failover) a read-only standby (25006), it is shutting
+ * down or in recovery (class 57P), or the connection failed (class 08).
+ * The connection is never lent out again: the next one is made anew, and
+ * libpq, given several hosts and target_session_attrs=read-write, finds
+ * the primary. */
+static int db_server_gone(const char *state)
+{
+    return state && (strcmp(state, "25006") == 0 || strncmp(state, "57P", 3) == 0 ||
+                     strncmp(state, "08", 2) == 0);
+}
+
 /* Class 22 (data exception) and 23 (integrity) mean the data itself was
  * refused: KERR_INVALID. Everything else (connection lost, timeouts,
- * shutdown) is KERR_DB: retryable. */
+ * shutdown, a read-only server) is KERR_DB: retryable. */
 int db_fail(db *d, PGresult *r, const char *what, kerr *err)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -28,6 +40,8 @@ int db_fail(db *d, PGresult *r, const char *what, kerr *err)
     int code = KERR_DB;
     if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0))
         code = KERR_INVALID;
+    if (db_server_gone(state))
+        d->broken = 1;
     return kerr_set(err, code, "%s: %s%s%s%s", what, clean, state ? " (sqlstate " : "",
                     state ? state : "", state ? ")" : "");
 }
@@ -161,7 +175,13 @@ int db_prepare_set(db *d, unsigned set, const db_stmt *stmts, int n, kerr *err)
         return 0;
     for (int i = 0; i < n; i++) {
         PGresult *r = PQprepare(d->conn, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        /* 42P05: prepared on this session by an earlier attempt that failed
+         * on a later statement of the set (a PREPARE waits for the locks of
+         * the tables it names, so a lock held past db_timeout stops it half
+         * way). The names are kycd's own: it is this statement. Without
+         * this the session could never prepare the set again. */
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && !(state && strcmp(state, "42P05") == 0)) {
             int rc = db_fail(d, r, "preparing statements", err);
             PQclear(r);
             return rc;

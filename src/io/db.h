@@ -33,7 +33,9 @@ typedef struct db_opts {
  * contain the password. */
 int db_connect(db **out, const db_opts *o, kerr *err) KYCD_MUST_CHECK;
 void db_free(db *d);
-/* 0 once libpq has seen the connection fail. */
+/* 0 once libpq has seen the connection fail, or the server refused it
+ * writes for good (a read-only standby after a failover: 25006; shutting
+ * down: 57P*): such a connection is dropped, never lent out again. */
 int db_alive(const db *d);
 /* Round trip (SELECT 1). */
 int db_ping(db *d, kerr *err) KYCD_MUST_CHECK;

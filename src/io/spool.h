@@ -83,10 +83,31 @@ int spool_ack_many(spool *s, const spool_pos *span, int n, kerr *err) KYCD_MUST_
 void spool_stats_get(spool *s, spool_stats *out);
 
 /* Keep a record that can never be replayed (the database refuses its data
- * for good) in the spool directory as `dead-<name>.rec`, fsynced, for a
- * person to look at; name is made of [0-9A-Za-z_-] only (others become _). */
+ * for good) in the spool directory as `dead-<name>.rec` (the record, as it
+ * was in the spool), with `dead-<name>.reason` beside it (the database's
+ * answer, one line), both fsynced, for a person to look at and replay
+ * (kycd spool dead-letters, kycd spool replay); name is made of
+ * [0-9A-Za-z_-] only (others become _). */
 int spool_dead_letter(spool *s, const char *name, const void *payload, size_t len,
-                      kerr *err) KYCD_MUST_CHECK;
+                      const char *reason, kerr *err) KYCD_MUST_CHECK;
+
+/* One dead letter, as found on disk. */
+typedef struct spool_dead {
+    char file[160];   /* dead-<name>.rec */
+    int64_t mtime_ms; /* when it was written (Unix ms) */
+    int64_t bytes;
+    char reason[512]; /* "" when it has no .reason (written by an older kycd) */
+} spool_dead;
+
+/* The dead letters of a spool directory, oldest first, into *out (free()
+ * it) and *n. Needs no open spool: a running kycd may own the directory. */
+int spool_dead_list(const char *dir, spool_dead **out, size_t *n, kerr *err) KYCD_MUST_CHECK;
+/* Read the dead letter at path (a dead-*.rec file): its record into
+ * payload (NULL: only *info), what is known of it into *info. KERR_INVALID for another file
+ * name, KERR_NOTFOUND when it does not exist. */
+int spool_dead_read(const char *path, kbuf *payload, spool_dead *info, kerr *err) KYCD_MUST_CHECK;
+/* Remove a dead letter (its .rec and .reason) once it has been replayed. */
+int spool_dead_remove(const char *path, kerr *err) KYCD_MUST_CHECK;
 
 /* Decode one record from a byte buffer (used by spool_open's scan and by
  * the fuzzer): 0, with *used, *payload and *payload_len set, when a whole valid

@@ -787,6 +787,19 @@ events_count() { sql "SELECT count(*) FROM kyc.webhook_events"; }
 # cluster is stopped and started again on it, and nobody else must take it
 # meanwhile (another test's cluster would, from the default scan).
 
+# e2e_private_pg_drop [DIR [CONNINFO]]: remove a private cluster now
+# (default: PRIV_DIR, PRIV_PG) and forget it and its databases, so that the
+# cleanup at exit does not look for them.
+e2e_private_pg_drop() {
+  local dir=${1:-$PRIV_DIR} pg=${2:-$PRIV_PG} keep=() item
+  pg_local_stop "$dir" >/dev/null 2>&1 || echo "could not remove cluster $dir" >&2
+  for item in "${E2E_PG_DIRS[@]}"; do [ "$item" = "$dir" ] || keep+=("$item"); done
+  E2E_PG_DIRS=("${keep[@]}")
+  keep=()
+  for item in "${E2E_DBS[@]}"; do [ "${item%|*}" = "$pg" ] || keep+=("$item"); done
+  E2E_DBS=("${keep[@]}")
+}
+
 # e2e_private_pg: a new private cluster with a fresh database (E2E_DB_URL);
 # sets PRIV_DIR and PRIV_PG.
 e2e_private_pg() {

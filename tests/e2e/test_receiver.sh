@@ -255,6 +255,23 @@ ka=$(curl -sS --max-time 20 --cacert "$E2E_CA" -H "Authorization: Bearer $E2E_TO
        "$(e2e_url "$E2E_KYC_PATH")" "$(e2e_url "$E2E_KYC_PATH")" 2>&1 || true)
 assert_eq "200:1 200:0 " "$ka" "two requests in one curl: one TLS connection, reused (num_connects 1 then 0)"
 
+# The whole answer (status line, headers, body) in one TLS record: kycd
+# writes it at once (CivetWeb's header calls write each line on its own, a
+# record and a TCP segment each). Records the client received after the
+# last session ticket, up to the server's close_notify alert (the body
+# ends without a newline: a record line may follow it on the same line).
+ur=$(e2e_uuid)
+br=$(kyc_body "$ur" NOT_VERIFIED PENDING)
+recs=$(printf 'POST %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+         "$E2E_KYC_PATH" "$E2E_TOKEN" "${#br}" "$br" |
+       timeout 20 openssl s_client -connect "127.0.0.1:$E2E_PORT" -servername localhost -CAfile "$E2E_CA" \
+         -msg -ign_eof -quiet 2>&1 || true)
+assert_contains "$recs" "HTTP/1.1 200 OK" "raw TLS request answered 200"
+assert_contains "$recs" "Connection: close" "the answer to 'Connection: close' says close"
+assert_match "$(grep -m1 '^Date: ' <<<"$recs" | tr -d '\r')" '^Date: [A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9:]{8} GMT$' "the answer carries an HTTP Date"
+n=$(awk '/NewSessionTicket/{n=0; next} /<<<.*RecordHeader/{n++} /<<<.*Alert/{print n - 1; exit}' <<<"$recs")
+assert_eq 1 "$n" "the answer arrived in one TLS record"
+
 # --- concurrency --------------------------------------------------------------
 e2e_section "concurrency: 20 clients x 25 requests"
 run=c$(openssl rand -hex 4)

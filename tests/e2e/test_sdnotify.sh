@@ -56,7 +56,9 @@ e2e_section "the unit file"
 if command -v systemd-analyze >/dev/null; then
   unit=$E2E_TMP/kycd.service
   sed "s|/usr/local/bin/kycd|$TEST_KYCD_BIN|g" "$TEST_KYCD_SRC/deploy/kycd.service" >"$unit"
-  if out=$(timeout 60 systemd-analyze verify "$unit" 2>&1); then
+  # Its Documentation= names man pages installed only by the package:
+  # e2e/test_package verifies the installed unit with them.
+  if out=$(timeout 60 systemd-analyze verify --man=no "$unit" 2>&1); then
     pass "systemd-analyze verify accepts deploy/kycd.service${out:+ (said: $(e2e__clip "$out"))}"
   else
     fail "systemd-analyze verify: $(e2e__clip "$out")"

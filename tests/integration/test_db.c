@@ -1499,6 +1499,55 @@ static void test_pool_replaces_terminated(void **state)
         fail_msg("the pool handed out the connection whose backend was terminated: %s", e.msg);
 }
 
+static void exec_or_fail(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* After a failover the server a pooled connection reaches may have become a
+ * read-only standby: its sessions answer 25006 read_only_sql_transaction
+ * while the connection itself stays up. Such a connection must be dropped
+ * (a retryable error, never "data refused"), so that the next get connects
+ * anew, where libpq finds the writable server. Here the database's new
+ * sessions are made read-only, a pooled one is taken, then writes are
+ * allowed again: only a new connection can write. */
+static void test_pool_drops_read_only(void **state)
+{
+    fixture *f = *state;
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s SET default_transaction_read_only = on",
+             f->dbname);
+    exec_or_fail(f->pq, sql);
+    db_pool *p = pool_new(f->conninfo, "kycd-pool-ro", 1);
+    db *a = pool_get(p, 1000);
+    kyc_delivery dl;
+    delivery(&dl, KYC_KIND_KYC_STATUS,
+             "{\"externalUserId\":\"u-ro\",\"verificationStatus\":\"NOT_VERIFIED\","
+             "\"attemptStatus\":\"PENDING\"}");
+    db_ingest_result res;
+    kerr e;
+    kerr_clear(&e);
+    assert_int_equal(db_ingest(a, &dl, &OPTS, &res, &e), KERR_DB);
+    if (strstr(e.msg, "25006") == NULL)
+        fail_msg("expected sqlstate 25006, got: %s", e.msg);
+    assert_int_equal(db_alive(a), 0);
+    db_pool_put(p, a);
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s RESET default_transaction_read_only", f->dbname);
+    exec_or_fail(f->pq, sql);
+    db *b = pool_get(p, 1000);
+    kerr_clear(&e);
+    int rc = db_ingest(b, &dl, &OPTS, &res, &e);
+    db_pool_put(p, b);
+    db_pool_free(p);
+    if (rc != 0)
+        fail_msg("the pool handed out the read-only connection again: %s", e.msg);
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "1");
+}
+
 /* A delivery replayed from the spool keeps its receipt time, and a second
  * replay of the same request (the drainer crashed after COMMIT) stores
  * nothing more. */
@@ -1535,6 +1584,38 @@ static void test_replay_from_spool(void **state)
                      1, NULL, pa, NULL, NULL, 0);
     assert_string_equal(PQresultErrorField(dup, PG_DIAG_SQLSTATE), "23505");
     PQclear(dup);
+}
+
+/* A fresh session prepares its ingest statements while another session
+ * holds kyc.webhook_events locked past db_timeout: the PREPARE that names
+ * the table waits and times out after the first statements of the set were
+ * prepared. Once the lock is gone the same session must ingest (it used to
+ * fail for good: "prepared statement ... already exists"). */
+static void test_prepare_after_lock_timeout(void **state)
+{
+    fixture *f = *state;
+    db_opts o = {.conninfo = f->conninfo, .timeout_ms = 300, .application_name = "kycd-prep"};
+    db *d = NULL;
+    kerr e;
+    kerr_clear(&e);
+    assert_int_equal(db_connect(&d, &o, &e), 0);
+    kyc_delivery dl;
+    delivery(&dl, KYC_KIND_KYC_STATUS,
+             "{\"externalUserId\":\"u-prep\",\"verificationStatus\":\"NOT_VERIFIED\","
+             "\"attemptStatus\":\"PENDING\"}");
+    q_ok(f->pq, "BEGIN");
+    q_ok(f->pq, "LOCK TABLE kyc.webhook_events IN EXCLUSIVE MODE");
+    db_ingest_result res;
+    int rc = db_ingest(d, &dl, &OPTS, &res, &e);
+    assert_true(rc == KERR_TIMEOUT || rc == KERR_DB);
+    q_ok(f->pq, "COMMIT");
+    kerr_clear(&e);
+    rc = db_ingest(d, &dl, &OPTS, &res, &e);
+    if (rc != 0)
+        fail_msg("ingest after the lock: %s (%d)", e.msg, rc);
+    assert_string_equal(kyc_outcome_name(res.outcome), "applied");
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "1");
+    db_free(d);
 }
 
 /* "Pending" is written twice, once per language: kyc.is_pending in SQL
@@ -1977,7 +2058,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pool_size_and_timeout, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pool_replaces_failed, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pool_replaces_terminated, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_drops_read_only, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_replay_from_spool, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_prepare_after_lock_timeout, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pending_one_definition, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_recheck_claims, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_recheck_once_and_spread, setup_migrated, teardown),

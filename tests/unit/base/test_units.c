@@ -267,6 +267,32 @@ static void test_format_duration(void **state)
     assert_string_equal(small, "360");
 }
 
+static void test_format_size(void **state)
+{
+    struct {
+        int64_t bytes;
+        const char *text;
+    } cases[] = {
+        {0, "0"},
+        {1, "1"},
+        {1000, "1000"},
+        {1024, "1k"},
+        {1536, "1536"},
+        {65536, "64k"},
+        {4 << 20, "4M"},
+        {1 << 30, "1G"},
+        {3LL << 40, "3072G"},
+        {(1 << 20) + 1024, "1025k"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char buf[32];
+        units_format_size(cases[i].bytes, buf, (int)sizeof buf);
+        assert_string_equal(buf, cases[i].text);
+        /* and back */
+        assert_int_equal(size(buf), cases[i].bytes);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_size_forms),     cmocka_unit_test(test_size_rejects),
         cmocka_unit_test(test_bool),           cmocka_unit_test(test_int),
         cmocka_unit_test(test_int_rejects),    cmocka_unit_test(test_format_duration),
+        cmocka_unit_test(test_format_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

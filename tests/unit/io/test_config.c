@@ -92,15 +92,24 @@ static void load_fails(char **envp, char **argv, const char **want, const char *
 #define NOARGS ((char *[]){NULL})
 #define WANT(...) ((const char *[]){__VA_ARGS__, NULL})
 
-static char *print_cfg(const kycd_config *cfg)
+/* What config_print (cfg) or else config_reference (fmt) writes, as a string. */
+static char *printed(const kycd_config *cfg, enum config_ref_format fmt)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     assert_non_null(f);
-    config_print(cfg, f);
+    if (cfg != NULL)
+        config_print(cfg, f);
+    else
+        config_reference(fmt, f);
     fclose(f);
     return text;
+}
+
+static char *print_cfg(const kycd_config *cfg)
+{
+    return printed(cfg, CONFIG_REF_MARKDOWN);
 }
 
 static const char *env_config(char *buf, size_t len, const char *path)
@@ -419,6 +428,60 @@ static void test_no_secret_in_messages(void **state)
     config_deinit(&cfg);
 }
 
+/* The documentation of the keys (README table, kycd.conf(5)) comes from the
+ * table: defaults rendered as kycd reads them, secrets marked, and roff
+ * that no markdown, raw UTF-8 or stray control line leaks into. */
+static void test_reference(void **state)
+{
+    char *md = printed(NULL, CONFIG_REF_MARKDOWN);
+    assert_true(strncmp(md, "| key (env `KYCD_...`) | default | meaning |\n| --- | --- | --- |\n",
+                        62) == 0);
+    const char *rows_wanted[] = {
+        "\n| `max_body` | `64k` | largest accepted body",
+        "\n| `linger_bytes` | `4M` |",
+        "\n| `retry_after` | `5s` |",
+        "\n| `reconcile` | `on` |",
+        "\n| `webhook_tokens` (secret) | unset (required) |",
+        "\n| `database_url` | `\"\"` (libpq's `PG*` environment) |",
+    };
+    for (size_t i = 0; i < sizeof rows_wanted / sizeof *rows_wanted; i++)
+        assert_non_null(strstr(md, rows_wanted[i]));
+    int rows = 0;
+    for (const char *p = md; (p = strstr(p, "\n| `")) != NULL; p++)
+        rows++;
+    char *cfgtext = NULL;
+    kycd_config cfg;
+    load_ok(&cfg, NOENV, NOARGS);
+    cfgtext = print_cfg(&cfg);
+    int keys = 0;
+    for (const char *p = cfgtext; (p = strchr(p, '\n')) != NULL; p++)
+        keys++;
+    assert_int_equal(rows, keys); /* one row per key */
+    free(cfgtext);
+    config_deinit(&cfg);
+
+    char *man = printed(NULL, CONFIG_REF_MAN);
+    assert_non_null(strstr(man, ".TP\n.B max_body\nDefault: \\fB64k\\fR. Environment: "
+                                "\\fBKYCD_MAX_BODY\\fR. Flag: \\fB\\-\\-max\\-body\\fR.\n"));
+    assert_non_null(strstr(man, "A secret: never accepted as a flag"));
+    assert_non_null(strstr(man, "Also read from a file named by \\fBwebhook_tokens_file\\fR"));
+    assert_non_null(strstr(man, "rate \\[u00D7] P100"));
+    assert_null(strchr(man, '`'));
+    assert_null(strstr(man, "](#"));
+    assert_non_null(strstr(man, "(see Group commit)")); /* a link is its text */
+    assert_non_null(
+        strstr(man, "(IPv6 as \\fB[:\\::\\:]:\\:8443\\fR)")); /* brackets in code stay */
+    for (const char *line = man; *line != '\0'; line = strchr(line, '\n') + 1) {
+        if (*line == '.')
+            assert_true(strncmp(line, ".TP\n", 4) == 0 || strncmp(line, ".B ", 3) == 0 ||
+                        strncmp(line, ".br\n", 4) == 0);
+        for (const char *c = line; *c != '\n'; c++)
+            assert_true((unsigned char)*c < 0x80);
+    }
+    free(man);
+    free(md);
+}
+
 static void test_print(void **state)
 {
     kycd_config cfg;
@@ -532,6 +595,11 @@ static void test_database_url_redaction(void **state)
                       "host=db password='***' dbname=kycd");
     assert_url_prints("password = " SECRET_PW, "password = ***");
     assert_url_prints("host=db dbname=kycd", "host=db dbname=kycd");
+    /* several hosts, as for a failover */
+    assert_url_prints("host=db1,db2 port=5432,5433 password=" SECRET_PW
+                      " dbname=kycd target_session_attrs=read-write",
+                      "host=db1,db2 port=5432,5433 password=*** dbname=kycd "
+                      "target_session_attrs=read-write");
 }
 
 static void test_key_is_secret(void **state)
@@ -749,6 +817,7 @@ int main(void)
         T(test_secret_on_command_line),
         T(test_no_secret_in_messages),
         T(test_print),
+        T(test_reference),
         T(test_database_url_redaction),
         T(test_key_is_secret),
         T(test_deinit),

@@ -1165,7 +1165,8 @@ static void test_dead_letter(void **state)
     fx *f = *state;
     spool *s = open_ok(f->dir, 0, 0);
     kerr err = {0};
-    assert_int_equal(spool_dead_letter(s, "abc/../x y", "payload", 7, &err), 0);
+    assert_int_equal(spool_dead_letter(s, "abc/../x y", "payload", 7, "refused\nsecond line", &err),
+                     0);
     char path[512];
     snprintf(path, sizeof path, "%s/dead-abc____x_y.rec", f->dir);
     FILE *fp = fopen(path, "rb");
@@ -1182,6 +1183,41 @@ static void test_dead_letter(void **state)
     s = open_ok(f->dir, 0, 0);
     spool_stats_get(s, &st);
     assert_int_equal(st.records, 0);
+
+    /* Listed (without the spool's lock: a running kycd may hold it), with
+     * its reason's first line; read back; removed with its reason. */
+    assert_int_equal(spool_dead_letter(s, "second", "p2", 2, "", &err), 0);
+    spool_dead *v = NULL;
+    size_t n = 0;
+    assert_int_equal(spool_dead_list(f->dir, &v, &n, &err), 0);
+    assert_int_equal(n, 2);
+    int first = strcmp(v[0].file, "dead-abc____x_y.rec") == 0 ? 0 : 1;
+    assert_string_equal(v[first].file, "dead-abc____x_y.rec");
+    assert_string_equal(v[first].reason, "refused");
+    assert_int_equal(v[first].bytes, 7);
+    assert_true(v[first].mtime_ms > 0);
+    assert_string_equal(v[1 - first].file, "dead-second.rec");
+    assert_string_equal(v[1 - first].reason, "");
+    free(v);
+    kbuf b;
+    kbuf_init(&b);
+    spool_dead info;
+    assert_int_equal(spool_dead_read(path, &b, &info, &err), 0);
+    assert_int_equal(b.len, 7);
+    assert_memory_equal(b.data, "payload", 7);
+    assert_string_equal(info.reason, "refused");
+    char other[512];
+    snprintf(other, sizeof other, "%s/checkpoint", f->dir);
+    assert_int_equal(spool_dead_read(other, &b, &info, &err), KERR_INVALID);
+    assert_int_equal(spool_dead_remove(other, &err), KERR_INVALID);
+    assert_int_equal(spool_dead_remove(path, &err), 0);
+    assert_int_equal(spool_dead_read(path, &b, &info, &err), KERR_NOTFOUND);
+    snprintf(other, sizeof other, "%s/dead-abc____x_y.reason", f->dir);
+    assert_int_equal(access(other, F_OK), -1);
+    assert_int_equal(spool_dead_list(f->dir, &v, &n, &err), 0);
+    assert_int_equal(n, 1);
+    free(v);
+    kbuf_deinit(&b);
     spool_close(s);
 }
 

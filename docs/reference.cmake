@@ -1,0 +1,35 @@
+# The documentation printed from the key table of src/io/config.c by
+# `KYCD config --reference FORMAT`, put where it belongs:
+#   FORMAT=man:      IN (a man page template) with @KEYS@ replaced by it and
+#                    @VERSION@ by VERSION, written to OUT (kycd.conf(5));
+#   FORMAT=markdown: README's key table, between its config-keys markers,
+#                    replaced by it (target `readme`).
+#   cmake -DKYCD=path/to/kycd -DFORMAT=man -DIN=docs/kycd.conf.5.in -DOUT=kycd.conf.5 -DVERSION=x -P docs/reference.cmake
+#   cmake -DKYCD=path/to/kycd -DFORMAT=markdown -DREADME=README.md -P docs/reference.cmake
+cmake_minimum_required(VERSION 3.20)
+execute_process(COMMAND ${KYCD} config --reference ${FORMAT}
+                OUTPUT_VARIABLE ref RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${KYCD} config --reference ${FORMAT} failed (${rc})")
+endif()
+if(FORMAT STREQUAL "man")
+  string(STRIP "${ref}" ref)
+  file(READ ${IN} text)
+  string(REPLACE "@KEYS@" "${ref}" text "${text}")
+  string(REPLACE "@VERSION@" "${VERSION}" text "${text}")
+  file(WRITE ${OUT}.tmp "${text}")
+  file(RENAME ${OUT}.tmp ${OUT})
+  return()
+endif()
+file(READ ${README} text)
+string(FIND "${text}" "<!-- BEGIN config-keys" b)
+string(FIND "${text}" "<!-- END config-keys -->" e)
+if(b LESS 0 OR e LESS b)
+  message(FATAL_ERROR "${README}: no config-keys markers")
+endif()
+string(SUBSTRING "${text}" ${b} -1 from_b)
+string(FIND "${from_b}" "\n" nl)
+math(EXPR head_end "${b} + ${nl} + 1")
+string(SUBSTRING "${text}" 0 ${head_end} head)
+string(SUBSTRING "${text}" ${e} -1 tail)
+file(WRITE ${README} "${head}${ref}${tail}")

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# kycd-test: once
+# The container image (deploy/container/Containerfile), built and run for
+# real with podman: a Debian 12 base rootfs made by mmdebstrap from the
+# machine's apt sources (no registry needed; cached under the build folder,
+# so a second run only rebuilds kycd's layer), `podman import`, `podman
+# build`, then `podman run` (runc, host network, explicit ulimits: see
+# ../shared/build-notes.md). Asserted: the image runs kycd as a non-root user
+# with the spool on a volume; `kycd migrate` and `kycd serve` run from the
+# image with configuration from the environment and secrets (the webhook
+# tokens, the database URL) as mounted files; a webhook over TLS reaches the
+# test PostgreSQL; /readyz answers 200; the HEALTHCHECK passes (when this
+# kycd has the admin listener); SIGTERM (podman stop) ends it with exit code
+# 0 and the "stopped" line. TEST_KYCD_DEB=path/kycd_*.deb builds the image
+# from the package instead of the binary.
+#
+# Where podman cannot run containers, it prints why in one line and exits 77
+# (ctest shows it as skipped).
+#
+# Must never: leave a container, volume or test image behind, listen outside
+# 127.0.0.1, print a secret.
+#
+# Environment: TEST_KYCD_BIN, TEST_PG (lib.sh); TEST_KYCD_DEB (optional);
+# TEST_CONTAINER_CACHE (default: container-cache beside TEST_KYCD_BIN).
+
+P=(podman --runtime runc)
+F=(--network host --ulimit nproc=4096:4096 --ulimit nofile=4096:4096)
+why=''
+if ! command -v podman >/dev/null 2>&1; then
+  why="podman is not installed"
+elif ! command -v runc >/dev/null 2>&1; then
+  why="runc is not installed"
+elif ! command -v mmdebstrap >/dev/null 2>&1; then
+  why="mmdebstrap is not installed"
+elif ! out=$("${P[@]}" info --format '{{.Host.OCIRuntime.Name}}' 2>&1); then
+  why="podman cannot run here: $(head -n 1 <<<"$out")"
+fi
+if [ -n "$why" ]; then
+  echo "SKIP: test_container: $why (deploy/packages.sh lists podman, runc, mmdebstrap, uidmap)"
+  exit 77
+fi
+
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CACHE=${TEST_CONTAINER_CACHE:-$(dirname "$TEST_KYCD_BIN")/container-cache}
+BASE_TAR=$CACHE/debian-12-minbase.tar
+BASE_IMG=localhost/kycd-base:12
+IMG=localhost/kycd:e2e-$$
+NAME=kycd-e2e-$$
+VOL=kycd-e2e-spool-$$
+CLOG=$E2E_TMP/container.log
+e2e_logfmt_track "$CLOG"
+
+container_cleanup() {
+  "${P[@]}" rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
+  "${P[@]}" volume rm -f "$VOL" >/dev/null 2>&1 || true
+  "${P[@]}" rmi -f "$IMG" >/dev/null 2>&1 || true
+}
+# lib.sh's EXIT trap runs after ours: clean the container up first.
+trap 'rc=$?; container_cleanup; (exit "$rc"); e2e__cleanup' EXIT
+
+# ------------------------------------------------------------------------------
+e2e_section "base image: mmdebstrap (cached) + podman import"
+t0=$(e2e_ms)
+mkdir -p "$CACHE"
+if [ ! -s "$BASE_TAR" ]; then
+  if ! timeout 600 mmdebstrap --quiet --variant=minbase --format=tar --include=ca-certificates bookworm \
+       "$BASE_TAR.part.tar" >"$E2E_TMP/mmdebstrap.log" 2>&1; then
+    tail -n 20 "$E2E_TMP/mmdebstrap.log" | sed 's/^/  mmdebstrap: /'
+    rm -f -- "$BASE_TAR.part.tar"
+    e2e_abort "mmdebstrap could not make the Debian 12 rootfs"
+  fi
+  mv -- "$BASE_TAR.part.tar" "$BASE_TAR"
+  echo "  made $BASE_TAR ($(du -h "$BASE_TAR" | cut -f1))"
+fi
+if ! "${P[@]}" image exists "$BASE_IMG" ||
+   [ "$("${P[@]}" image inspect --format '{{index .Labels "kycd.rootfs"}}' "$BASE_IMG" 2>/dev/null)" != "$(stat -c %Y "$BASE_TAR")" ]; then
+  "${P[@]}" import --change "LABEL kycd.rootfs=$(stat -c %Y "$BASE_TAR")" "$BASE_TAR" "$BASE_IMG" >/dev/null ||
+    e2e_abort "podman import of $BASE_TAR failed"
+fi
+base_ms=$(( $(e2e_ms) - t0 ))
+pass "base image $BASE_IMG ready in $base_ms ms"
+
+# ------------------------------------------------------------------------------
+e2e_section "podman build"
+CTX=$E2E_TMP/context
+mkdir -p "$CTX"
+if [ -n "${TEST_KYCD_DEB:-}" ]; then
+  cp -- "$TEST_KYCD_DEB" "$CTX/"
+  from="the package $(basename "$TEST_KYCD_DEB")"
+else
+  cp -- "$TEST_KYCD_BIN" "$CTX/kycd"
+  from="the binary $TEST_KYCD_BIN"
+fi
+t0=$(e2e_ms)
+if "${P[@]}" build --format docker "${F[@]}" --build-arg BASE="$BASE_IMG" -t "$IMG" \
+     -f "$TEST_KYCD_SRC/deploy/container/Containerfile" "$CTX" >"$E2E_TMP/build.log" 2>&1; then
+  build_ms=$(( $(e2e_ms) - t0 ))
+  pass "podman build from $from in $build_ms ms"
+else
+  tail -n 30 "$E2E_TMP/build.log" | sed 's/^/  build: /'
+  e2e_abort "podman build failed"
+fi
+size=$("${P[@]}" image inspect --format '{{.Size}}' "$IMG")
+echo "  image size: $((size / 1024 / 1024)) MiB"
+assert_eq kycd "$("${P[@]}" image inspect --format '{{.Config.User}}' "$IMG")" "the image runs as the kycd user"
+assert_contains "$("${P[@]}" image inspect --format '{{json .Config.Volumes}}' "$IMG")" '"/var/spool/kycd"' \
+  "the spool folder is a volume"
+assert_contains "$("${P[@]}" image inspect --format '{{json .Config.Healthcheck}}' "$IMG")" '/healthz' \
+  "the image has a HEALTHCHECK on the admin listener's /healthz"
+
+# ------------------------------------------------------------------------------
+e2e_section "podman run: migrate, serve, a webhook over TLS, /readyz, SIGTERM"
+e2e_fresh_db
+e2e_certs
+# What a Secret mount gives: the files, readable by the container's user.
+SEC=$E2E_TMP/secrets
+TLS=$E2E_TMP/tls
+mkdir -p "$SEC" "$TLS"
+cp -- "$E2E_TOKEN_FILE" "$SEC/webhook_tokens"
+printf '%s\n' "$E2E_DB_URL" >"$SEC/database_url"
+cat -- "$E2E_CERT" "$E2E_CHAIN" >"$TLS/tls.crt"
+cp -- "$E2E_KEY" "$TLS/tls.key"
+chmod 0755 "$SEC" "$TLS"
+chmod 0444 "$SEC"/* "$TLS"/*
+PORT=$(e2e_free_port)
+ADMIN_PORT=$(e2e_free_port)
+RUN_ENV=(-e KYCD_LISTEN="127.0.0.1:$PORT" -e KYCD_WEBHOOK_TOKENS_FILE=/run/secrets/kycd/webhook_tokens
+         -e KYCD_DATABASE_URL_FILE=/run/secrets/kycd/database_url -e KYCD_RECONCILE=off)
+RUN_VOL=(-v "$SEC:/run/secrets/kycd:ro" -v "$TLS:/etc/kycd/tls:ro" -v "$VOL:/var/spool/kycd")
+# Set only when this kycd knows the admin listener (another change adds it).
+HAS_ADMIN=0
+if env -i PATH="$PATH" "$TEST_KYCD_BIN" config 2>/dev/null | grep -q '^admin_listen'; then
+  HAS_ADMIN=1
+  RUN_ENV+=(-e KYCD_ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT")
+fi
+
+if out=$(timeout 120 "${P[@]}" run --rm "${F[@]}" "${RUN_ENV[@]}" "${RUN_VOL[@]}" "$IMG" migrate 2>&1); then
+  pass "kycd migrate from the image: $(tail -n 1 <<<"$out" | cut -c 1-160)"
+else
+  printf '%s\n' "$out" | tail -n 10 | sed 's/^/  migrate: /'
+  e2e_abort "kycd migrate from the image failed"
+fi
+printf '%s\n' "$out" >"$E2E_TMP/logfmt.cmd.migrate"
+
+"${P[@]}" run -d --name "$NAME" "${F[@]}" "${RUN_ENV[@]}" "${RUN_VOL[@]}" "$IMG" >/dev/null ||
+  e2e_abort "podman run failed"
+clog() { "${P[@]}" logs "$NAME" >"$CLOG" 2>&1 || true; }
+listening() { clog; grep -q 'msg=listening' "$CLOG"; }
+if e2e_wait_cmd 30 listening; then
+  pass "kycd serve in the container listens on 127.0.0.1:$PORT"
+else
+  clog; tail -n 20 "$CLOG" | sed 's/^/  container: /'
+  e2e_abort "the container's kycd did not log 'listening' within 30 s"
+fi
+uid=$("${P[@]}" exec "$NAME" id -u)
+assert_eq 999 "$uid" "kycd runs as the non-root user kycd, uid 999 (the manifests' runAsUser), in the container"
+assert_contains "$("${P[@]}" inspect --format '{{range .Mounts}}{{.Destination}}={{.Type}} {{end}}' "$NAME")" \
+  "/var/spool/kycd=volume" "the spool is on the named volume $VOL"
+E2E_PORT=$PORT
+assert_eq 200 "$(get /readyz)" "/readyz answers 200 from the container"
+assert_contains "$(resp_body)" '"database":"up"' "/readyz: the database is up"
+assert_contains "$(resp_body)" '"spool":{' "/readyz: the spool (the volume) is in use"
+assert_eq 200 "$(post "$E2E_KYC_PATH" "$(kyc_body ctr-1 NOT_VERIFIED PENDING)")" \
+  "a webhook over TLS to the container is answered 200"
+assert_eq "1 NOT_VERIFIED/PENDING" \
+  "$(sql "SELECT count(*) || ' ' || max(verification_status || '/' || attempt_status) FROM kyc.verifications WHERE external_user_id = 'ctr-1'")" \
+  "it is stored in the test PostgreSQL"
+assert_eq 401 "$(E2E_AUTH="Bearer wrong-token-0123456789" post "$E2E_KYC_PATH" "$(kyc_body ctr-2 NOT_VERIFIED PENDING)")" \
+  "a wrong token is refused (the tokens come from the mounted file)"
+if [ "$HAS_ADMIN" = 1 ]; then
+  if e2e_wait_cmd 20 "${P[@]}" healthcheck run "$NAME"; then
+    pass "podman healthcheck run: the HEALTHCHECK passes"
+  else
+    fail "the HEALTHCHECK does not pass within 20 s"
+  fi
+else
+  echo "  this kycd has no admin listener (admin_listen): the HEALTHCHECK is not exercised"
+fi
+
+t0=$(e2e_ms)
+"${P[@]}" stop -t 20 "$NAME" >/dev/null
+stop_ms=$(( $(e2e_ms) - t0 ))
+rc=$("${P[@]}" inspect --format '{{.State.ExitCode}}' "$NAME")
+clog
+assert_eq 0 "$rc" "podman stop (SIGTERM): kycd exits 0 ($stop_ms ms)"
+if grep -q 'msg=stopped' "$CLOG"; then pass "the container logs the 'stopped' line"; else fail "no 'stopped' line: $(tail -n 3 "$CLOG")"; fi
+assert_eq "" "$(grep -l -F -- "$E2E_TOKEN" "$CLOG" "$E2E_TMP/logfmt.cmd.migrate" "$E2E_TMP/build.log" || true)" \
+  "the webhook token is in no container log"
+echo "figures: container: base_ms=$base_ms build_ms=$build_ms image_mib=$((size / 1024 / 1024)) stop_ms=$stop_ms"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# kycd-test: once
+# The documentation generated from the key table cannot drift: the README's
+# key table (between the config-keys markers) is exactly what
+# `kycd config --reference markdown` prints, and the kycd.conf(5) the build
+# made from `kycd config --reference man` names every key and, like kycd(8),
+# renders without a warning from man (as lintian checks it).
+# shellcheck source=tests/e2e/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[ -n "${TEST_KYCD_BUILD:-}" ] || e2e_abort "TEST_KYCD_BUILD (the build tree) is not set"
+
+e2e_section "README.md's key table"
+e2e_kycd_cmd --bare -- config --reference markdown
+assert_eq 0 "$E2E_RC" "kycd config --reference markdown: exit 0"
+readme=$(sed -n '/^<!-- BEGIN config-keys/,/^<!-- END config-keys -->/p' "$TEST_KYCD_SRC/README.md" | sed '1d;$d')
+assert_ne "" "$readme" "the README has the config-keys markers"
+if [ "$readme" = "$(cat "$E2E_OUT")" ]; then
+  pass "the README's table is the generated one"
+else
+  fail "the README's table is stale: run 'cmake --build BUILD --target readme' ($(e2e__clip "$(diff <(echo "$readme") "$E2E_OUT" || true)"))"
+fi
+keys=$(env -i "$TEST_KYCD_BIN" config | sed 's/ = .*//')
+assert_eq "$(wc -l <<<"$keys")" "$(grep -c '^| `' <<<"$readme")" "one row per key kycd prints ($(wc -l <<<"$keys"))"
+
+e2e_section "the man pages"
+page=$TEST_KYCD_BUILD/man/kycd.conf.5
+[ -f "$page" ] || e2e_abort "$page was not built"
+text=$(MANWIDTH=80 man -l "$page" 2>/dev/null)
+missing=''
+for k in $keys; do grep -qE "^       $k( |\$)" <<<"$text" || missing="$missing $k"; done
+assert_eq "" "$missing" "kycd.conf(5) has a paragraph for every key"
+e2e_kycd_cmd --bare -- config --reference man
+assert_contains "$(cat "$page")" "$(head -c 2000 "$E2E_OUT")" "it holds what kycd config --reference man prints"
+for p in "$page" "$TEST_KYCD_SRC/docs/kycd.8"; do
+  warn=$(LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "$p" 2>&1 >/dev/null)
+  assert_eq "" "$warn" "man --warnings is silent on $(basename "$p")"
+done
