@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cmd/admin.h"
+#include "cmd/partitions.h"
 #include "cmd/reconcile.h"
 #include "cmd/serve.h"
 
@@ -46,6 +47,20 @@ static const cmd_entry table[] = {
     {"status", admin_status,
      "  status EXTERNAL_USER_ID [--live]\n"
      "            print the stored state and history (--live: ask P100 too)\n",
+     0},
+    {"partitions", cmd_partitions,
+     "  partitions [--create]\n"
+     "            list the history tables' monthly partitions (--create: the current\n"
+     "            month's and the next two, if missing)\n",
+     0},
+    {"retention", cmd_retention,
+     "  retention [--dry-run]\n"
+     "            drop the history partitions older than `retention` (never one the\n"
+     "            current state points into; --dry-run: list them)\n",
+     0},
+    {"archive", cmd_archive,
+     "  archive --before DATE --to DIR\n"
+     "            export the partitions wholly before DATE (COPY, gzip, manifest, SHA-256)\n",
      0},
     {"version", admin_version, "  version   print versions\n", 0},
     /* aliases */

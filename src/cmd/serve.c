@@ -25,6 +25,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "cmd/common.h"
+#include "cmd/partitions.h"
 #include "io/migrations.h"
 #include "io/sdnotify.h"
 #include "io/tls.h"
@@ -415,6 +416,7 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
     kerr err;
     kerr_clear(&err);
     db *d = NULL;
+    partitions_keeper *keeper = NULL;
     serve_state s = {.grace_ms = cfg.shutdown_timeout_ms, .argc = argc, .argv = argv, .cfg = &cfg};
     pthread_rwlock_init(&s.live_lock, NULL);
     atomic_init(&s.reloads, 0);
@@ -455,6 +457,8 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
     rc = CMD_FAILED;
     if (cmd_open_db(&cfg, CMD_DB_READY, &d) != 0)
         goto out;
+    /* Partitions ahead before the first insert, then hourly. */
+    (void)partitions_maintain(d);
     db_free(d);
     d = NULL;
     if (cmd_open_spool(&cfg, &s.sp, &err) != 0) {
@@ -476,6 +480,12 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
             cmd_report("cannot start the reconciler", &err);
             goto out;
         }
+    }
+    db_opts keeper_db = cmd_db_options(&cfg);
+    if (partitions_keeper_start(&keeper, &keeper_db, cfg.partitions_every_ms) != 0) {
+        klog(KLOG_ERROR, "cannot start the partition maintenance",
+             KLOG_STR("error", "out of memory"));
+        goto out;
     }
     s.tokens = cfg.tokens; /* the handler's copies, replaced by a reload */
     s.allow = cfg.allow;
@@ -556,6 +566,7 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
     ctl->run_bounded(ctl, serve_stop, &s, limit);
     rc = CMD_OK;
 out:
+    partitions_keeper_stop(keeper);
     server_stop(s.srv);
     server_stop(s.admin);
     reconciler_stop(s.rec, NULL);

@@ -226,6 +226,14 @@ static const cfg_entry table[] = {
      "`kycd_connections_refused_total{listener=\"admin\"}`. "
      "Empty: any source",
      NULL},
+    {"retention", T_DURATION, 0, OFF(retention_ms), 0, 100 * 366 * DAY, NULL, 0,
+     "`kycd retention` drops the history partitions wholly older than this (e.g. `1830d`); `0`: "
+     "keep everything (see [Partitions, retention and archive](#partitions-retention-and-archive))",
+     NULL},
+    {"partitions_every", T_DURATION, 0, OFF(partitions_every_ms), 1000, DAY, NULL, 3600 * SEC,
+     "how often `serve` creates the history partitions of the current month and the next two, if "
+     "missing (also once at start)",
+     NULL},
 };
 
 #define NKEYS (sizeof table / sizeof table[0])

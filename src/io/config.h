@@ -80,6 +80,8 @@ typedef struct kycd_config {
     int64_t recheck_rejected_for_ms;
     int64_t recheck_verified_every_ms;
     int64_t recheck_share;
+    int64_t partitions_every_ms; /* serve's partition maintenance; default 1h */
+    int64_t retention_ms;        /* history kept by `kycd retention`; default 0: everything */
     /* Typed values, filled by config_check_serve from webhook_tokens and
      * allow_cidrs (the only place either string is parsed); zero before. */
     token_set tokens; /* digests only: a token is never kept in the clear here */

@@ -26,11 +26,14 @@ static const char SQL_OTHER_LOCK[] =
  * POA status. It must be its own statement, run after the lock is held:
  * under READ COMMITTED each statement sees what was committed when it
  * started, so only a statement that starts after the lock sees the delivery
- * that held it. */
+ * that held it. The window ends at now() (the transaction's start), not
+ * clock_timestamp(): a stable bound lets PostgreSQL skip the partitions
+ * of kyc.webhook_events wholly before the window (a volatile one made every
+ * delivery probe every month's index). */
 static const char SQL_PRIOR[] =
     "SELECT (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = $1 "
     "          AND e.body_sha256 = decode($2, 'hex') AND e.kind = $3 "
-    "          AND e.received_at > coalesce($5::timestamptz, clock_timestamp()) "
+    "          AND e.received_at > coalesce($5::timestamptz, now()) "
     "              - make_interval(secs => $4::float8 / 1000) "
     "        ORDER BY e.id LIMIT 1), "
     "       coalesce((SELECT status FROM kyc.poa_statuses WHERE external_user_id = $1), '')";

@@ -4,12 +4,10 @@
 
 #include "io/db_internal.h"
 
-/* Append a query's rows as aligned "label: value" blocks or a small table. */
-static int report_rows(db *d, kbuf *out, const char *title, const char *sql, const char *uid,
-                       kerr *err)
+int db_report_rows(db *d, kbuf *out, const char *title, const char *sql, int n,
+                   const char *const *vals, kerr *err)
 {
-    const char *p[] = {uid};
-    PGresult *r = db_exec(d, sql, 1, p);
+    PGresult *r = db_exec(d, sql, n, vals);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = db_fail(d, r, title, err);
         PQclear(r);
@@ -26,6 +24,14 @@ static int report_rows(db *d, kbuf *out, const char *title, const char *sql, con
     }
     PQclear(r);
     return rc ? kerr_set(err, KERR_NOMEM, "out of memory") : 0;
+}
+
+/* One user's rows of a query whose only parameter is the user. */
+static int report_rows(db *d, kbuf *out, const char *title, const char *sql, const char *uid,
+                       kerr *err)
+{
+    const char *p[] = {uid};
+    return db_report_rows(d, out, title, sql, 1, p, err);
 }
 
 int db_user_report(db *d, const char *external_user_id, kbuf *out, kerr *err)

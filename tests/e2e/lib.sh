@@ -45,6 +45,9 @@
 #                                  empty leaves the header out.
 #   admin_get PATH [curl args]     the same on the admin listener (/metrics...)
 #   sql "query"                    psql -XAtq on E2E_DB_URL
+#   as_super SQL [CONNINFO]        one statement as the superuser (TEST_PG)
+#   with_user CONNINFO USER        the same conninfo, as USER
+#   try CONNINFO SQL               output and errors in $TRY_OUT, rc in $TRY_RC
 #   e2e_kycd_cmd [--bare] [--without NAME] [KYCD_X=v ...] -- ARGS
 #                                  kycd in the foreground (bounded); output in
 #                                  $E2E_OUT, exit code in $E2E_RC
@@ -361,6 +364,26 @@ e2e_track_role() { E2E_ROLES+=("${2:-$TEST_PG}|$1"); }
 sql() {
   timeout 30 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -c "$1"
 }
+
+# as_super SQL [CONNINFO]: one statement as the superuser (TEST_PG).
+as_super() { timeout 30 psql "${2:-$TEST_PG}" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
+
+# with_user CONNINFO USER: the same conninfo (key/value or URI), as USER.
+with_user() {
+  case $1 in
+    postgres://*|postgresql://*)
+      if [[ $1 == *\?* ]]; then printf '%s&user=%s' "$1" "$2"; else printf '%s?user=%s' "$1" "$2"; fi ;;
+    *) printf '%s user=%s' "$(printf '%s' "$1" | sed -E 's/(^| )user=[^ ]*//g')" "$2" ;;
+  esac
+}
+
+# try CONNINFO SQL: run SQL; output and errors (with SQLSTATE) in $TRY_OUT,
+# exit code in $TRY_RC.
+try() {
+  TRY_RC=0
+  TRY_OUT=$(timeout 30 psql "$1" -XAtq -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -c "$2" 2>&1) || TRY_RC=$?
+}
+
 
 # --- TLS ----------------------------------------------------------------------
 

@@ -21,25 +21,6 @@ OWNER=kycd_owner_$sfx
 ANALYST=kycd_analyst_$sfx
 DB=e2e_roles_$sfx
 
-# as_super SQL [CONNINFO]: one statement as the superuser (TEST_PG).
-as_super() { timeout 30 psql "${2:-$TEST_PG}" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
-
-# with_user CONNINFO USER: the same conninfo (key/value or URI), as USER.
-with_user() {
-  case $1 in
-    postgres://*|postgresql://*)
-      if [[ $1 == *\?* ]]; then printf '%s&user=%s' "$1" "$2"; else printf '%s?user=%s' "$1" "$2"; fi ;;
-    *) printf '%s user=%s' "$(printf '%s' "$1" | sed -E 's/(^| )user=[^ ]*//g')" "$2" ;;
-  esac
-}
-
-# try CONNINFO SQL: run SQL; output and errors (with SQLSTATE) in $TRY_OUT,
-# exit code in $TRY_RC.
-try() {
-  TRY_RC=0
-  TRY_OUT=$(timeout 30 psql "$1" -XAtq -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -c "$2" 2>&1) || TRY_RC=$?
-}
-
 # refused CONNINFO WHO SQL [TEXT]: SQL must fail with SQLSTATE 42501 (and
 # the message must hold TEXT, default "permission denied").
 refused() {

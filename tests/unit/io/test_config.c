@@ -543,7 +543,9 @@ static void test_print(void **state)
                        "recheck_verified_every = 720h\n"
                        "recheck_share = 20\n"
                        "admin_listen = 127.0.0.1:8444\n"
-                       "admin_allow_cidrs = 127.0.0.0/8,::1/128\n";
+                       "admin_allow_cidrs = 127.0.0.0/8,::1/128\n"
+                       "retention = 0s\n"
+                       "partitions_every = 1h\n";
     assert_string_equal(text, want);
     free(text);
     config_deinit(&cfg);
