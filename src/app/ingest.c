@@ -50,6 +50,22 @@ struct ingest {
     int64_t probe_at_ms;                      /* when (monotonic) */
 };
 
+/* A write found the database away (call with in->mu held): readiness
+ * learns it now rather than at the probe's next ping, which alone could
+ * answer "ready" for up to probe_ms while the spool fills. The probe sets it
+ * back when the database answers again. Returns whether it was up. */
+static int saw_database_down(ingest *in, const kerr *why)
+{
+    int was_up = in->st.database_up;
+    in->st.database_up = 0;
+    if (in->probe_ms > 0) {
+        in->probe_rc = KERR_DB;
+        snprintf(in->probe_err, sizeof in->probe_err, "%s",
+                 why && why->msg[0] ? why->msg : "a write failed");
+    }
+    return was_up;
+}
+
 static void count(ingest *in, long long *field, int database_up)
 {
     pthread_mutex_lock(&in->mu);
@@ -277,8 +293,7 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
     }
     if ((rc == KERR_DB || rc == KERR_TIMEOUT) && in->sp) {
         pthread_mutex_lock(&in->mu);
-        int was_up = in->st.database_up;
-        in->st.database_up = 0;
+        int was_up = saw_database_down(in, err);
         pthread_mutex_unlock(&in->mu);
         if (was_up) /* once per outage, not once per delivery */
             klog(KLOG_WARN, "database unavailable: spooling deliveries",
@@ -326,7 +341,7 @@ static int replay_one(ingest *in, kbuf *buf, kerr *err)
         rc = to_database(in, &d, &res, err);
         if (rc == KERR_DB || rc == KERR_TIMEOUT) {
             pthread_mutex_lock(&in->mu);
-            in->st.database_up = 0;
+            saw_database_down(in, err);
             pthread_mutex_unlock(&in->mu);
             return rc;
         }
@@ -406,7 +421,7 @@ static int replay_batch(ingest *in, replayer *r, kbuf *one, int *n, kerr *err)
         rc = batch_to_database(in, r->good, m, r->res, err);
         if (rc == KERR_DB || rc == KERR_TIMEOUT) {
             pthread_mutex_lock(&in->mu);
-            in->st.database_up = 0;
+            saw_database_down(in, err);
             pthread_mutex_unlock(&in->mu);
             return rc;
         }
