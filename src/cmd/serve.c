@@ -14,7 +14,6 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/prctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "app/handler.h"
@@ -75,13 +74,6 @@ static int serve_ready(void *ctx, char *details, size_t cap, kerr *err)
                  (long long)atomic_load(&s->counters.timeouts), (long long)atomic_load(&s->reloads),
                  (long long)atomic_load(&s->reload_failures));
     return rc;
-}
-
-static double now_unix_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int schema_version(void)
@@ -250,7 +242,7 @@ static int serve_status(void *ctx, kbuf *out)
                           "{\"version\":\"%s\",\"schema\":%d,\"uptime_seconds\":%.0f,"
                           "\"config_generation\":%lld,\"reload_failures\":%lld,"
                           "\"draining\":%s,\"database\":{\"up\":%s,\"error\":",
-                          KYCD_VERSION, schema_version(), now_unix_s() - s->started_s,
+                          KYCD_VERSION, schema_version(), clock_wall_ms() / 1000.0 - s->started_s,
                           (long long)atomic_load(&s->reloads),
                           (long long)atomic_load(&s->reload_failures),
                           atomic_load(&s->draining) ? "true" : "false", up ? "true" : "false");
@@ -367,7 +359,7 @@ static void serve_reload_(serve_state *s)
     s->have_live = 1;
     long long gen = atomic_fetch_add(&s->reloads, 1) + 1;
     metrics_config_reload(1);
-    atomic_store(&s->last_reload_ok_s, (long long)now_unix_s());
+    atomic_store(&s->last_reload_ok_s, clock_wall_ms() / 1000);
     note_cert_expiry(s, n.tls_cert);
     klog(KLOG_INFO, "configuration reloaded", KLOG_INT("generation", gen),
          KLOG_STR("changed", changed[0] ? changed : "-"), KLOG_INT("tokens", s->tokens.count));
@@ -426,7 +418,7 @@ int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
     atomic_init(&s.counters.timeouts, 0);
     atomic_init(&s.admin_counters.refused, 0);
     atomic_init(&s.admin_counters.timeouts, 0);
-    s.started_s = now_unix_s();
+    s.started_s = clock_wall_ms() / 1000.0;
     atomic_init(&s.last_reload_ok_s, (long long)s.started_s);
     atomic_init(&s.cert_expiry_s, 0);
 
