@@ -218,23 +218,15 @@ static const db_stmt LOCK_USER = {
     2,
 };
 
-static int lock_user_parse(db *d, PGresult *r, db_user_row *row, const char *what, kerr *err)
+void db_user_row_read(PGresult *r, int row, int col, db_user_row *out)
 {
-    int rc = 0;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = db_fail(d, r, what, err);
-    } else if (PQntuples(r) != 1) {
-        rc = kerr_set(err, KERR_NOTFOUND, "%s: user row vanished while locked", what);
-    } else {
-        memset(row, 0, sizeof *row);
-        snprintf(row->status.verification, sizeof row->status.verification, "%s",
-                 PQgetvalue(r, 0, 0));
-        snprintf(row->status.attempt, sizeof row->status.attempt, "%s", PQgetvalue(r, 0, 1));
-        snprintf(row->status.reason, sizeof row->status.reason, "%s", PQgetvalue(r, 0, 2));
-        row->age_ms = PQgetisnull(r, 0, 3) ? -1 : atoll(PQgetvalue(r, 0, 3));
-        snprintf(row->lease_owner, sizeof row->lease_owner, "%s", PQgetvalue(r, 0, 4));
-    }
-    return rc;
+    memset(out, 0, sizeof *out);
+    snprintf(out->status.verification, sizeof out->status.verification, "%s",
+             PQgetvalue(r, row, col));
+    snprintf(out->status.attempt, sizeof out->status.attempt, "%s", PQgetvalue(r, row, col + 1));
+    snprintf(out->status.reason, sizeof out->status.reason, "%s", PQgetvalue(r, row, col + 2));
+    out->age_ms = PQgetisnull(r, row, col + 3) ? -1 : atoll(PQgetvalue(r, row, col + 3));
+    snprintf(out->lease_owner, sizeof out->lease_owner, "%s", PQgetvalue(r, row, col + 4));
 }
 
 int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_row *row,
@@ -245,23 +237,42 @@ int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_ro
         return rc;
     const char *p[] = {external_user_id, at};
     PGresult *r = db_run(d, &LOCK_USER, p);
-    rc = lock_user_parse(d, r, row, what, err);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        rc = db_fail(d, r, what, err);
+    else if (PQntuples(r) != 1)
+        rc = kerr_set(err, KERR_NOTFOUND, "%s: user row vanished while locked", what);
+    else
+        db_user_row_read(r, 0, 0, row);
     PQclear(r);
     return rc;
 }
 
-int db_lock_user_prepare(db *d, kerr *err)
+/* ------------------------------------------------------ array literals */
+
+int db_array_add(kbuf *a, const char *v, size_t len)
 {
-    return db_prepare_set(d, DB_SET_COMMON, &LOCK_USER, 1, err);
+    int rc = kbuf_append(a, a->len ? "," : "{", 1);
+    if (rc != 0 || v == NULL)
+        return rc ? rc : kbuf_append(a, "NULL", 4);
+    if (len == (size_t)-1)
+        len = strlen(v);
+    if ((rc = kbuf_reserve(a, len + len / 8 + 2)) != 0 || (rc = kbuf_append(a, "\"", 1)) != 0)
+        return rc;
+    size_t from = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] != '"' && v[i] != '\\')
+            continue;
+        if ((rc = kbuf_append(a, v + from, i - from)) != 0 || (rc = kbuf_append(a, "\\", 1)) != 0)
+            return rc;
+        from = i;
+    }
+    if ((rc = kbuf_append(a, v + from, len - from)) != 0)
+        return rc;
+    return kbuf_append(a, "\"", 1);
 }
 
-int db_lock_user_send(db *d, const char *external_user_id, const char *at)
+int db_array_done(kbuf *a)
 {
-    const char *p[] = {external_user_id, at};
-    return db_send(d, &LOCK_USER, p);
-}
-
-int db_lock_user_result(db *d, PGresult *r, db_user_row *row, const char *what, kerr *err)
-{
-    return lock_user_parse(d, r, row, what, err);
+    int rc = a->len ? 0 : kbuf_append(a, "{", 1);
+    return rc ? rc : kbuf_append(a, "}", 1);
 }

@@ -1,7 +1,15 @@
 /* The write path for webhook deliveries (see db_ingest.h): one transaction
- * per delivery that appends it to the event log and carries out what core
- * decided (core/state.h for KYC, core/policy.h for the other kinds). Must
- * never decide a state itself, nor report success before COMMIT. */
+ * per batch that appends each delivery to the event log and carries out
+ * what core decided (core/state.h for KYC, core/policy.h for the other
+ * kinds). Must never decide a state itself, nor report success before
+ * COMMIT.
+ *
+ * The statements are set-based: each takes one array per column, one
+ * element per delivery of the round (unnest ... WITH ORDINALITY: a row's
+ * ordinal says which delivery it is for), so that a batch pays each
+ * statement's fixed cost (executor start-up, partition routing, index and
+ * constraint set-up) once, not once per delivery. A single delivery is a
+ * batch of one and runs the same statements. */
 #include "io/db_ingest.h"
 
 #include <stdio.h>
@@ -9,127 +17,155 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/buf.h"
 #include "core/policy.h"
 #include "io/db_internal.h"
 
-/* The KYC user's row, created by the first delivery (then locked with
- * db_lock_user). */
-static const char SQL_KYC_ENSURE[] =
-    "INSERT INTO kyc.verifications (external_user_id, source) VALUES ($1, 'webhook') "
+/* The KYC users' rows, created by their first delivery (then locked by
+ * SQL_LOCK). $1 users (NULL for deliveries of the other kinds). */
+static const char SQL_ENSURE[] =
+    "INSERT INTO kyc.verifications (external_user_id, source) "
+    "SELECT u, 'webhook' FROM unnest($1::text[]) AS u WHERE u IS NOT NULL "
     "ON CONFLICT (external_user_id) DO NOTHING";
 
-/* Other kinds have no state row to lock: serialize per (kind, user). */
+/* Lock the KYC users' rows, in the order given (sorted by the caller),
+ * and read their state. $1 users (NULL: not KYC), $2 the time to measure
+ * each row's age from (NULL: now). The row columns after the ordinal are
+ * db_user_row_read's.
+ *
+ * Here and below, each element finds its rows through a LATERAL
+ * subquery that cannot be flattened (FOR UPDATE, OFFSET 0): index lookups
+ * per element, in array order, never a join of the whole table (see
+ * SQL_PLANS). */
+static const char SQL_LOCK[] =
+    "SELECT i.ord, l.* FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS i(u, at, ord) "
+    "CROSS JOIN LATERAL (SELECT coalesce(v.verification_status, ''), "
+    "    coalesce(v.attempt_status, ''), coalesce(v.rejection_reason, ''), "
+    "    (extract(epoch FROM coalesce(i.at, clock_timestamp()) - v.updated_at) * 1000)::bigint, "
+    "    coalesce(v.lease_owner, '') "
+    "  FROM kyc.verifications v WHERE v.external_user_id = i.u FOR UPDATE) l";
+
+/* Other kinds have no state row to lock: serialize per (kind, user), in
+ * the order given (sorted by the caller). $1 users, $2 kinds (NULL: KYC). */
 static const char SQL_OTHER_LOCK[] =
-    "SELECT pg_advisory_xact_lock(hashtextextended($2 || ':' || $1, 0))";
+    "SELECT pg_advisory_xact_lock(hashtextextended(i.kind || ':' || i.u, 0)) "
+    "FROM unnest($1::text[], $2::text[]) AS i(u, kind) WHERE i.kind IS NOT NULL";
 
-/* The earliest identical delivery within the dedup window, and the current
- * POA status. It must be its own statement, run after the lock is held:
- * under READ COMMITTED each statement sees what was committed when it
- * started, so only a statement that starts after the lock sees the delivery
- * that held it. The window ends at now() (the transaction's start), not
- * clock_timestamp(): a stable bound lets PostgreSQL skip the partitions
- * of kyc.webhook_events wholly before the window (a volatile one made every
- * delivery probe every month's index). */
+/* For each delivery, the earliest identical one within the dedup window,
+ * and the user's current POA status. It must be its own statement, run
+ * after the locks are held: under READ COMMITTED each statement sees what
+ * was committed when it started, so only a statement that starts after
+ * the lock sees the delivery that held it. The window ends at now() (the
+ * transaction's start) unless the delivery was received earlier (spool
+ * replays): the bound prunes the partitions of kyc.webhook_events wholly
+ * before the window. $1 users, $2 body sha256 hex, $3 kinds, $4 received
+ * at (NULL: now), $5 the window in ms. */
 static const char SQL_PRIOR[] =
-    "SELECT (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = $1 "
-    "          AND e.body_sha256 = decode($2, 'hex') AND e.kind = $3 "
-    "          AND e.received_at > coalesce($5::timestamptz, now()) "
-    "              - make_interval(secs => $4::float8 / 1000) "
-    "        ORDER BY e.id LIMIT 1), "
-    "       coalesce((SELECT status FROM kyc.poa_statuses WHERE external_user_id = $1), '')";
+    "SELECT i.ord, "
+    "  (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = i.u "
+    "     AND e.body_sha256 = decode(i.sha, 'hex') AND e.kind = i.kind "
+    "     AND e.received_at > coalesce(i.at, now()) - make_interval(secs => $5::float8 / 1000) "
+    "   ORDER BY e.id LIMIT 1), "
+    "  coalesce((SELECT p.status FROM kyc.poa_statuses p WHERE p.external_user_id = i.u), '') "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) "
+    "  WITH ORDINALITY AS i(u, sha, kind, at, ord)";
 
-/* A delivery replayed from the spool may already be stored (the drainer
- * crashed between COMMIT and its checkpoint): request ids are unique. */
-static const char SQL_REPLAYED[] =
-    "SELECT id, repeat_of FROM kyc.webhook_events WHERE request_id = $1";
+/* Deliveries replayed from the spool may already be stored (the drainer
+ * crashed between COMMIT and its checkpoint): request ids are unique.
+ * $1 request ids (NULL: not a replay). */
+static const char SQL_REPLAYED[] = "SELECT i.ord, e.id, e.repeat_of "
+                                   "FROM unnest($1::text[]) WITH ORDINALITY AS i(rid, ord) "
+                                   "JOIN kyc.webhook_events e ON e.request_id = i.rid";
 
-/* Parameters shared by the write statements below:
- * $1 user, $2 kind, $3 body, $4 sha256 hex, $5 remote addr, $6 request id,
- * $7 repeat_of, $8 outcome, $9 reason, $10 unknown fields (text[]),
- * $11 received at (NULL: now; set for deliveries replayed from the spool). */
-#define SQL_EVENT_CTE                                                                              \
-    "WITH t AS (SELECT coalesce($11::timestamptz, clock_timestamp()) AS ts), "                     \
-    "ev AS (INSERT INTO kyc.webhook_events (received_at, kind, external_user_id, body, "           \
-    "  body_sha256, remote_addr, request_id, repeat_of, outcome, outcome_reason, "                 \
-    "  unknown_fields) "                                                                           \
-    "  SELECT t.ts, $2, $1, $3::jsonb, decode($4, 'hex'), $5::inet, $6, $7::bigint, $8, $9, "      \
-    "  $10::text[] FROM t RETURNING id, received_at) "
-
-/* A row created by this very delivery takes the delivery's time as its
- * first sight, so that first_seen_at, received_at and changed_at agree. */
-#define SQL_FIRST_SEEN                                                                             \
-    "  first_seen_at = CASE WHEN v.last_webhook_at IS NULL AND v.source = 'webhook' "              \
-    "  AND v.verification_status IS NULL THEN ev.received_at ELSE v.first_seen_at END, "
-
-/* APPLY: new state, history row; $12..$14 the new state. */
-static const char SQL_KYC_APPLY[] = SQL_EVENT_CTE
-    ", old AS (SELECT verification_status, attempt_status, rejection_reason "
-    "  FROM kyc.verifications WHERE external_user_id = $1), "
-    "up AS (UPDATE kyc.verifications v SET verification_status = $12, attempt_status = "
-    "$13, " SQL_FIRST_SEEN
-    "  rejection_reason = nullif($14, ''), source = 'webhook', updated_at = ev.received_at, "
-    "  last_webhook_at = ev.received_at, last_event_id = ev.id "
-    "  FROM ev WHERE v.external_user_id = $1), "
+/* Every write of a round in one statement. Per delivery: $1 user, $2 kind,
+ * $3 body, $4 sha256 hex, $5 remote addr, $6 request id, $7 repeat_of,
+ * $8 outcome, $9 reason, $10 unknown fields (a text[] literal), $11
+ * received at (NULL: now), $12 what core decided (W_*: apply the KYC
+ * state, hold it and owe a check, leave it unchanged, apply a POA status,
+ * only record the event; NULL: nothing to write), $13..$15 the new state
+ * (verification, attempt, rejection reason; $13 the status for poa).
+ * Within a round (user, kind) is unique: each delivery's event is found
+ * again by it. A KYC row created by this very delivery takes the
+ * delivery's time as its first sight, so that first_seen_at, received_at
+ * and changed_at agree. Returns (ordinal, event id) per delivery. */
+static const char SQL_WRITE[] =
+    "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+    "    $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], "
+    "    $11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[]) "
+    "  WITH ORDINALITY AS i(u, kind, body, sha, addr, rid, rep, outcome, reason, unknown, at, "
+    "    act, vs, ast, rr, ord) WHERE act IS NOT NULL), "
+    "ev AS (INSERT INTO kyc.webhook_events (received_at, kind, external_user_id, body, "
+    "    body_sha256, remote_addr, request_id, repeat_of, outcome, outcome_reason, "
+    "    unknown_fields) "
+    "  SELECT coalesce(i.at, clock_timestamp()), i.kind, i.u, i.body::jsonb, decode(i.sha, 'hex'), "
+    "    i.addr::inet, i.rid, i.rep, i.outcome, i.reason, i.unknown::text[] FROM i ORDER BY i.ord "
+    "  RETURNING id, received_at, external_user_id, kind), "
+    "x AS (SELECT i.*, ev.id, ev.received_at FROM i "
+    "  JOIN ev ON ev.external_user_id = i.u AND ev.kind = i.kind), "
+    "old AS (SELECT i.u, o.* FROM i CROSS JOIN LATERAL (SELECT v.verification_status, "
+    "    v.attempt_status, v.rejection_reason FROM kyc.verifications v "
+    "    WHERE v.external_user_id = i.u OFFSET 0) o WHERE i.act = 'apply'), "
+    "up AS (UPDATE kyc.verifications v SET "
+    "    verification_status = CASE WHEN x.act = 'apply' THEN x.vs "
+    "      ELSE v.verification_status END, "
+    "    attempt_status = CASE WHEN x.act = 'apply' THEN x.ast ELSE v.attempt_status END, "
+    "    rejection_reason = CASE WHEN x.act = 'apply' THEN nullif(x.rr, '') "
+    "      ELSE v.rejection_reason END, "
+    "    source = CASE WHEN x.act = 'apply' THEN 'webhook' ELSE v.source END, "
+    "    updated_at = CASE WHEN x.act = 'apply' THEN x.received_at ELSE v.updated_at END, "
+    "    last_event_id = CASE WHEN x.act = 'apply' THEN x.id ELSE v.last_event_id END, "
+    "    needs_check_reason = CASE WHEN x.act = 'hold' THEN x.reason "
+    "      ELSE v.needs_check_reason END, "
+    "    next_check_at = CASE WHEN x.act = 'hold' THEN x.received_at ELSE v.next_check_at END, "
+    "    first_seen_at = CASE WHEN x.act IN ('apply', 'hold') AND v.last_webhook_at IS NULL "
+    "      AND v.source = 'webhook' AND v.verification_status IS NULL THEN x.received_at "
+    "      ELSE v.first_seen_at END, "
+    "    last_webhook_at = x.received_at "
+    "  FROM x WHERE v.external_user_id = x.u AND x.act IN ('apply', 'hold', 'unchanged')), "
     "ch AS (INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason, "
-    "  old_verification_status, new_verification_status, old_attempt_status, "
-    "  new_attempt_status, old_rejection_reason, new_rejection_reason, event_id) "
-    "  SELECT $1, ev.received_at, 'webhook', $9, old.verification_status, $12, "
-    "  old.attempt_status, $13, old.rejection_reason, nullif($14, ''), ev.id FROM ev, old) "
-    "SELECT id FROM ev";
-
-/* HOLD: keep the state, owe an authoritative check now. */
-static const char SQL_KYC_HOLD[] =
-    SQL_EVENT_CTE ", up AS (UPDATE kyc.verifications v SET needs_check_reason = $9, " SQL_FIRST_SEEN
-                  "  next_check_at = ev.received_at, last_webhook_at = ev.received_at "
-                  "  FROM ev WHERE v.external_user_id = $1) "
-                  "SELECT id FROM ev";
-
-/* UNCHANGED: only note that P100 spoke. */
-static const char SQL_KYC_UNCHANGED[] =
-    SQL_EVENT_CTE ", up AS (UPDATE kyc.verifications v SET last_webhook_at = ev.received_at "
-                  "  FROM ev WHERE v.external_user_id = $1) "
-                  "SELECT id FROM ev";
-
-static const char SQL_POA_APPLY[] = SQL_EVENT_CTE
-    ", up AS (INSERT INTO kyc.poa_statuses (external_user_id, status, updated_at, last_event_id) "
-    "  SELECT $1, $12, ev.received_at, ev.id FROM ev "
+    "    old_verification_status, new_verification_status, old_attempt_status, "
+    "    new_attempt_status, old_rejection_reason, new_rejection_reason, event_id) "
+    "  SELECT x.u, x.received_at, 'webhook', x.reason, old.verification_status, x.vs, "
+    "    old.attempt_status, x.ast, old.rejection_reason, nullif(x.rr, ''), x.id "
+    "  FROM x JOIN old ON old.u = x.u WHERE x.act = 'apply'), "
+    "poa AS (INSERT INTO kyc.poa_statuses (external_user_id, status, updated_at, last_event_id) "
+    "  SELECT x.u, x.vs, x.received_at, x.id FROM x WHERE x.act = 'poa' "
     "  ON CONFLICT (external_user_id) DO UPDATE SET status = EXCLUDED.status, "
-    "  updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id) "
-    "SELECT id FROM ev";
+    "    updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id) "
+    "SELECT ord, id FROM x";
 
-static const char SQL_EVENT_ONLY[] = SQL_EVENT_CTE "SELECT id FROM ev";
+/* The plans of the statements above, set for the batch's transaction
+ * only (the pooled session is left as it was):
+ * - generic plans: a custom plan sees each array's length and estimates
+ *   better than the generic plan's guess of 10 elements, so PostgreSQL's
+ *   plan cache judged the generic plan dearer and planned every execution
+ *   anew; planning SQL_WRITE (six CTEs over partitioned tables) cost more
+ *   than running it (kycd used twice pgbench's database CPU per delivery).
+ * - no sequential scans: every lookup here is by index, whatever the
+ *   statistics say. Without them (a new monthly partition, a table not yet
+ *   analyzed) the lookup of 64 request ids became a scan of each
+ *   partition, 11-36 ms a batch against about 1 ms. */
+static const char SQL_PLANS[] = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
+                                "set_config('enable_seqscan', 'off', true)";
+
+/* The write's $12: what core decided. */
+static const char W_APPLY[] = "apply", W_HOLD[] = "hold", W_UNCHANGED[] = "unchanged",
+                  W_POA[] = "poa", W_EVENT[] = "event";
 
 /* The ingest statements, prepared once per session. */
-enum stmt {
-    ST_KYC_ENSURE,
-    ST_OTHER_LOCK,
-    ST_PRIOR,
-    ST_REPLAYED,
-    ST_KYC_APPLY,
-    ST_KYC_HOLD,
-    ST_KYC_UNCHANGED,
-    ST_POA_APPLY,
-    ST_EVENT_ONLY,
-    ST_COUNT
-};
+enum stmt { ST_ENSURE, ST_LOCK, ST_OTHER_LOCK, ST_PRIOR, ST_REPLAYED, ST_WRITE, ST_COUNT };
 
 static const db_stmt STMTS[ST_COUNT] = {
-    [ST_KYC_ENSURE] = {"kycd_kyc_ensure", SQL_KYC_ENSURE, 1},
+    [ST_ENSURE] = {"kycd_ensure", SQL_ENSURE, 1},
+    [ST_LOCK] = {"kycd_lock", SQL_LOCK, 2},
     [ST_OTHER_LOCK] = {"kycd_other_lock", SQL_OTHER_LOCK, 2},
     [ST_PRIOR] = {"kycd_prior", SQL_PRIOR, 5},
     [ST_REPLAYED] = {"kycd_replayed", SQL_REPLAYED, 1},
-    [ST_KYC_APPLY] = {"kycd_kyc_apply", SQL_KYC_APPLY, 14},
-    [ST_KYC_HOLD] = {"kycd_kyc_hold", SQL_KYC_HOLD, 11},
-    [ST_KYC_UNCHANGED] = {"kycd_kyc_unchanged", SQL_KYC_UNCHANGED, 11},
-    [ST_POA_APPLY] = {"kycd_poa_apply", SQL_POA_APPLY, 12},
-    [ST_EVENT_ONLY] = {"kycd_event_only", SQL_EVENT_ONLY, 11},
+    [ST_WRITE] = {"kycd_write", SQL_WRITE, 15},
 };
 
-/* "a,b" -> "{a,b}" (field names are ours: letters only). */
-static void text_array(const char *csv, char *out, size_t cap)
-{
-    snprintf(out, cap, "{%s}", csv);
-}
+/* The most array parameters of one statement (SQL_WRITE's). */
+enum { NCOLS = 15 };
 
 /* One delivery of a batch: its parameters, what the reads found, what core
  * decided. */
@@ -140,23 +176,26 @@ typedef struct item {
     char received[48];
     const char *received_p; /* NULL: now */
     char unknown[160];
-    char *body; /* NUL-terminated copy */
     int stored; /* a replayed delivery found already stored */
+    int locked; /* its KYC row was locked and read into cur */
+    int read;   /* SQL_PRIOR answered for it */
+    int written;
     db_user_row cur;
     long long repeat_of;
     char poa[KYC_VALUE_MAX + 1];
     char repeat_buf[24];
-    enum stmt write;
+    const char *act; /* W_*; NULL: nothing to write */
     const char *state_val[3];
     db_ingest_result res;
 } item;
 
-/* What each queued statement's result is for. */
+/* What each queued statement's result is for: a round's deliveries are
+ * order[at .. at + n). */
 enum expect { X_BEGIN, X_REPLAYED, X_ENSURE, X_LOCK, X_OTHER_LOCK, X_PRIOR, X_WRITE, X_COMMIT };
 
 typedef struct expectation {
     enum expect what;
-    item *it;
+    int at, n;
 } expectation;
 
 typedef struct batch {
@@ -164,11 +203,13 @@ typedef struct batch {
     const db_ingest_opts *o;
     char window[24];
     item *items;
-    item **order; /* by (round, user, kind, arrival): the order of the row locks */
+    item **order; /* by (round, user, kind, arrival): the order of the locks */
     int n;
     expectation *exp;
     int nexp, cap;
-    int conflict; /* the failure was a deadlock or serialization failure: retry */
+    int conflict;     /* the failure was a deadlock or serialization failure: retry */
+    kbuf cols[NCOLS]; /* the array parameters of the statement being queued */
+    int at, end;      /* the round being queued: order[at .. end) */
 } batch;
 
 static void item_init(item *it, const kyc_delivery *dl, int idx)
@@ -177,7 +218,8 @@ static void item_init(item *it, const kyc_delivery *dl, int idx)
     it->dl = dl;
     it->idx = idx;
     it->cur.age_ms = -1;
-    text_array(dl->unknown_fields, it->unknown, sizeof it->unknown);
+    /* "a,b" -> "{a,b}" (field names are ours: letters only). */
+    snprintf(it->unknown, sizeof it->unknown, "{%s}", dl->unknown_fields);
     /* The receipt time of a delivery replayed from the spool; NULL: now. */
     if (dl->received_us > 0) {
         time_t secs = (time_t)(dl->received_us / 1000000);
@@ -188,6 +230,11 @@ static void item_init(item *it, const kyc_delivery *dl, int idx)
                  (long long)(dl->received_us % 1000000));
         it->received_p = it->received;
     }
+}
+
+static int is_kyc(const item *it)
+{
+    return it->dl->kind == KYC_KIND_KYC_STATUS;
 }
 
 /* Same lock: the same KYC user row, or the same (kind, user) advisory lock. */
@@ -212,14 +259,13 @@ static int order_cmp(const void *pa, const void *pb)
     return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-static int expect_push(batch *b, enum expect what, item *it, int sent_rc, kerr *err)
+static int expect_push(batch *b, enum expect what, int sent_rc, kerr *err)
 {
     if (sent_rc != 0)
         return db_fail(b->d, NULL, "queueing a statement", err);
     if (b->nexp == b->cap)
         return kerr_set(err, KERR_STATE, "pipeline: more statements than planned");
-    b->exp[b->nexp].what = what;
-    b->exp[b->nexp].it = it;
+    b->exp[b->nexp] = (expectation){.what = what, .at = b->at, .n = b->end - b->at};
     b->nexp++;
     return 0;
 }
@@ -227,39 +273,143 @@ static int expect_push(batch *b, enum expect what, item *it, int sent_rc, kerr *
 static int send_plain(batch *b, enum expect what, const char *sql, kerr *err)
 {
     int ok = PQsendQueryParams(b->d->conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
-    return expect_push(b, what, NULL, ok ? 0 : KERR_DB, err);
+    return expect_push(b, what, ok ? 0 : KERR_DB, err);
 }
 
-static int send_stmt(batch *b, enum expect what, item *it, enum stmt st, const char *const *vals,
-                     kerr *err)
+/* A column of the round: one element per delivery, in lock order. */
+typedef const char *(*column_fn)(const item *it);
+
+static const char *c_user(const item *it)
 {
-    return expect_push(b, what, it, db_send(b->d, &STMTS[st], vals), err);
+    return it->dl->external_user_id;
+}
+static const char *c_user_kyc(const item *it)
+{
+    return is_kyc(it) ? it->dl->external_user_id : NULL;
+}
+static const char *c_kind(const item *it)
+{
+    return kyc_kind_name(it->dl->kind);
+}
+static const char *c_kind_other(const item *it)
+{
+    return is_kyc(it) ? NULL : kyc_kind_name(it->dl->kind);
+}
+static const char *c_body(const item *it)
+{
+    return it->dl->body; /* not NUL-terminated: fill() takes its length */
+}
+static const char *c_sha(const item *it)
+{
+    return it->dl->body_sha256;
+}
+static const char *c_received(const item *it)
+{
+    return it->received_p;
+}
+static const char *c_replay(const item *it)
+{
+    return it->dl->received_us > 0 && it->dl->request_id[0] ? it->dl->request_id : NULL;
+}
+static const char *c_addr(const item *it)
+{
+    return it->dl->remote_addr[0] ? it->dl->remote_addr : NULL;
+}
+static const char *c_request(const item *it)
+{
+    return it->dl->request_id[0] ? it->dl->request_id : NULL;
+}
+static const char *c_repeat(const item *it)
+{
+    return it->repeat_of ? it->repeat_buf : NULL;
+}
+static const char *c_outcome(const item *it)
+{
+    return kyc_outcome_name(it->res.outcome);
+}
+static const char *c_reason(const item *it)
+{
+    return kyc_reason_name(it->res.reason);
+}
+static const char *c_unknown(const item *it)
+{
+    return it->unknown;
+}
+static const char *c_act(const item *it)
+{
+    return it->act;
+}
+static const char *c_state0(const item *it)
+{
+    return it->state_val[0];
+}
+static const char *c_state1(const item *it)
+{
+    return it->state_val[1];
+}
+static const char *c_state2(const item *it)
+{
+    return it->state_val[2];
 }
 
-/* The reads of one delivery: was it stored already (replays), take its
- * lock, then look for repeats (after the lock: see SQL_PRIOR). */
-static int send_reads(batch *b, item *it, kerr *err)
+/* Fill cols[k] from the round. */
+static int fill(batch *b, int k, column_fn col)
 {
-    const kyc_delivery *dl = it->dl;
-    const char *kind = kyc_kind_name(dl->kind);
-    int rc;
-    if (dl->received_us > 0 && dl->request_id[0]) {
-        const char *pr[] = {dl->request_id};
-        if ((rc = send_stmt(b, X_REPLAYED, it, ST_REPLAYED, pr, err)) != 0)
+    kbuf_reset(&b->cols[k]);
+    for (int j = b->at; j < b->end; j++) {
+        const item *it = b->order[j];
+        size_t len = col == c_body ? it->dl->body_len : (size_t)-1;
+        int rc = db_array_add(&b->cols[k], col(it), len);
+        if (rc != 0)
             return rc;
     }
-    const char *p1[] = {dl->external_user_id, kind};
-    if (dl->kind == KYC_KIND_KYC_STATUS) {
-        if ((rc = send_stmt(b, X_ENSURE, it, ST_KYC_ENSURE, p1, err)) != 0)
-            return rc;
-        rc = db_lock_user_send(b->d, dl->external_user_id, it->received_p);
-        if ((rc = expect_push(b, X_LOCK, it, rc, err)) != 0)
-            return rc;
-    } else if ((rc = send_stmt(b, X_OTHER_LOCK, it, ST_OTHER_LOCK, p1, err)) != 0) {
-        return rc;
+    return db_array_done(&b->cols[k]);
+}
+
+/* Queue statement st with the columns given (then any scalar parameters:
+ * the window of SQL_PRIOR). */
+static int send_set(batch *b, enum expect what, enum stmt st, const column_fn *cols, int ncols,
+                    const char *scalar, kerr *err)
+{
+    const char *vals[NCOLS + 1];
+    for (int k = 0; k < ncols; k++) {
+        if (fill(b, k, cols[k]) != 0)
+            return kerr_set(err, KERR_NOMEM, "out of memory");
+        vals[k] = b->cols[k].data;
     }
-    const char *p4[] = {dl->external_user_id, dl->body_sha256, kind, b->window, it->received_p};
-    return send_stmt(b, X_PRIOR, it, ST_PRIOR, p4, err);
+    if (scalar)
+        vals[ncols] = scalar;
+    return expect_push(b, what, db_send(b->d, &STMTS[st], vals), err);
+}
+
+/* The reads of a round: were replays stored already, take the locks,
+ * then look for repeats (after the locks: see SQL_PRIOR). */
+static int send_reads(batch *b, kerr *err)
+{
+    int replays = 0, kyc = 0, other = 0, rc;
+    for (int j = b->at; j < b->end; j++) {
+        replays += c_replay(b->order[j]) != NULL;
+        kyc += is_kyc(b->order[j]);
+        other += !is_kyc(b->order[j]);
+    }
+    if (replays) {
+        static const column_fn c[] = {c_replay};
+        if ((rc = send_set(b, X_REPLAYED, ST_REPLAYED, c, 1, NULL, err)) != 0)
+            return rc;
+    }
+    if (kyc) {
+        static const column_fn ce[] = {c_user_kyc}, cl[] = {c_user_kyc, c_received};
+        if ((rc = send_set(b, X_ENSURE, ST_ENSURE, ce, 1, NULL, err)) != 0 ||
+            (rc = send_set(b, X_LOCK, ST_LOCK, cl, 2, NULL, err)) != 0)
+            return rc;
+    }
+    if (other) {
+        static const column_fn c[] = {c_user, c_kind_other};
+        if ((rc = send_set(b, X_OTHER_LOCK, ST_OTHER_LOCK, c, 2, NULL, err)) != 0)
+            return rc;
+    }
+    static const column_fn c[] = {c_user, c_sha, c_kind, c_received};
+    return send_set(b, X_PRIOR, ST_PRIOR, c, 4, b->window, err);
 }
 
 /* Ask core what the delivery means, given what the reads found. */
@@ -280,65 +430,61 @@ static void decide(batch *b, item *it)
         it->res.outcome = (enum kyc_outcome)v.decision;
         it->res.reason = v.reason;
         if (v.decision == KYC_APPLY) {
-            it->write = ST_KYC_APPLY;
+            it->act = W_APPLY;
             it->state_val[0] = dl->status.verification;
             it->state_val[1] = dl->status.attempt;
             it->state_val[2] = dl->status.reason;
-        } else if (v.decision == KYC_HOLD) {
-            it->write = ST_KYC_HOLD;
         } else {
-            it->write = ST_KYC_UNCHANGED;
+            it->act = v.decision == KYC_HOLD ? W_HOLD : W_UNCHANGED;
         }
     } else {
         kyc_other_verdict v =
             kyc_other_decide(dl->kind, it->repeat_of != 0, it->poa, dl->other_status);
         it->res.outcome = v.outcome;
         it->res.reason = v.reason;
-        it->write = ST_EVENT_ONLY;
+        it->act = W_EVENT;
         if (v.outcome == KYC_OUTCOME_APPLIED) {
-            it->write = ST_POA_APPLY;
+            it->act = W_POA;
             it->state_val[0] = dl->other_status;
         }
     }
     it->res.repeat_of = it->repeat_of;
 }
 
-static int send_write(batch *b, item *it, kerr *err)
+/* Decide the round's deliveries and queue their writes (one statement).
+ * The bodies go as text: valid UTF-8 JSON without NUL bytes
+ * (core/payload.c), so the jsonb cast cannot misread them. */
+static int send_writes(batch *b, kerr *err)
 {
-    const kyc_delivery *dl = it->dl;
-    if (it->repeat_of)
-        snprintf(it->repeat_buf, sizeof it->repeat_buf, "%lld", it->repeat_of);
-    /* The body goes as text: it is valid UTF-8 JSON without NUL bytes
-     * (core/payload.c), so the jsonb cast cannot misread it. */
-    it->body = malloc(dl->body_len + 1);
-    if (it->body == NULL)
-        return kerr_set(err, KERR_NOMEM, "out of memory");
-    memcpy(it->body, dl->body, dl->body_len);
-    it->body[dl->body_len] = '\0';
-    const char *pw[14] = {
-        dl->external_user_id,
-        kyc_kind_name(dl->kind),
-        it->body,
-        dl->body_sha256,
-        dl->remote_addr[0] ? dl->remote_addr : NULL,
-        dl->request_id[0] ? dl->request_id : NULL,
-        it->repeat_of ? it->repeat_buf : NULL,
-        kyc_outcome_name(it->res.outcome),
-        kyc_reason_name(it->res.reason),
-        it->unknown,
-        it->received_p,
-        it->state_val[0],
-        it->state_val[1],
-        it->state_val[2],
+    int writes = 0;
+    for (int j = b->at; j < b->end; j++) {
+        item *it = b->order[j];
+        if (it->stored)
+            continue;
+        decide(b, it);
+        writes++;
+    }
+    if (writes == 0)
+        return 0;
+    static const column_fn c[NCOLS] = {
+        c_user,   c_kind,    c_body,     c_sha, c_addr,   c_request, c_repeat, c_outcome,
+        c_reason, c_unknown, c_received, c_act, c_state0, c_state1,  c_state2,
     };
-    return send_stmt(b, X_WRITE, it, it->write, pw, err);
+    return send_set(b, X_WRITE, ST_WRITE, c, NCOLS, NULL, err);
 }
 
-/* Map one statement's result into its delivery. */
+/* The round's delivery a result row is for (its first column: the
+ * ordinal), or NULL when the row makes no sense. */
+static item *row_item(batch *b, const expectation *x, PGresult *r, int row)
+{
+    long long ord = atoll(PQgetvalue(r, row, 0));
+    return ord >= 1 && ord <= x->n ? b->order[x->at + ord - 1] : NULL;
+}
+
+/* Map one statement's result into its deliveries. */
 static int take(batch *b, const expectation *x, PGresult *r, kerr *err)
 {
     ExecStatusType st = PQresultStatus(r);
-    item *it = x->it;
     switch (x->what) {
     case X_BEGIN:
     case X_COMMIT:
@@ -347,44 +493,75 @@ static int take(batch *b, const expectation *x, PGresult *r, kerr *err)
             return db_fail(b->d, r,
                            x->what == X_BEGIN    ? "begin"
                            : x->what == X_COMMIT ? "commit"
-                                                 : "creating user row",
+                                                 : "creating user rows",
                            err);
         return 0;
     case X_OTHER_LOCK:
         if (st != PGRES_TUPLES_OK)
             return db_fail(b->d, r, "locking user", err);
         return 0;
-    case X_LOCK: {
-        int rc = db_lock_user_result(b->d, r, &it->cur, "locking user row", err);
-        /* The row was created in this transaction: if it is gone, the
+    case X_LOCK:
+        if (st != PGRES_TUPLES_OK)
+            return db_fail(b->d, r, "locking user rows", err);
+        for (int i = 0; i < PQntuples(r); i++) {
+            item *it = row_item(b, x, r, i);
+            if (it == NULL || !is_kyc(it))
+                return kerr_set(err, KERR_DB, "locking user rows: unexpected row");
+            db_user_row_read(r, i, 1, &it->cur);
+            it->locked = 1;
+        }
+        /* The rows were created in this transaction: if one is gone, the
          * database misbehaves (retryable), the data is not at fault. */
-        if (rc == KERR_NOTFOUND)
-            rc = kerr_set(err, KERR_DB, "user row vanished while locked");
-        return rc;
-    }
+        for (int j = x->at; j < x->at + x->n; j++)
+            if (is_kyc(b->order[j]) && !b->order[j]->locked)
+                return kerr_set(err, KERR_DB, "user row vanished while locked");
+        return 0;
     case X_REPLAYED:
         if (st != PGRES_TUPLES_OK)
-            return db_fail(b->d, r, "looking for a replayed delivery", err);
-        if (PQntuples(r) == 1) {
+            return db_fail(b->d, r, "looking for replayed deliveries", err);
+        for (int i = 0; i < PQntuples(r); i++) {
+            item *it = row_item(b, x, r, i);
+            if (it == NULL)
+                return kerr_set(err, KERR_DB, "looking for replayed deliveries: unexpected row");
             /* Stored before the crash that interrupted the replay. */
             it->stored = 1;
-            it->res.event_id = atoll(PQgetvalue(r, 0, 0));
-            it->res.repeat_of = PQgetisnull(r, 0, 1) ? 0 : atoll(PQgetvalue(r, 0, 1));
+            it->res.event_id = atoll(PQgetvalue(r, i, 1));
+            it->res.repeat_of = PQgetisnull(r, i, 2) ? 0 : atoll(PQgetvalue(r, i, 2));
             it->res.outcome = KYC_OUTCOME_UNCHANGED;
             it->res.reason = KYC_R_ALREADY_STORED;
         }
         return 0;
     case X_PRIOR:
-        if (st != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        if (st != PGRES_TUPLES_OK || PQntuples(r) != x->n)
             return db_fail(b->d, r, "looking for repeats", err);
-        it->repeat_of = PQgetisnull(r, 0, 0) ? 0 : atoll(PQgetvalue(r, 0, 0));
-        snprintf(it->poa, sizeof it->poa, "%s", PQgetvalue(r, 0, 1));
+        for (int i = 0; i < x->n; i++) {
+            item *it = row_item(b, x, r, i);
+            if (it == NULL || it->read)
+                return kerr_set(err, KERR_DB, "looking for repeats: unexpected row");
+            it->read = 1;
+            it->repeat_of = PQgetisnull(r, i, 1) ? 0 : atoll(PQgetvalue(r, i, 1));
+            snprintf(it->repeat_buf, sizeof it->repeat_buf, "%lld", it->repeat_of);
+            snprintf(it->poa, sizeof it->poa, "%s", PQgetvalue(r, i, 2));
+        }
         return 0;
-    case X_WRITE:
-        if (st != PGRES_TUPLES_OK || PQntuples(r) != 1)
-            return db_fail(b->d, r, "storing delivery", err);
-        it->res.event_id = atoll(PQgetvalue(r, 0, 0));
+    case X_WRITE: {
+        if (st != PGRES_TUPLES_OK)
+            return db_fail(b->d, r, "storing deliveries", err);
+        int want = 0;
+        for (int j = x->at; j < x->at + x->n; j++)
+            want += !b->order[j]->stored;
+        if (PQntuples(r) != want)
+            return kerr_set(err, KERR_DB, "storing deliveries: %d events for %d", PQntuples(r),
+                            want);
+        for (int i = 0; i < want; i++) {
+            item *it = row_item(b, x, r, i);
+            if (it == NULL || it->stored || it->written)
+                return kerr_set(err, KERR_DB, "storing deliveries: unexpected row");
+            it->written = 1;
+            it->res.event_id = atoll(PQgetvalue(r, i, 1));
+        }
         return 0;
+    }
     }
     return kerr_set(err, KERR_STATE, "pipeline: unknown statement");
 }
@@ -444,7 +621,6 @@ static int batch_once(batch *b, kerr *err)
     b->conflict = 0;
     for (int i = 0; i < b->n; i++) {
         item *it = &b->items[i];
-        free(it->body);
         item_init(it, it->dl, it->idx);
         for (int j = 0; j < i; j++)
             if (same_lock(b->items[j].dl, it->dl))
@@ -455,31 +631,24 @@ static int batch_once(batch *b, kerr *err)
 
     if (PQenterPipelineMode(c) != 1)
         return db_fail(b->d, NULL, "entering pipeline mode", err);
-    if ((rc = send_plain(b, X_BEGIN, "BEGIN", err)) != 0)
+    b->at = b->end = 0;
+    if ((rc = send_plain(b, X_BEGIN, "BEGIN", err)) != 0 ||
+        (rc = send_plain(b, X_BEGIN, SQL_PLANS, err)) != 0)
         goto out;
     /* Round r holds the r-th delivery of each lock, so that a delivery's
      * reads come after its predecessor's write (statements run in the
      * order they are queued). Round 0 takes every lock, sorted; later
      * rounds only take locks already held: two batches on two instances
      * cannot wait on each other in a cycle. */
-    int at = 0;
-    while (at < b->n) {
-        int end = at, round = b->order[at]->round;
-        while (end < b->n && b->order[end]->round == round)
-            end++;
-        for (int k = at; k < end && rc == 0; k++)
-            rc = send_reads(b, b->order[k], err);
-        if (rc != 0 || (rc = sync_collect(b, err)) != 0)
+    while (b->at < b->n) {
+        int round = b->order[b->at]->round;
+        b->end = b->at;
+        while (b->end < b->n && b->order[b->end]->round == round)
+            b->end++;
+        if ((rc = send_reads(b, err)) != 0 || (rc = sync_collect(b, err)) != 0 ||
+            (rc = send_writes(b, err)) != 0)
             goto out;
-        for (int k = at; k < end && rc == 0; k++) {
-            if (b->order[k]->stored)
-                continue;
-            decide(b, b->order[k]);
-            rc = send_write(b, b->order[k], err);
-        }
-        if (rc != 0)
-            goto out;
-        at = end;
+        b->at = b->end;
     }
     if ((rc = send_plain(b, X_COMMIT, "COMMIT", err)) != 0)
         goto out;
@@ -502,9 +671,9 @@ int db_ingest_batch(db *d, const kyc_delivery *const *dl, int n, const db_ingest
     int rc;
     if ((rc = db_prepare_set(d, DB_SET_INGEST, STMTS, ST_COUNT, err)) != 0)
         return rc;
-    if ((rc = db_lock_user_prepare(d, err)) != 0)
-        return rc;
-    batch b = {.d = d, .o = o, .n = n, .cap = 5 * n + 2};
+    batch b = {.d = d, .o = o, .n = n, .cap = 5 * n + 3};
+    for (int k = 0; k < NCOLS; k++)
+        kbuf_init(&b.cols[k]);
     snprintf(b.window, sizeof b.window, "%lld", (long long)o->dedup_window_ms);
     b.items = calloc((size_t)n, sizeof *b.items);
     b.order = calloc((size_t)n, sizeof *b.order);
@@ -528,8 +697,8 @@ int db_ingest_batch(db *d, const kyc_delivery *const *dl, int n, const db_ingest
         for (int i = 0; i < n; i++)
             res[i] = b.items[i].res;
 out:
-    for (int i = 0; b.items && i < n; i++)
-        free(b.items[i].body);
+    for (int k = 0; k < NCOLS; k++)
+        kbuf_deinit(&b.cols[k]);
     free(b.items);
     free(b.order);
     free(b.exp);

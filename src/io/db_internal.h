@@ -10,6 +10,7 @@
 
 #include <libpq-fe.h>
 
+#include "base/buf.h"
 #include "io/db.h"
 
 struct db {
@@ -66,11 +67,18 @@ typedef struct db_user_row {
 int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_row *row,
                  const char *what, kerr *err);
 
-/* The same lock in pipeline mode: prepare it first (outside the
- * pipeline), queue it, then map its result (which the caller clears). */
-int db_lock_user_prepare(db *d, kerr *err);
-int db_lock_user_send(db *d, const char *external_user_id, const char *at);
-int db_lock_user_result(db *d, PGresult *r, db_user_row *row, const char *what, kerr *err);
+/* Read a user row from r's row `row`, columns col .. col + 4: the
+ * verification, attempt and rejection reason ('' for NULL), the age in ms
+ * (NULL: -1) and the lease owner, as db_lock_user's statement selects
+ * them (io/db_ingest.c's batch lock selects the same). */
+void db_user_row_read(PGresult *r, int row, int col, db_user_row *out);
+
+/* PostgreSQL array literals for the parameters of set-based statements,
+ * one element per row: add each element (v NULL: a NULL element; len
+ * (size_t)-1: strlen(v)), quoted and escaped, then close it ("{}" when
+ * empty). Start from an empty buffer. 0 or KERR_NOMEM. */
+int db_array_add(kbuf *a, const char *v, size_t len) KYCD_MUST_CHECK;
+int db_array_done(kbuf *a) KYCD_MUST_CHECK;
 
 /* An idle connection that may be lent out (no round trip). */
 int db_idle_usable(db *d);

@@ -1,9 +1,15 @@
 -- wrk script: POST distinct KYC Verification Status webhooks. Each request
 -- is a new body (new user or the next step of one), so no repeat detection
--- shortcut is measured. The token comes from BENCH_TOKEN.
+-- shortcut is measured. A user's steps are SPREAD requests apart (a block
+-- of SPREAD users takes step 1, then the same users step 2, then step 3),
+-- as P100's webhooks for one user come seconds apart, never together: two
+-- steps of one user in flight at once would each wait for the other's
+-- commit (kycd applies one user's deliveries in order). The token comes
+-- from BENCH_TOKEN.
 local token = os.getenv("BENCH_TOKEN")
 local steps = {"PENDING", "VERIFICATION", "SUCCESSFUL"}
 local n = 0
+local SPREAD = 1000
 local thread_id = 0
 
 function setup(thread)
@@ -13,8 +19,9 @@ end
 
 function request()
   n = n + 1
-  local user = math.floor((n - 1) / 3)
-  local step = steps[((n - 1) % 3) + 1]
+  local block = math.floor((n - 1) / (3 * SPREAD))
+  local user = block * SPREAD + (n - 1) % SPREAD
+  local step = steps[math.floor(((n - 1) % (3 * SPREAD)) / SPREAD) + 1]
   local v = step == "SUCCESSFUL" and "VERIFIED" or "NOT_VERIFIED"
   local body = string.format(
     '{"externalUserId":"bench-%d-%d-%d","verificationStatus":"%s","attemptStatus":"%s"}',

@@ -1942,6 +1942,53 @@ static void test_batch_matches_one_by_one(void **state)
                         "1"); /* one transaction */
 }
 
+/* The batch statements take their values as array literals: values that
+ * mean something inside one (NULL, a comma, braces, quotes, backslashes)
+ * arrive as they were sent, each in its own delivery's rows. */
+static void test_batch_array_values(void **state)
+{
+    fixture *f = *state;
+    static const char *const users[] = {"NULL", "a,b", "{x}", "q\"uote", "back\\slash", " "};
+    enum { N = sizeof users / sizeof *users };
+    char bodies[N][256], json_user[64];
+    kyc_delivery dl[N];
+    const kyc_delivery *ptr[N];
+    for (int i = 0; i < N; i++) {
+        /* the id as a JSON string body */
+        size_t o = 0;
+        for (const char *c = users[i]; *c && o + 2 < sizeof json_user; c++) {
+            if (*c == '"' || *c == '\\')
+                json_user[o++] = '\\';
+            json_user[o++] = *c;
+        }
+        json_user[o] = '\0';
+        kyc_json(bodies[i], sizeof bodies[i], json_user, "NOT_VERIFIED", "REJECTED_BY_PROVIDER",
+                 json_user);
+        delivery(&dl[i], KYC_KIND_KYC_STATUS, bodies[i]);
+        assert_string_equal(dl[i].external_user_id, users[i]);
+        ptr[i] = &dl[i];
+    }
+    db_ingest_result res[N];
+    kerr e;
+    kerr_clear(&e);
+    int rc = db_ingest_batch(f->d, ptr, N, &OPTS, res, &e);
+    if (rc != 0)
+        fail_msg("db_ingest_batch: %s (%d)", e.msg, rc);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%lld", res[i].event_id);
+        assert_string_equal(
+            q(f->pq,
+              "SELECT format('%s|%s|%s', e.external_user_id, "
+              "e.body ->> 'externalUserId', v.rejection_reason) "
+              "FROM kyc.webhook_events e JOIN kyc.verifications v "
+              "USING (external_user_id) WHERE e.id = $1",
+              id, END),
+            q(f->pq, "SELECT format('%s|%s|%s', $1::text, $1::text, $1::text)", users[i], END));
+    }
+    assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.status_changes", END), "6");
+}
+
 /* One delivery the database refuses fails the whole batch: nothing of it
  * is committed, the error names the data (KERR_INVALID: the caller stores
  * them one by one), and the connection is fit for the next batch. */
@@ -1965,7 +2012,7 @@ static void test_batch_refused_commits_nothing(void **state)
     kerr e;
     kerr_clear(&e);
     assert_int_equal(db_ingest_batch(f->d, ptr, 3, &OPTS, res, &e), KERR_INVALID);
-    assert_non_null(strstr(e.msg, "storing delivery"));
+    assert_non_null(strstr(e.msg, "storing deliveries"));
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.webhook_events", END), "1");
     assert_string_equal(q(f->pq, "SELECT count(*) FROM kyc.verifications", END), "1");
     assert_true(db_alive(f->d));
@@ -2065,6 +2112,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recheck_claims, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_recheck_once_and_spread, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_batch_matches_one_by_one, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_array_values, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_batch_refused_commits_nothing, setup_migrated,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_batches_cross_no_deadlock, setup_migrated, teardown),
