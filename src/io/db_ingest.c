@@ -153,15 +153,30 @@ static const char W_APPLY[] = "apply", W_HOLD[] = "hold", W_UNCHANGED[] = "uncha
                   W_POA[] = "poa", W_EVENT[] = "event";
 
 /* The ingest statements, prepared once per session. */
-enum stmt { ST_ENSURE, ST_LOCK, ST_OTHER_LOCK, ST_PRIOR, ST_REPLAYED, ST_WRITE, ST_COUNT };
+enum stmt {
+    ST_BEGIN,
+    ST_PLANS,
+    ST_ENSURE,
+    ST_LOCK,
+    ST_OTHER_LOCK,
+    ST_PRIOR,
+    ST_REPLAYED,
+    ST_WRITE,
+    ST_COMMIT,
+    ST_COUNT
+};
 
+/* BEGIN and COMMIT too: a batch parses nothing. */
 static const db_stmt STMTS[ST_COUNT] = {
+    [ST_BEGIN] = {"kycd_begin", "BEGIN", 0},
+    [ST_PLANS] = {"kycd_plans", SQL_PLANS, 0},
     [ST_ENSURE] = {"kycd_ensure", SQL_ENSURE, 1},
     [ST_LOCK] = {"kycd_lock", SQL_LOCK, 2},
     [ST_OTHER_LOCK] = {"kycd_other_lock", SQL_OTHER_LOCK, 2},
     [ST_PRIOR] = {"kycd_prior", SQL_PRIOR, 5},
     [ST_REPLAYED] = {"kycd_replayed", SQL_REPLAYED, 1},
     [ST_WRITE] = {"kycd_write", SQL_WRITE, 15},
+    [ST_COMMIT] = {"kycd_commit", "COMMIT", 0},
 };
 
 /* The most array parameters of one statement (SQL_WRITE's). */
@@ -270,10 +285,9 @@ static int expect_push(batch *b, enum expect what, int sent_rc, kerr *err)
     return 0;
 }
 
-static int send_plain(batch *b, enum expect what, const char *sql, kerr *err)
+static int send_plain(batch *b, enum expect what, enum stmt st, kerr *err)
 {
-    int ok = PQsendQueryParams(b->d->conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
-    return expect_push(b, what, ok ? 0 : KERR_DB, err);
+    return expect_push(b, what, db_send(b->d, &STMTS[st], NULL), err);
 }
 
 /* A column of the round: one element per delivery, in lock order. */
@@ -398,9 +412,12 @@ static int send_reads(batch *b, kerr *err)
             return rc;
     }
     if (kyc) {
+        /* Later rounds only hold users of round 0: their rows exist. */
         static const column_fn ce[] = {c_user_kyc}, cl[] = {c_user_kyc, c_received};
-        if ((rc = send_set(b, X_ENSURE, ST_ENSURE, ce, 1, NULL, err)) != 0 ||
-            (rc = send_set(b, X_LOCK, ST_LOCK, cl, 2, NULL, err)) != 0)
+        if (b->order[b->at]->round == 0 &&
+            (rc = send_set(b, X_ENSURE, ST_ENSURE, ce, 1, NULL, err)) != 0)
+            return rc;
+        if ((rc = send_set(b, X_LOCK, ST_LOCK, cl, 2, NULL, err)) != 0)
             return rc;
     }
     if (other) {
@@ -632,8 +649,8 @@ static int batch_once(batch *b, kerr *err)
     if (PQenterPipelineMode(c) != 1)
         return db_fail(b->d, NULL, "entering pipeline mode", err);
     b->at = b->end = 0;
-    if ((rc = send_plain(b, X_BEGIN, "BEGIN", err)) != 0 ||
-        (rc = send_plain(b, X_BEGIN, SQL_PLANS, err)) != 0)
+    if ((rc = send_plain(b, X_BEGIN, ST_BEGIN, err)) != 0 ||
+        (rc = send_plain(b, X_BEGIN, ST_PLANS, err)) != 0)
         goto out;
     /* Round r holds the r-th delivery of each lock, so that a delivery's
      * reads come after its predecessor's write (statements run in the
@@ -650,7 +667,7 @@ static int batch_once(batch *b, kerr *err)
             goto out;
         b->at = b->end;
     }
-    if ((rc = send_plain(b, X_COMMIT, "COMMIT", err)) != 0)
+    if ((rc = send_plain(b, X_COMMIT, ST_COMMIT, err)) != 0)
         goto out;
     rc = sync_collect(b, err);
 out:
