@@ -81,9 +81,9 @@ static const cfg_entry table[] = {
      NULL},
     {"db_batch_max", T_INT, 0, OFF(db_batch_max), 1, 1024, NULL, 64,
      "most deliveries in one transaction, for group commit and the spool replay", NULL},
-    {"db_batch_wait_us", T_INT, 0, OFF(db_batch_us), 0, 100000, NULL, 0,
+    {"db_batch_wait_us", T_INT, 0, OFF(db_batch_us), 0, 100000, NULL, 200,
      "microseconds a committer waits for more deliveries before writing a short batch; adds up to "
-     "that much to every delivery's latency",
+     "that much to a delivery's latency (`0`: take what is queued)",
      NULL},
     {"listen", T_STRING, 0, OFF(listen), 0, 0, "0.0.0.0:8443", 0,
      "TLS listener, `ADDR:PORT` (IPv6 as `[::]:8443`)", NULL},

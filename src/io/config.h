@@ -31,7 +31,7 @@ typedef struct kycd_config {
     int64_t db_timeout_ms;   /* connect/query/pool-wait deadline; default 5s */
     int64_t db_committers;   /* group commit threads; default 2, 0: off */
     int64_t db_batch_max;    /* deliveries per transaction; default 64 */
-    int64_t db_batch_us;     /* db_batch_wait_us: wait for batch-mates; default 0 */
+    int64_t db_batch_us;     /* db_batch_wait_us: wait for batch-mates; default 200 */
     /* listener */
     char *listen;               /* "ADDR:PORT" TLS; default "0.0.0.0:8443" */
     char *http_listen;          /* plain HTTP for a local proxy, loopback only; default NULL */

@@ -499,7 +499,7 @@ static void test_print(void **state)
                        "db_timeout = 5s\n"
                        "db_committers = 2\n"
                        "db_batch_max = 64\n"
-                       "db_batch_wait_us = 0\n"
+                       "db_batch_wait_us = 200\n"
                        "listen = 0.0.0.0:8443\n"
                        "http_listen = (unset)\n"
                        "tls_cert = /c.pem\n"
