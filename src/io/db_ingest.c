@@ -55,17 +55,27 @@ static const char SQL_OTHER_LOCK[] =
  * and the user's current POA status. It must be its own statement, run
  * after the locks are held: under READ COMMITTED each statement sees what
  * was committed when it started, so only a statement that starts after
- * the lock sees the delivery that held it. The window ends at now() (the
- * transaction's start) unless the delivery was received earlier (spool
- * replays): the bound prunes the partitions of kyc.webhook_events wholly
- * before the window. $1 users, $2 body sha256 hex, $3 kinds, $4 received
- * at (NULL: now), $5 the window in ms. */
+ * the lock sees the delivery that held it. Each delivery's window ends at
+ * now() (the transaction's start) unless it was received earlier (spool
+ * replays). The same bound for the whole round, from its oldest receipt
+ * ($6), is a parameter rather than a column: PostgreSQL prunes the
+ * partitions of kyc.webhook_events wholly before it when the statement
+ * starts, instead of opening every partition's index (years of them) for
+ * every delivery. The identical deliveries are found first (OFFSET 0: by
+ * webhook_events_dedup_idx, a few rows), then the earliest taken: "ORDER
+ * BY id LIMIT 1" let the generic plan walk the primary key from the
+ * oldest event looking for a match, which for a user with none (every
+ * new delivery) read the whole window, 2 ms and 4,400 buffers a lookup.
+ * $1 users, $2 body sha256 hex, $3 kinds, $4 received at (NULL: now), $5
+ * the window in ms, $6 the oldest of $4 (NULL: now). */
 static const char SQL_PRIOR[] =
     "SELECT i.ord, "
-    "  (SELECT e.id FROM kyc.webhook_events e WHERE e.external_user_id = i.u "
-    "     AND e.body_sha256 = decode(i.sha, 'hex') AND e.kind = i.kind "
+    "  (SELECT min(d.id) FROM (SELECT e.id FROM kyc.webhook_events e "
+    "     WHERE e.external_user_id = i.u AND e.body_sha256 = decode(i.sha, 'hex') "
+    "     AND e.kind = i.kind AND e.received_at > coalesce($6::timestamptz, now()) "
+    "       - make_interval(secs => $5::float8 / 1000) "
     "     AND e.received_at > coalesce(i.at, now()) - make_interval(secs => $5::float8 / 1000) "
-    "   ORDER BY e.id LIMIT 1), "
+    "     OFFSET 0) d), "
     "  coalesce((SELECT p.status FROM kyc.poa_statuses p WHERE p.external_user_id = i.u), '') "
     "FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) "
     "  WITH ORDINALITY AS i(u, sha, kind, at, ord)";
@@ -174,7 +184,7 @@ static const db_stmt STMTS[ST_COUNT] = {
     [ST_ENSURE] = {"kycd_ensure", SQL_ENSURE, 1},
     [ST_LOCK] = {"kycd_lock", SQL_LOCK, 2},
     [ST_OTHER_LOCK] = {"kycd_other_lock", SQL_OTHER_LOCK, 2},
-    [ST_PRIOR] = {"kycd_prior", SQL_PRIOR, 5},
+    [ST_PRIOR] = {"kycd_prior", SQL_PRIOR, 6},
     [ST_REPLAYED] = {"kycd_replayed", SQL_REPLAYED, 1},
     [ST_WRITE] = {"kycd_write", SQL_WRITE, 15},
     [ST_COMMIT] = {"kycd_commit", "COMMIT", 0},
@@ -381,19 +391,19 @@ static int fill(batch *b, int k, column_fn col)
     return db_array_done(&b->cols[k]);
 }
 
-/* Queue statement st with the columns given (then any scalar parameters:
- * the window of SQL_PRIOR). */
+/* Queue statement st with the columns given, then nscalars scalar
+ * parameters (SQL_PRIOR's). */
 static int send_set(batch *b, enum expect what, enum stmt st, const column_fn *cols, int ncols,
-                    const char *scalar, kerr *err)
+                    const char *const *scalars, int nscalars, kerr *err)
 {
-    const char *vals[NCOLS + 1];
+    const char *vals[NCOLS + 2];
     for (int k = 0; k < ncols; k++) {
         if (fill(b, k, cols[k]) != 0)
             return kerr_set(err, KERR_NOMEM, "out of memory");
         vals[k] = b->cols[k].data;
     }
-    if (scalar)
-        vals[ncols] = scalar;
+    for (int k = 0; k < nscalars && ncols + k < NCOLS + 2; k++)
+        vals[ncols + k] = scalars[k];
     return expect_push(b, what, db_send(b->d, &STMTS[st], vals), err);
 }
 
@@ -409,25 +419,33 @@ static int send_reads(batch *b, kerr *err)
     }
     if (replays) {
         static const column_fn c[] = {c_replay};
-        if ((rc = send_set(b, X_REPLAYED, ST_REPLAYED, c, 1, NULL, err)) != 0)
+        if ((rc = send_set(b, X_REPLAYED, ST_REPLAYED, c, 1, NULL, 0, err)) != 0)
             return rc;
     }
     if (kyc) {
         /* Later rounds only hold users of round 0: their rows exist. */
         static const column_fn ce[] = {c_user_kyc}, cl[] = {c_user_kyc, c_received};
         if (b->order[b->at]->round == 0 &&
-            (rc = send_set(b, X_ENSURE, ST_ENSURE, ce, 1, NULL, err)) != 0)
+            (rc = send_set(b, X_ENSURE, ST_ENSURE, ce, 1, NULL, 0, err)) != 0)
             return rc;
-        if ((rc = send_set(b, X_LOCK, ST_LOCK, cl, 2, NULL, err)) != 0)
+        if ((rc = send_set(b, X_LOCK, ST_LOCK, cl, 2, NULL, 0, err)) != 0)
             return rc;
     }
     if (other) {
         static const column_fn c[] = {c_user, c_kind_other};
-        if ((rc = send_set(b, X_OTHER_LOCK, ST_OTHER_LOCK, c, 2, NULL, err)) != 0)
+        if ((rc = send_set(b, X_OTHER_LOCK, ST_OTHER_LOCK, c, 2, NULL, 0, err)) != 0)
             return rc;
     }
+    /* The round's oldest receipt (replays), NULL when all are live. */
+    const item *oldest = NULL;
+    for (int j = b->at; j < b->end; j++) {
+        const item *it = b->order[j];
+        if (it->received_p && (oldest == NULL || it->dl->received_us < oldest->dl->received_us))
+            oldest = it;
+    }
     static const column_fn c[] = {c_user, c_sha, c_kind, c_received};
-    return send_set(b, X_PRIOR, ST_PRIOR, c, 4, b->window, err);
+    const char *scalars[] = {b->window, oldest ? oldest->received_p : NULL};
+    return send_set(b, X_PRIOR, ST_PRIOR, c, 4, scalars, 2, err);
 }
 
 /* Ask core what the delivery means, given what the reads found. */
@@ -488,7 +506,7 @@ static int send_writes(batch *b, kerr *err)
         c_user,   c_kind,    c_body,     c_sha, c_addr,   c_request, c_repeat, c_outcome,
         c_reason, c_unknown, c_received, c_act, c_state0, c_state1,  c_state2,
     };
-    return send_set(b, X_WRITE, ST_WRITE, c, NCOLS, NULL, err);
+    return send_set(b, X_WRITE, ST_WRITE, c, NCOLS, NULL, 0, err);
 }
 
 /* The round's delivery a result row is for (its first column: the
