@@ -205,18 +205,21 @@ int db_send(db *d, const db_stmt *st, const char *const *vals)
 
 /* ------------------------------------------------------- the user's row */
 
-/* $1 user, $2 the time to measure the age from (NULL: now). Prepared: it
- * runs once per delivery. */
-static const db_stmt LOCK_USER = {
-    "kycd_lock_user",
-    "SELECT coalesce(verification_status, ''), coalesce(attempt_status, ''), "
-    "       coalesce(rejection_reason, ''), "
-    "       (extract(epoch FROM coalesce($2::timestamptz, clock_timestamp()) - updated_at) "
-    "        * 1000)::bigint, "
-    "       coalesce(lease_owner, '') "
-    "FROM kyc.verifications WHERE external_user_id = $1 FOR UPDATE",
-    2,
-};
+/* Lock users' rows, in the order given, and read their state. $1 users
+ * (NULL elements are skipped), $2 the time to measure each row's age from
+ * (NULL: now). One row per user found: its ordinal in $1, then the columns
+ * db_user_row_read reads. Each element finds its row through a LATERAL
+ * subquery that cannot be flattened (FOR UPDATE): one index lookup per
+ * element, in array order, whatever the statistics say. */
+static const char SQL_LOCK_USERS[] =
+    "SELECT i.ord, l.* FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS i(u, at, ord) "
+    "CROSS JOIN LATERAL (SELECT coalesce(v.verification_status, ''), "
+    "    coalesce(v.attempt_status, ''), coalesce(v.rejection_reason, ''), "
+    "    (extract(epoch FROM coalesce(i.at, clock_timestamp()) - v.updated_at) * 1000)::bigint, "
+    "    coalesce(v.lease_owner, '') "
+    "  FROM kyc.verifications v WHERE v.external_user_id = i.u FOR UPDATE) l";
+
+const db_stmt DB_LOCK_USERS = {"kycd_lock_users", SQL_LOCK_USERS, 2};
 
 void db_user_row_read(PGresult *r, int row, int col, db_user_row *out)
 {
@@ -232,18 +235,28 @@ void db_user_row_read(PGresult *r, int row, int col, db_user_row *out)
 int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_row *row,
                  const char *what, kerr *err)
 {
-    int rc = db_prepare_set(d, DB_SET_COMMON, &LOCK_USER, 1, err);
+    int rc = db_prepare_set(d, DB_SET_COMMON, &DB_LOCK_USERS, 1, err);
     if (rc != 0)
         return rc;
-    const char *p[] = {external_user_id, at};
-    PGresult *r = db_run(d, &LOCK_USER, p);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        rc = db_fail(d, r, what, err);
-    else if (PQntuples(r) != 1)
-        rc = kerr_set(err, KERR_NOTFOUND, "%s: user row vanished while locked", what);
-    else
-        db_user_row_read(r, 0, 0, row);
-    PQclear(r);
+    kbuf users, ats;
+    kbuf_init(&users);
+    kbuf_init(&ats);
+    if (db_array_add(&users, external_user_id, (size_t)-1) != 0 || db_array_done(&users) != 0 ||
+        db_array_add(&ats, at, (size_t)-1) != 0 || db_array_done(&ats) != 0) {
+        rc = kerr_set(err, KERR_NOMEM, "out of memory");
+    } else {
+        const char *p[] = {users.data, ats.data};
+        PGresult *r = db_run(d, &DB_LOCK_USERS, p);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            rc = db_fail(d, r, what, err);
+        else if (PQntuples(r) != 1)
+            rc = kerr_set(err, KERR_NOTFOUND, "%s: user row vanished while locked", what);
+        else
+            db_user_row_read(r, 0, 1, row);
+        PQclear(r);
+    }
+    kbuf_deinit(&users);
+    kbuf_deinit(&ats);
     return rc;
 }
 

@@ -9,7 +9,10 @@
  * ordinal says which delivery it is for), so that a batch pays each
  * statement's fixed cost (executor start-up, partition routing, index and
  * constraint set-up) once, not once per delivery. A single delivery is a
- * batch of one and runs the same statements. */
+ * batch of one and runs the same statements. Each element finds its rows
+ * through a LATERAL subquery that cannot be flattened (FOR UPDATE, OFFSET
+ * 0): index lookups per element, in array order, never a join of the
+ * whole table (see SQL_PLANS). The row lock is io/db.c's DB_LOCK_USERS. */
 #include "io/db_ingest.h"
 
 #include <stdio.h>
@@ -22,28 +25,12 @@
 #include "io/db_internal.h"
 
 /* The KYC users' rows, created by their first delivery (then locked by
- * SQL_LOCK). $1 users (NULL for deliveries of the other kinds). */
+ * DB_LOCK_USERS, io/db.c). $1 users (NULL for deliveries of the other
+ * kinds). */
 static const char SQL_ENSURE[] =
     "INSERT INTO kyc.verifications (external_user_id, source) "
     "SELECT u, 'webhook' FROM unnest($1::text[]) AS u WHERE u IS NOT NULL "
     "ON CONFLICT (external_user_id) DO NOTHING";
-
-/* Lock the KYC users' rows, in the order given (sorted by the caller),
- * and read their state. $1 users (NULL: not KYC), $2 the time to measure
- * each row's age from (NULL: now). The row columns after the ordinal are
- * db_user_row_read's.
- *
- * Here and below, each element finds its rows through a LATERAL
- * subquery that cannot be flattened (FOR UPDATE, OFFSET 0): index lookups
- * per element, in array order, never a join of the whole table (see
- * SQL_PLANS). */
-static const char SQL_LOCK[] =
-    "SELECT i.ord, l.* FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS i(u, at, ord) "
-    "CROSS JOIN LATERAL (SELECT coalesce(v.verification_status, ''), "
-    "    coalesce(v.attempt_status, ''), coalesce(v.rejection_reason, ''), "
-    "    (extract(epoch FROM coalesce(i.at, clock_timestamp()) - v.updated_at) * 1000)::bigint, "
-    "    coalesce(v.lease_owner, '') "
-    "  FROM kyc.verifications v WHERE v.external_user_id = i.u FOR UPDATE) l";
 
 /* Other kinds have no state row to lock: serialize per (kind, user), in
  * the order given (sorted by the caller). $1 users, $2 kinds (NULL: KYC). */
@@ -168,7 +155,6 @@ enum stmt {
     ST_BEGIN,
     ST_PLANS,
     ST_ENSURE,
-    ST_LOCK,
     ST_OTHER_LOCK,
     ST_PRIOR,
     ST_REPLAYED,
@@ -182,7 +168,6 @@ static const db_stmt STMTS[ST_COUNT] = {
     [ST_BEGIN] = {"kycd_begin", "BEGIN", 0},
     [ST_PLANS] = {"kycd_plans", SQL_PLANS, 0},
     [ST_ENSURE] = {"kycd_ensure", SQL_ENSURE, 1},
-    [ST_LOCK] = {"kycd_lock", SQL_LOCK, 2},
     [ST_OTHER_LOCK] = {"kycd_other_lock", SQL_OTHER_LOCK, 2},
     [ST_PRIOR] = {"kycd_prior", SQL_PRIOR, 6},
     [ST_REPLAYED] = {"kycd_replayed", SQL_REPLAYED, 1},
@@ -296,11 +281,6 @@ static int expect_push(batch *b, enum expect what, int sent_rc, kerr *err)
     return 0;
 }
 
-static int send_plain(batch *b, enum expect what, enum stmt st, kerr *err)
-{
-    return expect_push(b, what, db_send(b->d, &STMTS[st], NULL), err);
-}
-
 /* A column of the round: one element per delivery, in lock order. */
 typedef const char *(*column_fn)(const item *it);
 
@@ -393,7 +373,7 @@ static int fill(batch *b, int k, column_fn col)
 
 /* Queue statement st with the columns given, then nscalars scalar
  * parameters (SQL_PRIOR's). */
-static int send_set(batch *b, enum expect what, enum stmt st, const column_fn *cols, int ncols,
+static int send_set(batch *b, enum expect what, const db_stmt *st, const column_fn *cols, int ncols,
                     const char *const *scalars, int nscalars, kerr *err)
 {
     const char *vals[NCOLS + 2];
@@ -404,7 +384,7 @@ static int send_set(batch *b, enum expect what, enum stmt st, const column_fn *c
     }
     for (int k = 0; k < nscalars && ncols + k < NCOLS + 2; k++)
         vals[ncols + k] = scalars[k];
-    return expect_push(b, what, db_send(b->d, &STMTS[st], vals), err);
+    return expect_push(b, what, db_send(b->d, st, vals), err);
 }
 
 /* The reads of a round: were replays stored already, take the locks,
@@ -419,21 +399,21 @@ static int send_reads(batch *b, kerr *err)
     }
     if (replays) {
         static const column_fn c[] = {c_replay};
-        if ((rc = send_set(b, X_REPLAYED, ST_REPLAYED, c, 1, NULL, 0, err)) != 0)
+        if ((rc = send_set(b, X_REPLAYED, &STMTS[ST_REPLAYED], c, 1, NULL, 0, err)) != 0)
             return rc;
     }
     if (kyc) {
         /* Later rounds only hold users of round 0: their rows exist. */
         static const column_fn ce[] = {c_user_kyc}, cl[] = {c_user_kyc, c_received};
         if (b->order[b->at]->round == 0 &&
-            (rc = send_set(b, X_ENSURE, ST_ENSURE, ce, 1, NULL, 0, err)) != 0)
+            (rc = send_set(b, X_ENSURE, &STMTS[ST_ENSURE], ce, 1, NULL, 0, err)) != 0)
             return rc;
-        if ((rc = send_set(b, X_LOCK, ST_LOCK, cl, 2, NULL, 0, err)) != 0)
+        if ((rc = send_set(b, X_LOCK, &DB_LOCK_USERS, cl, 2, NULL, 0, err)) != 0)
             return rc;
     }
     if (other) {
         static const column_fn c[] = {c_user, c_kind_other};
-        if ((rc = send_set(b, X_OTHER_LOCK, ST_OTHER_LOCK, c, 2, NULL, 0, err)) != 0)
+        if ((rc = send_set(b, X_OTHER_LOCK, &STMTS[ST_OTHER_LOCK], c, 2, NULL, 0, err)) != 0)
             return rc;
     }
     /* The round's oldest receipt (replays), NULL when all are live. */
@@ -445,7 +425,7 @@ static int send_reads(batch *b, kerr *err)
     }
     static const column_fn c[] = {c_user, c_sha, c_kind, c_received};
     const char *scalars[] = {b->window, oldest ? oldest->received_p : NULL};
-    return send_set(b, X_PRIOR, ST_PRIOR, c, 4, scalars, 2, err);
+    return send_set(b, X_PRIOR, &STMTS[ST_PRIOR], c, 4, scalars, 2, err);
 }
 
 /* Ask core what the delivery means, given what the reads found. */
@@ -506,7 +486,7 @@ static int send_writes(batch *b, kerr *err)
         c_user,   c_kind,    c_body,     c_sha, c_addr,   c_request, c_repeat, c_outcome,
         c_reason, c_unknown, c_received, c_act, c_state0, c_state1,  c_state2,
     };
-    return send_set(b, X_WRITE, ST_WRITE, c, NCOLS, NULL, 0, err);
+    return send_set(b, X_WRITE, &STMTS[ST_WRITE], c, NCOLS, NULL, 0, err);
 }
 
 /* The round's delivery a result row is for (its first column: the
@@ -668,8 +648,8 @@ static int batch_once(batch *b, kerr *err)
     if (PQenterPipelineMode(c) != 1)
         return db_fail(b->d, NULL, "entering pipeline mode", err);
     b->at = b->end = 0;
-    if ((rc = send_plain(b, X_BEGIN, ST_BEGIN, err)) != 0 ||
-        (rc = send_plain(b, X_BEGIN, ST_PLANS, err)) != 0)
+    if ((rc = send_set(b, X_BEGIN, &STMTS[ST_BEGIN], NULL, 0, NULL, 0, err)) != 0 ||
+        (rc = send_set(b, X_BEGIN, &STMTS[ST_PLANS], NULL, 0, NULL, 0, err)) != 0)
         goto out;
     /* Round r holds the r-th delivery of each lock, so that a delivery's
      * reads come after its predecessor's write (statements run in the
@@ -686,7 +666,7 @@ static int batch_once(batch *b, kerr *err)
             goto out;
         b->at = b->end;
     }
-    if ((rc = send_plain(b, X_COMMIT, ST_COMMIT, err)) != 0)
+    if ((rc = send_set(b, X_COMMIT, &STMTS[ST_COMMIT], NULL, 0, NULL, 0, err)) != 0)
         goto out;
     rc = sync_collect(b, err);
 out:
@@ -705,7 +685,8 @@ int db_ingest_batch(db *d, const kyc_delivery *const *dl, int n, const db_ingest
     if (n <= 0)
         return 0;
     int rc;
-    if ((rc = db_prepare_set(d, DB_SET_INGEST, STMTS, ST_COUNT, err)) != 0)
+    if ((rc = db_prepare_set(d, DB_SET_INGEST, STMTS, ST_COUNT, err)) != 0 ||
+        (rc = db_prepare_set(d, DB_SET_COMMON, &DB_LOCK_USERS, 1, err)) != 0)
         return rc;
     batch b = {.d = d, .o = o, .n = n, .cap = 5 * n + 3};
     for (int k = 0; k < NCOLS; k++)

@@ -67,10 +67,16 @@ typedef struct db_user_row {
 int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_row *row,
                  const char *what, kerr *err);
 
-/* Read a user row from r's row `row`, columns col .. col + 4: the
- * verification, attempt and rejection reason ('' for NULL), the age in ms
- * (NULL: -1) and the lease owner, as db_lock_user's statement selects
- * them (io/db_ingest.c's batch lock selects the same). */
+/* The row lock of db_lock_user for several users at once (io/db_ingest.c
+ * queues it in pipeline mode: prepare it first with db_prepare_set(d,
+ * DB_SET_COMMON, &DB_LOCK_USERS, 1, ...)): $1 users, $2 the times to
+ * measure the ages from (arrays, see db_array_add); one row per user found,
+ * its ordinal in $1 first, then db_user_row_read's columns. */
+extern const db_stmt DB_LOCK_USERS;
+
+/* Read a user row from r's row `row`, columns col .. col + 4 (of
+ * DB_LOCK_USERS): the verification, attempt and rejection reason ('' for
+ * NULL), the age in ms (NULL: -1) and the lease owner. */
 void db_user_row_read(PGresult *r, int row, int col, db_user_row *out);
 
 /* PostgreSQL array literals for the parameters of set-based statements,
