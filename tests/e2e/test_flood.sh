@@ -30,17 +30,24 @@ deliver() {
   timeout 120 python3 "$FLOOD" deliver --port "$E2E_PORT" --ca "$E2E_CA" --token-file "$E2E_TOKEN_FILE" \
     --path "$E2E_KYC_PATH" "$@" 2>&1 || true
 }
+# hold_open NAME WAIT_S WHAT FLOOD_HOLD_ARGS...: flood.py hold in the background
+# (holder: its pid; its report in $E2E_TMP/NAME.out), then wait up to WAIT_S
+# for all its connections to be attempted; fail "WHAT" if they are not.
+hold_open() {
+  local name=$1 wait_s=$2 what=$3; shift 3
+  timeout 120 python3 "$FLOOD" hold --port "$E2E_PORT" --ready-file "$E2E_TMP/$name.ready" "$@" \
+    >"$E2E_TMP/$name.out" 2>&1 &
+  holder=$!
+  e2e_track_pid "$holder"
+  e2e_wait_cmd "$wait_s" test -e "$E2E_TMP/$name.ready" || fail "$what"
+}
 
 # --- 1. refused at accept --------------------------------------------------------------
 e2e_section "1. 2,000 connections from outside allow_cidrs, 200 deliveries from inside"
 e2e_start_kycd KYCD_ALLOW_CIDRS=127.0.0.1/32 KYCD_LOG_LEVEL=info
 rss0=$(rss_kib)
-ready=$E2E_TMP/hold1.ready
-timeout 120 python3 "$FLOOD" hold --port "$E2E_PORT" --source 127.0.0.2 --count 2000 \
-  --hello-share 0.25 --seconds 40 --ready-file "$ready" >"$E2E_TMP/hold1.out" 2>&1 &
-holder=$!
-e2e_track_pid "$holder"
-e2e_wait_cmd 60 test -e "$ready" || fail "the 2,000 connections were not all attempted within 60 s"
+hold_open hold1 60 "the 2,000 connections were not all attempted within 60 s" \
+  --source 127.0.0.2 --count 2000 --hello-share 0.25 --seconds 40
 rss1=$(rss_kib)
 out=$(deliver --count 200 --prefix inside)
 echo "$out"
@@ -71,12 +78,8 @@ e2e_stop_kycd
 # --- 2. idle connections from an allowed address ----------------------------------------------
 e2e_section "2. 200 idle connections from 127.0.0.3, no allow list"
 e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_HEADER_TIMEOUT=3s
-ready=$E2E_TMP/hold2.ready
-timeout 60 python3 "$FLOOD" hold --port "$E2E_PORT" --source 127.0.0.3 --count 200 \
-  --hello-share 0 --seconds 15 --ready-file "$ready" >"$E2E_TMP/hold2.out" 2>&1 &
-holder=$!
-e2e_track_pid "$holder"
-e2e_wait_cmd 30 test -e "$ready" || fail "the 200 idle connections were not opened"
+hold_open hold2 30 "the 200 idle connections were not opened" \
+  --source 127.0.0.3 --count 200 --hello-share 0 --seconds 15
 rss2=$(rss_kib)
 t0=$(e2e_ms)
 out=$(deliver --count 20 --prefix idle)
@@ -129,12 +132,8 @@ e2e_stop_kycd
 # --- 4. the public workers all held: the admin listener still answers ----------------------------
 e2e_section "4. every public worker held by idle connections: the admin listener answers"
 e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_THREADS=4 KYCD_HEADER_TIMEOUT=10s
-ready=$E2E_TMP/hold4.ready
-timeout 60 python3 "$FLOOD" hold --port "$E2E_PORT" --source 127.0.0.3 --count 40 \
-  --hello-share 0 --seconds 8 --ready-file "$ready" >"$E2E_TMP/hold4.out" 2>&1 &
-holder=$!
-e2e_track_pid "$holder"
-e2e_wait_cmd 30 test -e "$ready" || fail "the 40 idle connections were not opened"
+hold_open hold4 30 "the 40 idle connections were not opened" \
+  --source 127.0.0.3 --count 40 --hello-share 0 --seconds 8
 assert_eq 000 "$(get /healthz --max-time 2)" "the public listener is starved: /healthz gets no answer within 2 s"
 assert_eq 200 "$(admin_get /metrics --max-time 2)" "the admin listener (its own threads) answers /metrics at once"
 wait "$holder" 2>/dev/null || true
