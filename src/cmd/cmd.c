@@ -8,6 +8,7 @@
 #include "cmd/partitions.h"
 #include "cmd/reconcile.h"
 #include "cmd/serve.h"
+#include "cmd/vocabulary.h"
 
 static int cmd_help(int argc, char **argv, const cmd_ctl *ctl)
 {
@@ -61,6 +62,11 @@ static const cmd_entry table[] = {
     {"archive", cmd_archive,
      "  archive --before DATE --to DIR\n"
      "            export the partitions wholly before DATE (COPY, gzip, manifest, SHA-256)\n",
+     0},
+    {"vocabulary", cmd_vocabulary,
+     "  vocabulary [--p100]\n"
+     "            print the values P100 documents (and kycd's own codes) that this\n"
+     "            kycd knows, one a line: FIELD, p100 or kycd, VALUE\n",
      0},
     {"version", admin_version, "  version   print versions\n", 0},
     /* aliases */

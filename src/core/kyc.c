@@ -1,4 +1,4 @@
-/* Names and parsing of the domain's enums, the identifier rule, and the
+/* Names and parsing of the domain's enums (through core/vocab.c's tables), the identifier rule, and the
  * spool record of a delivery. Pure: must never do I/O or log. */
 #include "core/kyc.h"
 
@@ -7,88 +7,61 @@
 #include <string.h>
 
 #include "base/bytes.h"
+#include "core/vocab.h"
+
+static const char *named(const char *name)
+{
+    return name ? name : "unknown";
+}
 
 const char *kyc_kind_name(enum kyc_kind k)
 {
-    switch (k) {
-    case KYC_KIND_KYC_STATUS:
-        return "kyc_verification_status";
-    case KYC_KIND_POA_STATUS:
-        return "poa_verification_status";
-    case KYC_KIND_KYC_FILE:
-        return "kyc_file_added";
-    case KYC_KIND_USER_STATUS:
-        return "user_status";
-    case KYC_KIND_COUNT:
-        break;
-    }
-    return "unknown";
+    return named(vocab_name(&VOCAB_KIND, (int)k));
 }
 
 const char *kyc_source_name(enum kyc_source s)
 {
-    switch (s) {
-    case KYC_SRC_WEBHOOK:
-        return "webhook";
-    case KYC_SRC_RECONCILER:
-        return "reconciler";
-    case KYC_SRC_API:
-        return "api";
-    }
-    return "unknown";
+    return named(vocab_name(&VOCAB_SOURCE, (int)s));
 }
 
 enum kyc_vstatus kyc_vstatus_parse(const char *s)
 {
     if (s == NULL || *s == '\0')
         return KYC_V_NONE;
-    if (strcmp(s, "NOT_VERIFIED") == 0)
-        return KYC_V_NOT_VERIFIED;
-    if (strcmp(s, "VERIFIED") == 0)
-        return KYC_V_VERIFIED;
-    if (strcmp(s, "EXPIRED") == 0)
-        return KYC_V_EXPIRED;
-    return KYC_V_UNKNOWN;
+    int v = vocab_value(&VOCAB_VERIFICATION_STATUS, s);
+    return v < 0 ? KYC_V_UNKNOWN : (enum kyc_vstatus)v;
 }
 
 enum kyc_astatus kyc_astatus_parse(const char *s)
 {
     if (s == NULL || *s == '\0')
         return KYC_A_NONE;
-    if (strcmp(s, "PENDING") == 0)
-        return KYC_A_PENDING;
-    if (strcmp(s, "VERIFICATION") == 0)
-        return KYC_A_VERIFICATION;
-    if (strcmp(s, "REJECTED_BY_PROVIDER") == 0)
-        return KYC_A_REJECTED;
-    if (strcmp(s, "SUCCESSFUL") == 0)
-        return KYC_A_SUCCESSFUL;
-    return KYC_A_UNKNOWN;
+    int v = vocab_value(&VOCAB_ATTEMPT_STATUS, s);
+    return v < 0 ? KYC_A_UNKNOWN : (enum kyc_astatus)v;
+}
+
+const char *kyc_vstatus_name(enum kyc_vstatus v)
+{
+    return vocab_name(&VOCAB_VERIFICATION_STATUS, (int)v);
+}
+
+const char *kyc_astatus_name(enum kyc_astatus a)
+{
+    return vocab_name(&VOCAB_ATTEMPT_STATUS, (int)a);
 }
 
 int kyc_other_status_known(enum kyc_kind k, const char *s)
 {
-    static const char *poa[] = {"WAITING", "APPROVED", "REJECTED", "QUESTIONED", NULL};
-    static const char *file[] = {"ADDED", "ERROR", NULL};
-    static const char *user[] = {"ACTIVE", NULL};
-    const char **list = NULL;
     switch (k) {
     case KYC_KIND_POA_STATUS:
-        list = poa;
-        break;
+        return vocab_value(&VOCAB_POA_STATUS, s) >= 0;
     case KYC_KIND_KYC_FILE:
-        list = file;
-        break;
+        return vocab_value(&VOCAB_KYC_FILE_STATUS, s) >= 0;
     case KYC_KIND_USER_STATUS:
-        list = user;
-        break;
+        return vocab_value(&VOCAB_USER_STATUS, s) >= 0;
     default:
         return 0;
     }
-    for (; *list; list++)
-        if (strcmp(*list, s) == 0)
-            return 1;
-    return 0;
 }
 
 int kyc_id_check(const char *field, const char *s, unsigned flags, kerr *err)

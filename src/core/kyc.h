@@ -51,12 +51,14 @@ typedef struct kyc_status {
 const char *kyc_kind_name(enum kyc_kind k);     /* "kyc_verification_status", ... */
 const char *kyc_source_name(enum kyc_source s); /* "webhook", "reconciler", "api" */
 
+/* P100's values, through core/vocab.h's tables. */
 enum kyc_vstatus kyc_vstatus_parse(const char *s); /* "" -> NONE, undocumented -> UNKNOWN */
 enum kyc_astatus kyc_astatus_parse(const char *s);
+const char *kyc_vstatus_name(enum kyc_vstatus v); /* NULL for NONE and UNKNOWN */
+const char *kyc_astatus_name(enum kyc_astatus a);
 
-/* Documented values of the `status` field of the other webhooks
- * (POA: WAITING APPROVED REJECTED QUESTIONED; file: ADDED ERROR;
- * user: ACTIVE). */
+/* Whether s is a documented value of the `status` field of the other
+ * webhooks (VOCAB_POA_STATUS, VOCAB_KYC_FILE_STATUS, VOCAB_USER_STATUS). */
 int kyc_other_status_known(enum kyc_kind k, const char *s);
 
 /* The one rule for an identifier we take from P100 or hand to it

@@ -8,18 +8,23 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "core/vocab.h"
 
 /* ---- classification */
 
-static int code_is(const char *code, const char *want)
+enum p100_code p100_code_parse(const char *s)
 {
-    return code != NULL && strcmp(code, want) == 0;
+    if (s == NULL || *s == '\0')
+        return P100_CODE_NONE;
+    int v = vocab_value(&VOCAB_ERROR_CODE, s);
+    return v < 0 ? P100_CODE_UNKNOWN : (enum p100_code)v;
 }
 
 enum p100_class p100_classify(long http_status, const char *error_code)
 {
     /* P500/P501 come as HTTP 400: the code wins over any status. */
-    if (code_is(error_code, "P500") || code_is(error_code, "P501"))
+    enum p100_code code = p100_code_parse(error_code);
+    if (code == P100_CODE_P500 || code == P100_CODE_P501)
         return P100_TRANSIENT;
     if (http_status == 0)
         return P100_TRANSIENT;
@@ -44,96 +49,57 @@ enum p100_class p100_classify(long http_status, const char *error_code)
 
 const char *p100_class_name(enum p100_class c)
 {
-    switch (c) {
-    case P100_OK:
-        return "ok";
-    case P100_FINAL:
-        return "final";
-    case P100_TRANSIENT:
-        return "transient";
-    case P100_RATE_LIMITED:
-        return "rate_limited";
-    case P100_MISCONFIGURED:
-        return "misconfigured";
-    }
-    return "unknown";
+    const char *n = vocab_name(&VOCAB_P100_CLASS, (int)c);
+    return n ? n : "unknown";
 }
 
-static const struct {
-    const char *code;
-    const char *text;
-} explain[] = {
-    {"P403", "the request failed P100's validation; the message lists what was wrong"},
-    {"P411", "a user with this externalUserId already exists at P100"},
-    {"P412", "the user does not exist at P100"},
-    {"P433", "the account has insufficient funds"},
-    {"P445", "P100 has no KYC verification for this user"},
-    {"P450", "the user's KYC is already verified"},
-    {"P453", "the user has made too many KYC verification attempts"},
-    {"P459", "the user is not verified"},
-    {"P500", "P100 hit an unknown exception (sent as HTTP 400); retry later"},
-    {"P501", "P100's service is temporarily unavailable (sent as HTTP 400); retry later"},
-    {"P211", "a proof-of-address verification is already pending (HTTP 202)"},
-    {"P212", "a KYC verification is already pending for this user (HTTP 202)"},
+/* kycd's explanation of each documented code, by enum p100_code. */
+static const char *const explain[] = {
+    [P100_CODE_P403] = "the request failed P100's validation; the message lists what was wrong",
+    [P100_CODE_P411] = "a user with this externalUserId already exists at P100",
+    [P100_CODE_P412] = "the user does not exist at P100",
+    [P100_CODE_P433] = "the account has insufficient funds",
+    [P100_CODE_P445] = "P100 has no KYC verification for this user",
+    [P100_CODE_P450] = "the user's KYC is already verified",
+    [P100_CODE_P453] = "the user has made too many KYC verification attempts",
+    [P100_CODE_P459] = "the user is not verified",
+    [P100_CODE_P500] = "P100 hit an unknown exception (sent as HTTP 400); retry later",
+    [P100_CODE_P501] = "P100's service is temporarily unavailable (sent as HTTP 400); retry later",
+    [P100_CODE_P211] = "a proof-of-address verification is already pending (HTTP 202)",
+    [P100_CODE_P212] = "a KYC verification is already pending for this user (HTTP 202)",
+    [P100_CODE_UNKNOWN] = NULL,
 };
 
 const char *p100_error_explain(const char *error_code)
 {
-    if (error_code == NULL)
-        return NULL;
-    for (size_t i = 0; i < sizeof explain / sizeof explain[0]; i++)
-        if (strcmp(explain[i].code, error_code) == 0)
-            return explain[i].text;
-    return NULL;
+    return explain[p100_code_parse(error_code)];
 }
 
 /* ---- create request */
 
-static const char *const document_types[] = {"ID_CARD", "PASSPORT", "RESIDENCE_PERMIT",
-                                             "DRIVER_LICENSE", NULL};
-static const char *const income_sources[] = {
-    "BUSINESS_ACTIVITY", "SALARY",          "OTHER",   "MAINTAINED_BY_FAMILY",
-    "INVESTMENTS",       "SOCIAL_BENEFITS", "TENANCY", NULL};
-static const char *const open_reasons[] = {"INVESTMENTS_OR_CRYPTOCURRENCIES",
-                                           "CURRENCY_EXCHANGE",
-                                           "DAILY_USE",
-                                           "GAMING_OR_GAMBLING",
-                                           "TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE",
-                                           NULL};
-static const char *const occupations[] = {"IT",
-                                          "HEALTHCARE_AND_MEDICAL_SERVICES",
-                                          "FINANCE_AND_ACCOUNTING",
-                                          "EDUCATION_AND_TEACHING",
-                                          "SALES_AND_MARKETING",
-                                          "ENGINEERING",
-                                          "CUSTOMER_SERVICE",
-                                          "ADMINISTRATION_AND_OFFICE_MANAGEMENT",
-                                          "LEGAL_SERVICES",
-                                          "ARTS_AND_DESIGN",
-                                          "RETAIL_AND_SALES",
-                                          "CONSTRUCTION_AND_TRADES",
-                                          "HUMAN_RESOURCES",
-                                          "MANUFACTURING_AND_PRODUCTION",
-                                          "SCIENCE_AND_RESEARCH",
-                                          NULL};
-
-static int in_list(const char *v, const char *const *list)
+static int in_list(const char *v, const vocab *list)
 {
-    for (; *list; list++)
-        if (strcmp(v, *list) == 0)
-            return 1;
-    return 0;
+    return vocab_value(list, v) >= 0;
 }
 
-static int enum_fail(kerr *err, const char *field, const char *const *list, const char *extra)
+static int enum_fail(kerr *err, const vocab *list, const char *extra)
 {
     char allowed[400] = "";
     size_t used = 0;
-    for (; *list && used < sizeof allowed; list++)
+    for (int i = 0; i < vocab_count(list) && used < sizeof allowed; i++)
         used += (size_t)snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? ", " : "",
-                                 *list);
-    return kerr_set(err, KERR_INVALID, "field '%s' must be one of %s%s", field, allowed,
+                                 vocab_nth(list, i));
+    return kerr_set(err, KERR_INVALID, "field '%s' must be one of %s%s", list->field, allowed,
                     extra ? extra : "");
+}
+
+/* The older page spells the first openAccountReason without its final S:
+ * name that mistake rather than just refuse it. */
+static int older_open_reason(const char *v)
+{
+    const char *first = vocab_nth(&VOCAB_OPEN_ACCOUNT_REASON, 0);
+    size_t n = strlen(first) - 1;
+    return strlen(v) == n && strncmp(v, first, n) == 0;
 }
 
 /* The struct's arrays are caller-filled: a missing terminator is refused
@@ -167,9 +133,9 @@ static int blank(const char *s)
 /* Income sources for which additionalInfo is required: the documentation
  * says "for most income sources"; SALARY (occupation says it) and
  * BUSINESS_ACTIVITY (taxId says it) are the exceptions. */
-static int needs_additional_info(const char *income)
+static int needs_additional_info(int income)
 {
-    return strcmp(income, "SALARY") != 0 && strcmp(income, "BUSINESS_ACTIVITY") != 0;
+    return income != P100_INCOME_SALARY && income != P100_INCOME_BUSINESS_ACTIVITY;
 }
 
 int p100_create_validate(const p100_create_req *r, kerr *err)
@@ -199,8 +165,8 @@ int p100_create_validate(const p100_create_req *r, kerr *err)
 
     if (r->document_type[0] == '\0')
         return kerr_set(err, KERR_INVALID, "missing required field 'documentType'");
-    if (!in_list(r->document_type, document_types))
-        return enum_fail(err, "documentType", document_types, NULL);
+    if (!in_list(r->document_type, &VOCAB_DOCUMENT_TYPE))
+        return enum_fail(err, &VOCAB_DOCUMENT_TYPE, NULL);
 
     if (r->country[0] == '\0')
         return kerr_set(err, KERR_INVALID, "missing required field 'country'");
@@ -212,36 +178,37 @@ int p100_create_validate(const p100_create_req *r, kerr *err)
 
     if (r->income_source[0] == '\0')
         return kerr_set(err, KERR_INVALID, "missing required field 'incomeSource'");
-    if (!in_list(r->income_source, income_sources))
-        return enum_fail(err, "incomeSource", income_sources, NULL);
+    if (!in_list(r->income_source, &VOCAB_INCOME_SOURCE))
+        return enum_fail(err, &VOCAB_INCOME_SOURCE, NULL);
 
     if (r->open_account_reason[0] == '\0')
         return kerr_set(err, KERR_INVALID, "missing required field 'openAccountReason'");
-    if (!in_list(r->open_account_reason, open_reasons))
-        return enum_fail(err, "openAccountReason", open_reasons,
-                         strcmp(r->open_account_reason, "INVESTMENTS_OR_CRYPTOCURRENCIE") == 0
-                             ? " (the older spelling INVESTMENTS_OR_CRYPTOCURRENCIE is not "
-                               "accepted: use INVESTMENTS_OR_CRYPTOCURRENCIES)"
+    if (!in_list(r->open_account_reason, &VOCAB_OPEN_ACCOUNT_REASON))
+        return enum_fail(err, &VOCAB_OPEN_ACCOUNT_REASON,
+                         older_open_reason(r->open_account_reason)
+                             ? " (the older spelling without the final S is not accepted)"
                              : NULL);
 
-    int salary = strcmp(r->income_source, "SALARY") == 0;
+    int income = vocab_value(&VOCAB_INCOME_SOURCE, r->income_source);
+    int salary = income == P100_INCOME_SALARY;
     if (salary && r->occupation[0] == '\0')
         return kerr_set(err, KERR_INVALID,
-                        "missing field 'occupation', required when incomeSource is SALARY");
+                        "missing field 'occupation', required when incomeSource is %s",
+                        vocab_name(&VOCAB_INCOME_SOURCE, P100_INCOME_SALARY));
     /* Allowed with other income sources, but then it must still be one of
      * the documented values. */
-    if (r->occupation[0] != '\0' && !in_list(r->occupation, occupations))
-        return enum_fail(err, "occupation", occupations, NULL);
+    if (r->occupation[0] != '\0' && !in_list(r->occupation, &VOCAB_OCCUPATION))
+        return enum_fail(err, &VOCAB_OCCUPATION, NULL);
 
-    if (strcmp(r->income_source, "BUSINESS_ACTIVITY") == 0 && blank(r->tax_id))
+    if (income == P100_INCOME_BUSINESS_ACTIVITY && blank(r->tax_id))
         return kerr_set(err, KERR_INVALID,
-                        "missing field 'taxId', required when incomeSource is "
-                        "BUSINESS_ACTIVITY");
+                        "missing field 'taxId', required when incomeSource is %s",
+                        vocab_name(&VOCAB_INCOME_SOURCE, P100_INCOME_BUSINESS_ACTIVITY));
     if (!text_ok(r->tax_id, 0))
         return kerr_set(err, KERR_INVALID,
                         "field 'taxId' must be UTF-8 text without control characters");
 
-    if (needs_additional_info(r->income_source) && blank(r->additional_info))
+    if (needs_additional_info(income) && blank(r->additional_info))
         return kerr_set(err, KERR_INVALID,
                         "missing field 'additionalInfo', required when incomeSource is %s "
                         "(optional only for SALARY and BUSINESS_ACTIVITY)",

@@ -19,6 +19,37 @@ enum p100_class {
     P100_MISCONFIGURED, /* 401 Access Denied xo1/xo2/xo3, 403: stop calling, alert */
 };
 
+/* P100's documented error codes (docs/p100-api.md); names in core/vocab.c
+ * (VOCAB_ERROR_CODE). */
+enum p100_code {
+    P100_CODE_NONE = 0, /* no errorCode */
+    P100_CODE_P403,     /* validation error */
+    P100_CODE_P411,     /* user already exists */
+    P100_CODE_P412,     /* user does not exist */
+    P100_CODE_P433,     /* insufficient funds */
+    P100_CODE_P445,     /* KYC not found */
+    P100_CODE_P450,     /* KYC already verified */
+    P100_CODE_P453,     /* too many KYC verification attempts */
+    P100_CODE_P459,     /* user not verified */
+    P100_CODE_P500,     /* unknown exception (sent as HTTP 400) */
+    P100_CODE_P501,     /* service temporarily unavailable (sent as HTTP 400) */
+    P100_CODE_P211,     /* POA verification pending (202) */
+    P100_CODE_P212,     /* KYC verification pending (202) */
+    P100_CODE_UNKNOWN,  /* a code P100 does not document */
+};
+enum p100_code p100_code_parse(const char *s); /* NULL, "" -> NONE; undocumented -> UNKNOWN */
+
+/* Create KYC Verification's incomeSource (VOCAB_INCOME_SOURCE). */
+enum p100_income {
+    P100_INCOME_BUSINESS_ACTIVITY = 0,
+    P100_INCOME_SALARY,
+    P100_INCOME_OTHER,
+    P100_INCOME_MAINTAINED_BY_FAMILY,
+    P100_INCOME_INVESTMENTS,
+    P100_INCOME_SOCIAL_BENEFITS,
+    P100_INCOME_TENANCY,
+};
+
 /* Classify from HTTP status and errorCode together (never the status
  * alone: P500/P501 come as 400). http_status 0 means a transport error. */
 enum p100_class p100_classify(long http_status, const char *error_code);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/vocab.h"
+
 int kyc_is_pending(const kyc_status *s)
 {
     enum kyc_astatus a = kyc_astatus_parse(s->attempt);
@@ -43,9 +45,10 @@ void kyc_status_fill(kyc_status *answer, const kyc_status *stored)
 kyc_verdict kyc_after_create(const kyc_status *cur, kyc_status *want)
 {
     memset(want, 0, sizeof *want);
-    snprintf(want->verification, sizeof want->verification, "%s",
-             kyc_vstatus_parse(cur->verification) == KYC_V_EXPIRED ? "EXPIRED" : "NOT_VERIFIED");
-    snprintf(want->attempt, sizeof want->attempt, "PENDING");
+    enum kyc_vstatus v =
+        kyc_vstatus_parse(cur->verification) == KYC_V_EXPIRED ? KYC_V_EXPIRED : KYC_V_NOT_VERIFIED;
+    snprintf(want->verification, sizeof want->verification, "%s", kyc_vstatus_name(v));
+    snprintf(want->attempt, sizeof want->attempt, "%s", kyc_astatus_name(KYC_A_PENDING));
     kyc_transition t = {.current = cur,
                         .current_age_ms = -1,
                         .incoming = want,
@@ -57,34 +60,14 @@ kyc_verdict kyc_after_create(const kyc_status *cur, kyc_status *want)
 
 const char *kyc_check_result_name(enum kyc_check_result r)
 {
-    switch (r) {
-    case KYC_CHECK_APPLIED:
-        return "applied";
-    case KYC_CHECK_UNCHANGED:
-        return "unchanged";
-    case KYC_CHECK_FLAGGED:
-        return "flagged";
-    case KYC_CHECK_RETRY:
-        return "retry";
-    case KYC_CHECK_RELEASED:
-        return "released";
-    }
-    return "unknown";
+    const char *n = vocab_name(&VOCAB_CHECK_RESULT, (int)r);
+    return n ? n : "unknown";
 }
 
 const char *kyc_check_why_name(enum kyc_check_why w)
 {
-    switch (w) {
-    case KYC_WHY_HELD:
-        return "held";
-    case KYC_WHY_PENDING:
-        return "pending";
-    case KYC_WHY_RECHECK_REJECTED:
-        return "recheck_rejected";
-    case KYC_WHY_RECHECK_VERIFIED:
-        return "recheck_verified";
-    }
-    return "unknown";
+    const char *n = vocab_name(&VOCAB_CHECK_WHY, (int)w);
+    return n ? n : "unknown";
 }
 
 int kyc_check_why_is_recheck(enum kyc_check_why w)

@@ -2,6 +2,8 @@
  * Pure: must never do I/O or read a clock; time comes in as current_age_ms. */
 #include "core/state.h"
 
+#include "core/vocab.h"
+
 /* Lifecycle order of verificationStatus: a verification can expire, and a
  * message saying VERIFIED or EXPIRED was produced after the user got there. */
 static int rank_v(enum kyc_vstatus v)
@@ -98,58 +100,12 @@ const char *kyc_decision_name(enum kyc_decision d)
 
 const char *kyc_outcome_name(enum kyc_outcome o)
 {
-    switch (o) {
-    case KYC_OUTCOME_APPLIED:
-        return "applied";
-    case KYC_OUTCOME_UNCHANGED:
-        return "unchanged";
-    case KYC_OUTCOME_HELD:
-        return "held";
-    case KYC_OUTCOME_RECORDED:
-        return "recorded";
-    case KYC_OUTCOME_SPOOLED:
-        return "spooled";
-    }
-    return "unknown";
+    const char *n = vocab_name(&VOCAB_OUTCOME, (int)o);
+    return n ? n : "unknown";
 }
 
 const char *kyc_reason_name(enum kyc_reason r)
 {
-    switch (r) {
-    case KYC_R_FIRST:
-        return "first";
-    case KYC_R_FORWARD:
-        return "forward";
-    case KYC_R_NEW_ATTEMPT:
-        return "new_attempt";
-    case KYC_R_RECONCILER:
-        return "reconciler";
-    case KYC_R_API:
-        return "api";
-    case KYC_R_SAME:
-        return "same";
-    case KYC_R_REPEAT:
-        return "repeat";
-    case KYC_R_OUT_OF_ORDER:
-        return "out_of_order";
-    case KYC_R_LEAVES_VERIFIED:
-        return "leaves_verified";
-    case KYC_R_CONFLICT:
-        return "conflict";
-    case KYC_R_REPEAT_CONFLICT:
-        return "repeat_conflict";
-    case KYC_R_UNKNOWN_VALUE:
-        return "unknown_value";
-    case KYC_R_LATEST:
-        return "latest";
-    case KYC_R_RECORDED:
-        return "recorded";
-    case KYC_R_ALREADY_STORED:
-        return "already_stored";
-    case KYC_R_DATABASE_UNAVAILABLE:
-        return "database_unavailable";
-    case KYC_R_RECHECK:
-        return "recheck";
-    }
-    return "unknown";
+    const char *n = vocab_name(&VOCAB_REASON, (int)r);
+    return n ? n : "unknown";
 }

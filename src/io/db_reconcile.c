@@ -45,7 +45,8 @@ static const char SQL_CLAIM[] = SQL_CLAIM_NOW
 /* Settled users due a re-check (see db_reconcile.h). `at` is the last word
  * about the user: its last state change or webhook (a new webhook resets
  * the rejected schedule). $7 rejected_after, $8 rejected_for, $9
- * verified_every (ms); the verified slot is kyc.recheck_slot written out
+ * verified_every (ms); $10 the rejected attemptStatus and $11 the verified
+ * verificationStatus, P100's words from core/vocab.c (never spelled here); the verified slot is kyc.recheck_slot written out
  * (a function call per row costs several times the scan). No index serves it (the schedule depends on now),
  * so it reads every settled user: no ORDER BY, so that with a backlog the
  * LIMIT stops the scan early (a user checked is no longer due, so the scan
@@ -53,18 +54,18 @@ static const char SQL_CLAIM[] = SQL_CLAIM_NOW
  * 1 s), which the reconciler does at most once per reconcile_interval. */
 static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
     "due AS ("
-    "  SELECT v.external_user_id, CASE WHEN v.attempt_status = 'REJECTED' THEN 2 ELSE 3 END AS why"
+    "  SELECT v.external_user_id, CASE WHEN v.attempt_status = $10 THEN 2 ELSE 3 END AS why"
     "  FROM kyc.verifications v CROSS JOIN t"
     "  CROSS JOIN LATERAL (SELECT greatest(v.updated_at, v.last_webhook_at) AS at) a"
     "  WHERE v.attention_reason IS NULL"
     "    AND v.needs_check_reason IS NULL AND NOT kyc.is_pending(v.attempt_status)" SQL_CLAIM_COMMON
-    "    AND ((v.attempt_status = 'REJECTED' AND $8::bigint > 0"
+    "    AND ((v.attempt_status = $10 AND $8::bigint > 0"
     "          AND a.at > t.now - make_interval(secs => $8::float8 / 1000)"
     "          AND t.now >= CASE WHEN v.rechecked_at IS NULL OR v.rechecked_at < a.at"
     "            THEN a.at + make_interval(secs => $7::float8 / 1000)"
     "            ELSE v.rechecked_at + greatest(make_interval(secs => $7::float8 / 1000),"
     "                                           v.rechecked_at - a.at) END)"
-    "      OR (v.verification_status = 'VERIFIED' AND $9::bigint > 0"
+    "      OR (v.verification_status = $11 AND $9::bigint > 0"
     "          AND greatest(v.rechecked_at, a.at)"
     "              < to_timestamp((floor((t.now_ms - v.recheck_phase * $9::float8) / $9::float8)"
     "                              * $9::float8 + v.recheck_phase * $9::float8) / "
@@ -108,8 +109,18 @@ int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err
     snprintf(rej_after, sizeof rej_after, "%lld", (long long)o->recheck_rejected_after_ms);
     snprintf(rej_for, sizeof rej_for, "%lld", (long long)o->recheck_rejected_for_ms);
     snprintf(ver_every, sizeof ver_every, "%lld", (long long)o->recheck_verified_every_ms);
-    const char *p[] = {limit, o->owner, after, lease, age, once, rej_after, rej_for, ver_every};
-    PGresult *r = o->recheck ? db_exec(d, SQL_CLAIM_RECHECK, 9, p) : db_exec(d, SQL_CLAIM, 6, p);
+    const char *p[] = {limit,
+                       o->owner,
+                       after,
+                       lease,
+                       age,
+                       once,
+                       rej_after,
+                       rej_for,
+                       ver_every,
+                       kyc_astatus_name(KYC_A_REJECTED),
+                       kyc_vstatus_name(KYC_V_VERIFIED)};
+    PGresult *r = o->recheck ? db_exec(d, SQL_CLAIM_RECHECK, 11, p) : db_exec(d, SQL_CLAIM, 6, p);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = db_fail(d, r, "claiming due users", err);
         PQclear(r);

@@ -39,7 +39,7 @@ typedef struct db_claim_opts {
 
 /* Claim users due for a check. recheck 0: held reports
  * (needs_check_reason) and pending users (kyc.is_pending) unchanged for
- * pending_after. recheck 1: rejected users (attempt REJECTED) at
+ * pending_after. recheck 1: rejected users (attempt REJECTED_BY_PROVIDER) at
  * recheck_rejected_after after the last word about them (state change or
  * webhook), then each time after twice the time since that word, until
  * recheck_rejected_for; verified users once per recheck_verified_every, in

@@ -29,7 +29,7 @@ typedef struct p100_opts {
 typedef struct p100_result {
     enum p100_class cls;
     long http_status;    /* 0: no HTTP answer (transport error) */
-    char error_code[16]; /* "P412", or "" */
+    char error_code[16]; /* P100's errorCode (a P4xx or P5xx code), or "" */
     char error_name[64];
     char error_message[256]; /* P100's message, or the transport error */
     int64_t retry_after_ms;  /* from Retry-After, or -1 */
@@ -50,7 +50,7 @@ int p100_get_status(p100_client *c, const char *external_user_id, p100_result *r
                     kyc_status *status, kerr *err) KYCD_MUST_CHECK;
 
 /* Create KYC Verification. On P100_OK with 201, verification_id is filled;
- * on 202 P212 (already pending) res->error_code is "P212" and
+ * on 202 P212 (already pending) res->error_code is that code and
  * verification_id is "". The request must have passed p100_create_validate. */
 int p100_create_kyc(p100_client *c, const p100_create_req *req, p100_result *res,
                     char *verification_id, size_t cap, kerr *err) KYCD_MUST_CHECK;

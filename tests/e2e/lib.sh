@@ -778,16 +778,50 @@ e2e_wait_cmd() {
 
 e2e_uuid() { cat /proc/sys/kernel/random/uuid; }
 
-# kyc_body USER VSTATUS ASTATUS [REASON]
+# P100's words (src/core/vocab.c, through `kycd vocabulary`): the payload
+# helpers below refuse a value P100 does not document, so a test cannot
+# invent one by accident; a test of undocumented values says so by using
+# the *_undocumented forms.
+# p100_known FIELD VALUE: whether P100 documents VALUE for FIELD (a field of
+# `kycd vocabulary`).
+p100_known() {
+  if [ -z "${E2E__VOCAB:-}" ]; then
+    E2E__VOCAB=$("$TEST_KYCD_BIN" vocabulary --p100) || e2e_abort "kycd vocabulary failed"
+  fi
+  grep -qxF "$1"$'\t'p100$'\t'"$2" <<<"$E2E__VOCAB"
+}
+# p100_word FIELD VALUE: prints VALUE if P100 documents it for FIELD, or
+# aborts the test.
+p100_word() {
+  if ! p100_known "$1" "$2"; then
+    echo "test data: '$2' is not a value P100 documents for $1 (kycd vocabulary)" >&2
+    e2e_abort "test data: '$2' is not P100's $1"
+  fi
+  printf '%s' "$2"
+}
+
+# kyc_body USER VSTATUS ASTATUS [REASON]: P100's values only.
 kyc_body() {
+  p100_word verificationStatus "$2" >/dev/null
+  p100_word attemptStatus "$3" >/dev/null
+  kyc_body_undocumented "$@"
+}
+# kyc_body_undocumented USER VSTATUS ASTATUS [REASON]: any values.
+kyc_body_undocumented() {
   if [ -n "${4:-}" ]; then
     printf '{"externalUserId":"%s","verificationStatus":"%s","attemptStatus":"%s","rejectionReason":"%s"}' "$1" "$2" "$3" "$4"
   else
     printf '{"externalUserId":"%s","verificationStatus":"%s","attemptStatus":"%s"}' "$1" "$2" "$3"
   fi
 }
-# status_body USER STATUS (POA, KYC file added, user status)
-status_body() { printf '{"externalUserId":"%s","status":"%s"}' "$1" "$2"; }
+# status_body USER STATUS (POA, KYC file added, user status): a value one
+# of the three documents; status_body_undocumented: any value.
+status_body() {
+  p100_known poaVerificationStatus.status "$2" || p100_known kycFileAdded.status "$2" ||
+    p100_known userStatus.status "$2" || p100_word "a webhook's status" "$2" >/dev/null
+  status_body_undocumented "$@"
+}
+status_body_undocumented() { printf '{"externalUserId":"%s","status":"%s"}' "$1" "$2"; }
 
 E2E_KYC_PATH=/webhooks/p100/kyc-verification-status
 E2E_POA_PATH=/webhooks/p100/poa-verification-status

@@ -47,6 +47,7 @@ for f in "$TEST_KYCD_SRC"/sql/00[1-6]_*.sql; do
 done
 t0=$(e2e_ms)
 timeout 300 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -v events="$EVENTS" \
+  -v verified="$(p100_word verificationStatus VERIFIED)" -v successful="$(p100_word attemptStatus SUCCESSFUL)" \
   -f "$TEST_KYCD_SRC/tests/e2e/partitions_fill.sql" >/dev/null || e2e_abort "filling the database"
 echo "filled $EVENTS events at schema 6 in $(( $(e2e_ms) - t0 )) ms"
 snap="SELECT (SELECT count(*) || '/' || md5(string_agg(id || received_at::text || request_id || encode(body_sha256, 'hex'), ',' ORDER BY id)) FROM kyc.webhook_events)

@@ -132,7 +132,7 @@ refused 400 "a JSON array" post "$E2E_KYC_PATH" "[1,2]"
 # --- undocumented enum value ---------------------------------------------------
 e2e_section "undocumented values"
 uu=$(e2e_uuid)
-st=$(post "$E2E_KYC_PATH" "$(kyc_body "$uu" PARTIALLY_VERIFIED PENDING)")
+st=$(post "$E2E_KYC_PATH" "$(kyc_body_undocumented "$uu" PARTIALLY_VERIFIED PENDING)")
 assert_eq 200 "$st" "undocumented verificationStatus: 200"
 assert_eq "verificationStatus|held|unknown_value|PARTIALLY_VERIFIED" \
   "$(sql "SELECT array_to_string(unknown_fields, ','), outcome, outcome_reason, body->>'verificationStatus'
@@ -142,7 +142,7 @@ assert_eq "unknown_value" \
   "$(sql "SELECT coalesce(needs_check_reason,'') FROM kyc.verifications WHERE external_user_id = '$uu'")" \
   "user marked for a check (unknown_value)"
 up=$(e2e_uuid)
-st=$(post "$E2E_POA_PATH" "$(status_body "$up" MAYBE_LATER)")
+st=$(post "$E2E_POA_PATH" "$(status_body_undocumented "$up" MAYBE_LATER)")
 assert_eq 200 "$st" "undocumented POA status: 200"
 assert_eq "status" "$(sql "SELECT array_to_string(unknown_fields, ',') FROM kyc.webhook_events WHERE external_user_id = '$up'")" \
   "undocumented POA status flagged in unknown_fields"

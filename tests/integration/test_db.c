@@ -1686,10 +1686,12 @@ static const char *claim_ids(fixture *f, const db_claim_opts *o)
     return out;
 }
 
-static void seed_user(fixture *f, const char *id, const char *v, const char *a, const char *ago,
-                      const char *rechecked_ago)
+/* A settled user, its state given as P100's enums: a seed cannot hold a
+ * value P100 does not document (the names come from core/vocab.c). */
+static void seed_user(fixture *f, const char *id, enum kyc_vstatus vs, enum kyc_astatus as,
+                      const char *ago, const char *rechecked_ago)
 {
-    const char *p[] = {id, v, a, ago, rechecked_ago};
+    const char *p[] = {id, kyc_vstatus_name(vs), kyc_astatus_name(as), ago, rechecked_ago};
     PGresult *r = PQexecParams(
         f->pq,
         "INSERT INTO kyc.verifications (external_user_id, source, verification_status, "
@@ -1705,23 +1707,25 @@ static void test_recheck_claims(void **state)
 {
     fixture *f = *state;
     /* rejected: first after 1 h, then after twice the time since the last word */
-    seed_user(f, "r1-due", "NOT_VERIFIED", "REJECTED", "2 hours", NULL);
-    seed_user(f, "r2-early", "NOT_VERIFIED", "REJECTED", "30 minutes", NULL);
-    seed_user(f, "r3-over", "NOT_VERIFIED", "REJECTED", "31 days", NULL);
-    seed_user(f, "r4-wait", "NOT_VERIFIED", "REJECTED", "5 hours", "2 hours"); /* next: +3 h */
-    seed_user(f, "r5-due", "NOT_VERIFIED", "REJECTED", "10 hours", "6 hours"); /* was due 2 h ago */
+    seed_user(f, "r1-due", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "2 hours", NULL);
+    seed_user(f, "r2-early", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "30 minutes", NULL);
+    seed_user(f, "r3-over", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "31 days", NULL);
+    seed_user(f, "r4-wait", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "5 hours",
+              "2 hours"); /* next: +3 h */
+    seed_user(f, "r5-due", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "10 hours",
+              "6 hours"); /* was due 2 h ago */
     /* verified: once per interval, in the user's slot */
-    seed_user(f, "v1-due", "VERIFIED", "SUCCESSFUL", "31 days", NULL);
-    seed_user(f, "v2-fresh", "VERIFIED", "SUCCESSFUL", "0 seconds", NULL);
+    seed_user(f, "v1-due", KYC_V_VERIFIED, KYC_A_SUCCESSFUL, "31 days", NULL);
+    seed_user(f, "v2-fresh", KYC_V_VERIFIED, KYC_A_SUCCESSFUL, "0 seconds", NULL);
     /* never a re-check: pending, held, flagged, expired */
-    seed_user(f, "p1-pending", "NOT_VERIFIED", "VERIFICATION", "2 hours", NULL);
-    seed_user(f, "h1-held", "VERIFIED", "SUCCESSFUL", "40 days", NULL);
+    seed_user(f, "p1-pending", KYC_V_NOT_VERIFIED, KYC_A_VERIFICATION, "2 hours", NULL);
+    seed_user(f, "h1-held", KYC_V_VERIFIED, KYC_A_SUCCESSFUL, "40 days", NULL);
     q_ok(f->pq, "UPDATE kyc.verifications SET needs_check_reason = 'conflict' "
                 "WHERE external_user_id = 'h1-held'");
-    seed_user(f, "f1-flagged", "NOT_VERIFIED", "REJECTED", "2 hours", NULL);
+    seed_user(f, "f1-flagged", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "2 hours", NULL);
     q_ok(f->pq, "UPDATE kyc.verifications SET attention_reason = 'P445' "
                 "WHERE external_user_id = 'f1-flagged'");
-    seed_user(f, "e1-expired", "EXPIRED", "SUCCESSFUL", "40 days", NULL);
+    seed_user(f, "e1-expired", KYC_V_EXPIRED, KYC_A_SUCCESSFUL, "40 days", NULL);
 
     db_claim_opts o = {.owner = "test:1",
                        .limit = 32,
@@ -1775,7 +1779,7 @@ static void test_recheck_claims(void **state)
      * twice the time since the rejection (2 h -> in about 2 h). */
     memset(&answer, 0, sizeof answer);
     snprintf(answer.verification, sizeof answer.verification, "NOT_VERIFIED");
-    snprintf(answer.attempt, sizeof answer.attempt, "REJECTED");
+    snprintf(answer.attempt, sizeof answer.attempt, "%s", kyc_astatus_name(KYC_A_REJECTED));
     c.external_user_id = "r1-due";
     c.why = KYC_WHY_RECHECK_REJECTED;
     assert_int_equal(db_record_check(f->d, &c, &res, &e), 0);
@@ -1820,8 +1824,8 @@ static void test_recheck_once_and_spread(void **state)
 {
     fixture *f = *state;
     /* A pass: users checked since its start are never claimed again in it. */
-    seed_user(f, "p-checked", "NOT_VERIFIED", "PENDING", "2 hours", NULL);
-    seed_user(f, "p-left", "NOT_VERIFIED", "PENDING", "2 hours", NULL);
+    seed_user(f, "p-checked", KYC_V_NOT_VERIFIED, KYC_A_PENDING, "2 hours", NULL);
+    seed_user(f, "p-left", KYC_V_NOT_VERIFIED, KYC_A_PENDING, "2 hours", NULL);
     q_ok(f->pq, "UPDATE kyc.verifications SET last_checked_at = now() - interval '1 second' "
                 "WHERE external_user_id = 'p-checked'");
     db_claim_opts o = {.owner = "test:1",
@@ -1832,7 +1836,7 @@ static void test_recheck_once_and_spread(void **state)
                        .pass_age_ms = 5000}; /* the pass started 5 s ago */
     assert_string_equal(claim_ids(f, &o), "p-left:pending");
     /* A user that became due after the pass started waits for the next. */
-    seed_user(f, "p-late", "NOT_VERIFIED", "PENDING", "600 seconds", NULL);
+    seed_user(f, "p-late", KYC_V_NOT_VERIFIED, KYC_A_PENDING, "600 seconds", NULL);
     q_ok(f->pq, "UPDATE kyc.verifications SET lease_owner = NULL, lease_until = NULL");
     assert_string_equal(claim_ids(f, &o), "p-left:pending");
 

@@ -7,12 +7,15 @@ users' deliveries held and then sent newest first); prints one JSON line
 with the counts. Phase 1 is every user's first attempt; phase 2, later, the
 second attempt of those that have one (a new attempt after a rejection, an
 expiry): the plan is drawn from the seed, the same in both phases. wait: polls kycd's database and the simulator until every user kycd
-has heard of equals P100's truth, or the deadline; prints one JSON line.
+could know (every user with a first-attempt webhook delivered, from the
+state file drive wrote) equals P100's truth on all three fields, or the
+deadline; prints one JSON line.
 
 Talks to the simulator's control API only (no API key); reads the database
 with psql. Must never: print a secret, or wait without a deadline.
 """
 import json
+import os
 import random
 import ssl
 import subprocess
@@ -21,22 +24,33 @@ import threading
 import time
 import http.client
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import p100_vocab  # noqa: E402  (P100's words, from kycd: the one source)
+
+
+def kyc(v, a, reason=""):
+    """One KYC state in P100's words: refuses a value P100 does not document."""
+    return (p100_vocab.word("verificationStatus", v), p100_vocab.word("attemptStatus", a), reason)
+
+
+# The identity provider's rejection code; P100 does not list them.
+REASON = "DOCUMENT_EXPIRED"
 PATHS = [  # (name, share, list of attempts, each a list of (verification, attempt, reason))
-    ("verified", 0.25, [[("NOT_VERIFIED", "PENDING", ""), ("NOT_VERIFIED", "VERIFICATION", ""),
-                         ("VERIFIED", "SUCCESSFUL", "")]]),
-    ("rejected", 0.20, [[("NOT_VERIFIED", "PENDING", ""), ("NOT_VERIFIED", "VERIFICATION", ""),
-                         ("NOT_VERIFIED", "REJECTED", "DOCUMENT_EXPIRED")]]),
-    ("in_verification", 0.15, [[("NOT_VERIFIED", "PENDING", ""),
-                                ("NOT_VERIFIED", "VERIFICATION", "")]]),
+    ("verified", 0.25, [[kyc("NOT_VERIFIED", "PENDING"), kyc("NOT_VERIFIED", "VERIFICATION"),
+                         kyc("VERIFIED", "SUCCESSFUL")]]),
+    ("rejected", 0.20, [[kyc("NOT_VERIFIED", "PENDING"), kyc("NOT_VERIFIED", "VERIFICATION"),
+                         kyc("NOT_VERIFIED", "REJECTED_BY_PROVIDER", REASON)]]),
+    ("in_verification", 0.15, [[kyc("NOT_VERIFIED", "PENDING"),
+                                kyc("NOT_VERIFIED", "VERIFICATION")]]),
     ("rejected_then_verified", 0.20,
-     [[("NOT_VERIFIED", "PENDING", ""), ("NOT_VERIFIED", "VERIFICATION", ""),
-       ("NOT_VERIFIED", "REJECTED", "DOCUMENT_EXPIRED")],
-      [("NOT_VERIFIED", "PENDING", ""), ("NOT_VERIFIED", "VERIFICATION", ""),
-       ("VERIFIED", "SUCCESSFUL", "")]]),
+     [[kyc("NOT_VERIFIED", "PENDING"), kyc("NOT_VERIFIED", "VERIFICATION"),
+       kyc("NOT_VERIFIED", "REJECTED_BY_PROVIDER", REASON)],
+      [kyc("NOT_VERIFIED", "PENDING"), kyc("NOT_VERIFIED", "VERIFICATION"),
+       kyc("VERIFIED", "SUCCESSFUL")]]),
     ("verified_then_expired", 0.20,
-     [[("NOT_VERIFIED", "PENDING", ""), ("NOT_VERIFIED", "VERIFICATION", ""),
-       ("VERIFIED", "SUCCESSFUL", "")],
-      [("EXPIRED", "SUCCESSFUL", "")]]),
+     [[kyc("NOT_VERIFIED", "PENDING"), kyc("NOT_VERIFIED", "VERIFICATION"),
+       kyc("VERIFIED", "SUCCESSFUL")],
+      [kyc("EXPIRED", "SUCCESSFUL")]]),
 ]
 
 
@@ -73,7 +87,7 @@ class Sim:
         return None
 
 
-def drive(sim, n, seed, prefix, phase):
+def drive(sim, n, seed, prefix, phase, state_path=None):
     rnd = random.Random(seed)
     plans = []
     cum = []
@@ -142,48 +156,73 @@ def drive(sim, n, seed, prefix, phase):
     # arrive backwards.
     sim.call("POST", "/_sim/flush", {"order": "reverse"})
     counts["paths"] = by_path
+    if phase == 1 and state_path:
+        # Who kycd can know: a user whose first attempt's webhooks were all
+        # dropped never reached it (P100 gave up), and nothing tells kycd
+        # the user exists. Every other user must end known and right.
+        reach = sorted(uid for uid, steps in plans if any(m != "drop" for _, m in steps))
+        with open(state_path, "w") as f:
+            json.dump({"users": [uid for uid, _ in plans], "reachable": reach}, f)
+        counts["reachable"] = len(reach)
     return counts
 
 
 def truth(sim):
     out = {}
     for u in sim.call("GET", "/_sim/users"):
-        out[u["externalUserId"]] = (u.get("verificationStatus", ""), u.get("attemptStatus", ""))
+        out[u["externalUserId"]] = (u.get("verificationStatus", ""), u.get("attemptStatus", ""),
+                                    u.get("rejectionReason") or "")
     return out
 
 
 def stored(dburl):
     q = ("SELECT external_user_id || '|' || coalesce(verification_status, '') || '|' || "
-         "coalesce(attempt_status, '') FROM kyc.verifications")
+         "coalesce(attempt_status, '') || '|' || coalesce(rejection_reason, '') "
+         "FROM kyc.verifications")
     res = subprocess.run(["psql", dburl, "-XAtq", "-c", q], capture_output=True, text=True,
                          timeout=30)
     if res.returncode != 0:
         raise RuntimeError("psql: " + res.stderr.strip())
     out = {}
     for line in res.stdout.splitlines():
-        uid, v, a = line.split("|")
-        out[uid] = (v, a)
+        uid, v, a, r = line.split("|")
+        out[uid] = (v, a, r)
     return out
 
 
-def wait(sim, dburl, deadline_s, prefix):
+def wait(sim, dburl, deadline_s, prefix, state_path=None):
+    """Until every user the generator sent compares equal to P100's truth on
+    all three fields (verificationStatus, attemptStatus, rejectionReason):
+    each user kycd knows, and every user it can know (state_path: the
+    reachable users drive wrote; without it, the ones kycd knows)."""
     t0 = time.monotonic()
     want = {k: v for k, v in truth(sim).items() if k.startswith(prefix)}
-    last_wrong = None
+    reach = None
+    if state_path:
+        with open(state_path) as f:
+            st = json.load(f)
+        reach = set(st["reachable"])
+        sent = set(st["users"])
+        if sent - set(want):
+            return {"converged": False, "error": "P100 lost users the generator created",
+                    "missing_at_p100": len(sent - set(want))}
     while True:
         have = stored(dburl)
-        known = [u for u in have if u in want]
+        known = [u for u in want if u in have]
         wrong = sorted(u for u in known if have[u] != want[u])
+        missing = sorted(u for u in (reach if reach is not None else known) if u not in have)
         el = time.monotonic() - t0
-        if not wrong:
-            return {"converged": True, "seconds": round(el, 2), "known": len(known),
-                    "users": len(want)}
-        last_wrong = wrong
+        res = {"seconds": round(el, 2), "users": len(want), "known": len(known),
+               "reachable": len(reach) if reach is not None else len(known),
+               "wrong": len(wrong), "missing": len(missing)}
+        if not wrong and not missing:
+            res["converged"] = True
+            return res
         if el > deadline_s:
-            return {"converged": False, "seconds": round(el, 2), "known": len(known),
-                    "users": len(want), "wrong": len(wrong),
-                    "examples": ["%s kycd=%s p100=%s" % (u, "/".join(have[u]), "/".join(want[u]))
-                                 for u in last_wrong[:5]]}
+            res["converged"] = False
+            res["examples"] = (["%s kycd=%s p100=%s" % (u, "/".join(have[u]), "/".join(want[u]))
+                                for u in wrong[:5]] + ["%s unknown to kycd" % u for u in missing[:5]])
+            return res
         time.sleep(0.2)
 
 
@@ -193,10 +232,12 @@ def main():
     sim = Sim(port, ca)
     if cmd == "drive":
         n, seed, prefix, phase = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], int(sys.argv[7])
-        print(json.dumps(drive(sim, n, seed, prefix, phase), separators=(",", ":")))
+        state = sys.argv[8] if len(sys.argv) > 8 else None
+        print(json.dumps(drive(sim, n, seed, prefix, phase, state), separators=(",", ":")))
     elif cmd == "wait":
         dburl, deadline, prefix = sys.argv[4], float(sys.argv[5]), sys.argv[6]
-        print(json.dumps(wait(sim, dburl, deadline, prefix), separators=(",", ":")))
+        state = sys.argv[7] if len(sys.argv) > 7 else None
+        print(json.dumps(wait(sim, dburl, deadline, prefix, state), separators=(",", ":")))
     else:
         sys.exit("usage: chaos.py drive|wait ...")
 

@@ -255,8 +255,9 @@ static int fk_get_status(void *client, const char *uid, p100_result *res, kyc_st
     res->retry_after_ms = a.retry_after_ms ? a.retry_after_ms : -1;
     res->latency_ms = 2.0;
     if (a.cls == P100_OK) {
-        snprintf(status->verification, sizeof status->verification, "VERIFIED");
-        snprintf(status->attempt, sizeof status->attempt, "APPROVED");
+        snprintf(status->verification, sizeof status->verification, "%s",
+                 kyc_vstatus_name(KYC_V_VERIFIED));
+        snprintf(status->attempt, sizeof status->attempt, "%s", kyc_astatus_name(KYC_A_SUCCESSFUL));
     }
 
     pthread_mutex_lock(&f->mu);

@@ -7,9 +7,10 @@
 
 #include "core/policy.h"
 #include "core/state.h"
+#include "core/vocab.h"
 #include "testlib.h"
 
-static kyc_status st(const char *v, const char *a, const char *r)
+static kyc_status st_undocumented(const char *v, const char *a, const char *r)
 {
     kyc_status s;
     memset(&s, 0, sizeof s);
@@ -17,6 +18,17 @@ static kyc_status st(const char *v, const char *a, const char *r)
     snprintf(s.attempt, sizeof s.attempt, "%s", a);
     snprintf(s.reason, sizeof s.reason, "%s", r);
     return s;
+}
+
+/* A state in P100's words: every value given is one P100 documents (the
+ * tests of undocumented values use st_undocumented, and say so). */
+static kyc_status st(const char *v, const char *a, const char *r)
+{
+    if (*v && vocab_value(&VOCAB_VERIFICATION_STATUS, v) < 0)
+        fail_msg("test data: verificationStatus '%s' is not P100's", v);
+    if (*a && vocab_value(&VOCAB_ATTEMPT_STATUS, a) < 0)
+        fail_msg("test data: attemptStatus '%s' is not P100's", a);
+    return st_undocumented(v, a, r);
 }
 
 static void test_is_pending(void **state)
@@ -32,7 +44,7 @@ static void test_is_pending(void **state)
     assert_false(kyc_is_pending(&s));
     s = st("VERIFIED", "SUCCESSFUL", "");
     assert_false(kyc_is_pending(&s));
-    s = st("NOT_VERIFIED", "ON_HOLD", ""); /* undocumented: not pending (as in SQL) */
+    s = st_undocumented("NOT_VERIFIED", "ON_HOLD", ""); /* not pending (as in SQL) */
     assert_false(kyc_is_pending(&s));
 }
 
@@ -183,7 +195,7 @@ static void test_check_rechecks(void **state)
 {
     (void)state;
     /* A rejected user's new attempt, all of whose webhooks were lost. */
-    kyc_status before = st("NOT_VERIFIED", "REJECTED", "DOCUMENT_EXPIRED");
+    kyc_status before = st("NOT_VERIFIED", "REJECTED_BY_PROVIDER", "DOCUMENT_EXPIRED");
     kyc_status answer = st("VERIFIED", "SUCCESSFUL", "");
     kyc_check_in c = check(&before, P100_OK, &answer);
     c.why = KYC_WHY_RECHECK_REJECTED;
