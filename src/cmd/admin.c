@@ -14,6 +14,9 @@
 #include "base/log.h"
 #include "cmd/common.h"
 #include "core/payload.h"
+#include "io/config_check.h"
+#include "io/config_print.h"
+#include "io/config_reference.h"
 #include "io/migrate.h"
 #include "io/tls.h"
 

@@ -25,6 +25,8 @@
 #include "base/log.h"
 #include "cmd/common.h"
 #include "cmd/partitions.h"
+#include "io/config_check.h"
+#include "io/config_print.h"
 #include "io/migrations.h"
 #include "io/sdnotify.h"
 #include "io/tls.h"
