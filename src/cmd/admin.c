@@ -18,6 +18,7 @@
 #include "io/config_print.h"
 #include "io/config_reference.h"
 #include "io/migrate.h"
+#include "io/spool_dead.h"
 #include "io/tls.h"
 
 /* `kycd config --check` (as `nginx -t`): every check `kycd serve` makes

@@ -29,6 +29,7 @@
 #include "io/config_print.h"
 #include "io/migrations.h"
 #include "io/sdnotify.h"
+#include "io/spool_dead.h"
 #include "io/tls.h"
 
 /* What serve runs, shared with the stop function on main's thread. */
