@@ -17,6 +17,7 @@
 #include "io/config_check.h"
 #include "io/config_print.h"
 #include "io/config_reference.h"
+#include "io/db_report.h"
 #include "io/migrate.h"
 #include "io/spool_dead.h"
 #include "io/tls.h"
