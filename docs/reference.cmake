@@ -1,4 +1,4 @@
-# The documentation printed from the key table of src/io/config.c by
+# The documentation printed from the key table of src/io/config_keys.c by
 # `KYCD config --reference FORMAT`, put where it belongs:
 #   FORMAT=man:      IN (a man page template) with @KEYS@ replaced by it and
 #                    @VERSION@ by VERSION, written to OUT (kycd.conf(5));

@@ -21,7 +21,7 @@
 #include "core/cidr.h"
 #include "core/kyc.h"
 #include "core/token.h"
-#include "io/db.h"
+#include "io/db_ingest.h"
 
 typedef struct http_request {
     const char *method;

@@ -19,6 +19,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "core/payload.h"
+#include "io/spool_dead.h"
 
 typedef struct committer committer;
 

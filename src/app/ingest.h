@@ -28,6 +28,7 @@
 #include "base/err.h"
 #include "core/kyc.h"
 #include "io/db.h"
+#include "io/db_ingest.h"
 #include "io/spool.h"
 
 typedef struct ingest ingest;

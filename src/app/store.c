@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "io/db_pool.h"
+
 struct store_db {
     db_opts opts;
     db_pool *pool;

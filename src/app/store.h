@@ -17,6 +17,8 @@
 #include "base/err.h"
 #include "core/kyc.h"
 #include "io/db.h"
+#include "io/db_ingest.h"
+#include "io/db_reconcile.h"
 
 /* What ingest needs. Both operations may be called from many threads. */
 typedef struct ingest_store {

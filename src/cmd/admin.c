@@ -14,7 +14,12 @@
 #include "base/log.h"
 #include "cmd/common.h"
 #include "core/payload.h"
+#include "io/config_check.h"
+#include "io/config_print.h"
+#include "io/config_reference.h"
+#include "io/db_report.h"
 #include "io/migrate.h"
+#include "io/spool_dead.h"
 #include "io/tls.h"
 
 /* `kycd config --check` (as `nginx -t`): every check `kycd serve` makes

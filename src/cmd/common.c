@@ -8,6 +8,7 @@
 
 #include "base/log.h"
 #include "cmd/cmd.h"
+#include "io/migrate.h"
 
 extern char **environ;
 

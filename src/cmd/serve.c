@@ -25,8 +25,11 @@
 #include "base/log.h"
 #include "cmd/common.h"
 #include "cmd/partitions.h"
+#include "io/config_check.h"
+#include "io/config_print.h"
 #include "io/migrations.h"
 #include "io/sdnotify.h"
+#include "io/spool_dead.h"
 #include "io/tls.h"
 
 /* What serve runs, shared with the stop function on main's thread. */

@@ -1,4 +1,4 @@
-/* Configuration: one table of keys (src/io/config.c), read from a
+/* Configuration: one table of keys (src/io/config_keys.c), read from a
  * `key = value` file, then KYCD_* environment variables, then command-line
  * flags, each overriding the one before.
  *
@@ -12,12 +12,19 @@
  * KYCD_WEBHOOK_TOKENS_FILE, --webhook-tokens-file), and are redacted when the
  * configuration is printed. The password inside database_url is redacted too.
  * Unknown keys, unknown KYCD_* variables, unknown flags and bad values stop
- * the load with a message naming the key and never the value of a secret. */
+ * the load with a message naming the key and never the value of a secret.
+ *
+ * The module is this header's config.c (load and free) plus its parts,
+ * each with its own header:
+ *   io/config_keys.h      the key table: which names are secrets
+ *   io/config_check.h     the checks serve makes across several keys
+ *   io/config_print.h     the printed configuration, redacted; the diff of two
+ *   io/config_reference.h the reference of every key (README, kycd.conf(5))
+ * io/config_internal.h is what the parts share (config*.c only). */
 #ifndef KYCD_IO_CONFIG_H
 #define KYCD_IO_CONFIG_H
 
 #include <stdint.h>
-#include <stdio.h>
 
 #include "base/err.h"
 #include "core/cidr.h"
@@ -97,40 +104,7 @@ typedef struct kycd_config {
  * On error cfg is left deinitialised-safe (config_deinit may be called). */
 int config_load(kycd_config *cfg, char **envp, int argc, char **argv, kerr *err) KYCD_MUST_CHECK;
 
-/* Checks that need several keys, for `kycd serve`: tokens present and
- * valid, certificate and key set, http_listen on loopback, etc. On success
- * the parsed tokens and allowed networks are in cfg->tokens and cfg->allow,
- * for the server to use as they are; on failure cfg is untouched.
- * Tokens and CIDRs are validated here and not at load: the other commands
- * (config, migrate, status...) must work with a token list serve refuses. */
-int config_check_serve(kycd_config *cfg, kerr *err) KYCD_MUST_CHECK;
-
-/* Print the effective configuration, one `key = value` per line, with
- * secrets shown as "(redacted)" (or "(unset)"), in table order. */
-/* The keys whose values differ between a and b, comma-separated into out
- * (names only: never a value, so secrets are safe), restricted to the keys
- * a reload applies live (live = 1: webhook_tokens, allow_cidrs, tls_cert,
- * tls_key, tls_chain, log_level) or to all the others (live = 0). Returns
- * how many differ. */
-int config_diff(const kycd_config *a, const kycd_config *b, int live, char *out, size_t cap);
-
-/* 1 when a reload applies `name` to a running kycd serve. */
-int config_key_is_live(const char *name);
-
-void config_print(const kycd_config *cfg, FILE *out);
-
+/* Free every string (wiping it first) and zero cfg; NULL is fine. */
 void config_deinit(kycd_config *cfg);
-
-/* The reference of every key, in table order, from the table's own
- * defaults and descriptions: the one source of the README's table
- * (CONFIG_REF_MARKDOWN: a markdown table, header included) and of
- * kycd.conf(5)'s KEYS section (CONFIG_REF_MAN: one roff .TP paragraph per
- * key, with its variable, flag, `_file` form and whether a reload applies
- * it). Printed by `kycd config --reference markdown|man`. */
-enum config_ref_format { CONFIG_REF_MARKDOWN, CONFIG_REF_MAN };
-void config_reference(enum config_ref_format fmt, FILE *out);
-
-/* 1 if `name` is a secret key (for tests and for the CLI's own checks). */
-int config_key_is_secret(const char *name);
 
 #endif

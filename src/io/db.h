@@ -1,11 +1,13 @@
 /* The database: one connection to PostgreSQL, opaque (`db`), and its
  * errors. The database module is this file's db.c plus its parts, each
- * with its own header, which this header includes for callers' convenience:
+ * with its own header, which includes this one (never the other way round:
+ * a caller includes the part it uses):
  *   io/migrate.h     schema migrations and the schema check
  *   io/db_ingest.h   the one write path for webhook deliveries
  *   io/db_reconcile.h the reconciler's claims and results, Create KYC records
  *   io/db_report.h   the report of one user (kycd status)
  *   io/db_pool.h     a small pool of connections shared by threads
+ *   io/db_partitions.h the history partitions: creation and retention
  *
  * Every call has a deadline (connect_timeout, statement_timeout and
  * lock_timeout are set from db_opts.timeout_ms); no statement text is ever
@@ -39,13 +41,5 @@ void db_free(db *d);
 int db_alive(const db *d);
 /* Round trip (SELECT 1). */
 int db_ping(db *d, kerr *err) KYCD_MUST_CHECK;
-
-/* The parts, last: each includes this header for `db`, which is declared
- * by now. */
-#include "io/db_ingest.h"
-#include "io/db_pool.h"
-#include "io/db_reconcile.h"
-#include "io/db_report.h"
-#include "io/migrate.h"
 
 #endif

@@ -4,8 +4,8 @@
  *
  * Files in the spool directory: segments `seg-<16 hex digits>.log`
  * (sequence numbers, oldest first) and `checkpoint` (how far the oldest
- * segment has been replayed). A record is
- *     magic "KYS1" (4 bytes) | length (u32 LE) | CRC-32C of payload (u32 LE) | payload
+ * segment has been replayed); records are framed and checked as
+ * io/spool_record.h says.
  * spool_append writes one record and fdatasync()s it before returning, so
  * an acknowledged record survives a crash or power loss. A torn tail (a
  * record cut by a crash mid-append: short header, short payload, or bad
@@ -19,7 +19,13 @@
  * not fsynced: after a crash some records may be replayed twice, so the
  * consumer must be idempotent (kycd's is: request ids are unique).
  *
- * Thread-safe: one mutex; appends from many request threads, one drainer. */
+ * Thread-safe: one mutex; appends from many request threads, one drainer.
+ *
+ * The module is spool.c (open, append, replay) and its parts: the record
+ * format (spool_record.c, io/spool_record.h), the segment files and the
+ * recovery at open (spool_segments.c), the checkpoint (spool_checkpoint.c),
+ * and the dead letters (spool_dead.c, io/spool_dead.h); io/spool_internal.h
+ * is what they share (spool*.c only). */
 #ifndef KYCD_IO_SPOOL_H
 #define KYCD_IO_SPOOL_H
 
@@ -81,42 +87,5 @@ int spool_peek_many(spool *s, kbuf *out, int max, int *n, spool_pos *span,
 int spool_ack_many(spool *s, const spool_pos *span, int n, kerr *err) KYCD_MUST_CHECK;
 
 void spool_stats_get(spool *s, spool_stats *out);
-
-/* Keep a record that can never be replayed (the database refuses its data
- * for good) in the spool directory as `dead-<name>.rec` (the record, as it
- * was in the spool), with `dead-<name>.reason` beside it (the database's
- * answer, one line), both fsynced, for a person to look at and replay
- * (kycd spool dead-letters, kycd spool replay); name is made of
- * [0-9A-Za-z_-] only (others become _). */
-int spool_dead_letter(spool *s, const char *name, const void *payload, size_t len,
-                      const char *reason, kerr *err) KYCD_MUST_CHECK;
-
-/* One dead letter, as found on disk. */
-typedef struct spool_dead {
-    char file[160];   /* dead-<name>.rec */
-    int64_t mtime_ms; /* when it was written (Unix ms) */
-    int64_t bytes;
-    char reason[512]; /* "" when it has no .reason (written by an older kycd) */
-} spool_dead;
-
-/* The dead letters of a spool directory, oldest first, into *out (free()
- * it) and *n. Needs no open spool: a running kycd may own the directory. */
-int spool_dead_list(const char *dir, spool_dead **out, size_t *n, kerr *err) KYCD_MUST_CHECK;
-/* Read the dead letter at path (a dead-*.rec file): its record into
- * payload (NULL: only *info), what is known of it into *info. KERR_INVALID for another file
- * name, KERR_NOTFOUND when it does not exist. */
-int spool_dead_read(const char *path, kbuf *payload, spool_dead *info, kerr *err) KYCD_MUST_CHECK;
-/* Remove a dead letter (its .rec and .reason) once it has been replayed. */
-int spool_dead_remove(const char *path, kerr *err) KYCD_MUST_CHECK;
-
-/* How many dead-letter files (dead-*.rec) the spool directory holds now. */
-long long spool_dead_letters(spool *s);
-
-/* Decode one record from a byte buffer (used by spool_open's scan and by
- * the fuzzer): 0, with *used, *payload and *payload_len set, when a whole valid
- * record starts at buf; KERR_INVALID for a bad magic or CRC; KERR_TOOBIG
- * for an absurd length; KERR_NOTFOUND when buf is too short (torn). */
-int spool_record_decode(const unsigned char *buf, size_t len, const unsigned char **payload,
-                        size_t *payload_len, size_t *used);
 
 #endif

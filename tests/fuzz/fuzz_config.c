@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "io/config.h"
+#include "io/config_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,7 +9,7 @@
 
 #include "base/crc32c.h"
 #include "base/err.h"
-#include "io/spool.h"
+#include "io/spool_record.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -26,6 +26,10 @@
 #include "core/policy.h"
 #include "core/token.h"
 #include "io/db.h"
+#include "io/db_ingest.h"
+#include "io/db_pool.h"
+#include "io/db_reconcile.h"
+#include "io/migrate.h"
 #include "io/migrations.h"
 
 #define TIMEOUT_MS 10000

@@ -10,6 +10,10 @@
 #include <unistd.h>
 
 #include "io/config.h"
+#include "io/config_check.h"
+#include "io/config_keys.h"
+#include "io/config_print.h"
+#include "io/config_reference.h"
 
 /* Distinctive values: if one shows up in a message or in printed output,
  * a secret leaked. */

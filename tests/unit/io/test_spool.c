@@ -24,6 +24,8 @@
 #include "base/crc32c.h"
 #include "base/log.h"
 #include "io/spool.h"
+#include "io/spool_dead.h"
+#include "io/spool_record.h"
 
 #define HDR 12
 
