@@ -24,7 +24,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "cmd/common.h"
-#include "cmd/partitions.h"
+#include "app/partitions.h"
 #include "io/migrations.h"
 #include "io/sdnotify.h"
 #include "io/tls.h"
