@@ -170,22 +170,13 @@ static int read_all(const http_request *req, int64_t timeout_ms, char *buf, size
     return rc;
 }
 
-static void serve_webhook(const handler_ctx *h, const struct route *route, const http_request *req,
-                          http_response *resp, handler_note *note)
+/* Who may post: the source network, then the token. Both lists may be
+ * swapped by a reload (SIGHUP): they are read under its lock. 0, or -1
+ * with the answer (403, 401) set. */
+static int check_access(const handler_ctx *h, const http_request *req, http_response *resp,
+                        handler_note *note)
 {
     const char *rid = req->request_id;
-    note->kind = kyc_kind_name(route->kind);
-
-    /* Shutting down: in-flight requests finish, new ones go elsewhere or
-     * come back later (P100 retries anything but 200). */
-    if (h->draining && atomic_load(h->draining)) {
-        refuse(resp, note, 503, "draining", "shutting down, retry later", rid);
-        resp->retry_after = h->retry_after_s;
-        resp->close = 1;
-        return;
-    }
-
-    /* Both lists may be swapped by a reload (SIGHUP): read them under its lock. */
     if (h->live_lock)
         pthread_rwlock_rdlock(h->live_lock);
     int allowed = cidr_list_allows(h->allow, req->remote_addr);
@@ -195,7 +186,7 @@ static void serve_webhook(const handler_ctx *h, const struct route *route, const
     if (!allowed) {
         refuse(resp, note, 403, "forbidden", "source address not allowed", rid);
         resp->close = 1;
-        return;
+        return -1;
     }
     if (!token_ok) {
         refuse(resp, note, 401, "unauthorized", NULL, rid);
@@ -203,64 +194,93 @@ static void serve_webhook(const handler_ctx *h, const struct route *route, const
                  req->authorization ? "authorization does not match a webhook token"
                                     : "no authorization header");
         resp->close = 1;
-        return;
+        return -1;
     }
+    return 0;
+}
+
+/* Everything decided before a body byte is read: draining, access,
+ * content type, declared length. 0, or -1 with the answer set. */
+static int check_headers(const handler_ctx *h, const http_request *req, http_response *resp,
+                         handler_note *note)
+{
+    const char *rid = req->request_id;
+    /* Shutting down: in-flight requests finish, new ones go elsewhere or
+     * come back later (P100 retries anything but 200). */
+    if (h->draining && atomic_load(h->draining)) {
+        refuse(resp, note, 503, "draining", "shutting down, retry later", rid);
+        resp->retry_after = h->retry_after_s;
+        resp->close = 1;
+        return -1;
+    }
+    if (check_access(h, req, resp, note) != 0)
+        return -1;
     if (!is_json(req->content_type)) {
         refuse(resp, note, 415, "unsupported_media_type", "Content-Type must be application/json",
                rid);
         resp->close = 1;
-        return;
+        return -1;
     }
     if (req->content_length > h->max_body) {
         refuse_too_large(h, resp, note, rid);
-        return;
+        return -1;
     }
+    return 0;
+}
 
-    size_t cap = (size_t)h->max_body + 1, len = 0;
-    char *body = malloc(cap);
-    if (body == NULL) {
-        refuse(resp, note, 503, "overloaded", "out of memory", rid);
-        resp->retry_after = h->retry_after_s;
-        return;
-    }
-    int rrc = read_all(req, h->body_timeout_ms, body, cap, &len);
+/* Read the body into body[0..cap) (cap = max_body + 1) and check that it
+ * arrived whole, in time and within the limit. 0 with *len set, or -1 with
+ * the answer (408, 400, 413) set. */
+static int receive_body(const handler_ctx *h, const http_request *req, http_response *resp,
+                        handler_note *note, char *body, size_t cap, size_t *len)
+{
+    const char *rid = req->request_id;
+    int rrc = read_all(req, h->body_timeout_ms, body, cap, len);
     if (rrc == KERR_TIMEOUT) {
         refuse(resp, note, 408, "request_timeout",
                "body not received within request_timeout (client too slow)", rid);
         resp->close = 1;
-        goto out;
+        return -1;
     }
     if (rrc != 0) {
         refuse(resp, note, 400, "bad_request", "body could not be read (connection failed)", rid);
         resp->close = 1;
-        goto out;
+        return -1;
     }
-    if (len > (size_t)h->max_body) {
+    if (*len > (size_t)h->max_body) {
         refuse_too_large(h, resp, note, rid);
-        goto out;
+        return -1;
     }
     /* A body that stops short: nothing came for header_timeout (CivetWeb's
      * read deadline), or the client closed; either way the request did not
      * arrive in time (408: if the client is still there, it can read why). */
-    if (req->content_length >= 0 && (long long)len < req->content_length) {
+    if (req->content_length >= 0 && (long long)*len < req->content_length) {
         refuse(resp, note, 408, "request_timeout",
                "body ended before Content-Length (client too slow or gone)", rid);
         resp->close = 1;
-        goto out;
+        return -1;
     }
-    if (req->content_length >= 0 && (long long)len != req->content_length) {
+    if (req->content_length >= 0 && (long long)*len != req->content_length) {
         refuse(resp, note, 400, "bad_request", "body length does not match Content-Length", rid);
         resp->close = 1;
-        goto out;
+        return -1;
     }
+    return 0;
+}
 
+/* Parse the body and hand the delivery to the store; 200 only once the
+ * store says it is durable. */
+static void store_delivery(const handler_ctx *h, const struct route *route, const http_request *req,
+                           const char *body, size_t len, http_response *resp, handler_note *note)
+{
+    const char *rid = req->request_id;
     kyc_delivery d;
     memset(&d, 0, sizeof d);
     kerr err;
     kerr_clear(&err);
     if (payload_parse_delivery(route->kind, body, len, req->remote_addr, rid, &d, &err) != 0) {
         refuse(resp, note, 400, "invalid_payload", err.msg, rid);
-        goto out;
+        return;
     }
     snprintf(note->external_user_id, sizeof note->external_user_id, "%s", d.external_user_id);
 
@@ -273,13 +293,13 @@ static void serve_webhook(const handler_ctx *h, const struct route *route, const
     if (rc == KERR_INVALID) {
         refuse(resp, note, 400, "invalid_payload", "refused by the database", rid);
         snprintf(note->error, sizeof note->error, "%s", err.msg);
-        goto out;
+        return;
     }
     if (rc != 0) {
         refuse(resp, note, 503, "unavailable", "could not store the delivery, retry later", rid);
         snprintf(note->error, sizeof note->error, "%s", err.msg);
         resp->retry_after = h->retry_after_s;
-        goto out;
+        return;
     }
     note->outcome = kyc_outcome_name(res.outcome);
     note->reason = kyc_reason_name(res.reason);
@@ -287,7 +307,24 @@ static void serve_webhook(const handler_ctx *h, const struct route *route, const
     resp->status = 200;
     snprintf(resp->body, sizeof resp->body, "{\"status\":\"stored\",\"requestId\":\"%s\"}",
              rid ? rid : "");
-out:
+}
+
+/* A webhook: the checks in handler.h's order, the body, the store. */
+static void serve_webhook(const handler_ctx *h, const struct route *route, const http_request *req,
+                          http_response *resp, handler_note *note)
+{
+    note->kind = kyc_kind_name(route->kind);
+    if (check_headers(h, req, resp, note) != 0)
+        return;
+    size_t cap = (size_t)h->max_body + 1, len = 0;
+    char *body = malloc(cap);
+    if (body == NULL) {
+        refuse(resp, note, 503, "overloaded", "out of memory", req->request_id);
+        resp->retry_after = h->retry_after_s;
+        return;
+    }
+    if (receive_body(h, req, resp, note, body, cap, &len) == 0)
+        store_delivery(h, route, req, body, len, resp, note);
     free(body);
 }
 

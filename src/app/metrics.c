@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app/procstat.h"
 #include "core/state.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -350,4 +351,24 @@ void metrics_reset(void)
         zero(hs[i]->counts, METRICS_BUCKETS_MAX + 1);
         atomic_store(&hs[i]->sum_ns, 0);
     }
+}
+
+int metrics_write_process(kbuf *out, double started_s)
+{
+    procstat p;
+    procstat_read(&p);
+    int rc = metrics_family(out, "process_cpu_seconds_total", "counter",
+                            "user and system CPU time spent, in seconds");
+    if (rc == 0)
+        rc = metrics_sample(out, "process_cpu_seconds_total", NULL, p.cpu_seconds);
+    if (rc == 0)
+        rc = metrics_gauge(out, "process_resident_memory_bytes", "resident memory size in bytes",
+                           p.rss_bytes);
+    if (rc == 0)
+        rc = metrics_gauge(out, "process_open_fds", "open file descriptors", p.open_fds);
+    if (rc == 0)
+        rc = metrics_gauge(out, "process_start_time_seconds",
+                           "start time of the process since the Unix epoch, in seconds",
+                           (double)(long long)started_s);
+    return rc;
 }

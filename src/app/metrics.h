@@ -8,8 +8,9 @@
  * thousands per second: an increment is a lookup in short lists and one
  * relaxed atomic add, no lock.
  *
- * Gauges are read at scrape time by the caller (serve.c knows the spool,
- * the database probe, the reconciler) and written with metrics_gauge. */
+ * Gauges are read at scrape time by the caller (src/cmd/serve.c knows the
+ * spool, the database probe, the reconciler) and written with
+ * metrics_gauge; the process's own (app/procstat.h) are written here. */
 #ifndef KYCD_APP_METRICS_H
 #define KYCD_APP_METRICS_H
 
@@ -34,6 +35,11 @@ const char *metrics_route(const char *path);
 
 /* Every counter and histogram of the registry, appended to out. */
 int metrics_write_registry(kbuf *out) KYCD_MUST_CHECK;
+
+/* The process_* gauges a Prometheus client library exports (CPU time,
+ * resident memory, open file descriptors, from /proc: app/procstat.h),
+ * with the start time given as Unix seconds. */
+int metrics_write_process(kbuf *out, double started_s) KYCD_MUST_CHECK;
 
 /* Exposition helpers (unit-tested; used by the registry and the caller's
  * gauges). labels is a NULL-terminated list of name, value pairs (values

@@ -1,13 +1,21 @@
 /* The command table (see cmd.h). Must never: hold command logic; a row
- * points at its command's file (serve.c, reconcile.c, admin.c). */
+ * points at its command's own file, src/cmd/<command>.c (create-kyc:
+ * create_kyc.c), through that file's header. */
 #include "cmd/cmd.h"
 
 #include <string.h>
 
-#include "cmd/admin.h"
+#include "cmd/archive.h"
+#include "cmd/config.h"
+#include "cmd/create_kyc.h"
+#include "cmd/migrate.h"
 #include "cmd/partitions.h"
 #include "cmd/reconcile.h"
+#include "cmd/retention.h"
 #include "cmd/serve.h"
+#include "cmd/spool.h"
+#include "cmd/status.h"
+#include "cmd/version.h"
 #include "cmd/vocabulary.h"
 
 static int cmd_help(int argc, char **argv, const cmd_ctl *ctl)
@@ -18,9 +26,9 @@ static int cmd_help(int argc, char **argv, const cmd_ctl *ctl)
 
 static const cmd_entry table[] = {
     {"serve", cmd_serve, "  serve     run the HTTPS webhook receiver\n", 1},
-    {"migrate", admin_migrate,
+    {"migrate", cmd_migrate,
      "  migrate   apply the database migrations (safe to run from several hosts)\n", 0},
-    {"config", admin_config,
+    {"config", cmd_config,
      "  config [--check]\n"
      "            print the effective configuration, secrets redacted (--check: make\n"
      "            every check serve makes before it listens, and serve nothing)\n"
@@ -31,13 +39,13 @@ static const cmd_entry table[] = {
      "  reconcile --once\n"
      "            check every due user with P100 once, then exit (for cron)\n",
      0},
-    {"create-kyc", admin_create_kyc,
+    {"create-kyc", cmd_create_kyc,
      "  create-kyc --external-user-id ID --document-type T --country CC\n"
      "             --income-source S --open-account-reason R [--occupation O]\n"
      "             [--additional-info TEXT] [--tax-id ID]\n"
      "            create a KYC verification at P100, record it, print the redirect URL\n",
      0},
-    {"spool", admin_spool,
+    {"spool", cmd_spool,
      "  spool status|drain\n"
      "            show the local spool, or replay it into the database (kycd stopped)\n"
      "  spool dead-letters [--porcelain]\n"
@@ -45,7 +53,7 @@ static const cmd_entry table[] = {
      "  spool replay FILE\n"
      "            store one dead letter through the normal path; removed once stored\n",
      0},
-    {"status", admin_status,
+    {"status", cmd_status,
      "  status EXTERNAL_USER_ID [--live]\n"
      "            print the stored state and history (--live: ask P100 too)\n",
      0},
@@ -68,9 +76,9 @@ static const cmd_entry table[] = {
      "            print the values P100 documents (and kycd's own codes) that this\n"
      "            kycd knows, one a line: FIELD, p100 or kycd, VALUE\n",
      0},
-    {"version", admin_version, "  version   print versions\n", 0},
+    {"version", cmd_version, "  version   print versions\n", 0},
     /* aliases */
-    {"--version", admin_version, NULL, 0},
+    {"--version", cmd_version, NULL, 0},
     {"help", cmd_help, NULL, 0},
     {"--help", cmd_help, NULL, 0},
     {"-h", cmd_help, NULL, 0},

@@ -1,6 +1,10 @@
 /* `kycd serve` (see serve.h): checks the configuration, starts the ingest,
- * the reconciler and the server in that order, waits for main's stop signal,
- * then drains and stops them in reverse order.
+ * the reconciler, the partition keeper (app/partitions.h) and the servers
+ * in that order, waits for main's stop signal, then drains and stops them
+ * in reverse order; cmd_serve reads as those steps (serve_load, _check,
+ * _open, _start, _listen, _wait, _shutdown). The gauges of /metrics and the
+ * /status and /readyz answers are composed here too (serve.h says why); the
+ * process's own gauges are app/metrics' (metrics_write_process).
  *
  * Must never: handle a signal itself (main does, through cmd_ctl), start a
  * thread before main has blocked the signals (every thread inherits the
@@ -12,19 +16,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include "app/handler.h"
 #include "app/ingest.h"
 #include "app/metrics.h"
+#include "app/partitions.h"
 #include "app/reconciler.h"
 #include "app/server.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "cmd/common.h"
-#include "cmd/partitions.h"
 #include "io/config_check.h"
 #include "io/config_print.h"
 #include "io/migrations.h"
@@ -57,6 +60,10 @@ typedef struct serve_state {
     double started_s;              /* Unix time serve started */
     atomic_llong last_reload_ok_s; /* Unix time of the last good (re)load */
     atomic_llong cert_expiry_s;    /* the served certificate's notAfter; 0: unknown */
+    /* What the listeners borrow until they stop. */
+    handler_ctx handler, admin_handler;
+    handler_admin admin_ops;
+    partitions_keeper *keeper;
 } serve_state;
 
 /* /readyz: a webhook posted now would be made durable, i.e. the database
@@ -84,58 +91,9 @@ static int schema_version(void)
     return kycd_migrations_count ? kycd_migrations[kycd_migrations_count - 1].version : 0;
 }
 
-/* The process metrics a Prometheus client library exports, from /proc. */
-static int process_metrics(kbuf *out, double started_s)
+/* kycd_build_info, always 1, its labels naming the build. */
+static int build_info(kbuf *out)
 {
-    long long utime = 0, stime = 0, rss_pages = 0;
-    char buf[1024];
-    FILE *f = fopen("/proc/self/stat", "r");
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-        const char *p = strrchr(buf, ')'); /* after the command name, which may hold spaces */
-        if (p)
-            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*d %*d %*d %*d %*d %lld %lld", &utime, &stime);
-    }
-    f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%*d %lld", &rss_pages) != 1)
-            rss_pages = 0;
-        fclose(f);
-    }
-    long long fds = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL)
-            fds += e->d_name[0] != '.';
-        closedir(d);
-        fds--; /* the one opendir holds */
-    }
-    double tick = (double)sysconf(_SC_CLK_TCK);
-    int rc = metrics_family(out, "process_cpu_seconds_total", "counter",
-                            "user and system CPU time spent, in seconds");
-    if (rc == 0)
-        rc = metrics_sample(out, "process_cpu_seconds_total", NULL,
-                            (double)(utime + stime) / (tick > 0 ? tick : 100));
-    if (rc == 0)
-        rc = metrics_gauge(out, "process_resident_memory_bytes", "resident memory size in bytes",
-                           (double)rss_pages * (double)sysconf(_SC_PAGESIZE));
-    if (rc == 0)
-        rc = metrics_gauge(out, "process_open_fds", "open file descriptors", (double)fds);
-    if (rc == 0)
-        rc = metrics_gauge(out, "process_start_time_seconds",
-                           "start time of the process since the Unix epoch, in seconds",
-                           (double)(long long)started_s);
-    return rc;
-}
-
-/* /metrics (admin listener): the registry's counters and histograms, then
- * the gauges read now. */
-static int serve_metrics(void *ctx, kbuf *out)
-{
-    serve_state *s = ctx;
     int rc = metrics_family(out, "kycd_build_info", "gauge", "always 1; the labels name the build");
     char schema[16];
     snprintf(schema, sizeof schema, "%d", schema_version());
@@ -145,27 +103,36 @@ static int serve_metrics(void *ctx, kbuf *out)
                                                   "civetweb", server_library_version(), "openssl",
                                                   tls_library_version(), NULL},
                             1);
+    return rc;
+}
+
+/* The database probe and the pool, read now. */
+static int db_gauges(serve_state *s, kbuf *out)
+{
+    int rc =
+        metrics_gauge(out, "kycd_db_up", "1 when the database answered the last background probe",
+                      ingest_database_up(s->in, NULL, 0));
+    int idle = 0, busy = 0, size = 0;
+    ingest_pool_counts(s->in, &idle, &busy, &size);
     if (rc == 0)
-        rc = metrics_write_registry(out);
-    if (rc == 0)
-        rc = metrics_gauge(out, "kycd_db_up",
-                           "1 when the database answered the last background probe",
-                           ingest_database_up(s->in, NULL, 0));
-    if (rc == 0) {
-        int idle = 0, busy = 0, size = 0;
-        ingest_pool_counts(s->in, &idle, &busy, &size);
         rc = metrics_family(out, "kycd_db_pool_connections", "gauge",
                             "pooled database connections: open and idle, lent out, not open");
-        if (rc == 0)
-            rc = metrics_sample(out, "kycd_db_pool_connections",
-                                (const char *const[]){"state", "idle", NULL}, idle);
-        if (rc == 0)
-            rc = metrics_sample(out, "kycd_db_pool_connections",
-                                (const char *const[]){"state", "busy", NULL}, busy);
-        if (rc == 0)
-            rc = metrics_sample(out, "kycd_db_pool_connections",
-                                (const char *const[]){"state", "closed", NULL}, size - idle - busy);
-    }
+    if (rc == 0)
+        rc = metrics_sample(out, "kycd_db_pool_connections",
+                            (const char *const[]){"state", "idle", NULL}, idle);
+    if (rc == 0)
+        rc = metrics_sample(out, "kycd_db_pool_connections",
+                            (const char *const[]){"state", "busy", NULL}, busy);
+    if (rc == 0)
+        rc = metrics_sample(out, "kycd_db_pool_connections",
+                            (const char *const[]){"state", "closed", NULL}, size - idle - busy);
+    return rc;
+}
+
+/* The spool's depth and room, and the dead letters beside it (0 without a
+ * spool, room not shown). */
+static int spool_gauges(serve_state *s, kbuf *out)
+{
     spool_stats ss;
     memset(&ss, 0, sizeof ss);
     long long dead = 0;
@@ -173,8 +140,7 @@ static int serve_metrics(void *ctx, kbuf *out)
         spool_stats_get(s->sp, &ss);
         dead = spool_dead_letters(s->sp);
     }
-    if (rc == 0)
-        rc = metrics_gauge(out, "kycd_spool_records", "deliveries in the spool, not yet replayed",
+    int rc = metrics_gauge(out, "kycd_spool_records", "deliveries in the spool, not yet replayed",
                            (double)ss.records);
     if (rc == 0)
         rc = metrics_gauge(out, "kycd_spool_bytes", "bytes of spool segments on disk",
@@ -189,6 +155,21 @@ static int serve_metrics(void *ctx, kbuf *out)
     if (rc == 0)
         rc = metrics_gauge(out, "kycd_spool_dead_letters",
                            "dead-letter records (dead-*.rec) in the spool directory", (double)dead);
+    return rc;
+}
+
+/* /metrics (admin listener): the registry's counters and histograms, then
+ * the gauges read now. */
+static int serve_metrics(void *ctx, kbuf *out)
+{
+    serve_state *s = ctx;
+    int rc = build_info(out);
+    if (rc == 0)
+        rc = metrics_write_registry(out);
+    if (rc == 0)
+        rc = db_gauges(s, out);
+    if (rc == 0)
+        rc = spool_gauges(s, out);
     kerr rerr;
     kerr_clear(&rerr);
     if (rc == 0)
@@ -226,7 +207,7 @@ static int serve_metrics(void *ctx, kbuf *out)
         rc = metrics_sample(out, "kycd_header_timeouts_total", NULL,
                             (double)atomic_load(&s->counters.timeouts));
     if (rc == 0)
-        rc = process_metrics(out, s->started_s);
+        rc = metrics_write_process(out, s->started_s);
     return rc;
 }
 
@@ -280,6 +261,14 @@ static int serve_status(void *ctx, kbuf *out)
                           : paused ? "refused"
                                    : "accepted");
     return rc;
+}
+
+/* The TLS files and settings of a configuration, for the checks, the
+ * listeners and a reload. */
+static tls_opts serve_tls(const kycd_config *c)
+{
+    tls_opts tls = {c->tls_cert, c->tls_key, c->tls_chain, c->tls_ciphers, c->tls_client_ca};
+    return tls;
 }
 
 static void note_cert_expiry(serve_state *s, const char *cert)
@@ -339,7 +328,7 @@ static void serve_reload_(serve_state *s)
     /* config_load starts by zeroing n: config_deinit is safe on any failure. */
     if (config_load(&n, environ, s->argc, s->argv, &err) != 0 || config_check_serve(&n, &err) != 0)
         goto failed;
-    tls_opts tls = {n.tls_cert, n.tls_key, n.tls_chain, n.tls_ciphers, n.tls_client_ca};
+    tls_opts tls = serve_tls(&n);
     /* Always loaded again: renewed files usually keep their names. */
     if (server_tls_reload(s->srv, &tls, &err) != 0)
         goto failed;
@@ -402,175 +391,239 @@ static void serve_stop(void *arg)
     s->sp = NULL;
 }
 
+/* Step 1, load: the state serve shares with main's thread, before any
+ * thread exists. */
+static void serve_load(serve_state *s, const kycd_config *cfg, int argc, char **argv)
+{
+    memset(s, 0, sizeof *s);
+    s->grace_ms = cfg->shutdown_timeout_ms;
+    s->argc = argc;
+    s->argv = argv;
+    s->cfg = cfg;
+    pthread_rwlock_init(&s->live_lock, NULL);
+    atomic_init(&s->reloads, 0);
+    atomic_init(&s->reload_failures, 0);
+    atomic_init(&s->draining, 0);
+    atomic_init(&s->counters.refused, 0);
+    atomic_init(&s->counters.timeouts, 0);
+    atomic_init(&s->admin_counters.refused, 0);
+    atomic_init(&s->admin_counters.timeouts, 0);
+    s->started_s = clock_wall_ms() / 1000.0;
+    atomic_init(&s->last_reload_ok_s, (long long)s->started_s);
+    atomic_init(&s->cert_expiry_s, 0);
+}
+
+/* The configuration refusals: CMD_USAGE (CMD_FAILED when this build has no
+ * TLS: the build, not the configuration), one log line each; 0 when serve
+ * may start. */
+static int serve_check(kycd_config *cfg)
+{
+    kerr err;
+    kerr_clear(&err);
+    if (config_check_serve(cfg, &err) != 0) { /* parses the tokens and CIDRs, once */
+        cmd_report("configuration refused", &err);
+        return CMD_USAGE;
+    }
+    if (cfg->reconcile && cmd_need_api_key(cfg, "the reconciler") != 0)
+        return CMD_USAGE;
+    if (server_tls_available(&err) != 0) {
+        cmd_report("tls unavailable", &err);
+        return CMD_FAILED;
+    }
+    tls_opts tls = serve_tls(cfg);
+    if (tls_check(&tls, &err) != 0) {
+        cmd_report("tls configuration refused", &err);
+        return CMD_USAGE;
+    }
+    return 0;
+}
+
+/* Step 2, open: the database checked (and the partitions ahead made before
+ * the first insert), then the spool. 0 or CMD_FAILED. */
+static int serve_open(serve_state *s)
+{
+    db *d = NULL;
+    if (cmd_open_db(s->cfg, CMD_DB_READY, &d) != 0)
+        return CMD_FAILED;
+    (void)partitions_maintain(d); /* then hourly, by the keeper */
+    db_free(d);
+    kerr err;
+    kerr_clear(&err);
+    if (cmd_open_spool(s->cfg, &s->sp, &err) != 0) {
+        cmd_report("spool refused", &err);
+        return CMD_FAILED;
+    }
+    if (s->sp == NULL)
+        klog(KLOG_WARN, "no spool configured: while the database is away webhooks get 503",
+             KLOG_STR("hint", "set KYCD_SPOOL_DIR"));
+    return 0;
+}
+
+/* Step 3, start: the ingest, the reconciler (unless reconcile = off) and
+ * the partition keeper. 0 or CMD_FAILED. */
+static int serve_start(serve_state *s)
+{
+    const kycd_config *cfg = s->cfg;
+    kerr err;
+    kerr_clear(&err);
+    ingest_opts io = cmd_ingest_options(cfg, s->sp, (int)cfg->db_pool, 1);
+    if (ingest_new(&s->in, &io, &err) != 0) {
+        cmd_report("cannot start", &err);
+        return CMD_FAILED;
+    }
+    if (cfg->reconcile) {
+        reconciler_opts ro = cmd_reconciler_options(cfg, 0);
+        if (reconciler_start(&s->rec, &ro, &err) != 0) {
+            cmd_report("cannot start the reconciler", &err);
+            return CMD_FAILED;
+        }
+    }
+    db_opts keeper_db = cmd_db_options(cfg);
+    if (partitions_keeper_start(&s->keeper, &keeper_db, cfg->partitions_every_ms) != 0) {
+        klog(KLOG_ERROR, "cannot start the partition maintenance",
+             KLOG_STR("error", "out of memory"));
+        return CMD_FAILED;
+    }
+    return 0;
+}
+
+/* The admin listener: its own CivetWeb context and threads, so that a
+ * flood on the public port cannot starve the operator's view. */
+static int serve_listen_admin(serve_state *s, const server_opts *public_opts, kerr *err)
+{
+    const kycd_config *cfg = s->cfg;
+    s->admin_ops = (handler_admin){.metrics = serve_metrics, .status = serve_status, .ctx = s};
+    s->admin_handler = s->handler;
+    s->admin_handler.admin = &s->admin_ops;
+    if (!cfg->admin_on)
+        return 0;
+    server_opts ao = *public_opts;
+    ao.listen = cfg->admin_listen;
+    ao.http_listen = NULL;
+    ao.plain = cfg->admin_plain;
+    ao.threads = 4;
+    ao.allow = &cfg->admin_allow;
+    ao.exact_allow = 1;
+    ao.counters = &s->admin_counters;
+    ao.handler = &s->admin_handler;
+    if (server_start(&s->admin, &ao, err) != 0) {
+        kerr_wrap(err, "admin_listen");
+        return -1;
+    }
+    return 0;
+}
+
+/* Step 3, continued: the public listener, then the admin one. 0 or
+ * CMD_FAILED. */
+static int serve_listen(serve_state *s)
+{
+    const kycd_config *cfg = s->cfg;
+    kerr err;
+    kerr_clear(&err);
+    s->tokens = cfg->tokens; /* the handler's copies, replaced by a reload */
+    s->allow = cfg->allow;
+    s->handler = (handler_ctx){
+        .tokens = &s->tokens,
+        .allow = &s->allow,
+        .live_lock = &s->live_lock,
+        .max_body = cfg->max_body,
+        .body_timeout_ms = cfg->request_timeout_ms,
+        .retry_after_s = (int)cfg->retry_after_s,
+        .store = {.submit = ingest_submit, .ready = serve_ready, .ctx = s->in, .ready_ctx = s},
+        .draining = &s->draining,
+    };
+    server_opts so = {
+        .listen = cfg->listen,
+        .http_listen = cfg->http_listen,
+        .tls = serve_tls(cfg),
+        .threads = (int)cfg->threads,
+        /* Headers cannot take longer than the whole request may. */
+        .header_timeout_ms = cfg->header_timeout_ms < cfg->request_timeout_ms
+                                 ? cfg->header_timeout_ms
+                                 : cfg->request_timeout_ms,
+        .allow = &cfg->allow,
+        .counters = &s->counters,
+        .keepalive_ms = cfg->keepalive_ms,
+        .linger_ms = cfg->linger_ms,
+        .linger_bytes = cfg->linger_bytes,
+        .handler = &s->handler,
+    };
+    if (server_start(&s->srv, &so, &err) != 0) {
+        cmd_report("cannot start", &err);
+        return CMD_FAILED;
+    }
+    note_cert_expiry(s, cfg->tls_cert);
+    if (serve_listen_admin(s, &so, &err) != 0) {
+        cmd_report("cannot start", &err);
+        return CMD_FAILED;
+    }
+    klog(KLOG_INFO, "listening", KLOG_INT("tls_port", server_tls_port(s->srv)),
+         KLOG_INT("admin_port", s->admin ? server_tls_port(s->admin) : 0),
+         KLOG_STR("http_listen", cfg->http_listen ? cfg->http_listen : "-"),
+         KLOG_INT("threads", cfg->threads), KLOG_INT("tokens", cfg->tokens.count),
+         KLOG_STR("version", KYCD_VERSION), KLOG_STR("civetweb", server_library_version()));
+    return 0;
+}
+
+/* Step 4, wait: serve until main's first stop signal, then drain and stop
+ * under main's bound (serve_stop). */
+static void serve_wait(serve_state *s, const cmd_ctl *ctl)
+{
+    notify("READY=1\nSTATUS=serving");
+    /* WATCHDOG=1 twice per interval systemd asked for, if it asked. */
+    cmd_hooks hooks = {.reload = serve_reload,
+                       .tick = serve_tick,
+                       .tick_ms = sdnotify_watchdog_ms() / 2,
+                       .arg = s};
+    const char *sig = ctl->wait_stop(ctl, &hooks);
+    notify("STOPPING=1");
+    atomic_store(&s->draining, 1);
+    klog(KLOG_INFO, "shutting down", KLOG_STR("signal", sig));
+    reconciler_signal_stop(s->rec); /* no new P100 calls while requests drain */
+    /* Drain, then a P100 call in flight may finish, then a few seconds for
+     * closing connections. Past that, or on a second signal, main exits 1
+     * (the database transaction of an unfinished request rolls back; P100
+     * retries what it did not see acknowledged). */
+    int64_t limit = s->grace_ms + (s->rec ? s->cfg->p100_timeout_ms : 0) + 5000;
+    ctl->run_bounded(ctl, serve_stop, s, limit);
+}
+
+/* Step 5, shutdown: release what is left, whichever step stopped (after a
+ * graceful stop only the keeper and the reloaded configuration are). */
+static void serve_shutdown(serve_state *s)
+{
+    partitions_keeper_stop(s->keeper);
+    server_stop(s->srv);
+    server_stop(s->admin);
+    reconciler_stop(s->rec, NULL);
+    ingest_free(s->in);
+    spool_close(s->sp);
+    if (s->have_live)
+        config_deinit(&s->live);
+    pthread_rwlock_destroy(&s->live_lock);
+}
+
 int cmd_serve(int argc, char **argv, const cmd_ctl *ctl)
 {
     kycd_config cfg;
     int rc = cmd_load(&cfg, argc, argv);
     if (rc != 0)
         return rc;
-    kerr err;
-    kerr_clear(&err);
-    db *d = NULL;
-    partitions_keeper *keeper = NULL;
-    serve_state s = {.grace_ms = cfg.shutdown_timeout_ms, .argc = argc, .argv = argv, .cfg = &cfg};
-    pthread_rwlock_init(&s.live_lock, NULL);
-    atomic_init(&s.reloads, 0);
-    atomic_init(&s.reload_failures, 0);
-    atomic_init(&s.draining, 0);
-    atomic_init(&s.counters.refused, 0);
-    atomic_init(&s.counters.timeouts, 0);
-    atomic_init(&s.admin_counters.refused, 0);
-    atomic_init(&s.admin_counters.timeouts, 0);
-    s.started_s = clock_wall_ms() / 1000.0;
-    atomic_init(&s.last_reload_ok_s, (long long)s.started_s);
-    atomic_init(&s.cert_expiry_s, 0);
-
+    serve_state s;
+    serve_load(&s, &cfg, argc, argv);
     /* kycd holds secrets in memory (webhook tokens, API key, database
      * password): no core dump, no ptrace by other users of the same uid. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-
-    /* Configuration refusals: exit 2. */
-    rc = CMD_USAGE;
-    if (config_check_serve(&cfg, &err) != 0) { /* parses the tokens and CIDRs, once */
-        cmd_report("configuration refused", &err);
-        goto out;
-    }
-    if (cfg.reconcile && cmd_need_api_key(&cfg, "the reconciler") != 0)
-        goto out;
-    if (server_tls_available(&err) != 0) {
-        cmd_report("tls unavailable", &err);
-        rc = CMD_FAILED; /* the build, not the configuration */
-        goto out;
-    }
-    tls_opts tls = {cfg.tls_cert, cfg.tls_key, cfg.tls_chain, cfg.tls_ciphers, cfg.tls_client_ca};
-    if (tls_check(&tls, &err) != 0) {
-        cmd_report("tls configuration refused", &err);
-        goto out;
-    }
-
-    /* Failures at start: exit 1. */
-    rc = CMD_FAILED;
-    if (cmd_open_db(&cfg, CMD_DB_READY, &d) != 0)
-        goto out;
-    /* Partitions ahead before the first insert, then hourly. */
-    (void)partitions_maintain(d);
-    db_free(d);
-    d = NULL;
-    if (cmd_open_spool(&cfg, &s.sp, &err) != 0) {
-        cmd_report("spool refused", &err);
-        goto out;
-    }
-    if (s.sp == NULL)
-        klog(KLOG_WARN, "no spool configured: while the database is away webhooks get 503",
-             KLOG_STR("hint", "set KYCD_SPOOL_DIR"));
-
-    ingest_opts io = cmd_ingest_options(&cfg, s.sp, (int)cfg.db_pool, 1);
-    if (ingest_new(&s.in, &io, &err) != 0) {
-        cmd_report("cannot start", &err);
-        goto out;
-    }
-    if (cfg.reconcile) {
-        reconciler_opts ro = cmd_reconciler_options(&cfg, 0);
-        if (reconciler_start(&s.rec, &ro, &err) != 0) {
-            cmd_report("cannot start the reconciler", &err);
-            goto out;
-        }
-    }
-    db_opts keeper_db = cmd_db_options(&cfg);
-    if (partitions_keeper_start(&keeper, &keeper_db, cfg.partitions_every_ms) != 0) {
-        klog(KLOG_ERROR, "cannot start the partition maintenance",
-             KLOG_STR("error", "out of memory"));
-        goto out;
-    }
-    s.tokens = cfg.tokens; /* the handler's copies, replaced by a reload */
-    s.allow = cfg.allow;
-    handler_ctx h = {
-        .tokens = &s.tokens,
-        .allow = &s.allow,
-        .live_lock = &s.live_lock,
-        .max_body = cfg.max_body,
-        .body_timeout_ms = cfg.request_timeout_ms,
-        .retry_after_s = (int)cfg.retry_after_s,
-        .store = {.submit = ingest_submit, .ready = serve_ready, .ctx = s.in, .ready_ctx = &s},
-        .draining = &s.draining,
-    };
-    server_opts so = {
-        .listen = cfg.listen,
-        .http_listen = cfg.http_listen,
-        .tls = tls,
-        .threads = (int)cfg.threads,
-        /* Headers cannot take longer than the whole request may. */
-        .header_timeout_ms = cfg.header_timeout_ms < cfg.request_timeout_ms
-                                 ? cfg.header_timeout_ms
-                                 : cfg.request_timeout_ms,
-        .allow = &cfg.allow,
-        .counters = &s.counters,
-        .keepalive_ms = cfg.keepalive_ms,
-        .linger_ms = cfg.linger_ms,
-        .linger_bytes = cfg.linger_bytes,
-        .handler = &h,
-    };
-    if (server_start(&s.srv, &so, &err) != 0) {
-        cmd_report("cannot start", &err);
-        goto out;
-    }
-    note_cert_expiry(&s, cfg.tls_cert);
-    handler_admin admin_ops = {.metrics = serve_metrics, .status = serve_status, .ctx = &s};
-    handler_ctx ah = h;
-    ah.admin = &admin_ops;
-    if (cfg.admin_on) {
-        /* Its own CivetWeb context and threads: a flood on the public port
-         * cannot starve the operator's view. */
-        server_opts ao = so;
-        ao.listen = cfg.admin_listen;
-        ao.http_listen = NULL;
-        ao.plain = cfg.admin_plain;
-        ao.threads = 4;
-        ao.allow = &cfg.admin_allow;
-        ao.exact_allow = 1;
-        ao.counters = &s.admin_counters;
-        ao.handler = &ah;
-        if (server_start(&s.admin, &ao, &err) != 0) {
-            kerr_wrap(&err, "admin_listen");
-            cmd_report("cannot start", &err);
-            goto out;
-        }
-    }
-    klog(KLOG_INFO, "listening", KLOG_INT("tls_port", server_tls_port(s.srv)),
-         KLOG_INT("admin_port", s.admin ? server_tls_port(s.admin) : 0),
-         KLOG_STR("http_listen", cfg.http_listen ? cfg.http_listen : "-"),
-         KLOG_INT("threads", cfg.threads), KLOG_INT("tokens", cfg.tokens.count),
-         KLOG_STR("version", KYCD_VERSION), KLOG_STR("civetweb", server_library_version()));
-
-    notify("READY=1\nSTATUS=serving");
-    /* WATCHDOG=1 twice per interval systemd asked for, if it asked. */
-    cmd_hooks hooks = {.reload = serve_reload,
-                       .tick = serve_tick,
-                       .tick_ms = sdnotify_watchdog_ms() / 2,
-                       .arg = &s};
-    const char *sig = ctl->wait_stop(ctl, &hooks);
-    notify("STOPPING=1");
-    atomic_store(&s.draining, 1);
-    klog(KLOG_INFO, "shutting down", KLOG_STR("signal", sig));
-    reconciler_signal_stop(s.rec); /* no new P100 calls while requests drain */
-    /* Drain, then a P100 call in flight may finish, then a few seconds for
-     * closing connections. Past that, or on a second signal, main exits 1
-     * (the database transaction of an unfinished request rolls back; P100
-     * retries what it did not see acknowledged). */
-    int64_t limit = s.grace_ms + (s.rec ? cfg.p100_timeout_ms : 0) + 5000;
-    ctl->run_bounded(ctl, serve_stop, &s, limit);
-    rc = CMD_OK;
-out:
-    partitions_keeper_stop(keeper);
-    server_stop(s.srv);
-    server_stop(s.admin);
-    reconciler_stop(s.rec, NULL);
-    ingest_free(s.in);
-    spool_close(s.sp);
-    db_free(d);
-    if (s.have_live)
-        config_deinit(&s.live);
-    pthread_rwlock_destroy(&s.live_lock);
+    rc = serve_check(&cfg); /* refusals: exit 2 */
+    if (rc == 0)
+        rc = serve_open(&s); /* failures at start, from here on: exit 1 */
+    if (rc == 0)
+        rc = serve_start(&s);
+    if (rc == 0)
+        rc = serve_listen(&s);
+    if (rc == 0)
+        serve_wait(&s, ctl);
+    serve_shutdown(&s);
     config_deinit(&cfg);
     return rc;
 }

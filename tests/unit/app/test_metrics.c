@@ -1,7 +1,7 @@
 /* Unit tests for app/metrics: the Prometheus text exposition (label value
  * and HELP escaping, histogram buckets cumulative with +Inf last, _sum and
  * _count), fixed label sets (a value outside them counts as "other"), the
- * route names, and that the counters move. */
+ * route names, that the counters move, and the process_* gauges. */
 #include "testlib.h"
 
 #include <stdio.h>
@@ -104,12 +104,34 @@ static void test_routes(void **state)
     assert_string_equal(metrics_route(NULL), "other");
 }
 
+/* The four process families, each with its HELP and TYPE, in the order a
+ * Prometheus client library writes them. */
+static void test_process_gauges(void **state)
+{
+    (void)state;
+    kbuf b;
+    kbuf_init(&b);
+    assert_int_equal(metrics_write_process(&b, 1700000000.9), 0);
+    const char *t = kbuf_str(&b);
+    const char *cpu = strstr(t, "# TYPE process_cpu_seconds_total counter\n");
+    const char *rss = strstr(t, "# TYPE process_resident_memory_bytes gauge\n");
+    const char *fds = strstr(t, "# TYPE process_open_fds gauge\n");
+    const char *start = strstr(t, "# TYPE process_start_time_seconds gauge\n");
+    assert_non_null(cpu);
+    assert_non_null(rss);
+    assert_non_null(fds);
+    assert_non_null(start);
+    assert_true(cpu < rss && rss < fds && fds < start);
+    assert_non_null(strstr(t, "\nprocess_start_time_seconds 1700000000\n"));
+    kbuf_deinit(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_label_escaping), cmocka_unit_test(test_help_escaping),
         cmocka_unit_test(test_histogram),      cmocka_unit_test(test_registry_fixed_labels),
-        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_routes),         cmocka_unit_test(test_process_gauges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
