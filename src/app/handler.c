@@ -25,9 +25,10 @@ static const struct route {
 };
 
 /* Our own messages only (never client bytes), but escape anyway. */
-static void json_error(http_response *r, int status, const char *code, const char *detail,
+static void json_error(http_response *r, int status, enum kyc_refusal refusal, const char *detail,
                        const char *rid)
 {
+    const char *code = kyc_refusal_name(refusal);
     char esc[300];
     size_t j = 0;
     for (const char *p = detail ? detail : ""; *p && j + 2 < sizeof esc; p++) {
@@ -46,20 +47,21 @@ static void json_error(http_response *r, int status, const char *code, const cha
                  rid ? rid : "");
 }
 
-static void refuse(http_response *r, handler_note *n, int status, const char *code,
+static void refuse(http_response *r, handler_note *n, int status, enum kyc_refusal code,
                    const char *detail, const char *rid)
 {
     json_error(r, status, code, detail, rid);
+    n->refused = 1;
     n->code = code;
-    snprintf(n->error, sizeof n->error, "%s", detail ? detail : code);
+    snprintf(n->error, sizeof n->error, "%s", detail ? detail : kyc_refusal_name(code));
 }
 
 void handler_header_timeout(http_response *resp, handler_note *note, const char *rid)
 {
     memset(resp, 0, sizeof *resp);
     memset(note, 0, sizeof *note);
-    refuse(resp, note, 408, "request_timeout", "request headers not received within header_timeout",
-           rid);
+    refuse(resp, note, 408, KYC_REFUSE_REQUEST_TIMEOUT,
+           "request headers not received within header_timeout", rid);
     resp->close = 1;
 }
 
@@ -70,7 +72,7 @@ static void refuse_too_large(const handler_ctx *h, http_response *r, handler_not
 {
     char msg[96];
     snprintf(msg, sizeof msg, "body larger than %lld bytes", (long long)h->max_body);
-    refuse(r, n, 413, "payload_too_large", msg, rid);
+    refuse(r, n, 413, KYC_REFUSE_PAYLOAD_TOO_LARGE, msg, rid);
     r->close = 1;
 }
 
@@ -99,7 +101,7 @@ static void serve_health(const handler_ctx *h, const http_request *req, http_res
         return;
     }
     if (h->draining && atomic_load(h->draining)) {
-        refuse(resp, note, 503, "draining", "shutting down", req->request_id);
+        refuse(resp, note, 503, KYC_REFUSE_DRAINING, "shutting down", req->request_id);
         return;
     }
     kerr err;
@@ -108,9 +110,9 @@ static void serve_health(const handler_ctx *h, const http_request *req, http_res
     void *rctx = h->store.ready_ctx ? h->store.ready_ctx : h->store.ctx;
     if (h->store.ready && h->store.ready(rctx, details, sizeof details, &err) != 0) {
         if (h->admin)
-            refuse(resp, note, 503, "not_ready", err.msg, req->request_id);
+            refuse(resp, note, 503, KYC_REFUSE_NOT_READY, err.msg, req->request_id);
         else {
-            refuse(resp, note, 503, "not_ready", NULL, req->request_id);
+            refuse(resp, note, 503, KYC_REFUSE_NOT_READY, NULL, req->request_id);
             snprintf(note->error, sizeof note->error, "%s", err.msg); /* the log has it */
         }
         resp->retry_after = h->retry_after_s;
@@ -133,7 +135,7 @@ static void serve_admin(const handler_ctx *h, const http_request *req, http_resp
     if (rc != 0 || resp->ext.len == 0) {
         kbuf_deinit(&resp->ext);
         kbuf_init(&resp->ext);
-        refuse(resp, note, 500, "internal", "could not build the answer", req->request_id);
+        refuse(resp, note, 500, KYC_REFUSE_INTERNAL, "could not build the answer", req->request_id);
         return;
     }
     resp->status = 200;
@@ -184,12 +186,12 @@ static int check_access(const handler_ctx *h, const http_request *req, http_resp
     if (h->live_lock)
         pthread_rwlock_unlock(h->live_lock);
     if (!allowed) {
-        refuse(resp, note, 403, "forbidden", "source address not allowed", rid);
+        refuse(resp, note, 403, KYC_REFUSE_FORBIDDEN, "source address not allowed", rid);
         resp->close = 1;
         return -1;
     }
     if (!token_ok) {
-        refuse(resp, note, 401, "unauthorized", NULL, rid);
+        refuse(resp, note, 401, KYC_REFUSE_UNAUTHORIZED, NULL, rid);
         snprintf(note->error, sizeof note->error, "%s",
                  req->authorization ? "authorization does not match a webhook token"
                                     : "no authorization header");
@@ -208,7 +210,7 @@ static int check_headers(const handler_ctx *h, const http_request *req, http_res
     /* Shutting down: in-flight requests finish, new ones go elsewhere or
      * come back later (P100 retries anything but 200). */
     if (h->draining && atomic_load(h->draining)) {
-        refuse(resp, note, 503, "draining", "shutting down, retry later", rid);
+        refuse(resp, note, 503, KYC_REFUSE_DRAINING, "shutting down, retry later", rid);
         resp->retry_after = h->retry_after_s;
         resp->close = 1;
         return -1;
@@ -216,8 +218,8 @@ static int check_headers(const handler_ctx *h, const http_request *req, http_res
     if (check_access(h, req, resp, note) != 0)
         return -1;
     if (!is_json(req->content_type)) {
-        refuse(resp, note, 415, "unsupported_media_type", "Content-Type must be application/json",
-               rid);
+        refuse(resp, note, 415, KYC_REFUSE_UNSUPPORTED_MEDIA_TYPE,
+               "Content-Type must be application/json", rid);
         resp->close = 1;
         return -1;
     }
@@ -237,13 +239,14 @@ static int receive_body(const handler_ctx *h, const http_request *req, http_resp
     const char *rid = req->request_id;
     int rrc = read_all(req, h->body_timeout_ms, body, cap, len);
     if (rrc == KERR_TIMEOUT) {
-        refuse(resp, note, 408, "request_timeout",
+        refuse(resp, note, 408, KYC_REFUSE_REQUEST_TIMEOUT,
                "body not received within request_timeout (client too slow)", rid);
         resp->close = 1;
         return -1;
     }
     if (rrc != 0) {
-        refuse(resp, note, 400, "bad_request", "body could not be read (connection failed)", rid);
+        refuse(resp, note, 400, KYC_REFUSE_BAD_REQUEST,
+               "body could not be read (connection failed)", rid);
         resp->close = 1;
         return -1;
     }
@@ -255,13 +258,14 @@ static int receive_body(const handler_ctx *h, const http_request *req, http_resp
      * read deadline), or the client closed; either way the request did not
      * arrive in time (408: if the client is still there, it can read why). */
     if (req->content_length >= 0 && (long long)*len < req->content_length) {
-        refuse(resp, note, 408, "request_timeout",
+        refuse(resp, note, 408, KYC_REFUSE_REQUEST_TIMEOUT,
                "body ended before Content-Length (client too slow or gone)", rid);
         resp->close = 1;
         return -1;
     }
     if (req->content_length >= 0 && (long long)*len != req->content_length) {
-        refuse(resp, note, 400, "bad_request", "body length does not match Content-Length", rid);
+        refuse(resp, note, 400, KYC_REFUSE_BAD_REQUEST, "body length does not match Content-Length",
+               rid);
         resp->close = 1;
         return -1;
     }
@@ -279,7 +283,7 @@ static void store_delivery(const handler_ctx *h, const struct route *route, cons
     kerr err;
     kerr_clear(&err);
     if (payload_parse_delivery(route->kind, body, len, req->remote_addr, rid, &d, &err) != 0) {
-        refuse(resp, note, 400, "invalid_payload", err.msg, rid);
+        refuse(resp, note, 400, KYC_REFUSE_INVALID_PAYLOAD, err.msg, rid);
         return;
     }
     snprintf(note->external_user_id, sizeof note->external_user_id, "%s", d.external_user_id);
@@ -291,18 +295,20 @@ static void store_delivery(const handler_ctx *h, const struct route *route, cons
     if (rc == 0)
         metrics_observe_ingest((clock_now_ms() - t0) / 1000.0);
     if (rc == KERR_INVALID) {
-        refuse(resp, note, 400, "invalid_payload", "refused by the database", rid);
+        refuse(resp, note, 400, KYC_REFUSE_INVALID_PAYLOAD, "refused by the database", rid);
         snprintf(note->error, sizeof note->error, "%s", err.msg);
         return;
     }
     if (rc != 0) {
-        refuse(resp, note, 503, "unavailable", "could not store the delivery, retry later", rid);
+        refuse(resp, note, 503, KYC_REFUSE_UNAVAILABLE, "could not store the delivery, retry later",
+               rid);
         snprintf(note->error, sizeof note->error, "%s", err.msg);
         resp->retry_after = h->retry_after_s;
         return;
     }
-    note->outcome = kyc_outcome_name(res.outcome);
-    note->reason = kyc_reason_name(res.reason);
+    note->has_outcome = 1;
+    note->outcome = res.outcome;
+    note->reason = res.reason;
     note->event_id = res.event_id;
     resp->status = 200;
     snprintf(resp->body, sizeof resp->body, "{\"status\":\"stored\",\"requestId\":\"%s\"}",
@@ -313,13 +319,14 @@ static void store_delivery(const handler_ctx *h, const struct route *route, cons
 static void serve_webhook(const handler_ctx *h, const struct route *route, const http_request *req,
                           http_response *resp, handler_note *note)
 {
-    note->kind = kyc_kind_name(route->kind);
+    note->has_kind = 1;
+    note->kind = route->kind;
     if (check_headers(h, req, resp, note) != 0)
         return;
     size_t cap = (size_t)h->max_body + 1, len = 0;
     char *body = malloc(cap);
     if (body == NULL) {
-        refuse(resp, note, 503, "overloaded", "out of memory", req->request_id);
+        refuse(resp, note, 503, KYC_REFUSE_OVERLOADED, "out of memory", req->request_id);
         resp->retry_after = h->retry_after_s;
         return;
     }
@@ -341,7 +348,7 @@ void handler_serve(const handler_ctx *h, const http_request *req, http_response 
     int status = h->admin && strcmp(path, "/status") == 0;
     if (health || ready || metrics || status) {
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-            refuse(resp, note, 405, "method_not_allowed", "use GET", rid);
+            refuse(resp, note, 405, KYC_REFUSE_METHOD_NOT_ALLOWED, "use GET", rid);
             resp->allow = "GET, HEAD";
             return;
         }
@@ -352,7 +359,7 @@ void handler_serve(const handler_ctx *h, const http_request *req, http_response 
         return;
     }
     if (h->admin) { /* no webhooks here */
-        refuse(resp, note, 404, "not_found", NULL, rid);
+        refuse(resp, note, 404, KYC_REFUSE_NOT_FOUND, NULL, rid);
         resp->close = req->content_length != 0;
         return;
     }
@@ -360,7 +367,7 @@ void handler_serve(const handler_ctx *h, const http_request *req, http_response 
         if (strcmp(path, ROUTES[i].path) != 0)
             continue;
         if (strcmp(req->method, "POST") != 0) {
-            refuse(resp, note, 405, "method_not_allowed", "use POST", rid);
+            refuse(resp, note, 405, KYC_REFUSE_METHOD_NOT_ALLOWED, "use POST", rid);
             resp->allow = "POST";
             resp->close = 1;
             return;
@@ -368,7 +375,7 @@ void handler_serve(const handler_ctx *h, const http_request *req, http_response 
         serve_webhook(h, &ROUTES[i], req, resp, note);
         return;
     }
-    refuse(resp, note, 404, "not_found", NULL, rid);
+    refuse(resp, note, 404, KYC_REFUSE_NOT_FOUND, NULL, rid);
     resp->close = req->content_length != 0;
 }
 
@@ -383,12 +390,12 @@ void handler_response_deinit(http_response *r)
 static void count(const http_request *req, const http_response *resp, const handler_note *note)
 {
     metrics_http_request(metrics_route(req->path), resp->status);
-    if (note->kind == NULL)
+    if (!note->has_kind)
         return;
-    if (resp->status == 200 && note->outcome)
+    if (resp->status == 200 && note->has_outcome)
         metrics_delivery(note->kind, note->outcome, note->reason);
-    else
-        metrics_delivery(note->kind, "refused", note->code);
+    else if (note->refused)
+        metrics_delivery_refused(note->kind, note->code);
 }
 
 void handler_log(const http_request *req, const http_response *resp, const handler_note *note,
@@ -410,13 +417,13 @@ void handler_log(const http_request *req, const http_response *resp, const handl
     klog_str(&l, "path", req->path);
     klog_int(&l, "status", resp->status);
     klog_str(&l, "remote", req->remote_addr);
-    if (note->kind)
-        klog_str(&l, "kind", note->kind);
+    if (note->has_kind)
+        klog_str(&l, "kind", kyc_kind_name(note->kind));
     if (note->external_user_id[0])
         klog_str(&l, "user", note->external_user_id);
-    if (note->outcome) {
-        klog_str(&l, "outcome", note->outcome);
-        klog_str(&l, "reason", note->reason);
+    if (note->has_outcome) {
+        klog_str(&l, "outcome", kyc_outcome_name(note->outcome));
+        klog_str(&l, "reason", kyc_reason_name(note->reason));
         klog_int(&l, "event", note->event_id);
     }
     if (note->error[0])

@@ -54,11 +54,14 @@ void handler_response_deinit(http_response *r);
 
 /* What happened, for the one log line per request (written by the caller). */
 typedef struct handler_note {
-    const char *kind; /* webhook kind, or NULL */
+    int has_kind; /* a webhook route: kind is set */
+    enum kyc_kind kind;
     char external_user_id[KYC_ID_MAX + 1];
-    const char *outcome; /* store outcome, or NULL */
-    const char *reason;
-    const char *code; /* the error code of a refusal ("unauthorized", ...), or NULL */
+    int has_outcome; /* stored: outcome and reason are set */
+    enum kyc_outcome outcome;
+    enum kyc_reason reason;
+    int refused;           /* refused: code is set */
+    enum kyc_refusal code; /* the answer's "error" */
     long long event_id;
     char error[sizeof(((kerr *)0)->msg)]; /* why the request was refused, or "" */
     /* Filled by the server after the answer: */

@@ -9,48 +9,53 @@
 #include <string.h>
 
 #include "app/procstat.h"
+#include "core/check.h"
 #include "core/state.h"
+#include "core/vocab.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* The fixed label values; the last of each list is "other". */
-static const char *const ROUTE[] = {"kyc_verification_status",
-                                    "poa_verification_status",
-                                    "kyc_file_added",
-                                    "user_status",
-                                    "healthz",
-                                    "readyz",
-                                    "metrics",
-                                    "status",
-                                    "other"};
+static const char *ROUTE[KYC_KIND_COUNT + 5]; /* the webhook kinds, then: */
+static const char *const ROUTE_ADMIN[] = {"healthz", "readyz", "metrics", "status", "other"};
 static const char *const CODE[] = {"200", "400", "401", "403", "404", "405",  "408",
                                    "413", "415", "429", "500", "503", "other"};
-static const char *const KIND[] = {"kyc_verification_status", "poa_verification_status",
-                                   "kyc_file_added", "user_status", "other"};
-static const char *const OUTCOME[] = {"applied", "unchanged", "held", "recorded",
-                                      "spooled", "refused",   "other"};
-/* The reason label: the state machine's reasons (kyc_reason_name, filled
- * in once), then the handler's refusal codes (the "error" of its JSON
- * answers), then "other". */
-static const char *const REFUSAL[] = {
-    "unauthorized",    "forbidden",   "unsupported_media_type", "payload_too_large",
-    "request_timeout", "bad_request", "invalid_payload",        "unavailable",
-    "overloaded",      "draining",    "method_not_allowed",     "other"};
-#define STATE_REASONS (KYC_R_RECHECK + 1)
-static const char *REASON[STATE_REASONS + N(REFUSAL)];
-static pthread_once_t reason_once = PTHREAD_ONCE_INIT;
+/* The labels that name kycd's own codes take their values from core's
+ * tables (core/vocab.c), in enum order, so that a counter cell is found by
+ * the enum itself and no name is compared back; then the values only the
+ * metric has, then "other". Filled once (labels_init). */
+#define KIND_N (KYC_KIND_COUNT + 1)                         /* + other */
+#define OUTCOME_N (KYC_OUTCOME_COUNT + 2)                   /* + refused, other */
+#define REASON_N (KYC_REASON_COUNT + KYC_REFUSAL_COUNT + 1) /* + other */
+#define P100_OUTCOME_N (P100_CLASS_COUNT + 1)               /* + other */
+#define CHECK_RESULT_N (KYC_CHECK_RESULT_COUNT + 2)         /* + error, other */
+static const char *KIND[KIND_N], *OUTCOME[OUTCOME_N], *REASON[REASON_N],
+    *P100_OUTCOME[P100_OUTCOME_N], *CHECK_RESULT[CHECK_RESULT_N];
+static pthread_once_t labels_once = PTHREAD_ONCE_INIT;
 
-static void reason_init(void)
+/* list[at..] = v's names in enum order; returns the next free index. */
+static int fill(const char **list, int at, const vocab *v)
 {
-    for (int i = 0; i < STATE_REASONS; i++)
-        REASON[i] = kyc_reason_name((enum kyc_reason)i);
-    for (int j = 0; j < N(REFUSAL); j++)
-        REASON[STATE_REASONS + j] = REFUSAL[j];
+    for (int i = 0; i < v->size; i++)
+        list[at + i] = vocab_name(v, i) ? vocab_name(v, i) : "other";
+    return at + v->size;
 }
-static const char *const P100_OUTCOME[] = {"ok",           "final",         "transient",
-                                           "rate_limited", "misconfigured", "other"};
-static const char *const CHECK_RESULT[] = {"applied",  "unchanged", "flagged", "retry",
-                                           "released", "error",     "other"};
+
+static void labels_init(void)
+{
+    int r = fill(ROUTE, 0, &VOCAB_KIND);
+    for (int i = 0; i < N(ROUTE_ADMIN); i++)
+        ROUTE[r + i] = ROUTE_ADMIN[i];
+    KIND[fill(KIND, 0, &VOCAB_KIND)] = "other";
+    int n = fill(OUTCOME, 0, &VOCAB_OUTCOME);
+    OUTCOME[n] = "refused";
+    OUTCOME[n + 1] = "other";
+    REASON[fill(REASON, fill(REASON, 0, &VOCAB_REASON), &VOCAB_REFUSAL)] = "other";
+    P100_OUTCOME[fill(P100_OUTCOME, 0, &VOCAB_P100_CLASS)] = "other";
+    n = fill(CHECK_RESULT, 0, &VOCAB_CHECK_RESULT);
+    CHECK_RESULT[n] = "error";
+    CHECK_RESULT[n + 1] = "other";
+}
 static const char *const RELOAD_RESULT[] = {"success", "failure"};
 
 typedef struct label_def {
@@ -61,7 +66,7 @@ typedef struct label_def {
 
 #define LABEL(name, list)                                                                          \
     {                                                                                              \
-        name, list, N(list)                                                                        \
+        name, (const char *const *)list, N(list)                                                   \
     }
 static const label_def L_ROUTE = LABEL("route", ROUTE), L_CODE = LABEL("code", CODE),
                        L_KIND = LABEL("kind", KIND), L_OUTCOME = LABEL("outcome", OUTCOME),
@@ -125,6 +130,7 @@ static metrics_histogram H_P100 = {"kycd_p100_request_duration_seconds",
                                    {0},
                                    0};
 
+/* Labels given by name (route, code, reload result: no enum behind them). */
 static int value_index(const label_def *l, const char *v)
 {
     for (int i = 0; v && i < l->n - 1; i++)
@@ -133,30 +139,52 @@ static int value_index(const label_def *l, const char *v)
     return l->n - 1; /* "other" (or the last value of a closed list) */
 }
 
-static void counter_inc(counter *c, const char *const *values)
+/* One cell, found by the index of each label's value; an index outside
+ * its list counts as the list's last value ("other"). */
+static void counter_add(counter *c, const int *at)
 {
     int idx = 0;
-    for (int i = 0; i < c->nl; i++)
-        idx = idx * c->l[i]->n + value_index(c->l[i], values[i]);
+    for (int i = 0; i < c->nl; i++) {
+        int k = at[i] >= 0 && at[i] < c->l[i]->n ? at[i] : c->l[i]->n - 1;
+        idx = idx * c->l[i]->n + k;
+    }
     atomic_fetch_add_explicit(&c->cells[idx], 1, memory_order_relaxed);
+}
+
+static void counter_inc(counter *c, const char *const *values)
+{
+    int at[3];
+    for (int i = 0; i < c->nl; i++)
+        at[i] = value_index(c->l[i], values[i]);
+    counter_add(c, at);
 }
 
 void metrics_http_request(const char *route, int code)
 {
+    pthread_once(&labels_once, labels_init);
     char c[8];
     snprintf(c, sizeof c, "%d", code);
     counter_inc(&C_HTTP, (const char *const[]){route, c});
 }
 
-void metrics_delivery(const char *kind, const char *outcome, const char *reason)
+void metrics_delivery(enum kyc_kind kind, enum kyc_outcome outcome, enum kyc_reason reason)
 {
-    pthread_once(&reason_once, reason_init);
-    counter_inc(&C_DELIVERY, (const char *const[]){kind, outcome, reason});
+    pthread_once(&labels_once, labels_init);
+    counter_add(&C_DELIVERY, (const int[]){(int)kind, (int)outcome, (int)reason});
 }
 
-void metrics_reconciler_check(const char *outcome, const char *result)
+void metrics_delivery_refused(enum kyc_kind kind, enum kyc_refusal code)
 {
-    counter_inc(&C_CHECK, (const char *const[]){outcome, result});
+    pthread_once(&labels_once, labels_init);
+    counter_add(&C_DELIVERY,
+                (const int[]){(int)kind, KYC_OUTCOME_COUNT, KYC_REASON_COUNT + (int)code});
+}
+
+void metrics_reconciler_check(enum p100_class outcome, int result)
+{
+    pthread_once(&labels_once, labels_init);
+    counter_add(&C_CHECK,
+                (const int[]){(int)outcome, result < 0 ? KYC_CHECK_RESULT_COUNT : result});
 }
 
 void metrics_config_reload(int ok)
@@ -176,6 +204,7 @@ void metrics_observe_p100(double seconds)
 
 const char *metrics_route(const char *path)
 {
+    pthread_once(&labels_once, labels_init);
     static const char prefix[] = "/webhooks/p100/";
     if (path == NULL)
         return "other";
@@ -187,7 +216,7 @@ const char *metrics_route(const char *path)
                 return ROUTE[i];
         return "other";
     }
-    for (int i = 4; i < N(ROUTE) - 1; i++)
+    for (int i = KYC_KIND_COUNT; i < N(ROUTE) - 1; i++)
         if (path[0] == '/' && strcmp(path + 1, ROUTE[i]) == 0)
             return ROUTE[i];
     return "other";
@@ -322,7 +351,7 @@ static int counter_write(kbuf *out, const counter *c)
 
 int metrics_write_registry(kbuf *out)
 {
-    pthread_once(&reason_once, reason_init);
+    pthread_once(&labels_once, labels_init);
     const counter *cs[] = {&C_HTTP, &C_DELIVERY, &C_CHECK, &C_RELOAD};
     int rc = 0;
     for (int i = 0; rc == 0 && i < N(cs); i++)

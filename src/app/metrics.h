@@ -19,11 +19,17 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "core/kyc.h"
+#include "core/p100.h"
+#include "core/state.h"
 
 /* The counters kycd keeps (label values from fixed lists, see metrics.c). */
 void metrics_http_request(const char *route, int code);
-void metrics_delivery(const char *kind, const char *outcome, const char *reason);
-void metrics_reconciler_check(const char *outcome, const char *result);
+/* Deliveries and checks by enum (names from core's tables, at the edge). */
+void metrics_delivery(enum kyc_kind kind, enum kyc_outcome outcome, enum kyc_reason reason);
+void metrics_delivery_refused(enum kyc_kind kind, enum kyc_refusal code);
+#define METRICS_CHECK_ERROR (-1) /* result: the check could not be recorded */
+void metrics_reconciler_check(enum p100_class outcome, int result); /* a kyc_check_result */
 void metrics_config_reload(int ok);
 /* Histograms, in seconds. */
 void metrics_observe_ingest(double seconds);

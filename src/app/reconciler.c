@@ -49,6 +49,7 @@ struct reconciler {
     long long due;     /* held and pending users due, last counted; -1: not yet */
     int64_t due_at_ms; /* when (monotonic) */
     reconciler_stats st;
+    kyc_check_rules rules; /* what core's decision needs of the options */
     reconcile_store store; /* claims, checks, releases */
     store_db *own;         /* the default store, when the options named none */
     p100_port p100;
@@ -146,13 +147,21 @@ static uint64_t random64(void)
     return strtoull(hex, NULL, 16);
 }
 
-static void log_check(const db_claim *c, const p100_result *res, const db_check_result *cr,
-                      const kyc_status *answer)
+/* What became of one call: the plan and where it was written. */
+typedef struct check_done {
+    int rc;              /* 0: recorded; else the store failed */
+    kyc_check_plan plan; /* core's decision (when rc is 0) */
+    kyc_status before;   /* the stored state it was decided on */
+    long long check_id;  /* kyc.status_checks.id */
+} check_done;
+
+static void log_check(const db_claim *c, const p100_result *res, const check_done *cd)
 {
-    int applied = cr && cr->result == KYC_CHECK_APPLIED;
+    const kyc_check_plan *p = cd->rc == 0 ? &cd->plan : NULL;
+    int applied = p && p->result == KYC_CHECK_APPLIED;
     int recheck = kyc_check_why_is_recheck(c->why);
     int level = KLOG_DEBUG;
-    if (applied || (cr && cr->result == KYC_CHECK_FLAGGED))
+    if (applied || (p && p->result == KYC_CHECK_FLAGGED))
         level = KLOG_WARN;
     if (res->cls == P100_MISCONFIGURED)
         level = KLOG_ERROR;
@@ -165,25 +174,27 @@ static void log_check(const db_claim *c, const p100_result *res, const db_check_
     klog_str(&l, "user", c->external_user_id);
     klog_str(&l, "why", kyc_check_why_name(c->why));
     if (applied)
-        klog_str(&l, "reason", recheck ? "recheck" : "reconciler");
+        klog_str(&l, "reason", kyc_reason_name(p->reason));
     klog_str(&l, "outcome", p100_class_name(res->cls));
     klog_int(&l, "http", res->http_status);
     if (res->error_code[0])
         klog_str(&l, "code", res->error_code);
     if (res->cls != P100_OK && res->error_message[0])
         klog_str(&l, "error", res->error_message);
-    if (cr) {
-        klog_str(&l, "result", kyc_check_result_name(cr->result));
+    if (p) {
+        klog_str(&l, "result", kyc_check_result_name(p->result));
         if (applied) {
             char from[140], to[140];
             snprintf(from, sizeof from, "%s/%s",
-                     cr->before.verification[0] ? cr->before.verification : "-",
-                     cr->before.attempt[0] ? cr->before.attempt : "-");
-            snprintf(to, sizeof to, "%s/%s", answer->verification, answer->attempt);
+                     cd->before.verification[0] ? cd->before.verification : "-",
+                     cd->before.attempt[0] ? cd->before.attempt : "-");
+            snprintf(to, sizeof to, "%s/%s", p->after.verification, p->after.attempt);
             klog_str(&l, "from", from);
             klog_str(&l, "to", to);
         }
-        klog_int(&l, "check", cr->check_id);
+        if (p->attention[0])
+            klog_str(&l, "attention", p->attention);
+        klog_int(&l, "check", cd->check_id);
     }
     klog_ms(&l, "ms", res->latency_ms);
     klog_end(&l);
@@ -211,9 +222,138 @@ static void note_latency(reconciler *r, double latency_ms)
          KLOG_INT("concurrency_needed", (long long)(need * 1.25) + 1));
 }
 
+/* The record of one answer: the user's row locked, core's decision on
+ * what is known, the plan carried out, in one transaction (app
+ * orchestrates; core decides; io writes). */
+static void record_check(reconciler *r, const db_claim *c, const p100_result *res,
+                         const kyc_status *answer, int tries, check_done *cd, kerr *err)
+{
+    void *txn = NULL;
+    db_check_row row;
+    cd->rc = r->store.check_begin(r->store.ctx, c->external_user_id, r->owner, &txn, &row, err);
+    if (cd->rc != 0)
+        return;
+    kyc_check_answer a = {.cls = res->cls,
+                          .http_status = res->http_status,
+                          .error_code = res->error_code,
+                          .error_message = res->error_message,
+                          .retry_after_ms = res->retry_after_ms,
+                          .status = res->cls == P100_OK ? answer : NULL};
+    kyc_check_in in = {.before = &row.before,
+                       .lost_lease = row.lost_lease,
+                       .failures = row.failures,
+                       .why = c->why,
+                       .tries = tries,
+                       .answer = &a,
+                       .rules = &r->rules,
+                       .random = random64()};
+    cd->plan = kyc_check_decide(&in);
+    cd->before = row.before;
+    db_check_record rec = {
+        .owner = r->owner,
+        .external_user_id = c->external_user_id,
+        .cls = res->cls,
+        .http_status = res->http_status,
+        .error_code = res->error_code,
+        .latency_ms = res->latency_ms,
+        .detail = cd->plan.attention[0]   ? cd->plan.attention
+                  : res->error_message[0] ? res->error_message
+                                          : NULL,
+        .body = res->body.data,
+        .body_len = res->body.len,
+        .why = c->why,
+    };
+    cd->rc = r->store.check_finish(r->store.ctx, txn, &rec, &cd->plan, &cd->check_id, err);
+}
+
+/* The counters of one check. Called with r->mu held. */
+static void count_check(reconciler *r, const db_claim *c, const check_done *cd, int left)
+{
+    r->st.checks++;
+    if (kyc_check_why_is_recheck(c->why)) {
+        r->st.rechecks++;
+        if (cd->rc == 0 && cd->plan.result == KYC_CHECK_APPLIED)
+            r->st.recheck_applied++;
+    }
+    if (left)
+        r->st.left++;
+    if (cd->rc != 0) {
+        r->st.errors++;
+        return;
+    }
+    switch (cd->plan.result) {
+    case KYC_CHECK_APPLIED:
+        r->st.applied++;
+        break;
+    case KYC_CHECK_UNCHANGED:
+        r->st.unchanged++;
+        break;
+    case KYC_CHECK_FLAGGED:
+        r->st.flagged++;
+        break;
+    case KYC_CHECK_RETRY:
+        r->st.retries++;
+        break;
+    case KYC_CHECK_RELEASED:
+        break;
+    }
+}
+
+/* What P100's answer says about P100 itself (not the user): a 429 pauses
+ * every worker, a 401/403 pauses or ends the reconciler. Called with r->mu
+ * held. */
+static void note_p100(reconciler *r, const p100_result *res)
+{
+    int64_t now = clock_mono_ms();
+    if (res->cls == P100_OK && r->misconfigured) {
+        r->misconfigured = 0;
+        klog(KLOG_INFO, "P100 accepts our credentials again", KLOG_INT("misconfigured", 0));
+    }
+    if (res->cls == P100_RATE_LIMITED) {
+        r->st.rate_limited++;
+        int64_t pause = res->retry_after_ms > 0 ? res->retry_after_ms : 1000;
+        if (now + pause > r->paused_until_ms)
+            r->paused_until_ms = now + pause;
+        if (r->rl_since_ms == 0)
+            r->rl_since_ms = now;
+        /* One pass: P100 has said nothing but 429 for a while; every further
+         * call would only push the pause on. Leave the rest for later. */
+        if (r->o.once && now + pause - r->rl_since_ms > RECONCILER_PASS_WAIT_MAX_MS &&
+            !r->stopping) {
+            klog(KLOG_WARN, "reconciler pass ended: P100 keeps answering 429",
+                 KLOG_INT("for_ms", now - r->rl_since_ms));
+            r->stopping = 1;
+            pthread_cond_broadcast(&r->cv);
+        }
+    } else if (res->http_status > 0) {
+        r->rl_since_ms = 0;
+    }
+    if (res->cls != P100_MISCONFIGURED)
+        return;
+    r->st.misconfigured++;
+    r->misconfigured = 1;
+    snprintf(r->not_ready, sizeof r->not_ready,
+             "P100 refuses our API key or address (HTTP %ld: %s): check KYCD_P100_API_KEY and "
+             "P100's IP allow-list",
+             res->http_status, res->error_message[0] ? res->error_message : "access denied");
+    if (r->o.once) {
+        /* One pass: nothing more can be done with these credentials. */
+        if (!r->done)
+            klog(KLOG_ERROR, "reconciler stopped: P100 says we are misconfigured",
+                 KLOG_INT("http", res->http_status));
+        r->done = 1;
+        r->stopping = 1;
+        pthread_cond_broadcast(&r->cv);
+    } else if (now + r->o.interval_ms > r->paused_until_ms) {
+        r->paused_until_ms = now + r->o.interval_ms;
+        klog(KLOG_ERROR, "reconciler paused: P100 says we are misconfigured",
+             KLOG_INT("http", res->http_status), KLOG_INT("retry_in_ms", r->o.interval_ms));
+    }
+}
+
 /* One call and its record. Returns the wait before a retry within this
- * pass (once mode, a 429 or transient answer, tries left: the claim is
- * kept), or -1 when the user is done with for now. */
+ * pass (core's plan: once mode, a 429 or transient answer, tries left: the
+ * claim is kept), or -1 when the user is done with for now. */
 static int64_t check_one(reconciler *r, void *client, db_claim *c, int tries)
 {
     p100_result res;
@@ -231,158 +371,24 @@ static int64_t check_one(reconciler *r, void *client, db_claim *c, int tries)
         p100_result_deinit(&res);
         return -1;
     }
-
-    db_check chk = {
-        .owner = r->owner,
-        .external_user_id = c->external_user_id,
-        .cls = res.cls,
-        .http_status = res.http_status,
-        .error_code = res.error_code,
-        .latency_ms = res.latency_ms,
-        .detail = res.error_message[0] ? res.error_message : NULL,
-        .body = res.body.data,
-        .body_len = res.body.len,
-        .answer = res.cls == P100_OK ? &answer : NULL,
-        .next_check_ms = r->o.pending_after_ms,
-        .why = c->why,
-    };
-    char flag_reason[512];
-    switch (res.cls) {
-    case P100_OK:
-        break;
-    case P100_FINAL:
-        snprintf(flag_reason, sizeof flag_reason, "P100 %s: %s",
-                 res.error_code[0] ? res.error_code : "error",
-                 res.error_message[0] ? res.error_message : "final answer");
-        chk.flag = 1;
-        chk.detail = flag_reason;
-        chk.next_check_ms = -1;
-        break;
-    case P100_TRANSIENT:
-        chk.count_failure = 1;
-        if (c->failures + 1 >= r->o.max_failures) {
-            snprintf(flag_reason, sizeof flag_reason, "%d transient failures in a row, last: %s",
-                     c->failures + 1, res.error_message[0] ? res.error_message : res.error_code);
-            chk.flag = 1;
-            chk.detail = flag_reason;
-            chk.next_check_ms = -1;
-        } else {
-            chk.next_check_ms = p100_backoff_ms(c->failures + 1, r->o.backoff_min_ms,
-                                                r->o.backoff_max_ms, random64());
-        }
-        break;
-    case P100_RATE_LIMITED:
-        chk.next_check_ms = res.retry_after_ms > 0 ? res.retry_after_ms : r->o.backoff_min_ms;
-        break;
-    case P100_MISCONFIGURED:
-        break;
-    }
-    /* One pass: a 429 or a transient answer is tried again soon, within the
-     * pass and under the same claim (kept long enough for the wait and the
-     * call; if kycd stops meanwhile it simply expires). */
-    int64_t again = -1;
-    int unanswered = res.cls == P100_RATE_LIMITED || (res.cls == P100_TRANSIENT && !chk.flag);
-    if (r->o.once && unanswered && tries < RECONCILER_PASS_TRIES) {
-        int64_t wait = 1000;
-        if (res.cls == P100_RATE_LIMITED && res.retry_after_ms > 0)
-            wait = res.retry_after_ms;
-        if (wait <= RECONCILER_PASS_WAIT_MAX_MS) {
-            again = wait;
-            chk.keep_lease_ms = wait + 3 * r->o.p100.timeout_ms + 30000;
-        }
-    }
-
-    db_check_result cr;
-    memset(&cr, 0, sizeof cr);
-    int rc = r->store.record_check(r->store.ctx, &chk, &cr, &err);
-    if (rc != 0)
+    check_done cd;
+    memset(&cd, 0, sizeof cd);
+    record_check(r, c, &res, &answer, tries, &cd, &err);
+    if (cd.rc != 0)
         klog(KLOG_WARN, "reconciler could not record a check",
              KLOG_STR("user", c->external_user_id), KLOG_STR("error", err.msg));
-    log_check(c, &res, rc == 0 ? &cr : NULL, &answer);
-    metrics_reconciler_check(p100_class_name(res.cls),
-                             rc != 0 ? "error" : kyc_check_result_name(cr.result));
+    log_check(c, &res, &cd);
+    metrics_reconciler_check(res.cls, cd.rc != 0 ? METRICS_CHECK_ERROR : (int)cd.plan.result);
     metrics_observe_p100(res.latency_ms / 1000.0);
-
-    if (rc != 0 || cr.lost_lease)
-        again = -1;
-    if (again >= 0 && chk.count_failure)
-        c->failures++;
+    int64_t again = cd.rc == 0 ? cd.plan.retry_in_ms : -1;
+    int unanswered =
+        res.cls == P100_RATE_LIMITED ||
+        (res.cls == P100_TRANSIENT && !(cd.rc == 0 && cd.plan.result == KYC_CHECK_FLAGGED));
 
     pthread_mutex_lock(&r->mu);
-    r->st.checks++;
+    count_check(r, c, &cd, r->o.once && unanswered && again < 0);
     note_latency(r, res.latency_ms);
-    if (kyc_check_why_is_recheck(c->why)) {
-        r->st.rechecks++;
-        if (rc == 0 && cr.result == KYC_CHECK_APPLIED)
-            r->st.recheck_applied++;
-    }
-    if (r->o.once && unanswered && again < 0)
-        r->st.left++;
-    if (rc != 0) {
-        r->st.errors++;
-    } else {
-        switch (cr.result) {
-        case KYC_CHECK_APPLIED:
-            r->st.applied++;
-            break;
-        case KYC_CHECK_UNCHANGED:
-            r->st.unchanged++;
-            break;
-        case KYC_CHECK_FLAGGED:
-            r->st.flagged++;
-            break;
-        case KYC_CHECK_RETRY:
-            r->st.retries++;
-            break;
-        case KYC_CHECK_RELEASED:
-            break;
-        }
-    }
-    int64_t now = clock_mono_ms();
-    if (res.cls == P100_OK && r->misconfigured) {
-        r->misconfigured = 0;
-        klog(KLOG_INFO, "P100 accepts our credentials again", KLOG_INT("misconfigured", 0));
-    }
-    if (res.cls == P100_RATE_LIMITED) {
-        r->st.rate_limited++;
-        int64_t pause = res.retry_after_ms > 0 ? res.retry_after_ms : 1000;
-        if (now + pause > r->paused_until_ms)
-            r->paused_until_ms = now + pause;
-        if (r->rl_since_ms == 0)
-            r->rl_since_ms = now;
-        /* One pass: P100 has said nothing but 429 for a while; every further
-         * call would only push the pause on. Leave the rest for later. */
-        if (r->o.once && now + pause - r->rl_since_ms > RECONCILER_PASS_WAIT_MAX_MS &&
-            !r->stopping) {
-            klog(KLOG_WARN, "reconciler pass ended: P100 keeps answering 429",
-                 KLOG_INT("for_ms", now - r->rl_since_ms));
-            r->stopping = 1;
-            pthread_cond_broadcast(&r->cv);
-        }
-    } else if (res.http_status > 0) {
-        r->rl_since_ms = 0;
-    }
-    if (res.cls == P100_MISCONFIGURED) {
-        r->st.misconfigured++;
-        r->misconfigured = 1;
-        snprintf(r->not_ready, sizeof r->not_ready,
-                 "P100 refuses our API key or address (HTTP %ld: %s): check KYCD_P100_API_KEY and "
-                 "P100's IP allow-list",
-                 res.http_status, res.error_message[0] ? res.error_message : "access denied");
-        if (r->o.once) {
-            /* One pass: nothing more can be done with these credentials. */
-            if (!r->done)
-                klog(KLOG_ERROR, "reconciler stopped: P100 says we are misconfigured",
-                     KLOG_INT("http", res.http_status));
-            r->done = 1;
-            r->stopping = 1;
-            pthread_cond_broadcast(&r->cv);
-        } else if (now + r->o.interval_ms > r->paused_until_ms) {
-            r->paused_until_ms = now + r->o.interval_ms;
-            klog(KLOG_ERROR, "reconciler paused: P100 says we are misconfigured",
-                 KLOG_INT("http", res.http_status), KLOG_INT("retry_in_ms", r->o.interval_ms));
-        }
-    }
+    note_p100(r, &res);
     pthread_mutex_unlock(&r->mu);
     p100_result_deinit(&res);
     return again;
@@ -598,6 +604,12 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
         return kerr_set(err, KERR_NOMEM, "out of memory");
     r->due = -1;
     r->o = *o;
+    r->rules = (kyc_check_rules){.pending_after_ms = o->pending_after_ms,
+                                 .max_failures = o->max_failures,
+                                 .backoff_min_ms = o->backoff_min_ms,
+                                 .backoff_max_ms = o->backoff_max_ms,
+                                 .once = o->once,
+                                 .call_timeout_ms = o->p100.timeout_ms};
     r->pass_start_ms = clock_mono_ms();
     char host[64] = "localhost";
     gethostname(host, sizeof host - 1);

@@ -11,8 +11,11 @@
  * rate R drains in about N/R seconds as long as concurrency covers R times
  * P100's latency.
  *
- * P100's answers: ok -> applied through the state machine (source
- * reconciler); final (P445, P412, ...) -> the user is flagged for a person
+ * What an answer does to its user is core's decision (core/check.h,
+ * kyc_check_decide), made between the two steps of the check's transaction
+ * (the store's check_begin and check_finish): P100's answers: ok ->
+ * applied through the state machine (source reconciler), unless it holds a
+ * value P100 does not document (flagged, not applied); final (P445, P412, ...) -> the user is flagged for a person
  * and not checked again; transient (P500, P501, 5xx, timeouts) -> per-user
  * backoff with jitter, flagged after max_failures in a row; 429 -> every
  * worker pauses for Retry-After; 401/403 (misconfigured) -> the whole
@@ -40,13 +43,15 @@
 #include "app/p100_port.h"
 #include "app/store.h"
 #include "base/err.h"
+#include "core/check.h"
 #include "io/db.h"
 #include "io/p100.h"
 
 typedef struct reconciler reconciler;
 
-#define RECONCILER_PASS_TRIES 3          /* calls per user within one pass, at most */
-#define RECONCILER_PASS_WAIT_MAX_MS 5000 /* longest wait for a retry within a pass */
+/* Core's (core/check.h), which decides the retries within a pass. */
+#define RECONCILER_PASS_TRIES KYC_CHECK_PASS_TRIES             /* calls per user within one pass */
+#define RECONCILER_PASS_WAIT_MAX_MS KYC_CHECK_PASS_WAIT_MAX_MS /* longest wait for such a retry */
 
 typedef struct reconciler_opts {
     db_opts db;

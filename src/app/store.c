@@ -142,15 +142,30 @@ static int db_count_due_op(void *ctx, int64_t pending_after_ms, long long *n, ke
     return rc ? rc : db_count_due(s->conn, pending_after_ms, n, err);
 }
 
-static int db_record_op(void *ctx, const db_check *c, db_check_result *res, kerr *err)
+/* A check holds a pooled connection from begin to finish (a few
+ * milliseconds: core decides in between, no call to P100). */
+static int db_check_begin_op(void *ctx, const char *external_user_id, const char *owner, void **txn,
+                             db_check_row *row, kerr *err)
 {
     store_db *s = ctx;
     db *conn = NULL;
     int rc = db_pool_get(s->pool, s->wait_ms, &conn, err);
-    if (rc == 0) {
-        rc = db_record_check(conn, c, res, err);
+    if (rc != 0)
+        return rc;
+    if ((rc = db_check_begin(conn, external_user_id, owner, row, err)) != 0) {
         db_pool_put(s->pool, conn);
+        return rc;
     }
+    *txn = conn;
+    return 0;
+}
+
+static int db_check_finish_op(void *ctx, void *txn, const db_check_record *rec,
+                              const kyc_check_plan *plan, long long *check_id, kerr *err)
+{
+    store_db *s = ctx;
+    int rc = db_check_finish(txn, rec, plan, check_id, err);
+    db_pool_put(s->pool, txn);
     return rc;
 }
 
@@ -169,7 +184,8 @@ reconcile_store store_db_reconcile(store_db *s)
 {
     reconcile_store st = {.ctx = s,
                           .claim_due = db_claim_op,
-                          .record_check = db_record_op,
+                          .check_begin = db_check_begin_op,
+                          .check_finish = db_check_finish_op,
                           .release_claim = db_release_op,
                           .count_due = db_count_due_op};
     return st;

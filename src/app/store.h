@@ -41,11 +41,20 @@ typedef struct ingest_store {
 } ingest_store;
 
 /* What the reconciler needs. claim_due and release_claim are called by the
- * dispatcher thread only; record_check by every worker. */
+ * dispatcher thread only; the check's steps by every worker. */
 typedef struct reconcile_store {
     void *ctx;
     int (*claim_due)(void *ctx, const db_claim_opts *o, db_claim *out, int *n, kerr *err);
-    int (*record_check)(void *ctx, const db_check *c, db_check_result *res, kerr *err);
+    /* One check's transaction (db_check_begin/finish): begin takes a
+     * connection of its own for it (*txn), locks and reads the user's row;
+     * finish records the call, carries out core's plan and commits (or
+     * rolls back), and gives the connection back; so does a failed begin.
+     * A successful begin is always followed by finish (core's decision in
+     * between cannot fail). */
+    int (*check_begin)(void *ctx, const char *external_user_id, const char *owner, void **txn,
+                       db_check_row *row, kerr *err);
+    int (*check_finish)(void *ctx, void *txn, const db_check_record *rec,
+                        const kyc_check_plan *plan, long long *check_id, kerr *err);
     int (*release_claim)(void *ctx, const char *owner, const char *external_user_id, kerr *err);
     /* db_count_due, by the dispatcher; NULL: not counted. */
     int (*count_due)(void *ctx, int64_t pending_after_ms, long long *n, kerr *err);

@@ -24,6 +24,11 @@ const char *kyc_source_name(enum kyc_source s)
     return named(vocab_name(&VOCAB_SOURCE, (int)s));
 }
 
+const char *kyc_refusal_name(enum kyc_refusal r)
+{
+    return named(vocab_name(&VOCAB_REFUSAL, (int)r));
+}
+
 enum kyc_vstatus kyc_vstatus_parse(const char *s)
 {
     if (s == NULL || *s == '\0')

@@ -39,6 +39,28 @@ enum kyc_astatus {
 
 enum kyc_source { KYC_SRC_WEBHOOK = 0, KYC_SRC_RECONCILER, KYC_SRC_API };
 
+/* Why a request was refused: the "error" of the answer's JSON, the log
+ * line's code and the refused deliveries' reason label (names in
+ * core/vocab.c, VOCAB_REFUSAL; README "HTTP interface and answers"). */
+enum kyc_refusal {
+    KYC_REFUSE_UNAUTHORIZED = 0,
+    KYC_REFUSE_FORBIDDEN,
+    KYC_REFUSE_UNSUPPORTED_MEDIA_TYPE,
+    KYC_REFUSE_PAYLOAD_TOO_LARGE,
+    KYC_REFUSE_REQUEST_TIMEOUT,
+    KYC_REFUSE_BAD_REQUEST,
+    KYC_REFUSE_INVALID_PAYLOAD,
+    KYC_REFUSE_UNAVAILABLE,
+    KYC_REFUSE_OVERLOADED,
+    KYC_REFUSE_DRAINING,
+    KYC_REFUSE_METHOD_NOT_ALLOWED,
+    KYC_REFUSE_NOT_READY,
+    KYC_REFUSE_INTERNAL,
+    KYC_REFUSE_NOT_FOUND,
+    KYC_REFUSAL_COUNT
+};
+const char *kyc_refusal_name(enum kyc_refusal r); /* "unauthorized", ... */
+
 /* A user's KYC state as P100 reports it. Strings are kept verbatim (an
  * undocumented value is stored as sent); "" means absent. */
 typedef struct kyc_status {

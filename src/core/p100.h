@@ -18,6 +18,7 @@ enum p100_class {
     P100_RATE_LIMITED,  /* 429: honour Retry-After */
     P100_MISCONFIGURED, /* 401 Access Denied xo1/xo2/xo3, 403: stop calling, alert */
 };
+#define P100_CLASS_COUNT (P100_MISCONFIGURED + 1)
 
 /* P100's documented error codes (docs/p100-api.md); names in core/vocab.c
  * (VOCAB_ERROR_CODE). */

@@ -33,6 +33,7 @@ enum kyc_outcome {
     KYC_OUTCOME_RECORDED, /* kinds without state: stored only */
     KYC_OUTCOME_SPOOLED,  /* database away: kept in the local spool */
 };
+#define KYC_OUTCOME_COUNT (KYC_OUTCOME_SPOOLED + 1)
 
 /* Why (kyc.webhook_events.outcome_reason, kyc.status_changes.reason, the
  * log line's reason=). The state machine's reasons first; then those of
@@ -56,6 +57,7 @@ enum kyc_reason {
     KYC_R_DATABASE_UNAVAILABLE, /* spooled */
     KYC_R_RECHECK,              /* a re-check of a settled user found P100 elsewhere */
 };
+#define KYC_REASON_COUNT (KYC_R_RECHECK + 1)
 
 typedef struct kyc_transition {
     const kyc_status *current; /* stored state; empty when none yet */

@@ -7,7 +7,7 @@
 
 #include "core/kyc.h"
 #include "core/p100.h"
-#include "core/policy.h"
+#include "core/check.h"
 #include "core/state.h"
 
 #define TABLE(var, fld, is_p100, arr)                                                              \
@@ -96,6 +96,7 @@ static const char *const kinds[] = {
     [KYC_KIND_USER_STATUS] = "user_status",
 };
 TABLE(VOCAB_KIND, "kind", 0, kinds);
+_Static_assert(sizeof kinds / sizeof kinds[0] == KYC_KIND_COUNT, "a kind without a name");
 
 static const char *const sources[] = {
     [KYC_SRC_WEBHOOK] = "webhook",
@@ -110,6 +111,8 @@ static const char *const outcomes[] = {
     [KYC_OUTCOME_SPOOLED] = "spooled",
 };
 TABLE(VOCAB_OUTCOME, "outcome", 0, outcomes);
+_Static_assert(sizeof outcomes / sizeof outcomes[0] == KYC_OUTCOME_COUNT,
+               "an outcome without a name");
 
 static const char *const reasons[] = {
     [KYC_R_FIRST] = "first",
@@ -131,6 +134,7 @@ static const char *const reasons[] = {
     [KYC_R_RECHECK] = "recheck",
 };
 TABLE(VOCAB_REASON, "reason", 0, reasons);
+_Static_assert(sizeof reasons / sizeof reasons[0] == KYC_REASON_COUNT, "a reason without a name");
 
 static const char *const results[] = {
     [KYC_CHECK_APPLIED] = "applied",   [KYC_CHECK_UNCHANGED] = "unchanged",
@@ -138,6 +142,8 @@ static const char *const results[] = {
     [KYC_CHECK_RELEASED] = "released",
 };
 TABLE(VOCAB_CHECK_RESULT, "result", 0, results);
+_Static_assert(sizeof results / sizeof results[0] == KYC_CHECK_RESULT_COUNT,
+               "a check result without a name");
 
 static const char *const whys[] = {
     [KYC_WHY_HELD] = "held",
@@ -155,6 +161,27 @@ static const char *const classes[] = {
     [P100_MISCONFIGURED] = "misconfigured",
 };
 TABLE(VOCAB_P100_CLASS, "p100_class", 0, classes);
+_Static_assert(sizeof classes / sizeof classes[0] == P100_CLASS_COUNT, "a class without a name");
+
+static const char *const refusals[] = {
+    [KYC_REFUSE_UNAUTHORIZED] = "unauthorized",
+    [KYC_REFUSE_FORBIDDEN] = "forbidden",
+    [KYC_REFUSE_UNSUPPORTED_MEDIA_TYPE] = "unsupported_media_type",
+    [KYC_REFUSE_PAYLOAD_TOO_LARGE] = "payload_too_large",
+    [KYC_REFUSE_REQUEST_TIMEOUT] = "request_timeout",
+    [KYC_REFUSE_BAD_REQUEST] = "bad_request",
+    [KYC_REFUSE_INVALID_PAYLOAD] = "invalid_payload",
+    [KYC_REFUSE_UNAVAILABLE] = "unavailable",
+    [KYC_REFUSE_OVERLOADED] = "overloaded",
+    [KYC_REFUSE_DRAINING] = "draining",
+    [KYC_REFUSE_METHOD_NOT_ALLOWED] = "method_not_allowed",
+    [KYC_REFUSE_NOT_READY] = "not_ready",
+    [KYC_REFUSE_INTERNAL] = "internal",
+    [KYC_REFUSE_NOT_FOUND] = "not_found",
+};
+TABLE(VOCAB_REFUSAL, "refusal", 0, refusals);
+_Static_assert(sizeof refusals / sizeof refusals[0] == KYC_REFUSAL_COUNT,
+               "a refusal without a name");
 
 const vocab *const vocab_all[] = {
     &VOCAB_VERIFICATION_STATUS,
@@ -174,6 +201,7 @@ const vocab *const vocab_all[] = {
     &VOCAB_CHECK_RESULT,
     &VOCAB_CHECK_WHY,
     &VOCAB_P100_CLASS,
+    &VOCAB_REFUSAL,
 };
 const size_t vocab_all_count = sizeof vocab_all / sizeof vocab_all[0];
 

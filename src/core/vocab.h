@@ -52,6 +52,7 @@ extern const vocab VOCAB_REASON;       /* enum kyc_reason */
 extern const vocab VOCAB_CHECK_RESULT; /* enum kyc_check_result */
 extern const vocab VOCAB_CHECK_WHY;    /* enum kyc_check_why */
 extern const vocab VOCAB_P100_CLASS;   /* enum p100_class */
+extern const vocab VOCAB_REFUSAL;      /* enum kyc_refusal */
 
 /* Every table, P100's first, for `kycd vocabulary` and its tests. */
 extern const vocab *const vocab_all[];

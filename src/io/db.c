@@ -216,7 +216,7 @@ static const char SQL_LOCK_USERS[] =
     "CROSS JOIN LATERAL (SELECT coalesce(v.verification_status, ''), "
     "    coalesce(v.attempt_status, ''), coalesce(v.rejection_reason, ''), "
     "    (extract(epoch FROM coalesce(i.at, clock_timestamp()) - v.updated_at) * 1000)::bigint, "
-    "    coalesce(v.lease_owner, '') "
+    "    coalesce(v.lease_owner, ''), v.failures "
     "  FROM kyc.verifications v WHERE v.external_user_id = i.u FOR UPDATE) l";
 
 const db_stmt DB_LOCK_USERS = {"kycd_lock_users", SQL_LOCK_USERS, 2};
@@ -230,6 +230,7 @@ void db_user_row_read(PGresult *r, int row, int col, db_user_row *out)
     snprintf(out->status.reason, sizeof out->status.reason, "%s", PQgetvalue(r, row, col + 2));
     out->age_ms = PQgetisnull(r, row, col + 3) ? -1 : atoll(PQgetvalue(r, row, col + 3));
     snprintf(out->lease_owner, sizeof out->lease_owner, "%s", PQgetvalue(r, row, col + 4));
+    out->failures = atoi(PQgetvalue(r, row, col + 5));
 }
 
 int db_lock_user(db *d, const char *external_user_id, const char *at, db_user_row *row,

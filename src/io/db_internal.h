@@ -60,6 +60,7 @@ typedef struct db_user_row {
     kyc_status status;     /* "" for a NULL column */
     int64_t age_ms;        /* since updated_at, at `at` (or now); -1 if unknown */
     char lease_owner[256]; /* "" when unclaimed */
+    int failures;          /* the reconciler's transient answers in a row */
 } db_user_row;
 
 /* Lock the user's row and read its state. at: a timestamptz to measure

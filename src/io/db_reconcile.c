@@ -1,8 +1,9 @@
 /* The reconciler's side of the database (see db_reconcile.h): claims,
  * the record of each check and of each Create KYC Verification. What an
- * answer does to a user is core/policy.h's decision; this file only
- * carries it out, in one transaction per call. Must never hold a lock
- * after it returns. */
+ * answer does to a user is core/check.h's decision (made by app/ between
+ * db_check_begin and db_check_finish); this file only carries it out, in
+ * one transaction per call. Must never hold a lock after it returns (a
+ * begun check excepted, until finish or abort). */
 #include "io/db_reconcile.h"
 
 #include <stdio.h>
@@ -174,7 +175,7 @@ static int apply_authoritative(db *d, const char *uid, const kyc_status *s, enum
 
 /* The raw answer goes in a text column: at most 64 KiB, valid UTF-8, no
  * NUL. *out is NULL when there is no body. */
-static int check_body(const db_check *c, char **out, kerr *err)
+static int check_body(const db_check_record *c, char **out, kerr *err)
 {
     *out = NULL;
     if (c->body == NULL)
@@ -192,122 +193,119 @@ static int check_body(const db_check *c, char **out, kerr *err)
     return 0;
 }
 
-int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err)
+int db_check_begin(db *d, const char *external_user_id, const char *owner, db_check_row *row,
+                   kerr *err)
 {
-    int rc;
-    PGresult *r = NULL;
-    db_check_result out;
-    memset(&out, 0, sizeof out);
-    const char *uid = c->external_user_id;
-
-    if ((rc = db_exec_ok(d, "BEGIN", 0, NULL, "begin", err)) != 0)
+    int rc = db_exec_ok(d, "BEGIN", 0, NULL, "begin", err);
+    if (rc != 0)
         return rc;
-    db_user_row row;
-    if ((rc = db_lock_user(d, uid, NULL, &row, "locking user for a check", err)) != 0)
-        goto out;
-    out.before = row.status;
-    out.lost_lease = strcmp(row.lease_owner, c->owner) != 0;
+    db_user_row u;
+    if ((rc = db_lock_user(d, external_user_id, NULL, &u, "locking user for a check", err)) != 0) {
+        db_rollback_quietly(d);
+        return rc;
+    }
+    memset(row, 0, sizeof *row);
+    row->before = u.status;
+    row->lost_lease = strcmp(u.lease_owner, owner) != 0;
+    row->failures = u.failures;
+    return 0;
+}
 
-    kyc_check_in in = {
-        .before = &out.before,
-        .lost_lease = out.lost_lease,
-        .cls = c->cls,
-        .answer = c->answer,
-        .flag = c->flag,
-        .count_failure = c->count_failure,
-        .next_check_ms = c->next_check_ms,
-        .why = c->why,
-    };
-    kyc_check_plan plan = kyc_check_decide(&in);
-
-    /* The call, always recorded. */
+/* The call, always recorded. */
+static int insert_check(db *d, const db_check_record *c, const kyc_check_plan *plan,
+                        long long *check_id, kerr *err)
+{
     char http[16], latency[32];
     snprintf(http, sizeof http, "%ld", c->http_status);
     snprintf(latency, sizeof latency, "%.3f", c->latency_ms);
     char *body = NULL;
-    if ((rc = check_body(c, &body, err)) != 0)
-        goto out;
-    const char *pc[] = {uid,
+    int rc = check_body(c, &body, err);
+    if (rc != 0)
+        return rc;
+    const char *pc[] = {c->external_user_id,
                         c->owner,
                         c->http_status ? http : NULL,
                         c->error_code && *c->error_code ? c->error_code : NULL,
                         latency,
                         p100_class_name(c->cls),
-                        kyc_check_result_name(plan.result),
+                        kyc_check_result_name(plan->result),
                         c->detail,
                         body,
                         kyc_check_why_name(c->why)};
-    r = db_exec(d,
+    PGresult *r =
+        db_exec(d,
                 "INSERT INTO kyc.status_checks (external_user_id, checker, http_status, "
                 "error_code, latency_ms, outcome, result, detail, body, purpose) "
                 "VALUES ($1, $2, $3::integer, $4, $5::float8, $6, $7, $8, $9, $10) RETURNING id",
                 10, pc);
     free(body);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
         rc = db_fail(d, r, "recording the check", err);
-        goto out;
-    }
-    out.check_id = atoll(PQgetvalue(r, 0, 0));
+    else
+        *check_id = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
-    r = NULL;
-    char check_id[24];
-    snprintf(check_id, sizeof check_id, "%lld", out.check_id);
+    return rc;
+}
 
+/* Bookkeeping: schedule, failures, flag, lease, exactly as planned. */
+static int write_schedule(db *d, const char *uid, const char *check_id, const kyc_check_plan *plan,
+                          kerr *err)
+{
+    char next[24], fails[16], keep[24];
+    snprintf(next, sizeof next, "%lld", (long long)plan->next_check_ms);
+    snprintf(fails, sizeof fails, "%d", plan->failures);
+    snprintf(keep, sizeof keep, "%lld", (long long)plan->keep_lease_ms);
+    const char *pb[] = {uid,
+                        check_id,
+                        next,
+                        fails,
+                        plan->answered ? "1" : "0",
+                        plan->attention[0] ? plan->attention : NULL,
+                        keep};
+    return db_exec_ok(
+        d,
+        "UPDATE kyc.verifications SET last_checked_at = clock_timestamp(), "
+        "  last_check_id = $2::bigint, "
+        "  lease_owner = CASE WHEN $7::bigint > 0 THEN lease_owner END, "
+        "  lease_until = CASE WHEN $7::bigint > 0 THEN clock_timestamp() + "
+        "    make_interval(secs => $7::float8 / 1000) END, "
+        "  next_check_at = CASE WHEN $3::bigint < 0 THEN NULL "
+        "    ELSE clock_timestamp() + make_interval(secs => $3::float8 / 1000) END, "
+        "  failures = $4::int, "
+        "  needs_check_reason = CASE WHEN $5::int = 1 THEN NULL ELSE needs_check_reason END, "
+        "  rechecked_at = CASE WHEN $5::int = 1 THEN clock_timestamp() ELSE rechecked_at END, "
+        "  attention_reason = coalesce($6, attention_reason) "
+        "WHERE external_user_id = $1",
+        7, pb, "updating the user's schedule", err);
+}
+
+int db_check_finish(db *d, const db_check_record *rec, const kyc_check_plan *plan,
+                    long long *check_id, kerr *err)
+{
+    long long id = 0;
+    const char *uid = rec->external_user_id;
+    int rc = insert_check(d, rec, plan, &id, err);
+    char cid[24];
+    snprintf(cid, sizeof cid, "%lld", id);
     const char *p1[] = {uid};
-    if (plan.write == KYC_WRITE_RELEASE) {
+    if (rc == 0 && plan->write == KYC_WRITE_RELEASE)
         rc = db_exec_ok(d,
                         "UPDATE kyc.verifications SET lease_owner = NULL, lease_until = NULL "
                         "WHERE external_user_id = $1",
                         1, p1, "releasing the claim", err);
-        if (rc != 0)
-            goto out;
-    } else if (plan.write == KYC_WRITE_SCHEDULE) {
-        if (plan.result == KYC_CHECK_APPLIED &&
-            (rc = apply_authoritative(d, uid, &plan.after, KYC_SRC_RECONCILER, plan.reason,
-                                      check_id, "applying P100's state", err)) != 0)
-            goto out;
-        /* Bookkeeping: schedule, failures, flag, lease. */
-        /* keep ($7 > 0): a retry within this pass follows, under the
-         * same claim, so no other instance checks the user meanwhile. */
-        char next[24], fails[8], keep[24];
-        snprintf(next, sizeof next, "%lld", (long long)plan.next_check_ms);
-        snprintf(fails, sizeof fails, "%d", c->count_failure ? 1 : 0);
-        snprintf(keep, sizeof keep, "%lld",
-                 (long long)(c->keep_lease_ms > 0 && !c->flag ? c->keep_lease_ms : 0));
-        const char *pb[] = {uid,
-                            check_id,
-                            next,
-                            fails,
-                            plan.answered ? "1" : "0",
-                            c->flag ? (c->detail ? c->detail : p100_class_name(c->cls)) : NULL,
-                            keep};
-        rc = db_exec_ok(
-            d,
-            "UPDATE kyc.verifications SET last_checked_at = clock_timestamp(), "
-            "  last_check_id = $2::bigint, "
-            "  lease_owner = CASE WHEN $7::bigint > 0 THEN lease_owner END, "
-            "  lease_until = CASE WHEN $7::bigint > 0 THEN clock_timestamp() + "
-            "    make_interval(secs => $7::float8 / 1000) END, "
-            "  next_check_at = CASE WHEN $3::bigint < 0 THEN NULL "
-            "    ELSE clock_timestamp() + make_interval(secs => $3::float8 / 1000) END, "
-            "  failures = CASE WHEN $5::int = 1 THEN 0 ELSE failures + $4::int END, "
-            "  needs_check_reason = CASE WHEN $5::int = 1 THEN NULL ELSE needs_check_reason END, "
-            "  rechecked_at = CASE WHEN $5::int = 1 THEN clock_timestamp() ELSE rechecked_at END, "
-            "  attention_reason = coalesce($6, attention_reason) "
-            "WHERE external_user_id = $1",
-            7, pb, "updating the user's schedule", err);
-        if (rc != 0)
-            goto out;
+    if (rc == 0 && plan->write == KYC_WRITE_SCHEDULE && plan->result == KYC_CHECK_APPLIED)
+        rc = apply_authoritative(d, uid, &plan->after, KYC_SRC_RECONCILER, plan->reason, cid,
+                                 "applying P100's state", err);
+    if (rc == 0 && plan->write == KYC_WRITE_SCHEDULE)
+        rc = write_schedule(d, uid, cid, plan, err);
+    if (rc == 0)
+        rc = db_exec_ok(d, "COMMIT", 0, NULL, "commit", err);
+    if (rc != 0) {
+        db_rollback_quietly(d);
+        return rc;
     }
-    if ((rc = db_exec_ok(d, "COMMIT", 0, NULL, "commit", err)) != 0)
-        goto out;
-    out.result = plan.result;
-    *res = out;
+    *check_id = id;
     return 0;
-out:
-    PQclear(r);
-    db_rollback_quietly(d);
-    return rc;
 }
 
 int db_record_created(db *d, const char *external_user_id, const char *verification_id,

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "core/kyc.h"
+#include "core/check.h"
 #include "core/p100.h"
 #include "core/policy.h"
 #include "io/db.h"
@@ -60,40 +61,39 @@ int db_release_claim(db *d, const char *owner, const char *external_user_id,
                      kerr *err) KYCD_MUST_CHECK;
 
 /* The outcome of one Get KYC Status call, to record and apply. */
-typedef struct db_check {
+/* The facts of one Get KYC Status call, recorded in kyc.status_checks. */
+typedef struct db_check_record {
     const char *owner;
     const char *external_user_id;
-    enum p100_class cls;    /* P100's answer, classified */
+    enum p100_class cls;    /* P100's answer, classified (outcome) */
     long http_status;       /* 0: none */
     const char *error_code; /* "" when none */
     double latency_ms;
-    const char *detail; /* error message or NULL */
+    const char *detail; /* the flag's reason or the error message; NULL: none */
     const char *body;   /* raw answer, may be NULL */
     size_t body_len;
-    const kyc_status *answer; /* on P100_OK: P100's state */
-    /* What to do with the user (decided by the reconciler): */
-    int flag;              /* set attention_reason = detail, stop checking */
-    int count_failure;     /* failures + 1 (the caller flags at the ceiling) */
-    int64_t next_check_ms; /* next_check_at = now + this; -1: NULL */
-    enum kyc_check_why
-        why; /* from the claim: recorded as purpose; a re-check's correction has reason recheck */
-    int64_t
-        keep_lease_ms; /* > 0: keep the claim this much longer (a retry within a pass follows) */
-} db_check;
+    enum kyc_check_why why; /* from the claim: recorded as purpose */
+} db_check_record;
 
-typedef struct db_check_result {
-    long long check_id;
-    enum kyc_check_result result; /* applied, unchanged, flagged, retry, released */
-    kyc_status before;            /* the stored state before */
-    int lost_lease;               /* another instance took the user meanwhile: nothing applied */
-} db_check_result;
+/* The user's row as the check's transaction found it (locked). */
+typedef struct db_check_row {
+    kyc_status before; /* the stored state */
+    int lost_lease;    /* another instance holds the user now */
+    int failures;      /* transient answers in a row so far */
+} db_check_row;
 
-/* Record the call in kyc.status_checks and carry out kyc_check_decide: for
- * an ok answer, apply P100's state (source reconciler; a change is
- * appended to kyc.status_changes with check_id), clear needs_check_reason
- * and failures; update the bookkeeping and release the lease. One
- * transaction. */
-int db_record_check(db *d, const db_check *c, db_check_result *res, kerr *err) KYCD_MUST_CHECK;
+/* A check is one transaction in two steps, so that core decides between
+ * them (app/reconciler.c: begin, kyc_check_decide, finish): begin opens it
+ * and locks and reads the user's row; finish records the call and carries
+ * out the plan exactly (nothing, the claim released, or the state applied
+ * with its history row and check_id, then the bookkeeping: schedule,
+ * failures, flag, needs_check_reason, rechecked_at, lease), then commits.
+ * On failure begin and finish leave no transaction open. KERR_NOTFOUND
+ * from begin: no such user. */
+int db_check_begin(db *d, const char *external_user_id, const char *owner, db_check_row *row,
+                   kerr *err) KYCD_MUST_CHECK;
+int db_check_finish(db *d, const db_check_record *rec, const kyc_check_plan *plan,
+                    long long *check_id, kerr *err) KYCD_MUST_CHECK;
 
 /* After Create KYC Verification: record the user as pending with its
  * verificationId (source api, state from kyc_after_create).

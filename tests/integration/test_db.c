@@ -1707,6 +1707,45 @@ static void seed_user(fixture *f, const char *id, enum kyc_vstatus vs, enum kyc_
     PQclear(r);
 }
 
+/* One check as the reconciler records it: the row locked and read
+ * (db_check_begin), core's decision on it, the plan carried out
+ * (db_check_finish). Returns the result recorded. */
+static enum kyc_check_result record_check(fixture *f, const char *uid, enum kyc_check_why why,
+                                          const kyc_check_answer *a, int once)
+{
+    kyc_check_rules rules = {.pending_after_ms = 600000,
+                             .max_failures = 5,
+                             .backoff_min_ms = 1000,
+                             .backoff_max_ms = 8000,
+                             .once = once,
+                             .call_timeout_ms = 10000};
+    db_check_row row;
+    kerr e;
+    kerr_clear(&e);
+    assert_int_equal(db_check_begin(f->d, uid, "test:1", &row, &e), 0);
+    kyc_check_in in = {.before = &row.before,
+                       .lost_lease = row.lost_lease,
+                       .failures = row.failures,
+                       .why = why,
+                       .tries = 1,
+                       .answer = a,
+                       .rules = &rules,
+                       .random = 1};
+    kyc_check_plan p = kyc_check_decide(&in);
+    db_check_record rec = {.owner = "test:1",
+                           .external_user_id = uid,
+                           .cls = a->cls,
+                           .http_status = a->http_status,
+                           .error_code = a->error_code,
+                           .latency_ms = 1,
+                           .why = why};
+    long long id = 0;
+    if (db_check_finish(f->d, &rec, &p, &id, &e) != 0)
+        fail_msg("db_check_finish: %s", e.msg);
+    assert_true(id > 0);
+    return p.result;
+}
+
 static void test_recheck_claims(void **state)
 {
     fixture *f = *state;
@@ -1750,22 +1789,16 @@ static void test_recheck_claims(void **state)
     /* A re-check that finds an expiry: reason recheck, purpose recheck_verified. */
     kyc_status answer;
     memset(&answer, 0, sizeof answer);
-    snprintf(answer.verification, sizeof answer.verification, "EXPIRED");
-    snprintf(answer.attempt, sizeof answer.attempt, "SUCCESSFUL");
-    db_check c = {.owner = "test:1",
-                  .external_user_id = "v1-due",
-                  .cls = P100_OK,
-                  .http_status = 200,
-                  .error_code = "",
-                  .latency_ms = 1,
-                  .answer = &answer,
-                  .next_check_ms = 600000,
-                  .why = KYC_WHY_RECHECK_VERIFIED};
-    db_check_result res;
-    kerr e;
-    kerr_clear(&e);
-    assert_int_equal(db_record_check(f->d, &c, &res, &e), 0);
-    assert_int_equal(res.result, KYC_CHECK_APPLIED);
+    snprintf(answer.verification, sizeof answer.verification, "%s",
+             kyc_vstatus_name(KYC_V_EXPIRED));
+    snprintf(answer.attempt, sizeof answer.attempt, "%s", kyc_astatus_name(KYC_A_SUCCESSFUL));
+    kyc_check_answer ok = {.cls = P100_OK,
+                           .http_status = 200,
+                           .error_code = "",
+                           .error_message = "",
+                           .status = &answer};
+    assert_int_equal(record_check(f, "v1-due", KYC_WHY_RECHECK_VERIFIED, &ok, 0),
+                     KYC_CHECK_APPLIED);
     assert_string_equal(q(f->pq,
                           "SELECT reason || '/' || purpose || '/' || new_verification_status "
                           "FROM kyc.reconciler_corrections WHERE external_user_id = 'v1-due'",
@@ -1782,24 +1815,23 @@ static void test_recheck_claims(void **state)
     /* P100 agrees with a rejection: unchanged, and the next re-check waits
      * twice the time since the rejection (2 h -> in about 2 h). */
     memset(&answer, 0, sizeof answer);
-    snprintf(answer.verification, sizeof answer.verification, "NOT_VERIFIED");
+    snprintf(answer.verification, sizeof answer.verification, "%s",
+             kyc_vstatus_name(KYC_V_NOT_VERIFIED));
     snprintf(answer.attempt, sizeof answer.attempt, "%s", kyc_astatus_name(KYC_A_REJECTED));
-    c.external_user_id = "r1-due";
-    c.why = KYC_WHY_RECHECK_REJECTED;
-    assert_int_equal(db_record_check(f->d, &c, &res, &e), 0);
-    assert_int_equal(res.result, KYC_CHECK_UNCHANGED);
+    assert_int_equal(record_check(f, "r1-due", KYC_WHY_RECHECK_REJECTED, &ok, 0),
+                     KYC_CHECK_UNCHANGED);
     assert_string_equal(
         q(f->pq, "SELECT purpose FROM kyc.status_checks WHERE external_user_id = 'r1-due'", END),
         "recheck_rejected");
 
     /* A retry within a pass keeps the claim; r5 stays claimed. */
-    c.external_user_id = "r5-due";
-    c.cls = P100_RATE_LIMITED;
-    c.http_status = 429;
-    c.answer = NULL;
-    c.next_check_ms = 1000;
-    c.keep_lease_ms = 60000;
-    assert_int_equal(db_record_check(f->d, &c, &res, &e), 0);
+    kyc_check_answer slow = {.cls = P100_RATE_LIMITED,
+                             .http_status = 429,
+                             .error_code = "",
+                             .error_message = "",
+                             .retry_after_ms = 1000};
+    assert_int_equal(record_check(f, "r5-due", KYC_WHY_RECHECK_REJECTED, &slow, 1),
+                     KYC_CHECK_RETRY);
     assert_string_equal(q(f->pq,
                           "SELECT lease_owner FROM kyc.verifications "
                           "WHERE external_user_id = 'r5-due'",

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "app/metrics.h"
+#include "core/check.h"
 
 static void test_label_escaping(void **state)
 {
@@ -64,8 +65,11 @@ static void test_registry_fixed_labels(void **state)
     metrics_http_request(metrics_route("/webhooks/p100/kyc-verification-status"), 200);
     metrics_http_request(metrics_route("/no/such/user-id-42"), 404);
     metrics_http_request(metrics_route("/readyz"), 299); /* not a code kycd sends */
-    metrics_delivery("kyc_verification_status", "refused", "unauthorized");
-    metrics_delivery("kyc_verification_status", "refused", "user-123"); /* never a label */
+    metrics_delivery_refused(KYC_KIND_KYC_STATUS, KYC_REFUSE_UNAUTHORIZED);
+    metrics_delivery_refused(KYC_KIND_KYC_STATUS, (enum kyc_refusal)99); /* out of range */
+    metrics_delivery(KYC_KIND_POA_STATUS, KYC_OUTCOME_APPLIED, KYC_R_LATEST);
+    metrics_reconciler_check(P100_TRANSIENT, KYC_CHECK_RETRY);
+    metrics_reconciler_check(P100_OK, METRICS_CHECK_ERROR);
     metrics_config_reload(0);
     metrics_observe_ingest(0.003);
     kbuf b;
@@ -80,7 +84,12 @@ static void test_registry_fixed_labels(void **state)
                               "outcome=\"refused\",reason=\"unauthorized\"} 1\n"));
     assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"kyc_verification_status\","
                               "outcome=\"refused\",reason=\"other\"} 1\n"));
-    assert_null(strstr(t, "user-123"));
+    /* Enums in, core's names out: the same names as the log and SQL. */
+    assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"poa_verification_status\","
+                              "outcome=\"applied\",reason=\"latest\"} 1\n"));
+    assert_non_null(strstr(t, "kycd_reconciler_checks_total{outcome=\"transient\","
+                              "result=\"retry\"} 1\n"));
+    assert_non_null(strstr(t, "kycd_reconciler_checks_total{outcome=\"ok\",result=\"error\"} 1\n"));
     /* Reloads are dense: both results are there from the start. */
     assert_non_null(strstr(t, "kycd_config_reloads_total{result=\"success\"} 0\n"));
     assert_non_null(strstr(t, "kycd_config_reloads_total{result=\"failure\"} 1\n"));

@@ -3,8 +3,9 @@
  * p100_port (app/p100_port.h) answering from a script, with a gate that
  * holds calls in flight. Both fakes record every call under one mutex
  * (the reconciler runs a dispatcher and N workers) and wake waiters on a
- * condition variable. The fake store decides what a check writes with the
- * real core/policy kyc_check_decide, as io/db_reconcile does.
+ * condition variable. The fake store keeps what the real one would (the
+ * failures, the claim) from core's plan, which the reconciler decides with
+ * the real core/check kyc_check_decide between the store's two steps.
  *
  * Covers: claims and one check per claimed user, the concurrency limit, the
  * rate limit's spacing (loose bounds), transient backoff and the failure
@@ -28,7 +29,7 @@
 #include "app/store.h"
 #include "base/clock.h"
 #include "base/log.h"
-#include "core/policy.h"
+#include "core/check.h"
 
 #define MAXU 64
 #define MAXC 256
@@ -136,45 +137,58 @@ static int fk_claim(void *ctx, const db_claim_opts *o, db_claim *out, int *n, ke
     return 0;
 }
 
-static int fk_record(void *ctx, const db_check *c, db_check_result *res, kerr *err)
+/* A check's transaction: the user's row, as the database would read it
+ * (no state yet; the failures stored by earlier checks). The txn is the
+ * fake user. */
+static int fk_begin(void *ctx, const char *uid, const char *owner, void **txn, db_check_row *row,
+                    kerr *err)
 {
     fake *f = ctx;
-    kyc_status before;
-    memset(&before, 0, sizeof before);
-    kyc_check_in in = {.before = &before,
-                       .cls = c->cls,
-                       .answer = c->answer,
-                       .flag = c->flag,
-                       .count_failure = c->count_failure,
-                       .next_check_ms = c->next_check_ms,
-                       .why = c->why};
-    kyc_check_plan plan = kyc_check_decide(&in);
+    (void)owner;
+    pthread_mutex_lock(&f->mu);
+    fuser *u = find_user(f, uid);
+    memset(row, 0, sizeof *row);
+    if (u)
+        row->failures = u->failures;
+    pthread_mutex_unlock(&f->mu);
+    if (u == NULL)
+        return kerr_set(err, KERR_NOTFOUND, "no such user");
+    *txn = u;
+    return 0;
+}
+
+/* Records what the real database would write: core's plan, as is. */
+static int fk_finish(void *ctx, void *txn, const db_check_record *c, const kyc_check_plan *plan,
+                     long long *check_id, kerr *err)
+{
+    fake *f = ctx;
+    fuser *u = txn;
+    (void)err;
     pthread_mutex_lock(&f->mu);
     if (f->nrec < MAXC) {
         frecord *r = &f->rec[f->nrec++];
         snprintf(r->uid, sizeof r->uid, "%s", c->external_user_id);
         snprintf(r->owner, sizeof r->owner, "%s", c->owner);
         r->cls = c->cls;
-        r->flag = c->flag;
-        r->count_failure = c->count_failure;
-        r->has_answer = c->answer != NULL;
-        r->next_check_ms = c->next_check_ms;
+        r->flag = plan->attention[0] != '\0';
+        r->count_failure = plan->failures > u->failures;
+        r->has_answer = plan->answered;
+        r->next_check_ms = plan->next_check_ms;
         snprintf(r->detail, sizeof r->detail, "%s", c->detail ? c->detail : "");
-        r->write = plan.write;
+        r->write = plan->write;
         r->why = c->why;
-        r->reason = plan.reason;
-        r->keep_lease_ms = c->keep_lease_ms;
+        r->reason = plan->reason;
+        r->keep_lease_ms = plan->keep_lease_ms;
         r->at_ms = now_ms();
     }
-    fuser *u = find_user(f, c->external_user_id);
-    if (u && c->keep_lease_ms <= 0) { /* a kept claim stays the reconciler's */
+    if (plan->write != KYC_WRITE_NOTHING && plan->write != KYC_WRITE_RELEASE)
+        u->failures = plan->failures;
+    if (plan->keep_lease_ms <= 0) { /* a kept claim stays the reconciler's */
         u->claimed = 0;
-        if (plan.write == KYC_WRITE_RELEASE) /* nothing changed: still due */
+        if (plan->write == KYC_WRITE_RELEASE) /* nothing changed: still due */
             u->due = 1;
     }
-    memset(res, 0, sizeof *res);
-    res->check_id = f->nrec;
-    res->result = plan.result;
+    *check_id = f->nrec;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
     return 0;
@@ -293,7 +307,8 @@ static int fx_setup(void **state)
     pthread_condattr_destroy(&ca);
     x->store = (reconcile_store){.ctx = &x->f,
                                  .claim_due = fk_claim,
-                                 .record_check = fk_record,
+                                 .check_begin = fk_begin,
+                                 .check_finish = fk_finish,
                                  .release_claim = fk_release};
     x->port = (p100_port){.ctx = &x->f,
                           .client_new = fk_client_new,
@@ -400,7 +415,10 @@ static void claimed_users_checked_once(void **state)
         assert_non_null(r);
         assert_int_equal(r->cls, P100_OK);
         assert_true(r->has_answer);
-        assert_int_equal(r->next_check_ms, 60000); /* pending_after */
+        /* P100 says VERIFIED/SUCCESSFUL: settled, the plan has no next check
+         * (a pending answer would be looked at again after pending_after:
+         * tests/unit/core/test_check.c) */
+        assert_int_equal(r->next_check_ms, -1);
         assert_string_equal(r->owner, x->f.claim_owner);
     }
     assert_int_equal(x->f.nrec, 40);

@@ -133,154 +133,6 @@ static void test_after_create(void **state)
     assert_int_equal(v.decision, KYC_UNCHANGED);
 }
 
-static kyc_check_in check(const kyc_status *before, enum p100_class cls, const kyc_status *answer)
-{
-    kyc_check_in c = {.before = before,
-                      .lost_lease = 0,
-                      .cls = cls,
-                      .answer = answer,
-                      .flag = 0,
-                      .count_failure = 0,
-                      .next_check_ms = 60000};
-    return c;
-}
-
-static void test_check_answers(void **state)
-{
-    (void)state;
-    kyc_status before = st("NOT_VERIFIED", "PENDING", "");
-
-    /* P100 says more than we know: applied, settled, no next check. */
-    kyc_status answer = st("VERIFIED", "SUCCESSFUL", "");
-    kyc_check_in c = check(&before, P100_OK, &answer);
-    kyc_check_plan p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_APPLIED);
-    assert_int_equal(p.write, KYC_WRITE_SCHEDULE);
-    assert_int_equal(p.reason, KYC_R_RECONCILER);
-    assert_string_equal(p.after.verification, "VERIFIED");
-    assert_true(p.answered);
-    assert_int_equal(p.next_check_ms, -1);
-
-    /* P100 agrees, the user still pending: checked again on schedule. */
-    answer = st("NOT_VERIFIED", "PENDING", "");
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_UNCHANGED);
-    assert_true(p.answered);
-    assert_int_equal(p.next_check_ms, 60000);
-    assert_string_equal(p.after.attempt, "PENDING");
-
-    /* A partial answer is filled from the stored state before deciding. */
-    answer = st("", "VERIFICATION", "");
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_APPLIED);
-    assert_string_equal(p.after.verification, "NOT_VERIFIED");
-    assert_string_equal(p.after.attempt, "VERIFICATION");
-    assert_int_equal(p.next_check_ms, 60000);
-
-    /* An empty answer changes nothing. */
-    answer = st("", "", "");
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_UNCHANGED);
-
-    /* ok without a body: no decision, but failures are reset. */
-    c = check(&before, P100_OK, NULL);
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_RELEASED);
-    assert_int_equal(p.write, KYC_WRITE_SCHEDULE);
-    assert_true(p.answered);
-    assert_int_equal(p.next_check_ms, 60000); /* the stored state is pending */
-}
-
-static void test_check_rechecks(void **state)
-{
-    (void)state;
-    /* A rejected user's new attempt, all of whose webhooks were lost. */
-    kyc_status before = st("NOT_VERIFIED", "REJECTED_BY_PROVIDER", "DOCUMENT_EXPIRED");
-    kyc_status answer = st("VERIFIED", "SUCCESSFUL", "");
-    kyc_check_in c = check(&before, P100_OK, &answer);
-    c.why = KYC_WHY_RECHECK_REJECTED;
-    kyc_check_plan p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_APPLIED);
-    assert_int_equal(p.reason, KYC_R_RECHECK);
-    assert_string_equal(kyc_reason_name(p.reason), "recheck");
-    assert_int_equal(p.next_check_ms, -1); /* settled: the re-check schedule takes over */
-
-    /* A verified user whose expiry webhook was lost. */
-    before = st("VERIFIED", "SUCCESSFUL", "");
-    answer = st("EXPIRED", "SUCCESSFUL", "");
-    c = check(&before, P100_OK, &answer);
-    c.why = KYC_WHY_RECHECK_VERIFIED;
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_APPLIED);
-    assert_int_equal(p.reason, KYC_R_RECHECK);
-
-    /* P100 agrees: unchanged, reason same. */
-    answer = before;
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_UNCHANGED);
-    assert_int_equal(p.reason, KYC_R_SAME);
-
-    /* A pending or held check keeps reason reconciler. */
-    answer = st("EXPIRED", "SUCCESSFUL", "");
-    c.why = KYC_WHY_PENDING;
-    assert_int_equal(kyc_check_decide(&c).reason, KYC_R_RECONCILER);
-    c.why = KYC_WHY_HELD;
-    assert_int_equal(kyc_check_decide(&c).reason, KYC_R_RECONCILER);
-
-    assert_string_equal(kyc_check_why_name(KYC_WHY_HELD), "held");
-    assert_string_equal(kyc_check_why_name(KYC_WHY_PENDING), "pending");
-    assert_string_equal(kyc_check_why_name(KYC_WHY_RECHECK_REJECTED), "recheck_rejected");
-    assert_string_equal(kyc_check_why_name(KYC_WHY_RECHECK_VERIFIED), "recheck_verified");
-    assert_false(kyc_check_why_is_recheck(KYC_WHY_PENDING));
-    assert_true(kyc_check_why_is_recheck(KYC_WHY_RECHECK_VERIFIED));
-}
-
-static void test_check_failures(void **state)
-{
-    (void)state;
-    kyc_status before = st("NOT_VERIFIED", "PENDING", "");
-    kyc_check_in c = check(&before, P100_FINAL, NULL);
-    c.flag = 1;
-    c.next_check_ms = -1;
-    kyc_check_plan p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_FLAGGED);
-    assert_int_equal(p.write, KYC_WRITE_SCHEDULE);
-    assert_false(p.answered);
-    assert_int_equal(p.next_check_ms, -1);
-
-    c = check(&before, P100_TRANSIENT, NULL);
-    c.count_failure = 1;
-    c.next_check_ms = 1234;
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_RETRY);
-    assert_int_equal(p.next_check_ms, 1234);
-
-    /* The ceiling: counted and flagged, flagged wins. */
-    c.flag = 1;
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_FLAGGED);
-
-    c = check(&before, P100_RATE_LIMITED, NULL);
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_RETRY);
-    assert_int_equal(p.write, KYC_WRITE_SCHEDULE);
-
-    /* Our credentials, not the user: only the claim is given back. */
-    c = check(&before, P100_MISCONFIGURED, NULL);
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_RELEASED);
-    assert_int_equal(p.write, KYC_WRITE_RELEASE);
-
-    /* Another instance took the user: nothing is written, whatever P100 said. */
-    kyc_status answer = st("VERIFIED", "SUCCESSFUL", "");
-    c = check(&before, P100_OK, &answer);
-    c.lost_lease = 1;
-    p = kyc_check_decide(&c);
-    assert_int_equal(p.result, KYC_CHECK_RELEASED);
-    assert_int_equal(p.write, KYC_WRITE_NOTHING);
-    assert_string_equal(p.after.verification, "NOT_VERIFIED");
-}
-
 static void test_names(void **state)
 {
     (void)state;
@@ -312,22 +164,14 @@ static void test_names(void **state)
     };
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
         assert_string_equal(kyc_reason_name((enum kyc_reason)i), reasons[i]);
-
-    /* kyc.status_checks.result's CHECK constraint. */
-    assert_string_equal(kyc_check_result_name(KYC_CHECK_APPLIED), "applied");
-    assert_string_equal(kyc_check_result_name(KYC_CHECK_UNCHANGED), "unchanged");
-    assert_string_equal(kyc_check_result_name(KYC_CHECK_FLAGGED), "flagged");
-    assert_string_equal(kyc_check_result_name(KYC_CHECK_RETRY), "retry");
-    assert_string_equal(kyc_check_result_name(KYC_CHECK_RELEASED), "released");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_is_pending),    cmocka_unit_test(test_other_decide),
-        cmocka_unit_test(test_status_fill),   cmocka_unit_test(test_after_create),
-        cmocka_unit_test(test_check_answers), cmocka_unit_test(test_check_failures),
-        cmocka_unit_test(test_names),         cmocka_unit_test(test_check_rechecks),
+        cmocka_unit_test(test_is_pending),  cmocka_unit_test(test_other_decide),
+        cmocka_unit_test(test_status_fill), cmocka_unit_test(test_after_create),
+        cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
