@@ -61,7 +61,7 @@ typedef struct reconcile_store {
 } reconcile_store;
 
 /* The real database: a pool of `pool_size` lazily opened connections
- * (borrowed for at most wait_ms) for ingest and record_check, plus one
+ * (borrowed for at most wait_ms) for ingest and the checks, plus one
  * connection of the reconciler's dispatcher for claims and releases,
  * opened on the first claim and reopened when found dead. The options'
  * strings must outlive the store. */

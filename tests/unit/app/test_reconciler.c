@@ -42,7 +42,7 @@ typedef struct fuser {
     int checks;  /* P100 calls for this user */
 } fuser;
 
-typedef struct frecord { /* one record_check */
+typedef struct frecord { /* one check_finish */
     char uid[KYC_ID_MAX + 1];
     char owner[96];
     enum p100_class cls;
