@@ -20,12 +20,20 @@ KYCD_PACKAGES=(build-essential cmake pkgconf libssl-dev libcjson-dev libpq-dev
                dpkg-dev lintian man-db groff-base adduser
                prometheus python3-yaml)
 
+# Commands some tests need, and the Debian package that provides each when
+# the machine has none (a machine may carry its own: Node.js from
+# NodeSource, kubectl from Google's SDK). No test skips for want of one.
+KYCD_COMMANDS=(kubectl:kubernetes-client node:nodejs npm:npm pgbench:postgresql-15)
+
 kycd_install_packages() {
-  local name=${1:-packages} p status
+  local name=${1:-packages} p status c
   local missing=()
   for p in "${KYCD_PACKAGES[@]}"; do
     status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
     [ "${status:0:2}" = ii ] || missing+=("$p")
+  done
+  for c in "${KYCD_COMMANDS[@]}"; do
+    command -v "${c%%:*}" >/dev/null 2>&1 || missing+=("${c#*:}")
   done
   if [ "${#missing[@]}" -eq 0 ]; then
     echo "$name: all required Debian packages are installed"

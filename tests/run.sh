@@ -32,7 +32,11 @@
 #                     default); e.g. TEST_BUILDS=ci for a quick run
 #   VALGRIND     0 skips step 4
 #   FUZZ_SECONDS seconds per fuzz target (default 10); 0 skips step 5
-# Exit status: 0 when every build built and every ctest run passed.
+#   TEST_ALLOW_SKIP  test names (e2e/test_container or test_container,
+#                space-separated) allowed to skip (exit 77: they print why);
+#                any other skip fails the run. Every skip is in the summary.
+# Exit status: 0 when every build built and every ctest run passed, with no
+# test skipped that TEST_ALLOW_SKIP does not name.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -127,6 +131,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+skipped_ok=()
+skipped_bad=()
 for b in "${built[@]}"; do
   bdir=$root/build/$b
   say "build $b: starting a throwaway PostgreSQL"
@@ -147,8 +153,21 @@ for b in "${built[@]}"; do
   wait "$job" || rc=$?
   job=
   counts=$(grep -E '[0-9]+% tests passed' "$bdir/ctest.log" | tail -n 1 || true)
-  if [ "$rc" = 0 ]; then
-    result[$b]="PASSED${counts:+ ($counts)}"
+  # A skipped test (exit 77: it said why it could not run here) is not a
+  # pass: it fails the run unless TEST_ALLOW_SKIP names it.
+  mapfile -t skips < <(sed -nE 's/^[[:space:]]*[0-9]+ - ([^ ]+) \(Skipped\)$/\1/p' "$bdir/ctest.log" | sort -u)
+  unallowed=()
+  for t in "${skips[@]}"; do
+    allowed=0
+    for a in ${TEST_ALLOW_SKIP:-}; do
+      if [ "$a" = "$t" ] || [ "$a" = "${t##*/}" ]; then allowed=1; fi
+    done
+    if [ "$allowed" = 1 ]; then skipped_ok+=("$b:$t"); else unallowed+=("$t"); skipped_bad+=("$b:$t"); fi
+  done
+  if [ "$rc" = 0 ] && [ "${#unallowed[@]}" -eq 0 ]; then
+    result[$b]="PASSED${counts:+ ($counts)}${skips[0]:+ (skipped, allowed: ${skips[*]})}"
+  elif [ "$rc" = 0 ]; then
+    result[$b]="FAILED (skipped, not allowed by TEST_ALLOW_SKIP: ${unallowed[*]})${counts:+ ($counts)}"
   else
     result[$b]="FAILED (ctest exit $rc)${counts:+ ($counts)}"
   fi
@@ -236,4 +255,13 @@ if [ -n "$fuzz_result" ]; then
   echo "run.sh: fuzz: $fuzz_result"
   [ "$fuzz_result" = PASSED ] || status=1
 fi
+for s in "${skipped_bad[@]}"; do
+  echo "run.sh: SKIPPED (fails the run; TEST_ALLOW_SKIP does not name it): $s"
+  grep -m1 -E "^SKIP: ${s##*/}" "$root/build/${s%%:*}/Testing/Temporary/LastTest.log" 2>/dev/null |
+    sed 's/^/run.sh:   /' || true
+done
+for s in "${skipped_ok[@]}"; do
+  echo "run.sh: skipped (allowed by TEST_ALLOW_SKIP): $s"
+done
+[ "${#skipped_bad[@]}" -eq 0 ] || status=1
 exit "$status"
