@@ -1,5 +1,6 @@
 /* The configuration as people see it: `key = value` lines with secrets
- * redacted and the password inside database_url replaced by ***, and the
+ * redacted and every secret inside database_url (each keyword libpq holds
+ * secret: password, sslpassword, ...) replaced by ***, and the
  * names of the keys that differ between two configurations (for a reload).
  *
  * Must never: print a secret's value, or a conninfo it could not redact
@@ -13,10 +14,13 @@
 #include "base/buf.h"
 #include "base/units.h"
 #include "io/config_internal.h"
+#include "io/db.h"
 
+/* Any keyword libpq holds secret (password, sslpassword, ...): libpq's
+ * own table says which (io/db.c). */
 static int is_password_kw(const char *s, size_t n)
 {
-    return n == 8 && strncasecmp(s, "password", 8) == 0;
+    return db_conninfo_keyword_is_secret(s, n);
 }
 
 /* URI query `?a=b&password=x`: the password's value becomes ***. */

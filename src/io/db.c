@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "io/db_internal.h"
 
@@ -76,6 +77,37 @@ void db_rollback_quietly(db *d)
 
 /* ------------------------------------------------------------ connection */
 
+int db_conninfo_keyword_is_secret(const char *kw, size_t n)
+{
+    /* libpq marks the keywords whose values it never shows ("password",
+     * "sslpassword", and any it adds) with dispchar "*". */
+    PQconninfoOption *opts = PQconndefaults();
+    int secret = opts == NULL; /* fail closed: without libpq's table, hide it */
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strlen(o->keyword) == n && strncasecmp(o->keyword, kw, n) == 0)
+            secret = o->dispchar && o->dispchar[0] == '*';
+    PQconninfoFree(opts);
+    return secret || (n >= 8 && strncasecmp(kw + n - 8, "password", 8) == 0);
+}
+
+int db_conninfo_check(const char *conninfo, kerr *err)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &msg);
+    if (opts == NULL) {
+        /* libpq's message quotes the text it could not parse, which may be
+         * a password ("invalid percent-encoded token: \"50%off-...\""): it
+         * is never shown. */
+        PQfreemem(msg);
+        return kerr_set(err, KERR_INVALID,
+                        "database_url is not a valid connection string or URI (libpq's message "
+                        "is not shown: it may quote a secret); in a URI, percent-encode special "
+                        "characters of the user and password (%% as %%25, @ as %%40)");
+    }
+    PQconninfoFree(opts);
+    return 0;
+}
+
 int db_connect(db **out, const db_opts *o, kerr *err)
 {
     char connect_timeout[24], tcp_timeout[24];
@@ -99,6 +131,9 @@ int db_connect(db **out, const db_opts *o, kerr *err)
         keys[n] = "password", vals[n++] = o->password;
     keys[n] = NULL, vals[n] = NULL;
 
+    int rc0 = db_conninfo_check(o->conninfo, err);
+    if (rc0 != 0)
+        return rc0;
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory connecting to the database");

@@ -33,6 +33,14 @@ typedef struct db_opts {
 
 /* Connect and set the session's timeouts. Errors are KERR_DB and never
  * contain the password. */
+/* 0 when conninfo parses as libpq's key/value string or URI; otherwise
+ * KERR_INVALID with a message of ours (libpq's quotes the text it could
+ * not parse, which may be a secret). db_connect checks this first. */
+int db_conninfo_check(const char *conninfo, kerr *err) KYCD_MUST_CHECK;
+/* Whether libpq keyword kw (n bytes, any case) holds a secret: one libpq
+ * never displays (password, sslpassword, ...), or any *password keyword. */
+int db_conninfo_keyword_is_secret(const char *kw, size_t n);
+
 int db_connect(db **out, const db_opts *o, kerr *err) KYCD_MUST_CHECK;
 void db_free(db *d);
 /* 0 once libpq has seen the connection fail, or the server refused it

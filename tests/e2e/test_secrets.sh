@@ -32,6 +32,22 @@ assert_contains "$(cat "$E2E_OUT")" "webhook_tokens = (redacted)" "the token is 
 e2e_kycd_cmd "${extra[@]}" "KYCD_DATABASE_URL=postgresql://kycd:$DBPASS@127.0.0.1:1/nope" -- migrate
 assert_ne 0 "$E2E_RC" "a database that cannot be reached is an error"
 no_secret "the connection error" "$E2E_OUT"
+# A URI libpq cannot parse: libpq's own message quotes the bad text, the
+# password ("invalid percent-encoded token: \"50%off-...\""). Every command
+# that connects says why without it.
+bad_url="postgresql://kycd:50%off-$DBPASS@127.0.0.1:1/nope"
+for cmd in migrate "config --check" serve; do
+  # shellcheck disable=SC2086  # cmd is two words for config --check
+  e2e_kycd_cmd "${extra[@]}" "KYCD_DATABASE_URL=$bad_url" -- $cmd
+  assert_ne 0 "$E2E_RC" "kycd $cmd with an unparsable database_url fails"
+  assert_contains "$(cat "$E2E_OUT")" "database_url is not a valid connection string or URI" \
+    "kycd $cmd says database_url cannot be parsed"
+  no_secret "kycd $cmd's error for an unparsable database_url" "$E2E_OUT"
+done
+# sslpassword (the client key's passphrase) is a secret too, for `kycd config`.
+e2e_kycd_cmd "${extra[@]}" "KYCD_DATABASE_URL=postgresql://kycd@127.0.0.1/kycd?sslpassword=$DBPASS&sslmode=disable" -- config
+assert_contains "$(cat "$E2E_OUT")" "sslpassword=***" "kycd config shows sslpassword as ***"
+no_secret "kycd config with sslpassword in database_url" "$E2E_OUT"
 e2e_kycd_cmd "${extra[@]}" "KYCD_P100_BASE_URL=https://127.0.0.1:1" -- status nobody --live
 no_secret "a failed P100 call's message" "$E2E_OUT"
 

@@ -601,6 +601,12 @@ static void test_database_url_redaction(void **state)
                       "host=db password='***' dbname=kycd");
     assert_url_prints("password = " SECRET_PW, "password = ***");
     assert_url_prints("host=db dbname=kycd", "host=db dbname=kycd");
+    /* every keyword libpq holds secret, not only password */
+    assert_url_prints("host=db sslkey=/k.pem sslpassword=" SECRET_PW " dbname=kycd",
+                      "host=db sslkey=/k.pem sslpassword=*** dbname=kycd");
+    assert_url_prints("postgresql://host/db?sslpassword=" SECRET_PW "&sslmode=require",
+                      "postgresql://host/db?sslpassword=***&sslmode=require");
+    assert_url_prints("host=db SSLPassword='" SECRET_PW "'", "host=db SSLPassword='***'");
     /* several hosts, as for a failover */
     assert_url_prints("host=db1,db2 port=5432,5433 password=" SECRET_PW
                       " dbname=kycd target_session_attrs=read-write",
