@@ -329,12 +329,18 @@ static void serve_reload_(serve_state *s)
     if (config_load(&n, environ, s->argc, s->argv, &err) != 0 || config_check_serve(&n, &err) != 0)
         goto failed;
     tls_opts tls = serve_tls(&n);
+    /* The ciphers are fixed when a connection is made from CivetWeb's
+     * context (a restart key): the running ones, so that a new value can
+     * neither fail the reload nor half-apply. */
+    tls.ciphers = s->cfg->tls_ciphers;
     /* Always loaded again: renewed files usually keep their names. */
     if (server_tls_reload(s->srv, &tls, &err) != 0)
         goto failed;
-    /* The admin listener serves the same certificate (a failure here, after
-     * the public one took the new files, cannot happen for files that just
-     * loaded; it is reported all the same). */
+    /* The admin listener serves the same certificate, never asking for a
+     * client's (a failure here, after the public one took the new files,
+     * cannot happen for files that just loaded; it is reported all the
+     * same). */
+    tls.client_ca = NULL;
     if (s->admin && !s->cfg->admin_plain && server_tls_reload(s->admin, &tls, &err) != 0)
         goto failed;
     /* From here nothing can fail. */
@@ -498,6 +504,9 @@ static int serve_listen_admin(serve_state *s, const server_opts *public_opts, ke
     if (!cfg->admin_on)
         return 0;
     server_opts ao = *public_opts;
+    /* Probes and Prometheus carry no client certificate: the admin listener
+     * is guarded by admin_allow_cidrs, never by tls_client_ca. */
+    ao.tls.client_ca = NULL;
     ao.listen = cfg->admin_listen;
     ao.http_listen = NULL;
     ao.plain = cfg->admin_plain;

@@ -49,9 +49,10 @@ const cfg_entry config_table[] = {
      "required"},
     {"tls_chain", T_STRING, F_LIVE, OFF(tls_chain), 0, 0, NULL, 0,
      "PEM intermediate certificates, sent after the certificate", NULL},
-    {"tls_client_ca", T_STRING, 0, OFF(tls_client_ca), 0, 0, NULL, 0,
-     "PEM CA bundle: when set, every client must present a certificate it signed (mutual TLS), for "
-     "operators whose proxy or P100 contract provides one",
+    {"tls_client_ca", T_STRING, F_LIVE, OFF(tls_client_ca), 0, 0, NULL, 0,
+     "PEM CA bundle: when set, every client of the webhook listener must present a certificate it "
+     "signed (mutual TLS), for operators whose proxy or P100 contract provides one; a reload "
+     "adds, changes or removes it for new connections; the admin listener never asks for one",
      NULL},
     {"tls_ciphers", T_STRING, 0, OFF(tls_ciphers), 0, 0,
      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"

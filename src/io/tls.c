@@ -67,10 +67,12 @@ int tls_configure(void *ssl_ctx, const tls_opts *o, kerr *err)
         SSL_CTX_set_client_CA_list(ctx, names); /* takes ownership */
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
         SSL_CTX_set_verify_depth(ctx, 4);
-        /* Session resumption with client verification needs a context id. */
-        static const unsigned char sid[] = "kycd";
-        SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
     }
+    /* Session resumption with client verification needs a context id; set
+     * on every context, so that a reload that adds tls_client_ca finds the
+     * same one on the connection. */
+    static const unsigned char sid[] = "kycd";
+    SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
     return 0;
 }
 
@@ -104,8 +106,19 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 {
     tls_live *l = arg;
     pthread_mutex_lock(&l->mu);
-    if (l->current != NULL)
-        SSL_set_SSL_CTX(ssl, l->current); /* takes its own reference */
+    if (l->current != NULL) {
+        SSL_CTX *c = l->current;
+        SSL_set_SSL_CTX(ssl, c); /* takes its own reference */
+        /* SSL_set_SSL_CTX moves the certificate and the CA store (checked
+         * against the new context's store), but not the verify mode, depth
+         * and CA names the connection copied from CivetWeb's context when
+         * it was made: copy them too, so that tls_client_ca is live whole
+         * (added, changed or removed by a reload), never half. */
+        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(c), SSL_CTX_get_verify_callback(c));
+        SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(c));
+        STACK_OF(X509_NAME) *names = SSL_CTX_get_client_CA_list(c);
+        SSL_set_client_CA_list(ssl, names ? SSL_dup_CA_list(names) : NULL);
+    }
     pthread_mutex_unlock(&l->mu);
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     return name && *name ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_NOACK;

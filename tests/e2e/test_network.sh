@@ -3,7 +3,9 @@
 # the request timeout while others are served; a body that stalls is
 # refused without storing anything; the source-network allow list answers
 # 403; the optional plain-HTTP listener for a local proxy works on loopback
-# and is refused anywhere else.
+# and is refused anywhere else; mutual TLS (tls_client_ca) is enforced, is
+# added, changed and removed by a reload wholly, and never applies to the
+# admin listener.
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -77,14 +79,45 @@ assert_ne 0 "$E2E_RC" "a plain-HTTP listener off loopback is refused"
 assert_contains "$(cat "$E2E_OUT")" "http_listen" "the refusal names http_listen"
 
 # --- optional mutual TLS ------------------------------------------------------------
-e2e_section "mutual TLS (tls_client_ca)"
-e2e_start_kycd --no-migrate "KYCD_TLS_CLIENT_CA=$E2E_CA"
+e2e_section "mutual TLS (tls_client_ca), live with a reload, never on the admin listener"
 certdir=$(dirname "$E2E_CA")
+# A second client CA (another dev CA) with its own client certificate.
+timeout 60 bash "$TEST_KYCD_SRC/certs/make-dev-certs.sh" "$E2E_TMP/ca2" >/dev/null || e2e_abort "second CA"
+CONF=$E2E_TMP/mtls.conf
+printf 'tls_client_ca = %s\n' "$E2E_CA" >"$CONF"
+admin_port=$(e2e_free_port)
+# The admin listener off loopback speaks TLS (and is guarded by its CIDRs).
+e2e_start_kycd --no-migrate "KYCD_CONFIG=$CONF" "KYCD_ADMIN_LISTEN=0.0.0.0:$admin_port" \
+  KYCD_ADMIN_ALLOW_CIDRS=127.0.0.0/8
+webhook() { post "$E2E_KYC_PATH" "$(kyc_body "$(e2e_uuid)" NOT_VERIFIED PENDING)" "$@"; }
+client1=(--cert "$certdir/client.pem" --key "$certdir/client.key")
+client2=(--cert "$E2E_TMP/ca2/client.pem" --key "$E2E_TMP/ca2/client.key")
 before=$(events_count)
-st=$(post "$E2E_KYC_PATH" "$(kyc_body "$(e2e_uuid)" NOT_VERIFIED PENDING)")
-assert_eq 000 "$st" "without a client certificate the handshake fails"
+assert_eq 000 "$(webhook)" "without a client certificate the handshake fails"
 assert_eq "$before" "$(events_count)" "and nothing is stored"
-st=$(post "$E2E_KYC_PATH" "$(kyc_body "$(e2e_uuid)" NOT_VERIFIED PENDING)" \
-       --cert "$certdir/client.pem" --key "$certdir/client.key")
-assert_eq 200 "$st" "with a certificate signed by the client CA: 200"
+assert_eq 200 "$(webhook "${client1[@]}")" "with a certificate signed by the client CA: 200"
+assert_eq 000 "$(webhook "${client2[@]}")" "a certificate of another CA: refused"
+admin_tls() { # the admin listener over TLS, without a client certificate
+  curl -sS --max-time 10 --cacert "$E2E_CA" -o /dev/null -w '%{http_code}' \
+    --resolve "localhost:$admin_port:127.0.0.1" "https://localhost:$admin_port$1" 2>/dev/null || true
+}
+assert_eq 200 "$(admin_tls /healthz)" "the admin listener (TLS) answers a probe without a client certificate"
+assert_eq 200 "$(admin_tls /metrics)" "... and Prometheus, which has none either"
+hup_to() { # hup_to N: SIGHUP, wait for the Nth "configuration reloaded"
+  kill -HUP "$E2E_KYCD_PID"
+  e2e_wait_cmd 10 bash -c "[ \$(grep -c 'msg=\"configuration reloaded' '$E2E_KYCD_LOG') -ge $1 ]" ||
+    fail "no reload line ($1) within 10 s: $(grep 'reload' "$E2E_KYCD_LOG" | tail -n 2)"
+}
+printf 'tls_client_ca = %s\n' "$E2E_TMP/ca2/ca.pem" >"$CONF"
+hup_to 1
+assert_contains "$(grep 'msg="configuration reloaded"' "$E2E_KYCD_LOG" | tail -n 1)" "tls_client_ca" \
+  "the reload applies tls_client_ca (named among the keys changed)"
+assert_eq 000 "$(webhook "${client1[@]}")" "after the reload to CA 2: CA 1's client is refused"
+assert_eq 200 "$(webhook "${client2[@]}")" "... and CA 2's client gets 200: the new CA, wholly"
+assert_eq 000 "$(webhook)" "... and a client without a certificate is still refused"
+assert_eq 200 "$(admin_tls /healthz)" "the admin listener still asks for no client certificate"
+: >"$CONF"
+hup_to 2
+assert_eq 200 "$(webhook)" "tls_client_ca removed by a reload: a client without a certificate gets 200"
+assert_eq 200 "$(webhook "${client1[@]}")" "... and one with a certificate too"
 e2e_stop_kycd
