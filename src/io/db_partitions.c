@@ -175,6 +175,32 @@ static int file_sha256(const char *path, char hex[65], kerr *err)
     return 0;
 }
 
+/* fsync a file or folder by name (open flags: O_RDONLY, | O_DIRECTORY). */
+static int fsync_path(const char *path, int flags, kerr *err)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return kerr_set(err, KERR_IO, "opening %s: %s", path, strerror(errno));
+    int rc = fsync(fd) == 0 ? 0 : kerr_set(err, KERR_IO, "fsync %s: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* A new file holding data, synced: never an existing file (a symlink
+ * included: O_EXCL), as for the partitions' files. */
+static int write_new_file(const char *path, const char *data, size_t len, kerr *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return kerr_set(err, KERR_IO, "creating %s: %s", path, strerror(errno));
+    int rc = 0;
+    if ((len && write_all(fd, data, len) != 0) || fsync(fd) != 0)
+        rc = kerr_set(err, KERR_IO, "writing %s: %s", path, strerror(errno ? errno : EIO));
+    if (close(fd) != 0 && rc == 0)
+        rc = kerr_set(err, KERR_IO, "writing %s: %s", path, strerror(errno));
+    return rc;
+}
+
 /* COPY one partition to dir/NAME.copy.gz; *rows: how many. */
 static int archive_one(db *d, const char *name, const char *path, long long *rows, kerr *err)
 {
@@ -233,6 +259,16 @@ int db_archive(db *d, const char *before, const char *dir, kbuf *out, int *files
     *files = 0;
     if (mkdir(dir, 0750) != 0 && errno != EEXIST)
         return kerr_set(err, KERR_IO, "creating %s: %s", dir, strerror(errno));
+    /* Never an existing manifest (nor a symlink in its place): refused
+     * before any partition is copied. */
+    static const char *const own[] = {"manifest.tsv", "SHA256SUMS"};
+    for (int k = 0; k < 2; k++) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, own[k]);
+        if (lstat(path, &st) == 0)
+            return kerr_set(err, KERR_IO, "%s exists: an archive never overwrites a file", path);
+    }
     int rc = db_exec_ok(d,
                         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
                         " SET LOCAL statement_timeout = 0",
@@ -268,7 +304,7 @@ int db_archive(db *d, const char *before, const char *dir, kbuf *out, int *files
         }
         long long rows = 0;
         if ((rc = archive_one(d, name, path, &rows, err)) != 0 ||
-            (rc = file_sha256(path, hex, err)) != 0)
+            (rc = fsync_path(path, O_RDONLY, err)) != 0 || (rc = file_sha256(path, hex, err)) != 0)
             break;
         if (kbuf_appendf(&man, "%s\t%s\t%s\t%s\t%s\t%lld\t%s\t%s\n", file, PQgetvalue(r, i, 0),
                          name, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), rows, hex,
@@ -285,15 +321,12 @@ int db_archive(db *d, const char *before, const char *dir, kbuf *out, int *files
     for (int k = 0; rc == 0 && k < 2; k++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[k]);
-        FILE *f = fopen(path, "w");
-        if (!f ||
-            (bodies[k]->len && fwrite(bodies[k]->data, 1, bodies[k]->len, f) != bodies[k]->len) ||
-            fclose(f) != 0) {
-            if (f)
-                fclose(f);
-            rc = kerr_set(err, KERR_IO, "writing %s failed", path);
-        }
+        rc = write_new_file(path, bodies[k]->data, bodies[k]->len, err);
     }
+    /* The archive is what retention's dropped partitions leave: on disk,
+     * names included, before the command says it is done. */
+    if (rc == 0)
+        rc = fsync_path(dir, O_RDONLY | O_DIRECTORY, err);
     kbuf_deinit(&man);
     kbuf_deinit(&sums);
     return rc;

@@ -168,6 +168,16 @@ e2e_kycd_cmd KYCD_RETENTION=0 -- retention
 assert_contains "$(cat "$E2E_OUT")" "keep everything" "retention 0 (the default) drops nothing"
 
 e2e_section "(e) archive, then drop, then restore"
+# Never over an existing file, nor through a symlink planted in its place.
+trap_dir=$E2E_TMP/archive-trap
+mkdir -p "$trap_dir"
+echo "precious" >"$E2E_TMP/victim"
+ln -s "$E2E_TMP/victim" "$trap_dir/manifest.tsv"
+e2e_kycd_cmd --timeout 120 -- archive --before "$cutoff" --to "$trap_dir"
+assert_ne 0 "$E2E_RC" "kycd archive into a folder whose manifest.tsv is a symlink fails"
+assert_contains "$(cat "$E2E_OUT")" "never overwrites" "... and says why"
+assert_eq "precious" "$(cat "$E2E_TMP/victim")" "the symlink's target is untouched"
+assert_eq 0 "$(find "$trap_dir" -name '*.copy.gz' | wc -l)" "no partition was copied before the refusal"
 arch=$E2E_TMP/archive
 e2e_kycd_cmd --timeout 120 -- archive --before "$cutoff" --to "$arch"
 assert_eq 0 "$E2E_RC" "kycd archive exits 0"
