@@ -185,7 +185,11 @@ static int send_response(struct mg_connection *conn, const http_response *r, con
     if (rc == 0)
         rc = kbuf_appendf(&b, "Date: %s\r\nConnection: %s\r\n\r\n", date,
                           keep ? "keep-alive" : "close");
-    if (rc == 0)
+    /* A HEAD answer has the GET answer's headers and no body (RFC 9110
+     * 9.3.2): bytes after the headers would be read by a keep-alive client
+     * as the start of its next answer. */
+    const char *method = mg_get_request_info(conn)->request_method;
+    if (rc == 0 && !(method && strcmp(method, "HEAD") == 0))
         rc = kbuf_append(&b, body, blen);
     if (rc == 0)
         rc = mg_write(conn, b.data, b.len) == (int)b.len ? 0 : -1;

@@ -272,6 +272,24 @@ assert_match "$(grep -m1 '^Date: ' <<<"$recs" | tr -d '\r')" '^Date: [A-Z][a-z]{
 n=$(awk '/NewSessionTicket/{n=0; next} /<<<.*RecordHeader/{n++} /<<<.*Alert/{print n - 1; exit}' <<<"$recs")
 assert_eq 1 "$n" "the answer arrived in one TLS record"
 
+# HEAD: the GET answer's headers, no body. Bytes after them would be read
+# by a keep-alive client as its next answer: HEAD then GET on one TLS
+# connection must give exactly two answers, the second one whole.
+for path in /healthz "$E2E_KYC_PATH"; do
+  two=$(printf 'HEAD %s HTTP/1.1\r\nHost: localhost\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' "$path" |
+        timeout 20 openssl s_client -connect "127.0.0.1:$E2E_PORT" -servername localhost -CAfile "$E2E_CA" \
+          -ign_eof -quiet 2>/dev/null | tr -d '\r' || true)
+  first=$(awk '/^HTTP\/1.1 /{n++} n == 1' <<<"$two")
+  # A refusal closes the connection (the webhook path refuses HEAD): then
+  # one answer, still without a body.
+  want=2
+  if [ "$path" != /healthz ]; then want=1; fi
+  assert_eq "$want" "$(grep -c '^HTTP/1.1 ' <<<"$two")" "HEAD $path then GET on one connection: $want answer(s)"
+  assert_match "$(grep '^Content-Length: ' <<<"$first")" '^Content-Length: [1-9]' \
+    "HEAD $path: Content-Length says the GET body's size"
+  assert_eq "" "$(awk 'body {print} /^$/ {body = 1}' <<<"$first")" "HEAD $path: no body before the next answer"
+done
+
 # --- concurrency --------------------------------------------------------------
 e2e_section "concurrency: 20 clients x 25 requests"
 run=c$(openssl rand -hex 4)
