@@ -139,34 +139,79 @@ static int js_digits(jscan *j)
     return (int)(j->p - start);
 }
 
+/* PostgreSQL's numeric, which jsonb stores numbers in: at most 16383
+ * digits after the point (its display scale, counted as written: digits
+ * after the point minus the exponent) and 131072 before it. */
+#define PG_NUMERIC_DSCALE_MAX 16383
+#define PG_NUMERIC_INT_DIGITS_MAX 131072
+
+/* The digits of a number as written: how many before the point (and how
+ * many of those are leading zeros), after it (and leading zeros there,
+ * when the integer part is zero), and the exponent. */
+typedef struct js_num {
+    long intd, int_zeros, fracd, frac_zeros, exp;
+} js_num;
+
+/* 0 when PostgreSQL's numeric takes it (so jsonb does): a body the
+ * database would refuse must be refused on receipt, before a 200 that
+ * could only become a dead letter. */
+static int js_number_fits(jscan *j, const js_num *n)
+{
+    if (n->fracd - n->exp > PG_NUMERIC_DSCALE_MAX)
+        return js_fail(j, "number out of range (more than 16383 digits after the point)");
+    long lead; /* the power of ten of the first significant digit */
+    if (n->intd > n->int_zeros)
+        lead = n->intd - n->int_zeros - 1 + n->exp;
+    else if (n->fracd > n->frac_zeros)
+        lead = -(n->frac_zeros + 1) + n->exp;
+    else
+        return 0; /* zero */
+    if (lead + 1 > PG_NUMERIC_INT_DIGITS_MAX)
+        return js_fail(j, "number out of range (more than 131072 digits before the point)");
+    return 0;
+}
+
 static int js_number(jscan *j)
 {
+    js_num n = {0};
     if (*j->p == '-')
         j->p++;
+    const unsigned char *start = j->p;
     if (j->p < j->end && *j->p == '0')
         j->p++;
     else if (js_digits(j) == 0)
         return js_fail(j, "bad number");
+    n.intd = (long)(j->p - start);
+    while (n.int_zeros < n.intd && start[n.int_zeros] == '0')
+        n.int_zeros++;
     if (j->p < j->end && *j->p == '.') {
         j->p++;
-        if (js_digits(j) == 0)
+        const unsigned char *frac = j->p;
+        if ((n.fracd = js_digits(j)) == 0)
             return js_fail(j, "bad number");
+        while (n.frac_zeros < n.fracd && frac[n.frac_zeros] == '0')
+            n.frac_zeros++;
     }
     if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
         j->p++;
+        int neg = 0;
         if (j->p < j->end && (*j->p == '+' || *j->p == '-'))
-            j->p++;
+            neg = *j->p++ == '-';
         const unsigned char *exp = j->p;
-        int n = js_digits(j);
-        if (n == 0)
+        int d = js_digits(j);
+        if (d == 0)
             return js_fail(j, "bad number");
-        /* PostgreSQL's numeric cannot hold huge exponents: allow 4 digits. */
-        while (n > 1 && *exp == '0')
-            exp++, n--;
-        if (n > 4)
+        /* Huge exponents are refused outright: allow 4 digits. */
+        while (d > 1 && *exp == '0')
+            exp++, d--;
+        if (d > 4)
             return js_fail(j, "number out of range");
+        for (int i = 0; i < d; i++)
+            n.exp = n.exp * 10 + (exp[i] - '0');
+        if (neg)
+            n.exp = -n.exp;
     }
-    return 0;
+    return js_number_fits(j, &n);
 }
 
 static int js_value(jscan *j);

@@ -18,7 +18,9 @@ int json_utf8_valid(const char *buf, size_t len);
 /* 0 when body is exactly one JSON value as RFC 8259 writes it, with
  * nothing but whitespace around it, and also acceptable to PostgreSQL's
  * jsonb: no NUL byte, no \u0000 escape, no lone surrogate escape, nesting
- * at most JSON_MAX_DEPTH, exponents of at most 4 digits. Otherwise
+ * at most JSON_MAX_DEPTH, exponents of at most 4 digits, numbers that
+ * PostgreSQL's numeric holds (at most 16383 digits after the point, as
+ * written less the exponent, and 131072 before it). Otherwise
  * KERR_INVALID with a message that never quotes the body ("malformed
  * JSON: ...", "body contains a NUL byte", "JSON nested deeper than 32
  * levels", "trailing data after the JSON value"). It does not check

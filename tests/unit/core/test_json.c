@@ -5,6 +5,7 @@
 #include "testlib.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/json.h"
@@ -112,6 +113,69 @@ static void test_validate_accepts_rfc8259(void **state)
     validate_ok("1e0009"); /* leading zeros of an exponent do not count */
 }
 
+/* "0." then n digits (and an exponent): PostgreSQL's numeric limits. */
+static char *long_fraction(int n, const char *exp)
+{
+    char *s = malloc((size_t)n + 16);
+    assert_non_null(s);
+    memcpy(s, "0.", 2);
+    memset(s + 2, '1', (size_t)n);
+    strcpy(s + 2 + n, exp);
+    return s;
+}
+
+static char *long_integer(int n)
+{
+    char *s = malloc((size_t)n + 1);
+    assert_non_null(s);
+    memset(s, '7', (size_t)n);
+    s[n] = '\0';
+    return s;
+}
+
+static void test_validate_numeric_limits(void **state)
+{
+    /* The limits of PostgreSQL's numeric, where jsonb stores numbers: at
+     * most 16383 digits after the point (as written, less the exponent)
+     * and 131072 before it. A body past them would get 200 while the
+     * database is away and then become a dead letter. */
+    char *s = long_fraction(16383, "");
+    validate_ok(s);
+    free(s);
+    s = long_fraction(16384, "");
+    validate_bad(s, strlen(s), "more than 16383 digits after the point");
+    free(s);
+    s = long_fraction(16384, "e1"); /* the exponent moves the point back */
+    validate_ok(s);
+    free(s);
+    s = long_fraction(16000, "e-384");
+    validate_bad(s, strlen(s), "after the point");
+    free(s);
+    validate_bad("1e-16384", 8, "out of range"); /* a 5-digit exponent, at all */
+    s = long_fraction(7000, "e-9384");           /* 7000 + 9384 = 16384 */
+    validate_bad(s, strlen(s), "after the point");
+    free(s);
+    s = long_fraction(7000, "e-9383");
+    validate_ok(s);
+    free(s);
+    s = long_fraction(7000, "e-9384");
+    s[2] = '0'; /* zeros keep their scale too */
+    memset(s + 2, '0', 7000);
+    validate_bad(s, strlen(s), "after the point");
+    free(s);
+    s = long_integer(131072);
+    validate_ok(s);
+    free(s);
+    s = long_integer(131073);
+    validate_bad(s, strlen(s), "more than 131072 digits before the point");
+    free(s);
+    s = long_integer(131070);
+    strcpy(s + 131070 - 4, "e4"); /* 131066 digits then e4: 131070 digits */
+    validate_ok(s);
+    free(s);
+    validate_ok("-0.000");
+}
+
 static void test_validate_refuses(void **state)
 {
     validate_bad("", 0, "unexpected end");
@@ -159,6 +223,7 @@ static void test_validate_err_may_be_null(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validate_numeric_limits),
         cmocka_unit_test(test_utf8_valid),
         cmocka_unit_test(test_utf8_invalid),
         cmocka_unit_test(test_validate_accepts_rfc8259),
