@@ -881,8 +881,8 @@ E2E_HORIZON=$E2E_LIB_DIR/../tools/p100_horizon.py
 
 # p100_lost_check MAX WHAT TIMES_FILE... [-- p100_horizon.py args]: prints the
 # helper's line with the horizon used, asserts that at most MAX deliveries
-# would have been lost (and that the helper read the files); sets P100_LOST
-# and P100_HORIZON_LINE.
+# would have been lost (and that the helper read the files); sets P100_LOST,
+# P100_IN_TIME, P100_UNFINISHED, P100_SLOWEST_MS and P100_HORIZON_LINE.
 p100_lost_check() {
   local max=$1 what=$2 out rc=0 lost
   shift 2
@@ -895,6 +895,9 @@ p100_lost_check() {
   sed 's/^/  /' "$E2E_TMP/horizon.err"
   lost=$(grep -oE ' lost=[0-9]+' <<<"$P100_HORIZON_LINE" | cut -d= -f2 || true)
   P100_LOST=${lost:-?}
+  P100_IN_TIME=$(grep -oE ' in_time=[0-9]+' <<<"$P100_HORIZON_LINE" | cut -d= -f2 || true)
+  P100_UNFINISHED=$(grep -oE ' unfinished=[0-9]+' <<<"$P100_HORIZON_LINE" | cut -d= -f2 || true)
+  P100_SLOWEST_MS=$(grep -oE ' slowest_ms=[0-9]+' <<<"$P100_HORIZON_LINE" | cut -d= -f2 || true)
   if [ "$rc" != 0 ] || [ -z "$lost" ]; then
     fail "$what: p100_horizon.py could not read ${files[*]} (exit $rc)"
     return 0
