@@ -867,3 +867,69 @@ e2e_private_pg() {
   echo "private cluster $PRIV_DIR ($PRIV_PG)"
   e2e_fresh_db "$PRIV_PG"
 }
+
+# --- P100's retry horizon -------------------------------------------------------
+
+# P100 retries a webhook five times over two minutes, then gives up
+# (docs/p100-api.md, "Webhooks"); the test senders retry every 200 ms for
+# longer. tests/tools/p100_horizon.py reads their --times files (one line a
+# delivery: first attempt, the 200) and counts what P100 would have lost: a
+# 200 after the horizon (the last attempt at 120 s plus the answer P100
+# waits for), or no 200 at all after trying that long. Computed from the
+# recorded times: no test waits two minutes for it.
+E2E_HORIZON=$E2E_LIB_DIR/../tools/p100_horizon.py
+
+# p100_lost_check MAX WHAT TIMES_FILE... [-- p100_horizon.py args]: prints the
+# helper's line with the horizon used, asserts that at most MAX deliveries
+# would have been lost (and that the helper read the files); sets P100_LOST,
+# P100_IN_TIME, P100_UNFINISHED, P100_SLOWEST_MS and P100_HORIZON_LINE.
+p100_lost_check() {
+  local max=$1 what=$2 out rc=0 lost
+  shift 2
+  local files=() args=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do files+=("$1"); shift; done
+  if [ "${1:-}" = -- ]; then shift; args=("$@"); fi
+  out=$(python3 "$E2E_HORIZON" "${args[@]}" "${files[@]}" 2>"$E2E_TMP/horizon.err") || rc=$?
+  P100_HORIZON_LINE=$(grep '^p100_horizon ' <<<"$out" || true)
+  echo "$what: $P100_HORIZON_LINE"
+  sed 's/^/  /' "$E2E_TMP/horizon.err"
+  lost=$(grep -oE ' lost=[0-9]+' <<<"$P100_HORIZON_LINE" | cut -d= -f2 || true)
+  P100_LOST=${lost:-?}
+  P100_IN_TIME=$(grep -oE ' in_time=[0-9]+' <<<"$P100_HORIZON_LINE" | cut -d= -f2 || true)
+  P100_UNFINISHED=$(grep -oE ' unfinished=[0-9]+' <<<"$P100_HORIZON_LINE" | cut -d= -f2 || true)
+  P100_SLOWEST_MS=$(grep -oE ' slowest_ms=[0-9]+' <<<"$P100_HORIZON_LINE" | cut -d= -f2 || true)
+  if [ "$rc" != 0 ] || [ -z "$lost" ]; then
+    fail "$what: p100_horizon.py could not read ${files[*]} (exit $rc)"
+    return 0
+  fi
+  local horizon
+  horizon=$(grep -oE 'horizon_ms=[0-9]+' <<<"$P100_HORIZON_LINE" | cut -d= -f2)
+  assert_eq 1 "$([ "$lost" -le "$max" ] && echo 1 || echo 0)" \
+    "$what: deliveries P100 would have lost (200 later than ${horizon} ms after the first attempt, or none): $lost (at most $max)"
+}
+
+# p100_horizon_selftest: the helper on made-up times, so that an assertion
+# built on it is known to be able to fail: a 200 exactly at the horizon is
+# in time, one a millisecond later is lost, a sender given up is lost, one
+# stopped early is only unfinished.
+p100_horizon_selftest() {
+  local f=$E2E_TMP/horizon-selftest.times out
+  printf '%s\n' "h-ok 1 0 450 200 1" "h-edge 1 1000 131000 200 650" "h-late 1 2000 132001 200 651" \
+    "h-stop 2 0 5000 stopped 25" >"$f"
+  out=$(python3 "$E2E_HORIZON" "$f" 2>&1) || true
+  printf '  selftest: %s\n' "${out//$'\n'/$'\n'  selftest: }"
+  assert_contains "$out" "horizon_ms=130000 (last_attempt_ms=120000 + answer_wait_ms=10000) deliveries=4 in_time=2 lost=1 late=1 given_up=0 unfinished=1" \
+    "p100_horizon.py: one 200 a millisecond after the 130 s horizon is one lost delivery"
+  assert_contains "$out" "lost h-late step 1: first_ms=2000 done_ms=132001 took_ms=130001" \
+    "p100_horizon.py names the late delivery"
+  printf '%s\n' "h-gone 1 0 1210 lost 5" >"$f"
+  out=$(python3 "$E2E_HORIZON" --scale 0.01 "$f" 2>&1) || true
+  assert_contains "$out" "deliveries=1 in_time=0 lost=1 late=0 given_up=1" \
+    "p100_horizon.py: a delivery the sender gave up is lost, however early"
+  printf '%s\n' "h-bad 1 0" >"$f"
+  if python3 "$E2E_HORIZON" "$f" >/dev/null 2>&1; then
+    fail "p100_horizon.py refuses a malformed line"
+  else
+    pass "p100_horizon.py refuses a malformed line"
+  fi
+}

@@ -6,9 +6,9 @@
 # variables.
 #
 #   figures TEXT...          a "figures:" line
-#   lg_start NAME THREADS USERS [loadgen args]   (LG_PID, LG_ACKS, LG_TOTAL;
-#                            LG_URL: target, default the running kycd's
-#                            KYC webhook URL)
+#   lg_start NAME THREADS USERS [loadgen args]   (LG_PID, LG_ACKS, LG_TIMES,
+#                            LG_TOTAL; LG_URL: target, default the running
+#                            kycd's KYC webhook URL)
 #   lg_acked / lg_running / lg_wait_progress S PCT / lg_wait S / lg_num KEY
 #   spool_depth / depth_poll_start / depth_poll_stop / wait_spool_empty S
 #   check_acks NAME ACKS [EXPECTED]   asserts; with CHECK_ACKS_LOSS_OK=1 a
@@ -28,17 +28,20 @@ figures() { echo "figures: $*"; }
 
 # lg_start NAME THREADS USERS [loadgen args]: kycd-loadgen in the background
 # against the running kycd, users NAME-<thread>-<k>; acknowledged deliveries
-# go to $LG_ACKS. Sets LG_PID, LG_TOTAL (deliveries it will make).
+# go to $LG_ACKS, each delivery's first attempt and 200 to $LG_TIMES (for
+# p100_lost_check, lib.sh). Sets LG_PID, LG_TOTAL (deliveries it will make).
 lg_start() {
   local name=$1 threads=$2 users=$3
   shift 3
   LG_ACKS=$E2E_TMP/$name.acks
+  LG_TIMES=$E2E_TMP/$name.times
   LG_STDOUT=$E2E_TMP/$name.loadgen.out
   LG_STDERR=$E2E_TMP/$name.loadgen.err
   LG_TOTAL=$((threads * users * 3))
   : >"$LG_ACKS"
+  : >"$LG_TIMES"
   "$TEST_LOADGEN" --url "${LG_URL:-$(e2e_url "$E2E_KYC_PATH")}" --token-file "$E2E_TOKEN_FILE" --ca "$E2E_CA" \
-    --threads "$threads" --users "$users" --prefix "$name" --out "$LG_ACKS" \
+    --threads "$threads" --users "$users" --prefix "$name" --out "$LG_ACKS" --times "$LG_TIMES" \
     --max-seconds 150 --retry-delay-ms 200 "$@" >"$LG_STDOUT" 2>"$LG_STDERR" &
   LG_PID=$!
   e2e_track_pid "$LG_PID"

@@ -20,6 +20,9 @@
 #      spool drain` stores; without a spool, database down means 503
 #   5. SIGTERM under load: exit 0, in-flight requests answered (every answer
 #      kycd logged reached the loadgen), restart, nothing lost
+# In 1, 1b, 2, 3 and 5, every delivery is also acknowledged within P100's
+# retry horizon (p100_lost_check, lib.sh: none that P100, which stops two
+# minutes after the first attempt, would have lost); 0 checks the check.
 # DURABILITY_SCENARIOS="2 4" runs a subset (default: all). Figures are
 # printed as "figures:" lines.
 # shellcheck disable=SC2119,SC2120  # helpers with optional arguments
@@ -58,6 +61,12 @@ unsent_in() {
   cat "$@" | grep -c "msg=request .*path=$E2E_KYC_PATH .*answer=not_sent" || true
 }
 
+# P100 gives up two minutes after a delivery's first attempt; the loadgen
+# retries every 200 ms for 150 s. Every scenario below where the loadgen
+# plays P100 must get each delivery acknowledged within P100's horizon:
+# kycd (or its spool) is never away for long, so the bound is 0.
+horizon_check() { p100_lost_check 0 "$1: P100's horizon" "$LG_TIMES"; }
+
 scenario_begin() {
   e2e_section "$1"
   SCEN_T0=$SECONDS
@@ -65,6 +74,23 @@ scenario_begin() {
 scenario_end() {
   echo "scenario took $((SECONDS - SCEN_T0)) s"
 }
+
+# --- 0. the horizon check itself ----------------------------------------------
+# Both halves of a lost delivery, quickly: the helper on made-up times (one
+# 200 past the horizon), and kycd-loadgen --p100-schedule (at a hundredth of
+# P100's pace) against a port nothing listens on, which must give every
+# delivery up after five attempts and have the helper count them all lost.
+e2e_section "0. P100's horizon: the helper and the loadgen's P100 schedule"
+p100_horizon_selftest
+e2e_certs
+LG_URL="https://localhost:$(e2e_free_port)$E2E_KYC_PATH" lg_start s0 1 1 --p100-schedule --schedule-scale 0.005
+lg_wait 30
+assert_eq 4 "$LG_RC" "loadgen --p100-schedule with nobody listening: exit 4 (deliveries given up)"
+assert_eq 0 "$(lg_acked)" "... and no 200 recorded"
+assert_eq "3 3" "$(awk '$5 == "lost" && $6 == 5 && $4 - $3 >= 600 {n++} END {print NR, n + 0}' "$LG_TIMES")" \
+  "... each of its 3 deliveries given up after 5 attempts spread over at least 600 ms (120 s x 0.005)"
+p100_lost_check 3 "s0 (nobody listening)" "$LG_TIMES" -- --scale 0.005
+assert_eq 3 "$P100_LOST" "the helper counts the 3 given-up deliveries as lost"
 
 # --- 1. kill -9 under load ----------------------------------------------------
 if want 1; then
@@ -98,6 +124,7 @@ if want 1; then
     "kycd_down_ms=$down_ms sent=$(lg_num sent) ok=$(lg_num ok) 503=$(lg_num 503) 5xx=$(lg_num 5xx)" \
     "transport_errors=$(lg_num transport_errors) spool_peak_after_restart=$peak seconds=$(lg_num seconds)"
   check_acks s1 "$LG_ACKS" "$LG_TOTAL"
+  horizon_check s1
   e2e__sanitizer_check "$LOG1" "kycd (killed)"
 
   # 1b. The same, while the drainer replays the spool: a record committed
@@ -135,6 +162,7 @@ if want 1; then
     "committed_but_still_spooled=$((stored_at_kill + left - full)) (replayed again after the restart)" \
     "drain_after_restart_ms=$(( $(e2e_ms) - t0 ))"
   check_acks s1b "$LG_ACKS" "$LG_TOTAL"
+  horizon_check s1b
   no_dead_letters "$LOG1" "$LOG2" "$LOG3"
   e2e_stop_kycd
   e2e_private_pg_drop
@@ -194,6 +222,7 @@ if want 2; then
     "5xx=$(lg_num 5xx) transport_errors=$(lg_num transport_errors) latency_max_ms=$(lg_num latency_max_ms)" \
     "seconds=$(lg_num seconds) db_failures_logged=$spooled"
   check_acks s2 "$LG_ACKS" "$LG_TOTAL"
+  horizon_check s2
   no_dead_letters "$E2E_KYCD_LOG"
   e2e_stop_kycd
   e2e_private_pg_drop
@@ -228,6 +257,7 @@ if want 3; then
     "transport_errors=$(lg_num transport_errors) latency_max_ms=$(lg_num latency_max_ms)" \
     "seconds=$(lg_num seconds) db_failures_logged=$spooled"
   check_acks s3 "$LG_ACKS" "$LG_TOTAL"
+  horizon_check s3
   no_dead_letters "$E2E_KYCD_LOG"
   e2e_stop_kycd
   e2e_private_pg_drop
@@ -235,6 +265,8 @@ if want 3; then
 fi
 
 # --- 4. spool full while the database is down ---------------------------------
+# (No horizon check here: the deliveries are single posts, and the 503s are
+# the point; kycd's spool_max is what decides whether P100 would lose them.)
 if want 4; then
   scenario_begin "4. spool full while the database is down"
   e2e_private_pg
@@ -357,6 +389,7 @@ if want 5; then
     "transport_errors=$(lg_num transport_errors) (connect=$(lg_num connect) tls=$(lg_num tls) cut=$(lg_num cut)" \
     "timeout=$(lg_num timeout) other=$(lg_num transport_other)) seconds=$(lg_num seconds)"
   check_acks s5 "$LG_ACKS" "$LG_TOTAL"
+  horizon_check s5
   no_dead_letters "$LOG1" "$LOG2"
   e2e_stop_kycd
   e2e_private_pg_drop

@@ -14,9 +14,14 @@
 
   flood.py deliver --port P --ca CA --token-file F --path PATH --count N
                    [--source 127.0.0.1] [--timeout 10] [--prefix u]
+      [--times FILE]
       N KYC webhooks one after another, each on a new TLS connection; prints
         deliver sent=N ok=N non200=N errors=N p50_ms=X p99_ms=X max_ms=X
-      and exits 0 when every one got 200.
+      and exits 0 when every one got 200. Each is sent once (no retry):
+      --times FILE appends a line per delivery in kycd-loadgen's --times
+      format, "USER 1 FIRST_MS DONE_MS RESULT 1" (ms since this command
+      began; RESULT 200, or stopped when it got anything else), for
+      tests/tools/p100_horizon.py.
 
   flood.py slow --port P --ca CA --token-file F --path PATH --what headers|body
                 [--byte-every 1.0] [--timeout 40]
@@ -150,6 +155,13 @@ def cmd_deliver(a):
     token = read_token(a.token_file)
     lat, ok, non200, errors = [], 0, 0, 0
     first_error = None
+    times = open(a.times, "a") if a.times else None
+    t_start = now_ms()
+
+    def record(uid, t0, result):
+        if times:
+            times.write("%s 1 %.0f %.0f %s 1\n" % (uid, t0 - t_start, now_ms() - t_start, result))
+            times.flush()
     for i in range(a.count):
         uid = "%s-%s" % (a.prefix, uuid.uuid4())
         body = json.dumps({"externalUserId": uid, "verificationStatus": "NOT_VERIFIED",
@@ -164,9 +176,11 @@ def cmd_deliver(a):
             st = read_status(s)
             s.close()
         except (OSError, ssl.SSLError) as e:
+            record(uid, t0, "stopped")
             errors += 1
             first_error = first_error or str(e)
             continue
+        record(uid, t0, "200" if st == 200 else "stopped")
         lat.append(now_ms() - t0)
         if st == 200:
             ok += 1
@@ -177,6 +191,8 @@ def cmd_deliver(a):
           % (a.count, ok, non200, errors, pct(lat, 50), pct(lat, 99), max(lat) if lat else 0))
     if first_error:
         print("deliver: first problem: %s" % first_error, file=sys.stderr)
+    if times:
+        times.close()
     return 0 if ok == a.count else 1
 
 
@@ -233,6 +249,7 @@ def main():
         d.add_argument("--timeout", type=float, default=10)
     sub.choices["deliver"].add_argument("--count", type=int, required=True)
     sub.choices["deliver"].add_argument("--prefix", default="flood")
+    sub.choices["deliver"].add_argument("--times")
     sub.choices["slow"].add_argument("--what", choices=["headers", "body"], required=True)
     sub.choices["slow"].add_argument("--byte-every", type=float, default=1.0)
     a = p.parse_args()

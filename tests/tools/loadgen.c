@@ -4,7 +4,8 @@
  *   kycd-loadgen --url https://localhost:PORT/webhooks/p100/kyc-verification-status
  *                --token-file F --ca ca.pem --threads N --users M --prefix P --out FILE
  *                [--max-seconds S] [--retry-delay-ms 200] [--think-ms 0] [--pad BYTES]
- *                [--request-timeout-ms 30000]
+ *                [--request-timeout-ms 30000] [--times FILE]
+ *                [--p100-schedule [--schedule-scale 1.0]]
  *
  * N threads; thread t owns the users P-t-0 .. P-t-(M-1) and walks each of
  * them, in order, through three KYC webhooks:
@@ -16,9 +17,29 @@
  * it is 200, as P100 retries, within --max-seconds overall. One CURL easy
  * handle per thread: keep-alive connections, reconnected when kycd closes.
  *
+ * --p100-schedule retries the way P100 does instead (docs/p100-api.md,
+ * "Webhooks"): attempts at 0, 8, 24, 56 and 120 s after the first one (8, 16,
+ * 32, 64 s apart), and nothing after the fifth: the delivery is given up
+ * (lost), and the user goes on to its next step, as P100 would send its next
+ * report anyway. An attempt still running when the next is due delays it.
+ * --schedule-scale multiplies those offsets (0.01: 1.2 s in all), for a test
+ * of the giving up that cannot wait two minutes. (tests/sim/ measures each
+ * gap from the end of the previous attempt; the offsets here are from the
+ * first attempt's start, as P100 describes them.)
+ *
  * Every 200 is appended to --out as one line "USER STEP 200" (one write() on
  * an O_APPEND descriptor: a line is never torn or interleaved), so a test can
  * check that every acknowledged delivery reached the database.
+ *
+ * --times FILE gets one line per delivery the loadgen began (appended the
+ * same way), in a file of its own so that --out keeps its three columns and
+ * holds only 200s:
+ *     USER STEP FIRST_MS DONE_MS RESULT ATTEMPTS
+ * FIRST_MS: when its first attempt began; DONE_MS: when its last attempt
+ * ended; both in ms since the loadgen started (monotonic clock). RESULT: 200
+ * (DONE_MS is when the 200 arrived), lost (--p100-schedule: five attempts,
+ * none answered 200) or stopped (--max-seconds, a signal or an error ended
+ * it first). tests/tools/p100_horizon.py reads it.
  *
  * At the end, or on SIGTERM/SIGINT (stop sending, let the requests in flight
  * finish, report, exit), stdout gets one line
@@ -29,8 +50,10 @@
  * any request was sent), cut (the connection broke while a request was being
  * sent or its answer awaited), timeout, other.
  *
- * Exit: 0 when every user reached step 3; 3 when --max-seconds ran out; 1
- * when stopped by a signal before that (or on a setup error); 2 for usage. */
+ * Exit: 0 when every user reached step 3 with every step answered 200; 3
+ * when --max-seconds ran out; 4 when --p100-schedule gave a delivery up (and
+ * nothing else went wrong); 1 when stopped by a signal before that (or on a
+ * setup error); 2 for usage. */
 #include <curl/curl.h>
 
 #include <errno.h>
@@ -48,7 +71,13 @@
 static const char USAGE[] =
     "usage: kycd-loadgen --url URL --token-file F --ca CA.pem --threads N --users M\n"
     "                    --prefix P --out FILE [--max-seconds S] [--retry-delay-ms MS]\n"
-    "                    [--think-ms MS] [--pad BYTES] [--request-timeout-ms MS]\n";
+    "                    [--think-ms MS] [--pad BYTES] [--request-timeout-ms MS]\n"
+    "                    [--times FILE] [--p100-schedule [--schedule-scale F]]\n";
+
+/* P100's retries (docs/p100-api.md, "Webhooks"): five attempts, 8, 16, 32 and
+ * 64 s apart, i.e. these many seconds after the first. */
+#define P100_ATTEMPTS 5
+static const double P100_ATTEMPT_AT_S[P100_ATTEMPTS] = {0, 8, 24, 56, 120};
 
 static const struct step {
     const char *verification, *attempt;
@@ -59,8 +88,10 @@ static const struct step {
 };
 
 typedef struct opts {
-    const char *url, *token_file, *ca, *prefix, *out;
+    const char *url, *token_file, *ca, *prefix, *out, *times;
     long threads, users, max_seconds, retry_delay_ms, think_ms, pad, request_timeout_ms;
+    int p100_schedule;
+    double schedule_scale;
 } opts;
 
 enum terr { TE_CONNECT, TE_TLS, TE_CUT, TE_TIMEOUT, TE_OTHER, TE_COUNT };
@@ -70,13 +101,13 @@ typedef struct worker {
     pthread_t th;
     int index;
     long sent, ok, s503, s5xx, sother, terr[TE_COUNT];
-    long users_done;
+    long users_done, given_up;
     double lat_sum_ms, lat_max_ms;
 } worker;
 
 static opts O;
 static char auth_header[600];
-static int out_fd = -1;
+static int out_fd = -1, times_fd = -1;
 static atomic_int stop_flag; /* 1: a signal asked us to stop; 2: --max-seconds ran out */
 static atomic_int threads_left;
 static atomic_int errors_logged;
@@ -143,20 +174,56 @@ static enum terr classify(CURLcode c)
     }
 }
 
-static int append_line(const char *user, int step)
+static int write_line(int fd, const char *line, int n)
 {
-    char line[256];
-    int n = snprintf(line, sizeof line, "%s %d 200\n", user, step);
-    if (n <= 0 || (size_t)n >= sizeof line)
+    if (n <= 0)
         return -1;
     for (;;) {
-        ssize_t w = write(out_fd, line, (size_t)n);
+        ssize_t w = write(fd, line, (size_t)n);
         if (w == n)
             return 0;
         if (w < 0 && errno == EINTR)
             continue;
         return -1; /* a short write on a regular file: the disk is full */
     }
+}
+
+static int append_line(const char *user, int step)
+{
+    char line[256];
+    int n = snprintf(line, sizeof line, "%s %d 200\n", user, step);
+    if ((size_t)n >= sizeof line)
+        return -1;
+    return write_line(out_fd, line, n);
+}
+
+/* One --times line (nothing without --times); t_first and t_done are now_s()
+ * values. */
+static int append_times(const char *user, int step, double t_first, double t_done,
+                        const char *result, int attempts)
+{
+    if (times_fd < 0)
+        return 0;
+    char line[256];
+    int n = snprintf(line, sizeof line, "%s %d %.0f %.0f %s %d\n", user, step,
+                     (t_first - t_start) * 1000.0, (t_done - t_start) * 1000.0, result, attempts);
+    if ((size_t)n >= sizeof line)
+        return -1;
+    return write_line(times_fd, line, n);
+}
+
+/* Sleep until the next attempt of a delivery that began at t_first and has
+ * had `attempts` attempts: --retry-delay-ms, or P100's schedule. */
+static void wait_next_attempt(double t_first, int attempts)
+{
+    if (!O.p100_schedule) {
+        pause_ms(O.retry_delay_ms);
+        return;
+    }
+    double due = t_first + P100_ATTEMPT_AT_S[attempts] * O.schedule_scale;
+    double left_ms = (due - now_s()) * 1000.0;
+    if (left_ms > 0)
+        pause_ms((long)left_ms + 1);
 }
 
 static char *make_body(const char *user, int step, size_t *len)
@@ -211,7 +278,8 @@ static void *worker_main(void *arg)
     for (long k = 0; k < O.users && !check_deadline(); k++) {
         char user[160];
         snprintf(user, sizeof user, "%s-%d-%ld", O.prefix, w->index, k);
-        int step = 1;
+        int step = 1, attempts = 0, acked = 0;
+        double t_first = 0, t_done = 0;
         while (step <= 3 && !check_deadline()) {
             size_t len = 0;
             char *body = make_body(user, step, &len);
@@ -231,8 +299,12 @@ static void *worker_main(void *arg)
             curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
             errbuf[0] = '\0';
             double t0 = now_s();
+            if (attempts == 0)
+                t_first = t0;
             CURLcode rc = curl_easy_perform(c);
-            double ms = (now_s() - t0) * 1000.0;
+            t_done = now_s();
+            attempts++;
+            double ms = (t_done - t0) * 1000.0;
             free(body);
             w->sent++;
             long status = 0;
@@ -244,12 +316,17 @@ static void *worker_main(void *arg)
             }
             if (rc == CURLE_OK && status == 200) {
                 w->ok++;
-                if (append_line(user, step) != 0) {
-                    fprintf(stderr, "loadgen: cannot write to %s: %s\n", O.out, strerror(errno));
+                if (append_line(user, step) != 0 ||
+                    append_times(user, step, t_first, t_done, "200", attempts) != 0) {
+                    fprintf(stderr, "loadgen: cannot write to %s or %s: %s\n", O.out,
+                            O.times ? O.times : "-", strerror(errno));
                     atomic_store(&stop_flag, 1);
+                    attempts = 0;
                     break;
                 }
                 step++;
+                acked++;
+                attempts = 0;
                 if (O.think_ms > 0)
                     pause_ms(O.think_ms);
                 continue;
@@ -271,9 +348,29 @@ static void *worker_main(void *arg)
                             user, step, TE_NAMES[kind], (int)rc,
                             errbuf[0] ? errbuf : curl_easy_strerror(rc));
             }
-            pause_ms(O.retry_delay_ms);
+            if (O.p100_schedule && attempts >= P100_ATTEMPTS) {
+                /* P100 gives up here; its next report would still come. */
+                w->given_up++;
+                if (atomic_fetch_add(&errors_logged, 1) < 10)
+                    fprintf(stderr, "loadgen: %s step %d: given up after %d attempts\n", user, step,
+                            attempts);
+                if (append_times(user, step, t_first, t_done, "lost", attempts) != 0) {
+                    fprintf(stderr, "loadgen: cannot write to %s: %s\n", O.times, strerror(errno));
+                    atomic_store(&stop_flag, 1);
+                    attempts = 0;
+                    break;
+                }
+                step++;
+                attempts = 0;
+                continue;
+            }
+            wait_next_attempt(t_first, attempts);
         }
-        if (step > 3)
+        /* Ended mid-delivery (--max-seconds, a signal): say so, with how
+         * long it had been tried. */
+        if (attempts > 0)
+            (void)append_times(user, step, t_first, t_done, "stopped", attempts);
+        if (acked == 3)
             w->users_done++;
     }
 done:
@@ -326,11 +423,16 @@ static int parse_args(int argc, char **argv)
     O.users = 1;
     O.retry_delay_ms = 200;
     O.request_timeout_ms = 30000;
+    O.schedule_scale = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(USAGE, stdout);
             exit(0);
+        }
+        if (strcmp(a, "--p100-schedule") == 0) {
+            O.p100_schedule = 1;
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "loadgen: %s needs a value\n%s", a, USAGE);
@@ -348,7 +450,17 @@ static int parse_args(int argc, char **argv)
             O.prefix = v;
         else if (strcmp(a, "--out") == 0)
             O.out = v;
-        else if (strcmp(a, "--threads") == 0)
+        else if (strcmp(a, "--times") == 0)
+            O.times = v;
+        else if (strcmp(a, "--schedule-scale") == 0) {
+            char *end = NULL;
+            errno = 0;
+            O.schedule_scale = strtod(v, &end);
+            if (errno || end == v || *end || !(O.schedule_scale > 0) || O.schedule_scale > 100) {
+                fprintf(stderr, "loadgen: --schedule-scale: '%s' is not a number in (0, 100]\n", v);
+                rc = -1;
+            }
+        } else if (strcmp(a, "--threads") == 0)
             rc = parse_long(a, v, 1, &O.threads);
         else if (strcmp(a, "--users") == 0)
             rc = parse_long(a, v, 1, &O.users);
@@ -394,6 +506,13 @@ int main(int argc, char **argv)
     if (out_fd < 0) {
         fprintf(stderr, "loadgen: cannot open %s: %s\n", O.out, strerror(errno));
         return 1;
+    }
+    if (O.times != NULL) {
+        times_fd = open(O.times, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (times_fd < 0) {
+            fprintf(stderr, "loadgen: cannot open %s: %s\n", O.times, strerror(errno));
+            return 1;
+        }
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         fprintf(stderr, "loadgen: curl_global_init failed\n");
@@ -449,6 +568,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < TE_COUNT; k++)
             sum.terr[k] += w->terr[k];
         sum.users_done += w->users_done;
+        sum.given_up += w->given_up;
         sum.lat_sum_ms += w->lat_sum_ms;
         if (w->lat_max_ms > sum.lat_max_ms)
             sum.lat_max_ms = w->lat_max_ms;
@@ -467,19 +587,25 @@ int main(int argc, char **argv)
     fprintf(
         stderr,
         "loadgen details: users_done=%ld/%ld transport: connect=%ld tls=%ld cut=%ld timeout=%ld "
-        "transport_other=%ld latency_avg_ms=%.1f latency_max_ms=%.0f rate=%.0f/s stop=%s\n",
+        "transport_other=%ld latency_avg_ms=%.1f latency_max_ms=%.0f rate=%.0f/s given_up=%ld "
+        "schedule=%s stop=%s\n",
         sum.users_done, users, sum.terr[TE_CONNECT], sum.terr[TE_TLS], sum.terr[TE_CUT],
         sum.terr[TE_TIMEOUT], sum.terr[TE_OTHER],
         answered > 0 ? sum.lat_sum_ms / (double)answered : 0.0, sum.lat_max_ms,
-        secs > 0 ? (double)sum.sent / secs : 0.0,
+        secs > 0 ? (double)sum.sent / secs : 0.0, sum.given_up,
+        O.p100_schedule ? "p100" : "every-retry-delay",
         signalled                      ? (signalled == SIGTERM ? "SIGTERM" : "SIGINT")
         : atomic_load(&stop_flag) == 2 ? "max-seconds"
         : atomic_load(&stop_flag)      ? "error"
                                        : "done");
     free(ws);
     close(out_fd);
+    if (times_fd >= 0)
+        close(times_fd);
     curl_global_cleanup();
     if (sum.users_done == users)
         return 0;
-    return atomic_load(&stop_flag) == 2 ? 3 : 1;
+    if (atomic_load(&stop_flag) == 2)
+        return 3;
+    return atomic_load(&stop_flag) == 0 && sum.given_up > 0 ? 4 : 1;
 }
