@@ -87,10 +87,6 @@ static int list_dead_letters(const kycd_config *cfg, int porcelain)
 static int spool_replay(const kycd_config *cfg, const char *file)
 {
     char path[4352];
-    if (strchr(file, '/') == NULL)
-        snprintf(path, sizeof path, "%s/%s", cfg->spool_dir, file);
-    else
-        snprintf(path, sizeof path, "%s", file);
     kbuf rec;
     kbuf_init(&rec);
     ingest *in = NULL;
@@ -100,7 +96,8 @@ static int spool_replay(const kycd_config *cfg, const char *file)
     kyc_delivery d;
     memset(&d, 0, sizeof d);
     int rc = CMD_FAILED;
-    if (spool_dead_read(path, &rec, &info, &err) != 0) {
+    if (spool_dead_locate(cfg->spool_dir, file, path, sizeof path, &err) != 0 ||
+        spool_dead_read(path, &rec, &info, &err) != 0) {
         fprintf(stderr, "kycd: %s\n", err.msg);
         rc = err.code == KERR_INVALID ? CMD_USAGE : CMD_FAILED;
         goto out;

@@ -179,8 +179,7 @@ static int new_segment(spool *s, kerr *err)
     spool_seg_path(s, s->next_seq, path, sizeof path);
     if (spool_segs_reserve(s, 1) != 0)
         return kerr_set(err, KERR_NOMEM, "spool: out of memory");
-    int fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
-                    0600);
+    int fd = spool_create_at(s->dirfd, name, O_WRONLY | O_EXCL | O_APPEND);
     if (fd < 0)
         return kerr_set(err, KERR_IO, "spool: creating %s: %s", path, strerror(errno));
     if (fsync(s->dirfd) != 0) {

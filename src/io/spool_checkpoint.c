@@ -25,7 +25,7 @@ static int checkpoint_write(spool *s, uint64_t seq, int64_t off, kerr *err)
 {
     char line[64];
     int n = snprintf(line, sizeof line, "%016" PRIx64 " %" PRId64 "\n", seq, off);
-    int fd = openat(s->dirfd, "checkpoint.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = spool_create_at(s->dirfd, "checkpoint.tmp", O_WRONLY | O_TRUNC);
     if (fd < 0)
         return kerr_set(err, KERR_IO, "spool: creating %s/checkpoint.tmp: %s", s->dir,
                         strerror(errno));

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ static int dead_reason_name(const char *rec, char *out, size_t cap)
 static int write_file_at(int dirfd, const char *dir, const char *file, const void *data, size_t len,
                          kerr *err)
 {
-    int fd = openat(dirfd, file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = spool_create_at(dirfd, file, O_WRONLY | O_TRUNC);
     if (fd < 0)
         return kerr_set(err, KERR_IO, "cannot create %s/%s: %s", dir, file, strerror(errno));
     int rc = 0;
@@ -136,6 +137,35 @@ static const char *split_path(const char *path, char *dir, size_t cap)
     }
     snprintf(dir, cap, "%.*s", slash == path ? 1 : (int)(slash - path), path);
     return slash + 1;
+}
+
+int spool_dead_locate(const char *spool_dir, const char *file, char *path, size_t cap, kerr *err)
+{
+    char given[4352], real_dir[PATH_MAX], real_file[PATH_MAX];
+    if (spool_dir == NULL || *spool_dir == '\0')
+        return kerr_set(err, KERR_INVALID, "no spool configured (spool_dir)");
+    if (strchr(file, '/') == NULL)
+        snprintf(given, sizeof given, "%s/%s", spool_dir, file);
+    else
+        snprintf(given, sizeof given, "%s", file);
+    if (realpath(spool_dir, real_dir) == NULL)
+        return kerr_set(err, KERR_INVALID, "spool_dir %s: %s", spool_dir, strerror(errno));
+    struct stat st, d;
+    if (lstat(given, &st) != 0)
+        return kerr_set(err, errno == ENOENT ? KERR_NOTFOUND : KERR_IO, "cannot stat %s: %s", given,
+                        strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return kerr_set(err, KERR_INVALID, "%s is not a regular file (a symlink?)", given);
+    char dir[4096];
+    const char *name = split_path(given, dir, sizeof dir);
+    if (realpath(dir, real_file) == NULL || strcmp(real_file, real_dir) != 0)
+        return kerr_set(err, KERR_INVALID, "%s is not in the spool directory %s", given, real_dir);
+    if (stat(real_dir, &d) != 0 || st.st_uid != d.st_uid)
+        return kerr_set(err, KERR_INVALID, "%s does not belong to the spool's owner (uid %u)",
+                        given, (unsigned)d.st_uid);
+    if ((size_t)snprintf(path, cap, "%s/%s", real_dir, name) >= cap)
+        return kerr_set(err, KERR_INVALID, "path too long");
+    return 0;
 }
 
 int spool_dead_read(const char *path, kbuf *payload, spool_dead *info, kerr *err)

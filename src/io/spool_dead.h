@@ -36,6 +36,13 @@ int spool_dead_list(const char *dir, spool_dead **out, size_t *n, kerr *err) KYC
  * payload (NULL: only *info), what is known of it into *info. KERR_INVALID for another file
  * name, KERR_NOTFOUND when it does not exist. */
 int spool_dead_read(const char *path, kbuf *payload, spool_dead *info, kerr *err) KYCD_MUST_CHECK;
+/* The dead letter `file` (a dead-*.rec name, or a path) of the spool in
+ * spool_dir, as a path in path[cap]: it must lie in that very directory
+ * (symlinks resolved), be a regular file and belong to the directory's
+ * owner, so that no file from elsewhere is stored without a token check
+ * and then deleted. KERR_INVALID with the reason otherwise. */
+int spool_dead_locate(const char *spool_dir, const char *file, char *path, size_t cap,
+                      kerr *err) KYCD_MUST_CHECK;
 /* Remove a dead letter (its .rec and .reason) once it has been replayed. */
 int spool_dead_remove(const char *path, kerr *err) KYCD_MUST_CHECK;
 

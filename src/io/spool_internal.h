@@ -74,6 +74,12 @@ bool spool_record_tail_is_corrupt(const unsigned char *map, size_t size, size_t 
 
 /* ---- segments and recovery (spool_segments.c) */
 
+/* openat(dirfd, name, flags | O_CREAT, 0600) for a file of the spool: the
+ * file belongs to the spool directory's owner even when root makes it (an
+ * operator's `kycd spool drain` as root must not leave a file the service
+ * cannot open). -1 with errno on failure. */
+int spool_create_at(int dirfd, const char *name, int flags);
+
 void spool_seg_name(char out[SEG_NAME_LEN + 1], uint64_t seq);
 /* "<dir>/<name>" of segment seq, for messages. */
 const char *spool_seg_path(const spool *s, uint64_t seq, char *buf, size_t n);

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,6 +232,40 @@ int spool_fsync_parent(const char *path, kerr *err)
     return rc;
 }
 
+int spool_create_at(int dirfd, const char *name, int flags)
+{
+    int fd = openat(dirfd, name, flags | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    struct stat d;
+    if (fd >= 0 && geteuid() == 0 && fstat(dirfd, &d) == 0 && d.st_uid != 0 &&
+        fchown(fd, d.st_uid, d.st_gid) != 0) {
+        int e = errno;
+        close(fd);
+        unlinkat(dirfd, name, 0);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* The spool is its owner's: another user (root aside, see spool_create_at)
+ * is told whom to run as, rather than failing on the first file. */
+static int check_owner(const spool *s, const struct stat *st, kerr *err)
+{
+    uid_t me = geteuid();
+    if (me == 0 || me == st->st_uid)
+        return 0;
+    struct passwd *pw = getpwuid(st->st_uid);
+    char who[64];
+    if (pw != NULL)
+        snprintf(who, sizeof who, "%s", pw->pw_name);
+    else
+        snprintf(who, sizeof who, "#%u", (unsigned)st->st_uid);
+    return kerr_set(err, KERR_STATE,
+                    "spool: %s belongs to user %s, and this command runs as uid %u: run it as "
+                    "that user (sudo -u %s kycd ...) or as root",
+                    s->dir, who, (unsigned)me, who);
+}
+
 int spool_open_dir(spool *s, kerr *err)
 {
     bool created = false;
@@ -243,6 +278,9 @@ int spool_open_dir(spool *s, kerr *err)
         return kerr_set(err, KERR_IO, "spool: stat %s: %s", s->dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return kerr_set(err, KERR_INVALID, "spool: %s is not a directory", s->dir);
+    int orc = check_owner(s, &st, err);
+    if (orc != 0)
+        return orc;
     s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dirfd < 0)
         return kerr_set(err, KERR_IO, "spool: opening directory %s: %s", s->dir, strerror(errno));
@@ -251,7 +289,7 @@ int spool_open_dir(spool *s, kerr *err)
         if (rc != 0)
             return rc;
     }
-    s->lockfd = openat(s->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    s->lockfd = spool_create_at(s->dirfd, "lock", O_RDWR);
     if (s->lockfd < 0)
         return kerr_set(err, KERR_IO, "spool: opening %s/lock: %s", s->dir, strerror(errno));
     if (flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {

@@ -76,6 +76,31 @@ assert_eq 1 "$([ -f "$DEAD" ] && echo 1 || echo 0)" "the dead letter is still th
 assert_eq 0 "$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id = 'refused-1'")" \
   "nothing of it stored"
 
+e2e_section "kycd spool replay takes only the spool's own dead letters"
+# A copy elsewhere, and a symlink in the spool to it: stored without a
+# token check and then deleted, either would let anyone inject a delivery.
+mkdir -p "$E2E_TMP/elsewhere"
+cp "$DEAD" "$E2E_TMP/elsewhere/$NAME"
+e2e_kycd_cmd KYCD_SPOOL_DIR="$SPOOL" -- spool replay "$E2E_TMP/elsewhere/$NAME"
+assert_eq 2 "$E2E_RC" "a dead letter outside the spool directory: refused (exit 2)"
+assert_contains "$(cat "$E2E_OUT")" "is not in the spool directory" "... saying why"
+assert_eq 1 "$([ -f "$E2E_TMP/elsewhere/$NAME" ] && echo 1 || echo 0)" "... and the file is left alone"
+ln -s "$E2E_TMP/elsewhere/$NAME" "$SPOOL/dead-0000symlink.rec"
+e2e_kycd_cmd KYCD_SPOOL_DIR="$SPOOL" -- spool replay dead-0000symlink.rec
+assert_eq 2 "$E2E_RC" "a symlink in the spool directory: refused (exit 2)"
+assert_contains "$(cat "$E2E_OUT")" "not a regular file" "... saying why"
+rm -f "$SPOOL/dead-0000symlink.rec"
+if [ "$(id -u)" = 0 ]; then
+  cp "$DEAD" "$SPOOL/dead-0000foreign.rec"
+  chown nobody "$SPOOL/dead-0000foreign.rec"
+  e2e_kycd_cmd KYCD_SPOOL_DIR="$SPOOL" -- spool replay dead-0000foreign.rec
+  assert_eq 2 "$E2E_RC" "a dead letter owned by another user: refused (exit 2)"
+  assert_contains "$(cat "$E2E_OUT")" "does not belong to the spool's owner" "... saying why"
+  rm -f "$SPOOL/dead-0000foreign.rec"
+fi
+assert_eq 0 "$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id = 'refused-1'")" \
+  "none of them was stored"
+
 e2e_section "kycd spool replay after the fix"
 sql "DROP TRIGGER refuse_test_users ON kyc.webhook_events" >/dev/null
 e2e_kycd_cmd KYCD_SPOOL_DIR="$SPOOL" -- spool replay "$DEAD"
@@ -104,3 +129,27 @@ assert_eq 2 "$E2E_RC" "replay without FILE: usage error"
 e2e_kycd_cmd KYCD_SPOOL_DIR="$SPOOL" -- spool dead-letters
 assert_contains "$(cat "$E2E_OUT")" "dead letters in $SPOOL: 0" "no dead letter left"
 e2e_stop_kycd
+
+e2e_section "the operator's spool commands keep the spool the service's"
+# The service runs as its own user; on-call runs `kycd spool status` or
+# `drain` as root (the runbook says to): the files root makes must stay the
+# service's, or kycd refuses its own spool at the next start. Another
+# (non-root) user is told whom to run as.
+if [ "$(id -u)" = 0 ]; then
+  own=$E2E_TMP/owned-spool
+  mkdir -p "$own"
+  chown nobody:nogroup "$own"
+  chmod 700 "$own"
+  for cmd in status drain; do
+    e2e_kycd_cmd KYCD_SPOOL_DIR="$own" -- spool $cmd
+    assert_eq 0 "$E2E_RC" "kycd spool $cmd as root on nobody's spool: exit 0"
+  done
+  assert_ne 0 "$(find "$own" | wc -l)" "the commands made files there"
+  assert_eq "" "$(find "$own" -mindepth 1 ! -user nobody -printf '%p %u\n')" \
+    "every file in it still belongs to nobody, the spool's owner"
+  out=$(env -i PATH=/usr/bin:/bin KYCD_SPOOL_DIR="$own" KYCD_DATABASE_URL="$E2E_DB_URL" \
+          setpriv --reuid=daemon --regid=daemon --clear-groups "$TEST_KYCD_BIN" spool status 2>&1) && rc=0 || rc=$?
+  assert_ne 0 "$rc" "kycd spool status as another user (daemon): fails"
+  assert_contains "$out" "belongs to user nobody" "... naming the spool's owner"
+  assert_contains "$out" "sudo -u nobody" "... and how to run it"
+fi
