@@ -15,6 +15,22 @@
 #include "base/log.h"
 #include "core/token.h"
 
+/* Reserve a slot of the global rate: one call every 1000/rate ms
+ * (fractional: rates above 1000/s space calls by less than a millisecond).
+ * -1 after waiting towards the next slot (the caller looks again: a stop or
+ * a pause may have come meanwhile). Called with r->mu held. */
+static int reserve_slot(reconciler *r)
+{
+    double fnow = clock_now_ms();
+    double slot = r->next_slot_ms > fnow ? r->next_slot_ms : fnow;
+    if (slot - fnow >= 1.0) {
+        reconciler_wait_until(r, (int64_t)slot);
+        return -1;
+    }
+    r->next_slot_ms = slot + 1000.0 / r->o.rate;
+    return 0;
+}
+
 /* Wait until not_before (monotonic ms), any pause, and a slot of the
  * global rate, and reserve the slot. -1 when stopping. Called with r->mu
  * held. */
@@ -32,13 +48,8 @@ static int wait_slot(reconciler *r, int64_t not_before)
             reconciler_wait_until(r, r->paused_until_ms);
             continue;
         }
-        double fnow = clock_now_ms();
-        double slot = r->next_slot_ms > fnow ? r->next_slot_ms : fnow;
-        if (slot - fnow >= 1.0) {
-            reconciler_wait_until(r, (int64_t)slot);
+        if (reserve_slot(r) != 0)
             continue;
-        }
-        r->next_slot_ms = slot + 1000.0 / r->o.rate;
         return 0;
     }
 }
@@ -67,14 +78,8 @@ static int take(reconciler *r, db_claim *item)
             pthread_cond_wait(&r->cv, &r->mu);
             continue;
         }
-        /* Reserve a slot of the global rate: one call every 1000/rate ms. */
-        double fnow = clock_now_ms();
-        double slot = r->next_slot_ms > fnow ? r->next_slot_ms : fnow;
-        if (slot - fnow >= 1.0) {
-            reconciler_wait_until(r, (int64_t)slot);
+        if (reserve_slot(r) != 0)
             continue;
-        }
-        r->next_slot_ms = slot + 1000.0 / r->o.rate;
         *item = r->queue[r->qhead];
         r->qhead = (r->qhead + 1) % QUEUE_MAX;
         r->qlen--;
