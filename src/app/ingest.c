@@ -1,9 +1,9 @@
 /* Durable ingest: database first, the local spool when the database fails,
- * a drainer that replays the spool (see ingest.h). The database is reached
- * through an ingest_store (app/store.h: the real one, or a unit test's
- * fake). Must never report success before the store's ingest returned 0
- * (db_ingest: COMMIT acknowledged) or spool_append returned 0 (fdatasync
- * done). */
+ * a drainer that replays the spool (see ingest.h; group commit is in
+ * app/ingest_commit.c). The database is reached through an ingest_store
+ * (app/store.h: the real one, or a unit test's fake). Must never report
+ * success before the store's ingest returned 0 (db_ingest: COMMIT
+ * acknowledged) or spool_append returned 0 (fdatasync done). */
 #include "app/ingest.h"
 
 #include <errno.h>
@@ -15,41 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/ingest_internal.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "core/payload.h"
 #include "io/spool_dead.h"
-
-typedef struct committer committer;
-
-struct ingest {
-    ingest_store store;
-    store_db *own; /* the default store, when the options named none */
-    db_ingest_opts policy;
-    spool *sp;
-    int64_t record_max;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* wakes the drainer: append, stop */
-    int stopping;
-    pthread_t drainer;
-    int drainer_started;
-    ingest_stats st;
-    committer *com; /* group commit: ncom committers, each with its users */
-    int ncom;
-    int batch_max;
-    int64_t batch_wait_us;
-    /* The background readiness probe (probe_ms > 0): its last answer,
-     * under mu; /readyz reads it and never touches the database itself. */
-    int64_t probe_ms;
-    pthread_cond_t
-        probe_cv; /* wakes the prober at stop (not in->cv: an append's signal is the drainer's) */
-    pthread_t prober;
-    int prober_started;
-    int probe_rc;                             /* 0: the database answered the last probe */
-    char probe_err[sizeof(((kerr *)0)->msg)]; /* why not */
-    int64_t probe_at_ms;                      /* when (monotonic) */
-};
 
 /* A write found the database away (call with in->mu held): readiness
  * learns it now rather than at the probe's next ping, which alone could
@@ -78,7 +49,7 @@ static void count(ingest *in, long long *field, int database_up)
 
 /* One attempt at the database, with one retry on a fresh connection when
  * the pooled one died under us (server restart, network cut). */
-static int to_database(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
+int ingest_to_database(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
 {
     int rc = KERR_DB;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -91,7 +62,7 @@ static int to_database(ingest *in, const kyc_delivery *d, db_ingest_result *res,
 }
 
 /* A batch at the database (one transaction), with the same one retry. */
-static int batch_to_database(ingest *in, const kyc_delivery *const *d, int n, db_ingest_result *res,
+int ingest_batch_to_database(ingest *in, const kyc_delivery *const *d, int n, db_ingest_result *res,
                              kerr *err)
 {
     int rc = KERR_DB;
@@ -102,154 +73,6 @@ static int batch_to_database(ingest *in, const kyc_delivery *const *d, int n, db
             break;
     }
     return rc;
-}
-
-/* ---- group commit: request threads queue deliveries to a committer (the
- * one their user hashes to, so that one user's deliveries keep their
- * order and batches never wait on each other's row locks), which writes
- * whatever is waiting in one transaction and wakes each request thread
- * only after COMMIT (see to_committer). */
-
-typedef struct pending {
-    const kyc_delivery *d;
-    db_ingest_result *res;
-    kerr err;
-    int rc;
-    int done;
-    pthread_cond_t cv; /* done */
-    struct pending *next;
-} pending;
-
-struct committer {
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* a delivery was queued (for a committer waiting for batch-mates) */
-    pending *head, *tail;
-    int depth;
-    int busy;                /* a request thread is committing a batch */
-    pending **batch;         /* batch_max; the busy thread's */
-    const kyc_delivery **ds; /* batch_max */
-    db_ingest_result *rs;    /* batch_max */
-};
-
-static unsigned route(const ingest *in, const char *user)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)user; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h % (unsigned)in->ncom;
-}
-
-/* Store a batch: in one transaction when it can; a failed database fails
- * every delivery (each goes to the spool); a delivery refused for good
- * fails the transaction, so then each is stored on its own and only the
- * refused one fails. */
-static void commit_batch(ingest *in, committer *c, int n)
-{
-    pending **b = c->batch;
-    if (n == 1 || in->store.ingest_batch == NULL) {
-        for (int i = 0; i < n; i++)
-            b[i]->rc = to_database(in, b[i]->d, b[i]->res, &b[i]->err);
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        c->ds[i] = b[i]->d;
-    kerr err;
-    kerr_clear(&err);
-    int rc = batch_to_database(in, c->ds, n, c->rs, &err);
-    for (int i = 0; i < n; i++) {
-        if (rc == 0) {
-            *b[i]->res = c->rs[i];
-            b[i]->rc = 0;
-        } else if (rc == KERR_DB || rc == KERR_TIMEOUT) {
-            b[i]->rc = rc;
-            b[i]->err = err;
-        } else {
-            b[i]->rc = to_database(in, b[i]->d, b[i]->res, &b[i]->err);
-        }
-    }
-}
-
-static struct timespec deadline_us(int64_t us)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(us / 1000000);
-    ts.tv_nsec += (long)(us % 1000000) * 1000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    return ts;
-}
-
-/* Take up to batch_max queued deliveries (oldest first). With mu held. */
-static int take_batch(ingest *in, committer *c)
-{
-    if (in->batch_wait_us > 0 && c->depth < in->batch_max) {
-        /* A short wait for batch-mates: latency for throughput. */
-        struct timespec until = deadline_us(in->batch_wait_us);
-        while (c->depth < in->batch_max && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
-            ;
-    }
-    int n = 0;
-    while (c->head && n < in->batch_max) {
-        c->batch[n++] = c->head;
-        c->head = c->head->next;
-        c->depth--;
-    }
-    if (c->head == NULL)
-        c->tail = NULL;
-    return n;
-}
-
-/* Queue the delivery to its committer and wait until it is committed (or
- * failed). The committer is a role, not a thread: a request thread that
- * finds it idle takes it, writes whatever is queued (its own delivery
- * among them) in one transaction, wakes the others of that batch, and
- * hands the role to the oldest still waiting. So a delivery that arrives
- * at an idle committer costs no thread switch before its COMMIT. */
-static int to_committer(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
-{
-    committer *c = &in->com[route(in, d->external_user_id)];
-    pending p;
-    memset(&p, 0, sizeof p);
-    p.d = d;
-    p.res = res;
-    if (pthread_cond_init(&p.cv, NULL) != 0)
-        return to_database(in, d, res, err);
-    pthread_mutex_lock(&c->mu);
-    if (c->tail)
-        c->tail->next = &p;
-    else
-        c->head = &p;
-    c->tail = &p;
-    c->depth++;
-    pthread_cond_signal(&c->cv); /* a committer waiting for batch-mates */
-    while (!p.done) {
-        if (c->busy) {
-            pthread_cond_wait(&p.cv, &c->mu);
-            continue;
-        }
-        c->busy = 1;
-        int n = take_batch(in, c);
-        pthread_mutex_unlock(&c->mu);
-        commit_batch(in, c, n);
-        pthread_mutex_lock(&c->mu);
-        for (int i = 0; i < n; i++) {
-            /* Each waiter owns its pending (on its stack): not touched after. */
-            c->batch[i]->done = 1;
-            if (c->batch[i] != &p)
-                pthread_cond_signal(&c->batch[i]->cv);
-        }
-        c->busy = 0;
-        if (c->head) /* the next committer: the oldest waiting */
-            pthread_cond_signal(&c->head->cv);
-    }
-    pthread_mutex_unlock(&c->mu);
-    pthread_cond_destroy(&p.cv);
-    if (p.rc != 0 && err)
-        *err = p.err;
-    return p.rc;
 }
 
 static int to_spool(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
@@ -287,7 +110,8 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
         if (ss.records > 0) /* keep the order: behind what is already spooled */
             return to_spool(in, d, res, err);
     }
-    int rc = in->ncom > 0 ? to_committer(in, d, res, err) : to_database(in, d, res, err);
+    int rc =
+        in->ncom > 0 ? ingest_to_committer(in, d, res, err) : ingest_to_database(in, d, res, err);
     if (rc == 0) {
         count(in, &in->st.stored, 1);
         return 0;
@@ -339,7 +163,7 @@ static int replay_one(ingest *in, kbuf *buf, kerr *err)
                                     err);
     if (rc == 0) {
         db_ingest_result res;
-        rc = to_database(in, &d, &res, err);
+        rc = ingest_to_database(in, &d, &res, err);
         if (rc == KERR_DB || rc == KERR_TIMEOUT) {
             pthread_mutex_lock(&in->mu);
             saw_database_down(in, err);
@@ -419,7 +243,7 @@ static int replay_batch(ingest *in, replayer *r, kbuf *one, int *n, kerr *err)
             r->good[m++] = d;
     }
     if (m > 0) {
-        rc = batch_to_database(in, r->good, m, r->res, err);
+        rc = ingest_batch_to_database(in, r->good, m, r->res, err);
         if (rc == KERR_DB || rc == KERR_TIMEOUT) {
             pthread_mutex_lock(&in->mu);
             saw_database_down(in, err);
@@ -561,42 +385,6 @@ int ingest_database_up(ingest *in, char *why, size_t cap)
     return up;
 }
 
-static int start_committers(ingest *in, int n)
-{
-    in->com = calloc((size_t)n, sizeof *in->com);
-    if (in->com == NULL)
-        return KERR_NOMEM;
-    for (int i = 0; i < n; i++) {
-        committer *c = &in->com[i];
-        if (clock_cond_init(&c->cv) != 0) /* monotonic: take_batch's deadline */
-            return KERR_NOMEM;
-        pthread_mutex_init(&c->mu, NULL);
-        in->ncom = i + 1; /* ingest_free cleans up to here */
-        c->batch = calloc((size_t)in->batch_max, sizeof *c->batch);
-        c->ds = calloc((size_t)in->batch_max, sizeof *c->ds);
-        c->rs = calloc((size_t)in->batch_max, sizeof *c->rs);
-        if (c->batch == NULL || c->ds == NULL || c->rs == NULL)
-            return KERR_NOMEM;
-    }
-    return 0;
-}
-
-/* After the last ingest_submit returned (the server has stopped). */
-static void free_committers(ingest *in)
-{
-    for (int i = 0; i < in->ncom; i++) {
-        committer *c = &in->com[i];
-        pthread_mutex_destroy(&c->mu);
-        pthread_cond_destroy(&c->cv);
-        free(c->batch);
-        free(c->ds);
-        free(c->rs);
-    }
-    free(in->com);
-    in->com = NULL;
-    in->ncom = 0;
-}
-
 int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
 {
     ingest *in = calloc(1, sizeof *in);
@@ -624,7 +412,7 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
     }
     in->batch_max = o->batch_max > 1 ? o->batch_max : 1;
     in->batch_wait_us = o->batch_wait_us;
-    if (o->committers > 0 && (rc0 = start_committers(in, o->committers)) != 0) {
+    if (o->committers > 0 && (rc0 = ingest_committers_start(in, o->committers)) != 0) {
         ingest_free(in);
         return kerr_set(err, rc0, "out of memory for the committers");
     }
@@ -665,7 +453,7 @@ void ingest_free(ingest *in)
         pthread_join(in->drainer, NULL);
     if (in->prober_started)
         pthread_join(in->prober, NULL);
-    free_committers(in);
+    ingest_committers_free(in);
     store_db_free(in->own);
     pthread_mutex_destroy(&in->mu);
     pthread_cond_destroy(&in->cv);

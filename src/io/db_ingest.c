@@ -12,7 +12,8 @@
  * batch of one and runs the same statements. Each element finds its rows
  * through a LATERAL subquery that cannot be flattened (FOR UPDATE, OFFSET
  * 0): index lookups per element, in array order, never a join of the
- * whole table (see SQL_PLANS). The row lock is io/db.c's DB_LOCK_USERS. */
+ * whole table (see SQL_PLANS). The statements' texts are in
+ * io/db_ingest_sql.c; the row lock is io/db.c's DB_LOCK_USERS. */
 #include "io/db_ingest.h"
 
 #include <stdio.h>
@@ -22,158 +23,17 @@
 
 #include "base/buf.h"
 #include "core/policy.h"
-#include "io/db_internal.h"
+#include "io/db_ingest_internal.h"
 
-/* The KYC users' rows, created by their first delivery (then locked by
- * DB_LOCK_USERS, io/db.c). $1 users (NULL for deliveries of the other
- * kinds). */
-static const char SQL_ENSURE[] =
-    "INSERT INTO kyc.verifications (external_user_id, source) "
-    "SELECT u, 'webhook' FROM unnest($1::text[]) AS u WHERE u IS NOT NULL "
-    "ON CONFLICT (external_user_id) DO NOTHING";
-
-/* Other kinds have no state row to lock: serialize per (kind, user), in
- * the order given (sorted by the caller). $1 users, $2 kinds (NULL: KYC). */
-static const char SQL_OTHER_LOCK[] =
-    "SELECT pg_advisory_xact_lock(hashtextextended(i.kind || ':' || i.u, 0)) "
-    "FROM unnest($1::text[], $2::text[]) AS i(u, kind) WHERE i.kind IS NOT NULL";
-
-/* For each delivery, the earliest identical one within the dedup window,
- * and the user's current POA status. It must be its own statement, run
- * after the locks are held: under READ COMMITTED each statement sees what
- * was committed when it started, so only a statement that starts after
- * the lock sees the delivery that held it. Each delivery's window ends at
- * now() (the transaction's start) unless it was received earlier (spool
- * replays). The same bound for the whole round, from its oldest receipt
- * ($6), is a parameter rather than a column: PostgreSQL prunes the
- * partitions of kyc.webhook_events wholly before it when the statement
- * starts, instead of opening every partition's index (years of them) for
- * every delivery. The identical deliveries are found first (OFFSET 0: by
- * webhook_events_dedup_idx, a few rows), then the earliest taken: "ORDER
- * BY id LIMIT 1" let the generic plan walk the primary key from the
- * oldest event looking for a match, which for a user with none (every
- * new delivery) read the whole window, 2 ms and 4,400 buffers a lookup.
- * $1 users, $2 body sha256 hex, $3 kinds, $4 received at (NULL: now), $5
- * the window in ms, $6 the oldest of $4 (NULL: now). */
-static const char SQL_PRIOR[] =
-    "SELECT i.ord, "
-    "  (SELECT min(d.id) FROM (SELECT e.id FROM kyc.webhook_events e "
-    "     WHERE e.external_user_id = i.u AND e.body_sha256 = decode(i.sha, 'hex') "
-    "     AND e.kind = i.kind AND e.received_at > coalesce($6::timestamptz, now()) "
-    "       - make_interval(secs => $5::float8 / 1000) "
-    "     AND e.received_at > coalesce(i.at, now()) - make_interval(secs => $5::float8 / 1000) "
-    "     OFFSET 0) d), "
-    "  coalesce((SELECT p.status FROM kyc.poa_statuses p WHERE p.external_user_id = i.u), '') "
-    "FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) "
-    "  WITH ORDINALITY AS i(u, sha, kind, at, ord)";
-
-/* Deliveries replayed from the spool may already be stored (the drainer
- * crashed between COMMIT and its checkpoint): request ids are unique.
- * $1 request ids (NULL: not a replay). */
-static const char SQL_REPLAYED[] = "SELECT i.ord, e.id, e.repeat_of "
-                                   "FROM unnest($1::text[]) WITH ORDINALITY AS i(rid, ord) "
-                                   "JOIN kyc.webhook_events e ON e.request_id = i.rid";
-
-/* Every write of a round in one statement. Per delivery: $1 user, $2 kind,
- * $3 body, $4 sha256 hex, $5 remote addr, $6 request id, $7 repeat_of,
- * $8 outcome, $9 reason, $10 unknown fields (a text[] literal), $11
- * received at (NULL: now), $12 what core decided (W_*: apply the KYC
- * state, hold it and owe a check, leave it unchanged, apply a POA status,
- * only record the event; NULL: nothing to write), $13..$15 the new state
- * (verification, attempt, rejection reason; $13 the status for poa).
- * Within a round (user, kind) is unique: each delivery's event is found
- * again by it. A KYC row created by this very delivery takes the
- * delivery's time as its first sight, so that first_seen_at, received_at
- * and changed_at agree. Returns (ordinal, event id) per delivery. */
-static const char SQL_WRITE[] =
-    "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-    "    $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], "
-    "    $11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[]) "
-    "  WITH ORDINALITY AS i(u, kind, body, sha, addr, rid, rep, outcome, reason, unknown, at, "
-    "    act, vs, ast, rr, ord) WHERE act IS NOT NULL), "
-    "ev AS (INSERT INTO kyc.webhook_events (received_at, kind, external_user_id, body, "
-    "    body_sha256, remote_addr, request_id, repeat_of, outcome, outcome_reason, "
-    "    unknown_fields) "
-    "  SELECT coalesce(i.at, clock_timestamp()), i.kind, i.u, i.body::jsonb, decode(i.sha, 'hex'), "
-    "    i.addr::inet, i.rid, i.rep, i.outcome, i.reason, i.unknown::text[] FROM i ORDER BY i.ord "
-    "  RETURNING id, received_at, external_user_id, kind), "
-    "x AS (SELECT i.*, ev.id, ev.received_at FROM i "
-    "  JOIN ev ON ev.external_user_id = i.u AND ev.kind = i.kind), "
-    "old AS (SELECT i.u, o.* FROM i CROSS JOIN LATERAL (SELECT v.verification_status, "
-    "    v.attempt_status, v.rejection_reason FROM kyc.verifications v "
-    "    WHERE v.external_user_id = i.u OFFSET 0) o WHERE i.act = 'apply'), "
-    "up AS (UPDATE kyc.verifications v SET "
-    "    verification_status = CASE WHEN x.act = 'apply' THEN x.vs "
-    "      ELSE v.verification_status END, "
-    "    attempt_status = CASE WHEN x.act = 'apply' THEN x.ast ELSE v.attempt_status END, "
-    "    rejection_reason = CASE WHEN x.act = 'apply' THEN nullif(x.rr, '') "
-    "      ELSE v.rejection_reason END, "
-    "    source = CASE WHEN x.act = 'apply' THEN 'webhook' ELSE v.source END, "
-    "    updated_at = CASE WHEN x.act = 'apply' THEN x.received_at ELSE v.updated_at END, "
-    "    last_event_id = CASE WHEN x.act = 'apply' THEN x.id ELSE v.last_event_id END, "
-    "    needs_check_reason = CASE WHEN x.act = 'hold' THEN x.reason "
-    "      ELSE v.needs_check_reason END, "
-    "    next_check_at = CASE WHEN x.act = 'hold' THEN x.received_at ELSE v.next_check_at END, "
-    "    first_seen_at = CASE WHEN x.act IN ('apply', 'hold') AND v.last_webhook_at IS NULL "
-    "      AND v.source = 'webhook' AND v.verification_status IS NULL THEN x.received_at "
-    "      ELSE v.first_seen_at END, "
-    "    last_webhook_at = x.received_at "
-    "  FROM x WHERE v.external_user_id = x.u AND x.act IN ('apply', 'hold', 'unchanged')), "
-    "ch AS (INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason, "
-    "    old_verification_status, new_verification_status, old_attempt_status, "
-    "    new_attempt_status, old_rejection_reason, new_rejection_reason, event_id) "
-    "  SELECT x.u, x.received_at, 'webhook', x.reason, old.verification_status, x.vs, "
-    "    old.attempt_status, x.ast, old.rejection_reason, nullif(x.rr, ''), x.id "
-    "  FROM x JOIN old ON old.u = x.u WHERE x.act = 'apply'), "
-    "poa AS (INSERT INTO kyc.poa_statuses (external_user_id, status, updated_at, last_event_id) "
-    "  SELECT x.u, x.vs, x.received_at, x.id FROM x WHERE x.act = 'poa' "
-    "  ON CONFLICT (external_user_id) DO UPDATE SET status = EXCLUDED.status, "
-    "    updated_at = EXCLUDED.updated_at, last_event_id = EXCLUDED.last_event_id) "
-    "SELECT ord, id FROM x";
-
-/* The plans of the statements above, set for the batch's transaction
- * only (the pooled session is left as it was):
- * - generic plans: a custom plan sees each array's length and estimates
- *   better than the generic plan's guess of 10 elements, so PostgreSQL's
- *   plan cache judged the generic plan dearer and planned every execution
- *   anew; planning SQL_WRITE (six CTEs over partitioned tables) cost more
- *   than running it (the database's CPU per delivery: 808-863 µs, against
- *   456-461 µs on generic plans, at 8 connections).
- * - no sequential scans: every lookup here is by index, whatever the
- *   statistics say. Without them (a new monthly partition, a table not yet
- *   analyzed) the lookup of 64 request ids became a scan of each
- *   partition, 11-36 ms a batch against about 0.5 ms. */
-static const char SQL_PLANS[] = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), "
-                                "set_config('enable_seqscan', 'off', true)";
-
-/* The write's $12: what core decided. */
+/* SQL_WRITE's $12 (io/db_ingest_sql.c): what core decided. */
 static const char W_APPLY[] = "apply", W_HOLD[] = "hold", W_UNCHANGED[] = "unchanged",
                   W_POA[] = "poa", W_EVENT[] = "event";
 
-/* The ingest statements, prepared once per session. */
-enum stmt {
-    ST_BEGIN,
-    ST_PLANS,
-    ST_ENSURE,
-    ST_OTHER_LOCK,
-    ST_PRIOR,
-    ST_REPLAYED,
-    ST_WRITE,
-    ST_COMMIT,
-    ST_COUNT
-};
-
-/* BEGIN and COMMIT too: a batch parses nothing. */
-static const db_stmt STMTS[ST_COUNT] = {
-    [ST_BEGIN] = {"kycd_begin", "BEGIN", 0},
-    [ST_PLANS] = {"kycd_plans", SQL_PLANS, 0},
-    [ST_ENSURE] = {"kycd_ensure", SQL_ENSURE, 1},
-    [ST_OTHER_LOCK] = {"kycd_other_lock", SQL_OTHER_LOCK, 2},
-    [ST_PRIOR] = {"kycd_prior", SQL_PRIOR, 6},
-    [ST_REPLAYED] = {"kycd_replayed", SQL_REPLAYED, 1},
-    [ST_WRITE] = {"kycd_write", SQL_WRITE, 15},
-    [ST_COMMIT] = {"kycd_commit", "COMMIT", 0},
-};
+/* One of the ingest statements (io/db_ingest_sql.c). */
+static const db_stmt *stmt(enum db_ingest_stmt s)
+{
+    return &DB_INGEST_STMTS[s];
+}
 
 /* The most array parameters of one statement (SQL_WRITE's). */
 enum { NCOLS = 15 };
@@ -399,21 +259,21 @@ static int send_reads(batch *b, kerr *err)
     }
     if (replays) {
         static const column_fn c[] = {c_replay};
-        if ((rc = send_set(b, X_REPLAYED, &STMTS[ST_REPLAYED], c, 1, NULL, 0, err)) != 0)
+        if ((rc = send_set(b, X_REPLAYED, stmt(DB_INGEST_REPLAYED), c, 1, NULL, 0, err)) != 0)
             return rc;
     }
     if (kyc) {
         /* Later rounds only hold users of round 0: their rows exist. */
         static const column_fn ce[] = {c_user_kyc}, cl[] = {c_user_kyc, c_received};
         if (b->order[b->at]->round == 0 &&
-            (rc = send_set(b, X_ENSURE, &STMTS[ST_ENSURE], ce, 1, NULL, 0, err)) != 0)
+            (rc = send_set(b, X_ENSURE, stmt(DB_INGEST_ENSURE), ce, 1, NULL, 0, err)) != 0)
             return rc;
         if ((rc = send_set(b, X_LOCK, &DB_LOCK_USERS, cl, 2, NULL, 0, err)) != 0)
             return rc;
     }
     if (other) {
         static const column_fn c[] = {c_user, c_kind_other};
-        if ((rc = send_set(b, X_OTHER_LOCK, &STMTS[ST_OTHER_LOCK], c, 2, NULL, 0, err)) != 0)
+        if ((rc = send_set(b, X_OTHER_LOCK, stmt(DB_INGEST_OTHER_LOCK), c, 2, NULL, 0, err)) != 0)
             return rc;
     }
     /* The round's oldest receipt (replays), NULL when all are live. */
@@ -425,7 +285,7 @@ static int send_reads(batch *b, kerr *err)
     }
     static const column_fn c[] = {c_user, c_sha, c_kind, c_received};
     const char *scalars[] = {b->window, oldest ? oldest->received_p : NULL};
-    return send_set(b, X_PRIOR, &STMTS[ST_PRIOR], c, 4, scalars, 2, err);
+    return send_set(b, X_PRIOR, stmt(DB_INGEST_PRIOR), c, 4, scalars, 2, err);
 }
 
 /* Ask core what the delivery means, given what the reads found. */
@@ -486,7 +346,7 @@ static int send_writes(batch *b, kerr *err)
         c_user,   c_kind,    c_body,     c_sha, c_addr,   c_request, c_repeat, c_outcome,
         c_reason, c_unknown, c_received, c_act, c_state0, c_state1,  c_state2,
     };
-    return send_set(b, X_WRITE, &STMTS[ST_WRITE], c, NCOLS, NULL, 0, err);
+    return send_set(b, X_WRITE, stmt(DB_INGEST_WRITE), c, NCOLS, NULL, 0, err);
 }
 
 /* The round's delivery a result row is for (its first column: the
@@ -495,6 +355,82 @@ static item *row_item(batch *b, const expectation *x, PGresult *r, int row)
 {
     long long ord = atoll(PQgetvalue(r, row, 0));
     return ord >= 1 && ord <= x->n ? b->order[x->at + ord - 1] : NULL;
+}
+
+/* The rows DB_LOCK_USERS locked and read. */
+static int take_locked(batch *b, const expectation *x, PGresult *r, kerr *err)
+{
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return db_fail(b->d, r, "locking user rows", err);
+    for (int i = 0; i < PQntuples(r); i++) {
+        item *it = row_item(b, x, r, i);
+        if (it == NULL || !is_kyc(it))
+            return kerr_set(err, KERR_DB, "locking user rows: unexpected row");
+        db_user_row_read(r, i, 1, &it->cur);
+        it->locked = 1;
+    }
+    /* The rows were created in this transaction: if one is gone, the
+     * database misbehaves (retryable), the data is not at fault. */
+    for (int j = x->at; j < x->at + x->n; j++)
+        if (is_kyc(b->order[j]) && !b->order[j]->locked)
+            return kerr_set(err, KERR_DB, "user row vanished while locked");
+    return 0;
+}
+
+/* The replayed deliveries found already stored. */
+static int take_replayed(batch *b, const expectation *x, PGresult *r, kerr *err)
+{
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return db_fail(b->d, r, "looking for replayed deliveries", err);
+    for (int i = 0; i < PQntuples(r); i++) {
+        item *it = row_item(b, x, r, i);
+        if (it == NULL)
+            return kerr_set(err, KERR_DB, "looking for replayed deliveries: unexpected row");
+        /* Stored before the crash that interrupted the replay. */
+        it->stored = 1;
+        it->res.event_id = atoll(PQgetvalue(r, i, 1));
+        it->res.repeat_of = PQgetisnull(r, i, 2) ? 0 : atoll(PQgetvalue(r, i, 2));
+        it->res.outcome = KYC_OUTCOME_UNCHANGED;
+        it->res.reason = KYC_R_ALREADY_STORED;
+    }
+    return 0;
+}
+
+/* Each delivery's earlier identical one and its user's POA status. */
+static int take_prior(batch *b, const expectation *x, PGresult *r, kerr *err)
+{
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != x->n)
+        return db_fail(b->d, r, "looking for repeats", err);
+    for (int i = 0; i < x->n; i++) {
+        item *it = row_item(b, x, r, i);
+        if (it == NULL || it->read)
+            return kerr_set(err, KERR_DB, "looking for repeats: unexpected row");
+        it->read = 1;
+        it->repeat_of = PQgetisnull(r, i, 1) ? 0 : atoll(PQgetvalue(r, i, 1));
+        snprintf(it->repeat_buf, sizeof it->repeat_buf, "%lld", it->repeat_of);
+        snprintf(it->poa, sizeof it->poa, "%s", PQgetvalue(r, i, 2));
+    }
+    return 0;
+}
+
+/* The event of each delivery written. */
+static int take_written(batch *b, const expectation *x, PGresult *r, kerr *err)
+{
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return db_fail(b->d, r, "storing deliveries", err);
+    int want = 0;
+    for (int j = x->at; j < x->at + x->n; j++)
+        want += !b->order[j]->stored;
+    if (PQntuples(r) != want)
+        return kerr_set(err, KERR_DB, "storing deliveries: %d events for %d", PQntuples(r), want);
+    for (int i = 0; i < want; i++) {
+        item *it = row_item(b, x, r, i);
+        if (it == NULL || it->stored || it->written)
+            return kerr_set(err, KERR_DB, "storing deliveries: unexpected row");
+        it->written = 1;
+        it->res.event_id = atoll(PQgetvalue(r, i, 1));
+    }
+    return 0;
 }
 
 /* Map one statement's result into its deliveries. */
@@ -517,67 +453,13 @@ static int take(batch *b, const expectation *x, PGresult *r, kerr *err)
             return db_fail(b->d, r, "locking user", err);
         return 0;
     case X_LOCK:
-        if (st != PGRES_TUPLES_OK)
-            return db_fail(b->d, r, "locking user rows", err);
-        for (int i = 0; i < PQntuples(r); i++) {
-            item *it = row_item(b, x, r, i);
-            if (it == NULL || !is_kyc(it))
-                return kerr_set(err, KERR_DB, "locking user rows: unexpected row");
-            db_user_row_read(r, i, 1, &it->cur);
-            it->locked = 1;
-        }
-        /* The rows were created in this transaction: if one is gone, the
-         * database misbehaves (retryable), the data is not at fault. */
-        for (int j = x->at; j < x->at + x->n; j++)
-            if (is_kyc(b->order[j]) && !b->order[j]->locked)
-                return kerr_set(err, KERR_DB, "user row vanished while locked");
-        return 0;
+        return take_locked(b, x, r, err);
     case X_REPLAYED:
-        if (st != PGRES_TUPLES_OK)
-            return db_fail(b->d, r, "looking for replayed deliveries", err);
-        for (int i = 0; i < PQntuples(r); i++) {
-            item *it = row_item(b, x, r, i);
-            if (it == NULL)
-                return kerr_set(err, KERR_DB, "looking for replayed deliveries: unexpected row");
-            /* Stored before the crash that interrupted the replay. */
-            it->stored = 1;
-            it->res.event_id = atoll(PQgetvalue(r, i, 1));
-            it->res.repeat_of = PQgetisnull(r, i, 2) ? 0 : atoll(PQgetvalue(r, i, 2));
-            it->res.outcome = KYC_OUTCOME_UNCHANGED;
-            it->res.reason = KYC_R_ALREADY_STORED;
-        }
-        return 0;
+        return take_replayed(b, x, r, err);
     case X_PRIOR:
-        if (st != PGRES_TUPLES_OK || PQntuples(r) != x->n)
-            return db_fail(b->d, r, "looking for repeats", err);
-        for (int i = 0; i < x->n; i++) {
-            item *it = row_item(b, x, r, i);
-            if (it == NULL || it->read)
-                return kerr_set(err, KERR_DB, "looking for repeats: unexpected row");
-            it->read = 1;
-            it->repeat_of = PQgetisnull(r, i, 1) ? 0 : atoll(PQgetvalue(r, i, 1));
-            snprintf(it->repeat_buf, sizeof it->repeat_buf, "%lld", it->repeat_of);
-            snprintf(it->poa, sizeof it->poa, "%s", PQgetvalue(r, i, 2));
-        }
-        return 0;
-    case X_WRITE: {
-        if (st != PGRES_TUPLES_OK)
-            return db_fail(b->d, r, "storing deliveries", err);
-        int want = 0;
-        for (int j = x->at; j < x->at + x->n; j++)
-            want += !b->order[j]->stored;
-        if (PQntuples(r) != want)
-            return kerr_set(err, KERR_DB, "storing deliveries: %d events for %d", PQntuples(r),
-                            want);
-        for (int i = 0; i < want; i++) {
-            item *it = row_item(b, x, r, i);
-            if (it == NULL || it->stored || it->written)
-                return kerr_set(err, KERR_DB, "storing deliveries: unexpected row");
-            it->written = 1;
-            it->res.event_id = atoll(PQgetvalue(r, i, 1));
-        }
-        return 0;
-    }
+        return take_prior(b, x, r, err);
+    case X_WRITE:
+        return take_written(b, x, r, err);
     }
     return kerr_set(err, KERR_STATE, "pipeline: unknown statement");
 }
@@ -648,8 +530,8 @@ static int batch_once(batch *b, kerr *err)
     if (PQenterPipelineMode(c) != 1)
         return db_fail(b->d, NULL, "entering pipeline mode", err);
     b->at = b->end = 0;
-    if ((rc = send_set(b, X_BEGIN, &STMTS[ST_BEGIN], NULL, 0, NULL, 0, err)) != 0 ||
-        (rc = send_set(b, X_BEGIN, &STMTS[ST_PLANS], NULL, 0, NULL, 0, err)) != 0)
+    if ((rc = send_set(b, X_BEGIN, stmt(DB_INGEST_BEGIN), NULL, 0, NULL, 0, err)) != 0 ||
+        (rc = send_set(b, X_BEGIN, stmt(DB_INGEST_PLANS), NULL, 0, NULL, 0, err)) != 0)
         goto out;
     /* Round r holds the r-th delivery of each lock, so that a delivery's
      * reads come after its predecessor's write (statements run in the
@@ -666,7 +548,7 @@ static int batch_once(batch *b, kerr *err)
             goto out;
         b->at = b->end;
     }
-    if ((rc = send_set(b, X_COMMIT, &STMTS[ST_COMMIT], NULL, 0, NULL, 0, err)) != 0)
+    if ((rc = send_set(b, X_COMMIT, stmt(DB_INGEST_COMMIT), NULL, 0, NULL, 0, err)) != 0)
         goto out;
     rc = sync_collect(b, err);
 out:
@@ -685,7 +567,7 @@ int db_ingest_batch(db *d, const kyc_delivery *const *dl, int n, const db_ingest
     if (n <= 0)
         return 0;
     int rc;
-    if ((rc = db_prepare_set(d, DB_SET_INGEST, STMTS, ST_COUNT, err)) != 0 ||
+    if ((rc = db_prepare_set(d, DB_SET_INGEST, DB_INGEST_STMTS, DB_INGEST_COUNT, err)) != 0 ||
         (rc = db_prepare_set(d, DB_SET_COMMON, &DB_LOCK_USERS, 1, err)) != 0)
         return rc;
     batch b = {.d = d, .o = o, .n = n, .cap = 5 * n + 3};

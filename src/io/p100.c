@@ -209,25 +209,20 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 
 /* ---- client */
 
-int p100_client_new(p100_client **out, const p100_opts *o, kerr *err)
+/* The options a client is made from, checked before anything is
+ * allocated; *path is o's status path or the default. */
+static int check_opts(const p100_opts *o, int *plain_http, const char **path, kerr *err)
 {
-    int rc, plain_http = 0;
-    p100_client *c = NULL;
-    char *key_header = NULL;
-    size_t key_header_len = 0;
-
-    if (out == NULL || o == NULL)
-        return kerr_set(err, KERR_INVALID, "p100 client: no options");
-    if ((rc = check_base_url(o->base_url, &plain_http, err)) != 0 ||
+    int rc;
+    if ((rc = check_base_url(o->base_url, plain_http, err)) != 0 ||
         (rc = check_api_key(o->api_key, err)) != 0)
         return rc;
-    const char *path =
-        o->status_path && *o->status_path ? o->status_path : P100_DEFAULT_STATUS_PATH;
-    if (path[0] != '/' || strstr(path, P100_ID_PLACEHOLDER) == NULL)
+    const char *p = o->status_path && *o->status_path ? o->status_path : P100_DEFAULT_STATUS_PATH;
+    if (p[0] != '/' || strstr(p, P100_ID_PLACEHOLDER) == NULL)
         return kerr_set(err, KERR_CONFIG,
                         "p100 status path must start with '/' and contain " P100_ID_PLACEHOLDER);
-    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
-        if (*p <= 0x20 || *p >= 0x7f || *p == '?' || *p == '#')
+    for (const unsigned char *q = (const unsigned char *)p; *q; q++)
+        if (*q <= 0x20 || *q >= 0x7f || *q == '?' || *q == '#')
             return kerr_set(err, KERR_CONFIG,
                             "p100 status path must be printable ASCII without spaces, '?' "
                             "or '#'");
@@ -235,76 +230,117 @@ int p100_client_new(p100_client **out, const p100_opts *o, kerr *err)
         return kerr_set(err, KERR_CONFIG, "p100 timeouts must not be negative");
     if (o->ca_file && *o->ca_file && access(o->ca_file, R_OK) != 0)
         return kerr_set(err, KERR_CONFIG, "p100 ca file %s cannot be read", o->ca_file);
-    if ((rc = global_ready(err)) != 0)
-        return rc;
+    *path = p;
+    return 0;
+}
 
-    int64_t timeout = o->timeout_ms > 0 ? o->timeout_ms : P100_DEFAULT_TIMEOUT_MS;
-    int64_t connect =
-        o->connect_timeout_ms > 0 ? o->connect_timeout_ms : P100_DEFAULT_CONNECT_TIMEOUT_MS;
-    if (connect > timeout)
-        connect = timeout;
-
-    c = calloc(1, sizeof *c);
-    if (c == NULL)
-        goto nomem;
-    c->base_url = dup_trimmed_url(o->base_url);
-    c->status_path = strdup(path);
-    if (c->base_url == NULL || c->status_path == NULL)
-        goto nomem;
-
-    key_header_len = strlen("x-api-key: ") + strlen(o->api_key) + 1;
-    key_header = malloc(key_header_len);
+/* The header lists of GET and POST calls, the API key in both. -1: out of
+ * memory (c frees what was made). */
+static int make_headers(p100_client *c, const char *api_key)
+{
+    int rc = -1;
+    size_t key_header_len = strlen("x-api-key: ") + strlen(api_key) + 1;
+    char *key_header = malloc(key_header_len);
     if (key_header == NULL)
-        goto nomem;
-    snprintf(key_header, key_header_len, "x-api-key: %s", o->api_key);
+        return -1;
+    snprintf(key_header, key_header_len, "x-api-key: %s", api_key);
     /* curl copies each line; ours is wiped below. */
     static const char *const common[] = {"Accept: application/json", "Expect:"};
     struct curl_slist *t;
     for (int post = 0; post < 2; post++) {
         struct curl_slist **list = post ? &c->hdr_post : &c->hdr_get;
         if ((t = curl_slist_append(*list, key_header)) == NULL)
-            goto nomem;
+            goto out;
         *list = t;
         for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) {
             if ((t = curl_slist_append(*list, common[i])) == NULL)
-                goto nomem;
+                goto out;
             *list = t;
         }
         if (post) {
             if ((t = curl_slist_append(*list, "Content-Type: application/json")) == NULL)
-                goto nomem;
+                goto out;
             *list = t;
         }
     }
+    rc = 0;
+out:
+    explicit_bzero(key_header, key_header_len);
+    free(key_header);
+    return rc;
+}
+
+/* Set one option unless an earlier one failed. */
+#define SETOPT(h, opt, val)                                                                        \
+    if (cc == CURLE_OK)                                                                            \
+        cc = curl_easy_setopt(h, opt, val);
+
+/* Verification on, always; TLS 1.2 at least; no redirect followed (and
+ * never to anything but https); plain http only where check_base_url
+ * allowed it (a loopback test server). */
+static CURLcode set_tls_opts(CURL *h, const p100_opts *o, int plain_http)
+{
+    CURLcode cc = CURLE_OK;
+    SETOPT(h, CURLOPT_PROTOCOLS_STR, plain_http ? "http" : "https")
+    SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "https")
+    SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L)
+    SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L)
+    SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L)
+    SETOPT(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2)
+    if (o->ca_file && *o->ca_file)
+        SETOPT(h, CURLOPT_CAINFO, o->ca_file)
+    return cc;
+}
+
+/* The handle's options: no signals, TLS, deadlines, and the callbacks
+ * that fill the client's result. */
+static CURLcode set_curl_opts(p100_client *c, const p100_opts *o, int plain_http)
+{
+    int64_t timeout = o->timeout_ms > 0 ? o->timeout_ms : P100_DEFAULT_TIMEOUT_MS;
+    int64_t connect =
+        o->connect_timeout_ms > 0 ? o->connect_timeout_ms : P100_DEFAULT_CONNECT_TIMEOUT_MS;
+    if (connect > timeout)
+        connect = timeout;
+    CURLcode cc = curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+    if (cc == CURLE_OK)
+        cc = set_tls_opts(c->h, o, plain_http);
+    SETOPT(c->h, CURLOPT_TIMEOUT_MS, (long)timeout)
+    SETOPT(c->h, CURLOPT_CONNECTTIMEOUT_MS, (long)connect)
+    SETOPT(c->h, CURLOPT_TCP_KEEPALIVE, 1L)
+    SETOPT(c->h, CURLOPT_USERAGENT, "kycd/" KYCD_VERSION)
+    SETOPT(c->h, CURLOPT_ERRORBUFFER, c->errbuf)
+    SETOPT(c->h, CURLOPT_WRITEFUNCTION, on_body)
+    SETOPT(c->h, CURLOPT_WRITEDATA, c)
+    SETOPT(c->h, CURLOPT_HEADERFUNCTION, on_header)
+    SETOPT(c->h, CURLOPT_HEADERDATA, c)
+    return cc;
+}
+#undef SETOPT
+
+int p100_client_new(p100_client **out, const p100_opts *o, kerr *err)
+{
+    int rc, plain_http = 0;
+    const char *path = NULL;
+
+    if (out == NULL || o == NULL)
+        return kerr_set(err, KERR_INVALID, "p100 client: no options");
+    if ((rc = check_opts(o, &plain_http, &path, err)) != 0 || (rc = global_ready(err)) != 0)
+        return rc;
+
+    p100_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        goto nomem;
+    c->base_url = dup_trimmed_url(o->base_url);
+    c->status_path = strdup(path);
+    if (c->base_url == NULL || c->status_path == NULL || make_headers(c, o->api_key) != 0)
+        goto nomem;
 
     c->h = curl_easy_init();
     if (c->h == NULL) {
         rc = kerr_set(err, KERR_IO, "p100 client: curl_easy_init failed");
         goto out;
     }
-    CURLcode cc = CURLE_OK;
-#define SETOPT(opt, val)                                                                           \
-    if (cc == CURLE_OK)                                                                            \
-        cc = curl_easy_setopt(c->h, opt, val);
-    SETOPT(CURLOPT_NOSIGNAL, 1L)
-    SETOPT(CURLOPT_PROTOCOLS_STR, plain_http ? "http" : "https")
-    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "https")
-    SETOPT(CURLOPT_FOLLOWLOCATION, 0L)
-    SETOPT(CURLOPT_SSL_VERIFYPEER, 1L)
-    SETOPT(CURLOPT_SSL_VERIFYHOST, 2L)
-    SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2)
-    if (o->ca_file && *o->ca_file)
-        SETOPT(CURLOPT_CAINFO, o->ca_file)
-    SETOPT(CURLOPT_TIMEOUT_MS, (long)timeout)
-    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)connect)
-    SETOPT(CURLOPT_TCP_KEEPALIVE, 1L)
-    SETOPT(CURLOPT_USERAGENT, "kycd/" KYCD_VERSION)
-    SETOPT(CURLOPT_ERRORBUFFER, c->errbuf)
-    SETOPT(CURLOPT_WRITEFUNCTION, on_body)
-    SETOPT(CURLOPT_WRITEDATA, c)
-    SETOPT(CURLOPT_HEADERFUNCTION, on_header)
-    SETOPT(CURLOPT_HEADERDATA, c)
-#undef SETOPT
+    CURLcode cc = set_curl_opts(c, o, plain_http);
     if (cc != CURLE_OK) {
         rc = kerr_set(err, cc == CURLE_OUT_OF_MEMORY ? KERR_NOMEM : KERR_CONFIG,
                       "p100 client: setting curl options: %s", curl_easy_strerror(cc));
@@ -318,10 +354,6 @@ int p100_client_new(p100_client **out, const p100_opts *o, kerr *err)
 nomem:
     rc = kerr_set(err, KERR_NOMEM, "out of memory");
 out:
-    if (key_header) {
-        explicit_bzero(key_header, key_header_len);
-        free(key_header);
-    }
     p100_client_free(c);
     return rc;
 }

@@ -1,9 +1,10 @@
-/* Unit tests for app/ingest.c (the durable write path) through its seam:
- * the database is a fake ingest_store (app/store.h) that fails on command
- * and records what it stored, in order; the spool is the real io/spool on
- * a fresh mkdtemp directory (a file, not a server). Covers: database first,
- * spool fallback and order, the drainer and ingest_drain, the one retry
- * of a dead connection, dead letters, and ingest_ready.
+/* Unit tests for app/ingest.c and app/ingest_commit.c (the durable write
+ * path and its group commit) through their seam: the database is a fake
+ * ingest_store (app/store.h) that fails on command and records what it
+ * stored, in order; the spool is the real io/spool on a fresh mkdtemp
+ * directory (a file, not a server). Covers: database first, spool
+ * fallback and order, the drainer and ingest_drain, the one retry of a
+ * dead connection, dead letters, and ingest_ready.
  *
  * Every test is bounded by alarm() (a hang kills the binary, which fails
  * the test); waits poll with a deadline, never a fixed sleep. */

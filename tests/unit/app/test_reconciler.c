@@ -1,4 +1,5 @@
-/* Unit tests for app/reconciler.c through its seams: the database is a fake
+/* Unit tests for app/reconciler.c and app/reconciler_worker.c (the
+ * dispatcher and the workers) through their seams: the database is a fake
  * reconcile_store (app/store.h) holding a list of users, and P100 is a fake
  * p100_port (app/p100_port.h) answering from a script, with a gate that
  * holds calls in flight. Both fakes record every call under one mutex
