@@ -7,7 +7,8 @@
  * twice at once) and queues them; `concurrency` worker threads, each with
  * its own P100 client, take them, wait for a slot of the global rate limit
  * (`rate` calls per second), call P100 (no database lock is held during the
- * call) and record the answer (db_record_check). A backlog of N users with
+ * call) and record the answer (store check_begin/finish, core deciding
+ * between them). A backlog of N users with
  * rate R drains in about N/R seconds as long as concurrency covers R times
  * P100's latency.
  *
