@@ -195,7 +195,9 @@ assert_contains "$BODY" "occupation" "P403: occupation required for SALARY"
 api POST /v1/kyc 'not json'
 assert_match "$CODE $BODY" '^400 \{"errorCode":"P403"' "create with a non-JSON body: 400 P403"
 api POST /v1/kyc '{"externalUserId":"bob","documentType":"ID_CARD","country":"DE","incomeSource":"BUSINESS_ACTIVITY","openAccountReason":"INVESTMENTS_OR_CRYPTOCURRENCIE"}'
-assert_match "$CODE $BODY" '^400 .*taxId' "BUSINESS_ACTIVITY needs taxId (older spelling of the reason accepted)"
+assert_match "$CODE $BODY" '^400 .*taxId' "BUSINESS_ACTIVITY needs taxId"
+assert_contains "$BODY" "openAccountReason must be one of" \
+  "the older spelling INVESTMENTS_OR_CRYPTOCURRENCIE is not P100's word: refused"
 api GET /v1/kyc/status/bob
 assert_eq 400 "$CODE" "a rejected create does not create the user"
 
