@@ -370,6 +370,7 @@ void wh_clear(bool counters)
     W.queued = W.held_n = 0;
     if (counters) {
         W.sent = W.attempts = W.acked = W.failed = W.dropped = 0;
+        W.seq = 0; /* numbers start again at 1 after a reset */
         for (size_t i = 0; i < RING_MAX; i++) {
             free(W.ring[i].body);
             W.ring[i].body = NULL;
