@@ -195,7 +195,9 @@ assert_contains "$BODY" "occupation" "P403: occupation required for SALARY"
 api POST /v1/kyc 'not json'
 assert_match "$CODE $BODY" '^400 \{"errorCode":"P403"' "create with a non-JSON body: 400 P403"
 api POST /v1/kyc '{"externalUserId":"bob","documentType":"ID_CARD","country":"DE","incomeSource":"BUSINESS_ACTIVITY","openAccountReason":"INVESTMENTS_OR_CRYPTOCURRENCIE"}'
-assert_match "$CODE $BODY" '^400 .*taxId' "BUSINESS_ACTIVITY needs taxId (older spelling of the reason accepted)"
+assert_match "$CODE $BODY" '^400 .*taxId' "BUSINESS_ACTIVITY needs taxId"
+assert_contains "$BODY" "openAccountReason must be one of" \
+  "the older spelling INVESTMENTS_OR_CRYPTOCURRENCIE is not P100's word: refused"
 api GET /v1/kyc/status/bob
 assert_eq 400 "$CODE" "a rejected create does not create the user"
 
@@ -218,7 +220,7 @@ api GET /v1/kyc/status/erin
 assert_contains "$BODY" '"attemptStatus":"PENDING"' "the new attempt is PENDING"
 assert_not_contains "$BODY" "rejectionReason" "the new attempt has no rejectionReason"
 
-sim GET /v1/kyc/verification/alice/$VID
+sim GET "/v1/kyc/verification/alice/$VID"
 assert_eq 200 "$CODE" "verification page: 200 (a browser page: no key needed)"
 assert_contains "$HDRS" "Content-Type: text/html" "verification page: text/html"
 assert_match "$BODY" '<a [^>]*href="https://[^"]+"' "verification page links to the identity provider"
@@ -329,6 +331,162 @@ assert_eq 400 "$CODE" "u-2000 does not exist: 400 P412"
 sim POST /_sim/users '{"prefix":"big-","count":20000}'
 api GET /v1/kyc/status/big-19999
 assert_eq 404 "$CODE" "20000 more users without KYC: the last one answers 404 P445"
+
+# ------------------------------------------------------------------------------
+section "strict values: P100's words only, unless the request says undocumented"
+sim POST /_sim/users '{"externalUserId":"hal","verificationStatus":"NOT_VERIFIED","attemptStatus":"ON_HOLD"}'
+assert_eq 400 "$CODE" "an undocumented attemptStatus is refused: 400"
+assert_contains "$BODY" "attemptStatus: ON_HOLD is not a value P100 documents" "the refusal names the field"
+sim GET /_sim/users/hal
+assert_eq 404 "$CODE" "the refused user was not created"
+sim POST /_sim/users '{"externalUserId":"hal","verificationStatus":"NOT_VERIFIED","attemptStatus":"ON_HOLD","undocumented":true}'
+assert_eq 200 "$CODE" "with \"undocumented\": true it is taken"
+api GET /v1/kyc/status/hal
+assert_contains "$BODY" '"attemptStatus":"ON_HOLD"' "and Get KYC Status answers it"
+sim POST /_sim/users '{"prefix":"pv-","count":2,"verificationStatus":"PARTIALLY_VERIFIED","attemptStatus":"PENDING"}'
+assert_match "$CODE $BODY" '^400 .*verificationStatus: PARTIALLY_VERIFIED' "bulk users: the same rule"
+sim POST /_sim/users/alice/advance '{"verificationStatus":"PARTIALLY_VERIFIED","webhook":"drop"}'
+assert_match "$CODE $BODY" '^400 .*verificationStatus' "advance: an undocumented verificationStatus is refused"
+sim POST /_sim/users/alice/advance '{"attemptStatus":"MANUAL_REVIEW","webhook":"drop","undocumented":true}'
+assert_eq 200 "$CODE" "advance: taken with undocumented"
+sim POST /_sim/users/alice/advance '{"attemptStatus":"PENDING","webhook":"drop"}'
+sim POST /_sim/users/alice/poa '{"status":"MAYBE_LATER","webhook":"drop"}'
+assert_match "$CODE $BODY" '^400 .*status: MAYBE_LATER .*poaVerificationStatus.status' "poa: an undocumented status is refused"
+sim POST /_sim/users/alice/poa '{"status":"MAYBE_LATER","webhook":"drop","undocumented":true}'
+assert_eq 200 "$CODE" "poa: taken with undocumented"
+sim POST /_sim/users/alice/kyc-file '{"status":"NEW_THING","webhook":"drop"}'
+assert_match "$CODE $BODY" '^400 .*kycFileAdded.status' "kyc-file: an undocumented status is refused"
+sim POST /_sim/users/alice/user-status '{"status":"SUSPENDED","webhook":"drop"}'
+assert_match "$CODE $BODY" '^400 .*userStatus.status' "user-status: an undocumented status is refused"
+sim POST /_sim/users/alice/user-status '{"status":"ACTIVE","webhook":"drop"}'
+assert_eq 200 "$CODE" "user-status: ACTIVE is taken"
+sim POST /_sim/answers '{"errorCode":"P999","scope":"status"}'
+assert_match "$CODE $BODY" '^400 .*errorCode: P999' "answers: an undocumented errorCode is refused"
+sim POST /_sim/answers '{"errorCode":"P999","scope":"status","undocumented":true}'
+assert_eq 200 "$CODE" "answers: taken with undocumented"
+api GET /v1/kyc/status/alice
+assert_match "$CODE $BODY" '^400 \{"errorCode":"P999"' "the next status call answers 400 P999"
+api GET /v1/kyc/status/alice
+assert_eq 200 "$CODE" "count 1: the call after is answered as usual"
+
+# ------------------------------------------------------------------------------
+section "every documented answer is reachable"
+if [ -n "${TEST_KYCD_BIN:-}" ] && [ -x "$TEST_KYCD_BIN" ]; then
+  CODES=$("$TEST_KYCD_BIN" vocabulary --p100 | awk -F'\t' '$1 == "errorCode" {print $3}')
+else
+  fail "TEST_KYCD_BIN is not set: the error codes come from kycd vocabulary"
+  CODES=""
+fi
+for c in $CODES; do
+  # The HTTP status docs/p100-api.md gives each code.
+  case $c in P445) want=404 ;; P211 | P212) want=202 ;; *) want=400 ;; esac
+  sim POST /_sim/answers "{\"errorCode\":\"$c\",\"scope\":\"status\"}"
+  api GET /v1/kyc/status/alice
+  assert_match "$CODE $BODY" "^$want \\{\"errorCode\":\"$c\"" "$c is reachable: HTTP $want with errorCode $c"
+done
+sim POST /_sim/answers '{"errorCode":"P433","scope":"create","externalUserId":"erin","count":2}'
+api POST /v1/kyc "{\"externalUserId\":\"alice\",$CREATE_OK}"; c1=$CODE
+api POST /v1/kyc "{\"externalUserId\":\"erin\",$CREATE_OK}"; c2="$CODE $(grep -oE 'P[0-9]+' <<<"$BODY")"
+api POST /v1/kyc "{\"externalUserId\":\"erin\",$CREATE_OK}"; c3="$CODE $(grep -oE 'P[0-9]+' <<<"$BODY")"
+api POST /v1/kyc "{\"externalUserId\":\"erin\",$CREATE_OK}"; c4=$CODE
+assert_eq "202|400 P433|400 P433|202" "$c1|$c2|$c3|$c4" "a per-user answer for create, twice: others and the third call as usual"
+sim POST /_sim/answers '{"errorCode":"P501","http":503}'
+api GET /v1/kyc/status/alice
+assert_match "$CODE $BODY" '^503 \{"errorCode":"P501"' "an answer can come with another HTTP status"
+sim POST /_sim/answers '{"unknown_users":"refuse"}'
+sim GET /_sim/answers
+assert_contains "$BODY" '"unknown_users":"refuse"' "GET /_sim/answers shows the mode"
+api POST /v1/kyc "{\"externalUserId\":\"zed\",$CREATE_OK}"
+assert_eq '400 {"errorCode":"P412","errorName":"invalid-user","errorMessage":"User does not exist"}' "$CODE $BODY" \
+  "unknown_users refuse: Create for a user P100 does not know is P412"
+sim GET /_sim/users/zed
+assert_not_contains "$BODY" '"exists":true' "and the user is not created"
+api POST /v1/kyc "{\"externalUserId\":\"carol\",$CREATE_OK}"
+assert_eq 201 "$CODE" "a known user (no KYC yet) is still served: 201"
+sim POST /_sim/answers '{}'
+api POST /v1/kyc "{\"externalUserId\":\"zed\",$CREATE_OK}"
+assert_eq 201 "$CODE" "by default Create makes the user: 201"
+sim POST /_sim/answers '{"status_body":"sideways"}'
+assert_eq 400 "$CODE" "an unknown status_body is refused"
+bodies=()
+for shape in default no_external_user_id extra_fields reordered no_verification_id; do
+  sim POST /_sim/answers "{\"status_body\":\"$shape\"}"
+  api GET /v1/kyc/status/erin
+  bodies+=("$shape $CODE $BODY")
+done
+assert_match "${bodies[0]}" '^default 200 \{"externalUserId":"erin","verificationStatus":"NOT_VERIFIED","attemptStatus":"PENDING","verificationId":"[^"]+"\}$' "status_body default"
+assert_match "${bodies[1]}" '^no_external_user_id 200 \{"verificationStatus":"NOT_VERIFIED","attemptStatus":"PENDING","verificationId":"[^"]+"\}$' "status_body no_external_user_id"
+assert_match "${bodies[2]}" '^extra_fields 200 \{"kycProvider":"IDENFY",.*"verificationStatus":"NOT_VERIFIED".*"meta":\{' "status_body extra_fields"
+assert_match "${bodies[3]}" '^reordered 200 \{"verificationId":"[^"]+","attemptStatus":"PENDING","verificationStatus":"NOT_VERIFIED","externalUserId":"erin"\}$' "status_body reordered"
+assert_match "${bodies[4]}" '^no_verification_id 200 \{"externalUserId":"erin","verificationStatus":"NOT_VERIFIED","attemptStatus":"PENDING"\}$' "status_body no_verification_id"
+sim POST /_sim/answers '{}'
+
+# ------------------------------------------------------------------------------
+section "rate limits: token bucket and concurrency limit"
+sim GET /_sim/stats
+RL0=$(num rate_limited_faults) # the 429 faults above
+sim POST /_sim/limits '{"rate":1,"burst":3,"retry_after":true}'
+assert_eq 200 "$CODE" "set a token bucket: 1 a second, burst 3"
+codes=""
+for _ in 1 2 3 4 5; do api GET /v1/kyc/status/alice; codes="$codes $CODE"; done
+assert_eq " 200 200 200 429 429" "$codes" "the burst passes, then 429"
+assert_contains "$HDRS" "Retry-After: 1" "with retry_after: Retry-After 1 (seconds until a token, rounded up)"
+sim POST /_sim/limits '{"rate":0.3,"burst":1,"retry_after":true}'
+api GET /v1/kyc/status/alice; c1=$CODE
+api GET /v1/kyc/status/alice
+assert_eq "200 429" "$c1 $CODE" "rate 0.3, burst 1: the second call is refused"
+assert_contains "$HDRS" "Retry-After: 4" "Retry-After rounds 3.33 s up to 4"
+sim POST /_sim/limits '{"rate":0.3,"burst":1}'
+api GET /v1/kyc/status/alice; c1=$CODE
+api GET /v1/kyc/status/alice
+assert_eq "200 429" "$c1 $CODE" "without retry_after: still 429"
+assert_not_contains "$HDRS" "Retry-After" "without retry_after: no Retry-After"
+sim GET /_sim/stats
+assert_eq "4 0 $RL0" "$(num rate_limited_bucket) $(num rate_limited_concurrency) $(num rate_limited_faults)" \
+  "stats: four 429s from the bucket"
+
+for ra in true false; do
+  sim POST /_sim/limits "{\"max_status_in_flight\":2,\"retry_after\":$ra}"
+  sim POST /_sim/faults '{"latency_ms":3000}'
+  cpids=()
+  for i in 1 2; do
+    curl -sS --max-time 20 --cacert "$TMP/ca.pem" -H "x-api-key: $API_KEY" -o /dev/null \
+      -w '%{http_code}\n' "$BASE/v1/kyc/status/alice" >"$TMP/conc-$i" &
+    cpids+=($!)
+  done
+  for _ in $(seq 1 100); do
+    sim GET /_sim/stats
+    [ "$(num status_in_flight)" = 2 ] && break
+    sleep 0.05
+  done
+  assert_eq 2 "$(num status_in_flight)" "concurrency (retry_after $ra): two status calls in flight"
+  api GET /v1/kyc/status/alice; c3=$CODE; h3=$HDRS
+  api GET /v1/kyc/status/erin; c4=$CODE
+  for p in "${cpids[@]}"; do wait "$p"; done
+  assert_eq "200 200 429 429" "$(cat "$TMP/conc-1") $(cat "$TMP/conc-2") $c3 $c4" \
+    "max_status_in_flight 2 (retry_after $ra): the third and fourth calls get 429 at once"
+  if [ "$ra" = true ]; then
+    assert_contains "$h3" "Retry-After: 1" "concurrency 429 with Retry-After: 1"
+  else
+    assert_not_contains "$h3" "Retry-After" "concurrency 429 without Retry-After"
+  fi
+  sim POST /_sim/faults '{}'
+done
+api POST /v1/kyc "{\"externalUserId\":\"alice\",$CREATE_OK}"
+assert_eq 202 "$CODE" "the concurrency limit is for Get KYC Status only"
+sim GET /_sim/stats
+assert_eq "4 4 0" "$(num rate_limited_bucket) $(num rate_limited_concurrency) $(num status_in_flight)" \
+  "stats: four 429s from the concurrency limit, none in flight now"
+sim POST /_sim/faults '{"fail_rate":1,"fail_with":"429"}'
+api GET /v1/kyc/status/alice
+sim POST /_sim/faults '{}'
+sim GET /_sim/stats
+assert_eq $((RL0 + 1)) "$(num rate_limited_faults)" "stats: a random 429 fault counted apart"
+sim POST /_sim/limits '{"bogus":1}'
+assert_eq 400 "$CODE" "an unknown limits field is refused"
+sim POST /_sim/limits '{}'
+sim GET /_sim/limits
+assert_eq '{"rate":0,"burst":0,"retry_after":false,"max_status_in_flight":0}' "$BODY" "empty limits: off"
 
 # ------------------------------------------------------------------------------
 section "reset and stats add up"
@@ -522,10 +680,74 @@ PY
   sleep 0.3
   assert_eq 17 "$(sink 'len(r)')" "creating a verification sends no webhook"
 
+  # The other two webhooks P100 sends, on kycd's paths.
+  sim POST /_sim/users/w1/kyc-file '{"status":"ADDED"}'
+  assert_eq 200 "$CODE" "KYC File Added queued"
+  sim POST /_sim/users/w1/kyc-file '{"status":"ERROR"}'
+  sim POST /_sim/users/w1/user-status '{"status":"ACTIVE"}'
+  assert_eq 200 "$CODE" "user status queued"
+  wait_stat webhooks_acked 13 10 || fail "kyc-file and user-status webhooks not acked: $(clip "$BODY")"
+  assert_eq "/webhooks/p100/kyc-file-added /webhooks/p100/kyc-file-added /webhooks/p100/user-status" \
+    "$(sink '" ".join(x["path"] for x in r[17:20])')" "KYC File Added and user status paths"
+  assert_eq '{"externalUserId":"w1","status":"ADDED"}|{"externalUserId":"w1","status":"ERROR"}|{"externalUserId":"w1","status":"ACTIVE"}' \
+    "$(sink '"|".join(x["body"] for x in r[17:20])')" "KYC File Added and user status bodies"
+  if [ "$(sink "all(x['auth'] == '$TOKEN' for x in r[17:20])")" = True ]; then
+    pass "the new webhooks carry the token"
+  else
+    fail "the new webhooks do not carry the token"
+  fi
+
+  # When each delivery was first sent and acknowledged.
+  sim GET /_sim/stats
+  assert_contains "$BODY" '"retry_gaps_ms":[80,160,320,640]' "stats: the scaled retry gaps"
+  assert_contains "$BODY" '"retry_horizon_real_ms":120000' "stats: P100's real horizon, 120 s"
+  sim GET /_sim/webhooks
+  dl=$BODY
+  assert_eq True "$(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])["deliveries"]
+poa = [x for x in d if x["kind"] == "poa-verification-status"][0]
+acked = [x for x in d if x["result"] == "acked"]
+at = poa["attempt_at_ms"]
+ok = len(at) == 5 and all(lo <= b - a <= lo + 1000 for a, b, lo in zip(at, at[1:], (80, 160, 320, 640)))
+ok = ok and all(x["acked_unix_ms"] >= x["first_sent_unix_ms"] and x["acked_after_ms"] >= 0 for x in acked)
+ok = ok and "acked_unix_ms" not in poa and poa["done_after_ms"] >= 1200
+print(ok)' "$dl")" "deliveries carry first_sent, acked and attempt times (the failed POA: 5 attempts 80/160/320/640 ms apart)"
+  late=$(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])["deliveries"]
+x = [x for x in d if x["result"] == "acked" and x["attempts"] == 3][0]
+print(x["acked_after_real_ms"] <= 120000)' "$dl")
+  assert_eq True "$late" "a delivery acked at the third attempt is within P100's real horizon"
+
   stop_sim "$B_PID" sim-b
   assert_not_contains "$(cat "$B_LOG")" "$TOKEN" "sim-b's log does not hold the webhook token"
   BASE=$A_BASE
 fi
+
+# ------------------------------------------------------------------------------
+section "command-line limits and P100's real retry schedule at scale 1"
+A_BASE=$BASE
+start_sim sim-c --rate-limit 1 --rate-burst 2 --rate-retry-after off --max-status-in-flight 1
+C_PID=$SIM_PID
+sim GET /_sim/limits
+assert_eq '{"rate":1,"burst":2,"retry_after":false,"max_status_in_flight":1}' "$BODY" \
+  "--rate-limit, --rate-burst, --rate-retry-after, --max-status-in-flight"
+sim GET /_sim/stats
+assert_contains "$BODY" '"retry_scale":1,"retry_gaps_ms":[8000,16000,32000,64000],"retry_horizon_ms":120000' \
+  "scale 1 is P100's schedule: 8, 16, 32, 64 s (120 s in all)"
+assert_contains "$BODY" '"webhook_attempts_max":5' "five attempts in all"
+codes=""
+for _ in 1 2 3; do api GET /v1/kyc/status/nobody; codes="$codes $CODE"; done
+assert_eq " 400 400 429" "$codes" "the command-line bucket: burst 2, then 429"
+assert_not_contains "$HDRS" "Retry-After" "--rate-retry-after off: no Retry-After"
+sim POST /_sim/limits '{}'
+sim POST /_sim/reset
+sim GET /_sim/limits
+assert_eq '{"rate":1,"burst":2,"retry_after":false,"max_status_in_flight":1}' "$BODY" \
+  "reset returns to the command-line limits"
+stop_sim "$C_PID" sim-c
+BASE=$A_BASE
 
 # ------------------------------------------------------------------------------
 section "shutdown"

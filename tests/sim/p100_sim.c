@@ -54,6 +54,7 @@ typedef struct opts {
     int threads;
     uint64_t seed;
     long webhook_timeout_ms;
+    limits lim; /* --rate-limit, --rate-burst, --rate-retry-after, --max-status-in-flight */
 } opts;
 
 static opts O = {.retry_scale = 1.0, .threads = 64, .seed = 1, .webhook_timeout_ms = 10000};
@@ -111,20 +112,26 @@ static int on_log_message(const struct mg_connection *conn, const char *message)
 
 static void usage(FILE *f)
 {
-    fputs(
-        "usage: p100-sim --listen HOST:PORT --cert server.pem --key server.key --api-key-file "
-        "FILE\n"
-        "                [--webhook-url https://HOST:PORT/webhooks/p100] [--webhook-token-file "
-        "FILE]\n"
-        "                [--webhook-ca ca.pem] [--retry-scale X] [--latency-ms N] [--threads N]\n"
-        "                [--seed N] [--webhook-timeout-ms N]\n"
-        "A simulator of P100's Partner API for tests (TLS only). Secrets come from files.\n"
-        "API:     POST /v1/kyc, GET /v1/kyc/status/{externalUserId},\n"
-        "         GET /v1/kyc/verification/{externalUserId}/{verificationId}\n"
-        "Control: POST /_sim/users, /_sim/users/{id}/advance, /_sim/users/{id}/poa, /_sim/flush,\n"
-        "         /_sim/faults, /_sim/reset; GET /_sim/stats[?user=ID|?users=all], /_sim/faults,\n"
-        "         /_sim/users, /_sim/users/{id}, /_sim/webhooks[?user=ID]\n",
-        f);
+    fputs("usage: p100-sim --listen HOST:PORT --cert server.pem --key server.key --api-key-file "
+          "FILE\n"
+          "                [--webhook-url https://HOST:PORT/webhooks/p100] [--webhook-token-file "
+          "FILE]\n"
+          "                [--webhook-ca ca.pem] [--retry-scale X] [--latency-ms N] [--threads N]\n"
+          "                [--seed N] [--webhook-timeout-ms N]\n"
+          "                [--rate-limit PER_SECOND] [--rate-burst N] [--rate-retry-after on|off]\n"
+          "                [--max-status-in-flight N]\n"
+          "A simulator of P100's Partner API for tests (TLS only). Secrets come from files.\n"
+          "API:     POST /v1/kyc, GET /v1/kyc/status/{externalUserId},\n"
+          "         GET /v1/kyc/verification/{externalUserId}/{verificationId}\n"
+          "Control: POST /_sim/users, /_sim/users/{id}/advance, /_sim/users/{id}/poa,\n"
+          "         /_sim/users/{id}/kyc-file, /_sim/users/{id}/user-status, /_sim/flush,\n"
+          "         /_sim/faults, /_sim/answers, /_sim/limits, /_sim/reset;\n"
+          "         GET /_sim/stats[?user=ID|?users=all], /_sim/faults, /_sim/answers, "
+          "/_sim/limits,\n"
+          "         /_sim/users, /_sim/users/{id}, /_sim/webhooks[?user=ID]\n"
+          "P100's values are refused where P100 does not document them, unless the\n"
+          "control request says \"undocumented\": true.\n",
+          f);
 }
 
 /* First line of a file, trailing white space removed; the secret never reaches a log. */
@@ -218,6 +225,23 @@ static int parse_args(int argc, char **argv)
         } else if (strcmp(name, "--webhook-timeout-ms") == 0) {
             if (!parse_long(v, 1, 600000, &O.webhook_timeout_ms))
                 goto bad_value;
+        } else if (strcmp(name, "--rate-limit") == 0) {
+            char *end;
+            O.lim.rate = strtod(v, &end);
+            if (end == v || *end || !(O.lim.rate >= 0 && O.lim.rate <= 1e6))
+                goto bad_value;
+        } else if (strcmp(name, "--rate-burst") == 0) {
+            if (!parse_long(v, 1, 1000000, &n))
+                goto bad_value;
+            O.lim.burst = (double)n;
+        } else if (strcmp(name, "--rate-retry-after") == 0) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+                goto bad_value;
+            O.lim.retry_after = strcmp(v, "on") == 0;
+        } else if (strcmp(name, "--max-status-in-flight") == 0) {
+            if (!parse_long(v, 0, 100000, &n))
+                goto bad_value;
+            O.lim.max_status_in_flight = (int)n;
         } else if (strcmp(name, "--api-key") == 0 || strcmp(name, "--webhook-token") == 0) {
             fprintf(stderr, "p100-sim: secrets are not taken on the command line: use %s-file\n",
                     name);
@@ -238,6 +262,10 @@ static int parse_args(int argc, char **argv)
         usage(stderr);
         return -1;
     }
+    if (O.lim.rate > 0 && O.lim.burst <= 0)
+        O.lim.burst = O.lim.rate > 1 ? O.lim.rate : 1;
+    if (O.lim.rate <= 0)
+        O.lim.burst = 0;
     if (O.webhook_url) {
         if (strncmp(O.webhook_url, "https://", 8) != 0 &&
             strncmp(O.webhook_url, "http://", 7) != 0) {
@@ -262,7 +290,7 @@ int main(int argc, char **argv)
                                             sizeof webhook_token, "webhook token") != 0)
         return 2;
 
-    state_init(O.latency_ms, O.seed);
+    state_init(O.latency_ms, O.seed, &O.lim);
     api_init(api_key);
     memset(api_key, 0, sizeof api_key); /* api_init keeps its copy */
     stop_init();
@@ -356,8 +384,11 @@ int main(int argc, char **argv)
         goto out;
     }
     char w[1024];
-    sim_log("info", "listening", "port=%d threads=%d webhook_url=%s retry_scale=%g latency_ms=%ld",
-            port, O.threads, logsafe(w, sizeof w, webhook_base), O.retry_scale, O.latency_ms);
+    sim_log("info", "listening",
+            "port=%d threads=%d webhook_url=%s retry_scale=%g latency_ms=%ld rate_limit=%g "
+            "rate_burst=%g max_status_in_flight=%d",
+            port, O.threads, logsafe(w, sizeof w, webhook_base), O.retry_scale, O.latency_ms,
+            O.lim.rate, O.lim.burst, O.lim.max_status_in_flight);
     printf("p100-sim listening port=%d\n", port);
     fflush(stdout);
 

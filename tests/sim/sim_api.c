@@ -7,6 +7,10 @@
 #include "sim_state.h"
 #include "sim_util.h"
 
+#include "core/kyc.h"
+#include "core/p100.h"
+#include "core/vocab.h"
+
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -35,36 +39,6 @@ static bool consttime_eq(const char *a, const char *b)
     return d == 0 && lb > 0;
 }
 
-static const char *const document_types[] = {"ID_CARD", "PASSPORT", "RESIDENCE_PERMIT",
-                                             "DRIVER_LICENSE", NULL};
-static const char *const income_sources[] = {
-    "BUSINESS_ACTIVITY", "SALARY",          "OTHER",   "MAINTAINED_BY_FAMILY",
-    "INVESTMENTS",       "SOCIAL_BENEFITS", "TENANCY", NULL};
-/* The older page spells the first without the final S: both are accepted. */
-static const char *const open_reasons[] = {"INVESTMENTS_OR_CRYPTOCURRENCIES",
-                                           "INVESTMENTS_OR_CRYPTOCURRENCIE",
-                                           "CURRENCY_EXCHANGE",
-                                           "DAILY_USE",
-                                           "GAMING_OR_GAMBLING",
-                                           "TRANSFER_OF_FUNDS_OUTSIDE_OF_EUROPE",
-                                           NULL};
-static const char *const occupations[] = {"IT",
-                                          "HEALTHCARE_AND_MEDICAL_SERVICES",
-                                          "FINANCE_AND_ACCOUNTING",
-                                          "EDUCATION_AND_TEACHING",
-                                          "SALES_AND_MARKETING",
-                                          "ENGINEERING",
-                                          "CUSTOMER_SERVICE",
-                                          "ADMINISTRATION_AND_OFFICE_MANAGEMENT",
-                                          "LEGAL_SERVICES",
-                                          "ARTS_AND_DESIGN",
-                                          "RETAIL_AND_SALES",
-                                          "CONSTRUCTION_AND_TRADES",
-                                          "HUMAN_RESOURCES",
-                                          "MANUFACTURING_AND_PRODUCTION",
-                                          "SCIENCE_AND_RESEARCH",
-                                          NULL};
-
 static void msg_add(char *dst, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void msg_add(char *dst, size_t cap, const char *fmt, ...)
@@ -80,20 +54,23 @@ static void msg_add(char *dst, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-static void list_join(char *dst, size_t cap, const char *const *list)
+static void list_join(char *dst, size_t cap, const vocab *v)
 {
     dst[0] = '\0';
-    for (size_t n = 0; *list; list++) {
-        int m = snprintf(dst + n, cap - n, "%s%s", n ? ", " : "", *list);
+    for (size_t n = 0, i = 0; i < (size_t)vocab_count(v); i++) {
+        int m = snprintf(dst + n, cap - n, "%s%s", n ? ", " : "", vocab_nth(v, (int)i));
         if (m < 0 || (size_t)m >= cap - n)
             return;
         n += (size_t)m;
     }
 }
 
-/* A required string field from an enum; appends a message when wrong. */
-static const char *check_enum(const cJSON *root, const char *field, const char *const *list,
-                              bool required, char *msg, size_t cap)
+/* A string field, from P100's table v when v is not NULL (core's
+ * vocabulary: the older spelling INVESTMENTS_OR_CRYPTOCURRENCIE is not
+ * P100's current word, so it is refused like any other); appends a message
+ * when wrong. */
+static const char *check_enum(const cJSON *root, const char *field, const vocab *v, bool required,
+                              char *msg, size_t cap)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, field);
     char allowed[1024];
@@ -106,8 +83,8 @@ static const char *check_enum(const cJSON *root, const char *field, const char *
         msg_add(msg, cap, "%s must not be blank", field);
         return NULL;
     }
-    if (list && !in_list(it->valuestring, list)) {
-        list_join(allowed, sizeof allowed, list);
+    if (v && vocab_value(v, it->valuestring) < 0) {
+        list_join(allowed, sizeof allowed, v);
         msg_add(msg, cap, "%s must be one of: %s", field, allowed);
         return NULL;
     }
@@ -128,20 +105,21 @@ static bool create_validate(const char *body, char *uid, char *msg, size_t cap)
     const char *id = check_enum(root, "externalUserId", NULL, true, msg, cap);
     if (id && strlen(id) > ID_MAX)
         msg_add(msg, cap, "externalUserId must be at most %d characters", ID_MAX);
-    check_enum(root, "documentType", document_types, true, msg, cap);
+    check_enum(root, "documentType", &VOCAB_DOCUMENT_TYPE, true, msg, cap);
     const char *country = check_enum(root, "country", NULL, true, msg, cap);
     if (country && !(strlen(country) == 2 && country[0] >= 'A' && country[0] <= 'Z' &&
                      country[1] >= 'A' && country[1] <= 'Z'))
         msg_add(msg, cap, "country must be an ISO 3166-1 alpha-2 code");
-    const char *income = check_enum(root, "incomeSource", income_sources, true, msg, cap);
-    check_enum(root, "openAccountReason", open_reasons, true, msg, cap);
-    check_enum(root, "occupation", occupations, income && strcmp(income, "SALARY") == 0, msg, cap);
-    if (income && strcmp(income, "BUSINESS_ACTIVITY") == 0) {
+    const char *income = check_enum(root, "incomeSource", &VOCAB_INCOME_SOURCE, true, msg, cap);
+    int inc = vocab_value(&VOCAB_INCOME_SOURCE, income);
+    check_enum(root, "openAccountReason", &VOCAB_OPEN_ACCOUNT_REASON, true, msg, cap);
+    check_enum(root, "occupation", &VOCAB_OCCUPATION, inc == P100_INCOME_SALARY, msg, cap);
+    if (inc == P100_INCOME_BUSINESS_ACTIVITY) {
         const cJSON *tax = cJSON_GetObjectItemCaseSensitive(root, "taxId");
         if (tax == NULL || cJSON_IsNull(tax) ||
             (cJSON_IsString(tax) && tax->valuestring[0] == '\0') ||
             (cJSON_IsArray(tax) && cJSON_GetArraySize(tax) == 0))
-            msg_add(msg, cap, "taxId must not be empty when incomeSource is BUSINESS_ACTIVITY");
+            msg_add(msg, cap, "taxId must not be empty when incomeSource is %s", income);
     }
     const cJSON *info = cJSON_GetObjectItemCaseSensitive(root, "additionalInfo");
     if (info && !cJSON_IsNull(info) && !cJSON_IsString(info))
@@ -155,45 +133,48 @@ static bool create_validate(const char *body, char *uid, char *msg, size_t cap)
 
 static bool attempt_pending(const user *u)
 {
-    return u->has_kyc &&
-           (strcmp(u->astatus, "PENDING") == 0 || strcmp(u->astatus, "VERIFICATION") == 0);
+    int a = vocab_value(&VOCAB_ATTEMPT_STATUS, u->astatus);
+    return u->has_kyc && (a == KYC_A_PENDING || a == KYC_A_VERIFICATION);
 }
 
 static void api_create(reply *r, const char *body)
 {
     char uid[ID_MAX + 1], msg[2048], vid[37];
     if (!create_validate(body, uid, msg, sizeof msg)) {
-        reply_p100(r, 400, "P403", NULL, msg);
+        reply_p100(r, 400, vocab_name(&VOCAB_ERROR_CODE, P100_CODE_P403), NULL, msg);
         return;
     }
     state_new_uuid(vid);
     pthread_mutex_lock(&sim_state.mu);
-    /* P100's "create user account" is outside kycd: the first create makes the user. */
+    /* P100's "create user account" is outside kycd: by default the first
+     * create makes the user; with unknown_users "refuse" it is P412, as
+     * P100 answers for a user the partner never created. */
     user *u = state_get(uid);
     int outcome = 0;
     if (u == NULL) {
-        outcome = -1;
+        outcome = P100_CODE_P500;
+    } else if (!u->exists && sim_state.a.refuse_unknown) {
+        outcome = P100_CODE_P412;
     } else {
         state_user_make_real(u);
         if (attempt_pending(u)) {
-            outcome = 1;
-        } else if (u->has_kyc && strcmp(u->vstatus, "VERIFIED") == 0) {
-            outcome = 2;
+            outcome = P100_CODE_P212;
+        } else if (u->has_kyc &&
+                   vocab_value(&VOCAB_VERIFICATION_STATUS, u->vstatus) == KYC_V_VERIFIED) {
+            outcome = P100_CODE_P450;
         } else {
             u->has_kyc = true;
-            snprintf(u->vstatus, sizeof u->vstatus, "NOT_VERIFIED");
-            snprintf(u->astatus, sizeof u->astatus, "PENDING");
+            snprintf(u->vstatus, sizeof u->vstatus, "%s",
+                     vocab_name(&VOCAB_VERIFICATION_STATUS, KYC_V_NOT_VERIFIED));
+            snprintf(u->astatus, sizeof u->astatus, "%s",
+                     vocab_name(&VOCAB_ATTEMPT_STATUS, KYC_A_PENDING));
             u->reason[0] = '\0';
             snprintf(u->vid, sizeof u->vid, "%s", vid);
         }
     }
     pthread_mutex_unlock(&sim_state.mu);
-    if (outcome == -1) {
-        reply_p100(r, 400, "P500", "unknown-exception", "Unknown exception");
-    } else if (outcome == 1) {
-        reply_p100(r, 202, "P212", "kyc-pending", "KYC verification pending");
-    } else if (outcome == 2) {
-        reply_p100(r, 400, "P450", "kyc-already-verified", "KYC already verified");
+    if (outcome != 0) {
+        reply_p100_code(r, outcome);
     } else {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "verificationId", vid);
@@ -201,31 +182,66 @@ static void api_create(reply *r, const char *body)
     }
 }
 
+/* The 200 body of Get KYC Status, in the shape the control API chose (P100
+ * is silent on this body: see enum body_shape). */
+static cJSON *status_body(const user *u, enum body_shape shape)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (shape == SHAPE_REORDERED) {
+        cJSON_AddStringToObject(o, "verificationId", u->vid);
+        if (u->reason[0])
+            cJSON_AddStringToObject(o, "rejectionReason", u->reason);
+        cJSON_AddStringToObject(o, "attemptStatus", u->astatus);
+        cJSON_AddStringToObject(o, "verificationStatus", u->vstatus);
+        cJSON_AddStringToObject(o, "externalUserId", u->id);
+        return o;
+    }
+    if (shape == SHAPE_EXTRA_FIELDS) {
+        /* Fields kycd does not know, of every JSON type, before and after. */
+        cJSON_AddStringToObject(o, "kycProvider", "IDENFY");
+        cJSON_AddNumberToObject(o, "attemptCount", 2);
+    }
+    if (shape != SHAPE_NO_EXTERNAL_USER_ID)
+        cJSON_AddStringToObject(o, "externalUserId", u->id);
+    cJSON_AddStringToObject(o, "verificationStatus", u->vstatus);
+    cJSON_AddStringToObject(o, "attemptStatus", u->astatus);
+    if (u->reason[0])
+        cJSON_AddStringToObject(o, "rejectionReason", u->reason);
+    if (shape != SHAPE_NO_VERIFICATION_ID)
+        cJSON_AddStringToObject(o, "verificationId", u->vid);
+    if (shape == SHAPE_EXTRA_FIELDS) {
+        cJSON_AddBoolToObject(o, "manualReview", 0);
+        cJSON_AddNullToObject(o, "expiresAt");
+        cJSON *docs = cJSON_AddArrayToObject(o, "documents");
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "type", vocab_nth(&VOCAB_DOCUMENT_TYPE, 0));
+        cJSON_AddStringToObject(d, "country", "PL");
+        cJSON_AddItemToArray(docs, d);
+        cJSON *meta = cJSON_AddObjectToObject(o, "meta");
+        cJSON_AddStringToObject(meta, "verificationStatus", "NOT_A_STATUS");
+    }
+    return o;
+}
+
 static void api_status(reply *r, const char *uid)
 {
     user copy;
     bool found = false;
+    enum body_shape shape;
     pthread_mutex_lock(&sim_state.mu);
     user *u = strlen(uid) <= ID_MAX ? state_find(uid) : NULL;
     if (u && u->exists) {
         copy = *u;
         found = true;
     }
+    shape = sim_state.a.shape;
     pthread_mutex_unlock(&sim_state.mu);
-    if (!found) {
-        reply_p100(r, 400, "P412", "invalid-user", "User does not exist");
-    } else if (!copy.has_kyc) {
-        reply_p100(r, 404, "P445", "kyc-not-found", "KYC not found");
-    } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "externalUserId", copy.id);
-        cJSON_AddStringToObject(o, "verificationStatus", copy.vstatus);
-        cJSON_AddStringToObject(o, "attemptStatus", copy.astatus);
-        if (copy.reason[0])
-            cJSON_AddStringToObject(o, "rejectionReason", copy.reason);
-        cJSON_AddStringToObject(o, "verificationId", copy.vid);
-        reply_json(r, 200, o);
-    }
+    if (!found)
+        reply_p100_code(r, P100_CODE_P412);
+    else if (!copy.has_kyc)
+        reply_p100_code(r, P100_CODE_P445);
+    else
+        reply_json(r, 200, status_body(&copy, shape));
 }
 
 static void html_escape(char *dst, size_t cap, const char *s)
@@ -271,7 +287,7 @@ static void api_page(reply *r, const char *uid, const char *vid)
         found = true;
     pthread_mutex_unlock(&sim_state.mu);
     if (!found) {
-        reply_p100(r, 404, "P445", "kyc-not-found", "KYC not found");
+        reply_p100_code(r, P100_CODE_P445);
         return;
     }
     char eu[ID_MAX * 6 + 1], ev[VALUE_MAX * 6 + 1], page[4096];
@@ -294,10 +310,10 @@ static void reply_fault(reply *r, enum fail_kind k, long retry_after)
 {
     switch (k) {
     case FAIL_P500:
-        reply_p100(r, 400, "P500", "unknown-exception", "Unknown exception");
+        reply_p100_code(r, P100_CODE_P500);
         break;
     case FAIL_P501:
-        reply_p100(r, 400, "P501", "service-unavailable", "Service temporarily unavailable");
+        reply_p100_code(r, P100_CODE_P501);
         break;
     case FAIL_503:
         /* What a load balancer in front of P100 would say: not P100's JSON. */
@@ -359,9 +375,22 @@ void api_handle(struct mg_connection *conn, const struct mg_request_info *ri, re
         snprintf(log_user, log_user_cap, "%s", uid);
 
     const char *key = mg_get_header(conn, "x-api-key");
-    enum { GO, DENY_XO1, DENY_XO2, DENY_XO3, FAIL, FAIL_RL } verdict = GO;
+    enum {
+        GO,
+        DENY_XO1,
+        DENY_XO2,
+        DENY_XO3,
+        FAIL,
+        FAIL_RL,
+        LIMIT_BUCKET,
+        LIMIT_CONCURRENCY,
+        ANSWER
+    } verdict = GO;
     faults f;
-    bool counted_user = false;
+    bool counted_user = false, admitted_status = false;
+    long limit_retry_after = 0;
+    char answer_code[sizeof sim_state.a.code] = "";
+    int answer_http = 0;
 
     pthread_mutex_lock(&sim_state.mu);
     uint64_t epoch = sim_state.epoch;
@@ -396,6 +425,11 @@ void api_handle(struct mg_connection *conn, const struct mg_request_info *ri, re
         verdict = DENY_XO1;
     else if (kind != API_PAGE && !consttime_eq(key, api_key))
         verdict = DENY_XO2;
+    else if ((kind == API_STATUS || kind == API_CREATE) && !state_bucket_take(&limit_retry_after))
+        verdict = LIMIT_BUCKET;
+    else if (kind == API_STATUS && sim_state.lim.max_status_in_flight > 0 &&
+             sim_state.status_inflight >= sim_state.lim.max_status_in_flight)
+        verdict = LIMIT_CONCURRENCY;
     else if ((kind == API_STATUS || kind == API_CREATE || kind == API_PAGE) &&
              (f.scope == SCOPE_ALL || (f.scope == SCOPE_STATUS && kind == API_STATUS) ||
               (f.scope == SCOPE_CREATE && kind == API_CREATE))) {
@@ -410,9 +444,39 @@ void api_handle(struct mg_connection *conn, const struct mg_request_info *ri, re
         if (f.slow_rate > 0 && state_rng_unit() < f.slow_rate)
             f.latency_ms = f.slow_ms;
     }
+    /* The answer the control API chose, for calls that no fault took. */
+    answers *a = &sim_state.a;
+    if (verdict == GO && a->code[0] && a->count != 0 &&
+        (kind == API_STATUS || kind == API_CREATE) &&
+        (a->scope == SCOPE_ALL || (a->scope == SCOPE_STATUS && kind == API_STATUS) ||
+         (a->scope == SCOPE_CREATE && kind == API_CREATE)) &&
+        (a->user[0] == '\0' || (uid && strcmp(a->user, uid) == 0))) {
+        verdict = ANSWER;
+        snprintf(answer_code, sizeof answer_code, "%s", a->code);
+        answer_http = a->http;
+        if (a->count > 0)
+            a->count--;
+    }
+    if (verdict == LIMIT_BUCKET) {
+        sim_state.limited_bucket++;
+        limit_retry_after = sim_state.lim.retry_after ? limit_retry_after : 0;
+    } else if (verdict == LIMIT_CONCURRENCY) {
+        sim_state.limited_concurrency++;
+        /* P100 is silent: a call refused for concurrency may retry in a second. */
+        limit_retry_after = sim_state.lim.retry_after ? 1 : 0;
+    } else if (verdict == FAIL_RL || (verdict == FAIL && f.fail_with == FAIL_429)) {
+        sim_state.limited_faults++;
+    }
+    if (kind == API_STATUS &&
+        (verdict == GO || verdict == ANSWER || verdict == FAIL || verdict == FAIL_RL)) {
+        admitted_status = true;
+        sim_state.status_inflight++;
+    }
     pthread_mutex_unlock(&sim_state.mu);
 
-    latency_wait(f.latency_ms);
+    /* A limit answers at once, as a gateway in front of P100 would. */
+    if (verdict != LIMIT_BUCKET && verdict != LIMIT_CONCURRENCY)
+        latency_wait(f.latency_ms);
 
     *fault_out = "-";
     switch (verdict) {
@@ -434,6 +498,20 @@ void api_handle(struct mg_connection *conn, const struct mg_request_info *ri, re
         reply_fault(r, FAIL_429, f.retry_after);
         *fault_out = fail_names[FAIL_429];
         break;
+    case LIMIT_BUCKET:
+    case LIMIT_CONCURRENCY:
+        reply_fault(r, FAIL_429, limit_retry_after);
+        *fault_out = verdict == LIMIT_BUCKET ? "token_bucket" : "concurrency";
+        break;
+    case ANSWER: {
+        int c = vocab_value(&VOCAB_ERROR_CODE, answer_code);
+        if (c >= 0 && answer_http == reply_code_http(c))
+            reply_p100_code(r, c);
+        else /* an undocumented code, or a documented one with another status */
+            reply_p100(r, answer_http, answer_code, NULL, "Answer chosen by p100-sim");
+        *fault_out = "answer";
+        break;
+    }
     case GO:
         if (kind == API_STATUS)
             api_status(r, uid);
@@ -454,6 +532,8 @@ void api_handle(struct mg_connection *conn, const struct mg_request_info *ri, re
     pthread_mutex_lock(&sim_state.mu);
     if (epoch == sim_state.epoch) {
         sim_state.inflight--;
+        if (admitted_status && sim_state.status_inflight > 0)
+            sim_state.status_inflight--;
         if (counted_user && (u = state_find(uid)) != NULL && u->inflight > 0)
             u->inflight--;
     }

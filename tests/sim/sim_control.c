@@ -7,6 +7,8 @@
 #include "sim_util.h"
 #include "sim_webhooks.h"
 
+#include "core/vocab.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +40,45 @@ static bool only_keys(const cJSON *o, const char *const *allowed, char *bad, siz
     return true;
 }
 
+/* A boolean field (absent/null -> false); false when of another type. */
+static bool get_bool(const cJSON *o, const char *name, bool *v)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, name);
+    *v = false;
+    if (it == NULL || cJSON_IsNull(it))
+        return true;
+    if (!cJSON_IsBool(it))
+        return false;
+    *v = cJSON_IsTrue(it);
+    return true;
+}
+
+/* Strict values: val ("" passes) must be a value P100 documents for the
+ * field (core's table v), unless the request says "undocumented": true (a
+ * test of what kycd does with a value P100 may add). Otherwise a 400 that
+ * names the field and lists P100's values. */
+static bool check_value(reply *r, const vocab *v, const char *field, const char *val,
+                        bool undocumented)
+{
+    if (val[0] == '\0' || undocumented || vocab_value(v, val) >= 0)
+        return true;
+    char allowed[1024] = "", msg[1400];
+    for (size_t n = 0, i = 0; i < (size_t)vocab_count(v); i++) {
+        int m =
+            snprintf(allowed + n, sizeof allowed - n, "%s%s", n ? ", " : "", vocab_nth(v, (int)i));
+        if (m < 0 || (size_t)m >= sizeof allowed - n)
+            break;
+        n += (size_t)m;
+    }
+    char shown[VALUE_MAX + 1];
+    snprintf(msg, sizeof msg,
+             "%s: %s is not a value P100 documents for %s (%s); say \"undocumented\": true to "
+             "use it anyway",
+             field, logsafe(shown, sizeof shown, val), v->field, allowed);
+    reply_sim_error(r, 400, msg);
+    return false;
+}
+
 static cJSON *user_json(const user *u)
 {
     cJSON *o = cJSON_CreateObject();
@@ -59,13 +100,12 @@ static cJSON *user_json(const user *u)
 
 static void sim_users(reply *r, const cJSON *in)
 {
-    static const char *const keys[] = {"externalUserId", "verificationStatus",
-                                       "attemptStatus",  "rejectionReason",
-                                       "verificationId", "prefix",
-                                       "count",          NULL};
+    static const char *const keys[] = {"externalUserId",  "verificationStatus", "attemptStatus",
+                                       "rejectionReason", "verificationId",     "prefix",
+                                       "count",           "undocumented",       NULL};
     char bad[200], id[ID_MAX + 1], prefix[ID_MAX + 1], vs[VALUE_MAX + 1], as[VALUE_MAX + 1],
         reason[REASON_MAX + 1], vid[VALUE_MAX + 1];
-    bool has_prefix;
+    bool has_prefix, undoc;
     if (!only_keys(in, keys, bad, sizeof bad)) {
         reply_sim_error(r, 400, bad);
         return;
@@ -75,10 +115,14 @@ static void sim_users(reply *r, const cJSON *in)
         !get_str(in, "verificationStatus", vs, sizeof vs, NULL) ||
         !get_str(in, "attemptStatus", as, sizeof as, NULL) ||
         !get_str(in, "rejectionReason", reason, sizeof reason, NULL) ||
-        !get_str(in, "verificationId", vid, sizeof vid, NULL)) {
-        reply_sim_error(r, 400, "a field is not a string or is too long");
+        !get_str(in, "verificationId", vid, sizeof vid, NULL) ||
+        !get_bool(in, "undocumented", &undoc)) {
+        reply_sim_error(r, 400, "a field is not a string (undocumented: a boolean) or is too long");
         return;
     }
+    if (!check_value(r, &VOCAB_VERIFICATION_STATUS, "verificationStatus", vs, undoc) ||
+        !check_value(r, &VOCAB_ATTEMPT_STATUS, "attemptStatus", as, undoc))
+        return;
     if ((vs[0] == '\0') != (as[0] == '\0')) {
         reply_sim_error(r, 400, "give both verificationStatus and attemptStatus, or neither");
         return;
@@ -173,10 +217,10 @@ static void reply_submitted(reply *r, cJSON *o, enum wh_mode mode, const uint64_
 
 static void sim_advance(reply *r, const char *id, const cJSON *in)
 {
-    static const char *const keys[] = {"verificationStatus", "attemptStatus", "rejectionReason",
-                                       "webhook", NULL};
+    static const char *const keys[] = {
+        "verificationStatus", "attemptStatus", "rejectionReason", "webhook", "undocumented", NULL};
     char bad[200], vs[VALUE_MAX + 1], as[VALUE_MAX + 1], reason[REASON_MAX + 1], mode_s[16];
-    bool has_vs, has_as;
+    bool has_vs, has_as, undoc;
     enum wh_mode mode;
     if (!only_keys(in, keys, bad, sizeof bad)) {
         reply_sim_error(r, 400, bad);
@@ -185,10 +229,16 @@ static void sim_advance(reply *r, const char *id, const cJSON *in)
     if (!get_str(in, "verificationStatus", vs, sizeof vs, &has_vs) ||
         !get_str(in, "attemptStatus", as, sizeof as, &has_as) ||
         !get_str(in, "rejectionReason", reason, sizeof reason, NULL) ||
-        !get_str(in, "webhook", mode_s, sizeof mode_s, NULL) || !parse_mode(mode_s, &mode)) {
-        reply_sim_error(r, 400, "bad field (webhook is send, drop, duplicate or hold)");
+        !get_str(in, "webhook", mode_s, sizeof mode_s, NULL) || !parse_mode(mode_s, &mode) ||
+        !get_bool(in, "undocumented", &undoc)) {
+        reply_sim_error(r, 400,
+                        "bad field (webhook is send, drop, duplicate or hold; undocumented a "
+                        "boolean)");
         return;
     }
+    if (!check_value(r, &VOCAB_VERIFICATION_STATUS, "verificationStatus", vs, undoc) ||
+        !check_value(r, &VOCAB_ATTEMPT_STATUS, "attemptStatus", as, undoc))
+        return;
     if (mode != WH_DROP && !wh_enabled()) {
         reply_sim_error(r, 409, "no --webhook-url was given: only \"webhook\":\"drop\" works");
         return;
@@ -202,8 +252,9 @@ static void sim_advance(reply *r, const char *id, const cJSON *in)
         return;
     }
     /* Absent statuses keep their value; rejectionReason is replaced (absent clears it). */
-    state_user_set(u, has_vs ? vs : (u->has_kyc ? u->vstatus : "NOT_VERIFIED"),
-                   has_as ? as : (u->has_kyc ? u->astatus : "PENDING"), reason, "");
+    state_user_set(
+        u, has_vs ? vs : (u->has_kyc ? u->vstatus : vocab_nth(&VOCAB_VERIFICATION_STATUS, 0)),
+        has_as ? as : (u->has_kyc ? u->astatus : vocab_nth(&VOCAB_ATTEMPT_STATUS, 0)), reason, "");
     cJSON *hook = cJSON_CreateObject();
     cJSON_AddStringToObject(hook, "externalUserId", u->id);
     cJSON_AddStringToObject(hook, "verificationStatus", u->vstatus);
@@ -230,20 +281,29 @@ static void sim_advance(reply *r, const char *id, const cJSON *in)
     reply_submitted(r, o, mode, seqs);
 }
 
-static void sim_poa(reply *r, const char *id, const cJSON *in)
+/* The webhooks with a bare status (POA Verification Status, KYC File
+ * Added, user status): {"externalUserId", "status"} to the path kind, the
+ * status one of P100's values for it (table v) unless "undocumented". */
+static void sim_status_hook(reply *r, const char *id, const cJSON *in, const vocab *v,
+                            const char *kind)
 {
-    static const char *const keys[] = {"status", "webhook", NULL};
-    char bad[200], status[VALUE_MAX + 1], mode_s[16];
+    static const char *const keys[] = {"status", "webhook", "undocumented", NULL};
+    char bad[200], status[VALUE_MAX + 1], mode_s[16], need[1200];
     enum wh_mode mode;
+    bool undoc;
     if (!only_keys(in, keys, bad, sizeof bad)) {
         reply_sim_error(r, 400, bad);
         return;
     }
     if (!get_str(in, "status", status, sizeof status, NULL) || status[0] == '\0' ||
-        !get_str(in, "webhook", mode_s, sizeof mode_s, NULL) || !parse_mode(mode_s, &mode)) {
-        reply_sim_error(r, 400, "status (WAITING, APPROVED, REJECTED, QUESTIONED) is required");
+        !get_str(in, "webhook", mode_s, sizeof mode_s, NULL) || !parse_mode(mode_s, &mode) ||
+        !get_bool(in, "undocumented", &undoc)) {
+        snprintf(need, sizeof need, "status (a string, P100's %s) is required", v->field);
+        reply_sim_error(r, 400, need);
         return;
     }
+    if (!check_value(r, v, "status", status, undoc))
+        return;
     if (mode != WH_DROP && !wh_enabled()) {
         reply_sim_error(r, 409, "no --webhook-url was given: only \"webhook\":\"drop\" works");
         return;
@@ -262,7 +322,7 @@ static void sim_poa(reply *r, const char *id, const cJSON *in)
     char *body = cJSON_PrintUnformatted(hook);
     cJSON_Delete(hook);
     uint64_t seqs[2];
-    if (body == NULL || wh_submit("poa-verification-status", id, body, mode, seqs) != 0) {
+    if (body == NULL || wh_submit(kind, id, body, mode, seqs) != 0) {
         free(body);
         reply_sim_error(r, 500, "out of memory");
         return;
@@ -375,6 +435,155 @@ static void sim_faults(reply *r, const cJSON *in)
     reply_json(r, 200, faults_json(&f));
 }
 
+static int name_index(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static cJSON *answers_json(const answers *a)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (a->code[0]) {
+        cJSON_AddStringToObject(o, "errorCode", a->code);
+        cJSON_AddNumberToObject(o, "http", a->http);
+        cJSON_AddNumberToObject(o, "count", (double)a->count);
+        cJSON_AddStringToObject(o, "scope", scope_names[a->scope]);
+        if (a->user[0])
+            cJSON_AddStringToObject(o, "externalUserId", a->user);
+    }
+    cJSON_AddStringToObject(o, "unknown_users", a->refuse_unknown ? "refuse" : "create");
+    cJSON_AddStringToObject(o, "status_body", shape_names[a->shape]);
+    return o;
+}
+
+/* POST /_sim/answers: how the sim answers, beyond the faults; like
+ * /_sim/faults a POST replaces the whole set.
+ *   errorCode      the next calls in scope get this P100 error (P100's
+ *                  codes: VOCAB_ERROR_CODE; another with "undocumented")
+ *   http           its HTTP status (default: the one docs/p100-api.md gives)
+ *   count          how many calls get it (default 1; -1: every call)
+ *   scope          all, status or create (default all)
+ *   externalUserId only calls naming this user
+ *   unknown_users  create (default: Create makes a user it does not know)
+ *                  or refuse (Create answers P412)
+ *   status_body    the shape of Get KYC Status's 200 body (shape_names) */
+static void sim_answers(reply *r, const cJSON *in)
+{
+    static const char *const keys[] = {"errorCode",     "http",           "count",
+                                       "scope",         "externalUserId", "undocumented",
+                                       "unknown_users", "status_body",    NULL};
+    char bad[200], code[16], scope[16], uid[ID_MAX + 1], unknown[16], shape[32];
+    bool undoc;
+    answers a;
+    state_answers_default(&a);
+    double http = 0, count = 1;
+    if (!only_keys(in, keys, bad, sizeof bad)) {
+        reply_sim_error(r, 400, bad);
+        return;
+    }
+    if (!get_str(in, "errorCode", code, sizeof code, NULL) ||
+        !get_str(in, "scope", scope, sizeof scope, NULL) ||
+        !get_str(in, "externalUserId", uid, sizeof uid, NULL) ||
+        !get_str(in, "unknown_users", unknown, sizeof unknown, NULL) ||
+        !get_str(in, "status_body", shape, sizeof shape, NULL) ||
+        !get_bool(in, "undocumented", &undoc) || !get_num(in, "http", 200, 599, &http) ||
+        !get_num(in, "count", -1, 1e9, &count)) {
+        reply_sim_error(r, 400,
+                        "errorCode, scope, externalUserId, unknown_users, status_body are "
+                        "strings, undocumented a boolean, http 200..599, count -1..1e9");
+        return;
+    }
+    if (!check_value(r, &VOCAB_ERROR_CODE, "errorCode", code, undoc))
+        return;
+    if (code[0]) {
+        int c = vocab_value(&VOCAB_ERROR_CODE, code);
+        snprintf(a.code, sizeof a.code, "%s", code);
+        a.http = http > 0 ? (int)http : (c >= 0 ? reply_code_http(c) : 400);
+        a.count = (long)count;
+    } else if (http > 0 || uid[0] || scope[0]) {
+        reply_sim_error(r, 400, "http, scope and externalUserId go with errorCode");
+        return;
+    }
+    snprintf(a.user, sizeof a.user, "%s", uid);
+    if (scope[0]) {
+        int k = name_index(scope, scope_names, 3);
+        if (k < 0) {
+            reply_sim_error(r, 400, "scope is one of all, status, create");
+            return;
+        }
+        a.scope = (enum scope)k;
+    }
+    if (unknown[0] && strcmp(unknown, "create") != 0 && strcmp(unknown, "refuse") != 0) {
+        reply_sim_error(r, 400, "unknown_users is create or refuse");
+        return;
+    }
+    a.refuse_unknown = strcmp(unknown, "refuse") == 0;
+    if (shape[0]) {
+        int k = name_index(shape, shape_names, SHAPE_COUNT);
+        if (k < 0) {
+            reply_sim_error(r, 400,
+                            "status_body is one of default, no_external_user_id, extra_fields, "
+                            "reordered, no_verification_id");
+            return;
+        }
+        a.shape = (enum body_shape)k;
+    }
+    pthread_mutex_lock(&sim_state.mu);
+    sim_state.a = a;
+    pthread_mutex_unlock(&sim_state.mu);
+    reply_json(r, 200, answers_json(&a));
+}
+
+static cJSON *limits_json(const limits *l)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "rate", l->rate);
+    cJSON_AddNumberToObject(o, "burst", l->burst);
+    cJSON_AddBoolToObject(o, "retry_after", l->retry_after);
+    cJSON_AddNumberToObject(o, "max_status_in_flight", l->max_status_in_flight);
+    return o;
+}
+
+/* POST /_sim/limits: P100's rate limits as the sim plays them, the whole
+ * set (what is left out is off): rate (tokens a second, 0: no bucket) and
+ * burst (the bucket's size, default max(1, rate)) of a token bucket over
+ * Get KYC Status and Create, retry_after (the 429 says when to come back:
+ * the seconds until a token, rounded up, or 1 for the concurrency limit),
+ * max_status_in_flight (Get KYC Status calls at once; 0: any). */
+static void sim_limits(reply *r, const cJSON *in)
+{
+    static const char *const keys[] = {"rate", "burst", "retry_after", "max_status_in_flight",
+                                       NULL};
+    char bad[200];
+    double rate = 0, burst = 0, conc = 0;
+    bool ra;
+    if (!only_keys(in, keys, bad, sizeof bad)) {
+        reply_sim_error(r, 400, bad);
+        return;
+    }
+    if (!get_num(in, "rate", 0, 1e6, &rate) || !get_num(in, "burst", 0, 1e6, &burst) ||
+        !get_num(in, "max_status_in_flight", 0, 100000, &conc) ||
+        !get_bool(in, "retry_after", &ra)) {
+        reply_sim_error(r, 400,
+                        "rate 0..1e6, burst 0..1e6, max_status_in_flight 0..100000, "
+                        "retry_after a boolean");
+        return;
+    }
+    limits l = {.rate = rate,
+                .burst = burst > 0 ? burst : (rate > 1 ? rate : 1),
+                .retry_after = ra,
+                .max_status_in_flight = (int)conc};
+    if (rate <= 0)
+        l.burst = 0;
+    pthread_mutex_lock(&sim_state.mu);
+    state_limits_set(&l);
+    pthread_mutex_unlock(&sim_state.mu);
+    reply_json(r, 200, limits_json(&l));
+}
+
 static void sim_reset(reply *r)
 {
     state_reset();
@@ -400,6 +609,12 @@ static void sim_stats(reply *r, const struct mg_request_info *ri)
     cJSON_AddNumberToObject(o, "max_concurrent", sim_state.max_inflight);
     cJSON_AddNumberToObject(o, "max_concurrent_per_user", sim_state.max_inflight_user);
     cJSON_AddNumberToObject(o, "users", (double)sim_state.nusers);
+    cJSON_AddNumberToObject(o, "status_in_flight", sim_state.status_inflight);
+    /* The 429 answers by cause: the token bucket, the concurrency limit, the
+     * random faults (fail_with 429 and rate_limit_rate). */
+    cJSON_AddNumberToObject(o, "rate_limited_bucket", (double)sim_state.limited_bucket);
+    cJSON_AddNumberToObject(o, "rate_limited_concurrency", (double)sim_state.limited_concurrency);
+    cJSON_AddNumberToObject(o, "rate_limited_faults", (double)sim_state.limited_faults);
     cJSON *errs = cJSON_AddObjectToObject(o, "errors_sent");
     for (int i = 0; i < ERR_KEYS && sim_state.errs[i].code[0]; i++)
         cJSON_AddNumberToObject(errs, sim_state.errs[i].code, (double)sim_state.errs[i].n);
@@ -444,6 +659,20 @@ void control_handle(struct mg_connection *conn, const struct mg_request_info *ri
     }
     if (n == 1 && get && strcmp(seg[0], "webhooks") == 0) {
         sim_webhooks(r, ri);
+        return;
+    }
+    if (n == 1 && get && strcmp(seg[0], "answers") == 0) {
+        pthread_mutex_lock(&sim_state.mu);
+        answers a = sim_state.a;
+        pthread_mutex_unlock(&sim_state.mu);
+        reply_json(r, 200, answers_json(&a));
+        return;
+    }
+    if (n == 1 && get && strcmp(seg[0], "limits") == 0) {
+        pthread_mutex_lock(&sim_state.mu);
+        limits l = sim_state.lim;
+        pthread_mutex_unlock(&sim_state.mu);
+        reply_json(r, 200, limits_json(&l));
         return;
     }
     if (n == 1 && get && strcmp(seg[0], "faults") == 0) {
@@ -505,7 +734,15 @@ void control_handle(struct mg_connection *conn, const struct mg_request_info *ri
     else if (n == 3 && strcmp(seg[0], "users") == 0 && strcmp(seg[2], "advance") == 0)
         sim_advance(r, seg[1], in);
     else if (n == 3 && strcmp(seg[0], "users") == 0 && strcmp(seg[2], "poa") == 0)
-        sim_poa(r, seg[1], in);
+        sim_status_hook(r, seg[1], in, &VOCAB_POA_STATUS, "poa-verification-status");
+    else if (n == 3 && strcmp(seg[0], "users") == 0 && strcmp(seg[2], "kyc-file") == 0)
+        sim_status_hook(r, seg[1], in, &VOCAB_KYC_FILE_STATUS, "kyc-file-added");
+    else if (n == 3 && strcmp(seg[0], "users") == 0 && strcmp(seg[2], "user-status") == 0)
+        sim_status_hook(r, seg[1], in, &VOCAB_USER_STATUS, "user-status");
+    else if (n == 1 && strcmp(seg[0], "answers") == 0)
+        sim_answers(r, in);
+    else if (n == 1 && strcmp(seg[0], "limits") == 0)
+        sim_limits(r, in);
     else if (n == 1 && strcmp(seg[0], "faults") == 0)
         sim_faults(r, in);
     else if (n == 1 && strcmp(seg[0], "flush") == 0) {

@@ -3,6 +3,9 @@
  * Must never: read more than BODY_MAX of a body. */
 #include "sim_http.h"
 
+#include "core/p100.h"
+#include "core/vocab.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +49,51 @@ void reply_p100(reply *r, int status, const char *code, const char *name, const 
     snprintf(r->code, sizeof r->code, "%s", code ? code : "");
     if (code == NULL)
         snprintf(r->code, sizeof r->code, "%d", status);
+}
+
+/* errorName and errorMessage by code. P100 documents P412's "invalid-user"
+ * and P212's "kyc-pending"; the other names are guesses (P100 is silent),
+ * the messages the meanings docs/p100-api.md lists. P403 has no errorName. */
+static const struct {
+    const char *name, *msg;
+} code_text[] = {
+    [P100_CODE_P403] = {NULL, "Validation error"},
+    [P100_CODE_P411] = {"user-already-exists", "User already exists"},
+    [P100_CODE_P412] = {"invalid-user", "User does not exist"},
+    [P100_CODE_P433] = {"insufficient-funds", "Insufficient funds"},
+    [P100_CODE_P445] = {"kyc-not-found", "KYC not found"},
+    [P100_CODE_P450] = {"kyc-already-verified", "KYC already verified"},
+    [P100_CODE_P453] = {"too-many-kyc-attempts", "Too many KYC verification attempts"},
+    [P100_CODE_P459] = {"user-not-verified", "User not verified"},
+    [P100_CODE_P500] = {"unknown-exception", "Unknown exception"},
+    [P100_CODE_P501] = {"service-unavailable", "Service temporarily unavailable"},
+    [P100_CODE_P211] = {"poa-pending", "POA verification pending"},
+    [P100_CODE_P212] = {"kyc-pending", "KYC verification pending"},
+};
+_Static_assert(sizeof code_text / sizeof code_text[0] == P100_CODE_UNKNOWN,
+               "an error code without its text");
+
+int reply_code_http(int code)
+{
+    switch (code) {
+    case P100_CODE_P445:
+        return 404;
+    case P100_CODE_P211:
+    case P100_CODE_P212:
+        return 202;
+    default:
+        return 400;
+    }
+}
+
+void reply_p100_code(reply *r, int code)
+{
+    const char *name = vocab_name(&VOCAB_ERROR_CODE, code);
+    if (name == NULL) { /* never: every caller passes a documented code */
+        reply_p100(r, 500, NULL, NULL, "p100-sim: no such code");
+        return;
+    }
+    reply_p100(r, reply_code_http(code), name, code_text[code].name, code_text[code].msg);
 }
 
 void reply_sim_error(reply *r, int status, const char *msg)

@@ -28,6 +28,14 @@ void reply_json(reply *r, int status, cJSON *obj);
  * code NULL leaves errorCode out (r->code is then the HTTP status). */
 void reply_p100(reply *r, int status, const char *code, const char *name, const char *msg);
 
+/* The HTTP status docs/p100-api.md gives an errorCode (P445 404, P211 and
+ * P212 202, the others 400); code is an enum p100_code (core/p100.h). */
+int reply_code_http(int code);
+
+/* P100's error answer for a code P100 documents (an enum p100_code): its
+ * HTTP status, errorCode from core's vocabulary, errorName and message. */
+void reply_p100_code(reply *r, int code);
+
 /* The control API's error body: {"error": msg}. */
 void reply_sim_error(reply *r, int status, const char *msg);
 

@@ -12,11 +12,15 @@
 
 const char *const fail_names[] = {"P500", "P501", "503", "429"};
 const char *const scope_names[] = {"all", "status", "create"};
+const char *const shape_names[] = {"default", "no_external_user_id", "extra_fields", "reordered",
+                                   "no_verification_id"};
+_Static_assert(sizeof shape_names / sizeof shape_names[0] == SHAPE_COUNT, "a shape without a name");
 
 sim_state_t sim_state = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static long default_latency; /* --latency-ms: the fault set's default */
 static uint64_t default_seed;
+static limits default_limits; /* --rate-limit, --rate-burst, ... */
 
 static uint64_t hash_id(const char *s)
 {
@@ -124,6 +128,46 @@ void state_faults_default(faults *f)
     f->fail_with = FAIL_P500;
 }
 
+void state_answers_default(answers *a)
+{
+    memset(a, 0, sizeof *a);
+    a->shape = SHAPE_DEFAULT;
+}
+
+void state_limits_default(limits *l)
+{
+    *l = default_limits;
+}
+
+void state_limits_set(const limits *l)
+{
+    sim_state.lim = *l;
+    sim_state.tokens = l->burst;
+    sim_state.tokens_ms = now_ms();
+}
+
+bool state_bucket_take(long *retry_after_s)
+{
+    const limits *l = &sim_state.lim;
+    if (l->rate <= 0)
+        return true;
+    int64_t now = now_ms();
+    sim_state.tokens += (double)(now - sim_state.tokens_ms) / 1000.0 * l->rate;
+    sim_state.tokens_ms = now;
+    if (sim_state.tokens > l->burst)
+        sim_state.tokens = l->burst;
+    if (sim_state.tokens >= 1.0) {
+        sim_state.tokens -= 1.0;
+        return true;
+    }
+    double wait = (1.0 - sim_state.tokens) / l->rate; /* seconds until one token */
+    long s = (long)wait;
+    if ((double)s < wait)
+        s++;
+    *retry_after_s = s < 1 ? 1 : s;
+    return false;
+}
+
 void state_count_error(const char *code)
 {
     for (int i = 0; i < ERR_KEYS; i++) {
@@ -179,12 +223,15 @@ void state_user_set(user *u, const char *vs, const char *as, const char *reason,
         state_new_uuid(u->vid);
 }
 
-void state_init(long default_latency_ms, uint64_t seed)
+void state_init(long default_latency_ms, uint64_t seed, const limits *lim)
 {
     default_latency = default_latency_ms;
     default_seed = seed;
+    default_limits = *lim;
     pthread_mutex_lock(&sim_state.mu);
     state_faults_default(&sim_state.f);
+    state_answers_default(&sim_state.a);
+    state_limits_set(&default_limits);
     sim_state.rng = seed;
     pthread_mutex_unlock(&sim_state.mu);
 }
@@ -202,6 +249,10 @@ void state_reset(void)
     tab_clear();
     sim_state.epoch++;
     state_faults_default(&sim_state.f);
+    state_answers_default(&sim_state.a);
+    state_limits_set(&default_limits);
+    sim_state.status_inflight = 0;
+    sim_state.limited_bucket = sim_state.limited_concurrency = sim_state.limited_faults = 0;
     sim_state.rng = default_seed;
     sim_state.api_calls = sim_state.status_calls = sim_state.create_calls = sim_state.page_calls =
         0;

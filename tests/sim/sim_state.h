@@ -1,6 +1,8 @@
 /* p100-sim's state: the users it knows (a hash table of records, ghosts
  * included: an unknown id asked for only counts calls), the fault set the
- * control API injects, the call counters and the seeded fault draws.
+ * control API injects, the answers it chooses (next error code, unknown
+ * users at Create, the shape of the status body), the rate limits (token
+ * bucket, concurrency), the call counters and the seeded fault draws.
  *
  * Everything in sim_state is guarded by sim_state.mu: take it around any read
  * or write, and never hold it while waiting (latency) or sending (webhooks).
@@ -57,6 +59,38 @@ typedef struct faults {
     long slow_ms;
 } faults;
 
+/* The shapes of Get KYC Status's 200 body, which P100 does not document:
+ * as the sim always answered, without externalUserId, with extra unknown
+ * fields, with the fields in another order, without verificationId. */
+enum body_shape {
+    SHAPE_DEFAULT,
+    SHAPE_NO_EXTERNAL_USER_ID,
+    SHAPE_EXTRA_FIELDS,
+    SHAPE_REORDERED,
+    SHAPE_NO_VERIFICATION_ID,
+    SHAPE_COUNT
+};
+extern const char *const shape_names[]; /* as the control API spells them */
+
+/* How the sim answers, besides the faults (/_sim/answers). */
+typedef struct answers {
+    char code[16];         /* errorCode for the next calls in scope; "": none */
+    int http;              /* the HTTP status it comes with */
+    long count;            /* calls left to answer with it; -1: every call */
+    enum scope scope;      /* which calls */
+    char user[ID_MAX + 1]; /* only calls naming this user; "": any */
+    bool refuse_unknown;   /* Create answers P412 to a user the sim does not know */
+    enum body_shape shape; /* Get KYC Status's 200 body */
+} answers;
+
+/* The rate limits (--rate-limit ... or /_sim/limits); zero: off. */
+typedef struct limits {
+    double rate;              /* token bucket: tokens a second (0: no bucket) */
+    double burst;             /* token bucket: its size */
+    bool retry_after;         /* a limit's 429 carries Retry-After */
+    int max_status_in_flight; /* Get KYC Status calls in flight at most (0: any) */
+} limits;
+
 #define ERR_KEYS 16
 typedef struct errcount {
     char code[16];
@@ -70,6 +104,12 @@ typedef struct sim_state_t {
     uint64_t epoch; /* bumped by reset: late decrements of an older epoch are ignored */
     uint64_t rng;
     faults f;
+    answers a;
+    limits lim;
+    double tokens;       /* the token bucket's level */
+    int64_t tokens_ms;   /* when it was last filled (now_ms) */
+    int status_inflight; /* Get KYC Status calls admitted and in flight */
+    long limited_bucket, limited_concurrency, limited_faults; /* 429s by cause */
     long api_calls, status_calls, create_calls, page_calls;
     int inflight, max_inflight, max_inflight_user;
     errcount errs[ERR_KEYS];
@@ -78,14 +118,15 @@ typedef struct sim_state_t {
 extern sim_state_t sim_state;
 
 /* At start, before any request: the fault set's default latency (the
- * --latency-ms option) and the fault draws' seed, which reset returns to. */
-void state_init(long default_latency_ms, uint64_t seed);
+ * --latency-ms option), the fault draws' seed and the rate limits (the
+ * --rate-* options), which reset returns to. */
+void state_init(long default_latency_ms, uint64_t seed, const limits *lim);
 
 /* At exit, once no request runs: frees every user. */
 void state_deinit(void);
 
-/* /_sim/reset: forgets every user, the faults (back to their default), the
- * counters, and reseeds the fault draws. */
+/* /_sim/reset: forgets every user, the faults, answers and limits (back to
+ * their default), the counters, and reseeds the fault draws. */
 void state_reset(void);
 
 /* The record of id, or NULL. Caller holds sim_state.mu. */
@@ -105,6 +146,20 @@ void state_user_set(user *u, const char *vs, const char *as, const char *reason,
 
 /* The default fault set: no fault, the --latency-ms latency. */
 void state_faults_default(faults *f);
+
+/* The default answers: none forced, unknown users created, the default body. */
+void state_answers_default(answers *a);
+
+/* Sets the rate limits and fills the bucket. Caller holds sim_state.mu. */
+void state_limits_set(const limits *l);
+
+/* The limits given on the command line. */
+void state_limits_default(limits *l);
+
+/* Takes a token from the bucket: true when there was one (or no bucket);
+ * false with *retry_after_s (the seconds until one, rounded up) when it is
+ * empty. Caller holds sim_state.mu. */
+bool state_bucket_take(long *retry_after_s);
 
 /* A draw in [0, 1) from the seeded generator. Caller holds sim_state.mu. */
 double state_rng_unit(void);

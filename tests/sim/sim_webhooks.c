@@ -16,9 +16,12 @@
 #include <string.h>
 
 #define RING_MAX 4096 /* webhook deliveries remembered for /_sim/webhooks */
-#define ATTEMPTS 5    /* P100: 5 attempts in all ... */
-static const int64_t retry_gap_ms[ATTEMPTS - 1] = {8000, 16000, 32000,
-                                                   64000}; /* ... this far apart */
+/* P100's schedule (docs/p100-api.md): 5 attempts in all, about 8, 16, 32
+ * and 64 s apart, so P100 gives up about two minutes after the first.
+ * --retry-scale 1 is this schedule; a test scales it down. */
+#define ATTEMPTS 5
+static const int64_t retry_gap_ms[ATTEMPTS - 1] = {8000, 16000, 32000, 64000};
+#define HORIZON_REAL_MS (8000 + 16000 + 32000 + 64000) /* the last attempt, after the first */
 
 static char webhook_base[1024];
 static char webhook_token[512];
@@ -34,7 +37,10 @@ typedef struct delivery {
     int attempts;
     long last_http; /* 0: no HTTP answer */
     char last_error[160];
-    char kind[40]; /* "kyc-verification-status", "poa-verification-status" */
+    double first_ms;         /* the first attempt's start (now_ms_f); 0: not tried */
+    int64_t first_unix_ms;   /* the same, wall clock */
+    int64_t at_ms[ATTEMPTS]; /* each attempt's start, ms after the first */
+    char kind[40];           /* the path under the webhook URL: "kyc-verification-status", ... */
     char user[ID_MAX + 1];
     char *body;
 } delivery;
@@ -45,6 +51,9 @@ typedef struct wh_record {
     char user[ID_MAX + 1];
     const char *result; /* "acked", "failed", "dropped", "abandoned" */
     int attempts;
+    int64_t at_ms[ATTEMPTS];
+    int64_t first_unix_ms, done_unix_ms; /* 0: never tried */
+    double after_ms;                     /* done (acked or failed) after the first attempt */
     long http;
     char error[160];
     char *body;
@@ -75,6 +84,13 @@ static void delivery_free(delivery *d)
     }
 }
 
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Caller holds W.mu. */
 static void wh_remember(const delivery *d, const char *result)
 {
@@ -86,6 +102,12 @@ static void wh_remember(const delivery *d, const char *result)
     snprintf(r->user, sizeof r->user, "%s", d->user);
     r->result = result;
     r->attempts = d->attempts;
+    memcpy(r->at_ms, d->at_ms, sizeof r->at_ms);
+    if (d->attempts > 0) {
+        r->first_unix_ms = d->first_unix_ms;
+        r->done_unix_ms = unix_ms();
+        r->after_ms = now_ms_f() - d->first_ms;
+    }
     r->http = d->last_http;
     snprintf(r->error, sizeof r->error, "%s", d->last_error);
     r->body = d->body ? strdup(d->body) : NULL;
@@ -284,6 +306,12 @@ static void *wh_thread(void *arg)
         pthread_mutex_unlock(&W.mu);
 
         double t0 = now_ms_f();
+        if (d->attempts == 0) {
+            d->first_ms = t0;
+            d->first_unix_ms = unix_ms();
+        }
+        if (d->attempts < ATTEMPTS)
+            d->at_ms[d->attempts] = (int64_t)(t0 - d->first_ms);
         wh_attempt(c, d);
         double ms = now_ms_f() - t0;
 
@@ -342,6 +370,7 @@ void wh_clear(bool counters)
     W.queued = W.held_n = 0;
     if (counters) {
         W.sent = W.attempts = W.acked = W.failed = W.dropped = 0;
+        W.seq = 0; /* numbers start again at 1 after a reset */
         for (size_t i = 0; i < RING_MAX; i++) {
             free(W.ring[i].body);
             W.ring[i].body = NULL;
@@ -396,6 +425,19 @@ void wh_stats_json(cJSON *o)
     cJSON_AddNumberToObject(o, "webhooks_held", (double)W.held_n);
     cJSON_AddNumberToObject(o, "webhooks_pending", (double)(W.queued + W.inflight));
     pthread_mutex_unlock(&W.mu);
+    /* The schedule, to compare a delivery's times with P100's real horizon:
+     * a delivery whose acked_after_ms / retry_scale is over
+     * retry_horizon_real_ms would have been lost by P100. */
+    cJSON_AddNumberToObject(o, "webhook_attempts_max", ATTEMPTS);
+    cJSON_AddNumberToObject(o, "retry_scale", conf_retry_scale);
+    cJSON *g = cJSON_AddArrayToObject(o, "retry_gaps_ms");
+    double horizon = 0;
+    for (int i = 0; i < ATTEMPTS - 1; i++) {
+        cJSON_AddItemToArray(g, cJSON_CreateNumber((double)retry_gap(i + 1)));
+        horizon += (double)retry_gap(i + 1);
+    }
+    cJSON_AddNumberToObject(o, "retry_horizon_ms", horizon);
+    cJSON_AddNumberToObject(o, "retry_horizon_real_ms", HORIZON_REAL_MS);
 }
 
 cJSON *wh_deliveries_json(const char *uid)
@@ -415,6 +457,22 @@ cJSON *wh_deliveries_json(const char *uid)
         cJSON_AddStringToObject(e, "result", w->result);
         cJSON_AddNumberToObject(e, "attempts", w->attempts);
         cJSON_AddNumberToObject(e, "http_status", (double)w->http);
+        if (w->attempts > 0) {
+            /* When it was first sent and when it ended (acked or failed), wall
+             * clock in ms since the epoch, and the attempts' starts. */
+            cJSON_AddNumberToObject(e, "first_sent_unix_ms", (double)w->first_unix_ms);
+            cJSON_AddNumberToObject(e, "done_unix_ms", (double)w->done_unix_ms);
+            cJSON_AddNumberToObject(e, "done_after_ms", w->after_ms);
+            if (strcmp(w->result, "acked") == 0) {
+                cJSON_AddNumberToObject(e, "acked_unix_ms", (double)w->done_unix_ms);
+                cJSON_AddNumberToObject(e, "acked_after_ms", w->after_ms);
+                /* The same delivery on P100's real schedule. */
+                cJSON_AddNumberToObject(e, "acked_after_real_ms", w->after_ms / conf_retry_scale);
+            }
+            cJSON *at = cJSON_AddArrayToObject(e, "attempt_at_ms");
+            for (int k = 0; k < w->attempts && k < ATTEMPTS; k++)
+                cJSON_AddItemToArray(at, cJSON_CreateNumber((double)w->at_ms[k]));
+        }
         if (w->error[0])
             cJSON_AddStringToObject(e, "error", w->error);
         cJSON *b = w->body ? cJSON_Parse(w->body) : NULL;
