@@ -9,11 +9,17 @@ int kerr_set(kerr *err, int code, const char *fmt, ...)
 {
     if (err == NULL)
         return code;
-    err->code = code;
+    /* Formatted apart, then copied: a caller may pass err->msg itself as an
+     * argument ("... (%s)", err->msg), and vsnprintf into the buffer it
+     * reads from is undefined (glibc writes the prefix over the argument
+     * before reading it: the message came out garbled). */
+    char msg[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    err->code = code;
+    memcpy(err->msg, msg, sizeof msg);
     return code;
 }
 

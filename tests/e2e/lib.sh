@@ -124,6 +124,7 @@ E2E_PIDS=()        # background processes to kill at exit
 E2E_DBS=()         # "conninfo|dbname" to drop at exit
 E2E_ROLES=()       # "conninfo|role" to drop at exit, after the databases
 E2E_PG_DIRS=()     # private pg-local clusters to remove at exit
+E2E_EXIT_HOOKS=()  # functions to run at exit, before the temp folder is removed
 E2E_KYCD_PID=
 E2E_KYCD_LOG=
 E2E_KYCD_N=0
@@ -244,6 +245,9 @@ e2e__cleanup() {
       pg_local_stop "$dir" >/dev/null 2>&1 || echo "$E2E_NAME: could not remove cluster $dir" >&2
     done
   fi
+  # A script's own undo steps (E2E_EXIT_HOOKS: function names), after its
+  # processes are gone and before the temp folder goes (an unmount).
+  for item in "${E2E_EXIT_HOOKS[@]}"; do "$item"; done
   if [ -n "${E2E_KEEP_TMP:-}" ]; then echo "kept $E2E_TMP"; else rm -rf -- "$E2E_TMP"; fi
   if [ -n "$E2E_ABORT" ]; then
     fail "stopped early: $E2E_ABORT"
