@@ -105,6 +105,11 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
 {
     ingest *in = ctx;
     if (in->sp) {
+        pthread_mutex_lock(&in->mu);
+        int gated = in->schema != INGEST_SCHEMA_OK;
+        pthread_mutex_unlock(&in->mu);
+        if (gated) /* not a database whose schema is this kycd's, yet */
+            return to_spool(in, d, res, err);
         spool_stats ss;
         spool_stats_get(in->sp, &ss);
         if (ss.records > 0) /* keep the order: behind what is already spooled */
@@ -317,7 +322,9 @@ static void *drainer_main(void *arg)
                  KLOG_STR("database", in->st.database_up ? "up" : "down"));
             last_report = now;
         }
-        if (ss.records == 0) {
+        if (ss.records == 0 || in->schema != INGEST_SCHEMA_OK) {
+            /* Nothing to replay, or no database with this kycd's schema yet
+             * (the probe wakes us when there is one). */
             struct timespec ts = clock_deadline(1000);
             pthread_cond_timedwait(&in->cv, &in->mu, &ts);
             continue;
@@ -344,17 +351,45 @@ static void *drainer_main(void *arg)
     return NULL;
 }
 
+/* The schema gate: once the database answers, is its schema this kycd's?
+ * Called by the probe (mu not held) while the gate is closed. */
+static void check_schema(ingest *in)
+{
+    kerr err;
+    kerr_clear(&err);
+    int rc = in->store.schema ? in->store.schema(in->store.ctx, &err) : 0;
+    if (rc == KERR_DB || rc == KERR_TIMEOUT)
+        return; /* still away: unchecked as before */
+    pthread_mutex_lock(&in->mu);
+    enum ingest_schema was = in->schema;
+    in->schema = rc == 0 ? INGEST_SCHEMA_OK : INGEST_SCHEMA_MISMATCH;
+    snprintf(in->schema_err, sizeof in->schema_err, "%s", rc ? err.msg : "");
+    if (rc == 0)
+        pthread_cond_broadcast(&in->cv); /* the drainer may replay now */
+    pthread_mutex_unlock(&in->mu);
+    if (rc == 0)
+        klog(KLOG_INFO, "database answers with this kycd's schema: replaying the spool",
+             KLOG_STR("schema", "ok"));
+    else if (was != INGEST_SCHEMA_MISMATCH) /* once, not at every probe */
+        klog(KLOG_ERROR, "database schema does not match: deliveries stay in the spool",
+             KLOG_STR("error", err.msg));
+}
+
 /* Ping the database every probe_ms (each with the store's short deadline)
- * and keep the answer for ingest_ready. */
+ * and keep the answer for ingest_ready; while the schema gate is closed,
+ * check the schema once the database answers. */
 static void *prober_main(void *arg)
 {
     ingest *in = arg;
     pthread_mutex_lock(&in->mu);
     while (!in->stopping) {
+        int gated = in->schema != INGEST_SCHEMA_OK;
         pthread_mutex_unlock(&in->mu);
         kerr err;
         kerr_clear(&err);
         int rc = in->store.ping(in->store.ctx, &err);
+        if (rc == 0 && gated)
+            check_schema(in);
         pthread_mutex_lock(&in->mu);
         in->probe_rc = rc;
         snprintf(in->probe_err, sizeof in->probe_err, "%s", rc ? err.msg : "");
@@ -373,6 +408,19 @@ void ingest_pool_counts(ingest *in, int *idle, int *busy, int *size)
     *idle = *busy = *size = 0;
     if (in->store.pool_counts)
         in->store.pool_counts(in->store.ctx, idle, busy, size);
+}
+
+enum ingest_schema ingest_schema_state(ingest *in, char *why, size_t cap)
+{
+    pthread_mutex_lock(&in->mu);
+    enum ingest_schema s = in->schema;
+    if (why && cap)
+        snprintf(why, cap, "%s",
+                 s == INGEST_SCHEMA_MISMATCH    ? in->schema_err
+                 : s == INGEST_SCHEMA_UNCHECKED ? "the database has not answered since the start"
+                                                : "");
+    pthread_mutex_unlock(&in->mu);
+    return s;
 }
 
 int ingest_database_up(ingest *in, char *why, size_t cap)
@@ -399,6 +447,10 @@ int ingest_new(ingest **out, const ingest_opts *o, kerr *err)
     in->sp = o->spool;
     in->record_max = o->record_max > 0 ? o->record_max : 65536 + 512;
     in->st.database_up = 1;
+    /* Without a spool there is nowhere to wait: serve checked the schema. */
+    in->schema = o->schema_unchecked && o->spool ? INGEST_SCHEMA_UNCHECKED : INGEST_SCHEMA_OK;
+    if (in->schema != INGEST_SCHEMA_OK)
+        in->st.database_up = 0;
     int rc0;
     if (o->store) {
         in->store = *o->store;
@@ -475,6 +527,9 @@ int ingest_ready(void *ctx, char *details, size_t cap, kerr *err)
     } else {
         rc = in->store.ping(in->store.ctx, &dberr);
     }
+    char why[sizeof dberr.msg];
+    enum ingest_schema schema = ingest_schema_state(in, why, sizeof why);
+    static const char *const schema_names[] = {"ok", "unchecked", "mismatch"};
     spool_stats ss;
     memset(&ss, 0, sizeof ss);
     if (in->sp)
@@ -482,12 +537,20 @@ int ingest_ready(void *ctx, char *details, size_t cap, kerr *err)
     if (details && cap) {
         if (in->sp)
             snprintf(details, cap,
-                     "\"database\":\"%s\",\"spool\":{\"records\":%lld,\"bytes\":%lld,"
-                     "\"oldest_age_ms\":%lld,\"room\":%lld}",
-                     rc == 0 ? "up" : "down", (long long)ss.records, (long long)ss.bytes,
-                     (long long)ss.oldest_age_ms, (long long)ss.room);
+                     "\"database\":\"%s\",\"schema\":\"%s\",\"spool\":{\"records\":%lld,"
+                     "\"bytes\":%lld,\"oldest_age_ms\":%lld,\"room\":%lld}",
+                     rc == 0 ? "up" : "down", schema_names[schema], (long long)ss.records,
+                     (long long)ss.bytes, (long long)ss.oldest_age_ms, (long long)ss.room);
         else
-            snprintf(details, cap, "\"database\":\"%s\",\"spool\":null", rc == 0 ? "up" : "down");
+            snprintf(details, cap, "\"database\":\"%s\",\"schema\":\"%s\",\"spool\":null",
+                     rc == 0 ? "up" : "down", schema_names[schema]);
+    }
+    if (schema != INGEST_SCHEMA_OK) {
+        /* Deliveries go to the spool (the gate): ready while it has room,
+         * so that a balancer keeps sending P100's deliveries here. */
+        if (in->sp && (ss.room < 0 || ss.room >= in->record_max))
+            return 0;
+        return kerr_set(err, KERR_DB, "%s, and the spool is full", why);
     }
     if (rc == 0)
         return 0;

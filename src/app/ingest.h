@@ -57,7 +57,22 @@ typedef struct ingest_opts {
      * own probe connection, with a short deadline) and ingest_ready answers
      * from its last result. 0: ingest_ready pings itself (unit tests). */
     int64_t probe_ms;
+    /* The database's schema was not checked at start (kycd serve started
+     * while the database was away, with a spool): every delivery goes to
+     * the spool, and nothing is replayed, until the probe finds the
+     * database answering with the schema this kycd needs (the store's
+     * schema check, again at each probe while it does not match). */
+    int schema_unchecked;
 } ingest_opts;
+
+/* What ingest knows of the database's schema. */
+enum ingest_schema {
+    INGEST_SCHEMA_OK = 0,    /* checked: this kycd's (at start, or since) */
+    INGEST_SCHEMA_UNCHECKED, /* the database has not answered since the start */
+    INGEST_SCHEMA_MISMATCH,  /* it answered with another schema: spooling, no replay */
+};
+/* The state and, unless OK, why (a sentence) in why[cap]. */
+enum ingest_schema ingest_schema_state(ingest *in, char *why, size_t cap);
 
 typedef struct ingest_stats {
     long long stored, spooled, replayed, dead_letters;

@@ -39,6 +39,10 @@ struct ingest {
     int probe_rc;                             /* 0: the database answered the last probe */
     char probe_err[sizeof(((kerr *)0)->msg)]; /* why not */
     int64_t probe_at_ms;                      /* when (monotonic) */
+    /* The schema gate (ingest_opts.schema_unchecked), under mu: until OK,
+     * deliveries go to the spool and the drainer waits. */
+    enum ingest_schema schema;
+    char schema_err[sizeof(((kerr *)0)->msg)];
 };
 /* One attempt at the database, with one retry on a fresh connection when
  * the pooled one died under us (server restart, network cut). */

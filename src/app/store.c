@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "io/db_pool.h"
+#include "io/migrate.h"
 
 struct store_db {
     db_opts opts;
@@ -86,6 +87,18 @@ static int db_ping_op(void *ctx, kerr *err)
     return rc;
 }
 
+static int db_schema_op(void *ctx, kerr *err)
+{
+    store_db *s = ctx;
+    int rc = db_ping_op(ctx, err); /* (re)opens the probe's connection */
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&s->probe_mu);
+    rc = db_check_schema(s->probe, err);
+    pthread_mutex_unlock(&s->probe_mu);
+    return rc;
+}
+
 static int db_ingest_batch_op(void *ctx, const kyc_delivery *const *d, int n,
                               const db_ingest_opts *o, db_ingest_result *res, int *dead, kerr *err)
 {
@@ -113,7 +126,8 @@ ingest_store store_db_ingest(store_db *s)
                        .ingest = db_ingest_op,
                        .ping = db_ping_op,
                        .ingest_batch = db_ingest_batch_op,
-                       .pool_counts = db_pool_counts_op};
+                       .pool_counts = db_pool_counts_op,
+                       .schema = db_schema_op};
     return st;
 }
 

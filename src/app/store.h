@@ -38,6 +38,11 @@ typedef struct ingest_store {
                         db_ingest_result *res, int *dead, kerr *err);
     /* The pool's connections (db_pool_counts); NULL: the store has none. */
     void (*pool_counts)(void *ctx, int *idle, int *busy, int *size);
+    /* db_check_schema on the probe's connection: 0 when the database's
+     * schema is the one this kycd needs, KERR_STATE when not, KERR_DB when
+     * it does not answer. Called from the probe thread only. NULL: the
+     * store has no schema to check. */
+    int (*schema)(void *ctx, kerr *err);
 } ingest_store;
 
 /* What the reconciler needs. claim_due and release_claim are called by the

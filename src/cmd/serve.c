@@ -29,6 +29,7 @@
 #include "base/log.h"
 #include "cmd/common.h"
 #include "io/config_check.h"
+#include "io/migrate.h"
 #include "io/config_print.h"
 #include "io/migrations.h"
 #include "io/sdnotify.h"
@@ -64,6 +65,7 @@ typedef struct serve_state {
     handler_ctx handler, admin_handler;
     handler_admin admin_ops;
     partitions_keeper *keeper;
+    int schema_unchecked; /* started while the database was away (spooling) */
 } serve_state;
 
 /* /readyz: a webhook posted now would be made durable, i.e. the database
@@ -112,6 +114,17 @@ static int db_gauges(serve_state *s, kbuf *out)
     int rc =
         metrics_gauge(out, "kycd_db_up", "1 when the database answered the last background probe",
                       ingest_database_up(s->in, NULL, 0));
+    enum ingest_schema schema = ingest_schema_state(s->in, NULL, 0);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_db_schema_mismatch",
+                           "1 when the database answers with a schema this kycd does not run "
+                           "on: deliveries stay in the spool, none is replayed",
+                           schema == INGEST_SCHEMA_MISMATCH);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_db_schema_unchecked",
+                           "1 while the database has not answered since kycd started (it "
+                           "started during an outage): deliveries go to the spool",
+                           schema == INGEST_SCHEMA_UNCHECKED);
     int idle = 0, busy = 0, size = 0;
     ingest_pool_counts(s->in, &idle, &busy, &size);
     if (rc == 0)
@@ -232,6 +245,15 @@ static int serve_status(void *ctx, kbuf *out)
                           atomic_load(&s->draining) ? "true" : "false", up ? "true" : "false");
     if (rc == 0)
         rc = up ? kbuf_appendf(out, "null") : kbuf_append_json(out, dberr);
+    char why[sizeof dberr];
+    enum ingest_schema schema = ingest_schema_state(s->in, why, sizeof why);
+    if (rc == 0)
+        rc = kbuf_appendf(out, ",\"schema\":\"%s\",\"schema_error\":",
+                          schema == INGEST_SCHEMA_OK          ? "ok"
+                          : schema == INGEST_SCHEMA_UNCHECKED ? "unchecked"
+                                                              : "mismatch");
+    if (rc == 0)
+        rc = schema == INGEST_SCHEMA_OK ? kbuf_appendf(out, "null") : kbuf_append_json(out, why);
     if (rc == 0 && s->sp) {
         spool_stats_get(s->sp, &ss);
         rc = kbuf_appendf(
@@ -444,15 +466,15 @@ static int serve_check(kycd_config *cfg)
     return 0;
 }
 
-/* Step 2, open: the database checked (and the partitions ahead made before
- * the first insert), then the spool. 0 or CMD_FAILED. */
+/* Step 2, open: the spool, then the database checked (and the partitions
+ * ahead made before the first insert). A database that does not answer at
+ * start is not a reason to leave P100 without a receiver when there is a
+ * spool: serve starts, every delivery goes to the spool, and the schema
+ * is checked once the database answers (ingest's schema gate). Without a
+ * spool, or with a database that answers with another schema, serve
+ * refuses. 0 or CMD_FAILED. */
 static int serve_open(serve_state *s)
 {
-    db *d = NULL;
-    if (cmd_open_db(s->cfg, CMD_DB_READY, &d) != 0)
-        return CMD_FAILED;
-    (void)partitions_maintain(d); /* then hourly, by the keeper */
-    db_free(d);
     kerr err;
     kerr_clear(&err);
     if (cmd_open_spool(s->cfg, &s->sp, &err) != 0) {
@@ -462,7 +484,24 @@ static int serve_open(serve_state *s)
     if (s->sp == NULL)
         klog(KLOG_WARN, "no spool configured: while the database is away webhooks get 503",
              KLOG_STR("hint", "set KYCD_SPOOL_DIR"));
-    return 0;
+    db *d = NULL;
+    db_opts o = cmd_db_options(s->cfg);
+    int rc = db_connect(&d, &o, &err);
+    if (rc == 0 && (rc = db_check_schema(d, &err)) == 0)
+        (void)partitions_maintain(d); /* then hourly, by the keeper */
+    db_free(d);
+    if (rc == 0)
+        return 0;
+    if (s->sp != NULL && (rc == KERR_DB || rc == KERR_TIMEOUT)) {
+        klog(KLOG_WARN,
+             "database unreachable at start: serving, deliveries go to the spool until it "
+             "answers with this kycd's schema",
+             KLOG_STR("error", err.msg));
+        s->schema_unchecked = 1;
+        return 0;
+    }
+    cmd_report("database not ready", &err);
+    return CMD_FAILED;
 }
 
 /* Step 3, start: the ingest, the reconciler (unless reconcile = off) and
@@ -473,6 +512,7 @@ static int serve_start(serve_state *s)
     kerr err;
     kerr_clear(&err);
     ingest_opts io = cmd_ingest_options(cfg, s->sp, (int)cfg->db_pool, 1);
+    io.schema_unchecked = s->schema_unchecked;
     if (ingest_new(&s->in, &io, &err) != 0) {
         cmd_report("cannot start", &err);
         return CMD_FAILED;
