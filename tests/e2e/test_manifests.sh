@@ -139,6 +139,23 @@ assert_eq '["migrate"]' "$(q Job "o.spec.template.spec.containers[0].args")" "th
 assert_eq "$(q StatefulSet "$C.image")" "$(q Job 'o.spec.template.spec.containers[0].image')" "with the same image as the receivers"
 assert_eq "admin /metrics https" "$(q ServiceMonitor "o.spec.endpoints[0].port + ' ' + o.spec.endpoints[0].path + ' ' + o.spec.endpoints[0].scheme")" \
   "the ServiceMonitor scrapes /metrics on the admin port, over HTTPS"
+# The job label the Prometheus Operator gives the ServiceMonitor's targets:
+# the value of the Service's jobLabel label, else the Service's name. The
+# alert rules' up{job="kycd"} (KycdDown, KycdMetricsAbsent) need "kycd".
+rules_job=$(sed -n 's/^ *expr: up{job="\([^"]*\)"} == 0$/\1/p' "$TEST_KYCD_SRC/deploy/prometheus/kycd-alerts.yml")
+assert_eq kycd "$rules_job" "KycdDown looks for the job kycd"
+for f in base example; do
+  job=$(node -e '
+    const objs = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean).map(JSON.parse);
+    const sm = objs.find(o => o.kind === "ServiceMonitor");
+    const sel = sm.spec.selector.matchLabels;
+    const svcs = objs.filter(o => o.kind === "Service" &&
+      Object.entries(sel).every(([k, v]) => (o.metadata.labels || {})[k] === v));
+    if (svcs.length !== 1) { console.log("selects " + svcs.length + " Services"); process.exit(0); }
+    const l = sm.spec.jobLabel && (svcs[0].metadata.labels || {})[sm.spec.jobLabel];
+    console.log(l || svcs[0].metadata.name);' "$E2E_TMP/$f.jsonl")
+  assert_eq "$rules_job" "$job" "$f: the Operator names the scrape job $rules_job (the ServiceMonitor's jobLabel), as the alert rules expect"
+done
 assert_eq webhook "$(q Service "o.metadata.name === 'kycd' ? o.spec.ports[0].targetPort : ''" | grep -v '^$')" \
   "the Service kycd sends port 443 to the webhook port"
 
