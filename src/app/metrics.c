@@ -41,6 +41,8 @@ static int fill(const char **list, int at, const vocab *v)
     return at + v->size;
 }
 
+static void known_init(void);
+
 static void labels_init(void)
 {
     int r = fill(ROUTE, 0, &VOCAB_KIND);
@@ -55,6 +57,7 @@ static void labels_init(void)
     n = fill(CHECK_RESULT, 0, &VOCAB_CHECK_RESULT);
     CHECK_RESULT[n] = "error";
     CHECK_RESULT[n + 1] = "other";
+    known_init();
 }
 static const char *const RELOAD_RESULT[] = {"success", "failure"};
 
@@ -75,11 +78,16 @@ static const label_def L_ROUTE = LABEL("route", ROUTE), L_CODE = LABEL("code", C
                        L_RESULT = LABEL("result", CHECK_RESULT),
                        L_RELOAD = LABEL("result", RELOAD_RESULT);
 
+/* A counter's cells, and which of them are written at 0: the known label
+ * sets, so that rate(), increase() and absent() work from the first scrape
+ * (a series that appears at its first increment has no sample of 0 before
+ * it). known NULL: every cell is known (small dense families). A cell
+ * outside the known ones is still written once it is not 0. */
 typedef struct counter {
     const char *name, *help;
     int nl;
     const label_def *l[3];
-    int dense; /* write every cell, zeros too (small families alerts watch) */
+    const unsigned char *known;
     atomic_llong *cells;
 } counter;
 
@@ -87,32 +95,85 @@ static atomic_llong http_cells[N(ROUTE) * N(CODE)];
 static atomic_llong delivery_cells[N(KIND) * N(OUTCOME) * N(REASON)];
 static atomic_llong check_cells[N(P100_OUTCOME) * N(CHECK_RESULT)];
 static atomic_llong reload_cells[N(RELOAD_RESULT)];
+static unsigned char delivery_known[N(delivery_cells)], check_known[N(check_cells)];
+
+/* The (outcome, reason) pairs a webhook delivery can be counted with, per
+ * kind: what handler.c counts is a webhook's own answer, a 200 with the
+ * store's outcome or a refusal once the route (the kind) is known. Every
+ * kycd_webhook_deliveries_total series a fresh kycd exports is one of
+ * these (and nothing else: not kind x outcome x reason, most of which
+ * cannot happen). Kept in step with what can produce them:
+ *   - kyc_verification_status: core/state.c kyc_state_decide for
+ *     source webhook (io/db_ingest.c decide);
+ *   - the other kinds: core/policy.c kyc_other_decide (POA keeps the
+ *     latest; file and user status are recorded);
+ *   - spooled: app/ingest.c to_spool, any kind.
+ * Not here, as no webhook's answer carries them: applied x reconciler,
+ * api and recheck (Get KYC Status and create-kyc decide with another
+ * source; kycd_reconciler_checks_total counts those) and unchanged x
+ * already_stored (a spool replay, long after its 200). */
+#define K(kind) (1u << (kind))
+#define K_ALL (K(KYC_KIND_COUNT) - 1u)
+#define K_KYC K(KYC_KIND_KYC_STATUS)
+#define K_POA K(KYC_KIND_POA_STATUS)
+#define K_RECORDED (K(KYC_KIND_KYC_FILE) | K(KYC_KIND_USER_STATUS))
+static const struct delivery_pair {
+    unsigned kinds; /* K() of each kind the pair can occur for */
+    enum kyc_outcome outcome;
+    enum kyc_reason reason;
+} DELIVERY_PAIRS[] = {
+    {K_KYC, KYC_OUTCOME_APPLIED, KYC_R_FIRST},
+    {K_KYC, KYC_OUTCOME_APPLIED, KYC_R_FORWARD},
+    {K_KYC, KYC_OUTCOME_APPLIED, KYC_R_NEW_ATTEMPT},
+    {K_POA, KYC_OUTCOME_APPLIED, KYC_R_LATEST},
+    {K_KYC | K_POA, KYC_OUTCOME_UNCHANGED, KYC_R_SAME},
+    {K_KYC | K_POA, KYC_OUTCOME_UNCHANGED, KYC_R_REPEAT},
+    {K_KYC, KYC_OUTCOME_HELD, KYC_R_OUT_OF_ORDER},
+    {K_KYC, KYC_OUTCOME_HELD, KYC_R_LEAVES_VERIFIED},
+    {K_KYC, KYC_OUTCOME_HELD, KYC_R_CONFLICT},
+    {K_KYC, KYC_OUTCOME_HELD, KYC_R_REPEAT_CONFLICT},
+    {K_KYC, KYC_OUTCOME_HELD, KYC_R_UNKNOWN_VALUE},
+    {K_RECORDED, KYC_OUTCOME_RECORDED, KYC_R_RECORDED},
+    {K_RECORDED, KYC_OUTCOME_RECORDED, KYC_R_REPEAT},
+    {K_ALL, KYC_OUTCOME_SPOOLED, KYC_R_DATABASE_UNAVAILABLE},
+};
+/* The refusals a webhook route answers (app/handler.c serve_webhook and
+ * what it calls), any kind. Not here: not_found and method_not_allowed
+ * (answered before a route, so without a kind), not_ready and internal
+ * (health and admin routes only). */
+static const enum kyc_refusal DELIVERY_REFUSALS[] = {
+    KYC_REFUSE_DRAINING,          KYC_REFUSE_FORBIDDEN,
+    KYC_REFUSE_UNAUTHORIZED,      KYC_REFUSE_UNSUPPORTED_MEDIA_TYPE,
+    KYC_REFUSE_PAYLOAD_TOO_LARGE, KYC_REFUSE_REQUEST_TIMEOUT,
+    KYC_REFUSE_BAD_REQUEST,       KYC_REFUSE_OVERLOADED,
+    KYC_REFUSE_INVALID_PAYLOAD,   KYC_REFUSE_UNAVAILABLE,
+};
 
 static counter C_HTTP = {"kycd_http_requests_total",
                          "HTTP answers by route and status code",
                          2,
                          {&L_ROUTE, &L_CODE},
-                         0,
+                         NULL, /* every route x code */
                          http_cells};
 static counter C_DELIVERY = {"kycd_webhook_deliveries_total",
                              "webhook deliveries by kind and outcome (refused: not stored, "
                              "reason is the answer's error code)",
                              3,
                              {&L_KIND, &L_OUTCOME, &L_REASON},
-                             0,
+                             delivery_known,
                              delivery_cells};
 static counter C_CHECK = {"kycd_reconciler_checks_total",
                           "reconciler checks by P100's answer (outcome) and what was recorded "
                           "(result)",
                           2,
                           {&L_P100_OUTCOME, &L_RESULT},
-                          0,
+                          check_known,
                           check_cells};
 static counter C_RELOAD = {"kycd_config_reloads_total",
                            "configuration reloads (SIGHUP) by result",
                            1,
                            {&L_RELOAD},
-                           1,
+                           NULL,
                            reload_cells};
 
 /* Accepted to durable: committed, or fsynced to the spool. */
@@ -139,16 +200,41 @@ static int value_index(const label_def *l, const char *v)
     return l->n - 1; /* "other" (or the last value of a closed list) */
 }
 
-/* One cell, found by the index of each label's value; an index outside
- * its list counts as the list's last value ("other"). */
-static void counter_add(counter *c, const int *at)
+/* One cell's index, found by the index of each label's value; an index
+ * outside its list counts as the list's last value ("other"). */
+static int cell_index(const counter *c, const int *at)
 {
     int idx = 0;
     for (int i = 0; i < c->nl; i++) {
         int k = at[i] >= 0 && at[i] < c->l[i]->n ? at[i] : c->l[i]->n - 1;
         idx = idx * c->l[i]->n + k;
     }
-    atomic_fetch_add_explicit(&c->cells[idx], 1, memory_order_relaxed);
+    return idx;
+}
+
+static void counter_add(counter *c, const int *at)
+{
+    atomic_fetch_add_explicit(&c->cells[cell_index(c, at)], 1, memory_order_relaxed);
+}
+
+/* The known cells of the sparse families (labels_init, after the lists). */
+static void known_init(void)
+{
+    for (int k = 0; k < KYC_KIND_COUNT; k++) {
+        for (int i = 0; i < N(DELIVERY_PAIRS); i++)
+            if (DELIVERY_PAIRS[i].kinds & K(k))
+                delivery_known[cell_index(&C_DELIVERY, (const int[]){k, DELIVERY_PAIRS[i].outcome,
+                                                                     DELIVERY_PAIRS[i].reason})] =
+                    1;
+        for (int i = 0; i < N(DELIVERY_REFUSALS); i++)
+            delivery_known[cell_index(
+                &C_DELIVERY,
+                (const int[]){k, KYC_OUTCOME_COUNT, KYC_REASON_COUNT + DELIVERY_REFUSALS[i]})] = 1;
+    }
+    /* Every answer class x every result (and error): not "other". */
+    for (int o = 0; o < P100_CLASS_COUNT; o++)
+        for (int r = 0; r <= KYC_CHECK_RESULT_COUNT; r++)
+            check_known[cell_index(&C_CHECK, (const int[]){o, r})] = 1;
 }
 
 static void counter_inc(counter *c, const char *const *values)
@@ -334,7 +420,7 @@ static int counter_write(kbuf *out, const counter *c)
         cells *= c->l[i]->n;
     for (int idx = 0; rc == 0 && idx < cells; idx++) {
         long long v = atomic_load_explicit(&c->cells[idx], memory_order_relaxed);
-        if (v == 0 && !c->dense)
+        if (v == 0 && c->known && !c->known[idx])
             continue;
         const char *labels[7];
         int rest = idx;

@@ -4,7 +4,10 @@
  * Counters are cells of atomic integers, one per combination of label
  * values; every label takes its values from a fixed list (a value outside
  * it counts as "other"), so no user id or client byte can become a label
- * and the number of series is bounded. Request threads bump them at
+ * and the number of series is bounded. Every label set that can occur is
+ * exported at 0 from the first scrape (metrics.c: every route x code and
+ * answer x result, and DELIVERY_PAIRS for deliveries); any other appears
+ * once counted. Request threads bump them at
  * thousands per second: an increment is a lookup in short lists and one
  * relaxed atomic add, no lock.
  *

@@ -2,8 +2,8 @@
 # End-to-end: the admin listener (admin_listen, plain HTTP on loopback).
 # It answers /healthz, /readyz (with the details), /metrics and /status;
 # the public listener's probes carry no detail and it has no /metrics;
-# `promtool check metrics` accepts the real output; the counters move by
-# exactly a known load; admin_allow_cidrs refuses a source outside it.
+# `promtool check metrics` accepts the real output; a fresh kycd exports
+# every known counter series at 0; the counters move by exactly a known load; admin_allow_cidrs refuses a source outside it.
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -50,6 +50,15 @@ for name in kycd_build_info kycd_http_requests_total kycd_webhook_deliveries_tot
   grep -q "^# TYPE $name " "$E2E_TMP/metrics.txt" || fail "/metrics lacks $name"
 done
 pass "/metrics names every metric of the README's table"
+# Before any webhook: every known label set is there at 0 (rate() and
+# absent() work from the first scrape), and no more than those.
+count_series() { grep -c "^$1{" "$E2E_TMP/metrics.txt" || true; }
+assert_eq "117 61 30 2" \
+  "$(count_series kycd_http_requests_total) $(count_series kycd_webhook_deliveries_total) $(count_series kycd_reconciler_checks_total) $(count_series kycd_config_reloads_total)" \
+  "a fresh kycd's counters: every route x code, the 61 delivery pairs that can occur, every answer x result, both reload results"
+assert_contains "$(cat "$E2E_TMP/metrics.txt")" \
+  'kycd_webhook_deliveries_total{kind="kyc_verification_status",outcome="applied",reason="first"} 0' \
+  "a delivery outcome is exported at 0 before the first delivery"
 assert_match "$(grep '^kycd_build_info{' "$E2E_TMP/metrics.txt")" \
   '^kycd_build_info\{version="[^"]+",schema="[0-9]+",civetweb="[^"]+",openssl="[^"]+"\} 1$' \
   "kycd_build_info's labels"

@@ -69,6 +69,63 @@ expect_rc 1 "alert_tests_check fails on an alert without cases" \
 assert_contains "$OUT" "FAIL alert KycdUntested needs a firing and a not-firing case" "it names the alert"
 
 # ------------------------------------------------------------------------------
+e2e_section "1b. the up rules on the series the shipped Kubernetes monitoring writes"
+# The labels the Prometheus Operator gives a target of the ServiceMonitor
+# in deploy/kubernetes (rendered overlay): job from the Service's jobLabel,
+# else the Service's name; namespace, service, endpoint (port name), pod,
+# container, instance (pod address:port).
+operator_labels() {
+  python3 - "$1" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1], encoding="utf-8")) if d]
+sm = next(d for d in docs if d["kind"] == "ServiceMonitor")
+sel = sm["spec"]["selector"]["matchLabels"]
+svcs = [d for d in docs if d["kind"] == "Service"
+        and all((d["metadata"].get("labels") or {}).get(k) == v for k, v in sel.items())]
+if len(svcs) != 1:
+    sys.exit("the ServiceMonitor selects %d Services, want 1" % len(svcs))
+svc = svcs[0]
+jl = sm["spec"].get("jobLabel")
+job = (svc["metadata"].get("labels") or {}).get(jl) if jl else None
+ep = sm["spec"]["endpoints"][0]["port"]
+sts = next(d for d in docs if d["kind"] == "StatefulSet" and d["spec"]["serviceName"] == svc["metadata"]["name"])
+c = sts["spec"]["template"]["spec"]["containers"][0]
+port = next(p["containerPort"] for p in c["ports"] if p["name"] == ep)
+print('job="%s",namespace="%s",service="%s",endpoint="%s",pod="%s-0",container="%s",instance="10.244.1.7:%d"'
+      % (job or svc["metadata"]["name"], svc["metadata"].get("namespace", "default"),
+         svc["metadata"]["name"], ep, sts["metadata"]["name"], c["name"], port))
+PY
+}
+if ! command -v kubectl >/dev/null 2>&1; then
+  fail "needs kubectl to render deploy/kubernetes (deploy/packages.sh)"
+elif ! kubectl kustomize "$TEST_KYCD_SRC/deploy/kubernetes/overlays/example" >"$E2E_TMP/k8s.yaml" 2>"$E2E_TMP/k8s.err"; then
+  fail "kubectl kustomize deploy/kubernetes/overlays/example: $(e2e__clip "$(cat "$E2E_TMP/k8s.err")")"
+else
+  RC=0
+  OPL=$(operator_labels "$E2E_TMP/k8s.yaml" 2>&1) || RC=$?
+  assert_eq 0 "$RC" "the Operator's labels for the shipped ServiceMonitor: $OPL"
+  assert_contains "$(cat "$RULE_TESTS")" "up{$OPL}" \
+    "tests/prometheus/kycd-alerts.test.yml tests the up rules on exactly these labels"
+  # The real rules on a target with those labels that stopped answering:
+  # KycdDown's expression selects it, and KycdMetricsAbsent stays quiet.
+  python3 - "$RULES" "$OPL" >"$E2E_TMP/operator.test.yml" <<'PY'
+import json, sys, yaml
+rules = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))
+down = next(r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == "KycdDown")
+series = "up{%s}" % sys.argv[2]
+print(json.dumps({"rule_files": [sys.argv[1]], "evaluation_interval": "1m", "tests": [{
+    "interval": "1m",
+    "input_series": [{"series": series, "values": "0x15"}],
+    "promql_expr_test": [{"expr": down, "eval_time": "5m",
+                          "exp_samples": [{"labels": series, "value": 0}]}],
+    "alert_rule_test": [{"eval_time": "12m", "alertname": "KycdMetricsAbsent", "exp_alerts": []}],
+}]}))
+PY
+  expect_rc 0 "promtool: KycdDown's expression selects a down target labelled as the Operator labels it, and it is not absent" \
+    promtool test rules "$E2E_TMP/operator.test.yml"
+fi
+
+# ------------------------------------------------------------------------------
 e2e_section "2. the metric-name checker, on its own"
 expect_rc 0 "metric_names_check.py --self-test" python3 "$TOOLS/metric_names_check.py" --self-test
 expect_rc 0 "the dashboard and rules use only the issue's names (hand-made list)" \

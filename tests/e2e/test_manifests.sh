@@ -63,8 +63,8 @@ done
 BASE=$E2E_TMP/base.yaml
 OVER=$E2E_TMP/example.yaml
 kinds=$(grep -h '^kind:' "$BASE" | sort | tr '\n' ' ')
-assert_eq "kind: ConfigMap kind: Job kind: PodDisruptionBudget kind: Service kind: Service kind: ServiceAccount kind: ServiceMonitor kind: StatefulSet " \
-  "$kinds" "the base has the ConfigMap, Job, PodDisruptionBudget, two Services, ServiceAccount, ServiceMonitor, StatefulSet"
+assert_eq "kind: ConfigMap kind: Job kind: NetworkPolicy kind: PodDisruptionBudget kind: Service kind: Service kind: ServiceAccount kind: ServiceMonitor kind: StatefulSet " \
+  "$kinds" "the base has the ConfigMap, Job, NetworkPolicy, PodDisruptionBudget, two Services, ServiceAccount, ServiceMonitor, StatefulSet"
 
 # ------------------------------------------------------------------------------
 e2e_section "schema validation of every rendered object"
@@ -139,8 +139,69 @@ assert_eq '["migrate"]' "$(q Job "o.spec.template.spec.containers[0].args")" "th
 assert_eq "$(q StatefulSet "$C.image")" "$(q Job 'o.spec.template.spec.containers[0].image')" "with the same image as the receivers"
 assert_eq "admin /metrics https" "$(q ServiceMonitor "o.spec.endpoints[0].port + ' ' + o.spec.endpoints[0].path + ' ' + o.spec.endpoints[0].scheme")" \
   "the ServiceMonitor scrapes /metrics on the admin port, over HTTPS"
+# The job label the Prometheus Operator gives the ServiceMonitor's targets:
+# the value of the Service's jobLabel label, else the Service's name. The
+# alert rules' up{job="kycd"} (KycdDown, KycdMetricsAbsent) need "kycd".
+rules_job=$(sed -n 's/^ *expr: up{job="\([^"]*\)"} == 0$/\1/p' "$TEST_KYCD_SRC/deploy/prometheus/kycd-alerts.yml")
+assert_eq kycd "$rules_job" "KycdDown looks for the job kycd"
+for f in base example; do
+  job=$(node -e '
+    const objs = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean).map(JSON.parse);
+    const sm = objs.find(o => o.kind === "ServiceMonitor");
+    const sel = sm.spec.selector.matchLabels;
+    const svcs = objs.filter(o => o.kind === "Service" &&
+      Object.entries(sel).every(([k, v]) => (o.metadata.labels || {})[k] === v));
+    if (svcs.length !== 1) { console.log("selects " + svcs.length + " Services"); process.exit(0); }
+    const l = sm.spec.jobLabel && (svcs[0].metadata.labels || {})[sm.spec.jobLabel];
+    console.log(l || svcs[0].metadata.name);' "$E2E_TMP/$f.jsonl")
+  assert_eq "$rules_job" "$job" "$f: the Operator names the scrape job $rules_job (the ServiceMonitor's jobLabel), as the alert rules expect"
+done
 assert_eq webhook "$(q Service "o.metadata.name === 'kycd' ? o.spec.ports[0].targetPort : ''" | grep -v '^$')" \
   "the Service kycd sends port 443 to the webhook port"
+
+# Two database roles: the migrate Job reads the owner's database_url from
+# a Secret of its own, the receivers the serving role's from another; no
+# Secret is mounted in both.
+# db_secret FILE KIND: the Secret whose file KYCD_DATABASE_URL_FILE names.
+db_secret() {
+  qf "$1" "$2" '(() => {
+    const s = o.spec.template.spec, c = s.containers[0];
+    const f = c.env.find(e => e.name === "KYCD_DATABASE_URL_FILE").value;
+    const m = c.volumeMounts.find(m => f.startsWith(m.mountPath.replace(/\/?$/, "/")));
+    const v = m && s.volumes.find(v => v.name === m.name);
+    return v && v.secret ? v.secret.secretName : "none";
+  })()'
+}
+secrets_of() { qf "$1" "$2" 'o.spec.template.spec.volumes.filter(v => v.secret).map(v => v.secret.secretName).sort().join(" ")'; }
+for f in base example; do
+  job_db=$(db_secret "$f" Job) sts_db=$(db_secret "$f" StatefulSet)
+  assert_eq "kycd-db-owner kycd-secrets" "$job_db $sts_db" \
+    "$f: the Job migrates with the owner's database_url (kycd-db-owner), the receivers serve with the serving role's (kycd-secrets)"
+  assert_ne "$job_db" "$sts_db" "$f: the serving role's Secret is not the Job's"
+  shared=$(comm -12 <(secrets_of "$f" Job | tr ' ' '\n' | sort) <(secrets_of "$f" StatefulSet | tr ' ' '\n' | sort) | tr '\n' ' ')
+  assert_eq "" "$shared" "$f: the Job and the StatefulSet mount no Secret in common"
+done
+
+# The NetworkPolicy: it selects the receivers; the webhook port is open to
+# any source; the admin port (/metrics, /status) only to Prometheus in its
+# namespace, never to every pod of the cluster.
+for f in base example; do
+  assert_eq "$(qf "$f" StatefulSet 'JSON.stringify(o.spec.template.metadata.labels)')" \
+    "$(qf "$f" NetworkPolicy 'JSON.stringify(o.spec.podSelector.matchLabels)')" \
+    "$f: the NetworkPolicy selects the receivers' pods"
+  assert_eq '["Ingress"]' "$(qf "$f" NetworkPolicy 'o.spec.policyTypes')" "$f: it restricts ingress"
+  assert_eq "webhook:any admin:peers" "$(qf "$f" NetworkPolicy 'o.spec.ingress.map(r => r.ports.map(p => p.port).join(",") + ":" + (r.from && r.from.length ? "peers" : "any")).join(" ")')" \
+    "$f: the webhook port from any source, the admin port from listed peers only"
+  assert_eq ok "$(qf "$f" NetworkPolicy '(() => {
+    const peers = o.spec.ingress.find(r => r.ports.some(p => p.port === "admin")).from;
+    const bad = peers.filter(p => !p.namespaceSelector || !Object.keys(p.namespaceSelector.matchLabels || {}).length ||
+      !p.podSelector || (p.podSelector.matchLabels || {})["app.kubernetes.io/name"] === "kycd" ||
+      !(p.podSelector.matchExpressions || []).some(e => e.key === "app.kubernetes.io/name" && e.values.includes("prometheus")));
+    return bad.length ? "open to: " + JSON.stringify(bad) : "ok";
+  })()')" "$f: each admin peer names a namespace and Prometheus pods (not kycd's own label, which kustomize writes into matchLabels)"
+done
+assert_eq monitoring "$(q NetworkPolicy 'o.spec.ingress[1].from[0].namespaceSelector.matchLabels["kubernetes.io/metadata.name"]')" \
+  "the base lets in Prometheus from the namespace monitoring (the overlay's value to adapt)"
 
 # The ConfigMap's kycd.conf, base and overlay: kycd knows every key.
 for f in base example; do

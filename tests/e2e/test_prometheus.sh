@@ -94,7 +94,7 @@ expect "kycd_http_requests_total{$K,code=\"401\"}" "$n401" "401s"
 expect "kycd_http_requests_total{$K,code=\"400\"}" "$n400" "400s"
 expect "kycd_http_requests_total{$K,code=\"413\"}" "$n413" "413s"
 expect 'sum(kycd_webhook_deliveries_total{outcome="refused"})' $((n401 + n400 + n413)) "refused deliveries"
-expect 'kycd_webhook_deliveries_total{outcome="refused",reason="unauthorized"}' "$n401" "refused as unauthorized"
+expect 'kycd_webhook_deliveries_total{kind="kyc_verification_status",outcome="refused",reason="unauthorized"}' "$n401" "refused as unauthorized (the other kinds' series are there too, at 0)"
 expect 'kycd_ingest_duration_seconds_count' 13 "every accepted delivery timed from accepted to durable"
 
 e2e_section "Prometheus agrees with the database"

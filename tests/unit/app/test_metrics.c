@@ -1,7 +1,8 @@
 /* Unit tests for app/metrics: the Prometheus text exposition (label value
  * and HELP escaping, histogram buckets cumulative with +Inf last, _sum and
  * _count), fixed label sets (a value outside them counts as "other"), the
- * route names, that the counters move, and the process_* gauges. */
+ * route names, that the counters move, that a fresh registry exports
+ * every known label set at 0 (and only those), and the process_* gauges. */
 #include "testlib.h"
 
 #include <stdio.h>
@@ -9,6 +10,9 @@
 
 #include "app/metrics.h"
 #include "core/check.h"
+#include "core/policy.h"
+#include "core/state.h"
+#include "core/vocab.h"
 
 static void test_label_escaping(void **state)
 {
@@ -100,6 +104,129 @@ static void test_registry_fixed_labels(void **state)
     metrics_reset();
 }
 
+/* Lines of t that start with prefix. */
+static int count_lines(const char *t, const char *prefix)
+{
+    int n = 0;
+    size_t len = strlen(prefix);
+    for (const char *p = t; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        n += strncmp(p, prefix, len) == 0;
+    return n;
+}
+
+/* A fresh registry: every known label set at 0 from the first scrape (so
+ * rate() and absent() work before the first delivery), and nothing else. */
+static void test_registry_fresh_zeros(void **state)
+{
+    (void)state;
+    metrics_reset();
+    kbuf b;
+    kbuf_init(&b);
+    assert_int_equal(metrics_write_registry(&b), 0);
+    const char *t = kbuf_str(&b);
+    /* Every route x code (9 x 13). */
+    assert_int_equal(count_lines(t, "kycd_http_requests_total{"), 9 * 13);
+    assert_non_null(
+        strstr(t, "kycd_http_requests_total{route=\"kyc_verification_status\",code=\"401\"} 0\n"));
+    assert_non_null(strstr(t, "kycd_http_requests_total{route=\"other\",code=\"other\"} 0\n"));
+    /* Deliveries: the pairs that can occur, per kind (11 KYC status, 4 POA,
+     * 3 each for file and user status), and 10 refusals for each kind. */
+    assert_int_equal(count_lines(t, "kycd_webhook_deliveries_total{"), 11 + 4 + 3 + 3 + 4 * 10);
+    assert_int_equal(count_lines(t, "kycd_webhook_deliveries_total{kind=\"kyc_file_added\","), 13);
+    assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"kyc_verification_status\","
+                              "outcome=\"held\",reason=\"out_of_order\"} 0\n"));
+    assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"poa_verification_status\","
+                              "outcome=\"applied\",reason=\"latest\"} 0\n"));
+    assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"user_status\","
+                              "outcome=\"recorded\",reason=\"repeat\"} 0\n"));
+    assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"kyc_file_added\","
+                              "outcome=\"spooled\",reason=\"database_unavailable\"} 0\n"));
+    assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"user_status\","
+                              "outcome=\"refused\",reason=\"unauthorized\"} 0\n"));
+    /* Pairs that cannot occur are not invented. */
+    assert_null(strstr(t, "kind=\"user_status\",outcome=\"applied\""));
+    assert_null(strstr(t, "kind=\"kyc_verification_status\",outcome=\"recorded\""));
+    assert_null(strstr(t, "reason=\"reconciler\""));
+    assert_null(strstr(t, "reason=\"not_found\""));
+    assert_null(strstr(t, "kind=\"other\""));
+    assert_null(strstr(t, "reason=\"other\""));
+    /* Checks: every P100 answer class x every result and error (5 x 6). */
+    assert_int_equal(count_lines(t, "kycd_reconciler_checks_total{"), 5 * 6);
+    assert_non_null(
+        strstr(t, "kycd_reconciler_checks_total{outcome=\"rate_limited\",result=\"error\"} 0\n"));
+    assert_null(strstr(t, "kycd_reconciler_checks_total{outcome=\"other\""));
+    assert_int_equal(count_lines(t, "kycd_config_reloads_total{"), 2);
+    /* No counter cell but 0. */
+    assert_null(strstr(t, "} 1\n"));
+    kbuf_deinit(&b);
+}
+
+/* What core can decide for a webhook is among the series exported at 0:
+ * every verdict of kyc_state_decide (webhook source) over documented,
+ * undocumented and missing values, repeats and ages, and of
+ * kyc_other_decide for each other kind. */
+static int exported(const char *t, enum kyc_kind k, enum kyc_outcome o, enum kyc_reason r)
+{
+    char want[200];
+    snprintf(want, sizeof want,
+             "kycd_webhook_deliveries_total{kind=\"%s\",outcome=\"%s\",reason=\"%s\"} 0\n",
+             vocab_name(&VOCAB_KIND, k), vocab_name(&VOCAB_OUTCOME, o),
+             vocab_name(&VOCAB_REASON, r));
+    return strstr(t, want) != NULL;
+}
+
+static void test_registry_covers_core(void **state)
+{
+    (void)state;
+    metrics_reset();
+    kbuf b;
+    kbuf_init(&b);
+    assert_int_equal(metrics_write_registry(&b), 0);
+    const char *t = kbuf_str(&b);
+    static const char *const v[] = {"", "NOT_VERIFIED", "VERIFIED", "EXPIRED", "BOGUS"};
+    static const char *const a[] = {"",           "PENDING", "VERIFICATION", "REJECTED_BY_PROVIDER",
+                                    "SUCCESSFUL", "BOGUS"};
+    static const int64_t ages[] = {-1, 0, 1000000};
+    int seen[KYC_OUTCOME_COUNT][KYC_REASON_COUNT] = {{0}};
+    for (int cv = 0; cv < 5; cv++)
+        for (int ca = 0; ca < 6; ca++)
+            for (int iv = 0; iv < 5; iv++)
+                for (int ia = 0; ia < 6; ia++)
+                    for (int rep = 0; rep < 2; rep++)
+                        for (int g = 0; g < 3; g++) {
+                            kyc_status cur, in;
+                            memset(&cur, 0, sizeof cur);
+                            memset(&in, 0, sizeof in);
+                            snprintf(cur.verification, sizeof cur.verification, "%s", v[cv]);
+                            snprintf(cur.attempt, sizeof cur.attempt, "%s", a[ca]);
+                            snprintf(in.verification, sizeof in.verification, "%s", v[iv]);
+                            snprintf(in.attempt, sizeof in.attempt, "%s", a[ia]);
+                            kyc_transition tr = {&cur, ages[g], &in, KYC_SRC_WEBHOOK, rep, 120000};
+                            kyc_verdict d = kyc_state_decide(&tr);
+                            seen[d.decision][d.reason] = 1;
+                        }
+    int n = 0;
+    for (int o = 0; o < KYC_OUTCOME_COUNT; o++)
+        for (int r = 0; r < KYC_REASON_COUNT; r++)
+            if (seen[o][r]) {
+                n++;
+                if (!exported(t, KYC_KIND_KYC_STATUS, o, r))
+                    fail_msg("kyc_state_decide gives %s/%s, not exported",
+                             vocab_name(&VOCAB_OUTCOME, o), vocab_name(&VOCAB_REASON, r));
+            }
+    assert_int_equal(n, 10); /* every state-machine pair of the table */
+    for (int k = KYC_KIND_POA_STATUS; k < KYC_KIND_COUNT; k++)
+        for (int rep = 0; rep < 2; rep++)
+            for (int same = 0; same < 2; same++) {
+                kyc_other_verdict d =
+                    kyc_other_decide(k, rep, "WAITING", same ? "WAITING" : "APPROVED");
+                assert_true(exported(t, k, d.outcome, d.reason));
+            }
+    for (int k = 0; k < KYC_KIND_COUNT; k++)
+        assert_true(exported(t, k, KYC_OUTCOME_SPOOLED, KYC_R_DATABASE_UNAVAILABLE));
+    kbuf_deinit(&b);
+}
+
 static void test_routes(void **state)
 {
     (void)state;
@@ -138,9 +265,14 @@ static void test_process_gauges(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_label_escaping), cmocka_unit_test(test_help_escaping),
-        cmocka_unit_test(test_histogram),      cmocka_unit_test(test_registry_fixed_labels),
-        cmocka_unit_test(test_routes),         cmocka_unit_test(test_process_gauges),
+        cmocka_unit_test(test_label_escaping),
+        cmocka_unit_test(test_help_escaping),
+        cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_registry_fixed_labels),
+        cmocka_unit_test(test_registry_fresh_zeros),
+        cmocka_unit_test(test_registry_covers_core),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_process_gauges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
