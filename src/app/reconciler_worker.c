@@ -113,7 +113,7 @@ static void log_check(const db_claim *c, const p100_result *res, const check_don
     int level = KLOG_DEBUG;
     if (applied || (p && p->result == KYC_CHECK_FLAGGED))
         level = KLOG_WARN;
-    if (res->cls == P100_MISCONFIGURED)
+    if (res->cls == P100_MISCONFIGURED || res->cls == P100_UNUSABLE)
         level = KLOG_ERROR;
     klog_line l;
     klog_begin(&l, level,
@@ -278,25 +278,39 @@ static void note_p100(reconciler *r, const p100_result *res)
     } else if (res->http_status > 0) {
         r->rl_since_ms = 0;
     }
-    if (res->cls != P100_MISCONFIGURED)
+    if (res->cls != P100_MISCONFIGURED && res->cls != P100_UNUSABLE)
         return;
+    /* Our credentials, or our request (an answer that says nothing about the
+     * user: a wrong p100_status_path, a proxy's page): no user is to blame,
+     * so none is flagged; the reconciler pauses and probes once an interval. */
+    int refused = res->cls == P100_MISCONFIGURED;
     r->st.misconfigured++;
     r->misconfigured = 1;
-    snprintf(r->not_ready, sizeof r->not_ready,
-             "P100 refuses our API key or address (HTTP %ld: %s): check KYCD_P100_API_KEY and "
-             "P100's IP allow-list",
-             res->http_status, res->error_message[0] ? res->error_message : "access denied");
+    if (refused)
+        snprintf(r->not_ready, sizeof r->not_ready,
+                 "P100 refuses our API key or address (HTTP %ld: %s): check KYCD_P100_API_KEY "
+                 "and P100's IP allow-list",
+                 res->http_status, res->error_message[0] ? res->error_message : "access denied");
+    else
+        snprintf(r->not_ready, sizeof r->not_ready,
+                 "P100's answers say nothing about the users (HTTP %ld without P100's error body: "
+                 "%s): check p100_base_url and p100_status_path",
+                 res->http_status, res->error_message[0] ? res->error_message : "no errorCode");
     if (r->o.once) {
         /* One pass: nothing more can be done with these credentials. */
         if (!r->done)
-            klog(KLOG_ERROR, "reconciler stopped: P100 says we are misconfigured",
+            klog(KLOG_ERROR,
+                 refused ? "reconciler stopped: P100 says we are misconfigured"
+                         : "reconciler stopped: P100's answers say nothing about the users",
                  KLOG_INT("http", res->http_status));
         r->done = 1;
         r->stopping = 1;
         pthread_cond_broadcast(&r->cv);
     } else if (now + r->o.interval_ms > r->paused_until_ms) {
         r->paused_until_ms = now + r->o.interval_ms;
-        klog(KLOG_ERROR, "reconciler paused: P100 says we are misconfigured",
+        klog(KLOG_ERROR,
+             refused ? "reconciler paused: P100 says we are misconfigured"
+                     : "reconciler paused: P100's answers say nothing about the users",
              KLOG_INT("http", res->http_status), KLOG_INT("retry_in_ms", r->o.interval_ms));
     }
 }

@@ -205,6 +205,9 @@ void cmd_print_p100_error(const p100_result *res)
     if (res->cls == P100_MISCONFIGURED)
         fprintf(stderr, "      check KYCD_P100_API_KEY(_FILE) and that P100 allows this "
                         "machine's address\n");
+    else if (res->cls == P100_UNUSABLE)
+        fprintf(stderr, "      the answer says nothing about the user (no errorCode): check "
+                        "p100_base_url and p100_status_path\n");
     else if (res->cls == P100_TRANSIENT)
         fprintf(stderr, "      this is temporary on P100's side: try again later\n");
 }

@@ -116,8 +116,8 @@ kyc_check_plan kyc_check_decide(const kyc_check_in *in)
         p.write = KYC_WRITE_NOTHING; /* the other instance owns the row */
         return p;
     }
-    if (a->cls == P100_MISCONFIGURED) {
-        p.write = KYC_WRITE_RELEASE; /* our credentials, not the user */
+    if (a->cls == P100_MISCONFIGURED || a->cls == P100_UNUSABLE) {
+        p.write = KYC_WRITE_RELEASE; /* our credentials or request, not the user */
         return p;
     }
     p.write = KYC_WRITE_SCHEDULE;
@@ -145,6 +145,7 @@ kyc_check_plan kyc_check_decide(const kyc_check_in *in)
         p.next_check_ms = a->retry_after_ms > 0 ? a->retry_after_ms : r->backoff_min_ms;
         break;
     case P100_MISCONFIGURED:
+    case P100_UNUSABLE:
         break;
     }
     decide_pass_retry(in, &p);

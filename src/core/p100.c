@@ -36,8 +36,12 @@ enum p100_class p100_classify(long http_status, const char *error_code)
         return P100_MISCONFIGURED;
     if (http_status == 408)
         return P100_TRANSIENT;
+    /* A 4xx is about the user only when P100 says so with its own error
+     * body: without an errorCode it is the request or the service that is
+     * wrong (a wrong path's 404, a 405, a proxy's HTML page), and every user
+     * would be flagged for nothing. */
     if (http_status >= 400 && http_status < 500)
-        return P100_FINAL;
+        return code == P100_CODE_NONE ? P100_UNUSABLE : P100_FINAL;
     /* Not documented: a 3xx means the base URL or path template points at
      * the wrong place (redirects are not followed), which no retry of a
      * single record fixes. */

@@ -17,8 +17,11 @@ enum p100_class {
     P100_TRANSIENT,     /* P500/P501 (sent as HTTP 400!), 5xx, 408, timeouts, connection errors */
     P100_RATE_LIMITED,  /* 429: honour Retry-After */
     P100_MISCONFIGURED, /* 401 Access Denied xo1/xo2/xo3, 403: stop calling, alert */
+    P100_UNUSABLE,      /* says nothing about the user: a 4xx without P100's errorCode (a wrong
+                         * p100_status_path's 404, a 405, an HTML page), a 200 that is no
+                         * status: the request or the service is wrong, so pause as for 401 */
 };
-#define P100_CLASS_COUNT (P100_MISCONFIGURED + 1)
+#define P100_CLASS_COUNT (P100_UNUSABLE + 1)
 
 /* P100's documented error codes (docs/p100-api.md); names in core/vocab.c
  * (VOCAB_ERROR_CODE). */

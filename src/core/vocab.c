@@ -159,6 +159,7 @@ static const char *const classes[] = {
     [P100_TRANSIENT] = "transient",
     [P100_RATE_LIMITED] = "rate_limited",
     [P100_MISCONFIGURED] = "misconfigured",
+    [P100_UNUSABLE] = "unusable",
 };
 TABLE(VOCAB_P100_CLASS, "p100_class", 0, classes);
 _Static_assert(sizeof classes / sizeof classes[0] == P100_CLASS_COUNT, "a class without a name");

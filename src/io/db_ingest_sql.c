@@ -65,7 +65,10 @@ static const char SQL_REPLAYED[] = "SELECT i.ord, e.id, e.repeat_of "
  * Within a round (user, kind) is unique: each delivery's event is found
  * again by it. A KYC row created by this very delivery takes the
  * delivery's time as its first sight, so that first_seen_at, received_at
- * and changed_at agree. Returns (ordinal, event id) per delivery. */
+ * and changed_at agree. A new word from P100 (applied or held) about a
+ * user flagged for a person brings the user back under the reconciler
+ * (attention_reason and failures cleared); a repeat is no new word.
+ * Returns (ordinal, event id) per delivery. */
 static const char SQL_WRITE[] =
     "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
     "    $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], "
@@ -95,6 +98,9 @@ static const char SQL_WRITE[] =
     "    needs_check_reason = CASE WHEN x.act = 'hold' THEN x.reason "
     "      ELSE v.needs_check_reason END, "
     "    next_check_at = CASE WHEN x.act = 'hold' THEN x.received_at ELSE v.next_check_at END, "
+    "    attention_reason = CASE WHEN x.act IN ('apply', 'hold') THEN NULL "
+    "      ELSE v.attention_reason END, "
+    "    failures = CASE WHEN x.act IN ('apply', 'hold') THEN 0 ELSE v.failures END, "
     "    first_seen_at = CASE WHEN x.act IN ('apply', 'hold') AND v.last_webhook_at IS NULL "
     "      AND v.source = 'webhook' AND v.verification_status IS NULL THEN x.received_at "
     "      ELSE v.first_seen_at END, "

@@ -516,7 +516,9 @@ int p100_get_status(p100_client *c, const char *external_user_id, p100_result *r
     kerr perr;
     kerr_clear(&perr);
     if (payload_parse_p100_status(res->body.data, res->body.len, &st, &perr) != 0) {
-        res->cls = P100_TRANSIENT;
+        /* A 200 that is no status (an HTML page, another JSON): the path or
+         * the service is wrong, not the user. */
+        res->cls = P100_UNUSABLE;
         /* Cut to fit; checking the result keeps -Wformat-truncation quiet. */
         if (snprintf(res->error_message, sizeof res->error_message,
                      "http 200 answer not understood: %s", perr.msg) < 0)

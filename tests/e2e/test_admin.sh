@@ -53,7 +53,7 @@ pass "/metrics names every metric of the README's table"
 # Before any webhook: every known label set is there at 0 (rate() and
 # absent() work from the first scrape), and no more than those.
 count_series() { grep -c "^$1{" "$E2E_TMP/metrics.txt" || true; }
-assert_eq "117 61 30 2" \
+assert_eq "117 61 36 2" \
   "$(count_series kycd_http_requests_total) $(count_series kycd_webhook_deliveries_total) $(count_series kycd_reconciler_checks_total) $(count_series kycd_config_reloads_total)" \
   "a fresh kycd's counters: every route x code, the 61 delivery pairs that can occur, every answer x result, both reload results"
 assert_contains "$(cat "$E2E_TMP/metrics.txt")" \

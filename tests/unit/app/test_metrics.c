@@ -150,8 +150,8 @@ static void test_registry_fresh_zeros(void **state)
     assert_null(strstr(t, "reason=\"not_found\""));
     assert_null(strstr(t, "kind=\"other\""));
     assert_null(strstr(t, "reason=\"other\""));
-    /* Checks: every P100 answer class x every result and error (5 x 6). */
-    assert_int_equal(count_lines(t, "kycd_reconciler_checks_total{"), 5 * 6);
+    /* Checks: every P100 answer class x every result and error (6 x 6). */
+    assert_int_equal(count_lines(t, "kycd_reconciler_checks_total{"), P100_CLASS_COUNT * 6);
     assert_non_null(
         strstr(t, "kycd_reconciler_checks_total{outcome=\"rate_limited\",result=\"error\"} 0\n"));
     assert_null(strstr(t, "kycd_reconciler_checks_total{outcome=\"other\""));

@@ -58,11 +58,15 @@ static void test_classify_table(void **state)
         {400, "P453", P100_FINAL},
         {400, "P459", P100_FINAL},
         {404, "P445", P100_FINAL},
-        {404, NULL, P100_FINAL},
-        {400, NULL, P100_FINAL},
-        {400, "P999", P100_FINAL}, /* unknown code */
-        {418, NULL, P100_FINAL},   /* unknown status */
+        {400, "P999", P100_FINAL}, /* an undocumented code: still P100 about the user */
         {409, "P411", P100_FINAL},
+        /* a 4xx without P100's errorCode says nothing about the user (a wrong
+         * path's 404, a 405, a proxy's page): unusable, the reconciler pauses */
+        {404, NULL, P100_UNUSABLE},
+        {404, "", P100_UNUSABLE},
+        {400, NULL, P100_UNUSABLE},
+        {405, NULL, P100_UNUSABLE},
+        {418, NULL, P100_UNUSABLE},
         /* decisions where the documentation is silent */
         {301, NULL, P100_MISCONFIGURED},
         {302, NULL, P100_MISCONFIGURED},
