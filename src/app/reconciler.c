@@ -284,6 +284,7 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
                                  .once = o->once,
                                  .call_timeout_ms = o->p100.timeout_ms};
     r->pass_start_ms = clock_mono_ms();
+    r->limit = o->concurrency; /* the rate paces the calls; congestion cuts this */
     char host[64] = "localhost";
     gethostname(host, sizeof host - 1);
     snprintf(r->owner, sizeof r->owner, "%s:%d", host, (int)getpid());
@@ -374,6 +375,20 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
+}
+
+reconciler_stats reconciler_stats_now(reconciler *r)
+{
+    reconciler_stats st;
+    memset(&st, 0, sizeof st);
+    if (r == NULL)
+        return st;
+    pthread_mutex_lock(&r->mu);
+    st = r->st;
+    st.concurrency_limit = r->limit;
+    st.in_flight = r->busy;
+    pthread_mutex_unlock(&r->mu);
+    return st;
 }
 
 long long reconciler_due_users(reconciler *r)

@@ -78,9 +78,11 @@ typedef struct reconciler_opts {
 typedef struct reconciler_stats {
     long long checks, applied, unchanged, flagged, retries, rate_limited, misconfigured, errors;
     long long rechecks,
-        recheck_applied;   /* re-checks of settled users, and corrections they found */
-    long long left;        /* once: due users left for a later pass */
-    double latency_ms_avg; /* P100's answers, moving average */
+        recheck_applied;      /* re-checks of settled users, and corrections they found */
+    long long left;           /* once: due users left for a later pass */
+    double latency_ms_avg;    /* P100's answers, moving average */
+    double concurrency_limit; /* calls in flight allowed now (AIMD, <= concurrency) */
+    int in_flight;            /* calls in flight now */
 } reconciler_stats;
 
 /* Start the threads. The options' strings must outlive the reconciler. */
@@ -104,5 +106,9 @@ int reconciler_ready(reconciler *r, kerr *err);
  * by the dispatcher); -1 when not known (not counted yet, or the database
  * did not answer). For kycd_reconciler_due_users. */
 long long reconciler_due_users(reconciler *r);
+
+/* The counters so far and the calls in flight now (r running; NULL: zeros).
+ * For /metrics. */
+reconciler_stats reconciler_stats_now(reconciler *r);
 
 #endif

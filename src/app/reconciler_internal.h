@@ -38,6 +38,12 @@ struct reconciler {
     int64_t rl_since_ms;     /* first 429 of the current run of them; 0: none */
     double lat_avg_ms;       /* P100's latency, moving average (for sizing) */
     int64_t size_warned_ms;  /* last "concurrency caps the rate" warning */
+    /* Calls in flight allowed now (AIMD, at most o.concurrency): halved at
+     * most once a round trip when P100 signals congestion (429, P501, a
+     * 5xx, a timeout, an answer four times slower than the average), then
+     * grown by one per round trip while it answers. */
+    double limit;
+    int64_t limit_cut_ms; /* when it was last halved (monotonic) */
     char not_ready[512];
     long long due;     /* held and pending users due, last counted; -1: not yet */
     int64_t due_at_ms; /* when (monotonic) */

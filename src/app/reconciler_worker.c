@@ -74,7 +74,8 @@ static int take(reconciler *r, db_claim *item)
             pthread_cond_wait(&r->cv, &r->mu);
             continue;
         }
-        if (r->qlen == 0) {
+        /* No more calls in flight than P100 takes now (AIMD). */
+        if (r->qlen == 0 || r->busy >= (int)r->limit) {
             pthread_cond_wait(&r->cv, &r->mu);
             continue;
         }
@@ -170,6 +171,36 @@ static void note_latency(reconciler *r, double latency_ms)
          KLOG_INT("latency_ms", (long long)r->lat_avg_ms),
          KLOG_INT("reachable_rate", (long long)(r->o.concurrency * 1000.0 / r->lat_avg_ms)),
          KLOG_INT("concurrency_needed", (long long)(need * 1.25) + 1));
+}
+
+/* Congestion control (AIMD, as TCP does): the rate paces the calls, so in
+ * flight settles at rate x latency by itself (Little's law) up to the
+ * configured maximum; when P100 signals it is overwhelmed (429, P501, a 5xx,
+ * no answer, an answer four times slower than the average) the calls
+ * allowed in flight are halved, at most once per round trip, and each
+ * answer then adds 1/limit (one per round trip). Called with r->mu held,
+ * before the latency average takes the call in. */
+static void adjust_limit(reconciler *r, const p100_result *res)
+{
+    int64_t now = clock_mono_ms();
+    int slow = r->lat_avg_ms > 0 && res->latency_ms > 4 * r->lat_avg_ms;
+    int congested =
+        res->cls == P100_RATE_LIMITED ||
+        (res->cls == P100_TRANSIENT && (res->http_status == 0 || res->http_status >= 500 ||
+                                        p100_code_parse(res->error_code) == P100_CODE_P501)) ||
+        (slow && res->cls != P100_MISCONFIGURED);
+    if (congested) {
+        if (now - r->limit_cut_ms >= (int64_t)r->lat_avg_ms + 1) {
+            r->limit = r->limit / 2 < 1 ? 1 : r->limit / 2;
+            r->limit_cut_ms = now;
+        }
+    } else if (res->cls == P100_OK || res->cls == P100_FINAL) {
+        r->limit += 1.0 / r->limit;
+        if (r->limit > r->o.concurrency)
+            r->limit = r->o.concurrency;
+    }
+    r->st.concurrency_limit = r->limit;
+    pthread_cond_broadcast(&r->cv); /* a raised limit lets a worker take */
 }
 
 /* The record of one answer: the user's row locked, core's decision on
@@ -351,6 +382,7 @@ static int64_t check_one(reconciler *r, void *client, db_claim *c, int tries)
 
     pthread_mutex_lock(&r->mu);
     count_check(r, c, &cd, r->o.once && unanswered && again < 0);
+    adjust_limit(r, &res);
     note_latency(r, res.latency_ms);
     note_p100(r, &res);
     pthread_mutex_unlock(&r->mu);

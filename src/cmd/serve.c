@@ -189,6 +189,16 @@ static int serve_metrics(void *ctx, kbuf *out)
         rc = metrics_gauge(out, "kycd_reconciler_paused",
                            "1 while the reconciler is paused because P100 refused our credentials",
                            s->rec && reconciler_ready(s->rec, &rerr) != 0);
+    reconciler_stats rs = reconciler_stats_now(s->rec);
+    if (rc == 0 && s->rec)
+        rc = metrics_gauge(out, "kycd_reconciler_in_flight", "Get KYC Status calls in flight now",
+                           (double)rs.in_flight);
+    if (rc == 0 && s->rec)
+        rc = metrics_gauge(out, "kycd_reconciler_concurrency_limit",
+                           "calls in flight the reconciler allows now: p100_concurrency at most, "
+                           "halved when P100 signals congestion (429, P501, 5xx, timeouts), then "
+                           "grown by one per round trip",
+                           rs.concurrency_limit);
     long long due = reconciler_due_users(s->rec);
     if (rc == 0 && due >= 0)
         rc = metrics_gauge(out, "kycd_reconciler_due_users",

@@ -132,8 +132,11 @@ const cfg_entry config_table[] = {
      "deadline of one P100 call; connecting may take at most half", NULL},
     {"p100_rate", T_INT, 0, OFF(p100_rate), 1, 100000, NULL, 10,
      "P100 calls per second, at most, for this kycd", NULL},
-    {"p100_concurrency", T_INT, 0, OFF(p100_concurrency), 1, 512, NULL, 16,
-     "P100 calls in flight at once; to use the whole rate, at least rate × P100's latency", NULL},
+    {"p100_concurrency", T_INT, 0, OFF(p100_concurrency), 1, 512, NULL, 64,
+     "P100 calls in flight at once, at most: the rate paces the calls, so in flight settles at "
+     "rate × P100's latency by itself below it; halved when P100 signals congestion (429, P501, "
+     "5xx, timeouts), then grown by one per round trip",
+     NULL},
     {"reconcile", T_BOOL, 0, OFF(reconcile), 0, 1, NULL, 1,
      "run the reconciler inside `kycd serve` (off: use `kycd reconcile --once` from cron, or "
      "nothing)",

@@ -519,6 +519,41 @@ static void final_error_flags(void **state)
     assert_int_equal(st.flagged, 1);
 }
 
+/* AIMD: a burst of 429s halves the calls allowed in flight once (once per
+ * round trip, not once per 429), and answers then grow it back by about one
+ * per round trip, never past p100_concurrency. */
+static void congestion_halves_the_limit(void **state)
+{
+    fx *x = *state;
+    add_users(x, 20, 0);
+    x->o.concurrency = 8;
+    for (int i = 0; i < 4; i++)
+        x->f.script[i] = (fanswer){P100_RATE_LIMITED, 429, "", "slow down", 20};
+    x->f.nscript = 4;
+    start(x);
+    assert_true(wait_at_least(x, &x->f.nrec, 20, 5000) >= 20);
+    reconciler_stats now = reconciler_stats_now(x->r);
+    reconciler_stats st;
+    stop(x, &st);
+    assert_true(now.concurrency_limit >= 4.0);
+    assert_true(now.concurrency_limit < 8.0); /* not yet grown back: 16 answers after the cut */
+    assert_true(st.concurrency_limit <= 8.0);
+}
+
+/* Without congestion the limit stays at the maximum: the rate paces. */
+static void no_congestion_keeps_the_maximum(void **state)
+{
+    fx *x = *state;
+    add_users(x, 10, 0);
+    x->o.concurrency = 6;
+    start(x);
+    assert_int_equal(wait_at_least(x, &x->f.nrec, 10, 5000), 10);
+    reconciler_stats now = reconciler_stats_now(x->r);
+    reconciler_stats st;
+    stop(x, &st);
+    assert_true(now.concurrency_limit == 6.0);
+}
+
 static void rate_limited_pauses(void **state)
 {
     fx *x = *state;
@@ -770,6 +805,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(transient_backs_off_then_flags, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(final_error_flags, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(rate_limited_pauses, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(congestion_halves_the_limit, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(no_congestion_keeps_the_maximum, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(misconfigured_pauses_and_recovers, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(once_ends_when_nothing_due, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(once_stops_when_misconfigured, fx_setup, fx_teardown),

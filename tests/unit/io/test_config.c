@@ -535,7 +535,7 @@ static void test_print(void **state)
                        "p100_status_path = /v1/kyc/status/{externalUserId}\n"
                        "p100_timeout = 10s\n"
                        "p100_rate = 10\n"
-                       "p100_concurrency = 16\n"
+                       "p100_concurrency = 64\n"
                        "reconcile = on\n"
                        "reconcile_interval = 30s\n"
                        "pending_after = 10m\n"
