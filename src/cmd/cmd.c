@@ -8,6 +8,7 @@
 #include "cmd/archive.h"
 #include "cmd/config.h"
 #include "cmd/create_kyc.h"
+#include "cmd/health.h"
 #include "cmd/migrate.h"
 #include "cmd/partitions.h"
 #include "cmd/reconcile.h"
@@ -91,6 +92,12 @@ static const char help_vocabulary[] =
     "Print the values P100 documents that this kycd knows, and kycd's own\n"
     "codes, one a line: FIELD, p100 or kycd, VALUE, tab-separated (--p100:\n"
     "P100's only). Needs no configuration.\n";
+static const char help_health[] =
+    "GET /healthz (or PATH, e.g. /readyz) from this host's admin listener\n"
+    "(admin_listen, plain HTTP on loopback; a wildcard address is reached on\n"
+    "loopback) within 2 s: exit 0 when it answers 200, 1 otherwise, with the\n"
+    "reason on stderr. The container image's HEALTHCHECK, which so needs no\n"
+    "curl. Reads the configuration for admin_listen only.\n";
 static const char help_version[] =
     "Print the versions of kycd, its database schema, CivetWeb and OpenSSL.\n"
     "Needs no configuration.\n";
@@ -150,6 +157,10 @@ static const cmd_entry table[] = {
      "            print the values P100 documents (and kycd's own codes) that this\n"
      "            kycd knows, one a line: FIELD, p100 or kycd, VALUE\n",
      0, help_vocabulary},
+    {"health", cmd_health,
+     "  health [--path PATH]\n"
+     "            GET /healthz from the admin listener on loopback; exit 0 on 200\n",
+     0, help_health},
     {"version", cmd_version, "  version   print versions\n", 0, help_version},
     /* aliases */
     {"--version", cmd_version, NULL, 0, NULL},

@@ -12,6 +12,7 @@
 #include "cmd/cmd.h"
 #include "cmd/config.h"
 #include "cmd/create_kyc.h"
+#include "cmd/health.h"
 #include "cmd/migrate.h"
 #include "cmd/partitions.h"
 #include "cmd/reconcile.h"
@@ -88,6 +89,8 @@ static void test_usage(void **state)
         "  vocabulary [--p100]\n"
         "            print the values P100 documents (and kycd's own codes) that this\n"
         "            kycd knows, one a line: FIELD, p100 or kycd, VALUE\n"
+        "  health [--path PATH]\n"
+        "            GET /healthz from the admin listener on loopback; exit 0 on 200\n"
         "  version   print versions\n"
         "\n"
         "Configuration comes from the file, then KYCD_* environment variables, then\n"
@@ -113,7 +116,7 @@ static void test_rows_point_at_their_files(void **state)
         {"serve", cmd_serve},         {"migrate", cmd_migrate},       {"config", cmd_config},
         {"reconcile", cmd_reconcile}, {"create-kyc", cmd_create_kyc}, {"spool", cmd_spool},
         {"status", cmd_status},       {"partitions", cmd_partitions}, {"retention", cmd_retention},
-        {"archive", cmd_archive},     {"version", cmd_version},
+        {"archive", cmd_archive},     {"health", cmd_health},         {"version", cmd_version},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const cmd_entry *c = cmd_find(rows[i].name);
