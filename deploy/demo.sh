@@ -3,9 +3,9 @@
 # Debian 12, as root (or as a user that already has the packages), with P100
 # replaced by the project's simulator, p100-sim (tests/sim/).
 #
-#   1. installs the Debian packages kycd needs, if any is missing
-#      (deploy/packages.sh, shared with tests/run.sh; not root: prints the
-#      apt-get line and stops);
+#   1. installs the Debian packages building and running kycd need, if any
+#      is missing (deploy/packages.sh's build set, not the test suite's
+#      tools; not root: prints the apt-get line and stops);
 #   2. builds kycd and p100-sim with CMake into build/demo (reusing build/ci's
 #      CivetWeb source when tests/run.sh already fetched it);
 #   3. starts a throwaway PostgreSQL 15 (deploy/pg-local.sh, under /tmp),
@@ -137,7 +137,7 @@ cd "$root"
 heading "1. Debian packages"
 # shellcheck source=SCRIPTDIR/packages.sh
 source "$root/deploy/packages.sh"
-kycd_install_packages "$me" || exit 1
+kycd_install_packages "$me" build || exit 1
 
 # --- 2. build -----------------------------------------------------------------
 heading "2. Building kycd and p100-sim (build/demo)"

@@ -1,21 +1,37 @@
-# The documentation printed from the key table of src/io/config_keys.c by
-# `KYCD config --reference FORMAT`, put where it belongs:
-#   FORMAT=man:      IN (a man page template) with @KEYS@ replaced by it and
-#                    @VERSION@ by VERSION, written to OUT (kycd.conf(5));
+# The documentation printed from a table in the code by
+# `KYCD SOURCE --reference FORMAT`, put where it belongs. SOURCE is `config`
+# (the key table of src/io/config_keys.c, placeholder @KEYS@; the default) or
+# `help` (the command table of src/cmd/cmd.c, placeholder @COMMANDS@):
+#   FORMAT=man:      IN (a man page template) with the placeholder replaced
+#                    by it and @VERSION@ by VERSION, written to OUT
+#                    (kycd.conf(5), kycd(8));
 #   FORMAT=markdown: README's key table, between its config-keys markers,
-#                    replaced by it (target `readme`).
+#                    replaced by it (target `readme`; SOURCE config only).
 #   cmake -DKYCD=path/to/kycd -DFORMAT=man -DIN=docs/kycd.conf.5.in -DOUT=kycd.conf.5 -DVERSION=x -P docs/reference.cmake
+#   cmake -DKYCD=path/to/kycd -DSOURCE=help -DFORMAT=man -DIN=docs/kycd.8.in -DOUT=kycd.8 -DVERSION=x -P docs/reference.cmake
 #   cmake -DKYCD=path/to/kycd -DFORMAT=markdown -DREADME=README.md -P docs/reference.cmake
 cmake_minimum_required(VERSION 3.20)
-execute_process(COMMAND ${KYCD} config --reference ${FORMAT}
+if(NOT DEFINED SOURCE)
+  set(SOURCE config)
+endif()
+if(SOURCE STREQUAL "help")
+  set(placeholder "@COMMANDS@")
+else()
+  set(placeholder "@KEYS@")
+endif()
+execute_process(COMMAND ${KYCD} ${SOURCE} --reference ${FORMAT}
                 OUTPUT_VARIABLE ref RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
-  message(FATAL_ERROR "${KYCD} config --reference ${FORMAT} failed (${rc})")
+  message(FATAL_ERROR "${KYCD} ${SOURCE} --reference ${FORMAT} failed (${rc})")
 endif()
 if(FORMAT STREQUAL "man")
   string(STRIP "${ref}" ref)
   file(READ ${IN} text)
-  string(REPLACE "@KEYS@" "${ref}" text "${text}")
+  string(FIND "${text}" "${placeholder}" at)
+  if(at LESS 0)
+    message(FATAL_ERROR "${IN} has no ${placeholder}")
+  endif()
+  string(REPLACE "${placeholder}" "${ref}" text "${text}")
   string(REPLACE "@VERSION@" "${VERSION}" text "${text}")
   file(WRITE ${OUT}.tmp "${text}")
   file(RENAME ${OUT}.tmp ${OUT})

@@ -166,6 +166,12 @@ int main(int argc, char **argv)
         cmd_print_usage(stderr);
         return CMD_USAGE;
     }
+    /* `kycd COMMAND --help`: the row's usage and help, nothing run, no
+     * configuration loaded (so it answers where the command could not run). */
+    if (cmd_help_requested(c, argc - 2, argv + 2)) {
+        cmd_print_help(c, stdout);
+        return fflush(stdout) == 0 && !ferror(stdout) ? CMD_OK : CMD_FAILED;
+    }
     if (!c->signals)
         return c->run(argc - 2, argv + 2, NULL);
 

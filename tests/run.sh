@@ -57,7 +57,7 @@ done
 # --- 1. packages --------------------------------------------------------------
 # shellcheck source=SCRIPTDIR/../deploy/packages.sh
 source "$root/deploy/packages.sh"
-kycd_install_packages run.sh || exit 1
+kycd_install_packages run.sh test || exit 1   # the build set and the test set
 
 # --- 1b. format: every C file as .clang-format says (whole runs only) ----------
 # clang-format 14 (Debian 12's); a file it would change fails the run, with

@@ -5,7 +5,9 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +15,9 @@
 /* Atomic: a reload (SIGHUP) changes it while other threads log. */
 static atomic_int g_level = KLOG_INFO;
 static int g_fd = 2;
+/* -1: not known yet (found out at the first line); 0 or 1: the priority
+ * prefix is off or on. Two threads finding out at once find the same. */
+static atomic_int g_journal = -1;
 
 static const char *level_name(int level)
 {
@@ -35,6 +40,57 @@ void klog_set_level(int level)
 void klog_set_fd(int fd)
 {
     g_fd = fd;
+    atomic_store(&g_journal, -1);
+}
+
+void klog_set_journal(int on)
+{
+    atomic_store(&g_journal, on < 0 ? -1 : on != 0);
+}
+
+int klog_journal_match(const char *journal_stream, int fd)
+{
+    if (journal_stream == NULL)
+        return 0;
+    char *end;
+    const char *p = journal_stream;
+    if (*p < '0' || *p > '9')
+        return 0;
+    unsigned long long dev = strtoull(p, &end, 10);
+    if (*end != ':' || end[1] < '0' || end[1] > '9')
+        return 0;
+    unsigned long long ino = strtoull(end + 1, &end, 10);
+    if (*end != '\0')
+        return 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+/* The syslog priority journald reads from a line's "<N>" prefix. */
+static int journal_on(void)
+{
+    int on = atomic_load(&g_journal);
+    if (on < 0) {
+        on = klog_journal_match(getenv("JOURNAL_STREAM"), g_fd);
+        atomic_store(&g_journal, on);
+    }
+    return on;
+}
+
+static const char *priority_prefix(int level)
+{
+    switch (level) {
+    case KLOG_DEBUG:
+        return "<7>";
+    case KLOG_INFO:
+        return "<6>";
+    case KLOG_WARN:
+        return "<4>";
+    default:
+        return "<3>";
+    }
 }
 
 int klog_level_parse(const char *s)
@@ -198,6 +254,8 @@ void klog_begin(klog_line *l, int level, const char *msg)
     l->truncated = 0;
     if (l->skip)
         return;
+    if (journal_on())
+        put(l, priority_prefix(level), 3);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;

@@ -26,6 +26,12 @@
  *   UTF-8 sequence, the quote is closed, later pairs are dropped and the
  *   line ends with truncated=1.
  *
+ * When the log fd is the journal (systemd sets JOURNAL_STREAM to the
+ * "device:inode" of the stream it connected to stderr, systemd.exec(5)),
+ * each line starts with its syslog priority, <3> error, <4> warn, <6> info,
+ * <7> debug, which journald takes off and stores as the entry's priority
+ * (so `journalctl -p err` works); otherwise lines start with "ts=".
+ *
  * Never log a secret or a request body. Thread-safe: each line is written
  * with one write(2). */
 #ifndef KYCD_BASE_LOG_H
@@ -46,8 +52,15 @@ typedef struct klog_line {
 void klog_set_level(int level);
 /* Parse "debug", "info", "warn", "error"; -1 when unknown. */
 int klog_level_parse(const char *s);
-/* Send lines to fd instead of stderr (tests). */
+/* Send lines to fd instead of stderr (tests); whether it is the journal is
+ * found out again. */
 void klog_set_fd(int fd);
+/* 1 when journal_stream (JOURNAL_STREAM's value: "DEV:INO", decimal) names
+ * the device and inode of fd; 0 otherwise (NULL, malformed, no match). */
+int klog_journal_match(const char *journal_stream, int fd);
+/* Force the priority prefix on (1) or off (0), or find out from
+ * JOURNAL_STREAM and the log fd at the next line (-1, the default). */
+void klog_set_journal(int on);
 
 void klog_begin(klog_line *l, int level, const char *msg);
 void klog_str(klog_line *l, const char *key, const char *val);

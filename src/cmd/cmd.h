@@ -1,6 +1,9 @@
-/* The command table: every `kycd COMMAND` is one row {name, handler, usage},
- * looked up by name (src/main.c dispatches through it) and printed, in table
- * order, as the usage text. Adding a command is adding a row here.
+/* The command table: every `kycd COMMAND` is one row {name, handler, usage,
+ * signals, help}, looked up by name (src/main.c dispatches through it) and
+ * printed, in table order, as the usage text; `kycd COMMAND --help` prints
+ * the row's usage and help, and kycd(8)'s COMMANDS section is printed from
+ * the same rows (`kycd help --reference man`, docs/reference.cmake). Adding
+ * a command is adding a row here, with its usage and its help.
  *
  * Signals are main's (STYLE rule 10): a command that runs until stopped
  * (serve) is flagged `signals` and gets a cmd_ctl from main, through which it
@@ -52,6 +55,10 @@ typedef struct cmd_entry {
     cmd_fn run;
     const char *usage; /* its lines of the usage text; NULL: an alias, not listed */
     int signals;       /* 1: main blocks SIGTERM/SIGINT first and passes a cmd_ctl */
+    /* What the command does, for `kycd COMMAND --help` and kycd(8): plain
+     * text, lines of at most 76 characters, paragraphs separated by an
+     * empty line; no line starts with '.' or '\''. NULL only for an alias. */
+    const char *help;
 } cmd_entry;
 
 /* The row named `name`, or NULL. */
@@ -59,5 +66,22 @@ const cmd_entry *cmd_find(const char *name);
 
 /* The whole usage text: synopsis, every listed command, the config note. */
 void cmd_print_usage(FILE *out);
+
+/* The number of rows, and row i (aliases included), for the tests. */
+size_t cmd_count(void);
+const cmd_entry *cmd_at(size_t i);
+
+/* 1 when argv (the arguments after the command name) asks for c's help
+ * ("--help" or "-h" anywhere) and c is not `help` itself: main then prints
+ * cmd_print_help instead of running c, with no configuration loaded. */
+int cmd_help_requested(const cmd_entry *c, int argc, char **argv);
+
+/* `kycd COMMAND --help`: the command's usage lines and its help. An alias
+ * prints the help of the listed row with the same handler. */
+void cmd_print_help(const cmd_entry *c, FILE *out);
+
+/* kycd(8)'s COMMANDS section, in roff: one subsection per listed row, its
+ * synopsis from the usage lines and its help as paragraphs. */
+void cmd_print_man(FILE *out);
 
 #endif

@@ -4,6 +4,8 @@
 # the public listener's probes carry no detail and it has no /metrics;
 # `promtool check metrics` accepts the real output; a fresh kycd exports
 # every known counter series at 0; the counters move by exactly a known load; admin_allow_cidrs refuses a source outside it.
+# `kycd health` (the image's HEALTHCHECK): exit 0 when the admin listener's
+# /healthz (or --path) answers 200, 1 when nothing answers, 2 without one.
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -77,6 +79,27 @@ else
 fi
 assert_eq "$(sql "SELECT max(version) FROM kyc.schema_migrations")" "$(json_num schema "$st")" \
   "/status: the schema is the database's"
+
+e2e_section "kycd health"
+health() { # health ENV... [-- ARGS]: kycd health under env -i, exit code in $hrc
+  local envs=()
+  while [ "$#" -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+  [ "$#" -gt 0 ] && shift
+  hrc=0
+  hout=$(env -i "${envs[@]}" timeout 10 "$TEST_KYCD_BIN" health "$@" 2>&1) || hrc=$?
+}
+health "KYCD_ADMIN_LISTEN=127.0.0.1:$E2E_ADMIN_PORT"
+assert_eq 0 "$hrc" "kycd health against the running kycd: exit 0 ($hout)"
+health "KYCD_ADMIN_LISTEN=0.0.0.0:$E2E_ADMIN_PORT" -- --path /readyz
+assert_eq 0 "$hrc" "a wildcard admin_listen is reached on loopback; --path /readyz: exit 0 ($hout)"
+health "KYCD_ADMIN_LISTEN=127.0.0.1:$E2E_ADMIN_PORT" -- --path /no-such
+assert_eq 1 "$hrc" "a path answering 404: exit 1 ($hout)"
+health "KYCD_ADMIN_LISTEN=127.0.0.1:$(e2e_free_port)"
+assert_eq 1 "$hrc" "nothing listening: exit 1 ($hout)"
+health "KYCD_ADMIN_LISTEN=127.0.0.1:$E2E_PORT"
+assert_eq 1 "$hrc" "a TLS listener: exit 1 ($hout)"
+health "KYCD_ADMIN_LISTEN=off"
+assert_eq 2 "$hrc" "admin_listen = off: exit 2 ($hout)"
 
 e2e_section "the counters move by a known load"
 K='route="kyc_verification_status"'

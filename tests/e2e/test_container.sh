@@ -9,8 +9,8 @@
 # with the spool on a volume; `kycd migrate` and `kycd serve` run from the
 # image with configuration from the environment and secrets (the webhook
 # tokens, the database URL) as mounted files; a webhook over TLS reaches the
-# test PostgreSQL; /readyz answers 200; the HEALTHCHECK passes (when this
-# kycd has the admin listener); SIGTERM (podman stop) ends it with exit code
+# test PostgreSQL; /readyz answers 200; the HEALTHCHECK (`kycd health`, no
+# curl in the image) passes; SIGTERM (podman stop) ends it with exit code
 # 0 and the "stopped" line. TEST_KYCD_DEB=path/kycd_*.deb builds the image
 # from the package instead of the binary.
 #
@@ -107,8 +107,10 @@ echo "  image size: $((size / 1024 / 1024)) MiB"
 assert_eq kycd "$("${P[@]}" image inspect --format '{{.Config.User}}' "$IMG")" "the image runs as the kycd user"
 assert_contains "$("${P[@]}" image inspect --format '{{json .Config.Volumes}}' "$IMG")" '"/var/spool/kycd"' \
   "the spool folder is a volume"
-assert_contains "$("${P[@]}" image inspect --format '{{json .Config.Healthcheck}}' "$IMG")" '/healthz' \
-  "the image has a HEALTHCHECK on the admin listener's /healthz"
+assert_contains "$("${P[@]}" image inspect --format '{{json .Config.Healthcheck}}' "$IMG")" '"/usr/bin/kycd","health"' \
+  "the image's HEALTHCHECK is kycd health (the admin listener's /healthz)"
+assert_eq "no curl" "$("${P[@]}" run --rm "${F[@]}" --entrypoint /bin/sh "$IMG" -c 'command -v curl || echo no curl')" \
+  "the image has no curl"
 
 # ------------------------------------------------------------------------------
 e2e_section "podman run: migrate, serve, a webhook over TLS, /readyz, SIGTERM"

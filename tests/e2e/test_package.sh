@@ -11,6 +11,13 @@
 # against the test database; `dpkg -r` keeps the configuration and spool, `dpkg -P` keeps what
 # is the operator's (with a warning) and otherwise leaves nothing: the file
 # list of every path the package touches equals the one taken before.
+# The service across install, upgrade and removal: with systemd made to look
+# running (a private /run holding /run/systemd/system, in a mount namespace)
+# and deb-systemd-invoke and systemctl replaced by stubs on PATH that record
+# their calls, a first install starts nothing, an upgrade to a newer version
+# try-restarts the service (and the old prerm does not stop it), a removal
+# stops it, and a purge removes a dangling enable link; without systemd no
+# call is made.
 #
 # It installs as root into the real system: it refuses to run where a kycd
 # package is already installed, and its exit trap purges the package and
@@ -30,7 +37,8 @@ TOUCHED=(/usr/bin/kycd /lib/systemd/system/kycd.service /usr/share/doc/kycd
          /usr/share/man/man8/kycd.8.gz /usr/share/man/man5/kycd.conf.5.gz /etc/kycd
          /var/lib/kycd /var/lib/dpkg/info/kycd.list /var/lib/dpkg/info/kycd.md5sums
          /var/lib/dpkg/info/kycd.conffiles /var/lib/dpkg/info/kycd.postinst
-         /var/lib/dpkg/info/kycd.postrm)
+         /var/lib/dpkg/info/kycd.prerm /var/lib/dpkg/info/kycd.postrm
+         /etc/systemd/system/multi-user.target.wants/kycd.service)
 snapshot() {
   local p
   for p in "${TOUCHED[@]}"; do
@@ -77,6 +85,9 @@ for f in "-rwxr-xr-x ./usr/bin/kycd" "-rw-r--r-- ./lib/systemd/system/kycd.servi
          "-rw-r--r-- ./usr/share/doc/kycd/changelog.Debian.gz" \
          "-rw-r--r-- ./usr/share/doc/kycd/README.md.gz"; do
   assert_contains "$contents" "$f" "the package holds ${f#* }"
+done
+for f in postinst prerm postrm; do
+  assert_contains "$(dpkg-deb --ctrl-tarfile "$deb" | tar -t)" "./$f" "the package has a $f"
 done
 assert_eq "/etc/kycd/kycd.conf" "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" \
   "/etc/kycd/kycd.conf is its one conffile"
@@ -191,3 +202,52 @@ out=$(timeout 120 dpkg -r kycd 2>&1 && timeout 120 dpkg -P kycd 2>&1) || fail "d
 assert_not_contains "$out" "kept" "no warning: nothing of the operator's"
 after=$(snapshot)
 assert_eq "$before" "$after" "the package's paths are as before (diff: $(e2e__clip "$(diff <(echo "$before") <(echo "$after") || true)"))"
+
+e2e_section "the service across install, upgrade and removal (systemd stubbed)"
+stub=$E2E_TMP/stub-bin
+calls=$E2E_TMP/systemd-calls
+mkdir -p "$stub"
+for t in deb-systemd-invoke systemctl; do
+  printf '#!/bin/sh\necho "%s $*" >>"%s"\n' "$t" "$calls" >"$stub/$t"
+  chmod 755 "$stub/$t"
+done
+# A newer version of the same package: only the version differs.
+unp=$E2E_TMP/unpacked
+dpkg-deb -R "$deb" "$unp"
+old_version=$(dpkg-deb -f "$deb" Version)
+new_version="${old_version%-*}-$(( ${old_version##*-} + 1 ))"
+sed -i "s/^Version: .*/Version: $new_version/" "$unp/DEBIAN/control"
+deb2=$E2E_TMP/kycd_${new_version}_newer.deb
+dpkg-deb --root-owner-group -b "$unp" "$deb2" >/dev/null || e2e_abort "could not build the newer package"
+# with_systemd CMD...: CMD with systemd looking as if it ran (a private /run
+# in a mount namespace) and the stubs first on PATH.
+with_systemd() {
+  unshare -m sh -c 'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec "$@"' sh \
+    env "PATH=$stub:$PATH" "$@"
+}
+step() { # step WHAT CMD...: run it with systemd, the calls it made in $got
+  local what=$1
+  shift
+  : >"$calls"
+  out=$(with_systemd timeout 120 "$@" 2>&1) || fail "$what: $(e2e__clip "$out")"
+  got=$(tr '\n' ';' <"$calls")
+}
+step "dpkg -i" dpkg -i "$deb"
+assert_eq "systemctl --system daemon-reload;" "$got" "a first install reloads systemd and starts nothing"
+step "dpkg -i (upgrade)" dpkg -i "$deb2"
+assert_eq "$new_version" "$(dpkg-query -W -f='${Version}' kycd)" "upgraded to $new_version"
+assert_contains "$got" "deb-systemd-invoke try-restart kycd.service;" "the upgrade try-restarts the service ($got)"
+assert_not_contains "$got" "stop" "and does not stop it first"
+[ -d /etc/systemd/system/multi-user.target.wants ] || e2e_abort "no /etc/systemd/system/multi-user.target.wants"
+ln -sf /lib/systemd/system/kycd.service /etc/systemd/system/multi-user.target.wants/kycd.service
+step "dpkg -r" dpkg -r kycd
+assert_contains "$got" "deb-systemd-invoke stop kycd.service;" "removing stops the service ($got)"
+assert_eq "link" "$([ -L /etc/systemd/system/multi-user.target.wants/kycd.service ] && echo link)" \
+  "removing keeps the operator's enable link"
+step "dpkg -P" dpkg -P kycd
+assert_eq "gone" "$([ -L /etc/systemd/system/multi-user.target.wants/kycd.service ] || echo gone)" \
+  "purging removes the dangling enable link"
+: >"$calls"
+out=$(PATH="$stub:$PATH" timeout 120 dpkg -i "$deb" 2>&1 && PATH="$stub:$PATH" timeout 120 dpkg -i "$deb2" 2>&1 &&
+      PATH="$stub:$PATH" timeout 120 dpkg -r kycd 2>&1) || fail "dpkg without systemd: $(e2e__clip "$out")"
+assert_eq "" "$(cat "$calls")" "without systemd running, install, upgrade and remove call nothing"

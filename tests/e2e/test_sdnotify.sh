@@ -3,7 +3,12 @@
 # place of systemd's (README, "Operations"): READY=1 once kycd listens,
 # WATCHDOG=1 at half of WATCHDOG_USEC, RELOADING=1 then READY=1 around a
 # SIGHUP, STOPPING=1 on SIGTERM; for a socket path and an abstract socket.
-# And `systemd-analyze verify` accepts deploy/kycd.service.
+# The journal: with JOURNAL_STREAM naming the device and inode of kycd's
+# stderr (as systemd sets it), each line starts with its syslog priority
+# (<6> info, <3> error) and is logfmt after it; with JOURNAL_STREAM naming
+# another file, or unset, lines start with ts= as before.
+# And `systemd-analyze verify` accepts deploy/kycd.service, which turns
+# journald's rate limit off for kycd.
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -52,7 +57,37 @@ for kind in path abstract; do
   kill -TERM "$LISTENER" 2>/dev/null || true
 done
 
+e2e_section "the journal: syslog priorities when stderr is the journal's stream"
+jlog=$E2E_TMP/journal.stream
+: >"$jlog"
+js=$(stat -c '%d:%i' "$jlog")
+# jrun ENV...: kycd migrate under env -i with ENV, stderr appended to $jlog
+# (the same inode), its exit code in $jrc.
+jrun() {
+  jrc=0
+  env -i "$@" timeout 30 "$TEST_KYCD_BIN" migrate 2>>"$jlog" >/dev/null || jrc=$?
+}
+jrun "KYCD_DATABASE_URL=$E2E_DB_URL" "JOURNAL_STREAM=$js"
+assert_eq 0 "$jrc" "kycd migrate with JOURNAL_STREAM: exit 0"
+assert_match "$(tail -n 1 "$jlog")" '^<6>ts=[^ ]+ level=info msg="migrate done"' "an info line starts with <6>"
+jrun "KYCD_DATABASE_URL=host=127.0.0.1 port=1 dbname=none connect_timeout=2" "JOURNAL_STREAM=$js"
+assert_eq 1 "$jrc" "kycd migrate against a closed port: exit 1"
+assert_match "$(tail -n 1 "$jlog")" '^<3>ts=[^ ]+ level=error msg="migrate failed"' "an error line starts with <3>"
+assert_eq "" "$(grep -v '^<[3467]>ts=' "$jlog" || true)" "every line to the journal has its priority"
+sed 's/^<[0-7]>//' "$jlog" >"$E2E_TMP/journal.stripped"
+e2e_logfmt_check "$E2E_TMP/journal.stripped" "the lines are logfmt after the priority"
+other=$E2E_TMP/other
+: >"$other"
+: >"$jlog"
+jrun "KYCD_DATABASE_URL=$E2E_DB_URL" "JOURNAL_STREAM=$(stat -c '%d:%i' "$other")"
+assert_match "$(tail -n 1 "$jlog")" '^ts=' "JOURNAL_STREAM naming another file: no prefix"
+: >"$jlog"
+jrun "KYCD_DATABASE_URL=$E2E_DB_URL"
+assert_match "$(tail -n 1 "$jlog")" '^ts=' "no JOURNAL_STREAM: no prefix"
+
 e2e_section "the unit file"
+assert_contains "$(cat "$TEST_KYCD_SRC/deploy/kycd.service")" $'\nLogRateLimitIntervalSec=0\n' \
+  "the unit turns journald's rate limit off for kycd (errors are never dropped)"
 if command -v systemd-analyze >/dev/null; then
   unit=$E2E_TMP/kycd.service
   sed "s|/usr/local/bin/kycd|$TEST_KYCD_BIN|g" "$TEST_KYCD_SRC/deploy/kycd.service" >"$unit"

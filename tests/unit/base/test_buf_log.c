@@ -6,6 +6,8 @@
 
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -684,6 +686,75 @@ static void test_log_oneshot(void **state)
     assert_one_line_with(drain(), " msg=bare path=\"/a \\\"b\\\"\"\n");
 }
 
+/* JOURNAL_STREAM names the journal's stream as "DEV:INO": only that exact
+ * fd matches. */
+static void test_log_journal_match(void **state)
+{
+    struct stat st;
+    assert_int_equal(fstat(log_pipe[1], &st), 0);
+    char js[64], other[64];
+    snprintf(js, sizeof js, "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    snprintf(other, sizeof other, "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino + 1);
+    assert_int_equal(klog_journal_match(js, log_pipe[1]), 1);
+    assert_int_equal(klog_journal_match(other, log_pipe[1]), 0);
+    int fd = open("/dev/null", O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(klog_journal_match(js, fd), 0);
+    close(fd);
+    assert_int_equal(klog_journal_match(NULL, log_pipe[1]), 0);
+    assert_int_equal(klog_journal_match("", log_pipe[1]), 0);
+    assert_int_equal(klog_journal_match("12", log_pipe[1]), 0);
+    assert_int_equal(klog_journal_match("12:", log_pipe[1]), 0);
+    assert_int_equal(klog_journal_match(":12", log_pipe[1]), 0);
+    char trailing[80];
+    snprintf(trailing, sizeof trailing, "%s ", js);
+    assert_int_equal(klog_journal_match(trailing, log_pipe[1]), 0);
+}
+
+/* Lines to the journal start with their syslog priority; elsewhere with ts=.
+ * The rest of the line is the same. */
+static void test_log_journal_prefix(void **state)
+{
+    static const struct {
+        int level;
+        const char *prefix, *name;
+    } cases[] = {{KLOG_DEBUG, "<7>", "debug"},
+                 {KLOG_INFO, "<6>", "info"},
+                 {KLOG_WARN, "<4>", "warn"},
+                 {KLOG_ERROR, "<3>", "error"}};
+    klog_set_journal(1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        klog(cases[i].level, "event", KLOG_STR("k", "v"));
+        const char *out = drain();
+        assert_int_equal(strncmp(out, cases[i].prefix, 3), 0);
+        assert_int_equal(strncmp(out + 3, "ts=", 3), 0);
+        char want[64];
+        snprintf(want, sizeof want, " level=%s msg=event k=v\n", cases[i].name);
+        assert_non_null(strstr(out, want));
+    }
+    klog_set_journal(0);
+    klog(KLOG_ERROR, "event", KLOG_STR("k", "v"));
+    assert_int_equal(strncmp(drain(), "ts=", 3), 0);
+    /* found out from JOURNAL_STREAM and the fd */
+    struct stat st;
+    assert_int_equal(fstat(log_pipe[1], &st), 0);
+    char js[64];
+    snprintf(js, sizeof js, "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", js, 1);
+    klog_set_journal(-1);
+    klog(KLOG_ERROR, "event", KLOG_STR("k", "v"));
+    assert_int_equal(strncmp(drain(), "<3>ts=", 6), 0);
+    setenv("JOURNAL_STREAM", "1:1", 1);
+    klog_set_fd(log_pipe[1]); /* found out again: no match now */
+    klog(KLOG_ERROR, "event", KLOG_STR("k", "v"));
+    assert_int_equal(strncmp(drain(), "ts=", 3), 0);
+    unsetenv("JOURNAL_STREAM");
+    klog_set_journal(-1);
+}
+
 static void test_log_level_parse(void **state)
 {
     assert_int_equal(klog_level_parse("debug"), KLOG_DEBUG);
@@ -714,6 +785,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_long_value_one_line, log_setup, log_teardown),
         cmocka_unit_test_setup_teardown(test_log_level_filter, log_setup, log_teardown),
         cmocka_unit_test_setup_teardown(test_log_oneshot, log_setup, log_teardown),
+        cmocka_unit_test_setup_teardown(test_log_journal_match, log_setup, log_teardown),
+        cmocka_unit_test_setup_teardown(test_log_journal_prefix, log_setup, log_teardown),
         cmocka_unit_test(test_log_level_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

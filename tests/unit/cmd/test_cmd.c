@@ -12,6 +12,7 @@
 #include "cmd/cmd.h"
 #include "cmd/config.h"
 #include "cmd/create_kyc.h"
+#include "cmd/health.h"
 #include "cmd/migrate.h"
 #include "cmd/partitions.h"
 #include "cmd/reconcile.h"
@@ -88,10 +89,13 @@ static void test_usage(void **state)
         "  vocabulary [--p100]\n"
         "            print the values P100 documents (and kycd's own codes) that this\n"
         "            kycd knows, one a line: FIELD, p100 or kycd, VALUE\n"
+        "  health [--path PATH]\n"
+        "            GET /healthz from the admin listener on loopback; exit 0 on 200\n"
         "  version   print versions\n"
         "\n"
         "Configuration comes from the file, then KYCD_* environment variables, then\n"
-        "flags; see README.md for every key. Secrets are never accepted as flags.\n";
+        "flags; see README.md for every key. Secrets are never accepted as flags.\n"
+        "kycd COMMAND --help says what a command does; kycd(8) has them all.\n";
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -112,7 +116,7 @@ static void test_rows_point_at_their_files(void **state)
         {"serve", cmd_serve},         {"migrate", cmd_migrate},       {"config", cmd_config},
         {"reconcile", cmd_reconcile}, {"create-kyc", cmd_create_kyc}, {"spool", cmd_spool},
         {"status", cmd_status},       {"partitions", cmd_partitions}, {"retention", cmd_retention},
-        {"archive", cmd_archive},     {"version", cmd_version},
+        {"archive", cmd_archive},     {"health", cmd_health},         {"version", cmd_version},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const cmd_entry *c = cmd_find(rows[i].name);
@@ -121,12 +125,116 @@ static void test_rows_point_at_their_files(void **state)
     }
 }
 
+static char *capture(void (*fn)(const cmd_entry *, FILE *), const cmd_entry *c)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    fn(c, f);
+    fclose(f);
+    return buf;
+}
+
+/* Every listed row has usage and help in cmd.h's format (so that --help and
+ * kycd(8) have something to say about it); aliases have neither. A row added
+ * without help fails here, by name. */
+static void test_every_row_has_usage_and_help(void **state)
+{
+    size_t listed = 0;
+    assert_null(cmd_at(cmd_count()));
+    for (size_t i = 0; i < cmd_count(); i++) {
+        const cmd_entry *c = cmd_at(i);
+        assert_non_null(c);
+        if (c->usage == NULL) {
+            assert_null(c->help);
+            continue;
+        }
+        listed++;
+        if (c->help == NULL || c->help[0] == '\0')
+            fail_msg("the row %s has no help", c->name);
+        /* the usage starts with "  NAME" and ends with a newline */
+        assert_int_equal(strncmp(c->usage, "  ", 2), 0);
+        assert_int_equal(strncmp(c->usage + 2, c->name, strlen(c->name)), 0);
+        assert_int_equal(c->usage[strlen(c->usage) - 1], '\n');
+        assert_int_equal(c->help[strlen(c->help) - 1], '\n');
+        for (const char *p = c->help; *p;) {
+            size_t n = strcspn(p, "\n");
+            if (n > 76)
+                fail_msg("%s: a help line is %zu characters long: %.*s", c->name, n, (int)n, p);
+            if (*p == '.' || *p == '\'')
+                fail_msg("%s: a help line starts with %c (roff)", c->name, *p);
+            p += n + (p[n] == '\n');
+        }
+        /* --help prints the usage and the help */
+        char *out = capture(cmd_print_help, c);
+        assert_non_null(strstr(out, c->usage));
+        assert_non_null(strstr(out, c->help));
+        free(out);
+    }
+    assert_true(listed >= 12);
+}
+
+/* `kycd CMD --help` or -h, wherever it is among the arguments, asks for the
+ * help of every command but `help` itself; an alias prints its command's. */
+static void test_help_requested(void **state)
+{
+    char a0[] = "--once", a1[] = "--help", a2[] = "-h", a3[] = "--helpful";
+    char *with_long[] = {a0, a1}, *with_short[] = {a2}, *without[] = {a0, a3};
+    for (size_t i = 0; i < cmd_count(); i++) {
+        const cmd_entry *c = cmd_at(i);
+        int is_help = cmd_find("help")->run == c->run;
+        assert_int_equal(cmd_help_requested(c, 2, with_long), !is_help);
+        assert_int_equal(cmd_help_requested(c, 1, with_short), !is_help);
+        assert_int_equal(cmd_help_requested(c, 2, without), 0);
+        assert_int_equal(cmd_help_requested(c, 0, NULL), 0);
+    }
+    char *alias = capture(cmd_print_help, cmd_find("--version"));
+    char *row = capture(cmd_print_help, cmd_find("version"));
+    assert_string_equal(alias, row);
+    free(alias);
+    free(row);
+}
+
+static void print_man(const cmd_entry *c, FILE *out)
+{
+    cmd_print_man(out);
+}
+
+/* kycd(8)'s COMMANDS: a subsection per listed row, its synopsis, its help;
+ * minus signs escaped. */
+static void test_man(void **state)
+{
+    char *man = capture(print_man, NULL);
+    assert_non_null(strstr(man, ".SS serve\n.nf\n\\fBkycd serve\\fR\n.fi\n.PP\nRun the HTTPS"));
+    assert_non_null(strstr(man, ".SS create\\-kyc\n"));
+    assert_non_null(strstr(man, "\\fBkycd config [\\-\\-check]\\fR\n"));
+    assert_non_null(strstr(man, "\\&      \\fB\\-\\-income\\-source S"));
+    assert_null(
+        strstr(man, "print every key with its default")); /* short descriptions stay in --help */
+    for (size_t i = 0; i < cmd_count(); i++) {
+        const cmd_entry *c = cmd_at(i);
+        if (c->usage == NULL)
+            continue;
+        char want[64] = ".SS ";
+        for (const char *p = c->name; *p; p++)
+            strcat(want, *p == '-' ? "\\-" : (char[]){*p, 0});
+        strcat(want, "\n");
+        if (strstr(man, want) == NULL)
+            fail_msg("no subsection for %s", c->name);
+    }
+    free(man);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_rows_point_at_their_files),
+        cmocka_unit_test(test_every_row_has_usage_and_help),
+        cmocka_unit_test(test_help_requested),
+        cmocka_unit_test(test_man),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
