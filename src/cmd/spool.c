@@ -39,7 +39,13 @@ static int list_dead_letters(const kycd_config *cfg, int porcelain)
     size_t n = 0;
     kerr err;
     kerr_clear(&err);
-    if (spool_dead_list(cfg->spool_dir, &v, &n, &err) != 0) {
+    int lrc = spool_dead_list(cfg->spool_dir, &v, &n, &err);
+    if (lrc == KERR_NOTFOUND) { /* a spool no kycd has opened yet holds none */
+        if (!porcelain)
+            printf("dead letters in %s: 0 (no spool there yet)\n", cfg->spool_dir);
+        return CMD_OK;
+    }
+    if (lrc != 0) {
         fprintf(stderr, "kycd: %s\n", err.msg);
         return CMD_FAILED;
     }

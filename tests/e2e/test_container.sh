@@ -151,6 +151,12 @@ else
   clog; tail -n 20 "$CLOG" | sed 's/^/  container: /'
   e2e_abort "the container's kycd did not log 'listening' within 30 s"
 fi
+# A command run by hand in the container sees what the service sees: the
+# image's settings are a file (KYCD_CONFIG), not variables of the service.
+assert_contains "$("${P[@]}" exec "$NAME" kycd config 2>&1)" "spool_dir = /var/spool/kycd" \
+  "podman exec ... kycd config: the image's spool_dir, from /etc/kycd/kycd.conf"
+assert_contains "$("${P[@]}" exec "$NAME" kycd spool dead-letters 2>&1)" "/var/spool/kycd" \
+  "podman exec ... kycd spool dead-letters: on the service's spool"
 uid=$("${P[@]}" exec "$NAME" id -u)
 assert_eq 999 "$uid" "kycd runs as the non-root user kycd, uid 999 (the manifests' runAsUser), in the container"
 assert_contains "$("${P[@]}" inspect --format '{{range .Mounts}}{{.Destination}}={{.Type}} {{end}}' "$NAME")" \

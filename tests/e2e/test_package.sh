@@ -168,6 +168,13 @@ e2e_kycd_cmd --bare "KYCD_DATABASE_URL=$E2E_DB_URL" "KYCD_LISTEN=127.0.0.1:$port
   config --check --config /etc/kycd/kycd.conf
 assert_eq 0 "$E2E_RC" "config --check on /etc/kycd/kycd.conf: exit 0 ($(e2e__clip "$(cat "$E2E_OUT")"))"
 assert_contains "$(cat "$E2E_OUT")" "kycd: configuration ok" "configuration ok"
+# What the runbook tells on-call to run sees what the service sees: the
+# settings are in the file, not in the unit's environment.
+assert_eq "" "$(grep -E '^Environment=KYCD_' /lib/systemd/system/kycd.service || true)" \
+  "the unit sets no KYCD_* variable: its settings are in /etc/kycd/kycd.conf"
+e2e_kycd_cmd --bare -- spool dead-letters --config /etc/kycd/kycd.conf
+assert_eq 0 "$E2E_RC" "kycd spool dead-letters --config /etc/kycd/kycd.conf, by hand: exit 0"
+assert_contains "$(cat "$E2E_OUT")" "/var/lib/kycd/spool" "... on the service's spool (not 'no spool configured')"
 TEST_KYCD_BIN=$build_bin
 
 e2e_section "dpkg -r keeps the configuration and the spool"
