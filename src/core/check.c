@@ -13,14 +13,12 @@
 
 const char *kyc_check_result_name(enum kyc_check_result r)
 {
-    const char *n = vocab_name(&VOCAB_CHECK_RESULT, (int)r);
-    return n ? n : "unknown";
+    return vocab_label(&VOCAB_CHECK_RESULT, (int)r);
 }
 
 const char *kyc_check_why_name(enum kyc_check_why w)
 {
-    const char *n = vocab_name(&VOCAB_CHECK_WHY, (int)w);
-    return n ? n : "unknown";
+    return vocab_label(&VOCAB_CHECK_WHY, (int)w);
 }
 
 int kyc_check_why_is_recheck(enum kyc_check_why w)

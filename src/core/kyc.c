@@ -9,24 +9,19 @@
 #include "base/bytes.h"
 #include "core/vocab.h"
 
-static const char *named(const char *name)
-{
-    return name ? name : "unknown";
-}
-
 const char *kyc_kind_name(enum kyc_kind k)
 {
-    return named(vocab_name(&VOCAB_KIND, (int)k));
+    return vocab_label(&VOCAB_KIND, (int)k);
 }
 
 const char *kyc_source_name(enum kyc_source s)
 {
-    return named(vocab_name(&VOCAB_SOURCE, (int)s));
+    return vocab_label(&VOCAB_SOURCE, (int)s);
 }
 
 const char *kyc_refusal_name(enum kyc_refusal r)
 {
-    return named(vocab_name(&VOCAB_REFUSAL, (int)r));
+    return vocab_label(&VOCAB_REFUSAL, (int)r);
 }
 
 enum kyc_vstatus kyc_vstatus_parse(const char *s)

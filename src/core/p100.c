@@ -53,8 +53,7 @@ enum p100_class p100_classify(long http_status, const char *error_code)
 
 const char *p100_class_name(enum p100_class c)
 {
-    const char *n = vocab_name(&VOCAB_P100_CLASS, (int)c);
-    return n ? n : "unknown";
+    return vocab_label(&VOCAB_P100_CLASS, (int)c);
 }
 
 /* kycd's explanation of each documented code, by enum p100_code. */

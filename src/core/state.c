@@ -100,12 +100,10 @@ const char *kyc_decision_name(enum kyc_decision d)
 
 const char *kyc_outcome_name(enum kyc_outcome o)
 {
-    const char *n = vocab_name(&VOCAB_OUTCOME, (int)o);
-    return n ? n : "unknown";
+    return vocab_label(&VOCAB_OUTCOME, (int)o);
 }
 
 const char *kyc_reason_name(enum kyc_reason r)
 {
-    const char *n = vocab_name(&VOCAB_REASON, (int)r);
-    return n ? n : "unknown";
+    return vocab_label(&VOCAB_REASON, (int)r);
 }

@@ -215,6 +215,12 @@ const char *vocab_name(const vocab *v, int value)
     return v->names[value];
 }
 
+const char *vocab_label(const vocab *v, int value)
+{
+    const char *n = vocab_name(v, value);
+    return n ? n : "unknown";
+}
+
 int vocab_value(const vocab *v, const char *s)
 {
     if (s == NULL || *s == '\0')

@@ -26,6 +26,9 @@ typedef struct vocab {
 
 /* The name of value, or NULL when it has none (out of range included). */
 const char *vocab_name(const vocab *v, int value);
+/* The same, or "unknown": the form the *_name functions of the enums'
+ * modules return, for logs, metrics and SQL. */
+const char *vocab_label(const vocab *v, int value);
 /* The value named s, or -1 (NULL and "" included). */
 int vocab_value(const vocab *v, const char *s);
 /* Named values, in table order: the i-th name for i < vocab_count(v). */

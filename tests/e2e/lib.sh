@@ -360,6 +360,32 @@ e2e_fresh_db() {
   export E2E_DB_URL
 }
 
+# e2e_two_roles NAME: the two roles of README's "Two roles" on a fresh
+# database: OWNER (owns the database and schema public, migrates) and
+# SERVICE (will serve with DML only), both NOSUPERUSER, dropped at exit;
+# kyc_analyst made sure of (a cluster role). Sets OWNER, SERVICE,
+# SUPER_URL (the database as the superuser), OWNER_URL, SERVICE_URL, and
+# E2E_DB_URL=OWNER_URL.
+e2e_two_roles() {
+  as_super "DO \$\$ BEGIN
+              IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kyc_analyst') THEN
+                CREATE ROLE kyc_analyst NOLOGIN; END IF;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$" >/dev/null
+  OWNER=kycd_${1}_owner_$$
+  SERVICE=kycd_${1}_service_$$
+  as_super "CREATE ROLE \"$OWNER\" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB" >/dev/null
+  as_super "CREATE ROLE \"$SERVICE\" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB" >/dev/null
+  e2e_track_role "$OWNER"
+  e2e_track_role "$SERVICE"
+  e2e_fresh_db
+  SUPER_URL=$E2E_DB_URL
+  as_super "ALTER DATABASE \"$(sql 'SELECT current_database()')\" OWNER TO \"$OWNER\"" >/dev/null
+  as_super "ALTER SCHEMA public OWNER TO \"$OWNER\"" "$SUPER_URL" >/dev/null
+  OWNER_URL=$(with_user "$SUPER_URL" "$OWNER")
+  SERVICE_URL=$(with_user "$SUPER_URL" "$SERVICE")
+  E2E_DB_URL=$OWNER_URL
+}
+
 # e2e_track_role ROLE [CONNINFO]: drop the cluster role ROLE at exit (after
 # the databases, which it may own), as the superuser of CONNINFO (TEST_PG).
 e2e_track_role() { E2E_ROLES+=("${2:-$TEST_PG}|$1"); }

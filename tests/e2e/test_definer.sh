@@ -16,23 +16,7 @@
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-as_super "DO \$\$ BEGIN
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kyc_analyst') THEN
-              CREATE ROLE kyc_analyst NOLOGIN; END IF;
-          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$" >/dev/null
-OWNER=kycd_def_owner_$$
-SERVICE=kycd_def_service_$$
-as_super "CREATE ROLE \"$OWNER\" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB" >/dev/null
-as_super "CREATE ROLE \"$SERVICE\" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB" >/dev/null
-e2e_track_role "$OWNER"
-e2e_track_role "$SERVICE"
-e2e_fresh_db
-SUPER_URL=$E2E_DB_URL
-as_super "ALTER DATABASE \"$(sql 'SELECT current_database()')\" OWNER TO \"$OWNER\"" >/dev/null
-as_super "ALTER SCHEMA public OWNER TO \"$OWNER\"" "$SUPER_URL" >/dev/null
-OWNER_URL=$(with_user "$SUPER_URL" "$OWNER")
-SERVICE_URL=$(with_user "$SUPER_URL" "$SERVICE")
-E2E_DB_URL=$OWNER_URL
+e2e_two_roles def
 
 # The serving role's grants, as README.md ("Two roles") gives them.
 grant_service() {

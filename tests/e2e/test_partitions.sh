@@ -20,23 +20,7 @@ EVENTS=${TEST_PARTITIONS_EVENTS:-100000}
 month() { date -u -d "$(date -u +%Y-%m-01) $1 month" +%Y%m; }  # month N: YYYYMM, N from now
 
 e2e_section "(a) converting a filled schema-6 database"
-as_super "DO \$\$ BEGIN
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kyc_analyst') THEN
-              CREATE ROLE kyc_analyst NOLOGIN; END IF;
-          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$" >/dev/null
-OWNER=kycd_part_owner_$$
-SERVICE=kycd_part_service_$$
-as_super "CREATE ROLE \"$OWNER\" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB" >/dev/null
-as_super "CREATE ROLE \"$SERVICE\" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB" >/dev/null
-e2e_track_role "$OWNER"
-e2e_track_role "$SERVICE"
-e2e_fresh_db
-SUPER_URL=$E2E_DB_URL
-as_super "ALTER DATABASE \"$(sql 'SELECT current_database()')\" OWNER TO \"$OWNER\"" >/dev/null
-as_super "ALTER SCHEMA public OWNER TO \"$OWNER\"" "$SUPER_URL" >/dev/null
-OWNER_URL=$(with_user "$SUPER_URL" "$OWNER")
-SERVICE_URL=$(with_user "$SUPER_URL" "$SERVICE")
-E2E_DB_URL=$OWNER_URL
+e2e_two_roles part
 # Schema 6 as kycd before this version left it: the files and their records.
 sql "CREATE SCHEMA kyc; CREATE TABLE kyc.schema_migrations (version integer PRIMARY KEY,
      name text NOT NULL, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
