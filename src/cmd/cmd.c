@@ -11,6 +11,7 @@
 #include "cmd/migrate.h"
 #include "cmd/partitions.h"
 #include "cmd/reconcile.h"
+#include "cmd/replay.h"
 #include "cmd/retention.h"
 #include "cmd/serve.h"
 #include "cmd/spool.h"
@@ -52,6 +53,12 @@ static const cmd_entry table[] = {
      "            list the deliveries the database refused for good, with the reason\n"
      "  spool replay FILE\n"
      "            store one dead letter through the normal path; removed once stored\n",
+     0},
+    {"replay", cmd_replay,
+     "  replay --since TIME [--until TIME] [--user ID] [--dry-run]\n"
+     "            run the stored deliveries received since TIME again through the\n"
+     "            current rules: a quarantined one they now accept is applied, anything\n"
+     "            stored already changes nothing (--dry-run: print what would change)\n",
      0},
     {"status", cmd_status,
      "  status EXTERNAL_USER_ID [--live]\n"
