@@ -80,7 +80,16 @@ row "a huge header (20 KB): state" "$st" "$st"
 hdrs=()
 for i in $(seq 1 80); do hdrs+=(-H "X-H$i: v"); done
 st=$(post "$E2E_KYC_PATH" "$(ok_body)" "${hdrs[@]}")
-case $st in 400|431|000) pass "80 headers: refused ($st)";; *) fail "80 headers: got $st";; esac
+# CivetWeb keeps 64 headers and drops the rest, Content-Length among them:
+# the body then reads as empty, which under the right token is an authentic
+# delivery that fails validation, kept (empty) in the quarantine since
+# schema 10 (README "Hostile input").
+if [ "$st" = 200 ]; then
+  assert_contains "$(resp_body)" '"status":"quarantined"' "80 headers: the body lost with the dropped headers, quarantined (200)"
+  qbefore=$(sql "SELECT count(*) FROM kyc.quarantine")
+else
+  case $st in 400|431|000) pass "80 headers: refused ($st)";; *) fail "80 headers: got $st";; esac
+fi
 assert_eq "$before" "$(events_count)" "80 headers: nothing stored"
 before=$(events_count)
 st=$( (printf 'POST %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"externalUserId":"x"' \
