@@ -272,6 +272,53 @@ static int receive_body(const handler_ctx *h, const http_request *req, http_resp
     return 0;
 }
 
+/* An authentic delivery kycd cannot apply (its body failed validation
+ * with `why`, or the database refused its data): kept raw in the
+ * quarantine, with why, and answered 200 once that is durable. P100's
+ * retries could not make it apply (it would send the same bytes), and a
+ * refusal would lose it once they end; a 200 keeps it for `kycd replay`
+ * after the rules are fixed, and its user is marked for a check with P100
+ * (README "Quarantine and replay"). Where the quarantine cannot take it
+ * either, the refusal is as before: 400 (with `detail`) when no quarantine
+ * is kept (or the database refuses even that), 503 when nothing durable
+ * took it. */
+static void quarantine_delivery(const handler_ctx *h, const struct route *route,
+                                const http_request *req, const char *body, size_t len,
+                                const char *why, const char *detail, http_response *resp,
+                                handler_note *note)
+{
+    const char *rid = req->request_id;
+    kyc_delivery d;
+    memset(&d, 0, sizeof d);
+    payload_quarantine(route->kind, body, len, req->remote_addr, rid, why, &d);
+    snprintf(note->external_user_id, sizeof note->external_user_id, "%s", d.external_user_id);
+    db_ingest_result res;
+    memset(&res, 0, sizeof res);
+    kerr err;
+    kerr_clear(&err);
+    int rc = h->store.submit(h->store.ctx, &d, &res, &err);
+    if (rc == KERR_INVALID) {
+        refuse(resp, note, 400, KYC_REFUSE_INVALID_PAYLOAD, detail, rid);
+        snprintf(note->error, sizeof note->error, "%s", why);
+        return;
+    }
+    if (rc != 0) {
+        refuse(resp, note, 503, KYC_REFUSE_UNAVAILABLE, "could not store the delivery, retry later",
+               rid);
+        snprintf(note->error, sizeof note->error, "%s", err.msg);
+        resp->retry_after = h->retry_after_s;
+        return;
+    }
+    snprintf(note->quarantine, sizeof note->quarantine, "%s", d.quarantine);
+    note->has_outcome = 1;
+    note->outcome = res.outcome;
+    note->reason = res.reason;
+    note->event_id = res.event_id;
+    resp->status = 200;
+    snprintf(resp->body, sizeof resp->body, "{\"status\":\"quarantined\",\"requestId\":\"%s\"}",
+             rid ? rid : "");
+}
+
 /* Parse the body and hand the delivery to the store; 200 only once the
  * store says it is durable. */
 static void store_delivery(const handler_ctx *h, const struct route *route, const http_request *req,
@@ -283,7 +330,7 @@ static void store_delivery(const handler_ctx *h, const struct route *route, cons
     kerr err;
     kerr_clear(&err);
     if (payload_parse_delivery(route->kind, body, len, req->remote_addr, rid, &d, &err) != 0) {
-        refuse(resp, note, 400, KYC_REFUSE_INVALID_PAYLOAD, err.msg, rid);
+        quarantine_delivery(h, route, req, body, len, err.msg, err.msg, resp, note);
         return;
     }
     snprintf(note->external_user_id, sizeof note->external_user_id, "%s", d.external_user_id);
@@ -295,8 +342,11 @@ static void store_delivery(const handler_ctx *h, const struct route *route, cons
     if (rc == 0)
         metrics_observe_ingest((clock_now_ms() - t0) / 1000.0);
     if (rc == KERR_INVALID) {
-        refuse(resp, note, 400, KYC_REFUSE_INVALID_PAYLOAD, "refused by the database", rid);
-        snprintf(note->error, sizeof note->error, "%s", err.msg);
+        char why[sizeof d.quarantine];
+        /* Cut to fit the quarantine's reason (the database's message may be long). */
+        if (snprintf(why, sizeof why, "refused by the database: %s", err.msg) >= (int)sizeof why)
+            why[sizeof why - 2] = '.';
+        quarantine_delivery(h, route, req, body, len, why, "refused by the database", resp, note);
         return;
     }
     if (rc != 0) {
@@ -394,6 +444,8 @@ static void count(const http_request *req, const http_response *resp, const hand
         return;
     if (resp->status == 200 && note->has_outcome)
         metrics_delivery(note->kind, note->outcome, note->reason);
+    if (resp->status == 200 && note->quarantine[0])
+        metrics_quarantined(note->kind, note->outcome == KYC_OUTCOME_SPOOLED);
     else if (note->refused)
         metrics_delivery_refused(note->kind, note->code);
 }
@@ -428,6 +480,8 @@ void handler_log(const http_request *req, const http_response *resp, const handl
     }
     if (note->error[0])
         klog_str(&l, "error", note->error);
+    if (note->quarantine[0])
+        klog_str(&l, "quarantine", note->quarantine);
     if (note->unsent)
         klog_str(&l, "answer", "not_sent");
     if (note->lingered > 0)

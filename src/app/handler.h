@@ -64,6 +64,9 @@ typedef struct handler_note {
     enum kyc_refusal code; /* the answer's "error" */
     long long event_id;
     char error[sizeof(((kerr *)0)->msg)]; /* why the request was refused, or "" */
+    /* Not "": the delivery was authentic but not applied, and is kept in
+     * the quarantine (or the spool, marked for it): why. */
+    char quarantine[sizeof(((kyc_delivery *)0)->quarantine)];
     /* Filled by the server after the answer: */
     int unsent;         /* the answer could not be written */
     long long lingered; /* unread body bytes discarded after the answer */
@@ -72,7 +75,9 @@ typedef struct handler_note {
 
 /* Where accepted deliveries go ("accept, persist, answer"): submit returns
  * only when the delivery is durable (0), or fails with KERR_DB/KERR_TIMEOUT
- * (not stored: 503) or KERR_INVALID (refused by the database: 400). */
+ * (not stored: 503) or KERR_INVALID (refused by the database: 400). A
+ * delivery with d->quarantine set (payload_quarantine) is kept raw in the
+ * quarantine; a store without one answers KERR_INVALID. */
 typedef struct handler_store {
     int (*submit)(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr *err);
     /* 0 when deliveries can be made durable; details gets a JSON fragment

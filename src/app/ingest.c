@@ -52,9 +52,12 @@ static void count(ingest *in, long long *field, int database_up)
 int ingest_to_database(ingest *in, const kyc_delivery *d, db_ingest_result *res, kerr *err)
 {
     int rc = KERR_DB;
+    if (d->quarantine[0] && in->store.quarantine == NULL)
+        return kerr_set(err, KERR_INVALID, "this store keeps no quarantine");
     for (int attempt = 0; attempt < 2; attempt++) {
         int dead = 0;
-        rc = in->store.ingest(in->store.ctx, d, &in->policy, res, &dead, err);
+        rc = d->quarantine[0] ? in->store.quarantine(in->store.ctx, d, res, &dead, err)
+                              : in->store.ingest(in->store.ctx, d, &in->policy, res, &dead, err);
         if (!(rc == KERR_DB && dead))
             break;
     }
@@ -104,6 +107,8 @@ static int to_spool(ingest *in, const kyc_delivery *d, db_ingest_result *res, ke
 int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr *err)
 {
     ingest *in = ctx;
+    if (d->quarantine[0] && in->store.quarantine == NULL)
+        return kerr_set(err, KERR_INVALID, "%s", d->quarantine); /* nowhere to keep it */
     if (in->sp) {
         pthread_mutex_lock(&in->mu);
         int gated = in->schema != INGEST_SCHEMA_OK;
@@ -115,8 +120,9 @@ int ingest_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr 
         if (ss.records > 0) /* keep the order: behind what is already spooled */
             return to_spool(in, d, res, err);
     }
-    int rc =
-        in->ncom > 0 ? ingest_to_committer(in, d, res, err) : ingest_to_database(in, d, res, err);
+    /* A quarantined delivery is one row of its own, not a batch-mate. */
+    int rc = in->ncom > 0 && !d->quarantine[0] ? ingest_to_committer(in, d, res, err)
+                                               : ingest_to_database(in, d, res, err);
     if (rc == 0) {
         count(in, &in->st.stored, 1);
         return 0;
@@ -152,6 +158,21 @@ static int dead_letter(ingest *in, const kyc_delivery *d, const kbuf *rec, const
     return rc;
 }
 
+/* A decoded spool record made ready to store: a quarantined one (its
+ * record says so) goes back to the quarantine with its reason, whatever
+ * the rules say now (`kycd replay` applies it if they accept it); any
+ * other is parsed again. */
+static int replay_prepare(kyc_delivery *d, kerr *err)
+{
+    if (d->quarantine[0]) {
+        payload_quarantine(d->kind, d->body, d->body_len, d->remote_addr, d->request_id,
+                           d->quarantine, d);
+        return 0;
+    }
+    return payload_parse_delivery(d->kind, d->body, d->body_len, d->remote_addr, d->request_id, d,
+                                  err);
+}
+
 /* Replay one record. 0: replayed (or dead-lettered), KERR_NOTFOUND: the
  * spool is empty, other: the database failed (try later). */
 static int replay_one(ingest *in, kbuf *buf, kerr *err)
@@ -164,8 +185,7 @@ static int replay_one(ingest *in, kbuf *buf, kerr *err)
     memset(&d, 0, sizeof d);
     rc = kyc_delivery_decode(buf->data, buf->len, &d, err);
     if (rc == 0)
-        rc = payload_parse_delivery(d.kind, d.body, d.body_len, d.remote_addr, d.request_id, &d,
-                                    err);
+        rc = replay_prepare(&d, err);
     if (rc == 0) {
         db_ingest_result res;
         rc = ingest_to_database(in, &d, &res, err);
@@ -234,18 +254,28 @@ static int replay_batch(ingest *in, replayer *r, kbuf *one, int *n, kerr *err)
     int rc = spool_peek_many(in->sp, r->bufs, r->cap, &got, &span, err);
     if (rc != 0)
         return rc;
-    int m = 0;
+    int m = 0, quarantined = 0;
     for (int i = 0; i < got; i++) {
         kyc_delivery *d = &r->d[i];
         memset(d, 0, sizeof *d);
         kerr derr;
         int drc = kyc_delivery_decode(r->bufs[i].data, r->bufs[i].len, d, &derr);
         if (drc == 0)
-            drc = payload_parse_delivery(d->kind, d->body, d->body_len, d->remote_addr,
-                                         d->request_id, d, &derr);
+            drc = replay_prepare(d, &derr);
         r->bad[i] = drc != 0;
+        quarantined += drc == 0 && d->quarantine[0];
         if (drc == 0)
             r->good[m++] = d;
+    }
+    if (quarantined > 0) {
+        /* Quarantined records are rare and not batch-mates (their own
+         * statement): this batch goes record by record, in spool order. */
+        for (int i = 0; i < got; i++) {
+            if ((rc = replay_one(in, one, err)) != 0)
+                return rc;
+            (*n)++;
+        }
+        return 0;
     }
     if (m > 0) {
         rc = ingest_batch_to_database(in, r->good, m, r->res, err);

@@ -60,6 +60,8 @@ static void labels_init(void)
     known_init();
 }
 static const char *const RELOAD_RESULT[] = {"success", "failure"};
+/* Where a quarantined delivery was made durable (app/ingest.c). */
+static const char *const QUARANTINE_STORED[] = {"database", "spool"};
 
 typedef struct label_def {
     const char *name;
@@ -76,7 +78,8 @@ static const label_def L_ROUTE = LABEL("route", ROUTE), L_CODE = LABEL("code", C
                        L_REASON = LABEL("reason", REASON),
                        L_P100_OUTCOME = LABEL("outcome", P100_OUTCOME),
                        L_RESULT = LABEL("result", CHECK_RESULT),
-                       L_RELOAD = LABEL("result", RELOAD_RESULT);
+                       L_RELOAD = LABEL("result", RELOAD_RESULT),
+                       L_QSTORED = LABEL("stored", QUARANTINE_STORED);
 
 /* A counter's cells, and which of them are written at 0: the known label
  * sets, so that rate(), increase() and absent() work from the first scrape
@@ -95,7 +98,9 @@ static atomic_llong http_cells[N(ROUTE) * N(CODE)];
 static atomic_llong delivery_cells[N(KIND) * N(OUTCOME) * N(REASON)];
 static atomic_llong check_cells[N(P100_OUTCOME) * N(CHECK_RESULT)];
 static atomic_llong reload_cells[N(RELOAD_RESULT)];
-static unsigned char delivery_known[N(delivery_cells)], check_known[N(check_cells)];
+static atomic_llong quarantine_cells[N(KIND) * N(QUARANTINE_STORED)];
+static unsigned char delivery_known[N(delivery_cells)], check_known[N(check_cells)],
+    quarantine_known[N(quarantine_cells)];
 
 /* The (outcome, reason) pairs a webhook delivery can be counted with, per
  * kind: what handler.c counts is a webhook's own answer, a 200 with the
@@ -107,7 +112,9 @@ static unsigned char delivery_known[N(delivery_cells)], check_known[N(check_cell
  *     source webhook (io/db_ingest.c decide);
  *   - the other kinds: core/policy.c kyc_other_decide (POA keeps the
  *     latest; file and user status are recorded);
- *   - spooled: app/ingest.c to_spool, any kind.
+ *   - spooled: app/ingest.c to_spool, any kind;
+ *   - quarantined: app/handler.c quarantine_delivery, any kind (a
+ *     quarantined delivery taken by the spool counts as spooled).
  * Not here, as no webhook's answer carries them: applied x reconciler,
  * api and recheck (Get KYC Status and create-kyc decide with another
  * source; kycd_reconciler_checks_total counts those) and unchanged x
@@ -136,6 +143,7 @@ static const struct delivery_pair {
     {K_RECORDED, KYC_OUTCOME_RECORDED, KYC_R_RECORDED},
     {K_RECORDED, KYC_OUTCOME_RECORDED, KYC_R_REPEAT},
     {K_ALL, KYC_OUTCOME_SPOOLED, KYC_R_DATABASE_UNAVAILABLE},
+    {K_ALL, KYC_OUTCOME_QUARANTINED, KYC_R_INVALID_BODY},
 };
 /* The refusals a webhook route answers (app/handler.c serve_webhook and
  * what it calls), any kind. Not here: not_found and method_not_allowed
@@ -169,6 +177,14 @@ static counter C_CHECK = {"kycd_reconciler_checks_total",
                           {&L_P100_OUTCOME, &L_RESULT},
                           check_known,
                           check_cells};
+static counter C_QUARANTINE = {"kycd_webhook_quarantined_total",
+                               "authentic webhook deliveries kycd could not apply (body failed "
+                               "validation, or data refused), kept raw in kyc.quarantine (stored "
+                               "database) or in the spool to be put there (stored spool)",
+                               2,
+                               {&L_KIND, &L_QSTORED},
+                               quarantine_known,
+                               quarantine_cells};
 static counter C_RELOAD = {"kycd_config_reloads_total",
                            "configuration reloads (SIGHUP) by result",
                            1,
@@ -231,6 +247,9 @@ static void known_init(void)
                 &C_DELIVERY,
                 (const int[]){k, KYC_OUTCOME_COUNT, KYC_REASON_COUNT + DELIVERY_REFUSALS[i]})] = 1;
     }
+    for (int k = 0; k < KYC_KIND_COUNT; k++)
+        for (int s = 0; s < N(QUARANTINE_STORED); s++)
+            quarantine_known[cell_index(&C_QUARANTINE, (const int[]){k, s})] = 1;
     /* Every answer class x every result (and error): not "other". */
     for (int o = 0; o < P100_CLASS_COUNT; o++)
         for (int r = 0; r <= KYC_CHECK_RESULT_COUNT; r++)
@@ -271,6 +290,12 @@ void metrics_reconciler_check(enum p100_class outcome, int result)
     pthread_once(&labels_once, labels_init);
     counter_add(&C_CHECK,
                 (const int[]){(int)outcome, result < 0 ? KYC_CHECK_RESULT_COUNT : result});
+}
+
+void metrics_quarantined(enum kyc_kind kind, int spooled)
+{
+    pthread_once(&labels_once, labels_init);
+    counter_add(&C_QUARANTINE, (const int[]){(int)kind, spooled ? 1 : 0});
 }
 
 void metrics_config_reload(int ok)
@@ -438,7 +463,7 @@ static int counter_write(kbuf *out, const counter *c)
 int metrics_write_registry(kbuf *out)
 {
     pthread_once(&labels_once, labels_init);
-    const counter *cs[] = {&C_HTTP, &C_DELIVERY, &C_CHECK, &C_RELOAD};
+    const counter *cs[] = {&C_HTTP, &C_DELIVERY, &C_QUARANTINE, &C_CHECK, &C_RELOAD};
     int rc = 0;
     for (int i = 0; rc == 0 && i < N(cs); i++)
         rc = counter_write(out, cs[i]);
@@ -461,6 +486,7 @@ void metrics_reset(void)
     zero(delivery_cells, N(delivery_cells));
     zero(check_cells, N(check_cells));
     zero(reload_cells, N(reload_cells));
+    zero(quarantine_cells, N(quarantine_cells));
     metrics_histogram *hs[] = {&H_INGEST, &H_P100};
     for (int i = 0; i < N(hs); i++) {
         zero(hs[i]->counts, METRICS_BUCKETS_MAX + 1);

@@ -6,7 +6,8 @@
  * it counts as "other"), so no user id or client byte can become a label
  * and the number of series is bounded. Every label set that can occur is
  * exported at 0 from the first scrape (metrics.c: every route x code and
- * answer x result, and DELIVERY_PAIRS for deliveries); any other appears
+ * answer x result, DELIVERY_PAIRS for deliveries, and every kind x stored
+ * for quarantined deliveries); any other appears
  * once counted. Request threads bump them at
  * thousands per second: an increment is a lookup in short lists and one
  * relaxed atomic add, no lock.
@@ -31,6 +32,9 @@ void metrics_http_request(const char *route, int code);
 /* Deliveries and checks by enum (names from core's tables, at the edge). */
 void metrics_delivery(enum kyc_kind kind, enum kyc_outcome outcome, enum kyc_reason reason);
 void metrics_delivery_refused(enum kyc_kind kind, enum kyc_refusal code);
+/* A delivery answered 200 as quarantined: in the database's quarantine,
+ * or (spooled) in the spool, marked for it. */
+void metrics_quarantined(enum kyc_kind kind, int spooled);
 #define METRICS_CHECK_ERROR (-1) /* result: the check could not be recorded */
 void metrics_reconciler_check(enum p100_class outcome, int result); /* a kyc_check_result */
 void metrics_config_reload(int ok);

@@ -64,6 +64,21 @@ static int db_ingest_op(void *ctx, const kyc_delivery *d, const db_ingest_opts *
     return rc;
 }
 
+static int db_quarantine_op(void *ctx, const kyc_delivery *d, db_ingest_result *res, int *dead,
+                            kerr *err)
+{
+    store_db *s = ctx;
+    db *conn = NULL;
+    *dead = 0;
+    int rc = db_pool_get(s->pool, s->wait_ms, &conn, err);
+    if (rc != 0)
+        return rc;
+    rc = db_quarantine(conn, d, res, err);
+    *dead = rc == KERR_DB && !db_alive(conn);
+    db_pool_put(s->pool, conn);
+    return rc;
+}
+
 /* The probe's deadline: short, so a database that hangs is seen as down
  * within it (at most db_timeout). */
 #define PROBE_TIMEOUT_MS 2000
@@ -127,7 +142,8 @@ ingest_store store_db_ingest(store_db *s)
                        .ping = db_ping_op,
                        .ingest_batch = db_ingest_batch_op,
                        .pool_counts = db_pool_counts_op,
-                       .schema = db_schema_op};
+                       .schema = db_schema_op,
+                       .quarantine = db_quarantine_op};
     return st;
 }
 

@@ -18,6 +18,7 @@
 #include "core/kyc.h"
 #include "io/db.h"
 #include "io/db_ingest.h"
+#include "io/db_quarantine.h"
 #include "io/db_reconcile.h"
 
 /* What ingest needs. Both operations may be called from many threads. */
@@ -43,6 +44,11 @@ typedef struct ingest_store {
      * it does not answer. Called from the probe thread only. NULL: the
      * store has no schema to check. */
     int (*schema)(void *ctx, kerr *err);
+    /* Store one quarantined delivery (db_quarantine); *dead as for
+     * ingest. NULL: the store keeps no quarantine (a body that fails
+     * validation is then refused with 400, as before schema 10). */
+    int (*quarantine)(void *ctx, const kyc_delivery *d, db_ingest_result *res, int *dead,
+                      kerr *err);
 } ingest_store;
 
 /* What the reconciler needs. claim_due and release_claim are called by the

@@ -12,6 +12,7 @@
 #include "cmd/migrate.h"
 #include "cmd/partitions.h"
 #include "cmd/reconcile.h"
+#include "cmd/replay.h"
 #include "cmd/retention.h"
 #include "cmd/serve.h"
 #include "cmd/spool.h"
@@ -73,6 +74,17 @@ static const char help_spool[] =
     "reason (--porcelain: tab-separated, one a line); it reads the folder only\n"
     "and works while kycd runs. replay FILE stores one dead letter through the\n"
     "normal write path and removes it once stored.\n";
+static const char help_replay[] =
+    "Run the stored deliveries received from --since TIME (before --until, of\n"
+    "one --user) again through the current rules, in received order. A\n"
+    "quarantined delivery (its body failed validation when it arrived) that the\n"
+    "rules now accept is applied through the state machine, as a late webhook\n"
+    "with its own receipt time; one they still refuse stays quarantined; a\n"
+    "delivery already stored (applied, held, or replayed before) is a repeat and\n"
+    "changes nothing, so a second run changes nothing. --dry-run prints what\n"
+    "would change and changes nothing. Every run is recorded in\n"
+    "kyc.replay_runs. Exit 2 without --since or with a time PostgreSQL cannot\n"
+    "read.\n";
 static const char help_status[] =
     "Print what kycd stored about the user: the current state, its history, the\n"
     "latest webhooks and checks, whatever the database's schema. --live also\n"
@@ -134,6 +146,12 @@ static const cmd_entry table[] = {
      "  spool replay FILE\n"
      "            store one dead letter through the normal path; removed once stored\n",
      0, help_spool},
+    {"replay", cmd_replay,
+     "  replay --since TIME [--until TIME] [--user ID] [--dry-run]\n"
+     "            run the stored deliveries received since TIME again through the\n"
+     "            current rules: a quarantined one they now accept is applied, anything\n"
+     "            stored already changes nothing (--dry-run: print what would change)\n",
+     0, help_replay},
     {"status", cmd_status,
      "  status EXTERNAL_USER_ID [--live]\n"
      "            print the stored state and history (--live: ask P100 too)\n",

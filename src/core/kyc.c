@@ -95,7 +95,10 @@ int kyc_status_equal(const kyc_status *a, const kyc_status *b)
 
 /* Spool record layout (all integers little-endian):
  *   version u8 (1) | kind u8 | received_us i64 | addr_len u8 | addr |
- *   rid_len u8 | rid | body_len u32 | body */
+ *   rid_len u8 | rid | body_len u32 | body
+ * A quarantined delivery is version 2, with its reason after the rid:
+ *   ... | rid | reason_len u8 | reason | body_len u32 | body
+ * (version 1 stays as it was: a spool written by an older kycd replays.) */
 static int put(kbuf *out, const void *p, size_t n)
 {
     return kbuf_append(out, p, n);
@@ -125,10 +128,11 @@ int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out)
 {
     size_t al = strnlen(d->remote_addr, sizeof d->remote_addr);
     size_t rl = strnlen(d->request_id, sizeof d->request_id);
-    if (d->body_len > 0xffffffffu || al > 255 || rl > 255)
+    size_t ql = strnlen(d->quarantine, sizeof d->quarantine - 1);
+    if (d->body_len > 0xffffffffu || al > 255 || rl > 255 || ql > 255)
         return KERR_TOOBIG;
-    unsigned char al8 = (unsigned char)al, rl8 = (unsigned char)rl;
-    int rc = put_u8(out, 1);
+    unsigned char al8 = (unsigned char)al, rl8 = (unsigned char)rl, ql8 = (unsigned char)ql;
+    int rc = put_u8(out, ql ? 2 : 1);
     if (rc == 0)
         rc = put_u8(out, (unsigned)d->kind);
     if (rc == 0)
@@ -141,6 +145,10 @@ int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out)
         rc = put(out, &rl8, 1);
     if (rc == 0)
         rc = put(out, d->request_id, rl);
+    if (rc == 0 && ql)
+        rc = put(out, &ql8, 1);
+    if (rc == 0 && ql)
+        rc = put(out, d->quarantine, ql);
     if (rc == 0)
         rc = put_le32(out, (uint32_t)d->body_len);
     if (rc == 0)
@@ -151,8 +159,9 @@ int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out)
 int kyc_delivery_decode(const void *buf, size_t len, kyc_delivery *d, kerr *err)
 {
     const unsigned char *p = buf, *end = p + len;
-    if (len < 1 + 1 + 8 + 1 || p[0] != 1)
+    if (len < 1 + 1 + 8 + 1 || (p[0] != 1 && p[0] != 2))
         return kerr_set(err, KERR_INVALID, "spool record: unknown version or too short");
+    int quarantined = p[0] == 2;
     unsigned kind = p[1];
     if (kind >= KYC_KIND_COUNT)
         return kerr_set(err, KERR_INVALID, "spool record: unknown webhook kind %u", kind);
@@ -168,6 +177,15 @@ int kyc_delivery_decode(const void *buf, size_t len, kyc_delivery *d, kerr *err)
         return kerr_set(err, KERR_INVALID, "spool record: bad request id field");
     const unsigned char *rid = p;
     p += rl;
+    const unsigned char *why = NULL;
+    size_t ql = 0;
+    if (quarantined) {
+        ql = *p++;
+        if (ql == 0 || ql >= sizeof d->quarantine || (size_t)(end - p) < ql + 4)
+            return kerr_set(err, KERR_INVALID, "spool record: bad quarantine reason field");
+        why = p;
+        p += ql;
+    }
     size_t bl = bytes_get_le32(p);
     p += 4;
     if ((size_t)(end - p) != bl)
@@ -177,6 +195,8 @@ int kyc_delivery_decode(const void *buf, size_t len, kyc_delivery *d, kerr *err)
     d->received_us = (long long)v;
     memcpy(d->remote_addr, addr, al);
     memcpy(d->request_id, rid, rl);
+    if (why)
+        memcpy(d->quarantine, why, ql);
     d->body = (const char *)p;
     d->body_len = bl;
     return 0;

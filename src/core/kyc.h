@@ -114,16 +114,24 @@ typedef struct kyc_delivery {
     char request_id[33];   /* unique per delivery (128 random bits, hex) */
     long long received_us; /* receipt time (Unix µs) of a delivery replayed
                                        * from the spool; 0: now */
+    /* Not "": the delivery is quarantined (authentic, but not applied):
+     * why, never quoting the body. Only kind, body, body_sha256,
+     * remote_addr, request_id, received_us and external_user_id ("" when
+     * none could be read) are then meaningful (payload_quarantine). */
+    char quarantine[256];
 } kyc_delivery;
 
 /* The spool record of a delivery: kind, receipt time, peer address,
  * request id and the raw body (the parsed fields are not stored: replay
- * parses the body again). Appends to out. */
+ * parses the body again), and for a quarantined delivery its reason (a
+ * version 2 record: replay stores it in the quarantine, it does not parse
+ * it). Appends to out. */
 int kyc_delivery_encode(const kyc_delivery *d, long long received_us, kbuf *out) KYCD_MUST_CHECK;
 
 /* Decode a spool record: fills kind, received_us, remote_addr, request_id,
- * and points body/body_len into buf (which must outlive d). The other
- * fields are left for payload_parse. KERR_INVALID on anything malformed. */
+ * quarantine ("" for a version 1 record), and points body/body_len into buf
+ * (which must outlive d). The other fields are left for payload_parse (or
+ * payload_quarantine). KERR_INVALID on anything malformed. */
 int kyc_delivery_decode(const void *buf, size_t len, kyc_delivery *d, kerr *err) KYCD_MUST_CHECK;
 
 #endif

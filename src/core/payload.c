@@ -196,6 +196,32 @@ int payload_parse_delivery(enum kyc_kind kind, const char *body, size_t len, con
     return 0;
 }
 
+void payload_quarantine(enum kyc_kind kind, const char *body, size_t len, const char *remote,
+                        const char *rid, const char *reason, kyc_delivery *d)
+{
+    /* Built in a copy: remote, rid and reason may be d's own fields. */
+    kyc_delivery t;
+    memset(&t, 0, sizeof t);
+    t.kind = kind;
+    t.received_us = d->received_us;
+    t.body = body;
+    t.body_len = len;
+    token_sha256_hex(body, len, t.body_sha256);
+    snprintf(t.remote_addr, sizeof t.remote_addr, "%s", remote ? remote : "");
+    snprintf(t.request_id, sizeof t.request_id, "%s", rid ? rid : "");
+    snprintf(t.quarantine, sizeof t.quarantine, "%s", reason && *reason ? reason : "not applied");
+    /* The user, if it can be read at all: lenient JSON (the body may have
+     * failed the strict rules), the identifier rule unchanged. */
+    cJSON *root = len > 0 && json_utf8_valid(body, len)
+                      ? cJSON_ParseWithLengthOpts(body, len, NULL, 0)
+                      : NULL;
+    kerr ignored;
+    if (cJSON_IsObject(root) && get_user_id(root, t.external_user_id, &ignored) != 0)
+        t.external_user_id[0] = '\0';
+    cJSON_Delete(root);
+    *d = t;
+}
+
 /* ---- P100's API answers and requests. Tolerant, unlike the webhooks:
  * unknown fields are ignored and null counts as absent. */
 

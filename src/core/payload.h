@@ -38,6 +38,17 @@ int payload_parse(enum kyc_kind kind, const char *body, size_t len, kyc_delivery
 int payload_parse_delivery(enum kyc_kind kind, const char *body, size_t len, const char *remote,
                            const char *rid, kyc_delivery *d, kerr *err) KYCD_MUST_CHECK;
 
+/* A delivery that passed the token check but is not applied (its body
+ * failed payload_parse_delivery with `reason`, or the database refused
+ * it): fills d as payload_parse_delivery would for what can be known
+ * without parsing (kind, body, body_len, body_sha256, remote_addr,
+ * request_id), d->quarantine = reason (cut to fit), and
+ * d->external_user_id = the body's externalUserId when the body is a JSON
+ * object holding it as a string that kyc_id_check accepts ("" otherwise).
+ * The other fields are cleared; received_us is left alone. */
+void payload_quarantine(enum kyc_kind kind, const char *body, size_t len, const char *remote,
+                        const char *rid, const char *reason, kyc_delivery *d);
+
 /* --- P100's API answers and requests (tolerant: unknown fields ignored) --- */
 
 /* An error body {"errorCode","errorName","errorMessage"} (any may be

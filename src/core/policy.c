@@ -57,3 +57,20 @@ kyc_verdict kyc_after_create(const kyc_status *cur, kyc_status *want)
                         .reorder_window_ms = 0};
     return kyc_state_decide(&t);
 }
+
+enum kyc_replay_action kyc_replay_decide(int quarantined, int stored, int parses)
+{
+    if (!quarantined || stored)
+        return KYC_REPLAY_REPEAT;
+    return parses ? KYC_REPLAY_APPLY : KYC_REPLAY_STILL_QUARANTINED;
+}
+
+const char *kyc_replay_action_name(enum kyc_replay_action a)
+{
+    static const char *const names[] = {
+        [KYC_REPLAY_REPEAT] = "repeat",
+        [KYC_REPLAY_APPLY] = "apply",
+        [KYC_REPLAY_STILL_QUARANTINED] = "still_quarantined",
+    };
+    return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "unknown";
+}

@@ -45,4 +45,22 @@ void kyc_status_fill(kyc_status *answer, const kyc_status *stored);
  * state machine's verdict on it (source api). */
 kyc_verdict kyc_after_create(const kyc_status *cur, kyc_status *want);
 
+/* What `kycd replay` does with one stored delivery (README "Quarantine and
+ * replay"). Anything already in kyc.webhook_events (applied, unchanged,
+ * held, recorded, or a quarantined delivery a replay stored before) is a
+ * repeat: it changes nothing (its decision was made when it arrived, and
+ * P100 has been asked about a held one since). A quarantined delivery the
+ * current rules still refuse stays quarantined. One they accept is
+ * applied: stored with its own request id and receipt time through the
+ * write path, whose state machine treats it as the late webhook it is. */
+enum kyc_replay_action {
+    KYC_REPLAY_REPEAT = 0,
+    KYC_REPLAY_APPLY,
+    KYC_REPLAY_STILL_QUARANTINED,
+};
+/* quarantined: from kyc.quarantine; stored: it has a kyc.webhook_events
+ * row (an event always has); parses: the current rules accept its body. */
+enum kyc_replay_action kyc_replay_decide(int quarantined, int stored, int parses);
+const char *kyc_replay_action_name(enum kyc_replay_action a); /* "repeat", "apply", ... */
+
 #endif

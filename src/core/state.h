@@ -30,10 +30,11 @@ enum kyc_outcome {
     KYC_OUTCOME_APPLIED = KYC_APPLY,
     KYC_OUTCOME_UNCHANGED = KYC_UNCHANGED,
     KYC_OUTCOME_HELD = KYC_HOLD,
-    KYC_OUTCOME_RECORDED, /* kinds without state: stored only */
-    KYC_OUTCOME_SPOOLED,  /* database away: kept in the local spool */
+    KYC_OUTCOME_RECORDED,    /* kinds without state: stored only */
+    KYC_OUTCOME_SPOOLED,     /* database away: kept in the local spool */
+    KYC_OUTCOME_QUARANTINED, /* authentic, not applied: kept raw in kyc.quarantine */
 };
-#define KYC_OUTCOME_COUNT (KYC_OUTCOME_SPOOLED + 1)
+#define KYC_OUTCOME_COUNT (KYC_OUTCOME_QUARANTINED + 1)
 
 /* Why (kyc.webhook_events.outcome_reason, kyc.status_changes.reason, the
  * log line's reason=). The state machine's reasons first; then those of
@@ -56,8 +57,10 @@ enum kyc_reason {
     KYC_R_ALREADY_STORED,       /* a spool replay found its earlier copy */
     KYC_R_DATABASE_UNAVAILABLE, /* spooled */
     KYC_R_RECHECK,              /* a re-check of a settled user found P100 elsewhere */
+    KYC_R_INVALID_BODY,         /* quarantined: the body failed validation or its data was refused
+                         * (also the user's needs_check_reason) */
 };
-#define KYC_REASON_COUNT (KYC_R_RECHECK + 1)
+#define KYC_REASON_COUNT (KYC_R_INVALID_BODY + 1)
 
 typedef struct kyc_transition {
     const kyc_status *current; /* stored state; empty when none yet */

@@ -108,7 +108,7 @@ TABLE(VOCAB_SOURCE, "source", 0, sources);
 static const char *const outcomes[] = {
     [KYC_OUTCOME_APPLIED] = "applied", [KYC_OUTCOME_UNCHANGED] = "unchanged",
     [KYC_OUTCOME_HELD] = "held",       [KYC_OUTCOME_RECORDED] = "recorded",
-    [KYC_OUTCOME_SPOOLED] = "spooled",
+    [KYC_OUTCOME_SPOOLED] = "spooled", [KYC_OUTCOME_QUARANTINED] = "quarantined",
 };
 TABLE(VOCAB_OUTCOME, "outcome", 0, outcomes);
 _Static_assert(sizeof outcomes / sizeof outcomes[0] == KYC_OUTCOME_COUNT,
@@ -132,6 +132,7 @@ static const char *const reasons[] = {
     [KYC_R_ALREADY_STORED] = "already_stored",
     [KYC_R_DATABASE_UNAVAILABLE] = "database_unavailable",
     [KYC_R_RECHECK] = "recheck",
+    [KYC_R_INVALID_BODY] = "invalid_body",
 };
 TABLE(VOCAB_REASON, "reason", 0, reasons);
 _Static_assert(sizeof reasons / sizeof reasons[0] == KYC_REASON_COUNT, "a reason without a name");

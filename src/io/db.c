@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "io/db_internal.h"
 
@@ -67,6 +68,15 @@ int db_result_ok(db *d, PGresult *r, const char *what, kerr *err)
 int db_exec_ok(db *d, const char *sql, int n, const char *const *vals, const char *what, kerr *err)
 {
     return db_result_ok(d, db_exec(d, sql, n, vals), what, err);
+}
+
+void db_time_param(long long us, char *buf, size_t cap)
+{
+    time_t secs = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, cap, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)(us % 1000000));
 }
 
 void db_rollback_quietly(db *d)

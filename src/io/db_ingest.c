@@ -93,12 +93,7 @@ static void item_init(item *it, const kyc_delivery *dl, int idx)
     snprintf(it->unknown, sizeof it->unknown, "{%s}", dl->unknown_fields);
     /* The receipt time of a delivery replayed from the spool; NULL: now. */
     if (dl->received_us > 0) {
-        time_t secs = (time_t)(dl->received_us / 1000000);
-        struct tm tm;
-        gmtime_r(&secs, &tm);
-        snprintf(it->received, sizeof it->received, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (long long)(dl->received_us % 1000000));
+        db_time_param(dl->received_us, it->received, sizeof it->received);
         it->received_p = it->received;
     }
 }

@@ -87,6 +87,10 @@ void db_user_row_read(PGresult *r, int row, int col, db_user_row *out);
 int db_array_add(kbuf *a, const char *v, size_t len) KYCD_MUST_CHECK;
 int db_array_done(kbuf *a) KYCD_MUST_CHECK;
 
+/* A timestamptz parameter ("YYYY-MM-DD HH:MM:SS.uuuuuu+00") for an instant
+ * in Unix microseconds (a delivery's receipt time). */
+void db_time_param(long long us, char *buf, size_t cap);
+
 /* An idle connection that may be lent out (no round trip). */
 int db_idle_usable(db *d);
 

@@ -51,7 +51,9 @@ int db_partitions_report(db *d, kbuf *out, kerr *err)
         "FROM kyc.webhook_events_default UNION ALL "
         "SELECT 'status_changes_default', count(*) FROM kyc.status_changes_default "
         "UNION ALL "
-        "SELECT 'status_checks_default', count(*) FROM kyc.status_checks_default",
+        "SELECT 'status_checks_default', count(*) FROM kyc.status_checks_default "
+        "UNION ALL "
+        "SELECT 'quarantine_default', count(*) FROM kyc.quarantine_default",
         0, NULL, err);
 }
 

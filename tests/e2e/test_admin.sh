@@ -55,9 +55,9 @@ pass "/metrics names every metric of the README's table"
 # Before any webhook: every known label set is there at 0 (rate() and
 # absent() work from the first scrape), and no more than those.
 count_series() { grep -c "^$1{" "$E2E_TMP/metrics.txt" || true; }
-assert_eq "117 61 36 2" \
+assert_eq "117 65 36 2" \
   "$(count_series kycd_http_requests_total) $(count_series kycd_webhook_deliveries_total) $(count_series kycd_reconciler_checks_total) $(count_series kycd_config_reloads_total)" \
-  "a fresh kycd's counters: every route x code, the 61 delivery pairs that can occur, every answer x result, both reload results"
+  "a fresh kycd's counters: every route x code, the 65 delivery pairs that can occur (with quarantined for each kind), every answer x result, both reload results"
 assert_contains "$(cat "$E2E_TMP/metrics.txt")" \
   'kycd_webhook_deliveries_total{kind="kyc_verification_status",outcome="applied",reason="first"} 0' \
   "a delivery outcome is exported at 0 before the first delivery"
@@ -122,9 +122,9 @@ post "$E2E_KYC_PATH" '{"externalUserId":' >/dev/null
 post "$E2E_KYC_PATH" '[1]' >/dev/null
 head -c 70000 /dev/zero | tr '\0' 'x' >"$E2E_TMP/big"
 post "$E2E_KYC_PATH" "@$E2E_TMP/big" >/dev/null
-assert_eq "5 3 2 1" \
+assert_eq "7 3 0 1" \
   "$(delta "$ok0" "$(metric "kycd_http_requests_total{$K,code=\"200\"}")") $(delta "$un0" "$(metric "kycd_http_requests_total{$K,code=\"401\"}")") $(delta "$bad0" "$(metric "kycd_http_requests_total{$K,code=\"400\"}")") $(delta "$big0" "$(metric "kycd_http_requests_total{$K,code=\"413\"}")")" \
-  "kycd_http_requests_total by code: 5 x 200, 3 x 401, 2 x 400, 1 x 413"
+  "kycd_http_requests_total by code: 7 x 200 (the 2 malformed bodies quarantined), 3 x 401, 0 x 400, 1 x 413"
 assert_eq 3 "$(delta "$ref0" "$(metric 'kycd_webhook_deliveries_total{kind="kyc_verification_status",outcome="refused",reason="unauthorized"}')")" \
   "kycd_webhook_deliveries_total: 3 refused as unauthorized"
 assert_eq "5 5" "$(delta "$ing0" "$(metric kycd_ingest_duration_seconds_count)") $(delta "$inf0" "$(metric 'kycd_ingest_duration_seconds_bucket{le="+Inf"}')")" \

@@ -26,6 +26,17 @@ row() {
   before=$(events_count)
 }
 
+# qrow NAME STATUS: an authentic body that fails validation: answered 200
+# quarantined, kept once in kyc.quarantine (README "Quarantine and
+# replay"), nothing in the event log; the server still serves.
+qrow() {
+  assert_contains "$(resp_body)" '"status":"quarantined"' "$1: quarantined"
+  assert_eq $((qbefore + 1)) "$(sql "SELECT count(*) FROM kyc.quarantine")" "$1: kept once in kyc.quarantine"
+  row "$1" 200 "$2"
+  qbefore=$(sql "SELECT count(*) FROM kyc.quarantine")
+}
+qbefore=0
+
 b=$E2E_TMP/body
 ok_body() { kyc_body "$(e2e_uuid)" NOT_VERIFIED PENDING; }
 
@@ -34,18 +45,18 @@ head -c 70000 /dev/zero | tr '\0' 'a' > "$b"
 row "oversized body (70 KB, limit 64 KiB)" 413 "$(post "$E2E_KYC_PATH" "@$b")"
 row "chunked body over the limit" 413 "$(post "$E2E_KYC_PATH" "@$b" -H 'Transfer-Encoding: chunked')"
 printf '%s' "$(printf '[%.0s' $(seq 40))" > "$b"; printf '%s' "$(printf ']%.0s' $(seq 40))" >> "$b"
-row "deep JSON nesting (40 levels)" 400 "$(post "$E2E_KYC_PATH" "@$b")"
+qrow "deep JSON nesting (40 levels)" "$(post "$E2E_KYC_PATH" "@$b")"
 u=$(e2e_uuid)
-row "duplicate keys" 400 "$(post "$E2E_KYC_PATH" "{\"externalUserId\":\"$u\",\"externalUserId\":\"other\",\"verificationStatus\":\"VERIFIED\",\"attemptStatus\":\"SUCCESSFUL\"}")"
+qrow "duplicate keys" "$(post "$E2E_KYC_PATH" "{\"externalUserId\":\"$u\",\"externalUserId\":\"other\",\"verificationStatus\":\"VERIFIED\",\"attemptStatus\":\"SUCCESSFUL\"}")"
 printf '{"externalUserId":"\xff\xfe","verificationStatus":"VERIFIED","attemptStatus":"SUCCESSFUL"}' > "$b"
-row "non-UTF-8 bytes" 400 "$(post "$E2E_KYC_PATH" "@$b")"
+qrow "non-UTF-8 bytes" "$(post "$E2E_KYC_PATH" "@$b")"
 printf '{"externalUserId":"a\0b","verificationStatus":"VERIFIED","attemptStatus":"SUCCESSFUL"}' > "$b"
-row "NUL byte" 400 "$(post "$E2E_KYC_PATH" "@$b")"
-row "\\u0000 escape" 400 "$(post "$E2E_KYC_PATH" '{"externalUserId":"a\u0000b","verificationStatus":"VERIFIED","attemptStatus":"SUCCESSFUL"}')"
-row "number where a string belongs" 400 "$(post "$E2E_KYC_PATH" '{"externalUserId":12345,"verificationStatus":"VERIFIED","attemptStatus":"SUCCESSFUL"}')"
-row "empty body" 400 "$(post "$E2E_KYC_PATH" '')"
-row "JSON array" 400 "$(post "$E2E_KYC_PATH" '[1,2,3]')"
-row "lone surrogate escape" 400 "$(post "$E2E_KYC_PATH" '{"externalUserId":"\ud800","verificationStatus":"VERIFIED","attemptStatus":"SUCCESSFUL"}')"
+qrow "NUL byte" "$(post "$E2E_KYC_PATH" "@$b")"
+qrow "\\u0000 escape" "$(post "$E2E_KYC_PATH" '{"externalUserId":"a\u0000b","verificationStatus":"VERIFIED","attemptStatus":"SUCCESSFUL"}')"
+qrow "number where a string belongs" "$(post "$E2E_KYC_PATH" '{"externalUserId":12345,"verificationStatus":"VERIFIED","attemptStatus":"SUCCESSFUL"}')"
+qrow "empty body" "$(post "$E2E_KYC_PATH" '')"
+qrow "JSON array" "$(post "$E2E_KYC_PATH" '[1,2,3]')"
+qrow "lone surrogate escape" "$(post "$E2E_KYC_PATH" '{"externalUserId":"\ud800","verificationStatus":"VERIFIED","attemptStatus":"SUCCESSFUL"}')"
 { printf '{"externalUserId":"%s","verificationStatus":"NOT_VERIFIED","attemptStatus":"PENDING"' "$(e2e_uuid)"
   for i in $(seq 1 4000); do printf ',"g%d":%d' "$i" "$i"; done; printf '}'; } > "$b"
 st=$(post "$E2E_KYC_PATH" "@$b")
@@ -69,7 +80,16 @@ row "a huge header (20 KB): state" "$st" "$st"
 hdrs=()
 for i in $(seq 1 80); do hdrs+=(-H "X-H$i: v"); done
 st=$(post "$E2E_KYC_PATH" "$(ok_body)" "${hdrs[@]}")
-case $st in 400|431|000) pass "80 headers: refused ($st)";; *) fail "80 headers: got $st";; esac
+# CivetWeb keeps 64 headers and drops the rest, Content-Length among them:
+# the body then reads as empty, which under the right token is an authentic
+# delivery that fails validation, kept (empty) in the quarantine since
+# schema 10 (README "Hostile input").
+if [ "$st" = 200 ]; then
+  assert_contains "$(resp_body)" '"status":"quarantined"' "80 headers: the body lost with the dropped headers, quarantined (200)"
+  qbefore=$(sql "SELECT count(*) FROM kyc.quarantine")
+else
+  case $st in 400|431|000) pass "80 headers: refused ($st)";; *) fail "80 headers: got $st";; esac
+fi
 assert_eq "$before" "$(events_count)" "80 headers: nothing stored"
 before=$(events_count)
 st=$( (printf 'POST %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"externalUserId":"x"' \

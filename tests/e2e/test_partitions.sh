@@ -76,8 +76,8 @@ assert_eq "p" "$(sql "SELECT relkind FROM pg_class WHERE oid = 'kyc.webhook_even
   "kyc.webhook_events is partitioned"
 assert_eq "15" "$(sql "SELECT count(*) FROM kyc.partitions WHERE parent = 'webhook_events'
                        AND approx_rows > 0")" "events spread over 15 monthly partitions"
-assert_eq "3" "$(sql "SELECT count(*) FROM kyc.partitions WHERE to_time > date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '2 months'")" \
-  "the month after next exists for all three tables"
+assert_eq "4" "$(sql "SELECT count(*) FROM kyc.partitions WHERE to_time > date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '2 months'")" \
+  "the month after next exists for all four tables (kyc.quarantine's made by migration 10)"
 first_part=webhook_events_p$(month -14)
 for q in "DELETE FROM kyc.webhook_events WHERE id = 1" "UPDATE kyc.status_changes SET reason = 'x' WHERE id = 1" \
          "TRUNCATE kyc.status_checks" "TRUNCATE kyc.$first_part" "DELETE FROM kyc.$first_part"; do
@@ -89,7 +89,7 @@ nextid=$(sql "SELECT max(id) FROM kyc.webhook_events")
 e2e_section "(b) two roles: the serving role has DML only"
 # The grants of README.md ("Two roles").
 sql "GRANT USAGE ON SCHEMA kyc TO \"$SERVICE\";
-     GRANT SELECT, INSERT ON kyc.webhook_events, kyc.status_changes, kyc.status_checks TO \"$SERVICE\";
+     GRANT SELECT, INSERT ON kyc.webhook_events, kyc.status_changes, kyc.status_checks, kyc.quarantine, kyc.replay_runs TO \"$SERVICE\";
      GRANT SELECT, INSERT, UPDATE ON kyc.verifications, kyc.poa_statuses TO \"$SERVICE\";
      GRANT SELECT ON kyc.schema_migrations TO \"$SERVICE\";
      GRANT EXECUTE ON FUNCTION kyc.ensure_partitions(integer) TO \"$SERVICE\"" >/dev/null
@@ -110,8 +110,8 @@ E2E_DB_URL=$SERVICE_URL
 e2e_start_kycd --no-migrate
 assert_contains "$(cat "$E2E_KYCD_LOG")" 'msg="partitions created" created=3' \
   "serve (serving role) created the 3 missing partitions ahead at start"
-assert_eq "9" "$(as_super "SELECT count(*) FROM kyc.partitions WHERE from_time >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'" "$SUPER_URL")" \
-  "the current month and the next two exist for all three tables"
+assert_eq "12" "$(as_super "SELECT count(*) FROM kyc.partitions WHERE from_time >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'" "$SUPER_URL")" \
+  "the current month and the next two exist for all four tables (with kyc.quarantine)"
 u=$(e2e_uuid)
 assert_eq 200 "$(post "$E2E_KYC_PATH" "$(kyc_body "$u" NOT_VERIFIED PENDING)")" "a webhook is accepted by the serving role"
 assert_eq "webhook_events_p$(month 0)" "$(sql "SELECT tableoid::regclass FROM kyc.webhook_events WHERE external_user_id = '$u'" | sed 's/^kyc\.//')" \
@@ -130,7 +130,7 @@ e2e_section "(c) kycd partitions"
 E2E_DB_URL=$OWNER_URL
 e2e_kycd_cmd -- partitions
 assert_eq 0 "$E2E_RC" "kycd partitions exits 0"
-assert_contains "$(cat "$E2E_OUT")" "partitions (51)" "lists 51 partitions (17 months x 3 tables)"
+assert_contains "$(cat "$E2E_OUT")" "partitions (54)" "lists 54 partitions (17 months x 3 tables, and kyc.quarantine's 3 since schema 10)"
 assert_contains "$(cat "$E2E_OUT")" "name=status_checks_p$(month 2)" "including the month after next"
 assert_contains "$(cat "$E2E_OUT")" "name=webhook_events_default  rows=0" "and the rows in the DEFAULT partitions (none)"
 e2e_kycd_cmd -- partitions --create
@@ -147,7 +147,7 @@ assert_eq 0 "$E2E_RC" "kycd retention --dry-run exits 0"
 assert_contains "$(cat "$E2E_OUT")" "name=$stale_part " "dry run lists $stale_part"
 assert_eq 1 "$(grep -c "name=$stale_part .*pointed_by=1 action=keep" "$E2E_OUT")" "... kept: the stale user's current state points into it"
 assert_eq "$((expect_go - 1))" "$(grep -c 'action=would_drop' "$E2E_OUT")" "the other $((expect_go - 1)) old partitions would go"
-assert_eq 51 "$(sql 'SELECT count(*) FROM kyc.partitions WHERE from_time IS NOT NULL')" "a dry run drops nothing"
+assert_eq 54 "$(sql 'SELECT count(*) FROM kyc.partitions WHERE from_time IS NOT NULL')" "a dry run drops nothing"
 e2e_kycd_cmd KYCD_RETENTION=0 -- retention
 assert_contains "$(cat "$E2E_OUT")" "keep everything" "retention 0 (the default) drops nothing"
 
@@ -171,8 +171,8 @@ archived_events=$(sql "SELECT count(*) FROM kyc.webhook_events WHERE received_at
 e2e_kycd_cmd KYCD_RETENTION=360d -- retention
 assert_eq 0 "$E2E_RC" "kycd retention (owner) exits 0"
 assert_eq "$((expect_go - 1))" "$(grep -c 'action=dropped' "$E2E_OUT")" "drops the $((expect_go - 1)) partitions"
-assert_eq "$((51 - expect_go + 1))" "$(sql 'SELECT count(*) FROM kyc.partitions WHERE from_time IS NOT NULL')" "they are gone"
-assert_eq 3 "$(sql "SELECT count(*) FROM kyc.partitions WHERE name LIKE '%_default'")" "the DEFAULT partitions stay"
+assert_eq "$((54 - expect_go + 1))" "$(sql 'SELECT count(*) FROM kyc.partitions WHERE from_time IS NOT NULL')" "they are gone"
+assert_eq 4 "$(sql "SELECT count(*) FROM kyc.partitions WHERE name LIKE '%_default'")" "the DEFAULT partitions stay"
 assert_eq 1 "$(sql "SELECT count(*) FROM kyc.verifications v JOIN kyc.webhook_events e ON e.id = v.last_event_id WHERE v.external_user_id = 'fill-stale'")" \
   "the stale user's last event is still there"
 assert_eq "$(sql "$views" | cut -d' ' -f6)" "$((EVENTS / 5 + 2))" "kyc.current_status still has every user"

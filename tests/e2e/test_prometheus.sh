@@ -2,7 +2,8 @@
 # End-to-end: a real Prometheus (Debian's `prometheus`, run by hand on
 # loopback with its own config and data folder in the test's temp dir,
 # scrape_interval 1s) scrapes kycd's admin listener. A known load is sent
-# (accepted deliveries of two kinds, a repeat, 401s, 400s, 413s); then
+# (accepted deliveries of two kinds, a repeat, 401s, quarantined bodies,
+# 413s); then
 # Prometheus' HTTP query API, polled with deadlines, must agree with the
 # database (deliveries by kind, outcome and reason) and with the load
 # (requests by code).
@@ -73,33 +74,37 @@ for _ in 1 2 3; do
   [ "$(post "$E2E_POA_PATH" "$(status_body "$(e2e_uuid)" WAITING)")" = 200 ] && n=$((n + 1))
 done
 assert_eq 13 "$n" "13 deliveries accepted"
-n401=0 n400=0 n413=0
+n401=0 nq=0 n413=0
 for _ in 1 2 3 4; do
   [ "$(E2E_AUTH="Bearer not-the-token-not-the-token" post "$E2E_KYC_PATH" '{}')" = 401 ] && n401=$((n401 + 1))
 done
 for _ in 1 2 3 4 5; do
-  [ "$(post "$E2E_KYC_PATH" '{"externalUserId":1}')" = 400 ] && n400=$((n400 + 1))
+  # authentic, fails validation: 200, kept in kyc.quarantine (README "Quarantine and replay")
+  [ "$(post "$E2E_KYC_PATH" '{"externalUserId":1}')" = 200 ] && nq=$((nq + 1))
 done
 head -c 70000 /dev/zero | tr '\0' 'x' >"$E2E_TMP/big"
 for _ in 1 2; do
   [ "$(post "$E2E_KYC_PATH" "@$E2E_TMP/big")" = 413 ] && n413=$((n413 + 1))
 done
-assert_eq "4 5 2" "$n401 $n400 $n413" "the load's refusals: 4 x 401, 5 x 400, 2 x 413"
+assert_eq "4 5 2" "$n401 $nq $n413" "the load's refusals: 4 x 401, 2 x 413; and 5 quarantined (200)"
 
 e2e_section "Prometheus agrees with the load"
 K='route="kyc_verification_status"'
-expect "kycd_http_requests_total{$K,code=\"200\"}" 10 "KYC webhooks answered 200"
+expect "kycd_http_requests_total{$K,code=\"200\"}" $((10 + nq)) "KYC webhooks answered 200 (quarantined ones too)"
 expect 'kycd_http_requests_total{route="poa_verification_status",code="200"}' 3 "POA webhooks answered 200"
 expect "kycd_http_requests_total{$K,code=\"401\"}" "$n401" "401s"
-expect "kycd_http_requests_total{$K,code=\"400\"}" "$n400" "400s"
+expect "kycd_http_requests_total{$K,code=\"400\"}" 0 "no 400s"
+expect 'kycd_webhook_quarantined_total{kind="kyc_verification_status",stored="database"}' "$nq" "quarantined deliveries"
 expect "kycd_http_requests_total{$K,code=\"413\"}" "$n413" "413s"
-expect 'sum(kycd_webhook_deliveries_total{outcome="refused"})' $((n401 + n400 + n413)) "refused deliveries"
+expect 'sum(kycd_webhook_deliveries_total{outcome="refused"})' $((n401 + n413)) "refused deliveries"
 expect 'kycd_webhook_deliveries_total{kind="kyc_verification_status",outcome="refused",reason="unauthorized"}' "$n401" "refused as unauthorized (the other kinds' series are there too, at 0)"
 expect 'kycd_ingest_duration_seconds_count' 13 "every accepted delivery timed from accepted to durable"
 
 e2e_section "Prometheus agrees with the database"
 assert_eq 13 "$(sql "SELECT count(*) FROM kyc.webhook_events")" "13 rows in kyc.webhook_events"
-expect 'sum(kycd_webhook_deliveries_total{outcome!="refused"})' 13 "stored deliveries"
+assert_eq "$nq" "$(sql "SELECT count(*) FROM kyc.quarantine")" "$nq rows in kyc.quarantine"
+expect 'sum(kycd_webhook_deliveries_total{outcome!~"refused|quarantined"})' 13 "stored deliveries"
+expect 'sum(kycd_webhook_deliveries_total{outcome="quarantined"})' "$nq" "quarantined deliveries, by outcome"
 while read -r kind outcome reason count; do
   [ -n "$kind" ] || continue
   expect "kycd_webhook_deliveries_total{kind=\"$kind\",outcome=\"$outcome\",reason=\"$reason\"}" "$count" \

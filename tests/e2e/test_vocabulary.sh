@@ -96,8 +96,9 @@ check_values() {
 }
 core_values() { "$TEST_KYCD_BIN" vocabulary | awk -F'\t' -v f="$1" '$1 == f && $2 == "kycd" { print $3 }' | sort | tr '\n' ' ' | sed 's/ $//'; }
 assert_eq "$(core_values kind)" "$(check_values webhook_events kind)" "kyc.webhook_events.kind = core's kinds"
-assert_eq "$(core_values outcome | tr ' ' '\n' | grep -vx spooled | tr '\n' ' ' | sed 's/ $//')" \
-  "$(check_values webhook_events outcome)" "kyc.webhook_events.outcome = core's outcomes but spooled (a spooled delivery is stored with its real outcome)"
+assert_eq "$(core_values kind)" "$(check_values quarantine kind)" "kyc.quarantine.kind = core's kinds"
+assert_eq "$(core_values outcome | tr ' ' '\n' | grep -vxE 'spooled|quarantined' | tr '\n' ' ' | sed 's/ $//')" \
+  "$(check_values webhook_events outcome)" "kyc.webhook_events.outcome = core's outcomes but spooled (a spooled delivery is stored with its real outcome) and quarantined (kept in kyc.quarantine, not the event log)"
 assert_eq "$(core_values source)" "$(check_values verifications source)" "kyc.verifications.source = core's sources"
 assert_eq "$(core_values source)" "$(check_values status_changes source)" "kyc.status_changes.source = core's sources"
 assert_eq "$(core_values p100_class)" "$(check_values status_checks outcome)" "kyc.status_checks.outcome = core's P100 answer classes"

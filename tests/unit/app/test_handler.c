@@ -42,11 +42,29 @@ typedef struct fake_store {
     size_t body_len;
     int ready_calls;
     int ready_rc;
+    /* Quarantined deliveries (d->quarantine set): kept when `keeps`
+     * (answered with quarantine_rc), else refused as by a store without a
+     * quarantine (KERR_INVALID); not counted in submit_calls. */
+    int keeps, quarantine_rc, quarantine_calls;
+    kyc_delivery quarantined; /* the last one (body pointer cleared) */
 } fake_store;
 
 static int fake_submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr *err)
 {
     fake_store *f = ctx;
+    if (d->quarantine[0]) {
+        f->quarantine_calls++;
+        f->quarantined = *d;
+        f->quarantined.body = NULL;
+        if (!f->keeps)
+            return kerr_set(err, KERR_INVALID, "no quarantine");
+        if (f->quarantine_rc != 0)
+            return kerr_set(err, f->quarantine_rc, "fake quarantine failure");
+        res->event_id = 7;
+        res->outcome = KYC_OUTCOME_QUARANTINED;
+        res->reason = KYC_R_INVALID_BODY;
+        return 0;
+    }
     f->submit_calls++;
     f->got = *d;
     f->got.body = NULL;
@@ -689,6 +707,50 @@ static void test_400_store_refuses(void **state)
     assert_true(contains(f->note.error, "fake store failure"));
 }
 
+/* An authentic body that fails validation is kept raw in the quarantine
+ * and answered 200 once that is durable; its user, if readable, goes
+ * with it; without a durable quarantine it is refused as before. */
+static void test_200_quarantined(void **state)
+{
+    fx *f = *state;
+    f->store.keeps = 1;
+    static const char wrong_type[] = "{\"externalUserId\":\"" UID "\",\"verificationStatus\":"
+                                     "\"VERIFIED\",\"attemptStatus\":7,\"m\":\"BODYMARKER\"}";
+    request(f, "POST", ROUTE_KYC, wrong_type);
+    expect(f, 200);
+    assert_true(contains(f->resp.body, "\"status\":\"quarantined\""));
+    assert_true(contains(f->resp.body, RID));
+    assert_int_equal(f->store.submit_calls, 0);
+    assert_int_equal(f->store.quarantine_calls, 1);
+    assert_string_equal(f->store.quarantined.external_user_id, UID);
+    assert_string_equal(f->store.quarantined.request_id, RID);
+    assert_int_equal(f->store.quarantined.kind, KYC_KIND_KYC_STATUS);
+    assert_int_equal(f->store.quarantined.body_len, strlen(wrong_type));
+    assert_true(contains(f->store.quarantined.quarantine, "attemptStatus"));
+    assert_true(f->note.has_outcome);
+    assert_int_equal(f->note.outcome, KYC_OUTCOME_QUARANTINED);
+    assert_true(contains(f->note.quarantine, "attemptStatus"));
+    assert_string_equal(f->note.external_user_id, UID);
+    /* no user to be read: kept all the same */
+    request(f, "POST", ROUTE_KYC, "not json BODYMARKER");
+    expect(f, 200);
+    assert_int_equal(f->store.quarantine_calls, 2);
+    assert_string_equal(f->store.quarantined.external_user_id, "");
+    /* data the database refuses: quarantined too */
+    f->store.submit_rc = KERR_INVALID;
+    request(f, "POST", ROUTE_KYC, KYC_BODY);
+    expect(f, 200);
+    assert_int_equal(f->store.submit_calls, 1);
+    assert_int_equal(f->store.quarantine_calls, 3);
+    assert_true(contains(f->store.quarantined.quarantine, "refused by the database"));
+    /* nothing durable took it: 503, P100 retries */
+    f->store.submit_rc = 0;
+    f->store.quarantine_rc = KERR_DB;
+    request(f, "POST", ROUTE_KYC, wrong_type);
+    expect(f, 503);
+    assert_true(f->resp.retry_after > 0);
+}
+
 static void test_200_stored(void **state)
 {
     fx *f = *state;
@@ -1007,6 +1069,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_400_malformed_payload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_503_store_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_400_store_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_200_quarantined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_200_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_healthz, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readyz, setup, teardown),

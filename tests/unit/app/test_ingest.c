@@ -44,9 +44,32 @@ typedef struct fake_store {
     int attempts, pings;
     char order[MAXREC][33]; /* request ids stored, in order */
     int n;
-    int batches, biggest; /* ingest_batch calls, and the largest batch */
-    int batch_sleep_us;   /* time a transaction takes (lets others queue up) */
+    int batches, biggest;                  /* ingest_batch calls, and the largest batch */
+    int batch_sleep_us;                    /* time a transaction takes (lets others queue up) */
+    char last_reason[256], last_user[129]; /* of the last quarantined delivery */
 } fake_store;
+
+/* A quarantined delivery: stored as "Q:<rid>" in the same order. */
+static int fake_quarantine(void *ctx, const kyc_delivery *d, db_ingest_result *res, int *dead,
+                           kerr *err)
+{
+    fake_store *s = ctx;
+    *dead = 0;
+    pthread_mutex_lock(&s->mu);
+    int rc = s->down ? kerr_set(err, KERR_DB, "fake: database down") : 0;
+    if (rc == 0 && s->n < MAXREC) {
+        snprintf(s->order[s->n++], sizeof s->order[0], "Q:%.30s", d->request_id);
+        snprintf(s->last_reason, sizeof s->last_reason, "%s", d->quarantine);
+        snprintf(s->last_user, sizeof s->last_user, "%s", d->external_user_id);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc == 0) {
+        memset(res, 0, sizeof *res);
+        res->outcome = KYC_OUTCOME_QUARANTINED;
+        res->reason = KYC_R_INVALID_BODY;
+    }
+    return rc;
+}
 
 static int fake_ingest(void *ctx, const kyc_delivery *d, const db_ingest_opts *o,
                        db_ingest_result *res, int *dead, kerr *err)
@@ -301,7 +324,63 @@ static void assert_order(fx *f, const char *const *want, int n)
         assert_string_equal(order[i], want[i]);
 }
 
+/* A delivery that failed validation, as the handler builds it. */
+static int submit_quarantined(fx *f, const char *rid, db_ingest_result *res, kerr *err)
+{
+    static const char body[] = "{\"externalUserId\":\"qu1\",\"attemptStatus\":1}";
+    kyc_delivery d;
+    memset(&d, 0, sizeof d);
+    payload_quarantine(KYC_KIND_KYC_STATUS, body, strlen(body), "203.0.113.7", rid,
+                       "field 'attemptStatus' must be a string", &d);
+    memset(res, 0, sizeof *res);
+    kerr_clear(err);
+    return ingest_submit(f->in, &d, res, err);
+}
+
 /* ---- tests */
+
+/* The database away: a quarantined delivery is spooled (its record says
+ * so) in acceptance order with the others, and the batched replay puts it
+ * back in the quarantine with its reason and user, not in the event log. */
+static void quarantined_delivery_spooled_then_replayed_to_quarantine(void **state)
+{
+    fx *f = *state;
+    f->store.quarantine = fake_quarantine;
+    start_batched(f, -1, 0, 0, 8, 0);
+    db_ingest_result res;
+    kerr err;
+    fake_set_down(&f->fs, 1);
+    submit_ok(f, "rid1", KYC_OUTCOME_SPOOLED);
+    assert_int_equal(submit_quarantined(f, "rid2", &res, &err), 0);
+    assert_int_equal(res.outcome, KYC_OUTCOME_SPOOLED);
+    submit_ok(f, "rid3", KYC_OUTCOME_SPOOLED);
+    assert_int_equal(spooled(f), 3);
+    fake_set_down(&f->fs, 0);
+    long long replayed = 0;
+    assert_int_equal(ingest_drain(f->in, &replayed, &err), 0);
+    assert_int_equal(spooled(f), 0);
+    const char *want[] = {"rid1", "Q:rid2", "rid3"};
+    assert_order(f, want, 3);
+    assert_string_equal(f->fs.last_reason, "field 'attemptStatus' must be a string");
+    assert_string_equal(f->fs.last_user, "qu1");
+    /* the database up: straight to the quarantine */
+    assert_int_equal(submit_quarantined(f, "rid4", &res, &err), 0);
+    assert_int_equal(res.outcome, KYC_OUTCOME_QUARANTINED);
+    assert_int_equal(spooled(f), 0);
+}
+
+/* A store that keeps no quarantine refuses it (the handler answers 400,
+ * as before schema 10), and never spools it. */
+static void quarantine_refused_without_a_quarantine(void **state)
+{
+    fx *f = *state;
+    start(f, -1, 0);
+    fake_set_down(&f->fs, 1);
+    db_ingest_result res;
+    kerr err;
+    assert_int_equal(submit_quarantined(f, "rid1", &res, &err), KERR_INVALID);
+    assert_int_equal(spooled(f), 0);
+}
 
 static void database_up_stores_not_spools(void **state)
 {
@@ -720,6 +799,10 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(group_commit_database_down_spools_then_replays_in_batches,
                                         fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(quarantined_delivery_spooled_then_replayed_to_quarantine,
+                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(quarantine_refused_without_a_quarantine, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(batched_replay_dead_letters_a_refused_record, fx_setup,
                                         fx_teardown),
     };

@@ -129,10 +129,18 @@ static void test_registry_fresh_zeros(void **state)
     assert_non_null(
         strstr(t, "kycd_http_requests_total{route=\"kyc_verification_status\",code=\"401\"} 0\n"));
     assert_non_null(strstr(t, "kycd_http_requests_total{route=\"other\",code=\"other\"} 0\n"));
-    /* Deliveries: the pairs that can occur, per kind (11 KYC status, 4 POA,
-     * 3 each for file and user status), and 10 refusals for each kind. */
-    assert_int_equal(count_lines(t, "kycd_webhook_deliveries_total{"), 11 + 4 + 3 + 3 + 4 * 10);
-    assert_int_equal(count_lines(t, "kycd_webhook_deliveries_total{kind=\"kyc_file_added\","), 13);
+    /* Deliveries: the pairs that can occur, per kind (12 KYC status, 5 POA,
+     * 4 each for file and user status: with quarantined x invalid_body for
+     * every kind), and 10 refusals for each kind. */
+    assert_int_equal(count_lines(t, "kycd_webhook_deliveries_total{"), 12 + 5 + 4 + 4 + 4 * 10);
+    assert_int_equal(count_lines(t, "kycd_webhook_deliveries_total{kind=\"kyc_file_added\","), 14);
+    assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"poa_verification_status\","
+                              "outcome=\"quarantined\",reason=\"invalid_body\"} 0\n"));
+    /* Quarantined deliveries: every kind x where it was made durable. */
+    assert_int_equal(count_lines(t, "kycd_webhook_quarantined_total{"), 4 * 2);
+    assert_non_null(strstr(t, "kycd_webhook_quarantined_total{kind=\"kyc_verification_status\","
+                              "stored=\"spool\"} 0\n"));
+    assert_null(strstr(t, "kycd_webhook_quarantined_total{kind=\"other\""));
     assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"kyc_verification_status\","
                               "outcome=\"held\",reason=\"out_of_order\"} 0\n"));
     assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"poa_verification_status\","

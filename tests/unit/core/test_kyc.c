@@ -61,11 +61,49 @@ static void test_record_roundtrip(void **state)
     kbuf_deinit(&b);
 }
 
+/* A quarantined delivery's record says so (version 2, with its reason);
+ * an ordinary one stays version 1. */
+static void test_record_quarantined(void **state)
+{
+    kyc_delivery d, back;
+    memset(&d, 0, sizeof d);
+    d.kind = KYC_KIND_KYC_STATUS;
+    strcpy(d.remote_addr, "127.0.0.1");
+    strcpy(d.request_id, "0123456789abcdef0123456789abcdef");
+    strcpy(d.quarantine, "field 'attemptStatus' must be a string");
+    d.body = "{\"attemptStatus\":1}";
+    d.body_len = strlen(d.body);
+    kbuf b;
+    kbuf_init(&b);
+    assert_int_equal(kyc_delivery_encode(&d, 1700000000123456LL, &b), 0);
+    assert_int_equal((unsigned char)b.data[0], 2);
+    assert_int_equal(b.len, 1 + 1 + 8 + 1 + 9 + 1 + 32 + 1 + strlen(d.quarantine) + 4 + d.body_len);
+    assert_int_equal(kyc_delivery_decode(b.data, b.len, &back, NULL), 0);
+    assert_string_equal(back.quarantine, d.quarantine);
+    assert_string_equal(back.request_id, d.request_id);
+    assert_int_equal(back.body_len, d.body_len);
+    assert_memory_equal(back.body, d.body, d.body_len);
+    assert_int_equal(kyc_delivery_decode(b.data, b.len - 1, &back, NULL), KERR_INVALID);
+    /* a version 1 record decodes with no reason */
+    kbuf_reset(&b);
+    d.quarantine[0] = '\0';
+    assert_int_equal(kyc_delivery_encode(&d, 1, &b), 0);
+    assert_int_equal((unsigned char)b.data[0], 1);
+    strcpy(back.quarantine, "stale");
+    assert_int_equal(kyc_delivery_decode(b.data, b.len, &back, NULL), 0);
+    assert_string_equal(back.quarantine, "");
+    /* version 3 is unknown */
+    b.data[0] = 3;
+    assert_int_equal(kyc_delivery_decode(b.data, b.len, &back, NULL), KERR_INVALID);
+    kbuf_deinit(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_id_check),
         cmocka_unit_test(test_record_roundtrip),
+        cmocka_unit_test(test_record_quarantined),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -742,6 +742,52 @@ static void test_err_may_be_null(void **state)
     assert_memory_equal(&d, &before, sizeof d);
 }
 
+/* What can be known of a body that failed validation: its bytes, hash and
+ * ids, the reason, and the user when the body names one validly. */
+static void test_quarantine(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        const char *user;
+    } cases[] = {
+        {"{\"externalUserId\":\"u-9\",\"verificationStatus\":1,\"attemptStatus\":\"x\"}", "u-9"},
+        {"{\"externalUserId\":9}", ""},
+        {"{\"externalUserId\":\"bad\\u0001\"}", ""},
+        {"[\"externalUserId\"]", ""},
+        {"not json", ""},
+        {"{\"externalUserId\":\"\xc0\xaf\"}", ""},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kyc_delivery d;
+        memset(&d, 0, sizeof d);
+        d.received_us = 5;
+        strcpy(d.unknown_fields, "stale");
+        const char *b = cases[i].body;
+        payload_quarantine(KYC_KIND_KYC_STATUS, b, strlen(b), "10.0.0.1", "rid1", "why", &d);
+        assert_string_equal(d.external_user_id, cases[i].user);
+        assert_string_equal(d.quarantine, "why");
+        assert_string_equal(d.remote_addr, "10.0.0.1");
+        assert_string_equal(d.request_id, "rid1");
+        assert_string_equal(d.unknown_fields, "");
+        assert_true(d.received_us == 5);
+        assert_ptr_equal(d.body, b);
+        assert_int_equal(d.body_len, strlen(b));
+        assert_int_equal(strlen(d.body_sha256), 64);
+    }
+    /* reason, remote and rid may be d's own fields (a spool replay) */
+    kyc_delivery d;
+    memset(&d, 0, sizeof d);
+    strcpy(d.quarantine, "kept");
+    strcpy(d.request_id, "r2");
+    payload_quarantine(KYC_KIND_USER_STATUS, "{}", 2, d.remote_addr, d.request_id, d.quarantine,
+                       &d);
+    assert_string_equal(d.quarantine, "kept");
+    assert_string_equal(d.request_id, "r2");
+    assert_int_equal(d.kind, KYC_KIND_USER_STATUS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -775,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_refuse_bom),
         cmocka_unit_test(test_refuse_unknown_kind),
         cmocka_unit_test(test_err_may_be_null),
+        cmocka_unit_test(test_quarantine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -166,12 +166,34 @@ static void test_names(void **state)
         assert_string_equal(kyc_reason_name((enum kyc_reason)i), reasons[i]);
 }
 
+/* kycd replay: what is stored already is a repeat; a quarantined body is
+ * applied once the rules accept it, and stays quarantined until then. */
+static void test_replay_decide(void **state)
+{
+    (void)state;
+    static const struct {
+        int quarantined, stored, parses;
+        enum kyc_replay_action want;
+    } cases[] = {
+        {0, 1, 1, KYC_REPLAY_REPEAT},            /* an event: applied, held, ... */
+        {0, 1, 0, KYC_REPLAY_REPEAT},            /* an event the rules would refuse now */
+        {1, 0, 1, KYC_REPLAY_APPLY},             /* learned the field */
+        {1, 0, 0, KYC_REPLAY_STILL_QUARANTINED}, /* still refused */
+        {1, 1, 1, KYC_REPLAY_REPEAT},            /* applied by an earlier run */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(kyc_replay_decide(cases[i].quarantined, cases[i].stored, cases[i].parses),
+                         cases[i].want);
+    assert_string_equal(kyc_replay_action_name(KYC_REPLAY_APPLY), "apply");
+    assert_string_equal(kyc_replay_action_name(KYC_REPLAY_STILL_QUARANTINED), "still_quarantined");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_is_pending),  cmocka_unit_test(test_other_decide),
         cmocka_unit_test(test_status_fill), cmocka_unit_test(test_after_create),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_names),       cmocka_unit_test(test_replay_decide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
