@@ -61,8 +61,8 @@ const cfg_entry config_table[] = {
      0, "TLS 1.2 cipher list; TLS 1.3 uses OpenSSL's suites; TLS 1.0/1.1 are never offered", NULL},
     {"threads", T_INT, 0, OFF(threads), 2, 4096, NULL, 256,
      "worker threads (2 to 4,096); each open connection holds one, from its TLS handshake to its "
-     "close, so set at least the connections you expect at once; an idle worker costs about 19 KiB "
-     "of memory (see [What one instance withstands](reliability.md#what-one-instance-withstands))",
+     "close, so set at least the connections you expect at once (see [What one instance "
+     "withstands](reliability.md#what-one-instance-withstands))",
      NULL},
     {"header_timeout", T_DURATION, 0, OFF(header_timeout_ms), 100, 10 * 60 * SEC, NULL, 5 * SEC,
      "the TLS handshake and the request line and headers must arrive within this, or the "
