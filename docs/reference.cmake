@@ -5,11 +5,12 @@
 #   FORMAT=man:      IN (a man page template) with the placeholder replaced
 #                    by it and @VERSION@ by VERSION, written to OUT
 #                    (kycd.conf(5), kycd(8));
-#   FORMAT=markdown: README's key table, between its config-keys markers,
-#                    replaced by it (target `readme`; SOURCE config only).
+#   FORMAT=markdown: the key table of DOC (docs/configuration.md), between
+#                    its config-keys markers, replaced by it (target
+#                    `config-table`; SOURCE config only).
 #   cmake -DKYCD=path/to/kycd -DFORMAT=man -DIN=docs/kycd.conf.5.in -DOUT=kycd.conf.5 -DVERSION=x -P docs/reference.cmake
 #   cmake -DKYCD=path/to/kycd -DSOURCE=help -DFORMAT=man -DIN=docs/kycd.8.in -DOUT=kycd.8 -DVERSION=x -P docs/reference.cmake
-#   cmake -DKYCD=path/to/kycd -DFORMAT=markdown -DREADME=README.md -P docs/reference.cmake
+#   cmake -DKYCD=path/to/kycd -DFORMAT=markdown -DDOC=docs/configuration.md -P docs/reference.cmake
 cmake_minimum_required(VERSION 3.20)
 if(NOT DEFINED SOURCE)
   set(SOURCE config)
@@ -37,15 +38,15 @@ if(FORMAT STREQUAL "man")
   file(RENAME ${OUT}.tmp ${OUT})
   return()
 endif()
-file(READ ${README} text)
+file(READ ${DOC} text)
 string(FIND "${text}" "<!-- BEGIN config-keys" b)
 string(FIND "${text}" "<!-- END config-keys -->" e)
 if(b LESS 0 OR e LESS b)
-  message(FATAL_ERROR "${README}: no config-keys markers")
+  message(FATAL_ERROR "${DOC}: no config-keys markers")
 endif()
 string(SUBSTRING "${text}" ${b} -1 from_b)
 string(FIND "${from_b}" "\n" nl)
 math(EXPR head_end "${b} + ${nl} + 1")
 string(SUBSTRING "${text}" 0 ${head_end} head)
 string(SUBSTRING "${text}" ${e} -1 tail)
-file(WRITE ${README} "${head}${ref}${tail}")
+file(WRITE ${DOC} "${head}${ref}${tail}")

@@ -52,8 +52,8 @@ static const char help_config[] =
     "problem otherwise.\n"
     "\n"
     "--reference markdown|man prints every key with its default and meaning (the\n"
-    "README's table, the KEYS section of kycd.conf(5)); it needs no\n"
-    "configuration.\n";
+    "table of docs/configuration.md, the KEYS section of kycd.conf(5)); it needs\n"
+    "no configuration.\n";
 static const char help_reconcile[] =
     "Run one reconciler pass: ask P100's Get KYC Status about every user due\n"
     "when it starts (late, out-of-order or missing webhooks), at most once each,\n"
@@ -126,7 +126,7 @@ static const cmd_entry table[] = {
      "            print the effective configuration, secrets redacted (--check: make\n"
      "            every check serve makes before it listens, and serve nothing)\n"
      "  config --reference markdown|man\n"
-     "            print every key with its default and meaning (README, kycd.conf(5))\n",
+     "            print every key with its default and meaning (kycd.conf(5))\n",
      0, help_config},
     {"reconcile", cmd_reconcile,
      "  reconcile --once\n"
@@ -220,7 +220,7 @@ void cmd_print_usage(FILE *out)
             fputs(table[i].usage, out);
     fputs("\n"
           "Configuration comes from the file, then KYCD_* environment variables, then\n"
-          "flags; see README.md for every key. Secrets are never accepted as flags.\n"
+          "flags; kycd.conf(5) has every key. Secrets are never accepted as flags.\n"
           "kycd COMMAND --help says what a command does; kycd(8) has them all.\n",
           out);
 }

@@ -18,7 +18,7 @@ const cfg_entry config_table[] = {
     {"database_url", T_STRING, F_FILE_OK | F_DSN, OFF(database_url), 0, 0, "", 0,
      "libpq conninfo or URI of the database; its password is redacted when printed. Several hosts "
      "with `target_session_attrs=read-write` follow a failover (see "
-     "[Failover](#failover-a-standby-promoted))",
+     "[Failover](reliability.md#failover-a-standby-promoted))",
      "libpq's `PG*` environment"},
     {"database_password", T_STRING, F_SECRET | F_FILE_OK, OFF(database_password), 0, 0, NULL, 0,
      "password, overriding the one in `database_url`", NULL},
@@ -30,7 +30,7 @@ const cfg_entry config_table[] = {
     {"db_committers", T_INT, 0, OFF(db_committers), 0, 64, NULL, 2,
      "group commit: how many committers write deliveries in shared transactions, each taking the "
      "users a hash of `externalUserId` gives it; `0`: one transaction per delivery (see [Group "
-     "commit](#group-commit))",
+     "commit](design.md#group-commit))",
      NULL},
     {"db_batch_max", T_INT, 0, OFF(db_batch_max), 1, 1024, NULL, 64,
      "most deliveries in one transaction, for group commit and the spool replay", NULL},
@@ -61,8 +61,8 @@ const cfg_entry config_table[] = {
      0, "TLS 1.2 cipher list; TLS 1.3 uses OpenSSL's suites; TLS 1.0/1.1 are never offered", NULL},
     {"threads", T_INT, 0, OFF(threads), 2, 4096, NULL, 256,
      "worker threads (2 to 4,096); each open connection holds one, from its TLS handshake to its "
-     "close, so set at least the connections you expect at once; an idle worker costs about 19 KiB "
-     "of memory (see [What one instance withstands](#what-one-instance-withstands))",
+     "close, so set at least the connections you expect at once (see [What one instance "
+     "withstands](reliability.md#what-one-instance-withstands))",
      NULL},
     {"header_timeout", T_DURATION, 0, OFF(header_timeout_ms), 100, 10 * 60 * SEC, NULL, 5 * SEC,
      "the TLS handshake and the request line and headers must arrive within this, or the "
@@ -77,7 +77,7 @@ const cfg_entry config_table[] = {
     {"linger_time", T_DURATION, 0, OFF(linger_ms), 0, 60 * SEC, NULL, 2 * SEC,
      "after an answer that leaves part of the request unread (413, 401, 403, 415, 503 while "
      "draining), how long kycd reads and discards the rest before closing, so the client receives "
-     "the answer instead of a reset; `0` closes at once (see [Lingering close](#lingering-close))",
+     "the answer instead of a reset; `0` closes at once (see [Lingering close](design.md#lingering-close))",
      NULL},
     {"linger_bytes", T_SIZE, 0, OFF(linger_bytes), 0, 1LL << 30, NULL, 4LL << 20,
      "at most this much unread input is discarded before closing", NULL},
@@ -103,7 +103,7 @@ const cfg_entry config_table[] = {
      NULL},
     {"reorder_window", T_DURATION, 0, OFF(reorder_window_ms), 0, 30 * DAY, NULL, 300 * SEC,
      "how late a retried webhook can arrive (P100 retries for about 2 min); see [State "
-     "rules](#state-rules)",
+     "rules](design.md#state-rules)",
      NULL},
     {"retry_after", T_SECONDS, 0, OFF(retry_after_s), 1, 3600, NULL, 5,
      "`Retry-After` sent with 503 (whole seconds)", NULL},
@@ -185,7 +185,7 @@ const cfg_entry config_table[] = {
      NULL},
     {"retention", T_DURATION, 0, OFF(retention_ms), 0, 100 * 366 * DAY, NULL, 0,
      "`kycd retention` drops the history partitions wholly older than this (e.g. `1830d`); `0`: "
-     "keep everything (see [Partitions, retention and archive](#partitions-retention-and-archive))",
+     "keep everything (see [Partitions, retention and archive](analysts.md#partitions-retention-and-archive))",
      NULL},
     {"partitions_every", T_DURATION, 0, OFF(partitions_every_ms), 1000, DAY, NULL, 3600 * SEC,
      "how often `serve` creates the history partitions of the current month and the next two, if "

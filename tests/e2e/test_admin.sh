@@ -51,7 +51,7 @@ for name in kycd_build_info kycd_http_requests_total kycd_webhook_deliveries_tot
   process_cpu_seconds_total process_start_time_seconds; do
   grep -q "^# TYPE $name " "$E2E_TMP/metrics.txt" || fail "/metrics lacks $name"
 done
-pass "/metrics names every metric of the README's table"
+pass "/metrics names every metric of docs/operations.md's table"
 # Before any webhook: every known label set is there at 0 (rate() and
 # absent() work from the first scrape), and no more than those.
 count_series() { grep -c "^$1{" "$E2E_TMP/metrics.txt" || true; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kycd-test: once
-# The documentation generated from the key table cannot drift: the README's
-# key table (between the config-keys markers) is exactly what
+# The documentation generated from the key table cannot drift:
+# docs/configuration.md's key table (between the config-keys markers) is exactly what
 # `kycd config --reference markdown` prints, and the kycd.conf(5) the build
 # made from `kycd config --reference man` names every key, the kycd(8) it
 # made from `kycd help --reference man` (the command table's usage and help)
@@ -12,18 +12,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ -n "${TEST_KYCD_BUILD:-}" ] || e2e_abort "TEST_KYCD_BUILD (the build tree) is not set"
 
-e2e_section "README.md's key table"
+e2e_section "docs/configuration.md's key table"
 e2e_kycd_cmd --bare -- config --reference markdown
 assert_eq 0 "$E2E_RC" "kycd config --reference markdown: exit 0"
-readme=$(sed -n '/^<!-- BEGIN config-keys/,/^<!-- END config-keys -->/p' "$TEST_KYCD_SRC/README.md" | sed '1d;$d')
-assert_ne "" "$readme" "the README has the config-keys markers"
-if [ "$readme" = "$(cat "$E2E_OUT")" ]; then
-  pass "the README's table is the generated one"
+table=$(sed -n '/^<!-- BEGIN config-keys/,/^<!-- END config-keys -->/p' "$TEST_KYCD_SRC/docs/configuration.md" | sed '1d;$d')
+assert_ne "" "$table" "docs/configuration.md has the config-keys markers"
+if [ "$table" = "$(cat "$E2E_OUT")" ]; then
+  pass "docs/configuration.md's table is the generated one"
 else
-  fail "the README's table is stale: run 'cmake --build BUILD --target readme' ($(e2e__clip "$(diff <(echo "$readme") "$E2E_OUT" || true)"))"
+  fail "docs/configuration.md's table is stale: run 'cmake --build BUILD --target config-table' ($(e2e__clip "$(diff <(echo "$table") "$E2E_OUT" || true)"))"
 fi
 keys=$(env -i "$TEST_KYCD_BIN" config | sed 's/ = .*//')
-assert_eq "$(wc -l <<<"$keys")" "$(grep -c '^| `' <<<"$readme")" "one row per key kycd prints ($(wc -l <<<"$keys"))"
+assert_eq "$(wc -l <<<"$keys")" "$(grep -c '^| `' <<<"$table")" "one row per key kycd prints ($(wc -l <<<"$keys"))"
 
 e2e_section "the man pages"
 page=$TEST_KYCD_BUILD/man/kycd.conf.5

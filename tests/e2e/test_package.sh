@@ -4,7 +4,7 @@
 # (TEST_KYCD_BUILD) into the temp dir; `cmake --install` of the same tree
 # under another prefix, into the temp dir, gives the unit and configuration
 # that prefix's paths and keeps an existing kycd.conf. Lintian: no error, and
-# every warning and note it still reports is listed in the README's "Deploy".
+# every warning and note it still reports is listed in docs/operations.md's "Deploy".
 # Then it is installed into this machine with dpkg: the kycd user, the
 # folders and their modes, `kycd version` and `kycd config --check` from
 # /usr/bin/kycd, run as the kycd user on the packaged /etc/kycd/kycd.conf
@@ -86,6 +86,11 @@ for f in "-rwxr-xr-x ./usr/bin/kycd" "-rw-r--r-- ./lib/systemd/system/kycd.servi
          "-rw-r--r-- ./usr/share/doc/kycd/README.md.gz"; do
   assert_contains "$contents" "$f" "the package holds ${f#* }"
 done
+# Every page of docs/ the README sends a reader to is installed beside it.
+for page in "$TEST_KYCD_SRC"/docs/*.md; do
+  assert_contains "$contents" "-rw-r--r-- ./usr/share/doc/kycd/$(basename "$page").gz" \
+    "the package holds /usr/share/doc/kycd/$(basename "$page").gz"
+done
 for f in postinst prerm postrm; do
   assert_contains "$(dpkg-deb --ctrl-tarfile "$deb" | tar -t)" "./$f" "the package has a $f"
 done
@@ -104,7 +109,8 @@ assert_contains "$(cat "$root/opt/kycd/lib/systemd/system/kycd.service")" \
   "ExecStart=/opt/kycd/bin/kycd serve --config /opt/kycd/etc/kycd/kycd.conf" "the unit names the prefix's paths"
 assert_contains "$(cat "$root/opt/kycd/etc/kycd/kycd.conf")" "webhook_tokens_file = /opt/kycd/etc/kycd/secrets/" \
   "and so does the configuration"
-for f in bin/kycd share/man/man5/kycd.conf.5.gz share/man/man8/kycd.8.gz share/doc/kycd/README.md.gz; do
+for f in bin/kycd share/man/man5/kycd.conf.5.gz share/man/man8/kycd.8.gz share/doc/kycd/README.md.gz \
+         share/doc/kycd/operations.md.gz share/doc/kycd/configuration.md.gz; do
   assert_eq "yes" "$([ -f "$root/opt/kycd/$f" ] && echo yes)" "installs $f"
 done
 echo "# the operator's" >>"$root/opt/kycd/etc/kycd/kycd.conf"
@@ -116,13 +122,13 @@ assert_eq "yes" "$([ -f "$root/opt/kycd/etc/kycd/kycd.conf.example" ] && echo ye
 e2e_section "lintian"
 lint=$(timeout 300 lintian --allow-root -I "$deb" 2>&1) || true
 assert_eq "" "$(grep '^E: ' <<<"$lint" || true)" "lintian reports no error"
-readme_deploy=$(sed -n '/^## Deploy/,/^## [^D]/p' "$TEST_KYCD_SRC/README.md")
+readme_deploy=$(sed -n '/^## Deploy$/,/^## Day-to-day/p' "$TEST_KYCD_SRC/docs/operations.md")
 unlisted=''
 while read -r tag; do
   [ -n "$tag" ] || continue
   grep -qF -- "\`$tag\`" <<<"$readme_deploy" || unlisted="$unlisted $tag"
 done < <(sed -nE 's/^[WI]: kycd: ([a-z0-9.+-]+).*/\1/p' <<<"$lint" | sort -u)
-assert_eq "" "$unlisted" "every tag lintian reports is explained in the README's Deploy ($(grep -c '^[WI]:' <<<"$lint") lines)"
+assert_eq "" "$unlisted" "every tag lintian reports is explained in docs/operations.md's Deploy ($(grep -c '^[WI]:' <<<"$lint") lines)"
 
 e2e_section "install"
 out=$(timeout 120 dpkg -i "$deb" 2>&1) || e2e_abort "dpkg -i failed: $(e2e__clip "$out")"

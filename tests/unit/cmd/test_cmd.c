@@ -63,7 +63,7 @@ static void test_usage(void **state)
         "            print the effective configuration, secrets redacted (--check: make\n"
         "            every check serve makes before it listens, and serve nothing)\n"
         "  config --reference markdown|man\n"
-        "            print every key with its default and meaning (README, kycd.conf(5))\n"
+        "            print every key with its default and meaning (kycd.conf(5))\n"
         "  reconcile --once\n"
         "            check every due user with P100 once, then exit (for cron)\n"
         "  create-kyc --external-user-id ID --document-type T --country CC\n"
@@ -98,7 +98,7 @@ static void test_usage(void **state)
         "  version   print versions\n"
         "\n"
         "Configuration comes from the file, then KYCD_* environment variables, then\n"
-        "flags; see README.md for every key. Secrets are never accepted as flags.\n"
+        "flags; kycd.conf(5) has every key. Secrets are never accepted as flags.\n"
         "kycd COMMAND --help says what a command does; kycd(8) has them all.\n";
     char *buf = NULL;
     size_t len = 0;
