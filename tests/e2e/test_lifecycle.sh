@@ -116,8 +116,12 @@ done
 nfiles=$(find "$TEST_KYCD_SRC/sql" -maxdepth 1 -name '[0-9][0-9][0-9]_*.sql' | wc -l)
 assert_eq "$nfiles|$nfiles" "$(sql "SELECT count(*), count(DISTINCT version) FROM kyc.schema_migrations")" \
   "kyc.schema_migrations has each of the $nfiles versions exactly once"
-assert_eq "$(seq -s, 1 "$nfiles")" "$(sql "SELECT string_agg(version::text, ',' ORDER BY version) FROM kyc.schema_migrations")" \
-  "versions 1..$nfiles recorded"
+# The versions of the files (a number may be missing while a migration is
+# being written on another branch, e.g. 010).
+versions=$(find "$TEST_KYCD_SRC/sql" -maxdepth 1 -name '[0-9][0-9][0-9]_*.sql' -printf '%f\n' |
+  sed -E 's/^0*([0-9]+)_.*/\1/' | sort -n | paste -sd,)
+assert_eq "$versions" "$(sql "SELECT string_agg(version::text, ',' ORDER BY version) FROM kyc.schema_migrations")" \
+  "the versions of sql/ recorded ($versions)"
 e2e_kycd_cmd -- migrate
 assert_eq 0 "$E2E_RC" "a third migrate on the migrated database exits 0"
 assert_contains "$(cat "$E2E_OUT")" "applied=0" "a third migrate applies nothing"
