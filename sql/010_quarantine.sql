@@ -28,6 +28,12 @@ COMMENT ON TABLE kyc.quarantine IS 'authentic webhook deliveries kycd could not 
 COMMENT ON COLUMN kyc.quarantine.external_user_id IS 'externalUserId when the body holds it as a valid string; NULL otherwise';
 COMMENT ON COLUMN kyc.quarantine.body IS 'the body exactly as received (bytes: it may not be valid JSON or UTF-8)';
 COMMENT ON COLUMN kyc.quarantine.reason IS 'why it was not applied (the validation error, never quoting the body)';
+COMMENT ON COLUMN kyc.quarantine.id IS 'identity, unique with received_at (the partition key); orders the quarantine';
+COMMENT ON COLUMN kyc.quarantine.received_at IS 'when kycd received the delivery (for one kept in the spool first: when it was spooled), UTC';
+COMMENT ON COLUMN kyc.quarantine.kind IS 'the webhook it came to: kyc_verification_status, poa_verification_status, kyc_file_added, user_status';
+COMMENT ON COLUMN kyc.quarantine.body_sha256 IS 'SHA-256 of body (32 bytes)';
+COMMENT ON COLUMN kyc.quarantine.remote_addr IS 'the address the delivery came from (the balancer''s behind one)';
+COMMENT ON COLUMN kyc.quarantine.request_id IS 'kycd''s id of the delivery (32 hex digits), in the log line of its answer and in the 200 body';
 
 CREATE TABLE kyc.quarantine_default PARTITION OF kyc.quarantine DEFAULT;
 CREATE TRIGGER quarantine_default_no_truncate BEFORE TRUNCATE ON kyc.quarantine_default
@@ -67,6 +73,17 @@ COMMENT ON COLUMN kyc.replay_runs.applied IS 'quarantined deliveries that now pa
 COMMENT ON COLUMN kyc.replay_runs.repeats IS 'deliveries already in kyc.webhook_events (applied, held, ... or replayed before): changed nothing';
 COMMENT ON COLUMN kyc.replay_runs.still_quarantined IS 'quarantined deliveries the current rules still refuse';
 COMMENT ON COLUMN kyc.replay_runs.event_ids IS 'the kyc.webhook_events rows this run created';
+COMMENT ON COLUMN kyc.replay_runs.id IS 'identity: the run';
+COMMENT ON COLUMN kyc.replay_runs.started_at IS 'when the run started, UTC';
+COMMENT ON COLUMN kyc.replay_runs.finished_at IS 'when it finished (recorded), UTC';
+COMMENT ON COLUMN kyc.replay_runs.run_by IS 'the database role that ran it';
+COMMENT ON COLUMN kyc.replay_runs.os_user IS 'the operating-system user that ran kycd replay, when known';
+COMMENT ON COLUMN kyc.replay_runs.host IS 'the host kycd replay ran on';
+COMMENT ON COLUMN kyc.replay_runs.since IS 'the range''s start: deliveries received at or after it (--since)';
+COMMENT ON COLUMN kyc.replay_runs.until IS 'the range''s end, exclusive (--until); NULL: up to the run';
+COMMENT ON COLUMN kyc.replay_runs.external_user_id IS 'the one user replayed (--user); NULL: every user';
+COMMENT ON COLUMN kyc.replay_runs.dry_run IS 'true: --dry-run, nothing was changed';
+COMMENT ON COLUMN kyc.replay_runs.examined IS 'stored deliveries the run read (events and quarantined ones in the range)';
 CREATE TRIGGER replay_runs_append_only BEFORE UPDATE OR DELETE ON kyc.replay_runs
     FOR EACH ROW EXECUTE FUNCTION kyc.refuse_change();
 CREATE TRIGGER replay_runs_no_truncate BEFORE TRUNCATE ON kyc.replay_runs
@@ -80,6 +97,15 @@ SELECT q.id, q.received_at, q.kind, q.external_user_id, q.reason, q.request_id,
 FROM kyc.quarantine q
 LEFT JOIN kyc.webhook_events e ON e.request_id = q.request_id AND e.received_at = q.received_at;
 COMMENT ON VIEW kyc.quarantined_events IS 'quarantined deliveries, with the kyc.webhook_events row a kycd replay stored each as (NULL: not yet)';
+COMMENT ON COLUMN kyc.quarantined_events.id IS 'kyc.quarantine.id';
+COMMENT ON COLUMN kyc.quarantined_events.received_at IS 'when kycd received the delivery, UTC';
+COMMENT ON COLUMN kyc.quarantined_events.kind IS 'the webhook it came to: kyc_verification_status, poa_verification_status, kyc_file_added, user_status';
+COMMENT ON COLUMN kyc.quarantined_events.external_user_id IS 'externalUserId when the body holds it as a valid string; NULL otherwise';
+COMMENT ON COLUMN kyc.quarantined_events.reason IS 'why it was not applied';
+COMMENT ON COLUMN kyc.quarantined_events.request_id IS 'kycd''s id of the delivery (32 hex digits)';
+COMMENT ON COLUMN kyc.quarantined_events.remote_addr IS 'the address the delivery came from';
+COMMENT ON COLUMN kyc.quarantined_events.replayed_event_id IS 'the kyc.webhook_events row a kycd replay stored it as; NULL: not (yet) applied';
+COMMENT ON COLUMN kyc.quarantined_events.replayed_outcome IS 'that event''s outcome: applied, unchanged, held, recorded; NULL: not applied';
 
 -- 008's functions, with the quarantine added to their list.
 CREATE OR REPLACE FUNCTION kyc.create_partition(parent pg_catalog.text, month pg_catalog.timestamptz)
