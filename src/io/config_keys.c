@@ -77,7 +77,8 @@ const cfg_entry config_table[] = {
     {"linger_time", T_DURATION, 0, OFF(linger_ms), 0, 60 * SEC, NULL, 2 * SEC,
      "after an answer that leaves part of the request unread (413, 401, 403, 415, 503 while "
      "draining), how long kycd reads and discards the rest before closing, so the client receives "
-     "the answer instead of a reset; `0` closes at once (see [Lingering close](design.md#lingering-close))",
+     "the answer instead of a reset; `0` closes at once (see [Lingering "
+     "close](design.md#lingering-close))",
      NULL},
     {"linger_bytes", T_SIZE, 0, OFF(linger_bytes), 0, 1LL << 30, NULL, 4LL << 20,
      "at most this much unread input is discarded before closing", NULL},
@@ -185,7 +186,8 @@ const cfg_entry config_table[] = {
      NULL},
     {"retention", T_DURATION, 0, OFF(retention_ms), 0, 100 * 366 * DAY, NULL, 0,
      "`kycd retention` drops the history partitions wholly older than this (e.g. `1830d`); `0`: "
-     "keep everything (see [Partitions, retention and archive](analysts.md#partitions-retention-and-archive))",
+     "keep everything (see [Partitions, retention and "
+     "archive](analysts.md#partitions-retention-and-archive))",
      NULL},
     {"partitions_every", T_DURATION, 0, OFF(partitions_every_ms), 1000, DAY, NULL, 3600 * SEC,
      "how often `serve` creates the history partitions of the current month and the next two, if "
