@@ -80,11 +80,12 @@ static void count_due(reconciler *r, int64_t now)
     if (r->o.once || !r->store.count_due || now - r->due_at_ms < 5000)
         return;
     kerr err;
-    long long due = -1;
-    if (r->store.count_due(r->store.ctx, r->o.pending_after_ms, &due, &err) != 0)
-        due = -1;
+    long long due = -1, flagged = -1;
+    if (r->store.count_due(r->store.ctx, r->o.pending_after_ms, &due, &flagged, &err) != 0)
+        due = flagged = -1;
     pthread_mutex_lock(&r->mu);
     r->due = due;
+    r->flagged = flagged;
     r->due_at_ms = now;
     pthread_mutex_unlock(&r->mu);
 }
@@ -276,6 +277,7 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
     if (r == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
     r->due = -1;
+    r->flagged = -1;
     r->o = *o;
     r->rules = (kyc_check_rules){.pending_after_ms = o->pending_after_ms,
                                  .max_failures = o->max_failures,
@@ -389,6 +391,16 @@ reconciler_stats reconciler_stats_now(reconciler *r)
     st.in_flight = r->busy;
     pthread_mutex_unlock(&r->mu);
     return st;
+}
+
+long long reconciler_flagged_users(reconciler *r)
+{
+    if (r == NULL)
+        return -1;
+    pthread_mutex_lock(&r->mu);
+    long long n = r->flagged;
+    pthread_mutex_unlock(&r->mu);
+    return n;
 }
 
 long long reconciler_due_users(reconciler *r)

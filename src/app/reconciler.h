@@ -106,6 +106,9 @@ int reconciler_ready(reconciler *r, kerr *err);
  * by the dispatcher); -1 when not known (not counted yet, or the database
  * did not answer). For kycd_reconciler_due_users. */
 long long reconciler_due_users(reconciler *r);
+/* Users flagged for a person (attention_reason set), counted with the due
+ * users; -1 when not known. For kycd_reconciler_flagged_users. */
+long long reconciler_flagged_users(reconciler *r);
 
 /* The counters so far and the calls in flight now (r running; NULL: zeros).
  * For /metrics. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cmd/archive.h"
+#include "cmd/attention.h"
 #include "cmd/config.h"
 #include "cmd/create_kyc.h"
 #include "cmd/health.h"
@@ -74,6 +75,15 @@ static const char help_spool[] =
     "reason (--porcelain: tab-separated, one a line); it reads the folder only\n"
     "and works while kycd runs. replay FILE stores one dead letter through the\n"
     "normal write path and removes it once stored.\n";
+static const char help_attention[] =
+    "list prints the users the reconciler flagged for a person (P100 answered\n"
+    "something final about them, or failed too often), oldest check first,\n"
+    "with what each was flagged for. retry USER, or retry --all, gives them\n"
+    "back to the reconciler: the flag and failure count are cleared and each\n"
+    "is checked with P100 at once. --reason TEXT says why. Every retry is\n"
+    "recorded in kyc.attention_actions: who (database role, OS user, host),\n"
+    "when, why, which users and what each was flagged for. A new webhook for a\n"
+    "flagged user also gives it back. Needs a migrated database.\n";
 static const char help_replay[] =
     "Run the stored deliveries received from --since TIME (before --until, of\n"
     "one --user) again through the current rules, in received order. A\n"
@@ -146,6 +156,11 @@ static const cmd_entry table[] = {
      "  spool replay FILE\n"
      "            store one dead letter through the normal path; removed once stored\n",
      0, help_spool},
+    {"attention", cmd_attention,
+     "  attention list | retry USER [--reason TEXT] | retry --all [--reason TEXT]\n"
+     "            the users flagged for a person, and give one (or all) back to the\n"
+     "            reconciler (recorded in kyc.attention_actions)\n",
+     0, help_attention},
     {"replay", cmd_replay,
      "  replay --since TIME [--until TIME] [--user ID] [--dry-run]\n"
      "            run the stored deliveries received since TIME again through the\n"

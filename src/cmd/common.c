@@ -3,8 +3,10 @@
  * its exit code to main. */
 #include "cmd/common.h"
 
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "cmd/cmd.h"
@@ -210,4 +212,13 @@ void cmd_print_p100_error(const p100_result *res)
                         "p100_base_url and p100_status_path\n");
     else if (res->cls == P100_TRANSIENT)
         fprintf(stderr, "      this is temporary on P100's side: try again later\n");
+}
+
+void cmd_who(char *user, size_t ucap, char *host, size_t hcap)
+{
+    struct passwd *pw = getpwuid(geteuid());
+    snprintf(user, ucap, "%s", pw && pw->pw_name ? pw->pw_name : "");
+    if (gethostname(host, hcap) != 0)
+        host[0] = '\0';
+    host[hcap - 1] = '\0';
 }

@@ -77,4 +77,8 @@ int cmd_open_spool(const kycd_config *cfg, spool **out, kerr *err) KYCD_MUST_CHE
 /* P100's error answer, explained, on stderr. */
 void cmd_print_p100_error(const p100_result *res);
 
+/* The operating-system user running the command and the host, for the
+ * records of operator actions ("" when unknown). */
+void cmd_who(char *user, size_t ucap, char *host, size_t hcap);
+
 #endif

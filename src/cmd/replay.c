@@ -110,15 +110,6 @@ static int replay_row(void *ctx, const db_replay_row *row, kerr *err)
     return note_event(r, res.event_id) == 0 ? 0 : kerr_set(err, KERR_NOMEM, "out of memory");
 }
 
-static void who(char *user, size_t ucap, char *host, size_t hcap)
-{
-    struct passwd *pw = getpwuid(geteuid());
-    snprintf(user, ucap, "%s", pw && pw->pw_name ? pw->pw_name : "");
-    if (gethostname(host, hcap) != 0)
-        host[0] = '\0';
-    host[hcap - 1] = '\0';
-}
-
 int cmd_replay(int argc, char **argv, const cmd_ctl *ctl)
 {
     (void)ctl;
@@ -149,7 +140,7 @@ int cmd_replay(int argc, char **argv, const cmd_ctl *ctl)
     kerr_clear(&err);
     int lrc = db_replay_each(rd, f[0].value, f[1].value, f[2].value, replay_row, &r, &err);
     char user[64], host[256];
-    who(user, sizeof user, host, sizeof host);
+    cmd_who(user, sizeof user, host, sizeof host);
     db_replay_run run = {.started_at = started,
                          .os_user = user[0] ? user : NULL,
                          .host = host[0] ? host : NULL,

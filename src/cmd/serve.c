@@ -199,6 +199,13 @@ static int serve_metrics(void *ctx, kbuf *out)
                            "halved when P100 signals congestion (429, P501, 5xx, timeouts), then "
                            "grown by one per round trip",
                            rs.concurrency_limit);
+    long long flagged = reconciler_flagged_users(s->rec);
+    if (rc == 0 && flagged >= 0)
+        rc = metrics_gauge(out, "kycd_reconciler_flagged_users",
+                           "users flagged for a person (attention_reason): the reconciler leaves "
+                           "them until a webhook or `kycd attention retry` (counted every 5 s at "
+                           "most)",
+                           (double)flagged);
     long long due = reconciler_due_users(s->rec);
     if (rc == 0 && due >= 0)
         rc = metrics_gauge(out, "kycd_reconciler_due_users",

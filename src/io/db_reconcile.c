@@ -75,14 +75,16 @@ static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
 /* SQL_CLAIM's held and pending users, counted (leased ones too: they are
  * being checked, not yet done). */
 static const char SQL_COUNT_DUE[] =
-    "SELECT count(*) FROM kyc.verifications v"
+    "SELECT (SELECT count(*) FROM kyc.verifications v"
     " WHERE v.attention_reason IS NULL"
     "   AND (v.needs_check_reason IS NOT NULL OR kyc.is_pending(v.attempt_status))"
     "   AND (v.next_check_at IS NULL OR v.next_check_at <= clock_timestamp())"
     "   AND (v.needs_check_reason IS NOT NULL"
-    "        OR v.updated_at <= clock_timestamp() - make_interval(secs => $1::float8 / 1000))";
+    "        OR v.updated_at <= clock_timestamp() - make_interval(secs => $1::float8 / 1000))),"
+    /* verifications_flagged_idx (sql/013) serves this one */
+    " (SELECT count(*) FROM kyc.verifications WHERE attention_reason IS NOT NULL)";
 
-int db_count_due(db *d, int64_t pending_after_ms, long long *n, kerr *err)
+int db_count_due(db *d, int64_t pending_after_ms, long long *n, long long *flagged, kerr *err)
 {
     char after[24];
     snprintf(after, sizeof after, "%lld", (long long)pending_after_ms);
@@ -94,6 +96,7 @@ int db_count_due(db *d, int64_t pending_after_ms, long long *n, kerr *err)
         return rc;
     }
     *n = atoll(PQgetvalue(r, 0, 0));
+    *flagged = atoll(PQgetvalue(r, 0, 1));
     PQclear(r);
     return 0;
 }

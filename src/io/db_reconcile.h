@@ -52,8 +52,10 @@ typedef struct db_claim_opts {
 int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err) KYCD_MUST_CHECK;
 
 /* How many held and pending users are due a check now (what db_claim_due
- * without recheck would take, leases aside), for kycd_reconciler_due_users. */
-int db_count_due(db *d, int64_t pending_after_ms, long long *n, kerr *err) KYCD_MUST_CHECK;
+ * without recheck would take, leases aside), for kycd_reconciler_due_users;
+ * and how many are flagged for a person (kycd_reconciler_flagged_users). */
+int db_count_due(db *d, int64_t pending_after_ms, long long *n, long long *flagged,
+                 kerr *err) KYCD_MUST_CHECK;
 
 /* Give back this owner's claim on one user (a clean stop returns what no
  * worker took; claims of calls in flight stay until they are recorded). */
