@@ -5,8 +5,11 @@
 # machine's apt sources (no registry needed; cached under the build folder,
 # so a second run only rebuilds kycd's layer), `podman import`, `podman
 # build`, then `podman run` (runc, host network, explicit ulimits: see
-# ../shared/build-notes.md). Asserted: the image runs kycd as a non-root user
-# with the spool on a volume; `kycd migrate` and `kycd serve` run from the
+# ../shared/build-notes.md). Asserted: the image is at most 100 MiB, with
+# the OCI labels (title, description, version, revision, licenses); it holds
+# kycd, its libraries, CA certificates and kycd's folders, and no shell, curl
+# or package manager; it runs kycd as a non-root user (999) with the spool on
+# a volume; `kycd migrate` and `kycd serve` run from the
 # image with configuration from the environment and secrets (the webhook
 # tokens, the database URL) as mounted files; a webhook over TLS reaches the
 # test PostgreSQL; /readyz answers 200; the HEALTHCHECK (`kycd health`, no
@@ -89,12 +92,17 @@ mkdir -p "$CTX"
 if [ -n "${TEST_KYCD_DEB:-}" ]; then
   cp -- "$TEST_KYCD_DEB" "$CTX/"
   from="the package $(basename "$TEST_KYCD_DEB")"
+  version=$(dpkg-deb -f "$TEST_KYCD_DEB" Version)
+  version=${version%-*}
 else
   cp -- "$TEST_KYCD_BIN" "$CTX/kycd"
   from="the binary $TEST_KYCD_BIN"
+  version=$("$TEST_KYCD_BIN" version | awk '{ print $2 }')
 fi
+revision=$(git -C "$TEST_KYCD_SRC" rev-parse HEAD 2>/dev/null) || revision=unknown
 t0=$(e2e_ms)
 if "${P[@]}" build --format docker "${F[@]}" --build-arg BASE="$BASE_IMG" -t "$IMG" \
+     --build-arg VERSION="$version" --build-arg REVISION="$revision" \
      -f "$TEST_KYCD_SRC/deploy/container/Containerfile" "$CTX" >"$E2E_TMP/build.log" 2>&1; then
   build_ms=$(( $(e2e_ms) - t0 ))
   pass "podman build from $from in $build_ms ms"
@@ -103,14 +111,46 @@ else
   e2e_abort "podman build failed"
 fi
 size=$("${P[@]}" image inspect --format '{{.Size}}' "$IMG")
-echo "  image size: $((size / 1024 / 1024)) MiB"
+echo "  image size: $((size / 1024 / 1024)) MiB ($size bytes, podman image inspect --format '{{.Size}}')"
+if [ "$size" -le $((100 * 1024 * 1024)) ]; then
+  pass "the image is at most 100 MiB: $((size / 1024 / 1024)) MiB"
+else
+  fail "the image is $((size / 1024 / 1024)) MiB, over 100 MiB"
+fi
+label() { "${P[@]}" image inspect --format "{{index .Labels \"org.opencontainers.image.$1\"}}" "$IMG"; }
+assert_eq kycd "$(label title)" "OCI label title"
+assert_eq "$version" "$(label version)" "OCI label version: the binary's"
+assert_eq "$revision" "$(label revision)" "OCI label revision: the source's commit"
+for l in description licenses; do
+  if [ -n "$(label "$l")" ]; then pass "OCI label $l: $(label "$l")"; else fail "no OCI label $l"; fi
+done
 assert_eq kycd "$("${P[@]}" image inspect --format '{{.Config.User}}' "$IMG")" "the image runs as the kycd user"
 assert_contains "$("${P[@]}" image inspect --format '{{json .Config.Volumes}}' "$IMG")" '"/var/spool/kycd"' \
   "the spool folder is a volume"
 assert_contains "$("${P[@]}" image inspect --format '{{json .Config.Healthcheck}}' "$IMG")" '"/usr/bin/kycd","health"' \
   "the image's HEALTHCHECK is kycd health (the admin listener's /healthz)"
-assert_eq "no curl" "$("${P[@]}" run --rm "${F[@]}" --entrypoint /bin/sh "$IMG" -c 'command -v curl || echo no curl')" \
-  "the image has no curl"
+# What the image holds: its files as `podman export` lists them (the image
+# has no shell to ask).
+TREE=$E2E_TMP/image-tree
+cid=$("${P[@]}" create "$IMG") || e2e_abort "podman create failed"
+"${P[@]}" export -o "$TREE.tar" "$cid"
+"${P[@]}" rm -f "$cid" >/dev/null 2>&1 || true
+tar --numeric-owner -tvf "$TREE.tar" >"$TREE"
+has() { awk -v p="$1" '{ n = $6; sub(/\/$/, "", n) } n == p { print $1, $2; f = 1 } END { exit !f }' "$TREE"; }
+assert_eq "-rwxr-xr-x 0/0" "$(has usr/bin/kycd)" "/usr/bin/kycd, root-owned"
+assert_eq "drwx------ 999/999" "$(has var/spool/kycd)" "/var/spool/kycd: kycd's (999:999), 0700"
+assert_eq "-rw-r--r-- 0/0" "$(has etc/kycd/kycd.conf)" "/etc/kycd/kycd.conf"
+for d in etc/kycd/tls run/secrets/kycd; do
+  assert_eq "drwxr-xr-x 0/0" "$(has "$d")" "/$d"
+done
+if has etc/ssl/certs/ca-certificates.crt >/dev/null; then pass "the CA bundle for P100's TLS"; else fail "no /etc/ssl/certs/ca-certificates.crt"; fi
+assert_eq "kycd:x:999:999" "$(tar -xOf "$TREE.tar" etc/passwd | grep '^kycd:' | cut -d: -f1-4)" \
+  "/etc/passwd: kycd is 999:999"
+assert_eq "kycd:x:999:" "$(tar -xOf "$TREE.tar" etc/group | grep '^kycd:')" "/etc/group: kycd is 999"
+echo "  files in the image: $(wc -l <"$TREE")"
+for absent in usr/bin/curl bin/sh usr/bin/sh usr/bin/bash usr/bin/apt-get usr/bin/dpkg; do
+  if has "$absent" >/dev/null; then fail "the image holds /$absent"; else pass "no /$absent in the image"; fi
+done
 
 # ------------------------------------------------------------------------------
 e2e_section "podman run: migrate, serve, a webhook over TLS, /readyz, SIGTERM"
@@ -157,8 +197,13 @@ assert_contains "$("${P[@]}" exec "$NAME" kycd config 2>&1)" "spool_dir = /var/s
   "podman exec ... kycd config: the image's spool_dir, from /etc/kycd/kycd.conf"
 assert_contains "$("${P[@]}" exec "$NAME" kycd spool dead-letters 2>&1)" "/var/spool/kycd" \
   "podman exec ... kycd spool dead-letters: on the service's spool"
-uid=$("${P[@]}" exec "$NAME" id -u)
-assert_eq 999 "$uid" "kycd runs as the non-root user kycd, uid 999 (the manifests' runAsUser), in the container"
+# No `id` in the image: the uid of the container's first process, as the
+# kernel has it (rootful podman, no user namespace: the container's uid).
+cpid=$("${P[@]}" inspect --format '{{.State.Pid}}' "$NAME")
+uid=$(awk '/^Uid:/ { print $2 "/" $3 }' "/proc/$cpid/status")
+assert_eq 999/999 "$uid" "kycd runs as the non-root user kycd, uid 999 (the manifests' runAsUser), in the container"
+assert_eq kycd "$("${P[@]}" top "$NAME" user | tail -n +2 | sort -u | tr -d ' ')" \
+  "podman top: its user is kycd (the image's /etc/passwd)"
 assert_contains "$("${P[@]}" inspect --format '{{range .Mounts}}{{.Destination}}={{.Type}} {{end}}' "$NAME")" \
   "/var/spool/kycd=volume" "the spool is on the named volume $VOL"
 E2E_PORT=$PORT
