@@ -137,12 +137,15 @@ static void on_connection_close(const struct mg_connection *conn)
  * which on_http_error turns into 408; a body read fails, which the
  * handler answers 408), and for writing too where no answer is due (in
  * the handshake, or between requests). */
-static long long slow_sweep(server *s, int *busy_out)
+static long long slow_sweep(server *s, int *busy_out, int by_phase[SLOW_KEEPALIVE + 1])
 {
     double now = clock_now_ms();
     int busy = 0;
     for (int i = 0; i < s->nslots; i++)
-        busy += s->slots[i].fd >= 0;
+        if (s->slots[i].fd >= 0) {
+            busy++;
+            by_phase[s->slots[i].phase]++;
+        }
     int64_t grace = slow_grace_now(&s->slow, busy, s->opts.threads);
     long long cut = 0;
     for (int i = 0; i < s->nslots; i++) {
@@ -179,8 +182,8 @@ static void *slow_watchdog(void *arg)
         pthread_cond_timedwait(&s->wd_wake, &s->slot_mu, &until);
         if (s->wd_stop)
             break;
-        int busy = 0;
-        long long n = slow_sweep(s, &busy);
+        int busy = 0, by_phase[SLOW_KEEPALIVE + 1] = {0};
+        long long n = slow_sweep(s, &busy, by_phase);
         if (n == 0)
             continue;
         long long total = atomic_fetch_add(&s->counters->slow_cut, n) + n;
@@ -192,7 +195,10 @@ static void *slow_watchdog(void *arg)
             s->cut_unlogged = 0;
             pthread_mutex_unlock(&s->slot_mu);
             klog(KLOG_WARN, "slow clients cut", KLOG_INT("count", count), KLOG_INT("total", total),
-                 KLOG_INT("busy_workers", busy));
+                 KLOG_INT("busy_workers", busy), KLOG_INT("in_handshake", by_phase[SLOW_HANDSHAKE]),
+                 KLOG_INT("in_headers", by_phase[SLOW_HEADERS]),
+                 KLOG_INT("in_body", by_phase[SLOW_BODY]),
+                 KLOG_INT("in_keepalive", by_phase[SLOW_KEEPALIVE]));
             pthread_mutex_lock(&s->slot_mu);
         }
     }

@@ -7,7 +7,9 @@
 # SLOW_EVERY s (a body that never ends), while real deliveries come at
 # SLOW_DELIVERIES a second from the same address; directly, and through
 # HAProxy (TCP mode, TLS passed through, as in test_haproxy.sh), where
-# every connection comes from the balancer's address. Asserted per run:
+# every connection comes from the balancer's address. First, one client
+# trickling a byte a second alone is cut with 408 after slow_grace. Asserted
+# per run:
 # at least SLOW_FLOOR % of the real deliveries answered 200 within 1 s,
 # and every one of them stored. Every run is bounded (SLOW_SECONDS).
 #
@@ -33,7 +35,7 @@ EVERY=${SLOW_EVERY:-5}
 SECS=${SLOW_SECONDS:-20}
 DELIV=${SLOW_DELIVERIES:-4}
 FLOOR=${SLOW_FLOOR:-90}
-THREADS=${SLOW_THREADS:-64} # empty: kycd's default
+THREADS=${SLOW_THREADS-64} # set but empty: kycd's default (256)
 MODES=${SLOW_MODES:-"direct haproxy"}
 WHATS=${SLOW_WHATS:-"headers body"}
 read -r -a KYCD_EXTRA <<<"${SLOW_KYCD_ENV:-}"
@@ -112,6 +114,21 @@ run() {
   PACE_STORED=$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id LIKE 'pace-%'")
 }
 
+# One client trickling a byte a second, with nothing else going on: cut
+# after slow_grace (1 s) plus what its bytes bought at slow_min_rate, long
+# before header_timeout (5 s) or request_timeout (10 s), and told why (408).
+if [ "${SLOW_TRICKLE:-1}" = 1 ]; then
+  e2e_section "one client trickling a byte a second"
+  for what in headers body; do
+    t=$(timeout 30 python3 "$FLOOD" slow --port "$E2E_PORT" --ca "$E2E_CA" --token-file "$E2E_TOKEN_FILE" \
+      --path "$E2E_KYC_PATH" --what "$what" --byte-every 1 2>&1 || true)
+    echo "$t"
+    assert_eq 408 "$(num status "$t")" "slow $what alone: 408"
+    assert_eq 1 "$(awk -v p="$(num after_ms "$t")" 'BEGIN { print (p >= 900 && p < 3000) ? 1 : 0 }')" \
+      "slow $what alone: cut after the grace, before header_timeout ($(num after_ms "$t") ms)"
+  done
+fi
+
 PACE_STORED=0
 for mode in $MODES; do
   if [ "$mode" = haproxy ] && [ -z "$HP_PID" ]; then start_haproxy; fi
@@ -122,6 +139,6 @@ assert_eq 0 "$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_
 cuts=$(grep -c 'msg="slow clients cut"' "$E2E_KYCD_LOG" || true)
 echo "kycd logged 'slow clients cut' $cuts times; its other lines:"
 grep -v 'status=200' "$E2E_KYCD_LOG" | grep -oE 'level=[a-z]+ msg=("[^"]*"|[^ ]*)( [a-z_]+=[^ ]*){0,4}' |
-  sed -E 's/(request_id|remote|duration_ms|rid|method|path)=[^ ]*//g' | sort | uniq -c | sort -rn | head -n 12
+  sed -E 's/(request_id|remote|duration_ms|rid|method|path)=[^ ]*//g' | sort | uniq -c | sort -rn | head -n 16
 if [ -n "$HP_PID" ]; then kill -TERM "$HP_PID" 2>/dev/null || true; e2e_wait_exit "$HP_PID" 10 || true; fi
 e2e_stop_kycd
