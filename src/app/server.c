@@ -456,7 +456,10 @@ static int on_request(struct mg_connection *conn, void *cbdata)
     }
     if (resp.close)
         force_close(conn);
-    handler_log(&req, &resp, &note, clock_now_ms() - t0);
+    /* A body the watchdog cut is counted and logged there, rate-limited:
+     * one line per cut connection would let a flood flood the log too. */
+    if (!slot_cut())
+        handler_log(&req, &resp, &note, clock_now_ms() - t0);
     handler_response_deinit(&resp);
     conn_clock.wait_start_ms = clock_now_ms();
     conn_clock.handled++;
@@ -582,7 +585,8 @@ static int on_http_error(struct mg_connection *conn, int status, const char *msg
     handler_note note;
     handler_header_timeout(&resp, &note, rid);
     note.unsent = send_response(conn, &resp, rid) != 0;
-    handler_log(&req, &resp, &note, clock_now_ms() - conn_clock.wait_start_ms);
+    if (!slot_cut()) /* as in on_request: the watchdog logs its cuts */
+        handler_log(&req, &resp, &note, clock_now_ms() - conn_clock.wait_start_ms);
     handler_response_deinit(&resp);
     return 0;
 }
