@@ -128,6 +128,7 @@ static void on_connection_close(const struct mg_connection *conn)
     pthread_mutex_lock(&s->slot_mu);
     c->fd = -1;
     c->phase = SLOW_IDLE;
+    atomic_store(&c->cut, 0); /* its lines are logged by now; the next connection starts clean */
     pthread_mutex_unlock(&s->slot_mu);
 }
 
