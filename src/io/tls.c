@@ -172,6 +172,12 @@ int tls_live_on_handshake(tls_live *l, void (*fn)(void *arg, int fd), void *arg)
     l->on_handshake_arg = arg;
     /* Replaces CivetWeb's own info callback, which does nothing. */
     SSL_CTX_set_info_callback(l->listener, on_info);
+    /* A connection the watchdog cuts is shut down for reading: OpenSSL 3
+     * takes that end of input without close_notify as a fatal error and
+     * then refuses to write the 408. Taken as a close instead, the answer
+     * goes out; a request cut short is still told by its HTTP framing
+     * (Content-Length, chunked), as it always was. */
+    SSL_CTX_set_options(l->listener, SSL_OP_IGNORE_UNEXPECTED_EOF);
     return 0;
 }
 

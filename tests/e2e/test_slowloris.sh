@@ -106,7 +106,7 @@ run() {
     "p99_ms=$(num p99_ms "$pace") max_ms=$(num max_ms "$pace") attack_opened=$(num opened "$out")" \
     "attack_held_avg=$(num held_avg "$out") attack_held_max=$(num held_max "$out")" \
     "attack_in_workers_avg=$(num handshaken_avg "$out") attack_cut=$(num cut_by_server "$out")" \
-    "cut_p50_ms=$(num cut_p50_ms "$out") load1=$load0..$load1 goal>=99%: $met"
+    "attack_answered_408=$(num answered_408 "$out") cut_p50_ms=$(num cut_p50_ms "$out") load1=$load0..$load1 goal>=99%: $met"
   assert_eq 1 "$(awk -v p="${pctw:-0}" -v f="$FLOOR" 'BEGIN { print (p >= f) ? 1 : 0 }')" \
     "$mode, slow $what: at least $FLOOR % of real deliveries answered 200 within 1 s (${pctw:-?} %)"
   assert_eq "${ok:-x}" "$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id LIKE 'pace-%'" |
