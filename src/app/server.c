@@ -135,8 +135,8 @@ static void on_connection_close(const struct mg_connection *conn)
 /* One pass of the watchdog, under slot_mu: cut what the policy says.
  * Returns how many were cut. A cut connection is shut down for reading
  * (its worker sees the end of the input at once: CivetWeb answers 400,
- * which on_http_error turns into 408; a body read fails, which the
- * handler answers 408), and for writing too where no answer is due (in
+ * which on_http_error turns into 408; a body read ends short of its
+ * Content-Length, which the handler answers 408), and for writing too where no answer is due (in
  * the handshake, or between requests). */
 static long long slow_sweep(server *s, int *busy_out, int by_phase[SLOW_KEEPALIVE + 1])
 {
