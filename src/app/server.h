@@ -18,6 +18,7 @@ typedef struct server server;
 typedef struct server_counters {
     atomic_llong refused;  /* connections from outside allow_cidrs, closed at accept */
     atomic_llong timeouts; /* requests whose headers did not arrive in time (408) */
+    atomic_llong slow_cut; /* connections cut for sending too slowly (core/slowrate.h) */
 } server_counters;
 
 typedef struct server_opts {
@@ -32,6 +33,12 @@ typedef struct server_opts {
      * write). The body's deadline is the handler's (body_timeout_ms). */
     int64_t header_timeout_ms;
     int64_t keepalive_ms;
+    /* Slow clients (core/slowrate.h): in its TLS handshake, its headers and
+     * its body, a connection must send slow_min_rate bytes a second after
+     * slow_grace_ms (0: SLOW_GRACE_MS), a grace that shrinks as the workers
+     * fill; slow_min_rate 0: only the timeouts above. TLS listeners only. */
+    int64_t slow_grace_ms;
+    int64_t slow_min_rate;
     int64_t linger_ms;    /* lingering close: discard unread input this long, */
     int64_t linger_bytes; /* and at most this much; 0 ms: close at once */
     /* Connections from outside this list (and not from 127.0.0.1 or ::1,

@@ -610,6 +610,8 @@ static int serve_listen(serve_state *s)
         .allow = &cfg->allow,
         .counters = &s->counters,
         .keepalive_ms = cfg->keepalive_ms,
+        .slow_grace_ms = cfg->slow_grace_ms,
+        .slow_min_rate = cfg->slow_min_rate,
         .linger_ms = cfg->linger_ms,
         .linger_bytes = cfg->linger_bytes,
         .handler = &s->handler,

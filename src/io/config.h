@@ -55,6 +55,8 @@ typedef struct kycd_config {
     int64_t linger_ms;          /* lingering close after an early answer; default 2s */
     int64_t linger_bytes;       /* at most this much unread input discarded; default 4 MiB */
     int64_t keepalive_ms;       /* idle keep-alive; default 5s */
+    int64_t slow_grace_ms;      /* slow clients: grace before slow_min_rate; default 1s */
+    int64_t slow_min_rate;      /* slow clients: bytes/s after the grace; default 500, 0 off */
     /* webhooks */
     char *webhook_tokens;        /* secret; comma-separated */
     int64_t max_body;            /* bytes; default 64 KiB */

@@ -86,6 +86,17 @@ const cfg_entry config_table[] = {
      "idle time before a keep-alive connection is closed (it holds a worker while idle); the next "
      "request's headers must also arrive within it",
      NULL},
+    {"slow_grace", T_DURATION, 0, OFF(slow_grace_ms), 100, 10 * 60 * SEC, NULL, 1 * SEC,
+     "slow clients: a TLS connection's handshake, its headers and its body may each take this "
+     "long before `slow_min_rate` applies; once more than half of the workers are busy it shrinks, "
+     "to a quarter when all are (see [What one instance "
+     "withstands](#what-one-instance-withstands))",
+     NULL},
+    {"slow_min_rate", T_INT, 0, OFF(slow_min_rate), 0, 1LL << 30, NULL, 500,
+     "slow clients: after `slow_grace`, a TLS connection must have sent this many bytes a second "
+     "(TLS records included) in its handshake, headers and body, or it is cut (headers or body "
+     "begun: 408); `0`: only `header_timeout` and `request_timeout` bound it",
+     NULL},
     {"webhook_tokens", T_STRING, F_SECRET | F_FILE_OK | F_LIVE, OFF(webhook_tokens), 0, 0, NULL, 0,
      "webhook security tokens, separated by commas or newlines (see above); several at once for "
      "rotation; each 16 to 4,089 characters",

@@ -97,6 +97,9 @@ int tls_check(const tls_opts *o, kerr *err)
 struct tls_live {
     pthread_mutex_t mu; /* guards current: a reload may free the one it replaces */
     SSL_CTX *current;   /* the latest reload's context; NULL: CivetWeb's own */
+    SSL_CTX *listener;  /* CivetWeb's context, where every handshake starts */
+    void (*on_handshake)(void *arg, int fd);
+    void *on_handshake_arg;
 };
 
 /* The servername callback runs for every handshake, with SNI or without
@@ -135,7 +138,46 @@ int tls_live_new(tls_live **out, void *ssl_ctx, const tls_opts *o, kerr *err)
     pthread_mutex_init(&l->mu, NULL);
     SSL_CTX_set_tlsext_servername_callback((SSL_CTX *)ssl_ctx, on_servername);
     SSL_CTX_set_tlsext_servername_arg((SSL_CTX *)ssl_ctx, l);
+    l->listener = ssl_ctx;
     *out = l;
+    return 0;
+}
+
+/* The info callback has no argument of its own: it finds its tls_live in
+ * the listener context's ex_data. Only the listener's context matters:
+ * the handshake starts there, before the servername callback switches a
+ * connection to a reloaded context. */
+static int live_index = -1;
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+static void live_index_new(void)
+{
+    live_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static void on_info(const SSL *ssl, int where, int ret)
+{
+    if (!(where & SSL_CB_HANDSHAKE_START))
+        return;
+    tls_live *l = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), live_index);
+    if (l != NULL && l->on_handshake != NULL)
+        l->on_handshake(l->on_handshake_arg, SSL_get_fd(ssl));
+}
+
+int tls_live_on_handshake(tls_live *l, void (*fn)(void *arg, int fd), void *arg)
+{
+    pthread_once(&live_once, live_index_new);
+    if (live_index < 0 || !SSL_CTX_set_ex_data(l->listener, live_index, l))
+        return -1;
+    l->on_handshake = fn;
+    l->on_handshake_arg = arg;
+    /* Replaces CivetWeb's own info callback, which does nothing. */
+    SSL_CTX_set_info_callback(l->listener, on_info);
+    /* A connection the watchdog cuts is shut down for reading: OpenSSL 3
+     * takes that end of input without close_notify as a fatal error and
+     * then refuses to write the 408. Taken as a close instead, the answer
+     * goes out; a request cut short is still told by its HTTP framing
+     * (Content-Length, chunked), as it always was. */
+    SSL_CTX_set_options(l->listener, SSL_OP_IGNORE_UNEXPECTED_EOF);
     return 0;
 }
 

@@ -39,6 +39,12 @@ int tls_live_new(tls_live **out, void *ssl_ctx, const tls_opts *o, kerr *err) KY
  * failure nothing changes (the old certificate keeps serving). */
 int tls_live_reload(tls_live *l, const tls_opts *o, kerr *err) KYCD_MUST_CHECK;
 
+/* Call fn(arg, fd) on the thread that accepts each new TLS connection, as
+ * its handshake starts (fd: its socket): the server glue's way to watch
+ * how fast a client sends (app/server.c). Once, before serving; -1 if
+ * OpenSSL has no room for it. */
+int tls_live_on_handshake(tls_live *l, void (*fn)(void *arg, int fd), void *arg);
+
 void tls_live_free(tls_live *l);
 
 /* OpenSSL's version string, e.g. "OpenSSL 3.0.17 1 Jul 2025". */

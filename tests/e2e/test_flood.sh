@@ -13,6 +13,9 @@
 #      the idle ones when header_timeout runs out.
 #   3. slowloris on the headers and on the body (a byte a second): cut off
 #      by their deadlines with 408, while normal deliveries get 200.
+#   Phases 2 to 4 check the timeouts alone (slow_min_rate = 0): with the
+#   slow-client rule on, these connections are cut sooner
+#   (tests/e2e/test_slowloris.sh).
 #   Then: every delivery of 1 to 3 acknowledged within P100's retry horizon
 #   (p100_lost_check, lib.sh), on its one attempt.
 # shellcheck source=tests/e2e/lib.sh
@@ -84,7 +87,7 @@ e2e_stop_kycd
 
 # --- 2. idle connections from an allowed address ----------------------------------------------
 e2e_section "2. 200 idle connections from 127.0.0.3, no allow list"
-e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_HEADER_TIMEOUT=3s
+e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_HEADER_TIMEOUT=3s KYCD_SLOW_MIN_RATE=0
 hold_open hold2 30 "the 200 idle connections were not opened" \
   --source 127.0.0.3 --count 200 --hello-share 0 --seconds 15
 rss2=$(rss_kib)
@@ -110,7 +113,7 @@ e2e_stop_kycd
 
 # --- 3. slowloris --------------------------------------------------------------------------------
 e2e_section "3. a byte a second: headers, then a body"
-e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_HEADER_TIMEOUT=3s KYCD_REQUEST_TIMEOUT=6s
+e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_HEADER_TIMEOUT=3s KYCD_REQUEST_TIMEOUT=6s KYCD_SLOW_MIN_RATE=0
 slow() {
   timeout 60 python3 "$FLOOD" slow --port "$E2E_PORT" --ca "$E2E_CA" --token-file "$E2E_TOKEN_FILE" \
     --path "$E2E_KYC_PATH" --what "$1" --byte-every 1 >"$E2E_TMP/slow-$1.out" 2>&1 || true
@@ -155,7 +158,7 @@ figures "flood horizon: deliveries=$SENT in_time=$P100_IN_TIME p100_lost=$P100_L
 
 # --- 4. the public workers all held: the admin listener still answers ----------------------------
 e2e_section "4. every public worker held by idle connections: the admin listener answers"
-e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_THREADS=4 KYCD_HEADER_TIMEOUT=10s
+e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_THREADS=4 KYCD_HEADER_TIMEOUT=10s KYCD_SLOW_MIN_RATE=0
 hold_open hold4 30 "the 40 idle connections were not opened" \
   --source 127.0.0.3 --count 40 --hello-share 0 --seconds 8
 assert_eq 000 "$(get /healthz --max-time 2)" "the public listener is starved: /healthz gets no answer within 2 s"

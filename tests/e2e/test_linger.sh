@@ -50,7 +50,8 @@ e2e_section "503: requests arriving while kycd drains"
 e2e_stop_kycd
 # A request whose body never ends keeps kycd draining (shutdown_timeout
 # 60 s) until this script ends it.
-e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=60s KYCD_REQUEST_TIMEOUT=60s KYCD_HEADER_TIMEOUT=60s
+e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=60s KYCD_REQUEST_TIMEOUT=60s KYCD_HEADER_TIMEOUT=60s \
+    KYCD_SLOW_MIN_RATE=0 # the stalled body must stay: no slow-client cut
 e2e_stall_request
 e2e_wait_cmd 10 bash -c "ss -Htn state established '( sport = :$E2E_PORT )' | grep -q ." ||
   fail "the stalled request did not connect"

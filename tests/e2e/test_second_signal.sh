@@ -17,7 +17,8 @@ e2e_migrate
 second_signal() {
   local sig=$1 rc=0 t0 t1
   e2e_section "a second SIG$sig during the drain stops kycd now"
-  e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=60s KYCD_REQUEST_TIMEOUT=60s KYCD_HEADER_TIMEOUT=60s
+  e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info KYCD_SHUTDOWN_TIMEOUT=60s KYCD_REQUEST_TIMEOUT=60s KYCD_HEADER_TIMEOUT=60s \
+    KYCD_SLOW_MIN_RATE=0 # the stalled body must stay: no slow-client cut
   e2e_stall_request
   e2e_wait_cmd 10 bash -c "ss -Htn state established '( sport = :$E2E_PORT )' | grep -q ." ||
     fail "the stalled request did not connect"

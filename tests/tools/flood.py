@@ -29,6 +29,26 @@
       whole headers); prints
         slow what=W status=S after_ms=X bytes_sent=N
       (status 0: no answer before the connection closed).
+  flood.py slowloris --port P --ca CA --path PATH --what headers|body
+                     [--count 1000] [--rate 200] [--every 5] [--seconds 30]
+                     [--token-file F] [--ready-file F]
+      Keep COUNT TLS connections open, opening at most RATE a second (and
+      opening again whatever the server closes), each completing its TLS
+      handshake and then sending a header line every EVERY seconds (headers
+      that never end), or whole headers and then a body byte every EVERY
+      seconds (a body that never ends). Stops after SECONDS; prints
+        slowloris what=W opened=N cut_by_server=N answered_408=N
+                  held_avg=X held_max=N handshaken_avg=X cut_p50_ms=X
+      (held: attack connections open at the client; handshaken: of those,
+      past their TLS handshake, i.e. being served by a worker).
+
+  flood.py pace --port P --ca CA --token-file F --path PATH [--rate 1]
+                [--seconds 30] [--within-ms 1000]
+      Real deliveries at RATE a second, each on its own TLS connection
+      (threads: one slow answer does not delay the next); prints
+        pace sent=N ok=N within=N within_pct=X p50_ms=X p99_ms=X max_ms=X
+             errors=N
+      (within: answered 200 within WITHIN_MS of its connect).
 """
 import argparse
 import json
@@ -38,6 +58,7 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 import uuid
 
@@ -229,6 +250,166 @@ def cmd_slow(a):
     return 0
 
 
+def cmd_slowloris(a):
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    ctx = ssl.create_default_context(cafile=a.ca)
+    token = read_token(a.token_file) if a.token_file else "not-a-token"
+    body = json.dumps({"externalUserId": "slowloris-%s" % uuid.uuid4(),
+                       "verificationStatus": "NOT_VERIFIED", "attemptStatus": "PENDING"}).encode()
+    head = [b"POST " + a.path.encode() + b" HTTP/1.1\r\n", b"Host: localhost\r\n",
+            b"Authorization: Bearer " + token.encode() + b"\r\n",
+            b"Content-Type: application/json\r\n",
+            b"Content-Length: %d\r\n" % len(body)]
+    poller = select.poll()
+    conns = {}
+    opened = cut = answered = 0
+    cut_after = []
+    held_sum = hs_sum = samples = held_max = 0
+    t_start = time.monotonic()
+    end = t_start + a.seconds
+    ready = False
+
+    def drop(fd, by_server):
+        nonlocal cut
+        c = conns.pop(fd)
+        try:
+            poller.unregister(fd)
+        except KeyError:
+            pass
+        if by_server:
+            cut += 1
+            cut_after.append((time.monotonic() - c["t0"]) * 1000.0)
+        c["s"].close()
+
+    def piece(c):
+        i = c["i"]
+        c["i"] += 1
+        if a.what == "headers":
+            return head[i] if i < len(head) else b"X-Slow-%d: 1\r\n" % i
+        if i == 0:
+            return b"".join(head) + b"\r\n"
+        return body[(i - 1) % len(body):(i - 1) % len(body) + 1]
+
+    while not stop:
+        now = time.monotonic()
+        if now >= end:
+            break
+        allowed = int(a.rate * (now - t_start)) + 1
+        while len(conns) < a.count and opened < allowed:
+            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            raw.setblocking(False)
+            raw.bind((a.source, 0))
+            raw.connect_ex(("127.0.0.1", a.port))
+            conns[raw.fileno()] = {"s": raw, "st": "tcp", "t0": now, "next": 0.0, "i": 0}
+            poller.register(raw.fileno(), select.POLLOUT)
+            opened += 1
+        if not ready and opened >= a.count and a.ready_file:
+            open(a.ready_file, "w").close()
+            ready = True
+        for fd, ev in poller.poll(20):
+            c = conns.get(fd)
+            if c is None:
+                continue
+            if c["st"] == "tcp":
+                if c["s"].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0:
+                    drop(fd, True)
+                    continue
+                c["s"] = ctx.wrap_socket(c["s"], server_hostname="localhost",
+                                         do_handshake_on_connect=False)
+                c["st"] = "hs"
+            if c["st"] == "hs":
+                try:
+                    c["s"].do_handshake()
+                    c["st"] = "send"
+                    c["next"] = time.monotonic()
+                    poller.modify(fd, select.POLLIN)
+                except ssl.SSLWantReadError:
+                    poller.modify(fd, select.POLLIN)
+                except ssl.SSLWantWriteError:
+                    poller.modify(fd, select.POLLOUT)
+                except (OSError, ssl.SSLError):
+                    drop(fd, True)
+                continue
+            try:
+                data = c["s"].recv(4096)
+            except ssl.SSLWantReadError:
+                continue
+            except (OSError, ssl.SSLError):
+                data = b""
+            if data.startswith(b"HTTP/1.1 408"):
+                answered += 1
+            drop(fd, True)  # an answer, or the end: either way the server is done with it
+        now = time.monotonic()
+        for fd, c in list(conns.items()):
+            if c["st"] == "send" and now >= c["next"]:
+                try:
+                    c["s"].send(piece(c))
+                except ssl.SSLWantWriteError:
+                    pass
+                except (OSError, ssl.SSLError):
+                    drop(fd, True)
+                    continue
+                c["next"] = now + a.every
+        samples += 1
+        held_sum += len(conns)
+        hs_sum += sum(1 for c in conns.values() if c["st"] == "send")
+        held_max = max(held_max, len(conns))
+    print("slowloris what=%s opened=%d cut_by_server=%d answered_408=%d held_avg=%.0f held_max=%d "
+          "handshaken_avg=%.0f cut_p50_ms=%.0f"
+          % (a.what, opened, cut, answered, held_sum / max(samples, 1), held_max,
+             hs_sum / max(samples, 1), pct(cut_after, 50)))
+    for c in conns.values():
+        c["s"].close()
+    return 0
+
+
+def cmd_pace(a):
+    token = read_token(a.token_file)
+    results = []
+    lock = threading.Lock()
+
+    def one(i):
+        uid = "pace-%s" % uuid.uuid4()
+        body = json.dumps({"externalUserId": uid, "verificationStatus": "NOT_VERIFIED",
+                           "attemptStatus": "PENDING", "rejectionReason": None}).encode()
+        req = ("POST %s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+               % (a.path, token, len(body))).encode() + body
+        t0 = now_ms()
+        st = -1
+        try:
+            s = tls_connect(a)
+            s.sendall(req)
+            st = read_status(s)
+            s.close()
+        except (OSError, ssl.SSLError):
+            pass
+        with lock:
+            results.append((st, now_ms() - t0))
+
+    threads = []
+    t_start = time.monotonic()
+    n = int(a.rate * a.seconds)
+    for i in range(n):
+        delay = t_start + i / a.rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        t = threading.Thread(target=one, args=(i,), daemon=True)
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(a.timeout + 5)
+    lat = [ms for st, ms in results if st == 200]
+    ok = len(lat)
+    within = sum(1 for ms in lat if ms <= a.within_ms)
+    errors = sum(1 for st, _ in results if st <= 0)
+    print("pace sent=%d ok=%d within=%d within_pct=%.1f p50_ms=%.1f p99_ms=%.1f max_ms=%.1f errors=%d"
+          % (n, ok, within, 100.0 * within / max(n, 1), pct([ms for _, ms in results], 50),
+             pct([ms for _, ms in results], 99), max([ms for _, ms in results] or [0]), errors))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -239,11 +420,11 @@ def main():
     h.add_argument("--hello-share", type=float, default=0.25)
     h.add_argument("--seconds", type=float, default=20)
     h.add_argument("--ready-file")
-    for name in ("deliver", "slow"):
+    for name in ("deliver", "slow", "slowloris", "pace"):
         d = sub.add_parser(name)
         d.add_argument("--port", type=int, required=True)
         d.add_argument("--ca", required=True)
-        d.add_argument("--token-file", required=True)
+        d.add_argument("--token-file", required=(name != "slowloris"))
         d.add_argument("--path", required=True)
         d.add_argument("--source", default="127.0.0.1")
         d.add_argument("--timeout", type=float, default=10)
@@ -252,10 +433,21 @@ def main():
     sub.choices["deliver"].add_argument("--times")
     sub.choices["slow"].add_argument("--what", choices=["headers", "body"], required=True)
     sub.choices["slow"].add_argument("--byte-every", type=float, default=1.0)
+    sl = sub.choices["slowloris"]
+    sl.add_argument("--what", choices=["headers", "body"], required=True)
+    sl.add_argument("--count", type=int, default=1000)
+    sl.add_argument("--rate", type=float, default=200)
+    sl.add_argument("--every", type=float, default=5)
+    sl.add_argument("--seconds", type=float, default=30)
+    sl.add_argument("--ready-file")
+    sub.choices["pace"].add_argument("--rate", type=float, default=1)
+    sub.choices["pace"].add_argument("--seconds", type=float, default=30)
+    sub.choices["pace"].add_argument("--within-ms", type=float, default=1000)
     a = p.parse_args()
     if not a.__dict__.get("source", "127.0.0.1").startswith("127."):
         p.error("loopback sources only")
-    return {"hold": cmd_hold, "deliver": cmd_deliver, "slow": cmd_slow}[a.cmd](a)
+    return {"hold": cmd_hold, "deliver": cmd_deliver, "slow": cmd_slow, "slowloris": cmd_slowloris,
+            "pace": cmd_pace}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -519,6 +519,8 @@ static void test_print(void **state)
                        "linger_time = 2s\n"
                        "linger_bytes = 4194304\n"
                        "keepalive = 5s\n"
+                       "slow_grace = 1s\n"
+                       "slow_min_rate = 500\n"
                        "webhook_tokens = (redacted)\n"
                        "max_body = 65536\n"
                        "allow_cidrs = \"\"\n"
