@@ -90,7 +90,7 @@ const cfg_entry config_table[] = {
      "slow clients: a TLS connection's handshake, its headers and its body may each take this "
      "long before `slow_min_rate` applies; once more than half of the workers are busy it shrinks, "
      "to a quarter when all are (see [What one instance "
-     "withstands](#what-one-instance-withstands))",
+     "withstands](reliability.md#what-one-instance-withstands))",
      NULL},
     {"slow_min_rate", T_INT, 0, OFF(slow_min_rate), 0, 1LL << 30, NULL, 500,
      "slow clients: after `slow_grace`, a TLS connection must have sent this many bytes a second "
