@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# kycd-test: once
 # End-to-end: no SECURITY DEFINER function of schema kyc can be hijacked
 # through the caller's temporary schema (sql/008_definer_search_path.sql).
 # On a database owned by one role and served by another (README.md, "Two

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# kycd-test: once
 # End-to-end: a schema that explains itself (sql/012_analysts.sql).
 #   (a) every column of every table and view in kyc (parents, not
 #       partitions) has a comment, and no comment is empty; the check finds

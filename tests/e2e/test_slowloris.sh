@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# kycd-test: once
 # End-to-end: slow clients on an allowed address cannot starve real
 # deliveries (README, "What one instance withstands"). An attacker keeps
 # SLOW_CONNS TLS connections open, opening SLOW_RATE a second (and again

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# kycd-test: once
 # End-to-end: P100's words, once (src/core/vocab.c).
 #   (a) `kycd vocabulary` prints core's tables; docs/p100-api.md, core and
 #       SQL's kyc.p100_values() hold the same values for every field, in
