@@ -36,7 +36,9 @@ static int read_body(void *io, char *buf, size_t len)
 static int submit(void *ctx, const kyc_delivery *d, db_ingest_result *res, kerr *err)
 {
     (void)ctx;
-    if (d->external_user_id[0] == '\0')
+    /* A parsed delivery names its user; only a quarantined one (a body
+     * that did not parse, kept with why) may not. */
+    if (d->external_user_id[0] == '\0' && d->quarantine[0] == '\0')
         abort();
     memset(res, 0, sizeof *res);
     res->outcome = KYC_OUTCOME_APPLIED;
