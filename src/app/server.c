@@ -4,7 +4,6 @@
 
 #include <arpa/inet.h>
 #include <civetweb.h>
-#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_received */
 #include <pthread.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -14,24 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/slowwatch.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
-#include "core/slowrate.h"
 #include "core/token.h"
-
-/* What one worker's connection is doing, for the slow-client watchdog.
- * The worker writes its own slot; the watchdog reads it and may cut the
- * connection (shutdown on fd), both under server.slot_mu. fd is cleared
- * (connection_close) before CivetWeb closes the socket, so the watchdog
- * never shuts down a descriptor that was reused. */
-typedef struct conn_slot {
-    int fd; /* -1: no connection (or a plain one: not watched) */
-    slow_phase phase;
-    double start_ms; /* the phase began */
-    uint64_t bytes0; /* the kernel's received-bytes count then */
-    atomic_int cut;  /* the watchdog shut it down */
-} conn_slot;
 
 struct server {
     struct mg_context *ctx;
@@ -48,163 +34,21 @@ struct server {
     int active;                 /* requests inside on_request */
     /* Slow clients (core/slowrate.h). */
     slow_policy slow;
-    conn_slot *slots; /* one per worker thread, handed out as each first needs it */
-    int nslots;
-    atomic_int slots_used;
-    pthread_mutex_t slot_mu; /* guards the slots' fields and wd_stop */
-    pthread_cond_t wd_wake;
-    pthread_t watchdog;
-    int watchdog_on, wd_stop;
-    double cut_logged_ms; /* rate limit of the "slow clients cut" line (watchdog only) */
-    long long cut_unlogged;
+    slow_watch *watch;
 };
-
-/* The worker thread's slot: each CivetWeb worker belongs to one server. */
-static _Thread_local conn_slot *my_slot;
-
-static conn_slot *slot_of(server *s)
-{
-    if (my_slot == NULL && s->slots != NULL) {
-        int i = atomic_fetch_add(&s->slots_used, 1);
-        if (i < s->nslots)
-            my_slot = &s->slots[i];
-    }
-    return my_slot;
-}
-
-static int slot_cut(void)
-{
-    return my_slot != NULL && atomic_load(&my_slot->cut);
-}
-
-/* Bytes the kernel has received on fd since the connection began (TLS
- * records included): the rate the slow-client rule measures. */
-static uint64_t tcp_received(int fd)
-{
-    struct tcp_info ti;
-    socklen_t len = sizeof ti;
-    memset(&ti, 0, sizeof ti);
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-        return 0;
-    return ti.tcpi_bytes_received;
-}
-
-/* This worker's connection enters phase ph (no-op for a plain one). */
-static void slot_enter(server *s, slow_phase ph)
-{
-    conn_slot *c = my_slot;
-    if (c == NULL || c->fd < 0) /* only this thread writes fd */
-        return;
-    uint64_t b = ph == SLOW_ACTIVE ? 0 : tcp_received(c->fd);
-    pthread_mutex_lock(&s->slot_mu);
-    c->phase = ph;
-    c->start_ms = clock_now_ms();
-    c->bytes0 = b;
-    pthread_mutex_unlock(&s->slot_mu);
-}
 
 /* From io/tls.c, on the worker, as a TLS handshake starts. */
 static void on_handshake(void *arg, int fd)
 {
     server *s = arg;
-    conn_slot *c = slot_of(s);
-    if (c == NULL)
-        return;
-    pthread_mutex_lock(&s->slot_mu);
-    c->fd = fd;
-    c->phase = SLOW_HANDSHAKE;
-    c->start_ms = clock_now_ms();
-    c->bytes0 = 0; /* the ClientHello counts */
-    atomic_store(&c->cut, 0);
-    pthread_mutex_unlock(&s->slot_mu);
+    slow_watch_handshake(s->watch, fd);
 }
 
 static void on_connection_close(const struct mg_connection *conn)
 {
     server *s = mg_get_user_data(mg_get_context(conn));
-    conn_slot *c = my_slot;
-    if (s == NULL || c == NULL)
-        return;
-    pthread_mutex_lock(&s->slot_mu);
-    c->fd = -1;
-    c->phase = SLOW_IDLE;
-    atomic_store(&c->cut, 0); /* its lines are logged by now; the next connection starts clean */
-    pthread_mutex_unlock(&s->slot_mu);
-}
-
-/* One pass of the watchdog, under slot_mu: cut what the policy says.
- * Returns how many were cut. A cut connection is shut down for reading
- * (its worker sees the end of the input at once: CivetWeb answers 400,
- * which on_http_error turns into 408; a body read ends short of its
- * Content-Length, which the handler answers 408), and for writing too where no answer is due (in
- * the handshake, or between requests). */
-static long long slow_sweep(server *s, int *busy_out, int by_phase[SLOW_KEEPALIVE + 1])
-{
-    double now = clock_now_ms();
-    int busy = 0;
-    for (int i = 0; i < s->nslots; i++)
-        if (s->slots[i].fd >= 0) {
-            busy++;
-            by_phase[s->slots[i].phase]++;
-        }
-    int64_t grace = slow_grace_now(&s->slow, busy, s->opts.threads);
-    long long cut = 0;
-    for (int i = 0; i < s->nslots; i++) {
-        conn_slot *c = &s->slots[i];
-        if (c->fd < 0 || atomic_load(&c->cut) || c->phase == SLOW_ACTIVE)
-            continue;
-        uint64_t b = tcp_received(c->fd);
-        uint64_t got = b > c->bytes0 ? b - c->bytes0 : 0;
-        if (c->phase == SLOW_KEEPALIVE && got > 0) { /* the next request began */
-            c->phase = SLOW_HEADERS;
-            c->start_ms = now;
-            continue;
-        }
-        if (!slow_should_cut(&s->slow, c->phase, now - c->start_ms, got, grace, busy,
-                             s->opts.threads))
-            continue;
-        atomic_store(&c->cut, 1);
-        int quiet = c->phase == SLOW_HANDSHAKE || c->phase == SLOW_KEEPALIVE;
-        shutdown(c->fd, quiet ? SHUT_RDWR : SHUT_RD);
-        cut++;
-    }
-    *busy_out = busy;
-    return cut;
-}
-
-/* The watchdog thread: a sweep every 50 ms; one log line at most every
- * 10 s with the count (a flood would flood the log too). */
-static void *slow_watchdog(void *arg)
-{
-    server *s = arg;
-    pthread_mutex_lock(&s->slot_mu);
-    while (!s->wd_stop) {
-        struct timespec until = clock_deadline(50);
-        pthread_cond_timedwait(&s->wd_wake, &s->slot_mu, &until);
-        if (s->wd_stop)
-            break;
-        int busy = 0, by_phase[SLOW_KEEPALIVE + 1] = {0};
-        long long n = slow_sweep(s, &busy, by_phase);
-        if (n == 0)
-            continue;
-        long long total = atomic_fetch_add(&s->counters->slow_cut, n) + n;
-        s->cut_unlogged += n;
-        double now = clock_now_ms();
-        if (s->cut_logged_ms == 0 || now - s->cut_logged_ms >= 10000) {
-            long long count = s->cut_unlogged;
-            s->cut_logged_ms = now;
-            s->cut_unlogged = 0;
-            pthread_mutex_unlock(&s->slot_mu);
-            klog(KLOG_WARN, "slow clients cut", KLOG_INT("count", count), KLOG_INT("total", total),
-                 KLOG_INT("busy_workers", busy), KLOG_INT("in_handshake", by_phase[SLOW_HANDSHAKE]),
-                 KLOG_INT("in_headers", by_phase[SLOW_HEADERS]),
-                 KLOG_INT("in_body", by_phase[SLOW_BODY]),
-                 KLOG_INT("in_keepalive", by_phase[SLOW_KEEPALIVE]));
-            pthread_mutex_lock(&s->slot_mu);
-        }
-    }
-    pthread_mutex_unlock(&s->slot_mu);
-    return NULL;
+    if (s != NULL)
+        slow_watch_close(s->watch);
 }
 
 int server_tls_available(kerr *err)
@@ -252,13 +96,13 @@ static int read_body(void *io, char *buf, size_t len)
     } else {
         b->chunk = 1;
     }
-    if (slot_cut()) {
+    if (slow_watch_was_cut()) {
         /* The watchdog cut a trickling body. With a declared length, say
          * "no more" (the handler sees it short: 408); a chunked body has
          * no length to fall short of, so it is a failed read (400). */
         b->failed = 1;
         n = b->length >= 0 ? 0 : -1;
-        slot_enter(b->s, SLOW_ACTIVE);
+        slow_watch_enter(b->s->watch, SLOW_ACTIVE);
         return n;
     }
     if (n == 0)
@@ -268,7 +112,7 @@ static int read_body(void *io, char *buf, size_t len)
     else
         b->got += n;
     if (n <= 0 || (b->length >= 0 && b->got >= b->length))
-        slot_enter(b->s, SLOW_ACTIVE); /* the request is in: never cut now */
+        slow_watch_enter(b->s->watch, SLOW_ACTIVE); /* the request is in: never cut now */
     return n;
 }
 
@@ -413,7 +257,7 @@ static int on_init_connection(const struct mg_connection *conn, void **conn_data
     conn_clock.handled = 0;
     server *s = mg_get_user_data(mg_get_context(conn));
     if (s)
-        slot_enter(s, SLOW_HEADERS); /* the handshake is done */
+        slow_watch_enter(s->watch, SLOW_HEADERS); /* the handshake is done */
     return 0;
 }
 
@@ -434,7 +278,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
         content_length = 0; /* no body (RFC 9112 6.3) */
 
     body_io body = {.conn = conn, .ended = content_length == 0, .s = s, .length = content_length};
-    slot_enter(s, content_length != 0 ? SLOW_BODY : SLOW_ACTIVE);
+    slow_watch_enter(s->watch, content_length != 0 ? SLOW_BODY : SLOW_ACTIVE);
     http_request req = {
         .method = ri->request_method,
         .path = ri->local_uri,
@@ -459,12 +303,12 @@ static int on_request(struct mg_connection *conn, void *cbdata)
         force_close(conn);
     /* A body the watchdog cut is counted and logged there, rate-limited:
      * one line per cut connection would let a flood flood the log too. */
-    if (!slot_cut())
+    if (!slow_watch_was_cut())
         handler_log(&req, &resp, &note, clock_now_ms() - t0);
     handler_response_deinit(&resp);
     conn_clock.wait_start_ms = clock_now_ms();
     conn_clock.handled++;
-    slot_enter(s, SLOW_KEEPALIVE);
+    slow_watch_enter(s->watch, SLOW_KEEPALIVE);
     pthread_mutex_lock(&s->mu);
     if (--s->active == 0)
         pthread_cond_broadcast(&s->idle);
@@ -477,9 +321,7 @@ static void server_free_(server *s)
     tls_live_free(s->tls); /* after mg_stop: no handshake uses it any more */
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->idle);
-    pthread_mutex_destroy(&s->slot_mu);
-    pthread_cond_destroy(&s->wd_wake);
-    free(s->slots);
+    slow_watch_free(s->watch); /* after mg_stop: no connection uses its slot any more */
     free(s);
 }
 
@@ -575,7 +417,7 @@ static int on_http_error(struct mg_connection *conn, int status, const char *msg
      * too: a timeout is told apart by the time spent waiting (the limit is
      * keepalive for a connection's later requests, as in CivetWeb). */
     int64_t limit = conn_clock.handled ? s->opts.keepalive_ms : s->opts.header_timeout_ms;
-    if (!slot_cut() && clock_now_ms() - conn_clock.wait_start_ms < 0.9 * (double)limit)
+    if (!slow_watch_was_cut() && clock_now_ms() - conn_clock.wait_start_ms < 0.9 * (double)limit)
         return 1;
     atomic_fetch_add(&s->counters->timeouts, 1);
     const struct mg_request_info *ri = mg_get_request_info(conn);
@@ -586,7 +428,7 @@ static int on_http_error(struct mg_connection *conn, int status, const char *msg
     handler_note note;
     handler_header_timeout(&resp, &note, rid);
     note.unsent = send_response(conn, &resp, rid) != 0;
-    if (!slot_cut()) /* as in on_request: the watchdog logs its cuts */
+    if (!slow_watch_was_cut()) /* as in on_request: the watchdog logs its cuts */
         handler_log(&req, &resp, &note, clock_now_ms() - conn_clock.wait_start_ms);
     handler_response_deinit(&resp);
     return 0;
@@ -597,7 +439,7 @@ static int on_log_message(const struct mg_connection *conn, const char *message)
     server *s = mg_get_user_data(mg_get_context(conn));
     if (s && note_refused(s, message))
         return 1;
-    if (slot_cut()) /* the handshake or read the watchdog cut: counted and logged there */
+    if (slow_watch_was_cut()) /* the handshake or read the watchdog cut: counted and logged there */
         return 1;
     klog_line l;
     klog_begin(&l, KLOG_WARN, "http server");
@@ -621,23 +463,16 @@ int server_start(server **out, const server_opts *o, kerr *err)
     s->counters = o->counters ? o->counters : &s->own;
     s->slow = (slow_policy){.grace_ms = o->slow_grace_ms > 0 ? o->slow_grace_ms : SLOW_GRACE_MS,
                             .min_rate = o->slow_min_rate};
-    s->nslots = o->threads > 0 ? o->threads : 1;
-    s->slots = calloc((size_t)s->nslots, sizeof *s->slots);
-    if (s->slots == NULL || clock_cond_init(&s->idle) != 0) {
-        free(s->slots);
+    if (slow_watch_new(&s->watch, &s->slow, o->threads, &s->counters->slow_cut, err) != 0) {
+        free(s);
+        return -1;
+    }
+    if (clock_cond_init(&s->idle) != 0) {
+        slow_watch_free(s->watch);
         free(s);
         return kerr_set(err, KERR_NOMEM, "cannot create a condition variable");
     }
-    if (clock_cond_init(&s->wd_wake) != 0) {
-        pthread_cond_destroy(&s->idle);
-        free(s->slots);
-        free(s);
-        return kerr_set(err, KERR_NOMEM, "cannot create a condition variable");
-    }
-    for (int i = 0; i < s->nslots; i++)
-        s->slots[i].fd = -1;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_mutex_init(&s->slot_mu, NULL);
 
     char ports[300], threads[16], req_to[24], ka_to[24];
     if (o->plain)
@@ -706,12 +541,11 @@ int server_start(server **out, const server_opts *o, kerr *err)
         return kerr_set(err, KERR_TLS, "the listener on %s did not come up with TLS", o->listen);
     }
     if (s->slow.min_rate > 0 && !o->plain) {
-        if (pthread_create(&s->watchdog, NULL, slow_watchdog, s) != 0) {
+        if (slow_watch_run(s->watch, err) != 0) {
             mg_stop(s->ctx);
             server_free_(s);
-            return kerr_set(err, KERR_IO, "cannot start the slow-client watchdog");
+            return -1;
         }
-        s->watchdog_on = 1;
     }
     *out = s;
     return 0;
@@ -737,13 +571,6 @@ void server_stop(server *s)
 {
     if (s == NULL)
         return;
-    if (s->watchdog_on) {
-        pthread_mutex_lock(&s->slot_mu);
-        s->wd_stop = 1;
-        pthread_cond_signal(&s->wd_wake);
-        pthread_mutex_unlock(&s->slot_mu);
-        pthread_join(s->watchdog, NULL);
-    }
     /* CivetWeb aborts reads and writes in progress once stopping: callers
      * drain first (server_drain). This closes connections, joins workers. */
     mg_stop(s->ctx);
