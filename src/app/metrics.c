@@ -29,8 +29,9 @@ static const char *const CODE[] = {"200", "400", "401", "403", "404", "405",  "4
 #define REASON_N (KYC_REASON_COUNT + KYC_REFUSAL_COUNT + 1) /* + other */
 #define P100_OUTCOME_N (P100_CLASS_COUNT + 1)               /* + other */
 #define CHECK_RESULT_N (KYC_CHECK_RESULT_COUNT + 2)         /* + error, other */
+#define CAUSE_N (KYC_CHECK_WHY_COUNT + 2)                   /* + webhook_overdue, other */
 static const char *KIND[KIND_N], *OUTCOME[OUTCOME_N], *REASON[REASON_N],
-    *P100_OUTCOME[P100_OUTCOME_N], *CHECK_RESULT[CHECK_RESULT_N];
+    *P100_OUTCOME[P100_OUTCOME_N], *CHECK_RESULT[CHECK_RESULT_N], *CAUSE[CAUSE_N];
 static pthread_once_t labels_once = PTHREAD_ONCE_INIT;
 
 /* list[at..] = v's names in enum order; returns the next free index. */
@@ -57,6 +58,9 @@ static void labels_init(void)
     n = fill(CHECK_RESULT, 0, &VOCAB_CHECK_RESULT);
     CHECK_RESULT[n] = "error";
     CHECK_RESULT[n + 1] = "other";
+    n = fill(CAUSE, 0, &VOCAB_CHECK_WHY);
+    CAUSE[n] = "webhook_overdue";
+    CAUSE[n + 1] = "other";
     known_init();
 }
 static const char *const RELOAD_RESULT[] = {"success", "failure"};
@@ -77,7 +81,7 @@ static const label_def L_ROUTE = LABEL("route", ROUTE), L_CODE = LABEL("code", C
                        L_KIND = LABEL("kind", KIND), L_OUTCOME = LABEL("outcome", OUTCOME),
                        L_REASON = LABEL("reason", REASON),
                        L_P100_OUTCOME = LABEL("outcome", P100_OUTCOME),
-                       L_RESULT = LABEL("result", CHECK_RESULT),
+                       L_RESULT = LABEL("result", CHECK_RESULT), L_CAUSE = LABEL("cause", CAUSE),
                        L_RELOAD = LABEL("result", RELOAD_RESULT),
                        L_QSTORED = LABEL("stored", QUARANTINE_STORED);
 
@@ -98,6 +102,7 @@ static atomic_llong http_cells[N(ROUTE) * N(CODE)];
 static atomic_llong delivery_cells[N(KIND) * N(OUTCOME) * N(REASON)];
 static atomic_llong check_cells[N(P100_OUTCOME) * N(CHECK_RESULT)];
 static atomic_llong reload_cells[N(RELOAD_RESULT)];
+static atomic_llong correction_cells[N(CAUSE)];
 static atomic_llong quarantine_cells[N(KIND) * N(QUARANTINE_STORED)];
 static unsigned char delivery_known[N(delivery_cells)], check_known[N(check_cells)],
     quarantine_known[N(quarantine_cells)];
@@ -177,6 +182,15 @@ static counter C_CHECK = {"kycd_reconciler_checks_total",
                           {&L_P100_OUTCOME, &L_RESULT},
                           check_known,
                           check_cells};
+static counter C_CORRECTION = {"kycd_reconciler_corrections_total",
+                               "state changes the reconciler made from P100's Get KYC Status, by "
+                               "cause: webhook_overdue when the user had waited for its result "
+                               "webhook past webhook_overdue (P100's webhooks may have stopped), "
+                               "else why the user was checked (held, pending, recheck_*)",
+                               1,
+                               {&L_CAUSE},
+                               NULL, /* every cause, "other" too */
+                               correction_cells};
 static counter C_QUARANTINE = {"kycd_webhook_quarantined_total",
                                "authentic webhook deliveries kycd could not apply (body failed "
                                "validation, or data refused), kept raw in kyc.quarantine (stored "
@@ -290,6 +304,12 @@ void metrics_reconciler_check(enum p100_class outcome, int result)
     pthread_once(&labels_once, labels_init);
     counter_add(&C_CHECK,
                 (const int[]){(int)outcome, result < 0 ? KYC_CHECK_RESULT_COUNT : result});
+}
+
+void metrics_reconciler_correction(enum kyc_check_why why, int overdue)
+{
+    pthread_once(&labels_once, labels_init);
+    counter_add(&C_CORRECTION, (const int[]){overdue ? KYC_CHECK_WHY_COUNT : (int)why});
 }
 
 void metrics_quarantined(enum kyc_kind kind, int spooled)
@@ -463,7 +483,7 @@ static int counter_write(kbuf *out, const counter *c)
 int metrics_write_registry(kbuf *out)
 {
     pthread_once(&labels_once, labels_init);
-    const counter *cs[] = {&C_HTTP, &C_DELIVERY, &C_QUARANTINE, &C_CHECK, &C_RELOAD};
+    const counter *cs[] = {&C_HTTP, &C_DELIVERY, &C_QUARANTINE, &C_CHECK, &C_CORRECTION, &C_RELOAD};
     int rc = 0;
     for (int i = 0; rc == 0 && i < N(cs); i++)
         rc = counter_write(out, cs[i]);
@@ -486,6 +506,7 @@ void metrics_reset(void)
     zero(delivery_cells, N(delivery_cells));
     zero(check_cells, N(check_cells));
     zero(reload_cells, N(reload_cells));
+    zero(correction_cells, N(correction_cells));
     zero(quarantine_cells, N(quarantine_cells));
     metrics_histogram *hs[] = {&H_INGEST, &H_P100};
     for (int i = 0; i < N(hs); i++) {

@@ -23,6 +23,7 @@
 
 #include "base/buf.h"
 #include "base/err.h"
+#include "core/check.h"
 #include "core/kyc.h"
 #include "core/p100.h"
 #include "core/state.h"
@@ -37,6 +38,9 @@ void metrics_delivery_refused(enum kyc_kind kind, enum kyc_refusal code);
 void metrics_quarantined(enum kyc_kind kind, int spooled);
 #define METRICS_CHECK_ERROR (-1) /* result: the check could not be recorded */
 void metrics_reconciler_check(enum p100_class outcome, int result); /* a kyc_check_result */
+/* A state change the reconciler made: cause webhook_overdue when the user
+ * was overdue (core's plan.overdue), else the claim's why. */
+void metrics_reconciler_correction(enum kyc_check_why why, int overdue);
 void metrics_config_reload(int ok);
 /* Histograms, in seconds. */
 void metrics_observe_ingest(double seconds);

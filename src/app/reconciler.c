@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/metrics.h"
 #include "app/reconciler_internal.h"
 #include "base/clock.h"
 #include "base/log.h"
@@ -73,19 +74,20 @@ static void dispatch_init(dispatch *d, reconciler *r)
         d->rechecks_on = 0;
 }
 
-/* For kycd_reconciler_due_users: a count every 5 s at most, on the
+/* For kycd_reconciler_due_users, _flagged_users and
+ * kycd_webhooks_overdue_users: a count every 5 s at most, on the
  * dispatcher's connection (kycd serve only). */
 static void count_due(reconciler *r, int64_t now)
 {
     if (r->o.once || !r->store.count_due || now - r->due_at_ms < 5000)
         return;
     kerr err;
-    long long due = -1, flagged = -1;
-    if (r->store.count_due(r->store.ctx, r->o.pending_after_ms, &due, &flagged, &err) != 0)
-        due = flagged = -1;
+    db_due_counts c;
+    if (r->store.count_due(r->store.ctx, r->o.pending_after_ms, r->o.webhook_overdue_ms, &c,
+                           &err) != 0)
+        c.due = c.flagged = c.overdue = -1;
     pthread_mutex_lock(&r->mu);
-    r->due = due;
-    r->flagged = flagged;
+    r->counts = c;
     r->due_at_ms = now;
     pthread_mutex_unlock(&r->mu);
 }
@@ -276,10 +278,10 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
     reconciler *r = calloc(1, sizeof *r);
     if (r == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
-    r->due = -1;
-    r->flagged = -1;
+    r->counts.due = r->counts.flagged = r->counts.overdue = -1;
     r->o = *o;
     r->rules = (kyc_check_rules){.pending_after_ms = o->pending_after_ms,
+                                 .webhook_overdue_ms = o->webhook_overdue_ms,
                                  .max_failures = o->max_failures,
                                  .backoff_min_ms = o->backoff_min_ms,
                                  .backoff_max_ms = o->backoff_max_ms,
@@ -329,6 +331,7 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
     r->dispatcher_started = 1;
     klog(KLOG_INFO, "reconciler started", KLOG_STR("owner", r->owner), KLOG_INT("rate", o->rate),
          KLOG_INT("concurrency", o->concurrency), KLOG_INT("pending_after_ms", o->pending_after_ms),
+         KLOG_INT("webhook_overdue_ms", o->webhook_overdue_ms),
          KLOG_INT("recheck_share", o->recheck_share), KLOG_INT("once", o->once));
     *out = r;
     return 0;
@@ -371,7 +374,7 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats)
          KLOG_INT("rate_limited", r->st.rate_limited),
          KLOG_INT("misconfigured", r->st.misconfigured), KLOG_INT("errors", r->st.errors),
          KLOG_INT("rechecks", r->st.rechecks), KLOG_INT("recheck_applied", r->st.recheck_applied),
-         KLOG_INT("left", r->st.left));
+         KLOG_INT("overdue_applied", r->st.overdue_applied), KLOG_INT("left", r->st.left));
     free(r->workers);
     store_db_free(r->own);
     pthread_mutex_destroy(&r->mu);
@@ -393,24 +396,52 @@ reconciler_stats reconciler_stats_now(reconciler *r)
     return st;
 }
 
-long long reconciler_flagged_users(reconciler *r)
+db_due_counts reconciler_counts(reconciler *r)
 {
+    db_due_counts c = {-1, -1, -1};
     if (r == NULL)
-        return -1;
+        return c;
     pthread_mutex_lock(&r->mu);
-    long long n = r->flagged;
+    c = r->counts;
     pthread_mutex_unlock(&r->mu);
-    return n;
+    return c;
 }
 
-long long reconciler_due_users(reconciler *r)
+int reconciler_write_gauges(reconciler *r, kbuf *out)
 {
+    kerr err;
+    int rc = metrics_gauge(out, "kycd_reconciler_paused",
+                           "1 while the reconciler is paused because P100 refused our credentials",
+                           r && reconciler_ready(r, &err) != 0);
     if (r == NULL)
-        return -1;
-    pthread_mutex_lock(&r->mu);
-    long long due = r->due;
-    pthread_mutex_unlock(&r->mu);
-    return due;
+        return rc;
+    reconciler_stats rs = reconciler_stats_now(r);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_reconciler_in_flight", "Get KYC Status calls in flight now",
+                           (double)rs.in_flight);
+    if (rc == 0)
+        rc = metrics_gauge(out, "kycd_reconciler_concurrency_limit",
+                           "calls in flight the reconciler allows now: p100_concurrency at most, "
+                           "halved when P100 signals congestion (429, P501, 5xx, timeouts), then "
+                           "grown by one per round trip",
+                           rs.concurrency_limit);
+    db_due_counts c = reconciler_counts(r);
+    if (rc == 0 && c.flagged >= 0)
+        rc = metrics_gauge(out, "kycd_reconciler_flagged_users",
+                           "users flagged for a person (attention_reason): the reconciler leaves "
+                           "them until a webhook or `kycd attention retry` (counted every 5 s at "
+                           "most)",
+                           (double)c.flagged);
+    if (rc == 0 && c.due >= 0)
+        rc = metrics_gauge(out, "kycd_reconciler_due_users",
+                           "held and pending users due a check (counted every 5 s at most)",
+                           (double)c.due);
+    if (rc == 0 && c.overdue >= 0)
+        rc = metrics_gauge(out, "kycd_webhooks_overdue_users",
+                           "users created with create-kyc or pending, not flagged, that have had "
+                           "no KYC webhook for webhook_overdue (counted every 5 s at most)",
+                           (double)c.overdue);
+    return rc;
 }
 
 int reconciler_ready(reconciler *r, kerr *err)

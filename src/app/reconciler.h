@@ -43,6 +43,7 @@
 
 #include "app/p100_port.h"
 #include "app/store.h"
+#include "base/buf.h"
 #include "base/err.h"
 #include "core/check.h"
 #include "io/db.h"
@@ -61,6 +62,7 @@ typedef struct reconciler_opts {
     int rate;            /* calls per second */
     int64_t interval_ms; /* idle poll; pause after misconfiguration */
     int64_t pending_after_ms;
+    int64_t webhook_overdue_ms; /* a pending user with no webhook this long is overdue */
     int64_t backoff_min_ms, backoff_max_ms;
     int max_failures;
     int64_t recheck_rejected_after_ms; /* first re-check of a rejected user */
@@ -78,11 +80,12 @@ typedef struct reconciler_opts {
 typedef struct reconciler_stats {
     long long checks, applied, unchanged, flagged, retries, rate_limited, misconfigured, errors;
     long long rechecks,
-        recheck_applied;      /* re-checks of settled users, and corrections they found */
-    long long left;           /* once: due users left for a later pass */
-    double latency_ms_avg;    /* P100's answers, moving average */
-    double concurrency_limit; /* calls in flight allowed now (AIMD, <= concurrency) */
-    int in_flight;            /* calls in flight now */
+        recheck_applied;       /* re-checks of settled users, and corrections they found */
+    long long overdue_applied; /* corrections of users whose webhook was overdue */
+    long long left;            /* once: due users left for a later pass */
+    double latency_ms_avg;     /* P100's answers, moving average */
+    double concurrency_limit;  /* calls in flight allowed now (AIMD, <= concurrency) */
+    int in_flight;             /* calls in flight now */
 } reconciler_stats;
 
 /* Start the threads. The options' strings must outlive the reconciler. */
@@ -102,13 +105,18 @@ void reconciler_stop(reconciler *r, reconciler_stats *final_stats);
  * 401/403 until a later call succeeds. For /readyz. */
 int reconciler_ready(reconciler *r, kerr *err);
 
-/* Held and pending users due a check, as last counted (every 5 s at most,
- * by the dispatcher); -1 when not known (not counted yet, or the database
- * did not answer). For kycd_reconciler_due_users. */
-long long reconciler_due_users(reconciler *r);
-/* Users flagged for a person (attention_reason set), counted with the due
- * users; -1 when not known. For kycd_reconciler_flagged_users. */
-long long reconciler_flagged_users(reconciler *r);
+/* Held and pending users due a check (kycd_reconciler_due_users), users
+ * flagged for a person (kycd_reconciler_flagged_users), and pending users
+ * waiting for a webhook past webhook_overdue (kycd_webhooks_overdue_users),
+ * as last counted (every 5 s at most, by the dispatcher; db_count_due);
+ * each -1 when not known (not counted yet, the database did not answer,
+ * or r is NULL). */
+db_due_counts reconciler_counts(reconciler *r);
+
+/* The reconciler's gauges for /metrics: kycd_reconciler_paused (0 when r
+ * is NULL: the reconciler is off), and with r the calls in flight, the
+ * concurrency limit, and the counts above once known. */
+int reconciler_write_gauges(reconciler *r, kbuf *out) KYCD_MUST_CHECK;
 
 /* The counters so far and the calls in flight now (r running; NULL: zeros).
  * For /metrics. */

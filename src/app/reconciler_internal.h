@@ -45,8 +45,8 @@ struct reconciler {
     double limit;
     int64_t limit_cut_ms; /* when it was last halved (monotonic) */
     char not_ready[512];
-    long long due, flagged; /* held and pending users due, last counted; -1: not yet */
-    int64_t due_at_ms;      /* when (monotonic) */
+    db_due_counts counts; /* due, flagged, overdue users, last counted; -1: not yet */
+    int64_t due_at_ms;    /* when (monotonic) */
     reconciler_stats st;
     kyc_check_rules rules; /* what core's decision needs of the options */
     reconcile_store store; /* claims, checks, releases */

@@ -103,6 +103,7 @@ typedef struct check_done {
     int rc;              /* 0: recorded; else the store failed */
     kyc_check_plan plan; /* core's decision (when rc is 0) */
     kyc_status before;   /* the stored state it was decided on */
+    int64_t awaited_ms;  /* how long it had waited for a webhook; -1: unknown */
     long long check_id;  /* kyc.status_checks.id */
 } check_done;
 
@@ -121,9 +122,12 @@ static void log_check(const db_claim *c, const p100_result *res, const check_don
                !applied ? "reconciler check"
                : recheck
                    ? "reconciler corrected state (a re-check of a settled user found a change)"
-                   : "reconciler corrected state (a webhook was missed or wrong)");
+               : p->overdue ? "reconciler corrected state (the result webhook never came)"
+                            : "reconciler corrected state (a webhook was missed or wrong)");
     klog_str(&l, "user", c->external_user_id);
     klog_str(&l, "why", kyc_check_why_name(c->why));
+    if (p && p->overdue)
+        klog_int(&l, "awaited_ms", cd->awaited_ms);
     if (applied)
         klog_str(&l, "reason", kyc_reason_name(p->reason));
     klog_str(&l, "outcome", p100_class_name(res->cls));
@@ -225,11 +229,13 @@ static void record_check(reconciler *r, const db_claim *c, const p100_result *re
                        .failures = row.failures,
                        .why = c->why,
                        .tries = tries,
+                       .awaited_ms = row.awaited_ms,
                        .answer = &a,
                        .rules = &r->rules,
                        .random = random64()};
     cd->plan = kyc_check_decide(&in);
     cd->before = row.before;
+    cd->awaited_ms = row.awaited_ms;
     db_check_record rec = {
         .owner = r->owner,
         .external_user_id = c->external_user_id,
@@ -265,6 +271,7 @@ static void count_check(reconciler *r, const db_claim *c, const check_done *cd, 
     switch (cd->plan.result) {
     case KYC_CHECK_APPLIED:
         r->st.applied++;
+        r->st.overdue_applied += cd->plan.overdue;
         break;
     case KYC_CHECK_UNCHANGED:
         r->st.unchanged++;
@@ -374,6 +381,8 @@ static int64_t check_one(reconciler *r, void *client, db_claim *c, int tries)
              KLOG_STR("user", c->external_user_id), KLOG_STR("error", err.msg));
     log_check(c, &res, &cd);
     metrics_reconciler_check(res.cls, cd.rc != 0 ? METRICS_CHECK_ERROR : (int)cd.plan.result);
+    if (cd.rc == 0 && cd.plan.result == KYC_CHECK_APPLIED)
+        metrics_reconciler_correction(c->why, cd.plan.overdue);
     metrics_observe_p100(res.latency_ms / 1000.0);
     int64_t again = cd.rc == 0 ? cd.plan.retry_in_ms : -1;
     int unanswered =

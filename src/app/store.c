@@ -165,12 +165,12 @@ static int db_claim_op(void *ctx, const db_claim_opts *o, db_claim *out, int *n,
     return rc ? rc : db_claim_due(s->conn, o, out, n, err);
 }
 
-static int db_count_due_op(void *ctx, int64_t pending_after_ms, long long *n, long long *flagged,
-                           kerr *err)
+static int db_count_due_op(void *ctx, int64_t pending_after_ms, int64_t webhook_overdue_ms,
+                           db_due_counts *out, kerr *err)
 {
     store_db *s = ctx;
     int rc = dispatcher_conn(s, err);
-    return rc ? rc : db_count_due(s->conn, pending_after_ms, n, flagged, err);
+    return rc ? rc : db_count_due(s->conn, pending_after_ms, webhook_overdue_ms, out, err);
 }
 
 /* A check holds a pooled connection from begin to finish (a few

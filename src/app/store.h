@@ -68,8 +68,8 @@ typedef struct reconcile_store {
                         const kyc_check_plan *plan, long long *check_id, kerr *err);
     int (*release_claim)(void *ctx, const char *owner, const char *external_user_id, kerr *err);
     /* db_count_due, by the dispatcher; NULL: not counted. */
-    int (*count_due)(void *ctx, int64_t pending_after_ms, long long *n, long long *flagged,
-                     kerr *err);
+    int (*count_due)(void *ctx, int64_t pending_after_ms, int64_t webhook_overdue_ms,
+                     db_due_counts *out, kerr *err);
 } reconcile_store;
 
 /* The real database: a pool of `pool_size` lazily opened connections

@@ -155,6 +155,7 @@ reconciler_opts cmd_reconciler_options(const kycd_config *cfg, int once)
         .rate = (int)cfg->p100_rate,
         .interval_ms = cfg->reconcile_interval_ms,
         .pending_after_ms = cfg->pending_after_ms,
+        .webhook_overdue_ms = cfg->webhook_overdue_ms,
         .backoff_min_ms = cfg->reconcile_backoff_min_ms,
         .backoff_max_ms = cfg->reconcile_backoff_max_ms,
         .max_failures = (int)cfg->reconcile_max_failures,

@@ -183,34 +183,8 @@ static int serve_metrics(void *ctx, kbuf *out)
         rc = db_gauges(s, out);
     if (rc == 0)
         rc = spool_gauges(s, out);
-    kerr rerr;
-    kerr_clear(&rerr);
     if (rc == 0)
-        rc = metrics_gauge(out, "kycd_reconciler_paused",
-                           "1 while the reconciler is paused because P100 refused our credentials",
-                           s->rec && reconciler_ready(s->rec, &rerr) != 0);
-    reconciler_stats rs = reconciler_stats_now(s->rec);
-    if (rc == 0 && s->rec)
-        rc = metrics_gauge(out, "kycd_reconciler_in_flight", "Get KYC Status calls in flight now",
-                           (double)rs.in_flight);
-    if (rc == 0 && s->rec)
-        rc = metrics_gauge(out, "kycd_reconciler_concurrency_limit",
-                           "calls in flight the reconciler allows now: p100_concurrency at most, "
-                           "halved when P100 signals congestion (429, P501, 5xx, timeouts), then "
-                           "grown by one per round trip",
-                           rs.concurrency_limit);
-    long long flagged = reconciler_flagged_users(s->rec);
-    if (rc == 0 && flagged >= 0)
-        rc = metrics_gauge(out, "kycd_reconciler_flagged_users",
-                           "users flagged for a person (attention_reason): the reconciler leaves "
-                           "them until a webhook or `kycd attention retry` (counted every 5 s at "
-                           "most)",
-                           (double)flagged);
-    long long due = reconciler_due_users(s->rec);
-    if (rc == 0 && due >= 0)
-        rc = metrics_gauge(out, "kycd_reconciler_due_users",
-                           "held and pending users due a check (counted every 5 s at most)",
-                           (double)due);
+        rc = reconciler_write_gauges(s->rec, out);
     if (rc == 0)
         rc = metrics_gauge(out, "kycd_config_last_reload_success_timestamp_seconds",
                            "when the configuration was last loaded successfully (start or reload)",
@@ -287,7 +261,7 @@ static int serve_status(void *ctx, kbuf *out)
                           ",\"reconciler\":{\"enabled\":%s,\"paused\":%s,\"due_users\":%lld,"
                           "\"reason\":",
                           s->rec ? "true" : "false", paused ? "true" : "false",
-                          reconciler_due_users(s->rec));
+                          reconciler_counts(s->rec).due);
     if (rc == 0)
         rc = paused ? kbuf_append_json(out, rerr.msg) : kbuf_appendf(out, "null");
     if (rc == 0)

@@ -26,6 +26,11 @@ int kyc_check_why_is_recheck(enum kyc_check_why w)
     return w == KYC_WHY_RECHECK_REJECTED || w == KYC_WHY_RECHECK_VERIFIED;
 }
 
+int kyc_webhook_overdue(const kyc_status *stored, int64_t awaited_ms, int64_t webhook_overdue_ms)
+{
+    return kyc_is_pending(stored) && awaited_ms >= 0 && awaited_ms >= webhook_overdue_ms;
+}
+
 __attribute__((format(printf, 2, 3))) static void flag(kyc_check_plan *p, const char *fmt, ...)
 {
     va_list ap;
@@ -110,6 +115,8 @@ kyc_check_plan kyc_check_decide(const kyc_check_in *in)
     p.failures = in->failures;
     p.next_check_ms = -1;
     p.retry_in_ms = -1;
+    p.overdue = !kyc_check_why_is_recheck(in->why) &&
+                kyc_webhook_overdue(in->before, in->awaited_ms, r->webhook_overdue_ms);
     if (in->lost_lease) {
         p.write = KYC_WRITE_NOTHING; /* the other instance owns the row */
         return p;

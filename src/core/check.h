@@ -37,6 +37,7 @@ enum kyc_check_why {
     KYC_WHY_RECHECK_REJECTED, /* rejected: a new attempt may have been lost */
     KYC_WHY_RECHECK_VERIFIED, /* verified: an expiry may have been lost */
 };
+#define KYC_CHECK_WHY_COUNT (KYC_WHY_RECHECK_VERIFIED + 1)
 const char *kyc_check_why_name(enum kyc_check_why w); /* "held", ... "recheck_verified" */
 int kyc_check_why_is_recheck(enum kyc_check_why w);
 
@@ -49,6 +50,7 @@ int kyc_check_why_is_recheck(enum kyc_check_why w);
 /* The reconciler's settings that bear on one check. */
 typedef struct kyc_check_rules {
     int64_t pending_after_ms;               /* a user still pending: look again after this */
+    int64_t webhook_overdue_ms;             /* pending with no webhook this long: overdue */
     int max_failures;                       /* transient answers in a row before a person looks */
     int64_t backoff_min_ms, backoff_max_ms; /* after a transient answer (with jitter) */
     int once;                               /* a one-shot pass: retries within the pass */
@@ -67,11 +69,12 @@ typedef struct kyc_check_answer {
 
 /* Everything known when P100 has answered and the user's row is locked. */
 typedef struct kyc_check_in {
-    const kyc_status *before;       /* the stored state */
-    int lost_lease;                 /* another instance holds the user now */
-    int failures;                   /* transient answers in a row so far (stored) */
-    enum kyc_check_why why;         /* from the claim */
-    int tries;                      /* calls for this user in this pass, this one included */
+    const kyc_status *before; /* the stored state */
+    int lost_lease;           /* another instance holds the user now */
+    int failures;             /* transient answers in a row so far (stored) */
+    enum kyc_check_why why;   /* from the claim */
+    int tries;                /* calls for this user in this pass, this one included */
+    int64_t awaited_ms;       /* since its last webhook or create-kyc (now, stored); -1: unknown */
     const kyc_check_answer *answer; /* never NULL */
     const kyc_check_rules *rules;   /* never NULL */
     uint64_t random;                /* jitter for the backoff */
@@ -95,7 +98,18 @@ typedef struct kyc_check_plan {
     char attention[512];    /* "": none; else flag the user for a person, with this reason */
     int64_t keep_lease_ms;  /* > 0: keep the claim this much longer (a retry in the pass) */
     int64_t retry_in_ms;    /* >= 0: call again within this pass after this wait; -1: not */
+    /* The user was waiting for its result webhook past webhook_overdue
+     * (stored pending, not a re-check): an APPLIED result then means the
+     * reconciler learned what the webhook never said
+     * (kycd_reconciler_corrections_total{cause="webhook_overdue"}). */
+    int overdue;
 } kyc_check_plan;
+
+/* Whether a user in this state, waiting for a webhook for awaited_ms (-1:
+ * unknown), is overdue: pending (kyc_is_pending) and awaited_ms at least
+ * webhook_overdue_ms. The same rule as kycd_webhooks_overdue_users' count
+ * (io/db_reconcile.c, kyc.webhook_awaited_since). */
+int kyc_webhook_overdue(const kyc_status *stored, int64_t awaited_ms, int64_t webhook_overdue_ms);
 
 kyc_check_plan kyc_check_decide(const kyc_check_in *in);
 

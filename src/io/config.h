@@ -80,6 +80,7 @@ typedef struct kycd_config {
     int64_t reconcile;                /* bool: reconciler thread in serve; default on */
     int64_t reconcile_interval_ms;    /* idle poll and 401 pause; default 30s */
     int64_t pending_after_ms;         /* default 10m */
+    int64_t webhook_overdue_ms;       /* default 30m */
     int64_t reconcile_max_failures;   /* default 10 */
     int64_t reconcile_backoff_min_ms; /* default 10s */
     int64_t reconcile_backoff_max_ms; /* default 1h */

@@ -159,6 +159,13 @@ const cfg_entry config_table[] = {
      "a pending user unchanged this long is checked with P100, and again every `pending_after` "
      "while pending",
      NULL},
+    {"webhook_overdue", T_DURATION, 0, OFF(webhook_overdue_ms), SEC, 30 * DAY, NULL, 1800 * SEC,
+     "a user created with `kycd create-kyc`, or pending, that has had no KYC webhook for this "
+     "long is overdue: counted in `kycd_webhooks_overdue_users` (alert KycdWebhooksOverdue), and "
+     "a correction the reconciler then makes is counted with cause `webhook_overdue` (P100's "
+     "provider answers within about 20 min; see [Webhooks that never come]"
+     "(design.md#webhooks-that-never-come))",
+     NULL},
     {"reconcile_max_failures", T_INT, 0, OFF(reconcile_max_failures), 1, 1000, NULL, 10,
      "transient failures in a row after which a user is flagged for a person", NULL},
     {"reconcile_backoff_min", T_DURATION, 0, OFF(reconcile_backoff_min_ms), 10, DAY, NULL, 10 * SEC,

@@ -73,7 +73,9 @@ static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
     "1000)))" SQL_CLAIM_TAKE;
 
 /* SQL_CLAIM's held and pending users, counted (leased ones too: they are
- * being checked, not yet done). */
+ * being checked, not yet done); the flagged ones; and the pending ones
+ * waiting for a webhook for webhook_overdue ($2), which the partial index
+ * verifications_due_idx serves (kyc.webhook_awaited_since, sql/015). */
 static const char SQL_COUNT_DUE[] =
     "SELECT (SELECT count(*) FROM kyc.verifications v"
     " WHERE v.attention_reason IS NULL"
@@ -82,21 +84,28 @@ static const char SQL_COUNT_DUE[] =
     "   AND (v.needs_check_reason IS NOT NULL"
     "        OR v.updated_at <= clock_timestamp() - make_interval(secs => $1::float8 / 1000))),"
     /* verifications_flagged_idx (sql/013) serves this one */
-    " (SELECT count(*) FROM kyc.verifications WHERE attention_reason IS NOT NULL)";
+    " (SELECT count(*) FROM kyc.verifications WHERE attention_reason IS NOT NULL),"
+    " (SELECT count(*) FROM kyc.verifications v"
+    " WHERE v.attention_reason IS NULL AND kyc.is_pending(v.attempt_status)"
+    "   AND kyc.webhook_awaited_since(v.last_webhook_at, v.requested_at, v.first_seen_at)"
+    "       <= clock_timestamp() - make_interval(secs => $2::float8 / 1000))";
 
-int db_count_due(db *d, int64_t pending_after_ms, long long *n, long long *flagged, kerr *err)
+int db_count_due(db *d, int64_t pending_after_ms, int64_t webhook_overdue_ms, db_due_counts *out,
+                 kerr *err)
 {
-    char after[24];
+    char after[24], overdue[24];
     snprintf(after, sizeof after, "%lld", (long long)pending_after_ms);
-    const char *p[] = {after};
-    PGresult *r = db_exec(d, SQL_COUNT_DUE, 1, p);
+    snprintf(overdue, sizeof overdue, "%lld", (long long)webhook_overdue_ms);
+    const char *p[] = {after, overdue};
+    PGresult *r = db_exec(d, SQL_COUNT_DUE, 2, p);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         int rc = db_fail(d, r, "counting due users", err);
         PQclear(r);
         return rc;
     }
-    *n = atoll(PQgetvalue(r, 0, 0));
-    *flagged = atoll(PQgetvalue(r, 0, 1));
+    out->due = atoll(PQgetvalue(r, 0, 0));
+    out->flagged = atoll(PQgetvalue(r, 0, 1));
+    out->overdue = atoll(PQgetvalue(r, 0, 2));
     PQclear(r);
     return 0;
 }
@@ -207,7 +216,24 @@ int db_check_begin(db *d, const char *external_user_id, const char *owner, db_ch
         db_rollback_quietly(d);
         return rc;
     }
+    /* How long the user has waited for a webhook (sql/015), for core's
+     * "overdue": read under the lock just taken. */
+    const char *p1[] = {external_user_id};
+    PGresult *r = db_exec(
+        d,
+        "SELECT (extract(epoch FROM clock_timestamp() - kyc.webhook_awaited_since(last_webhook_at, "
+        "requested_at, first_seen_at)) * 1000)::bigint FROM kyc.verifications "
+        "WHERE external_user_id = $1",
+        1, p1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        rc = db_fail(d, r, "reading the user's wait for a webhook", err);
+        PQclear(r);
+        db_rollback_quietly(d);
+        return rc;
+    }
     memset(row, 0, sizeof *row);
+    row->awaited_ms = PQgetisnull(r, 0, 0) ? -1 : atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
     row->before = u.status;
     row->lost_lease = strcmp(u.lease_owner, owner) != 0;
     row->failures = u.failures;
@@ -346,7 +372,7 @@ int db_record_created(db *d, const char *external_user_id, const char *verificat
         rc = db_exec_ok(
             d,
             "UPDATE kyc.verifications SET verification_id = $2, attention_reason = NULL, "
-            "  failures = 0, next_check_at = clock_timestamp() + "
+            "  requested_at = clock_timestamp(), failures = 0, next_check_at = clock_timestamp() + "
             "  make_interval(secs => $3::float8 / 1000) WHERE external_user_id = $1",
             3, pv, "recording the verification id", err);
     } else {
@@ -356,6 +382,7 @@ int db_record_created(db *d, const char *external_user_id, const char *verificat
             d,
             "UPDATE kyc.verifications SET needs_check_reason = coalesce(needs_check_reason, "
             "  'api_pending'), next_check_at = clock_timestamp(), attention_reason = NULL, "
+            "  requested_at = clock_timestamp(), "
             "  failures = 0 WHERE external_user_id = $1",
             1, p1, "marking the user pending", err);
     }

@@ -51,10 +51,21 @@ typedef struct db_claim_opts {
  * crashed instance's claims expire. No lock is held after this returns. */
 int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err) KYCD_MUST_CHECK;
 
+/* What the dispatcher counts for the gauges (every 5 s at most). */
+typedef struct db_due_counts {
+    long long due;     /* held and pending users due a check now: kycd_reconciler_due_users */
+    long long flagged; /* flagged for a person: kycd_reconciler_flagged_users */
+    long long overdue; /* pending, no webhook for webhook_overdue: kycd_webhooks_overdue_users */
+} db_due_counts;
+
 /* How many held and pending users are due a check now (what db_claim_due
- * without recheck would take, leases aside), for kycd_reconciler_due_users;
- * and how many are flagged for a person (kycd_reconciler_flagged_users). */
-int db_count_due(db *d, int64_t pending_after_ms, long long *n, long long *flagged,
+ * without recheck would take, leases aside), how many are flagged for a
+ * person, and how many pending ones (not flagged) have waited for a
+ * webhook at least webhook_overdue_ms since their last webhook or
+ * create-kyc (kyc.webhook_awaited_since, sql/015); each served by a
+ * partial index, so the cost follows the pending and flagged users, not
+ * the settled ones. */
+int db_count_due(db *d, int64_t pending_after_ms, int64_t webhook_overdue_ms, db_due_counts *out,
                  kerr *err) KYCD_MUST_CHECK;
 
 /* Give back this owner's claim on one user (a clean stop returns what no
@@ -79,9 +90,10 @@ typedef struct db_check_record {
 
 /* The user's row as the check's transaction found it (locked). */
 typedef struct db_check_row {
-    kyc_status before; /* the stored state */
-    int lost_lease;    /* another instance holds the user now */
-    int failures;      /* transient answers in a row so far */
+    kyc_status before;  /* the stored state */
+    int lost_lease;     /* another instance holds the user now */
+    int failures;       /* transient answers in a row so far */
+    int64_t awaited_ms; /* since its last webhook or create-kyc (sql/015); -1: unknown */
 } db_check_row;
 
 /* A check is one transaction in two steps, so that core decides between
@@ -100,7 +112,8 @@ int db_check_finish(db *d, const db_check_record *rec, const kyc_check_plan *pla
 /* After Create KYC Verification: record the user as pending with its
  * verificationId (source api, state from kyc_after_create).
  * already_pending (202 P212): make sure the user exists and is checked at
- * once. pending_after_ms schedules the next check. */
+ * once. Either way requested_at is now: a webhook is awaited from now
+ * (kycd_webhooks_overdue_users). pending_after_ms schedules the next check. */
 int db_record_created(db *d, const char *external_user_id, const char *verification_id,
                       int already_pending, int64_t pending_after_ms, kerr *err) KYCD_MUST_CHECK;
 

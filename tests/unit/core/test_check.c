@@ -458,11 +458,75 @@ static void test_names(void **state)
     assert_true(kyc_check_why_is_recheck(KYC_WHY_RECHECK_REJECTED));
 }
 
+/* Overdue: a pending user that has waited for its result webhook at
+ * least webhook_overdue (as kycd_webhooks_overdue_users counts it); a
+ * correction of such a user is the reconciler learning what the webhook
+ * never said. A re-check, a settled user, an unknown wait, or a wait
+ * short of the limit is not overdue, whatever the answer. */
+static void test_overdue(void **state)
+{
+    (void)state;
+    enum { LIMIT = 1800000 };
+    static const struct {
+        const char *name, *bv, *ba; /* stored */
+        int64_t awaited_ms;
+        enum kyc_check_why why;
+        const char *av, *aa; /* P100's answer (ok) */
+        int overdue;
+        enum kyc_check_result result;
+    } cases[] = {
+        {"created, no webhook for the limit, P100 verified: overdue correction", NV, "PENDING",
+         LIMIT, KYC_WHY_PENDING, "VERIFIED", "SUCCESSFUL", 1, KYC_CHECK_APPLIED},
+        {"held and overdue: overdue too", NV, "VERIFICATION", LIMIT + 1, KYC_WHY_HELD, NV,
+         "REJECTED_BY_PROVIDER", 1, KYC_CHECK_APPLIED},
+        {"nothing settled yet (NULL attempt), long wait: overdue", NULL, NULL, 3 * LIMIT,
+         KYC_WHY_PENDING, NV, "PENDING", 1, KYC_CHECK_APPLIED},
+        {"overdue, P100 agrees (still pending): overdue, unchanged", NV, "PENDING", 2 * LIMIT,
+         KYC_WHY_PENDING, NV, "PENDING", 1, KYC_CHECK_UNCHANGED},
+        {"a webhook came just short of the limit: an ordinary correction", NV, "PENDING", LIMIT - 1,
+         KYC_WHY_PENDING, "VERIFIED", "SUCCESSFUL", 0, KYC_CHECK_APPLIED},
+        {"wait unknown: not overdue", NV, "PENDING", -1, KYC_WHY_PENDING, "VERIFIED", "SUCCESSFUL",
+         0, KYC_CHECK_APPLIED},
+        {"settled (rejected) re-check, long silence: not overdue", NV, "REJECTED_BY_PROVIDER",
+         10 * LIMIT, KYC_WHY_RECHECK_REJECTED, NV, "PENDING", 0, KYC_CHECK_APPLIED},
+        {"verified re-check, long silence: not overdue", "VERIFIED", "SUCCESSFUL", 10 * LIMIT,
+         KYC_WHY_RECHECK_VERIFIED, "EXPIRED", "SUCCESSFUL", 0, KYC_CHECK_APPLIED},
+    };
+    kyc_check_rules rules = {.pending_after_ms = PENDING_AFTER,
+                             .webhook_overdue_ms = LIMIT,
+                             .max_failures = 3,
+                             .backoff_min_ms = BACKOFF_MIN,
+                             .backoff_max_ms = BACKOFF_MAX,
+                             .call_timeout_ms = TIMEOUT};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        print_message("case: %s\n", cases[i].name);
+        kyc_status before = kyc_state(cases[i].bv, cases[i].ba, NULL, 0);
+        kyc_status answer = kyc_state(cases[i].av, cases[i].aa, NULL, 0);
+        kyc_check_answer a = {.cls = P100_OK,
+                              .http_status = 200,
+                              .error_code = "",
+                              .error_message = "",
+                              .status = &answer};
+        kyc_check_in in = {.before = &before,
+                           .why = cases[i].why,
+                           .tries = 1,
+                           .awaited_ms = cases[i].awaited_ms,
+                           .answer = &a,
+                           .rules = &rules};
+        kyc_check_plan p = kyc_check_decide(&in);
+        assert_int_equal(p.overdue, cases[i].overdue);
+        assert_int_equal(p.result, cases[i].result);
+        assert_int_equal(kyc_webhook_overdue(&before, cases[i].awaited_ms, LIMIT),
+                         kyc_check_why_is_recheck(cases[i].why) ? 0 : cases[i].overdue);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_overdue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

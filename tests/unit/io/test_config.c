@@ -541,6 +541,7 @@ static void test_print(void **state)
                        "reconcile = on\n"
                        "reconcile_interval = 30s\n"
                        "pending_after = 10m\n"
+                       "webhook_overdue = 30m\n"
                        "reconcile_max_failures = 10\n"
                        "reconcile_backoff_min = 10s\n"
                        "reconcile_backoff_max = 1h\n"
