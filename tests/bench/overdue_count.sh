@@ -7,7 +7,7 @@
 # migrated by `kycd migrate`. The statement is the one in
 # src/io/db_reconcile.c (SQL_COUNT_DUE, read from the source). Prints its
 # plan (EXPLAIN ANALYZE; it must use the partial indexes, no sequential
-# scan of kyc.verifications), then:
+# scan of kyc.verifications, no parallel workers), then:
 #   RESULT overdue_count settled=... pending=... overdue=... median_ms=... max_ms=...
 #
 # usage: tests/bench/overdue_count.sh [BUILD_DIR]
@@ -69,13 +69,19 @@ if grep -q 'Seq Scan on verifications' "$work/plan"; then
   echo "bench: the count reads kyc.verifications sequentially" >&2; exit 1
 fi
 grep -q 'verifications_due_idx' "$work/plan" || { echo "bench: verifications_due_idx unused" >&2; exit 1; }
+# Parallel workers for a few thousand rows: the planner took the pending
+# users for half the table (the statistics of sql/015 are missing).
+if grep -q 'Gather' "$work/plan"; then
+  echo "bench: the count starts parallel workers (planner's estimate of pending users?)" >&2; exit 1
+fi
 counts=$(q -c "PREPARE c(text, text) AS $stmt" -c "EXECUTE c('$pending_after_ms', '$overdue_ms')")
 overdue=${counts##*|}
 : >"$work/ms"
-for _ in $(seq 1 "$runs"); do
-  q -c '\timing on' -c "PREPARE c(text, text) AS $stmt" -c "EXECUTE c('$pending_after_ms', '$overdue_ms')" |
-    awk '/^Time: / { print $2 }' | tail -1 >>"$work/ms"
-done
+# One session, as the dispatcher's connection: the statement parsed and
+# planned each time, as kycd sends it (PQexecParams, unnamed).
+lit=${stmt//\$1/\'$pending_after_ms\'}; lit=${lit//\$2/\'$overdue_ms\'}
+{ echo '\timing on'; for _ in $(seq 1 "$runs"); do echo "$lit;"; done; } |
+  q | awk '/^Time: / { print $2 }' >"$work/ms"
 median=$(sort -n "$work/ms" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
 max=$(sort -n "$work/ms" | tail -1)
 echo "RESULT overdue_count settled=$settled pending=$pending due|flagged|overdue=$counts overdue=$overdue median_ms=$median max_ms=$max"
