@@ -105,7 +105,7 @@ static atomic_llong reload_cells[N(RELOAD_RESULT)];
 static atomic_llong correction_cells[N(CAUSE)];
 static atomic_llong quarantine_cells[N(KIND) * N(QUARANTINE_STORED)];
 static unsigned char delivery_known[N(delivery_cells)], check_known[N(check_cells)],
-    quarantine_known[N(quarantine_cells)];
+    quarantine_known[N(quarantine_cells)], correction_known[N(correction_cells)];
 
 /* The (outcome, reason) pairs a webhook delivery can be counted with, per
  * kind: what handler.c counts is a webhook's own answer, a 200 with the
@@ -189,7 +189,7 @@ static counter C_CORRECTION = {"kycd_reconciler_corrections_total",
                                "else why the user was checked (held, pending, recheck_*)",
                                1,
                                {&L_CAUSE},
-                               NULL, /* every cause, "other" too */
+                               correction_known,
                                correction_cells};
 static counter C_QUARANTINE = {"kycd_webhook_quarantined_total",
                                "authentic webhook deliveries kycd could not apply (body failed "
@@ -264,6 +264,9 @@ static void known_init(void)
     for (int k = 0; k < KYC_KIND_COUNT; k++)
         for (int s = 0; s < N(QUARANTINE_STORED); s++)
             quarantine_known[cell_index(&C_QUARANTINE, (const int[]){k, s})] = 1;
+    /* Every cause but "other". */
+    for (int c = 0; c <= KYC_CHECK_WHY_COUNT; c++)
+        correction_known[c] = 1;
     /* Every answer class x every result (and error): not "other". */
     for (int o = 0; o < P100_CLASS_COUNT; o++)
         for (int r = 0; r <= KYC_CHECK_RESULT_COUNT; r++)

@@ -28,7 +28,8 @@ int kyc_check_why_is_recheck(enum kyc_check_why w)
 
 int kyc_webhook_overdue(const kyc_status *stored, int64_t awaited_ms, int64_t webhook_overdue_ms)
 {
-    return kyc_is_pending(stored) && awaited_ms >= 0 && awaited_ms >= webhook_overdue_ms;
+    return webhook_overdue_ms > 0 && kyc_is_pending(stored) && awaited_ms >= 0 &&
+           awaited_ms >= webhook_overdue_ms;
 }
 
 __attribute__((format(printf, 2, 3))) static void flag(kyc_check_plan *p, const char *fmt, ...)

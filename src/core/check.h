@@ -107,7 +107,7 @@ typedef struct kyc_check_plan {
 
 /* Whether a user in this state, waiting for a webhook for awaited_ms (-1:
  * unknown), is overdue: pending (kyc_is_pending) and awaited_ms at least
- * webhook_overdue_ms. The same rule as kycd_webhooks_overdue_users' count
+ * webhook_overdue_ms (0: nobody is, the rule is off). The same rule as kycd_webhooks_overdue_users' count
  * (io/db_reconcile.c, kyc.webhook_awaited_since). */
 int kyc_webhook_overdue(const kyc_status *stored, int64_t awaited_ms, int64_t webhook_overdue_ms);
 

@@ -74,6 +74,8 @@ static void test_registry_fixed_labels(void **state)
     metrics_delivery(KYC_KIND_POA_STATUS, KYC_OUTCOME_APPLIED, KYC_R_LATEST);
     metrics_reconciler_check(P100_TRANSIENT, KYC_CHECK_RETRY);
     metrics_reconciler_check(P100_OK, METRICS_CHECK_ERROR);
+    metrics_reconciler_correction(KYC_WHY_PENDING, 1); /* overdue: the cause, whatever the why */
+    metrics_reconciler_correction(KYC_WHY_HELD, 0);
     metrics_config_reload(0);
     metrics_observe_ingest(0.003);
     kbuf b;
@@ -94,6 +96,9 @@ static void test_registry_fixed_labels(void **state)
     assert_non_null(strstr(t, "kycd_reconciler_checks_total{outcome=\"transient\","
                               "result=\"retry\"} 1\n"));
     assert_non_null(strstr(t, "kycd_reconciler_checks_total{outcome=\"ok\",result=\"error\"} 1\n"));
+    assert_non_null(strstr(t, "kycd_reconciler_corrections_total{cause=\"webhook_overdue\"} 1\n"));
+    assert_non_null(strstr(t, "kycd_reconciler_corrections_total{cause=\"held\"} 1\n"));
+    assert_non_null(strstr(t, "kycd_reconciler_corrections_total{cause=\"pending\"} 0\n"));
     /* Reloads are dense: both results are there from the start. */
     assert_non_null(strstr(t, "kycd_config_reloads_total{result=\"success\"} 0\n"));
     assert_non_null(strstr(t, "kycd_config_reloads_total{result=\"failure\"} 1\n"));
@@ -136,6 +141,12 @@ static void test_registry_fresh_zeros(void **state)
     assert_int_equal(count_lines(t, "kycd_webhook_deliveries_total{kind=\"kyc_file_added\","), 14);
     assert_non_null(strstr(t, "kycd_webhook_deliveries_total{kind=\"poa_verification_status\","
                               "outcome=\"quarantined\",reason=\"invalid_body\"} 0\n"));
+    /* Corrections: every cause (the claim's four reasons and
+     * webhook_overdue), not "other". */
+    assert_int_equal(count_lines(t, "kycd_reconciler_corrections_total{"), 5);
+    assert_non_null(strstr(t, "kycd_reconciler_corrections_total{cause=\"webhook_overdue\"} 0\n"));
+    assert_non_null(strstr(t, "kycd_reconciler_corrections_total{cause=\"recheck_verified\"} 0\n"));
+    assert_null(strstr(t, "kycd_reconciler_corrections_total{cause=\"other\"}"));
     /* Quarantined deliveries: every kind x where it was made durable. */
     assert_int_equal(count_lines(t, "kycd_webhook_quarantined_total{"), 4 * 2);
     assert_non_null(strstr(t, "kycd_webhook_quarantined_total{kind=\"kyc_verification_status\","

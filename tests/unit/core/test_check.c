@@ -518,6 +518,10 @@ static void test_overdue(void **state)
         assert_int_equal(p.result, cases[i].result);
         assert_int_equal(kyc_webhook_overdue(&before, cases[i].awaited_ms, LIMIT),
                          kyc_check_why_is_recheck(cases[i].why) ? 0 : cases[i].overdue);
+        /* No limit (a caller that sets none): nobody is overdue. */
+        rules.webhook_overdue_ms = 0;
+        assert_false(kyc_check_decide(&in).overdue);
+        rules.webhook_overdue_ms = LIMIT;
     }
 }
 
