@@ -50,24 +50,38 @@ GRANT SELECT ON kyc.recheck_policy TO PUBLIC;
 -- not IMMUTABLE: a rejected user whose window has already closed when it
 -- is stamped (the migration stamping years of history) gets none, so
 -- that the claim's index never holds users it would only skip.
+CREATE FUNCTION kyc.recheck_rejected_at(at timestamptz, rechecked_at timestamptz,
+                                        after_ms bigint, for_ms bigint)
+RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN for_ms > 0 AND at + make_interval(secs => for_ms / 1000.0) > now()
+        AND CASE WHEN rechecked_at IS NULL OR rechecked_at < at
+                 THEN at + make_interval(secs => after_ms / 1000.0)
+                 ELSE rechecked_at + greatest(make_interval(secs => after_ms / 1000.0),
+                                              rechecked_at - at) END
+            < at + make_interval(secs => for_ms / 1000.0)
+    THEN CASE WHEN rechecked_at IS NULL OR rechecked_at < at
+              THEN at + make_interval(secs => after_ms / 1000.0)
+              ELSE rechecked_at + greatest(make_interval(secs => after_ms / 1000.0),
+                                           rechecked_at - at) END END
+$$;
+COMMENT ON FUNCTION kyc.recheck_rejected_at(timestamptz, timestamptz, bigint, bigint) IS 'a rejected user''s next re-check: after_ms after the last word (at), then after twice the time since it (from the last re-check), while within for_ms of it; NULL for none. One expression, so that PostgreSQL inlines it';
+
+-- Both are one expression each (no FROM), so that PostgreSQL inlines
+-- them into the statements that call them: called per row as functions,
+-- stamping cost several times as much.
 CREATE FUNCTION kyc.recheck_at(verification_status text, attempt_status text,
                                updated_at timestamptz, last_webhook_at timestamptz,
                                rechecked_at timestamptz, external_user_id text,
                                p kyc.recheck_policy)
 RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN kyc.is_pending(attempt_status) THEN NULL ELSE least(
-        (SELECT CASE WHEN d < w.at + make_interval(secs => p.rejected_for_ms / 1000.0) THEN d END
-         FROM (SELECT CASE WHEN rechecked_at IS NULL OR rechecked_at < w.at
-                 THEN w.at + make_interval(secs => p.rejected_after_ms / 1000.0)
-                 ELSE rechecked_at + greatest(make_interval(secs => p.rejected_after_ms / 1000.0),
-                                              rechecked_at - w.at) END AS d) r
-         WHERE attempt_status = p.rejected_attempt AND p.rejected_for_ms > 0
-           AND w.at + make_interval(secs => p.rejected_for_ms / 1000.0) > now()),
-        CASE WHEN verification_status = p.verified_status AND p.verified_every_ms > 0
-             THEN kyc.recheck_slot(kyc.recheck_phase(external_user_id), p.verified_every_ms,
-                                   greatest(rechecked_at, w.at))
-                  + make_interval(secs => p.verified_every_ms / 1000.0) END) END
-    FROM (SELECT greatest(updated_at, last_webhook_at) AS at) w
+        CASE WHEN attempt_status = (p).rejected_attempt
+             THEN kyc.recheck_rejected_at(greatest(updated_at, last_webhook_at), rechecked_at,
+                                          (p).rejected_after_ms, (p).rejected_for_ms) END,
+        CASE WHEN verification_status = (p).verified_status AND (p).verified_every_ms > 0
+             THEN kyc.recheck_slot(kyc.recheck_phase(external_user_id), (p).verified_every_ms,
+                                   greatest(rechecked_at, updated_at, last_webhook_at))
+                  + make_interval(secs => (p).verified_every_ms / 1000.0) END) END
 $$;
 COMMENT ON FUNCTION kyc.recheck_at(text, text, timestamptz, timestamptz, timestamptz, text, kyc.recheck_policy) IS 'when a settled user is next due a re-check under a policy (its state, last change, last webhook, last re-check, id): rejected users at rejected_after after the last word then after twice the time since it, within rejected_for; verified users in their slot once per interval; NULL for none';
 
@@ -114,6 +128,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p kyc.recheck_policy;
     last_id pg_catalog.text;
+    ids pg_catalog.text[];
 BEGIN
     SELECT * INTO STRICT p FROM kyc.recheck_policy FOR UPDATE;
     changed := p.rejected_attempt IS DISTINCT FROM set_recheck_policy.rejected_attempt
@@ -133,16 +148,19 @@ BEGIN
     END IF;
     restamped := 0;
     IF p.restamp_after IS NOT NULL THEN
-        WITH b AS (SELECT v.external_user_id FROM kyc.verifications v
-                   WHERE v.external_user_id OPERATOR(pg_catalog.>) p.restamp_after
-                   ORDER BY v.external_user_id LIMIT batch FOR UPDATE),
-             u AS (UPDATE kyc.verifications v
-                   SET recheck_at = kyc.recheck_at(v.verification_status, v.attempt_status,
-                       v.updated_at, v.last_webhook_at, v.rechecked_at, v.external_user_id, p)
-                   FROM b WHERE v.external_user_id OPERATOR(pg_catalog.=) b.external_user_id
-                   RETURNING v.external_user_id)
-        SELECT pg_catalog.count(*), pg_catalog.max(u.external_user_id) INTO restamped, last_id
-        FROM u;
+        -- The batch's keys first, then the rows by them (an index scan per
+        -- key): a join with the batch's query hashed the whole table for
+        -- every batch.
+        SELECT pg_catalog.array_agg(b.external_user_id ORDER BY b.external_user_id) INTO ids
+        FROM (SELECT v.external_user_id FROM kyc.verifications v
+              WHERE v.external_user_id OPERATOR(pg_catalog.>) p.restamp_after
+              ORDER BY v.external_user_id LIMIT batch) b;
+        restamped := COALESCE(pg_catalog.cardinality(ids), 0);
+        last_id := ids[restamped];
+        UPDATE kyc.verifications v
+        SET recheck_at = kyc.recheck_at(v.verification_status, v.attempt_status, v.updated_at,
+                                        v.last_webhook_at, v.rechecked_at, v.external_user_id, p)
+        WHERE v.external_user_id OPERATOR(pg_catalog.=) ANY (ids);
         UPDATE kyc.recheck_policy SET restamp_after = CASE WHEN restamped OPERATOR(pg_catalog.<) batch
             THEN NULL ELSE last_id END;
         done := restamped OPERATOR(pg_catalog.<) batch;

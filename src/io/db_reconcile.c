@@ -23,16 +23,22 @@
     "    AND (v.lease_until IS NULL OR v.lease_until < clock_timestamp())"                         \
     "    AND (v.next_check_at IS NULL OR v.next_check_at <= t.now)"                                \
     "    AND ($6::int = 0 OR v.last_checked_at IS NULL OR v.last_checked_at < t.now)"
+/* The claimed users' rows are found again by their keys, as an array (an
+ * InitPlan): joined to the CTE alone, the planner guessed the LIMIT's 1,000
+ * rows and hashed the whole table (100,000 users: 50 ms a claim). */
 #define SQL_CLAIM_TAKE                                                                             \
     "  LIMIT $1 FOR UPDATE OF v SKIP LOCKED) "                                                     \
     "UPDATE kyc.verifications v SET lease_owner = $2, "                                            \
     "  lease_until = clock_timestamp() + make_interval(secs => $4::float8 / 1000) "                \
     "FROM due WHERE v.external_user_id = due.external_user_id "                                    \
+    "  AND v.external_user_id = ANY ((SELECT array_agg(external_user_id) FROM due)::text[]) "      \
     "RETURNING v.external_user_id, v.failures, due.why"
 
 /* Held and pending users. "Pending" is kyc.is_pending
  * (sql/005_pending.sql), the same expression as the partial index
- * verifications_due_idx, so that the index serves this query. */
+ * verifications_due_idx, so that the index serves this query; its key
+ * bounded by a scalar subquery (a value when the scan starts: see
+ * SQL_CLAIM_RECHECK), so that users not yet due are never read. */
 static const char SQL_CLAIM[] = SQL_CLAIM_NOW
     "due AS ("
     "  SELECT v.external_user_id, CASE WHEN v.needs_check_reason IS NOT NULL THEN 0 ELSE 1 END "
@@ -41,7 +47,7 @@ static const char SQL_CLAIM[] = SQL_CLAIM_NOW
     "    AND (v.needs_check_reason IS NOT NULL OR "
     "kyc.is_pending(v.attempt_status))" SQL_CLAIM_COMMON "    AND (v.needs_check_reason IS NOT NULL"
     "         OR v.updated_at <= t.now - make_interval(secs => t.pending_after_s))"
-    "    AND coalesce(v.next_check_at, v.updated_at) <= t.now"
+    "    AND coalesce(v.next_check_at, v.updated_at) <= (SELECT now FROM t)"
     "  ORDER BY coalesce(v.next_check_at, v.updated_at)" SQL_CLAIM_TAKE;
 
 /* Settled users due a re-check (see db_reconcile.h), by their stored
@@ -49,16 +55,18 @@ static const char SQL_CLAIM[] = SQL_CLAIM_NOW
  * kyc.recheck_policy), through the partial index verifications_recheck_idx,
  * whose predicate the WHERE repeats: the scan starts at the earliest due
  * and stops at LIMIT or at the first user not yet due, so with nothing due
- * it reads one index page whatever the table's size. A rejected user whose
+ * it reads one index page whatever the table's size. The bound is a
+ * scalar subquery (an InitPlan: a value when the scan starts), not a join
+ * with t, which the planner applies as a filter after reading the index. A rejected user whose
  * re-check fell due but was not taken before recheck_rejected_for ran out
  * is no longer due (as the policy says). $7 the rejected attemptStatus,
  * P100's word from core/vocab.c (never spelled here). */
 static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
     "due AS ("
     "  SELECT v.external_user_id, CASE WHEN v.attempt_status = $7 THEN 2 ELSE 3 END AS why"
-    "  FROM t CROSS JOIN kyc.recheck_policy p JOIN kyc.verifications v"
-    "    ON v.recheck_at <= t.now AND v.recheck_at IS NOT NULL"
-    "  WHERE v.attention_reason IS NULL AND v.needs_check_reason IS NULL" SQL_CLAIM_COMMON
+    "  FROM kyc.verifications v, t, kyc.recheck_policy p"
+    "  WHERE v.recheck_at <= (SELECT now FROM t) AND v.recheck_at IS NOT NULL"
+    "    AND v.attention_reason IS NULL AND v.needs_check_reason IS NULL" SQL_CLAIM_COMMON
     "    AND NOT (v.attempt_status IS NOT DISTINCT FROM p.rejected_attempt"
     "      AND v.verification_status IS DISTINCT FROM p.verified_status"
     "      AND greatest(v.updated_at, v.last_webhook_at)"
@@ -66,15 +74,17 @@ static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
     "  ORDER BY v.recheck_at" SQL_CLAIM_TAKE;
 
 /* SQL_CLAIM's held and pending users, counted (leased ones too: they are
- * being checked, not yet done). */
+ * being checked, not yet done). The index's key is bounded by now()
+ * (stable: it may bound a scan, where clock_timestamp() may not). The
+ * flagged ones: verifications_flagged_idx (sql/013) serves that count. */
 static const char SQL_COUNT_DUE[] =
     "SELECT (SELECT count(*) FROM kyc.verifications v"
     " WHERE v.attention_reason IS NULL"
     "   AND (v.needs_check_reason IS NOT NULL OR kyc.is_pending(v.attempt_status))"
     "   AND (v.next_check_at IS NULL OR v.next_check_at <= clock_timestamp())"
     "   AND (v.needs_check_reason IS NOT NULL"
-    "        OR v.updated_at <= clock_timestamp() - make_interval(secs => $1::float8 / 1000))),"
-    /* verifications_flagged_idx (sql/013) serves this one */
+    "        OR v.updated_at <= clock_timestamp() - make_interval(secs => $1::float8 / 1000))"
+    "   AND coalesce(v.next_check_at, v.updated_at) <= now()),"
     " (SELECT count(*) FROM kyc.verifications WHERE attention_reason IS NOT NULL)";
 
 int db_count_due(db *d, int64_t pending_after_ms, long long *n, long long *flagged, kerr *err)
