@@ -21,11 +21,17 @@
 # claim of schema 13 (BENCH_ANCHOR_REV, the last commit before the stored
 # re-check time: it computed who was due from every settled user's columns),
 # both read from the C source by claim_sql.py, on the same data in the same
-# run. Last: RESULT lines with the ratios (10 M / 100 k; anchor / today).
+# run. Then RESULT lines with the ratios (10 M / 100 k; anchor / today).
+# Last, what the stamp costs the write path: kycd's SQL for one delivery of
+# a new user (pgbench_sql.py), BENCH_WRITE_ROUNDS rounds of
+# BENCH_WRITE_SECONDS at 8 connections with the stamping trigger on and
+# off (disabled for its round only), alternating, on the 10 M database:
+#   RESULT write tps_stamped=... tps_unstamped=... ratio=...
 #
 # usage: tests/bench/claim.sh [BUILD_DIR]
 # env: BENCH_SIZES ("100000 1000000 10000000"), BENCH_REPS (5),
-#      BENCH_ANCHOR_REV (2476e5d)
+#      BENCH_ANCHOR_REV (2476e5d), BENCH_WRITE_SECONDS (10),
+#      BENCH_WRITE_ROUNDS (3; 0 skips it)
 # Needs about 8 GB in /tmp and 15 minutes at 10 million users.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); top=$(cd "$here/../.." && pwd)
@@ -34,6 +40,9 @@ kycd=${BENCH_KYCD:-$build/kycd}
 sizes=${BENCH_SIZES:-100000 1000000 10000000}
 reps=${BENCH_REPS:-5}
 anchor=${BENCH_ANCHOR_REV:-2476e5d}
+wsecs=${BENCH_WRITE_SECONDS:-10}; wrounds=${BENCH_WRITE_ROUNDS:-3}
+pgbin=${PGLOCAL_PGBIN:-/usr/lib/postgresql/15/bin}
+[ -x "$pgbin/pgbench" ] || { echo "bench: $pgbin/pgbench missing" >&2; exit 1; }
 # shellcheck source=SCRIPTDIR/../../deploy/pg-local.sh
 source "$top/deploy/pg-local.sh"
 for n in $sizes; do [ "$n" -ge 100000 ] || { echo "bench: sizes start at 100000" >&2; exit 2; }; done
@@ -137,3 +146,19 @@ awk 'NR == 1 { f = $0 } { l = $0 } END {
     a[1], b[1], a[2], b[2], b[5] / a[5], b[5], a[5]
   printf "RESULT at %s users: nothing due anchor/today=%.0f, 1000 due anchor/today=%.0f\n",
     b[1], b[4] / b[3], b[6] / b[5] }' "$work/rows"
+
+[ "$wrounds" -gt 0 ] || exit 0
+python3 "$here/pgbench_sql.py" "$top" >"$work/delivery.sql"
+: >"$work/on"; : >"$work/off"
+for r in $(seq 1 "$wrounds"); do
+  for t in on off; do
+    [ "$t" = off ] && sql -c "ALTER TABLE kyc.verifications DISABLE TRIGGER verifications_recheck_at"
+    tps=$("$pgbin/pgbench" -n -M prepared -c 8 -j 2 -T "$wsecs" -f "$work/delivery.sql" "$url" 2>&1 |
+          awk '/^tps = / { print int($3) }')
+    [ "$t" = off ] && sql -c "ALTER TABLE kyc.verifications ENABLE TRIGGER verifications_recheck_at"
+    echo "$tps" >>"$work/$t"
+    echo "ROUND $r stamp=$t tps=$tps"
+  done
+done
+a=$(median <"$work/on"); b=$(median <"$work/off")
+echo "RESULT write tps_stamped=$a tps_unstamped=$b ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }')"
