@@ -14,14 +14,18 @@
 
 #define FEED_BATCH 2000   /* messages per read of the slot */
 #define FEED_WAIT_MS 1000 /* a follower looks again at least this often */
+#define FEED_RELATIONS 16 /* relations announced in one run: the parent, its partitions */
 
 typedef struct feed {
     int have_since;
     pgo_cursor since;
     pgo_msg begin;          /* the current transaction's Begin */
     long long n;            /* its changes so far */
-    pgo_msg rel;            /* the last Relation message, decoded from relbuf */
-    unsigned char *relbuf;  /* a copy: the names point into it */
+    /* The Relation messages seen (pgoutput announces the parent and the
+     * partition), each decoded from its own copy: the names point into it. */
+    pgo_msg rel[FEED_RELATIONS];
+    unsigned char *relbuf[FEED_RELATIONS];
+    int nrel;
     uint64_t done;          /* end of the last transaction whose changes are out */
     long long written;      /* change lines written */
     long long skipped;      /* changes the cursor covered */
@@ -42,9 +46,18 @@ static int feed_relation(feed *f, const unsigned char *msg, size_t len)
         free(copy);
         return rc;
     }
-    free(f->relbuf);
-    f->relbuf = copy;
-    f->rel = m;
+    int i = 0;
+    while (i < f->nrel && f->rel[i].relid != m.relid)
+        i++;
+    if (i == FEED_RELATIONS) {
+        free(copy);
+        return kerr_set(&f->err, KERR_INVALID, "pgoutput: more than %d relations", i);
+    }
+    if (i == f->nrel)
+        f->nrel++;
+    free(f->relbuf[i]);
+    f->relbuf[i] = copy;
+    f->rel[i] = m;
     return 0;
 }
 
@@ -55,10 +68,13 @@ static int feed_insert(feed *f, const pgo_msg *m)
         f->skipped++;
         return 0;
     }
-    if (f->relbuf == NULL || m->relid != f->rel.relid)
+    int i = 0;
+    while (i < f->nrel && f->rel[i].relid != m->relid)
+        i++;
+    if (i == f->nrel)
         return kerr_set(&f->err, KERR_INVALID, "pgoutput: insert into an unannounced relation");
     kbuf_reset(&f->line);
-    if (pgo_change_json(&f->line, &f->begin, &f->rel, m, f->n) != 0)
+    if (pgo_change_json(&f->line, &f->begin, &f->rel[i], m, f->n) != 0)
         return kerr_set(&f->err, KERR_NOMEM, "out of memory");
     if (fwrite(f->line.data, 1, f->line.len, stdout) != f->line.len)
         return kerr_set(&f->err, KERR_IO, "writing to standard output failed");
@@ -162,7 +178,8 @@ int cmd_changes(int argc, char **argv, const cmd_ctl *ctl)
          KLOG_INT("skipped", f.skipped), KLOG_STR("cursor", f.cursor[0] ? f.cursor : "none"));
 out:
     kbuf_deinit(&f.line);
-    free(f.relbuf);
+    for (int i = 0; i < f.nrel; i++)
+        free(f.relbuf[i]);
     db_free(d);
     config_deinit(&cfg);
     return rc;
