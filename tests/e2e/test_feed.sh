@@ -124,7 +124,7 @@ done
 # --- (c) the consumers under load -----------------------------------------------
 e2e_section "(c) a subscriber, kycd changes and test_decoding under load"
 # test_decoding's slot first: the reference commit order of everything after it.
-primary_sql "SELECT pg_create_logical_replication_slot('feed_check', 'test_decoding')" >/dev/null
+sql "SELECT pg_create_logical_replication_slot('feed_check', 'test_decoding')" >/dev/null
 dbname=$(sed -n 's/.*dbname=\([^ ]*\).*/\1/p' <<<"$E2E_DB_URL")
 FIRST_ID=$(sql "SELECT coalesce(max(id), 0) FROM kyc.status_changes")
 
@@ -239,7 +239,7 @@ wait "$FEED_PID" 2>/dev/null || true
 sql "SELECT id FROM kyc.status_changes WHERE id > $FIRST_ID" >"$E2E_TMP/primary.ids"
 sub_sql "SELECT id FROM kyc.status_changes ORDER BY applied_seq" >"$E2E_TMP/sub.ids"
 # test_decoding names the partition ("table kyc.status_changes_p202612: INSERT: id[bigint]:7 ...").
-primary_sql "SELECT data FROM pg_logical_slot_get_changes('feed_check', NULL, NULL)" |
+sql "SELECT data FROM pg_logical_slot_get_changes('feed_check', NULL, NULL)" |
   sed -n 's/^table kyc\.status_changes[_a-z0-9]*: INSERT: id\[bigint\]:\([0-9]*\) .*/\1/p' >"$E2E_TMP/decoded.ids"
 res=$(python3 "$CHECK" "$E2E_TMP/primary.ids" "$E2E_TMP/sub.ids" "$E2E_TMP/decoded.ids" "${FEED_OUTS[@]}") ||
   e2e_abort "feed_check.py failed"
@@ -262,9 +262,9 @@ done
 # --- (d) slot lag -----------------------------------------------------------------
 e2e_section "(d) the slot-lag query"
 # The query of docs/operations.md ("The change feed"), run as written there.
-LAG_SQL=$(sed -n '/^```sql feed-lag$/,/^```$/p' "$TEST_KYCD_SRC/docs/operations.md" | sed '1d;$d')
+LAG_SQL=$(sed -n '/^ *```sql feed-lag$/,/^ *```$/p' "$TEST_KYCD_SRC/docs/operations.md" | sed '1d;$d')
 assert_ne "" "$LAG_SQL" "docs/operations.md holds the slot-lag query"
-lag=$(primary_sql "$LAG_SQL")
+lag=$(sql "$LAG_SQL")
 echo "$lag" | sed 's/^/  /'
 assert_eq "feed_check feed_sub kycd_changes" "$(cut -d'|' -f1 <<<"$lag" | sort | tr '\n' ' ' | sed 's/ $//')" \
   "it answers for each slot"
