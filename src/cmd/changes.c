@@ -19,17 +19,17 @@
 typedef struct feed {
     int have_since;
     pgo_cursor since;
-    pgo_msg begin;          /* the current transaction's Begin */
-    long long n;            /* its changes so far */
+    pgo_msg begin; /* the current transaction's Begin */
+    long long n;   /* its changes so far */
     /* The Relation messages seen (pgoutput announces the parent and the
      * partition), each decoded from its own copy: the names point into it. */
     pgo_msg rel[FEED_RELATIONS];
     unsigned char *relbuf[FEED_RELATIONS];
     int nrel;
-    uint64_t done;          /* end of the last transaction whose changes are out */
-    long long written;      /* change lines written */
-    long long skipped;      /* changes the cursor covered */
-    char cursor[48];        /* the last line's cursor */
+    uint64_t done;     /* end of the last transaction whose changes are out */
+    long long written; /* change lines written */
+    long long skipped; /* changes the cursor covered */
+    char cursor[48];   /* the last line's cursor */
     kbuf line;
     kerr err;
 } feed;

@@ -34,10 +34,10 @@ typedef struct pgo_msg {
     uint32_t relid;      /* relation and insert */
     const char *nspname; /* relation (NUL-terminated, inside the message) */
     const char *relname;
-    int ncols;                          /* relation and insert */
-    const char *names[PGO_MAX_COLS];    /* relation: column names */
-    uint32_t types[PGO_MAX_COLS];       /* relation: column type oids */
-    pgo_value values[PGO_MAX_COLS];     /* insert: the new row */
+    int ncols;                       /* relation and insert */
+    const char *names[PGO_MAX_COLS]; /* relation: column names */
+    uint32_t types[PGO_MAX_COLS];    /* relation: column type oids */
+    pgo_value values[PGO_MAX_COLS];  /* insert: the new row */
 } pgo_msg;
 
 /* Decode one message of len bytes. KERR_INVALID ("pgoutput: ...") when it

@@ -28,8 +28,8 @@ int db_feed_slot(db *d, const char *slot, int *created, uint64_t *confirmed, ker
         return rc;
     }
     int found = PQntuples(r) == 1, rc = 0;
-    if (found && (strcmp(PQgetvalue(r, 0, 0), "pgoutput") != 0 ||
-                  strcmp(PQgetvalue(r, 0, 1), "t") != 0))
+    if (found &&
+        (strcmp(PQgetvalue(r, 0, 0), "pgoutput") != 0 || strcmp(PQgetvalue(r, 0, 1), "t") != 0))
         rc = kerr_set(err, KERR_STATE,
                       "replication slot %s is not a pgoutput slot of this database", slot);
     else if (found && pgo_lsn_parse(PQgetvalue(r, 0, 2), confirmed) != 0)
