@@ -17,6 +17,8 @@
 #       with every change, none twice, none extra, in commit order: the
 #       order test_decoding (another output plugin, on its own slot)
 #       decodes the commits in (tests/tools/feed_check.py);
+#       and a cursor inside a transaction of three changes resumes with
+#       exactly the other two;
 #   (d) the slot-lag query of docs/operations.md answers for every slot.
 # Figures are printed as "figures:" lines: changes written, received by
 # each consumer, duplicates, missing, resumes, ids committed out of order.
@@ -259,6 +261,26 @@ for r in $(seq 1 "$RUN"); do
   if grep -q 'level=error' "$E2E_TMP/feed.$r.err"; then fail "run $r logged an error: $(grep 'level=error' "$E2E_TMP/feed.$r.err" | head -n 1)"; fi
 done
 
+# A cursor inside a transaction: two fresh slots, one transaction of three
+# changes; the first slot's run gives the cursor of its first change, the
+# second slot, resumed from it, exactly the other two, once.
+for s in feed_mid0 feed_mid; do
+  e2e_kycd_cmd --bare "KYCD_DATABASE_URL=$FEED_URL" -- changes --slot "$s"
+  assert_eq 0 "$E2E_RC" "kycd changes --slot $s makes another slot"
+done
+sql "BEGIN; INSERT INTO kyc.status_changes (external_user_id, source, reason)
+     SELECT '$U', 'api', 'api' FROM generate_series(1, 3); COMMIT" >/dev/null
+mid_ids=$(sql "SELECT string_agg(id::text, ' ' ORDER BY id) FROM (SELECT id FROM kyc.status_changes ORDER BY id DESC LIMIT 3) x")
+e2e_kycd_cmd --bare "KYCD_DATABASE_URL=$FEED_URL" -- changes --slot feed_mid0
+first=$(grep -m 1 '^{"cursor"' "$E2E_OUT" | sed -n 's/^{"cursor":"\([^"]*\)".*/\1/p')
+assert_match "$first" ':1$' "the transaction's first change has cursor $first"
+e2e_kycd_cmd --bare "KYCD_DATABASE_URL=$FEED_URL" -- changes --slot feed_mid --since "$first"
+assert_eq "${mid_ids#* }" "$(grep '^{"cursor"' "$E2E_OUT" | sed -n 's/.*"change":{"id":\([0-9]*\),.*/\1/p' | tr '\n' ' ' | sed 's/ $//')" \
+  "resumed from $first it prints the transaction's other two changes (${mid_ids#* }), nothing else"
+e2e_kycd_cmd --bare "KYCD_DATABASE_URL=$FEED_URL" -- changes --slot feed_mid
+assert_eq 0 "$(grep -c '^{"cursor"' "$E2E_OUT" || true)" "then the slot has moved past them: a run without a cursor prints nothing"
+sql "SELECT pg_drop_replication_slot('feed_mid'), pg_drop_replication_slot('feed_mid0')" >/dev/null
+
 # --- (d) slot lag -----------------------------------------------------------------
 e2e_section "(d) the slot-lag query"
 # The query of docs/operations.md ("The change feed"), run as written there.
@@ -277,6 +299,7 @@ sub_sql "DROP SUBSCRIPTION feed_sub" >/dev/null || true
 figures "feed: writers=$N changes_written=$WRITTEN subscriber_received=$(val subscriber) subscriber_dup=$(val subscriber_dup)" \
   "subscriber_missing=$(val subscriber_missing) feed_received=$(val feed) feed_dup=$(val feed_dup) feed_missing=$(val feed_missing)" \
   "feed_runs=$RUN resumes=$RESUMES ids_committed_out_of_order=$(val ids_committed_out_of_order)" \
+  "transactions=$(val transactions) largest_transaction=$(val largest_transaction)" \
   "loadgens_running_at_second_resume=$load_running run_time_s=$((SECONDS - T_START))"
 e2e_private_pg_drop "$SUB_DIR" "$SUB_PG"
 e2e_private_pg_drop

@@ -16,7 +16,8 @@ delivered and is dropped (the next run starts after the last complete one).
 Prints one "key=value" line: counts, duplicates, missing, whether each
 order equals the commit order, whether the cursors only grow, and how many
 changes were committed after a change with a higher id (what a consumer
-reading `WHERE id > last` could skip)."""
+reading `WHERE id > last` could skip), and how many transactions the feed
+saw and the most changes one held."""
 import json
 import sys
 
@@ -77,6 +78,10 @@ def main():
         "feed_in_commit_order": int(feed == dec),
         "cursors_increasing": int(all(a < b for a, b in zip(keys, keys[1:]))),
         "ids_committed_out_of_order": inversions,
+        "transactions": len({ln["commit_lsn"] for ln in lines}),
+        "largest_transaction": max(
+            (sum(1 for ln in lines if ln["commit_lsn"] == c) for c in {ln["commit_lsn"] for ln in lines}),
+            default=0),
     }
     print(" ".join(f"{k}={v}" for k, v in fields.items()))
 
