@@ -8,7 +8,8 @@
 #   (b) the consumers' role (LOGIN REPLICATION, SELECT on
 #       kyc.status_changes only, as docs/feed.md makes it) reads the feed
 #       and nothing else;
-#   (c) under load from three `kycd serve` writers (kycd-loadgen, load.sh),
+#   (c) under load from three `kycd serve` writers (kycd-loadgen, load.sh)
+#       and their reconcilers (correcting pending users from the simulator),
 #       a second PostgreSQL subscribes to the publication (CREATE
 #       SUBSCRIPTION) while `kycd changes --follow` runs beside it and is
 #       killed (SIGKILL) twice and resumed from the cursor of its last
@@ -33,6 +34,7 @@ T_START=$SECONDS
 N=3          # kycd serve writers
 THREADS=3    # loadgen threads per writer
 USERS=40     # users per thread: 3 changes each (PENDING, VERIFICATION, VERIFIED)
+USERS_REC=90 # pending users whose VERIFIED only P100 knows: the reconcilers write one change each
 THINK_MS=60  # between a thread's deliveries: the load lasts about 10 s, past both kills
 CHECK=$TEST_KYCD_SRC/tests/tools/feed_check.py
 
@@ -54,9 +56,16 @@ assert_eq "status_changes|t" \
 # --- (a) NOTIFY -----------------------------------------------------------------
 e2e_section "(a) NOTIFY kyc_status_changes"
 declare -a K_PORT K_PID K_LOG
+# Each writer runs its reconciler too, against the simulated P100.
+e2e_certs
+e2e_start_sim --no-webhooks
+mapfile -t SIM_ENV < <(e2e_sim_env)
+REC=(KYCD_RECONCILE=on KYCD_PENDING_AFTER=1h KYCD_RECONCILE_INTERVAL=300ms KYCD_P100_TIMEOUT=2s
+     KYCD_P100_RATE=15 KYCD_P100_CONCURRENCY=4 KYCD_RECHECK_SHARE=0)
 for i in $(seq 1 "$N"); do
   E2E_KYCD_PID=
-  if [ "$i" = 1 ]; then e2e_start_kycd KYCD_LOG_LEVEL=info; else e2e_start_kycd --no-migrate KYCD_LOG_LEVEL=info; fi
+  if [ "$i" = 1 ]; then mig=(); else mig=(--no-migrate); fi
+  e2e_start_kycd "${mig[@]}" "${SIM_ENV[@]}" "${REC[@]}" KYCD_LOG_LEVEL=info
   K_PORT[i]=$E2E_PORT K_PID[i]=$E2E_KYCD_PID K_LOG[i]=$E2E_KYCD_LOG
 done
 E2E_PORT=${K_PORT[1]}
@@ -195,6 +204,13 @@ for i in $(seq 1 "$N"); do
   L_PID[i]=$LG_PID L_ACKS[i]=$LG_ACKS L_STDOUT[i]=$LG_STDOUT L_STDERR[i]=$LG_STDERR
   TOTAL=$((TOTAL + LG_TOTAL))
 done
+# The reconcilers' share of the load: users kycd holds as pending for two
+# hours whom P100 (the simulator) has as verified.
+sim POST /_sim/users "{\"prefix\":\"feed-rc-\",\"count\":$USERS_REC,\"verificationStatus\":\"$(p100_word verificationStatus VERIFIED)\",\"attemptStatus\":\"$(p100_word attemptStatus SUCCESSFUL)\"}" >/dev/null
+sql "INSERT INTO kyc.verifications (external_user_id, source, verification_status, attempt_status, updated_at)
+     SELECT 'feed-rc-' || g, 'webhook', '$(p100_word verificationStatus NOT_VERIFIED)', '$(p100_word attemptStatus PENDING)',
+            now() - interval '2 hours'
+     FROM generate_series(0, $USERS_REC - 1) g" >/dev/null
 # Partitions made after the publication and the subscription are covered:
 # one row in a month created now, one in the DEFAULT partition.
 sql "SELECT kyc.create_partition('status_changes', now() + interval '14 months')" >/dev/null
@@ -223,14 +239,20 @@ load_running=0
 for i in $(seq 1 "$N"); do kill -0 "${L_PID[$i]}" 2>/dev/null && load_running=$((load_running + 1)); done
 echo "loadgens still running after the second resume: $load_running of $N"
 
+e2e_section "(c) the load ends; every consumer catches up"
 for i in $(seq 1 "$N"); do
   LG_PID=${L_PID[$i]} LG_ACKS=${L_ACKS[$i]} LG_STDOUT=${L_STDOUT[$i]} LG_STDERR=${L_STDERR[$i]}
   lg_wait 150
   assert_eq 0 "$LG_RC" "writer $i's loadgen finished ($(lg_acked) acknowledged)"
 done
 E2E_DB_URL=$E2E_DB_URL_SAVED
+e2e_wait_sql "SELECT count(*) FROM kyc.status_changes WHERE external_user_id LIKE 'feed-rc-%' AND source = 'reconciler'" "$USERS_REC" 60 ||
+  fail "the reconcilers wrote $E2E_SQL_LAST of $USERS_REC changes within 60 s"
+REC_WRITERS=$(sql "SELECT count(DISTINCT checker) FROM kyc.status_checks WHERE external_user_id LIKE 'feed-rc-%'")
+echo "reconciler changes: $USERS_REC, by $REC_WRITERS instances"
 WRITTEN=$(sql "SELECT count(*) FROM kyc.status_changes WHERE id > $FIRST_ID")
-assert_eq 1 "$([ "$WRITTEN" -ge "$TOTAL" ] && echo 1 || echo 0)" "the load wrote $WRITTEN changes (at least one per delivery: $TOTAL)"
+assert_eq 1 "$([ "$WRITTEN" -ge $((TOTAL + USERS_REC)) ] && echo 1 || echo 0)" \
+  "the load wrote $WRITTEN changes (at least one per delivery and reconciled user: $((TOTAL + USERS_REC)))"
 sub_all() { [ "$(sub_sql "SELECT count(*) FROM kyc.status_changes")" -ge "$WRITTEN" ]; }
 e2e_wait_cmd 120 sub_all || fail "the subscriber has $(sub_sql "SELECT count(*) FROM kyc.status_changes") of $WRITTEN changes after 120 s"
 e2e_wait_cmd 120 feed_at_least "$WRITTEN" || fail "kycd changes printed $(feed_count) of $WRITTEN changes after 120 s"
@@ -238,6 +260,7 @@ kill -TERM "$FEED_PID" 2>/dev/null || true
 e2e_wait_exit "$FEED_PID" 10 || fail "kycd changes --follow did not stop on SIGTERM"
 wait "$FEED_PID" 2>/dev/null || true
 
+e2e_section "(c) what each consumer received"
 sql "SELECT id FROM kyc.status_changes WHERE id > $FIRST_ID" >"$E2E_TMP/primary.ids"
 sub_sql "SELECT id FROM kyc.status_changes ORDER BY applied_seq" >"$E2E_TMP/sub.ids"
 # test_decoding names the partition ("table kyc.status_changes_p202612: INSERT: id[bigint]:7 ...").
@@ -296,7 +319,8 @@ for i in $(seq 1 "$N"); do
   e2e_stop_kycd
 done
 sub_sql "DROP SUBSCRIPTION feed_sub" >/dev/null || true
-figures "feed: writers=$N changes_written=$WRITTEN subscriber_received=$(val subscriber) subscriber_dup=$(val subscriber_dup)" \
+e2e_stop_sim
+figures "feed: writers=$N reconciler_changes=$USERS_REC reconciler_instances=$REC_WRITERS changes_written=$WRITTEN subscriber_received=$(val subscriber) subscriber_dup=$(val subscriber_dup)" \
   "subscriber_missing=$(val subscriber_missing) feed_received=$(val feed) feed_dup=$(val feed_dup) feed_missing=$(val feed_missing)" \
   "feed_runs=$RUN resumes=$RESUMES ids_committed_out_of_order=$(val ids_committed_out_of_order)" \
   "transactions=$(val transactions) largest_transaction=$(val largest_transaction)" \
