@@ -12,8 +12,9 @@
 #include "core/pgoutput.h"
 #include "io/db_feed.h"
 
-#define FEED_BATCH 2000   /* messages per read of the slot */
-#define FEED_WAIT_MS 1000 /* a follower looks again at least this often */
+#define FEED_BATCH 2000              /* messages per read of the slot */
+#define FEED_SPAN (64 * 1024 * 1024) /* bytes of WAL per read: decoded well within db_timeout */
+#define FEED_WAIT_MS 1000            /* a follower looks again at least this often */
 #define FEED_RELATIONS 16 /* relations announced in one run: the parent, its partitions */
 
 typedef struct feed {
@@ -114,8 +115,9 @@ static int feed_run(feed *f, db *d, const char *slot, int follow, uint64_t confi
 {
     for (;;) {
         uint64_t upto = 0;
-        int all = 0;
-        int rc = db_feed_peek(d, slot, FEED_BATCH, feed_msg, f, &upto, &all, &f->err);
+        int all = 0, more = 0;
+        int rc = db_feed_peek(d, slot, confirmed, FEED_SPAN, FEED_BATCH, feed_msg, f, &upto, &all,
+                              &more, &f->err);
         /* Whatever was written, written through before the slot moves. */
         if (fflush(stdout) != 0 && rc == 0)
             rc = kerr_set(&f->err, KERR_IO, "writing to standard output failed");
@@ -129,7 +131,7 @@ static int feed_run(feed *f, db *d, const char *slot, int follow, uint64_t confi
                 return rc;
             confirmed = to;
         }
-        if (!all)
+        if (!all || more)
             continue;
         if (!follow)
             return 0;

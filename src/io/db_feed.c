@@ -54,8 +54,8 @@ int db_feed_slot(db *d, const char *slot, int *created, uint64_t *confirmed, ker
     return rc;
 }
 
-int db_feed_peek(db *d, const char *slot, int max_msgs, db_feed_msg_fn fn, void *arg,
-                 uint64_t *upto, int *all, kerr *err)
+int db_feed_peek(db *d, const char *slot, uint64_t from, uint64_t span, int max_msgs,
+                 db_feed_msg_fn fn, void *arg, uint64_t *upto, int *all, int *more, kerr *err)
 {
     /* The flushed WAL position first: decoding reads at least that far, so
      * when the batch is not cut, every commit before it was returned. */
@@ -67,8 +67,11 @@ int db_feed_peek(db *d, const char *slot, int max_msgs, db_feed_msg_fn fn, void 
         return rc;
     }
     PQclear(r);
+    uint64_t to = flushed;
+    if (flushed > from && flushed - from > span)
+        to = from + span;
     char lsn[24], n[16];
-    pgo_lsn_format(flushed, lsn, sizeof lsn);
+    pgo_lsn_format(to, lsn, sizeof lsn);
     snprintf(n, sizeof n, "%d", max_msgs);
     const char *p[] = {slot, lsn, n, DB_FEED_PUBLICATION};
     /* Binary results: the messages as sent, no bytea escaping. */
@@ -87,8 +90,9 @@ int db_feed_peek(db *d, const char *slot, int max_msgs, db_feed_msg_fn fn, void 
     PQclear(r);
     if (rc != 0)
         return rc;
-    *upto = flushed;
+    *upto = to;
     *all = rows < max_msgs;
+    *more = to < flushed;
     return 0;
 }
 

@@ -24,13 +24,17 @@ int db_feed_slot(db *d, const char *slot, int *created, uint64_t *confirmed,
  * and is returned by db_feed_peek. */
 typedef int (*db_feed_msg_fn)(void *arg, const unsigned char *msg, size_t len);
 
-/* The slot's next messages (after its confirmed position, in commit order,
- * whole transactions), at most about max_msgs, up to the WAL flushed when
- * called: fn for each, in order. *upto: that flushed position; *all: 1
- * when the batch was not cut by max_msgs (every transaction committed
- * before *upto was returned). Nothing is consumed: see db_feed_advance. */
-int db_feed_peek(db *d, const char *slot, int max_msgs, db_feed_msg_fn fn, void *arg,
-                 uint64_t *upto, int *all, kerr *err) KYCD_MUST_CHECK;
+/* The slot's next messages (after its confirmed position `from`, in commit
+ * order, whole transactions), at most about max_msgs, up to the WAL flushed
+ * when called but at most `span` bytes of WAL past `from` (each call decodes
+ * from the slot's restart position: a long stretch is read in pieces, each
+ * within the statement deadline): fn for each, in order. *upto: where it
+ * read up to; *all: 1 when the batch was not cut by max_msgs (every
+ * transaction committed before *upto was returned); *more: 1 when WAL
+ * flushed beyond *upto remains. Nothing is consumed: see db_feed_advance. */
+int db_feed_peek(db *d, const char *slot, uint64_t from, uint64_t span, int max_msgs,
+                 db_feed_msg_fn fn, void *arg, uint64_t *upto, int *all, int *more,
+                 kerr *err) KYCD_MUST_CHECK;
 
 /* Move the slot's confirmed position to lsn (never backwards): the server
  * may then recycle the WAL before it. Only past changes already delivered. */
