@@ -313,10 +313,11 @@ sql "SELECT pg_drop_replication_slot('feed_mid'), pg_drop_replication_slot('feed
 # --- (d) slot lag -----------------------------------------------------------------
 e2e_section "(d) the slot-lag query"
 # The query of docs/operations.md ("The change feed"), run as written there.
+# shellcheck disable=SC2016  # the backquotes are the markdown fence, not an expansion
 LAG_SQL=$(sed -n '/^ *```sql feed-lag$/,/^ *```$/p' "$TEST_KYCD_SRC/docs/operations.md" | sed '1d;$d')
 assert_ne "" "$LAG_SQL" "docs/operations.md holds the slot-lag query"
 lag=$(sql "$LAG_SQL")
-echo "$lag" | sed 's/^/  /'
+printf '  %s\n' "$lag"
 assert_eq "feed_check feed_sub kycd_changes" "$(cut -d'|' -f1 <<<"$lag" | sort | tr '\n' ' ' | sed 's/ $//')" \
   "it answers for each slot"
 
