@@ -89,8 +89,17 @@ upgrade_cleanup() {
     "${P[@]}" rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
   fi
 }
-# lib.sh's EXIT trap runs after ours: the container goes first.
-trap 'rc=$?; upgrade_cleanup; (exit "$rc"); e2e__cleanup' EXIT
+# lib.sh's exit handler runs after ours (the container goes first) and
+# reads the script's exit code from $?.
+upgrade_on_exit() {
+  local rc=$?
+  trap - ERR
+  set +e
+  upgrade_cleanup
+  (exit "$rc")
+  e2e__cleanup
+}
+trap upgrade_on_exit EXIT
 
 phase_t0=$(e2e_ms)
 phases=''
@@ -208,6 +217,8 @@ assert_eq systemd "$(in_box cat /proc/1/comm)" "PID 1 is systemd"
 phase "the old package: install, migrate, start"
 e2e_private_pg
 ROLE=kycd_upgrade
+# The cluster role the analysts' grants name (sql/002), as e2e_two_roles makes it.
+as_super "CREATE ROLE kyc_analyst NOLOGIN" "$PRIV_PG" >/dev/null
 as_super "CREATE ROLE $ROLE LOGIN NOSUPERUSER" "$PRIV_PG" >/dev/null
 db=$(sql "SELECT current_database()")
 as_super "ALTER DATABASE \"$db\" OWNER TO $ROLE" "$PRIV_PG" >/dev/null
@@ -282,7 +293,8 @@ e2e_wait_cmd 20 active || fail "kycd.service not active after the upgrade: $(in_
 new_pid=$(main_pid)
 assert_ne "$old_pid" "$new_pid" "postinst restarted the service (main PID $old_pid -> $new_pid)"
 assert_eq 0 "$(in_box systemctl show -p NRestarts --value kycd)" "restarted by the package, not by Restart= (no crash loop)"
-assert_eq "/usr/bin/kycd" "$(in_box readlink "/proc/$new_pid/exe")" "the new process runs the installed /usr/bin/kycd"
+assert_eq "/usr/bin/kycd serve --config /etc/kycd/kycd.conf " "$(in_box sh -c "tr '\\0' ' ' </proc/$new_pid/cmdline")" \
+  "the new process is the unit's ExecStart"
 assert_eq "${new_v%-*}" "$(status_version)" "and it is the new version (its /status)"
 assert_contains "$(in_box kycd version)" "kycd ${new_v%-*} " "kycd version: the new version"
 assert_ne 0 "$(spool_segments)" "the spool's segments are still there"
