@@ -33,7 +33,14 @@
 #      the running kycd replays its spool without a restart; every delivery
 #      answered 200 is in kyc.webhook_events exactly once, nothing else is,
 #      and the spool is empty;
-#   7. `dpkg -r` stops the service and keeps the spool folder.
+#   7. rollback: the old package installed again, the service restarted on it;
+#   8. the other order: the old kycd stopped with deliveries in its spool,
+#      the database back a release older, the new package installed (a
+#      stopped service stays stopped) and the service started before
+#      `kycd migrate`: it refuses, systemd keeps starting it every 2 s,
+#      webhooks get no answer, the spool stays; after `kycd migrate` the
+#      next start replays it, every 200 stored once;
+#   9. `dpkg -r` stops the service and keeps the spool folder.
 # Each phase prints its duration.
 #
 # Where podman cannot run containers, or systemd cannot boot in one, it
@@ -103,13 +110,15 @@ trap upgrade_on_exit EXIT
 
 phase_t0=$(e2e_ms)
 phases=''
-# phase NAME: the section line, and the previous phase's duration.
+# phase NAME: the section line, and the previous phase's duration (all of
+# them again at the end).
 phase() {
-  local now
+  local now took
   now=$(e2e_ms)
   if [ -n "${phase_name:-}" ]; then
-    phases="$phases $phase_name=$(( (now - phase_t0) / 100 ))"
-    echo "  ($phase_name took $(( (now - phase_t0) / 1000 )).$(( (now - phase_t0) % 1000 / 100 )) s)"
+    took="$(( (now - phase_t0) / 1000 )).$(( (now - phase_t0) % 1000 / 100 )) s"
+    phases="$phases"$'\n'"  $took  $phase_name"
+    echo "  ($phase_name: $took)"
   fi
   phase_name=$1
   phase_t0=$now
@@ -119,7 +128,7 @@ phase() {
 in_box() { timeout 120 "${P[@]}" exec "$NAME" "$@"; }
 
 # ------------------------------------------------------------------------------
-phase "the old package: $(git -C "$TEST_KYCD_SRC" log -1 --format='%h %s' "${KYCD_UPGRADE_FROM:-HEAD~1}" 2>/dev/null | cut -c 1-60)"
+phase "the old package (build and cpack) and the new one (cpack)"
 from=$(git -C "$TEST_KYCD_SRC" rev-parse --verify -q "${KYCD_UPGRADE_FROM:-HEAD~1}^{commit}") ||
   e2e_abort "no commit '${KYCD_UPGRADE_FROM:-HEAD~1}' in $TEST_KYCD_SRC (a shallow clone? set KYCD_UPGRADE_FROM)"
 civetweb=$(sed -n 's/^KYCD_CIVETWEB_SRC:PATH=//p' "$TEST_KYCD_BUILD/CMakeCache.txt")
@@ -135,7 +144,7 @@ if ! { timeout 300 cmake -S "$old_src" -B "$E2E_TMP/old-build" -DCMAKE_BUILD_TYP
   tail -n 30 "$E2E_TMP/old-build.log" | sed 's/^/  old build: /'
   e2e_abort "the build of $from failed"
 fi
-echo "  built $from in $(( ($(e2e_ms) - t0) / 1000 )) s (Release, no tests, -j2)"
+echo "  built $(git -C "$TEST_KYCD_SRC" log -1 --format='%h %s' "$from" | cut -c 1-70) in $(( ($(e2e_ms) - t0) / 1000 )) s (Release, no tests, -j2)"
 mkdir -p "$SHARE"
 chmod 700 "$SHARE"
 for which in old new; do
@@ -351,9 +360,75 @@ assert_eq "5x200 " "$(deliver 5)" "and new webhooks are stored at once: 200"
 assert_eq "$(awk '$2 == 200' "$DELIVERIES" | wc -l)" "$(sql "SELECT count(*) FROM kyc.webhook_events")" "stored"
 
 # ------------------------------------------------------------------------------
+phase "rollback: the old package again"
+out=$(in_box dpkg --force-confdef --force-confold -i /mnt/share/kycd-old.deb 2>&1) ||
+  fail "dpkg -i (old, a downgrade) failed: $(e2e__clip "$out")"
+e2e_wait_cmd 20 active || fail "kycd.service not active after the rollback"
+back_pid=$(main_pid)
+assert_ne "$new_pid" "$back_pid" "the service was restarted on the old package"
+assert_eq "${old_v%-*}" "$(status_version)" "it runs the old version again, on the newer or same schema"
+assert_eq "3x200 " "$(deliver 3)" "3 webhooks: 200"
+assert_eq "$(awk '$2 == 200' "$DELIVERIES" | wc -l)" "$(sql "SELECT count(*) FROM kyc.webhook_events")" "stored"
+
+# ------------------------------------------------------------------------------
+phase "the other order: the new package on an older schema, the database up"
+# The old kycd stopped with deliveries in its spool (the database away);
+# the database back looking a release older than both binaries (the
+# records from the old one's newest migration on removed, for now); the new
+# package installed, the service started before `kycd migrate`: it refuses,
+# systemd starts it again every 2 s, the spool stays as it is; after
+# `kycd migrate` the next start replays it.
+as_super "ALTER ROLE $ROLE NOLOGIN" "$PRIV_PG" >/dev/null
+pg_local_stop_server_only "$PRIV_DIR" || e2e_abort "cannot stop the private PostgreSQL"
+assert_eq "4x200 " "$(deliver 4)" "4 webhooks with the database down: 200 (spooled)"
+assert_eq 4 "$(spool_records)" "4 records in the old kycd's spool"
+out=$(in_box systemctl stop kycd 2>&1) || fail "systemctl stop kycd: $(e2e__clip "$out")"
+pg_local_start_server_only "$PRIV_DIR" >/dev/null || e2e_abort "cannot start the private PostgreSQL again"
+saved=$(sql "DELETE FROM kyc.schema_migrations WHERE version >= $old_schema
+             RETURNING format('(%s, %L, %L)', version, name, sha256)" | paste -sd, -)
+as_super "ALTER ROLE $ROLE LOGIN" "$PRIV_PG" >/dev/null
+out=$(in_box dpkg --force-confdef --force-confold -i /mnt/share/kycd-new.deb 2>&1) ||
+  fail "dpkg -i (new, onto the older schema) failed: $(e2e__clip "$out")"
+assert_eq inactive "$(in_box systemctl is-active kycd 2>/dev/null || true)" "a stopped service stays stopped across the upgrade"
+if in_box systemctl start kycd >/dev/null 2>&1; then
+  fail "systemctl start kycd succeeded on the older schema"
+else
+  pass "systemctl start kycd fails: the schema is older than the new kycd's"
+fi
+retried() { [ "$(in_box systemctl show -p NRestarts --value kycd)" -ge 2 ]; }
+if e2e_wait_cmd 20 retried; then
+  pass "systemd keeps starting it ($(in_box systemctl show -p NRestarts -p ActiveState -p SubState kycd | tr '\n' ' '))"
+else
+  fail "no restarts by systemd: $(in_box systemctl show -p NRestarts -p ActiveState -p SubState kycd | tr '\n' ' ')"
+fi
+assert_contains "$(in_box journalctl -u kycd -o cat --no-pager -n 20)" "run \`kycd migrate\` first" "its log says: run kycd migrate first"
+assert_eq 000 "$(post "$E2E_KYC_PATH" "$(kyc_body "down-$(e2e_uuid)" NOT_VERIFIED PENDING)")" \
+  "a webhook meanwhile gets no answer (P100 retries it)"
+assert_ne 0 "$(spool_segments)" "the spool's segments are on disk, untouched ($(in_box ls /var/lib/kycd/spool | tr '\n' ' '))"
+assert_eq "$(( $(awk '$2 == 200' "$DELIVERIES" | wc -l) - 4 ))" "$(sql "SELECT count(*) FROM kyc.webhook_events")" \
+  "the 4 spooled deliveries are not in the database yet"
+sql "INSERT INTO kyc.schema_migrations (version, name, sha256) VALUES $saved" >/dev/null
+out=$(in_box kycd migrate --config /etc/kycd/kycd.conf 2>&1) || fail "kycd migrate: $(e2e__clip "$out")"
+if e2e_wait_cmd 20 active; then
+  pass "after kycd migrate, systemd's next start succeeds by itself"
+else
+  fail "kycd.service not active 20 s after kycd migrate: $(in_box systemctl is-active kycd 2>/dev/null || true)"
+fi
+assert_eq "${new_v%-*}" "$(status_version)" "the new version runs"
+sent=$(awk '$2 == 200' "$DELIVERIES" | wc -l)
+if e2e_wait_sql "SELECT count(*) FROM kyc.webhook_events" "$sent" 30; then
+  pass "the spool drained: all $sent deliveries answered 200 stored"
+else
+  fail "$E2E_SQL_LAST of $sent deliveries stored within 30 s"
+fi
+assert_eq "$(awk '$2 == 200 {print $1}' "$DELIVERIES" | sort)" "$(sql "SELECT external_user_id FROM kyc.webhook_events ORDER BY 1")" \
+  "each exactly once, nothing else"
+if e2e_wait_cmd 10 spool_empty; then pass "the spool is empty"; else fail "the spool still holds $(spool_records) records"; fi
+
+# ------------------------------------------------------------------------------
 phase "dpkg -r stops the service"
 out=$(in_box dpkg -r kycd 2>&1) || fail "dpkg -r: $(e2e__clip "$out")"
 assert_eq inactive "$(in_box systemctl is-active kycd 2>/dev/null || true)" "the service is stopped"
 assert_eq kept "$(in_box test -d /var/lib/kycd/spool && echo kept)" "the spool folder is kept"
 phase end
-echo "phase durations (tenths of a second):$phases"
+echo "phase durations:$phases"
