@@ -36,7 +36,7 @@ KYCD_PACKAGES=("${KYCD_BUILD_PACKAGES[@]}" "${KYCD_TEST_PACKAGES[@]}")
 # Commands some tests need, and the Debian package that provides each when
 # the machine has none (a machine may carry its own: Node.js from
 # NodeSource, kubectl from Google's SDK). No test skips for want of one.
-KYCD_COMMANDS=(kubectl:kubernetes-client node:nodejs npm:npm pgbench:postgresql-15)
+KYCD_COMMANDS=(kubectl:kubernetes-client node:nodejs npm:npm pgbench:postgresql-15 git:git)
 
 kycd_install_packages() {
   local name=${1:-packages} set=${2:-test} p status c

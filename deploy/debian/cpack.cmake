@@ -5,7 +5,9 @@
 # the configuration in /etc/kycd. dpkg-shlibdeps writes the Depends of the
 # libraries the binary links (libssl3, libpq5, libcjson1, libcurl4, libc6).
 set(CPACK_PACKAGE_NAME kycd)
-set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+# 0.1.0+gitN from a git checkout (cmake/version.cmake), so that each
+# commit's package upgrades the one before: Debian version 0.1.0+gitN-1.
+set(CPACK_PACKAGE_VERSION ${KYCD_FULL_VERSION})
 set(CPACK_PACKAGE_CONTACT "kycd maintainers <kycd@example.org>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "receiver of P100's KYC webhooks, storing them in PostgreSQL")
 set(CPACK_PACKAGE_DESCRIPTION

@@ -44,6 +44,8 @@ typedef struct dispatch {
     double share_rate, bucket_max, tokens;
     int64_t filled_ms, recheck_idle_until;
     int rechecks_done; /* once mode: no more re-checks due in this pass */
+    int policy_done;   /* the re-check policy is the database's, every user stamped */
+    long long restamped;
 } dispatch;
 
 /* What one round of claims brought. */
@@ -65,7 +67,8 @@ static void dispatch_init(dispatch *d, reconciler *r)
         d->want = QUEUE_MAX;
     d->batch = calloc((size_t)d->want, sizeof *d->batch);
     d->lease = 3 * r->o.p100.timeout_ms + (int64_t)d->want * 1000 / r->o.rate + 30000;
-    d->rechecks_on = r->o.recheck_verified_every_ms > 0 || r->o.recheck_rejected_for_ms > 0;
+    d->rechecks_on = r->o.recheck.verified_every_ms > 0 || r->o.recheck.rejected_for_ms > 0;
+    d->policy_done = r->store.recheck_policy == NULL;
     d->share_rate = r->o.rate * (double)r->o.recheck_share / 100.0;
     d->bucket_max = d->share_rate > 1 ? d->share_rate : 1;
     d->tokens = d->bucket_max;
@@ -92,6 +95,41 @@ static void count_due(reconciler *r, int64_t now)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Make the configured re-check policy the database's, then re-stamp the
+ * users stamped under an older one, a batch per transaction, for at most
+ * a second per round so that claims (and a stop) go on. A
+ * role that may not (42501) keeps the database's policy: one warning. */
+static void sync_policy(dispatch *d)
+{
+    reconciler *r = d->r;
+    int64_t start = clock_mono_ms();
+    db_restamp rs = {0};
+    kerr err;
+    do {
+        if (r->store.recheck_policy(r->store.ctx, &r->o.recheck, 5000, &rs, &err) != 0) {
+            if (strstr(err.msg, "sqlstate 42501") == NULL)
+                return; /* the database is away: the next round tries again */
+            klog(KLOG_WARN,
+                 "reconciler may not set the re-check policy: the database's stays (GRANT "
+                 "EXECUTE ON FUNCTION kyc.set_recheck_policy to this role, or run kycd migrate)",
+                 KLOG_STR("error", err.msg));
+            d->policy_done = 1;
+            return;
+        }
+        if (rs.changed)
+            klog(KLOG_INFO, "re-check policy changed: re-stamping settled users",
+                 KLOG_INT("rejected_after_ms", r->o.recheck.rejected_after_ms),
+                 KLOG_INT("rejected_for_ms", r->o.recheck.rejected_for_ms),
+                 KLOG_INT("verified_every_ms", r->o.recheck.verified_every_ms));
+        d->restamped += rs.restamped;
+    } while (!rs.done && clock_mono_ms() - start < 1000);
+    if (rs.done) {
+        d->policy_done = 1;
+        if (d->restamped > 0)
+            klog(KLOG_INFO, "re-check policy applied", KLOG_INT("users", d->restamped));
+    }
+}
+
 /* The re-check share: up to k settled users after the cr->n due ones, when
  * the bucket has tokens and re-checks are not idle. */
 static void claim_rechecks(dispatch *d, db_claim_opts *co, int k, int64_t now, claim_round *cr)
@@ -105,9 +143,8 @@ static void claim_rechecks(dispatch *d, db_claim_opts *co, int k, int64_t now, c
     if (cr->rc2 != 0)
         klog(KLOG_WARN, "reconciler cannot claim users to re-check", KLOG_STR("error", err.msg));
     d->tokens -= cr->nr;
-    /* Fewer than asked: none more is due for a while, and the claim reads
-     * every settled user: not again before the next interval (a second at
-     * least). */
+    /* Fewer than asked: none more is due for a while: not again before the
+     * next interval (a second at least). */
     cr->short_claim = cr->rc2 == 0 && cr->nr < k;
     if (cr->short_claim) {
         d->rechecks_done = r->o.once;
@@ -130,12 +167,11 @@ static void claim_batch(dispatch *d, int room, int64_t now, claim_round *cr)
         .limit = room,
         .lease_ms = d->lease,
         .pending_after_ms = r->o.pending_after_ms,
-        .recheck_rejected_after_ms = r->o.recheck_rejected_after_ms,
-        .recheck_rejected_for_ms = r->o.recheck_rejected_for_ms,
-        .recheck_verified_every_ms = r->o.recheck_verified_every_ms,
         .once = r->o.once,
         .pass_age_ms = r->o.once ? now - r->pass_start_ms : 0,
     };
+    if (!d->policy_done)
+        sync_policy(d);
     count_due(r, now);
     cr->rc = r->store.claim_due(r->store.ctx, &co, d->batch, &cr->n, &err);
     if (cr->rc != 0)
@@ -165,7 +201,7 @@ static void enqueue(reconciler *r, const db_claim *batch, int n)
 static int pass_over(const dispatch *d, const claim_round *cr)
 {
     const reconciler *r = d->r;
-    return r->o.once && cr->rc == 0 && cr->rc2 == 0 &&
+    return r->o.once && d->policy_done && cr->rc == 0 && cr->rc2 == 0 &&
            (!d->rechecks_on || cr->tried || d->rechecks_done) && r->qlen == 0 && r->busy == 0;
 }
 
@@ -175,6 +211,8 @@ static int pass_over(const dispatch *d, const claim_round *cr)
 static int64_t idle_wait_ms(const dispatch *d, const claim_round *cr)
 {
     int64_t wait = d->r->o.once ? 200 : d->r->o.interval_ms;
+    if (!d->policy_done && wait > 50)
+        wait = 50; /* re-stamping: the next batch soon */
     if (d->rechecks_on && !cr->short_claim && d->tokens < 1) {
         int64_t t = (int64_t)((1 - d->tokens) * 1000 / d->share_rate) + 1;
         if (t < wait)

@@ -65,11 +65,12 @@ typedef struct reconciler_opts {
     int64_t webhook_overdue_ms; /* a pending user with no webhook this long is overdue */
     int64_t backoff_min_ms, backoff_max_ms;
     int max_failures;
-    int64_t recheck_rejected_after_ms; /* first re-check of a rejected user */
-    int64_t recheck_rejected_for_ms;   /* rejected users: no re-check after this; 0: off */
-    int64_t recheck_verified_every_ms; /* verified users; 0: off */
-    int recheck_share;                 /* percent of rate re-checks may use, 1..100 */
-    int once; /* one pass: stop when everything due at the start was checked */
+    /* The re-check policy: made the database's at the start (and the
+     * users stamped under an older one re-stamped, in batches, between
+     * claims); the re-check claim then reads the stamps. */
+    db_recheck_policy recheck;
+    int recheck_share; /* percent of rate re-checks may use, 1..100 */
+    int once;          /* one pass: stop when everything due at the start was checked */
     /* Seams for unit tests (borrowed; NULL: the real thing): the database
      * named by db (store_db with `concurrency` pooled connections plus the
      * dispatcher's), and P100 through io/p100 with the p100 options. */

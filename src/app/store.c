@@ -173,6 +173,14 @@ static int db_count_due_op(void *ctx, int64_t pending_after_ms, int64_t webhook_
     return rc ? rc : db_count_due(s->conn, pending_after_ms, webhook_overdue_ms, out, err);
 }
 
+static int db_recheck_policy_op(void *ctx, const db_recheck_policy *p, int batch, db_restamp *out,
+                                kerr *err)
+{
+    store_db *s = ctx;
+    int rc = dispatcher_conn(s, err);
+    return rc ? rc : db_recheck_policy_set(s->conn, p, batch, out, err);
+}
+
 /* A check holds a pooled connection from begin to finish (a few
  * milliseconds: core decides in between, no call to P100). */
 static int db_check_begin_op(void *ctx, const char *external_user_id, const char *owner, void **txn,
@@ -218,6 +226,7 @@ reconcile_store store_db_reconcile(store_db *s)
                           .check_begin = db_check_begin_op,
                           .check_finish = db_check_finish_op,
                           .release_claim = db_release_op,
-                          .count_due = db_count_due_op};
+                          .count_due = db_count_due_op,
+                          .recheck_policy = db_recheck_policy_op};
     return st;
 }

@@ -70,6 +70,9 @@ typedef struct reconcile_store {
     /* db_count_due, by the dispatcher; NULL: not counted. */
     int (*count_due)(void *ctx, int64_t pending_after_ms, int64_t webhook_overdue_ms,
                      db_due_counts *out, kerr *err);
+    /* db_recheck_policy_set, by the dispatcher; NULL: no policy to set. */
+    int (*recheck_policy)(void *ctx, const db_recheck_policy *p, int batch, db_restamp *out,
+                          kerr *err);
 } reconcile_store;
 
 /* The real database: a pool of `pool_size` lazily opened connections

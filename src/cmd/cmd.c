@@ -7,6 +7,7 @@
 
 #include "cmd/archive.h"
 #include "cmd/attention.h"
+#include "cmd/changes.h"
 #include "cmd/config.h"
 #include "cmd/create_kyc.h"
 #include "cmd/health.h"
@@ -99,6 +100,15 @@ static const char help_status[] =
     "Print what kycd stored about the user: the current state, its history, the\n"
     "latest webhooks and checks, whatever the database's schema. --live also\n"
     "asks P100 (needs the API key). Exit 3 when kycd does not know the user.\n";
+static const char help_changes[] =
+    "Print every change of a user's state (a row of kyc.status_changes) that\n"
+    "committed after the replication slot's position, or after --since CURSOR,\n"
+    "once each, in commit order, as one JSON line per change; each line carries\n"
+    "the cursor to resume from. --follow keeps waiting for new changes (woken by\n"
+    "the NOTIFY on kyc_status_changes) until killed. The slot (--slot NAME,\n"
+    "default kycd_changes; created on first use) advances only past lines\n"
+    "already written and flushed. Needs a role with the REPLICATION attribute\n"
+    "and a server with wal_level = logical: docs/feed.md.\n";
 static const char help_partitions[] =
     "List the monthly partitions of the history tables. --create makes the\n"
     "current month's and the ones ahead (partitions_ahead), where missing.\n";
@@ -171,6 +181,11 @@ static const cmd_entry table[] = {
      "  status EXTERNAL_USER_ID [--live]\n"
      "            print the stored state and history (--live: ask P100 too)\n",
      0, help_status},
+    {"changes", cmd_changes,
+     "  changes [--since CURSOR] [--follow] [--slot NAME]\n"
+     "            print each change of a user's state once, in commit order, as JSON\n"
+     "            lines with the cursor to resume from (a logical replication slot)\n",
+     0, help_changes},
     {"partitions", cmd_partitions,
      "  partitions [--create]\n"
      "            list the history tables' monthly partitions (--create: the current\n"

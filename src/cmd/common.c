@@ -146,6 +146,13 @@ p100_opts cmd_p100_options(const kycd_config *cfg)
     return o;
 }
 
+db_recheck_policy cmd_recheck_policy(const kycd_config *cfg)
+{
+    return (db_recheck_policy){.rejected_after_ms = cfg->recheck_rejected_after_ms,
+                               .rejected_for_ms = cfg->recheck_rejected_for_ms,
+                               .verified_every_ms = cfg->recheck_verified_every_ms};
+}
+
 reconciler_opts cmd_reconciler_options(const kycd_config *cfg, int once)
 {
     reconciler_opts o = {
@@ -159,9 +166,7 @@ reconciler_opts cmd_reconciler_options(const kycd_config *cfg, int once)
         .backoff_min_ms = cfg->reconcile_backoff_min_ms,
         .backoff_max_ms = cfg->reconcile_backoff_max_ms,
         .max_failures = (int)cfg->reconcile_max_failures,
-        .recheck_rejected_after_ms = cfg->recheck_rejected_after_ms,
-        .recheck_rejected_for_ms = cfg->recheck_rejected_for_ms,
-        .recheck_verified_every_ms = cfg->recheck_verified_every_ms,
+        .recheck = cmd_recheck_policy(cfg),
         .recheck_share = (int)cfg->recheck_share,
         .once = once,
     };

@@ -68,6 +68,9 @@ int cmd_begin(kycd_config *cfg, int argc, char **argv, const cmd_needs *needs, d
 db_opts cmd_db_options(const kycd_config *cfg);
 p100_opts cmd_p100_options(const kycd_config *cfg);
 reconciler_opts cmd_reconciler_options(const kycd_config *cfg, int once);
+/* The configured re-check policy (recheck_rejected_after, _for,
+ * recheck_verified_every), for the reconciler and `kycd migrate`. */
+db_recheck_policy cmd_recheck_policy(const kycd_config *cfg);
 /* The write path's options, shared by serve and spool drain. */
 ingest_opts cmd_ingest_options(const kycd_config *cfg, spool *sp, int pool_size, int drainer);
 

@@ -23,16 +23,22 @@
     "    AND (v.lease_until IS NULL OR v.lease_until < clock_timestamp())"                         \
     "    AND (v.next_check_at IS NULL OR v.next_check_at <= t.now)"                                \
     "    AND ($6::int = 0 OR v.last_checked_at IS NULL OR v.last_checked_at < t.now)"
+/* The claimed users' rows are found again by their keys, as an array (an
+ * InitPlan): joined to the CTE alone, the planner guessed the LIMIT's 1,000
+ * rows and hashed the whole table (100,000 users: 50 ms a claim). */
 #define SQL_CLAIM_TAKE                                                                             \
     "  LIMIT $1 FOR UPDATE OF v SKIP LOCKED) "                                                     \
     "UPDATE kyc.verifications v SET lease_owner = $2, "                                            \
     "  lease_until = clock_timestamp() + make_interval(secs => $4::float8 / 1000) "                \
     "FROM due WHERE v.external_user_id = due.external_user_id "                                    \
+    "  AND v.external_user_id = ANY ((SELECT array_agg(external_user_id) FROM due)::text[]) "      \
     "RETURNING v.external_user_id, v.failures, due.why"
 
 /* Held and pending users. "Pending" is kyc.is_pending
  * (sql/005_pending.sql), the same expression as the partial index
- * verifications_due_idx, so that the index serves this query. */
+ * verifications_due_idx, so that the index serves this query; its key
+ * bounded by a scalar subquery (a value when the scan starts: see
+ * SQL_CLAIM_RECHECK), so that users not yet due are never read. */
 static const char SQL_CLAIM[] = SQL_CLAIM_NOW
     "due AS ("
     "  SELECT v.external_user_id, CASE WHEN v.needs_check_reason IS NOT NULL THEN 0 ELSE 1 END "
@@ -41,40 +47,37 @@ static const char SQL_CLAIM[] = SQL_CLAIM_NOW
     "    AND (v.needs_check_reason IS NOT NULL OR "
     "kyc.is_pending(v.attempt_status))" SQL_CLAIM_COMMON "    AND (v.needs_check_reason IS NOT NULL"
     "         OR v.updated_at <= t.now - make_interval(secs => t.pending_after_s))"
+    "    AND coalesce(v.next_check_at, v.updated_at) <= (SELECT now FROM t)"
     "  ORDER BY coalesce(v.next_check_at, v.updated_at)" SQL_CLAIM_TAKE;
 
-/* Settled users due a re-check (see db_reconcile.h). `at` is the last word
- * about the user: its last state change or webhook (a new webhook resets
- * the rejected schedule). $7 rejected_after, $8 rejected_for, $9
- * verified_every (ms); $10 the rejected attemptStatus and $11 the verified
- * verificationStatus, P100's words from core/vocab.c (never spelled here); the verified slot is kyc.recheck_slot written out
- * (a function call per row costs several times the scan). No index serves it (the schedule depends on now),
- * so it reads every settled user: no ORDER BY, so that with a backlog the
- * LIMIT stops the scan early (a user checked is no longer due, so the scan
- * moves on); with nothing due it reads the table once (1M users: about
- * 1 s), which the reconciler does at most once per reconcile_interval. */
+/* Settled users due a re-check (see db_reconcile.h), by their stored
+ * recheck_at (sql/014_recheck_at.sql: kept by a trigger from
+ * kyc.recheck_policy), through the partial index verifications_recheck_idx,
+ * whose predicate the WHERE repeats: the scan starts at the earliest due
+ * and stops at LIMIT or at the first user not yet due, so with nothing due
+ * it reads one index page whatever the table's size. The bound is a
+ * scalar subquery (an InitPlan: a value when the scan starts), not a join
+ * with t, which the planner applies as a filter after reading the index. A rejected user whose
+ * re-check fell due but was not taken before recheck_rejected_for ran out
+ * is no longer due (as the policy says). $7 the rejected attemptStatus,
+ * P100's word from core/vocab.c (never spelled here). */
 static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
     "due AS ("
-    "  SELECT v.external_user_id, CASE WHEN v.attempt_status = $10 THEN 2 ELSE 3 END AS why"
-    "  FROM kyc.verifications v CROSS JOIN t"
-    "  CROSS JOIN LATERAL (SELECT greatest(v.updated_at, v.last_webhook_at) AS at) a"
-    "  WHERE v.attention_reason IS NULL"
-    "    AND v.needs_check_reason IS NULL AND NOT kyc.is_pending(v.attempt_status)" SQL_CLAIM_COMMON
-    "    AND ((v.attempt_status = $10 AND $8::bigint > 0"
-    "          AND a.at > t.now - make_interval(secs => $8::float8 / 1000)"
-    "          AND t.now >= CASE WHEN v.rechecked_at IS NULL OR v.rechecked_at < a.at"
-    "            THEN a.at + make_interval(secs => $7::float8 / 1000)"
-    "            ELSE v.rechecked_at + greatest(make_interval(secs => $7::float8 / 1000),"
-    "                                           v.rechecked_at - a.at) END)"
-    "      OR (v.verification_status = $11 AND $9::bigint > 0"
-    "          AND greatest(v.rechecked_at, a.at)"
-    "              < to_timestamp((floor((t.now_ms - v.recheck_phase * $9::float8) / $9::float8)"
-    "                              * $9::float8 + v.recheck_phase * $9::float8) / "
-    "1000)))" SQL_CLAIM_TAKE;
+    "  SELECT v.external_user_id, CASE WHEN v.attempt_status = $7 THEN 2 ELSE 3 END AS why"
+    "  FROM kyc.verifications v, t, kyc.recheck_policy p"
+    "  WHERE v.recheck_at <= (SELECT now FROM t) AND v.recheck_at IS NOT NULL"
+    "    AND v.attention_reason IS NULL AND v.needs_check_reason IS NULL" SQL_CLAIM_COMMON
+    "    AND NOT (v.attempt_status IS NOT DISTINCT FROM p.rejected_attempt"
+    "      AND v.verification_status IS DISTINCT FROM p.verified_status"
+    "      AND greatest(v.updated_at, v.last_webhook_at)"
+    "          <= t.now - make_interval(secs => p.rejected_for_ms / 1000.0))"
+    "  ORDER BY v.recheck_at" SQL_CLAIM_TAKE;
 
 /* SQL_CLAIM's held and pending users, counted (leased ones too: they are
- * being checked, not yet done); the flagged ones; and the pending ones
- * waiting for a webhook for webhook_overdue ($2), which the partial index
+ * being checked, not yet done), its index's key bounded by now() (stable:
+ * it may bound a scan, where clock_timestamp() may not); the flagged ones
+ * (verifications_flagged_idx, sql/013); and the pending ones waiting for a
+ * webhook for webhook_overdue ($2), which the partial index
  * verifications_due_idx serves (kyc.webhook_awaited_since, sql/015). */
 static const char SQL_COUNT_DUE[] =
     "SELECT (SELECT count(*) FROM kyc.verifications v"
@@ -82,8 +85,8 @@ static const char SQL_COUNT_DUE[] =
     "   AND (v.needs_check_reason IS NOT NULL OR kyc.is_pending(v.attempt_status))"
     "   AND (v.next_check_at IS NULL OR v.next_check_at <= clock_timestamp())"
     "   AND (v.needs_check_reason IS NOT NULL"
-    "        OR v.updated_at <= clock_timestamp() - make_interval(secs => $1::float8 / 1000))),"
-    /* verifications_flagged_idx (sql/013) serves this one */
+    "        OR v.updated_at <= clock_timestamp() - make_interval(secs => $1::float8 / 1000))"
+    "   AND coalesce(v.next_check_at, v.updated_at) <= now()),"
     " (SELECT count(*) FROM kyc.verifications WHERE attention_reason IS NOT NULL),"
     " (SELECT count(*) FROM kyc.verifications v"
     " WHERE v.attention_reason IS NULL AND kyc.is_pending(v.attempt_status)"
@@ -110,30 +113,42 @@ int db_count_due(db *d, int64_t pending_after_ms, int64_t webhook_overdue_ms, db
     return 0;
 }
 
+int db_recheck_policy_set(db *d, const db_recheck_policy *pol, int batch, db_restamp *out,
+                          kerr *err)
+{
+    char after[24], until[24], every[24], n[16];
+    snprintf(after, sizeof after, "%lld", (long long)pol->rejected_after_ms);
+    snprintf(until, sizeof until, "%lld", (long long)pol->rejected_for_ms);
+    snprintf(every, sizeof every, "%lld", (long long)pol->verified_every_ms);
+    snprintf(n, sizeof n, "%d", batch);
+    const char *p[] = {
+        kyc_astatus_name(KYC_A_REJECTED), kyc_vstatus_name(KYC_V_VERIFIED), after, until, every, n};
+    PGresult *r = db_exec(d,
+                          "SELECT changed::int, restamped, done::int "
+                          "FROM kyc.set_recheck_policy($1, $2, $3, $4, $5, $6)",
+                          6, p);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        int rc = db_fail(d, r, "setting the re-check policy", err);
+        PQclear(r);
+        return rc;
+    }
+    out->changed = atoi(PQgetvalue(r, 0, 0));
+    out->restamped = atoll(PQgetvalue(r, 0, 1));
+    out->done = atoi(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return 0;
+}
+
 int db_claim_due(db *d, const db_claim_opts *o, db_claim *out, int *n, kerr *err)
 {
-    char limit[16], after[24], lease[24], age[24], once[4], rej_after[24], rej_for[24],
-        ver_every[24];
+    char limit[16], after[24], lease[24], age[24], once[4];
     snprintf(limit, sizeof limit, "%d", o->limit);
     snprintf(after, sizeof after, "%lld", (long long)o->pending_after_ms);
     snprintf(lease, sizeof lease, "%lld", (long long)o->lease_ms);
     snprintf(age, sizeof age, "%lld", (long long)(o->once ? o->pass_age_ms : 0));
     snprintf(once, sizeof once, "%d", o->once ? 1 : 0);
-    snprintf(rej_after, sizeof rej_after, "%lld", (long long)o->recheck_rejected_after_ms);
-    snprintf(rej_for, sizeof rej_for, "%lld", (long long)o->recheck_rejected_for_ms);
-    snprintf(ver_every, sizeof ver_every, "%lld", (long long)o->recheck_verified_every_ms);
-    const char *p[] = {limit,
-                       o->owner,
-                       after,
-                       lease,
-                       age,
-                       once,
-                       rej_after,
-                       rej_for,
-                       ver_every,
-                       kyc_astatus_name(KYC_A_REJECTED),
-                       kyc_vstatus_name(KYC_V_VERIFIED)};
-    PGresult *r = o->recheck ? db_exec(d, SQL_CLAIM_RECHECK, 11, p) : db_exec(d, SQL_CLAIM, 6, p);
+    const char *p[] = {limit, o->owner, after, lease, age, once, kyc_astatus_name(KYC_A_REJECTED)};
+    PGresult *r = db_exec(d, o->recheck ? SQL_CLAIM_RECHECK : SQL_CLAIM, o->recheck ? 7 : 6, p);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         int rc = db_fail(d, r, "claiming due users", err);
         PQclear(r);

@@ -28,9 +28,6 @@ typedef struct db_claim_opts {
     int64_t pending_after_ms; /* a pending user unchanged this long is due */
     /* Which users: 0 held and pending ones, 1 settled ones due a re-check. */
     int recheck;
-    int64_t recheck_rejected_after_ms; /* first re-check of a rejected user */
-    int64_t recheck_rejected_for_ms;   /* none after this since the rejection; 0: off */
-    int64_t recheck_verified_every_ms; /* verified users; 0: off */
     /* One pass (reconcile --once): due as of pass_age_ms ago (the pass's
      * start, measured on the caller's monotonic clock so that no clock
      * skew matters), and never a user checked since then. 0: now. */
@@ -40,11 +37,12 @@ typedef struct db_claim_opts {
 
 /* Claim users due for a check. recheck 0: held reports
  * (needs_check_reason) and pending users (kyc.is_pending) unchanged for
- * pending_after. recheck 1: rejected users (attempt REJECTED_BY_PROVIDER) at
- * recheck_rejected_after after the last word about them (state change or
- * webhook), then each time after twice the time since that word, until
+ * pending_after. recheck 1: settled users whose stored recheck_at has come
+ * (the database's re-check policy, db_recheck_policy_set: rejected users
+ * at recheck_rejected_after after the last word about them, state change
+ * or webhook, then each time after twice the time since that word, until
  * recheck_rejected_for; verified users once per recheck_verified_every, in
- * a slot given by a hash of their id (kyc.recheck_slot). Either way:
+ * a slot given by a hash of their id), earliest first. Either way:
  * next_check_at has come, not flagged for a person, not claimed by a live
  * lease. Uses FOR UPDATE SKIP LOCKED, so concurrent instances never claim
  * the same user; the claim is a lease (lease_owner, lease_until), so a
@@ -57,6 +55,29 @@ typedef struct db_due_counts {
     long long flagged; /* flagged for a person: kycd_reconciler_flagged_users */
     long long overdue; /* pending, no webhook for webhook_overdue: kycd_webhooks_overdue_users */
 } db_due_counts;
+
+/* The re-check policy: kycd's recheck_* settings (0: off). */
+typedef struct db_recheck_policy {
+    int64_t rejected_after_ms; /* first re-check of a rejected user */
+    int64_t rejected_for_ms;   /* none due later than this after the last word; 0: off */
+    int64_t verified_every_ms; /* verified users; 0: off */
+} db_recheck_policy;
+
+/* What one db_recheck_policy_set did. */
+typedef struct db_restamp {
+    int changed;         /* the database held another policy (now replaced) */
+    long long restamped; /* users stamped under it by this call */
+    int done;            /* none is left stamped under an older policy */
+} db_restamp;
+
+/* Make p (with P100's words from core/vocab.c) the database's re-check
+ * policy (kyc.set_recheck_policy, sql/014) and re-stamp up to `batch`
+ * users stamped under an older one, in one short transaction; call again
+ * until done. The progress is the database's: any kycd may carry on a
+ * re-stamp another began. A role without EXECUTE on the function fails
+ * with KERR_DB, "sqlstate 42501" in the message. */
+int db_recheck_policy_set(db *d, const db_recheck_policy *p, int batch, db_restamp *out,
+                          kerr *err) KYCD_MUST_CHECK;
 
 /* How many held and pending users are due a check now (what db_claim_due
  * without recheck would take, leases aside), how many are flagged for a

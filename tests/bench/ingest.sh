@@ -3,7 +3,9 @@
 # TLS into a real (private, throwaway) PostgreSQL, with wrk as the load.
 # Prints the figures; checks that every 200 became exactly one stored event.
 #
-# usage: tests/bench/ingest.sh [BUILD_DIR] ; env: BENCH_SECONDS (10), BENCH_CONNS (8)
+# usage: tests/bench/ingest.sh [BUILD_DIR] ; env: BENCH_SECONDS (10), BENCH_CONNS (8),
+# BENCH_NOTIFY (on; off: the change feed's NOTIFY trigger is disabled, to
+# measure what it costs: docs/benchmarks.md, "The change feed")
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); top=$(cd "$here/../.." && pwd)
 build=${1:-$top/build/ci}
@@ -31,6 +33,10 @@ envs=(PATH="$PATH" KYCD_DATABASE_URL="$PGLOCAL_CONNINFO" KYCD_LISTEN=127.0.0.1:$
   KYCD_WEBHOOK_TOKENS_FILE="$work/tokens" KYCD_THREADS=$((conns + 8)) KYCD_DB_POOL="${BENCH_POOL:-8}"
   KYCD_LOG_LEVEL=warn KYCD_RECONCILE=off)
 env -i "${envs[@]}" "$kycd" migrate >/dev/null 2>&1
+notify=${BENCH_NOTIFY:-on}
+if [ "$notify" = off ]; then
+  psql "$PGLOCAL_CONNINFO" -XAtqc "ALTER TABLE kyc.status_changes DISABLE TRIGGER status_changes_notify" >/dev/null
+fi
 env -i "${envs[@]}" "$kycd" serve 2>"$work/kycd.log" >/dev/null & pid=$!
 up() { curl -sf --cacert "$work/certs/ca.pem" "https://localhost:$port/healthz" >/dev/null; }
 for _ in $(seq 50); do up && break; sleep 0.1; done
@@ -42,7 +48,7 @@ hwm=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 stored=$(psql "$PGLOCAL_CONNINFO" -XAtqc "select count(*) from kyc.webhook_events")
 requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
 errs=$(sed -E 's/.*errors_status=([0-9]+).*/\1/' <<<"$line")
-echo "$line conns=$conns rss_start_kib=$rss0 rss_peak_kib=$hwm stored=$stored"
+echo "$line conns=$conns notify=$notify rss_start_kib=$rss0 rss_peak_kib=$hwm stored=$stored"
 # wrk counts requests it completed; every one that got 200 must be stored once.
 ok=$((requests - errs))
 if [ "$stored" -lt "$ok" ]; then echo "bench: FAIL: $ok answered 200 but only $stored stored" >&2; exit 1; fi

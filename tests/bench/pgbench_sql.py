@@ -12,40 +12,14 @@ statement that is renamed or gone makes this fail. Each $N becomes a
 pgbench expression or a literal standing for what kycd passes there.
 
 usage: pgbench_sql.py SRC_DIR > script.sql"""
+import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from c_sql import c_strings  # noqa: E402
+
 src = sys.argv[1] if len(sys.argv) > 1 else "src"
-
-
-def c_strings(text):
-    """name -> SQL for `#define NAME "..."...` and `static const char NAME[] = ...;`
-    and `static const db_stmt NAME = {"name", "sql" ..., n}`."""
-    text = text.replace("\\\n", " ")
-    tok = re.compile(r'"((?:[^"\\]|\\.)*)"|([A-Za-z_][A-Za-z0-9_]*)|(;|,|\}|\n)')
-    out = {}
-
-    def concat(body, stop):
-        parts = []
-        for m in tok.finditer(body):
-            if m.group(1) is not None:
-                parts.append(m.group(1).encode().decode("unicode_escape"))
-            elif m.group(2) is not None:
-                if m.group(2) in out:
-                    parts.append(out[m.group(2)])
-                elif parts:
-                    break
-            elif m.group(3) in stop and parts:
-                break
-        return "".join(parts)
-
-    for m in re.finditer(r'^#define (SQL_[A-Z_]+)\s+(.*)$', text, re.M):
-        out[m.group(1)] = concat(m.group(2), ("\n",))
-    for m in re.finditer(r'static const char (SQL_[A-Z_]+)\[\] =(.*?);', text, re.S):
-        out[m.group(1)] = concat(m.group(2), (";",))
-    for m in re.finditer(r'static const db_stmt ([A-Z_]+) = \{\s*"[^"]*",(.*?)\};', text, re.S):
-        out[m.group(1)] = concat(m.group(2), (",", "}"))
-    return out
 
 
 ingest = c_strings(open(f"{src}/src/io/db_ingest_sql.c").read())

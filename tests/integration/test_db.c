@@ -1746,9 +1746,40 @@ static enum kyc_check_result record_check(fixture *f, const char *uid, enum kyc_
     return p.result;
 }
 
+/* Make pol the database's re-check policy, every user stamped under it;
+ * returns how many users were re-stamped. */
+static long long set_policy(fixture *f, db_recheck_policy pol)
+{
+    db_restamp rs = {0};
+    long long total = 0;
+    kerr e;
+    do {
+        if (db_recheck_policy_set(f->d, &pol, 2, &rs, &e) != 0)
+            fail_msg("db_recheck_policy_set: %s", e.msg);
+        total += rs.restamped;
+    } while (!rs.done);
+    return total;
+}
+
 static void test_recheck_claims(void **state)
 {
     fixture *f = *state;
+    const db_recheck_policy pol = {.rejected_after_ms = 3600000,
+                                   .rejected_for_ms = 30LL * 86400000,
+                                   .verified_every_ms = 30LL * 86400000};
+    /* No policy yet (a database just migrated by a test, not by kycd
+     * migrate): nobody is stamped, so nobody is due a re-check. */
+    seed_user(f, "v0-before", KYC_V_VERIFIED, KYC_A_SUCCESSFUL, "31 days", NULL);
+    assert_string_equal(q(f->pq,
+                          "SELECT coalesce(recheck_at::text, 'none') FROM kyc.verifications "
+                          "WHERE external_user_id = 'v0-before'",
+                          END),
+                        "none");
+    /* The policy stamps the users already there (in batches of 2 here). */
+    assert_true(set_policy(f, pol) == 1);
+    q_ok(f->pq, "DELETE FROM kyc.verifications WHERE external_user_id = 'v0-before'");
+    /* setting the same policy again changes nothing and stamps nobody */
+    assert_true(set_policy(f, pol) == 0);
     /* rejected: first after 1 h, then after twice the time since the last word */
     seed_user(f, "r1-due", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "2 hours", NULL);
     seed_user(f, "r2-early", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "30 minutes", NULL);
@@ -1774,10 +1805,7 @@ static void test_recheck_claims(void **state)
                        .limit = 32,
                        .lease_ms = 60000,
                        .pending_after_ms = 600000,
-                       .recheck = 1,
-                       .recheck_rejected_after_ms = 3600000,
-                       .recheck_rejected_for_ms = 30LL * 86400000,
-                       .recheck_verified_every_ms = 30LL * 86400000};
+                       .recheck = 1};
     assert_string_equal(claim_ids(f, &o),
                         "r1-due:recheck_rejected,r5-due:recheck_rejected,v1-due:recheck_verified");
     /* claimed: a second claim skips them */
@@ -1851,9 +1879,14 @@ static void test_recheck_claims(void **state)
     /* Off: verified_every 0 and rejected_for 0 claim nothing. */
     q_ok(f->pq, "UPDATE kyc.verifications SET last_webhook_at = NULL, next_check_at = NULL, "
                 "lease_owner = NULL, lease_until = NULL");
-    o.recheck_rejected_for_ms = 0;
-    o.recheck_verified_every_ms = 0;
+    set_policy(f, (db_recheck_policy){.rejected_after_ms = 3600000});
     assert_string_equal(claim_ids(f, &o), "");
+    assert_string_equal(
+        q(f->pq, "SELECT count(*) FROM kyc.verifications WHERE recheck_at IS NOT NULL", END), "0");
+    /* On again: the stamps come back, and the claim reads the index. */
+    set_policy(f, pol);
+    q_ok(f->pq, "UPDATE kyc.verifications SET lease_owner = NULL, lease_until = NULL");
+    assert_string_not_equal(claim_ids(f, &o), "");
 }
 
 static void test_recheck_once_and_spread(void **state)

@@ -720,7 +720,7 @@ static void rechecks_go_after_pending_within_their_share(void **state)
         x->f.users[i].recheck = 1; /* 30 settled users, 10 pending ones */
     x->o.rate = 100;
     x->o.recheck_share = 10; /* 10 re-checks a second */
-    x->o.recheck_verified_every_ms = 1000;
+    x->o.recheck.verified_every_ms = 1000;
     x->o.concurrency = 4;
     start(x);
     assert_int_equal(wait_at_least(x, &x->f.nrec, 40, 8000), 40);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cmd/archive.h"
+#include "cmd/changes.h"
 #include "cmd/cmd.h"
 #include "cmd/config.h"
 #include "cmd/create_kyc.h"
@@ -85,6 +86,9 @@ static void test_usage(void **state)
         "            stored already changes nothing (--dry-run: print what would change)\n"
         "  status EXTERNAL_USER_ID [--live]\n"
         "            print the stored state and history (--live: ask P100 too)\n"
+        "  changes [--since CURSOR] [--follow] [--slot NAME]\n"
+        "            print each change of a user's state once, in commit order, as JSON\n"
+        "            lines with the cursor to resume from (a logical replication slot)\n"
         "  partitions [--create]\n"
         "            list the history tables' monthly partitions (--create: the current\n"
         "            month's and the next two, if missing)\n"
@@ -124,6 +128,7 @@ static void test_rows_point_at_their_files(void **state)
         {"reconcile", cmd_reconcile}, {"create-kyc", cmd_create_kyc}, {"spool", cmd_spool},
         {"status", cmd_status},       {"partitions", cmd_partitions}, {"retention", cmd_retention},
         {"archive", cmd_archive},     {"health", cmd_health},         {"version", cmd_version},
+        {"changes", cmd_changes},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const cmd_entry *c = cmd_find(rows[i].name);
