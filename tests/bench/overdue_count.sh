@@ -80,7 +80,7 @@ overdue=${counts##*|}
 # One session, as the dispatcher's connection: the statement parsed and
 # planned each time, as kycd sends it (PQexecParams, unnamed).
 lit=${stmt//\$1/\'$pending_after_ms\'}; lit=${lit//\$2/\'$overdue_ms\'}
-{ echo '\timing on'; for _ in $(seq 1 "$runs"); do echo "$lit;"; done; } |
+{ printf '%s\n' '\timing on'; for _ in $(seq 1 "$runs"); do echo "$lit;"; done; } |
   q | awk '/^Time: / { print $2 }' >"$work/ms"
 median=$(sort -n "$work/ms" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
 max=$(sort -n "$work/ms" | tail -1)

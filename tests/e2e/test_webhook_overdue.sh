@@ -25,7 +25,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 OVERDUE_S=8
 REC=(KYCD_RECONCILE=on KYCD_PENDING_AFTER=1s KYCD_RECONCILE_INTERVAL=300ms
-     KYCD_WEBHOOK_OVERDUE=${OVERDUE_S}s KYCD_P100_TIMEOUT=3s)
+     "KYCD_WEBHOOK_OVERDUE=${OVERDUE_S}s" KYCD_P100_TIMEOUT=3s)
 OK_ARGS=(--document-type PASSPORT --country PL --income-source SALARY
          --open-account-reason DAILY_USE --occupation IT)
 NV=$(p100_word verificationStatus NOT_VERIFIED)
