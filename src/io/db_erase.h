@@ -9,9 +9,9 @@
 #include "io/db.h"
 
 enum db_erase_outcome {
-    DB_ERASED,         /* rewritten now */
-    DB_ERASE_ALREADY,  /* nothing holds the id; an earlier erasure recorded its pseudonym */
-    DB_ERASE_UNKNOWN,  /* nothing holds the id and no erasure recorded its pseudonym */
+    DB_ERASED,        /* rewritten now */
+    DB_ERASE_ALREADY, /* nothing holds the id; an earlier erasure recorded its pseudonym */
+    DB_ERASE_UNKNOWN, /* nothing holds the id and no erasure recorded its pseudonym */
 };
 
 typedef struct db_erase_result {
