@@ -116,15 +116,15 @@ SELECT format($f$INSERT INTO kyc.status_checks (external_user_id, checked_at, ch
                   SELECT u.uid, coalesce(u.fixed_at, u.t0 + u.d1 + interval '10 minutes'), 'kycd-1:4242', 200,
                          40 + random() * 300, 'ok', CASE WHEN u.fixed_at IS NOT NULL THEN 'applied' ELSE 'unchanged' END,
                          jsonb_build_object('externalUserId', u.uid,
-                             'verificationStatus', CASE WHEN u.fixed_at IS NOT NULL THEN :'verified' ELSE :'nv' END,
-                             'attemptStatus', CASE WHEN u.fixed_at IS NOT NULL THEN :'ok' ELSE :'inver' END,
+                             'verificationStatus', CASE WHEN u.fixed_at IS NOT NULL THEN %2$L ELSE %3$L END,
+                             'attemptStatus', CASE WHEN u.fixed_at IS NOT NULL THEN %4$L ELSE %5$L END,
                              'verificationId', md5('v' || u.i)::uuid, 'createdAt', u.t0)::text
                   FROM kyc_bench.users u
                   WHERE (u.chk OR u.fixed_at IS NOT NULL)
                     AND coalesce(u.fixed_at, u.t0 + u.d1 + interval '10 minutes') >= %1$L
                     AND coalesce(u.fixed_at, u.t0 + u.d1 + interval '10 minutes') < %1$L::timestamptz + interval '1 month'
                     AND coalesce(u.fixed_at, u.t0 + u.d1 + interval '10 minutes') < now()
-                  ORDER BY 2$f$, m)
+                  ORDER BY 2$f$, m, :'verified', :'nv', :'ok', :'inver')
 FROM generate_series(date_trunc('month', (SELECT min(t0) FROM kyc_bench.users)), now(), interval '1 month') m
 \gexec
 SELECT format($f$INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason,
@@ -134,18 +134,18 @@ SELECT format($f$INSERT INTO kyc.status_changes (external_user_id, changed_at, s
                          (SELECT w.id FROM kyc.webhook_events w WHERE w.request_id = md5(c.uid || c.slot) AND w.received_at = c.at),
                          (SELECT k.id FROM kyc.status_checks k WHERE k.external_user_id = c.uid AND k.checked_at = c.at AND c.slot = 9)
                   FROM (SELECT e.uid, e.slot, e.at, 'webhook' AS source, e.outcome_reason AS reason,
-                               CASE WHEN e.slot > 1 THEN :'nv' END AS ov, e.body ->> 'verificationStatus' AS nv,
-                               CASE e.slot WHEN 2 THEN :'pending' WHEN 3 THEN :'inver' END AS oa,
+                               CASE WHEN e.slot > 1 THEN %2$L END AS ov, e.body ->> 'verificationStatus' AS nv,
+                               CASE e.slot WHEN 2 THEN %3$L WHEN 3 THEN %4$L END AS oa,
                                e.body ->> 'attemptStatus' AS na, e.body ->> 'rejectionReason' AS nr
                         FROM kyc_bench.events e
                         WHERE e.slot <= 3
                           AND e.t0 >= %1$L::timestamptz - interval '4 days' AND e.t0 < %1$L::timestamptz + interval '1 month'
                           AND e.at >= %1$L AND e.at < %1$L::timestamptz + interval '1 month'
                         UNION ALL
-                        SELECT u.uid, 9, u.fixed_at, 'reconciler', 'reconciler', :'nv', :'verified', :'inver', :'ok', NULL
+                        SELECT u.uid, 9, u.fixed_at, 'reconciler', 'reconciler', %2$L, %5$L, %4$L, %6$L, NULL
                         FROM kyc_bench.users u
                         WHERE u.fixed_at >= %1$L AND u.fixed_at < %1$L::timestamptz + interval '1 month') c
-                  ORDER BY c.at$f$, m)
+                  ORDER BY c.at$f$, m, :'nv', :'pending', :'inver', :'verified', :'ok')
 FROM generate_series(date_trunc('month', (SELECT min(t0) FROM kyc_bench.users)), now(), interval '1 month') m
 \gexec
 
