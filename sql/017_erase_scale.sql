@@ -209,3 +209,97 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION kyc.erase_user(text, text, text, text, text) IS 'kycd erase: replaces a user''s externalUserId everywhere kycd stores it with the pseudonym given, in this (REPEATABLE READ) transaction, and records it in kyc.erasures; outcome erased, already_erased or unknown';
 REVOKE EXECUTE ON FUNCTION kyc.erase_user(text, text, text, text, text) FROM PUBLIC;
+
+-- ------------------------------------------ the analysts' queries at scale
+-- tests/bench/analysts.sh times every view and example query on a large
+-- partner's history (docs/benchmarks.md, "Analysts' queries"). Three views
+-- looked up each user's history through every monthly partition (a
+-- LATERAL per user): kyc.time_to_verified and kyc.daily_funnel (the first
+-- change into VERIFIED) and kyc.pending (the start of the pending attempt).
+-- Both facts are now kept on the user's row, by kycd: the trigger below
+-- runs on every insert into kyc.status_changes (the one place the webhook
+-- path, the reconciler and create-kyc all write a change), so analysts
+-- maintain nothing. The views keep their columns and meaning.
+
+ALTER TABLE kyc.verifications
+    ADD COLUMN first_verified_at timestamptz,
+    ADD COLUMN attempt_since timestamptz;
+COMMENT ON COLUMN kyc.verifications.first_verified_at IS 'when the user first reached VERIFIED (the first kyc.status_changes row into it); NULL when never; kept by kycd (trigger status_changes_summary)';
+COMMENT ON COLUMN kyc.verifications.attempt_since IS 'start of the pending attempt: the first change into PENDING or VERIFICATION after the last settled result; NULL when the latest change settled or none was pending; kept by kycd (trigger status_changes_summary)';
+
+UPDATE kyc.verifications v SET first_verified_at = f.at
+FROM (SELECT c.external_user_id, min(c.changed_at) AS at FROM kyc.status_changes c
+      WHERE c.new_verification_status = 'VERIFIED' GROUP BY 1) f
+WHERE f.external_user_id = v.external_user_id;
+UPDATE kyc.verifications v SET attempt_since = a.since
+FROM (SELECT c.external_user_id, min(c.changed_at) AS since
+      FROM kyc.status_changes c
+      LEFT JOIN (SELECT d.external_user_id, max(d.changed_at) AS settled FROM kyc.status_changes d
+                 WHERE kyc.is_settled(d.new_attempt_status) GROUP BY 1) s USING (external_user_id)
+      WHERE c.new_attempt_status IS NOT NULL AND kyc.is_pending(c.new_attempt_status)
+        AND c.changed_at > coalesce(s.settled, '-infinity')
+      GROUP BY 1) a
+WHERE a.external_user_id = v.external_user_id;
+
+-- Changes are recorded in time order per user (each under the user's row
+-- lock), so the first VERIFIED and the start of the attempt follow from
+-- the new change alone. Each UPDATE touches the row only when it changes.
+CREATE FUNCTION kyc.note_change() RETURNS trigger LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.new_verification_status = 'VERIFIED' THEN
+        UPDATE kyc.verifications v SET first_verified_at = NEW.changed_at
+        WHERE v.external_user_id = NEW.external_user_id
+          AND (v.first_verified_at IS NULL OR v.first_verified_at > NEW.changed_at);
+    END IF;
+    IF kyc.is_settled(NEW.new_attempt_status) THEN
+        UPDATE kyc.verifications v SET attempt_since = NULL
+        WHERE v.external_user_id = NEW.external_user_id AND v.attempt_since IS NOT NULL;
+    ELSIF NEW.new_attempt_status IS NOT NULL AND kyc.is_pending(NEW.new_attempt_status) THEN
+        UPDATE kyc.verifications v SET attempt_since = NEW.changed_at
+        WHERE v.external_user_id = NEW.external_user_id AND v.attempt_since IS NULL;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION kyc.note_change() IS 'trigger of kyc.status_changes: keeps kyc.verifications.first_verified_at and attempt_since up to date';
+CREATE TRIGGER status_changes_summary AFTER INSERT ON kyc.status_changes
+    FOR EACH ROW EXECUTE FUNCTION kyc.note_change();
+
+CREATE OR REPLACE VIEW kyc.time_to_verified AS
+SELECT v.external_user_id, v.first_seen_at, v.first_verified_at AS verified_at,
+       v.first_verified_at - v.first_seen_at AS time_to_verified
+FROM kyc.verifications v
+WHERE v.first_verified_at IS NOT NULL;
+
+CREATE OR REPLACE VIEW kyc.pending AS
+SELECT v.external_user_id, v.verification_status, v.attempt_status, v.source, v.verification_id,
+       coalesce(v.attempt_since, v.first_seen_at) AS pending_since,
+       clock_timestamp() - coalesce(v.attempt_since, v.first_seen_at) AS pending_for,
+       v.needs_check_reason
+FROM kyc.verifications v
+WHERE kyc.is_pending(v.attempt_status);
+CREATE INDEX verifications_pending_idx ON kyc.verifications ((coalesce(attempt_since, first_seen_at)))
+    WHERE kyc.is_pending(attempt_status);
+
+CREATE OR REPLACE VIEW kyc.daily_funnel AS
+WITH u AS (
+    SELECT (v.first_seen_at AT TIME ZONE 'UTC')::date AS day,
+           v.verification_status, v.attempt_status,
+           v.verification_status IN ('VERIFIED', 'EXPIRED') OR v.first_verified_at IS NOT NULL AS ever_verified
+    FROM kyc.verifications v
+), f AS (
+    SELECT day,
+           count(*) AS started,
+           count(*) FILTER (WHERE ever_verified) AS verified,
+           count(*) FILTER (WHERE NOT ever_verified AND attempt_status = 'REJECTED_BY_PROVIDER') AS rejected,
+           count(*) FILTER (WHERE ever_verified AND verification_status = 'EXPIRED') AS expired,
+           count(*) FILTER (WHERE NOT ever_verified AND kyc.is_pending(attempt_status)) AS pending
+    FROM u GROUP BY day
+)
+SELECT day, started, verified, rejected, expired, pending,
+       started - verified - rejected - pending AS other,
+       round(verified::numeric / started, 4) AS verified_ratio
+FROM f
+ORDER BY day;
+-- A range of cohorts (WHERE day > ...) reads only their users.
+CREATE INDEX verifications_first_seen_day_idx ON kyc.verifications (((first_seen_at AT TIME ZONE 'UTC')::date));
