@@ -303,3 +303,53 @@ FROM f
 ORDER BY day;
 -- A range of cohorts (WHERE day > ...) reads only their users.
 CREATE INDEX verifications_first_seen_day_idx ON kyc.verifications (((first_seen_at AT TIME ZONE 'UTC')::date));
+
+-- kyc.try_jsonb catches errors, which needs a subtransaction, which PostgreSQL
+-- refuses inside a parallel plan: declared PARALLEL SAFE (012), it broke
+-- kyc.webhook_vs_p100 as soon as a scan was big enough to go parallel.
+ALTER FUNCTION kyc.try_jsonb(text) PARALLEL UNSAFE;
+
+-- kyc.attempts read its CTE a twice, so PostgreSQL computed it for every
+-- user (a CTE over kyc.status_periods, whose duration calls
+-- clock_timestamp(), is never inlined) even for one user's attempts (5 s
+-- at 100,000 users). The latest attempt made by create-kyc now comes from
+-- window functions over the same rows, with no CTE: a filter on
+-- external_user_id reaches kyc.status_periods, whose window is per user.
+-- Same columns, same rows as in 012.
+CREATE OR REPLACE VIEW kyc.attempts AS
+SELECT a.external_user_id, a.attempt,
+       CASE WHEN a.kept_attempt = a.attempt THEN v.verification_id END AS verification_id,
+       a.started_at, a.started_by, a.ended_at,
+       e.new_attempt_status AS result,
+       e.new_verification_status AS verification_status,
+       e.new_rejection_reason AS rejection_reason,
+       a.ended_at - a.started_at AS duration,
+       a.ended_at IS NULL AS open,
+       coalesce(e.new_attempt_status = 'REJECTED_BY_PROVIDER', false) AS rejected,
+       coalesce(e.new_attempt_status = 'SUCCESSFUL', false) AS successful,
+       a.start_change_id, a.end_change_id
+FROM (
+    -- the attempt kycd's one stored verificationId belongs to: the one of
+    -- the latest change made by create-kyc, else the latest attempt
+    SELECT g.*,
+           CASE WHEN bool_or(g.via_api) OVER u
+                THEN first_value(g.attempt) OVER (u ORDER BY g.last_api_change_id DESC NULLS LAST)
+                ELSE max(g.attempt) OVER u END AS kept_attempt
+    FROM (
+        SELECT p.external_user_id, p.attempt,
+               min(p.entered_at) AS started_at,
+               min(p.entered_at) FILTER (WHERE kyc.is_settled(p.attempt_status)) AS ended_at,
+               (array_agg(p.change_id ORDER BY p.entered_at, p.change_id)
+                    FILTER (WHERE kyc.is_settled(p.attempt_status)))[1] AS end_change_id,
+               (array_agg(p.change_id ORDER BY p.entered_at, p.change_id))[1] AS start_change_id,
+               (array_agg(p.source ORDER BY p.entered_at, p.change_id))[1] AS started_by,
+               bool_or(p.source = 'api') AS via_api,
+               max(p.change_id) FILTER (WHERE p.source = 'api') AS last_api_change_id
+        FROM kyc.status_periods p
+        WHERE p.attempt IS NOT NULL
+        GROUP BY p.external_user_id, p.attempt
+    ) g
+    WINDOW u AS (PARTITION BY g.external_user_id)
+) a
+JOIN kyc.verifications v USING (external_user_id)
+LEFT JOIN kyc.status_changes e ON e.id = a.end_change_id AND e.external_user_id = a.external_user_id;

@@ -130,9 +130,7 @@ FROM generate_series(date_trunc('month', (SELECT min(t0) FROM kyc_bench.users)),
 SELECT format($f$INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason,
                       old_verification_status, new_verification_status, old_attempt_status, new_attempt_status,
                       old_rejection_reason, new_rejection_reason, event_id, check_id)
-                  SELECT c.uid, c.at, c.source, c.reason, c.ov, c.nv, c.oa, c.na, NULL, c.nr,
-                         (SELECT w.id FROM kyc.webhook_events w WHERE w.request_id = md5(c.uid || c.slot) AND w.received_at = c.at),
-                         (SELECT k.id FROM kyc.status_checks k WHERE k.external_user_id = c.uid AND k.checked_at = c.at AND c.slot = 9)
+                  SELECT c.uid, c.at, c.source, c.reason, c.ov, c.nv, c.oa, c.na, NULL, c.nr, w.id, k.id
                   FROM (SELECT e.uid, e.slot, e.at, 'webhook' AS source, e.outcome_reason AS reason,
                                CASE WHEN e.slot > 1 THEN %2$L END AS ov, e.body ->> 'verificationStatus' AS nv,
                                CASE e.slot WHEN 2 THEN %3$L WHEN 3 THEN %4$L END AS oa,
@@ -145,6 +143,10 @@ SELECT format($f$INSERT INTO kyc.status_changes (external_user_id, changed_at, s
                         SELECT u.uid, 9, u.fixed_at, 'reconciler', 'reconciler', %2$L, %5$L, %4$L, %6$L, NULL
                         FROM kyc_bench.users u
                         WHERE u.fixed_at >= %1$L AND u.fixed_at < %1$L::timestamptz + interval '1 month') c
+                  LEFT JOIN kyc.webhook_events w ON c.slot < 9 AND w.request_id = md5(c.uid || c.slot) AND w.received_at = c.at
+                       AND w.received_at >= %1$L AND w.received_at < %1$L::timestamptz + interval '1 month'
+                  LEFT JOIN kyc.status_checks k ON c.slot = 9 AND k.external_user_id = c.uid AND k.checked_at = c.at
+                       AND k.checked_at >= %1$L AND k.checked_at < %1$L::timestamptz + interval '1 month'
                   ORDER BY c.at$f$, m, :'nv', :'pending', :'inver', :'verified', :'ok')
 FROM generate_series(date_trunc('month', (SELECT min(t0) FROM kyc_bench.users)), now(), interval '1 month') m
 \gexec
