@@ -303,6 +303,8 @@ FROM f
 ORDER BY day;
 -- A range of cohorts (WHERE day > ...) reads only their users.
 CREATE INDEX verifications_first_seen_day_idx ON kyc.verifications (((first_seen_at AT TIME ZONE 'UTC')::date));
+-- Users first seen in a range (kyc.time_to_verified WHERE first_seen_at > ...).
+CREATE INDEX verifications_first_seen_idx ON kyc.verifications (first_seen_at);
 
 -- kyc.try_jsonb catches errors, which needs a subtransaction, which PostgreSQL
 -- refuses inside a parallel plan: declared PARALLEL SAFE (012), it broke
