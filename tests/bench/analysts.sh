@@ -15,8 +15,8 @@
 # env: BENCH_MONTHS (24), BENCH_TIMEOUT (seconds per query, 120),
 #      BENCH_DIR (keep the cluster there; a second run with the same
 #      BENCH_DIR and USERS only times the queries again)
-# Needs about 550 bytes of disk per event with its indexes (full scale:
-# about 28 GB under /tmp). Run it under `nice -n 19` on a shared machine.
+# Needs about 1 KB of disk per event, indexes and the other tables included (full scale:
+# about 50 GB under /tmp; 100,000 users: 501 MB). Run it under `nice -n 19` on a shared machine.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); top=$(cd "$here/../.." && pwd)
 users=${1:-10000000}
