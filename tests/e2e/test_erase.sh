@@ -39,18 +39,21 @@ chmod 600 "$KEY_FILE"
 pseudonym() { printf 'kycd-erase-v1:%s' "$1" | openssl dgst -sha256 -hmac "$(cat "$KEY_FILE")" -r | cut -c1-32 | sed 's/^/erased-/'; }
 erase() { e2e_kycd_cmd KYCD_ERASE_KEY_FILE="$KEY_FILE" -- erase "$@"; }
 
-# holders ID: "table.column" for every column of every table (partitions
-# under their parent's name) of schema kyc whose value holds ID anywhere
-# (any column as text; bytea as bytes), one a line, sorted.
+# holders ID: "table.column" for every column of every table of schema kyc
+# (a partitioned one read through its parent: every partition) whose value
+# holds ID anywhere (any column as text; bytea as bytes), one a line, sorted.
 holders() {
-  sql "SELECT DISTINCT regexp_replace(c.relname, '_(p[0-9]{6}|default)$', '') || '.' || a.attname
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-       WHERE n.nspname = 'kyc' AND c.relkind IN ('r', 'm')
-         AND (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM kyc.%I WHERE %s', c.relname,
-               CASE WHEN a.atttypid = 'bytea'::regtype
-                    THEN format('position(convert_to(%L, ''UTF8'') IN %I) > 0', '$1', a.attname)
-                    ELSE format('strpos(%I::text, %L) > 0', a.attname, '$1') END), false, true, '')))[1]::text::int > 0
+  # The columns first (MATERIALIZED: the scan must never run on a relation
+  # of another schema, whatever order the planner picks).
+  sql "WITH cols AS MATERIALIZED (
+         SELECT c.relname, a.attname, a.atttypid = 'bytea'::regtype AS bytes
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE n.nspname = 'kyc' AND c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition)
+       SELECT relname || '.' || attname FROM cols
+       WHERE (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM kyc.%I WHERE %s', relname,
+               CASE WHEN bytes THEN format('position(convert_to(%L, ''UTF8'') IN %I) > 0', '$1', attname)
+                    ELSE format('strpos(%I::text, %L) > 0', attname, '$1') END), false, true, '')))[1]::text::int > 0
        ORDER BY 1"
 }
 # history ID: the user's history as kinds, outcomes and statuses, in order.
