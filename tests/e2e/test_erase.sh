@@ -70,6 +70,7 @@ e2e_two_roles erase
 ANALYST=kycd_erase_analyst_$$
 e2e_track_role "$ANALYST"
 as_super "CREATE ROLE \"$ANALYST\" LOGIN IN ROLE kyc_analyst" >/dev/null
+# shellcheck disable=SC2034  # read as ${!url_var} in (c)
 ANALYST_URL=$(with_user "$SUPER_URL" "$ANALYST")
 e2e_certs
 E2E_NEXT_PORT=$(e2e_free_port)
