@@ -222,7 +222,7 @@ e2e_wait_cmd 20 bash -c "[ \$(wc -l <'$codes') -ge 5 ]" || fail "the deliveries 
 erase "$u2" --reason "DSR-2026-003"
 assert_eq 0 "$E2E_RC" "erased while deliveries arrive: exit 0 ($(head -c 300 "$E2E_OUT"))"
 wait "$loader"
-assert_eq "40" "$(grep -c '^200$' "$codes")" "all 40 deliveries answered 200"
+assert_eq "40" "$(grep -c '^200$' "$codes")" "all 40 deliveries answered 200 ($(sort "$codes" | uniq -c | tr -s ' \n' ' '))"
 assert_eq 41 "$(sql "SELECT count(*) FROM kyc.webhook_events WHERE external_user_id IN ('$u2', '$p2')")" \
   "all 41 stored, under the pseudonym or (after the erasure) the id"
 assert_eq "t" "$(sql "SELECT (SELECT count(*) FROM kyc.webhook_events WHERE external_user_id = '$p2') > 0")" \
