@@ -382,11 +382,12 @@ static void test_migrate_fresh_then_noop(void **state)
                         want);
     /* The migration lock is not left behind. */
     /* (Of this database: tests running beside it take their own.) */
-    assert_string_equal(q(f->pq,
-                          "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
-                          "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                          END),
-                        "0");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+          "(SELECT oid FROM pg_database WHERE datname = current_database())",
+          END),
+        "0");
 }
 
 static void test_migrate_refuses_tampered(void **state)
@@ -403,11 +404,12 @@ static void test_migrate_refuses_tampered(void **state)
     if (strstr(e.msg, kycd_migrations[0].name) == NULL)
         fail_msg("message does not name %s: %s", kycd_migrations[0].name, e.msg);
     /* (Of this database: tests running beside it take their own.) */
-    assert_string_equal(q(f->pq,
-                          "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
-                          "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                          END),
-                        "0");
+    assert_string_equal(
+        q(f->pq,
+          "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+          "(SELECT oid FROM pg_database WHERE datname = current_database())",
+          END),
+        "0");
 }
 
 /* Child process: connect and migrate; exit status = migrations applied, or
