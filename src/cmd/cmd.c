@@ -10,6 +10,7 @@
 #include "cmd/changes.h"
 #include "cmd/config.h"
 #include "cmd/create_kyc.h"
+#include "cmd/erase.h"
 #include "cmd/health.h"
 #include "cmd/migrate.h"
 #include "cmd/partitions.h"
@@ -85,6 +86,24 @@ static const char help_attention[] =
     "recorded in kyc.attention_actions: who (database role, OS user, host),\n"
     "when, why, which users and what each was flagged for. A new webhook for a\n"
     "flagged user also gives it back. Needs a migrated database.\n";
+static const char help_erase[] =
+    "Carry out an erasure request as pseudonymisation (docs/erasure.md): in one\n"
+    "transaction, replace the user's externalUserId everywhere kycd stores it\n"
+    "(the current state, every history table, the raw webhook and check bodies,\n"
+    "the quarantine, the records of operator actions) with a pseudonym,\n"
+    "\"erased-\" and 32 hex digits of HMAC-SHA-256 under erase_key, and record\n"
+    "who, when, --reason TEXT (required: the request's reference) and the\n"
+    "pseudonym in kyc.erasures, never the id. Statuses, rejection reasons and\n"
+    "times are kept: AML record-keeping. The same key gives the same pseudonym,\n"
+    "so whoever holds it can still find the records; without it they cannot be\n"
+    "linked back to the id.\n"
+    "\n"
+    "Exit 0 when erased, or when an earlier erasure already did it (nothing\n"
+    "holds the id); 3 when kycd holds nothing under the id and never erased it;\n"
+    "2 without --reason or without an erase_key of 32 characters or more. A\n"
+    "webhook for the same id arriving later is stored under the id again (a\n"
+    "new user to kycd); erasing again moves it to the same pseudonym. Run it as\n"
+    "the database owner (the only role kyc.erase_user is granted to).\n";
 static const char help_replay[] =
     "Run the stored deliveries received from --since TIME (before --until, of\n"
     "one --user) again through the current rules, in received order. A\n"
@@ -171,6 +190,11 @@ static const cmd_entry table[] = {
      "            the users flagged for a person, and give one (or all) back to the\n"
      "            reconciler (recorded in kyc.attention_actions)\n",
      0, help_attention},
+    {"erase", cmd_erase,
+     "  erase EXTERNAL_USER_ID --reason TEXT\n"
+     "            replace the user's id everywhere with a keyed pseudonym (an erasure\n"
+     "            request; recorded in kyc.erasures)\n",
+     0, help_erase},
     {"replay", cmd_replay,
      "  replay --since TIME [--until TIME] [--user ID] [--dry-run]\n"
      "            run the stored deliveries received since TIME again through the\n"

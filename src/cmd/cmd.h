@@ -21,7 +21,7 @@ enum {
     CMD_OK = 0,
     CMD_FAILED = 1,  /* a runtime failure: database, P100, spool, network */
     CMD_USAGE = 2,   /* bad usage or configuration: nothing was attempted */
-    CMD_UNKNOWN = 3, /* `status` of a user kycd does not know */
+    CMD_UNKNOWN = 3, /* `status` or `erase` of a user kycd does not know */
 };
 
 /* What a running command does while main waits for its stop signal, all

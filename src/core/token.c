@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <string.h>
 #include <strings.h>
@@ -148,5 +149,29 @@ int token_random_hex(char *out, size_t nbytes)
         return KERR_IO;
     to_hex(raw, nbytes, out);
     OPENSSL_cleanse(raw, sizeof raw);
+    return 0;
+}
+
+int token_pseudonym(const char *key, const char *id, char out[TOKEN_PSEUDONYM_LEN + 1], kerr *err)
+{
+    static const char domain[] = "kycd-erase-v1:";
+    if (key == NULL || strlen(key) < TOKEN_ERASE_KEY_MIN)
+        return kerr_set(err, KERR_CONFIG, "erase_key must be at least %d characters",
+                        TOKEN_ERASE_KEY_MIN);
+    size_t idlen = strlen(id), dlen = sizeof domain - 1;
+    unsigned char msg[sizeof domain - 1 + 256], md[EVP_MAX_MD_SIZE];
+    if (idlen > sizeof msg - dlen)
+        return kerr_set(err, KERR_INVALID, "externalUserId longer than 256 bytes");
+    memcpy(msg, domain, dlen);
+    memcpy(msg + dlen, id, idlen);
+    unsigned int mdlen = 0;
+    int ok = HMAC(EVP_sha256(), key, (int)strlen(key), msg, dlen + idlen, md, &mdlen) != NULL &&
+             mdlen == 32;
+    OPENSSL_cleanse(msg, sizeof msg);
+    if (!ok)
+        return kerr_set(err, KERR_INVALID, "HMAC-SHA-256 failed");
+    memcpy(out, "erased-", 7);
+    to_hex(md, 16, out + 7);
+    OPENSSL_cleanse(md, sizeof md);
     return 0;
 }

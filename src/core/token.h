@@ -35,4 +35,14 @@ void token_sha256_hex(const void *data, size_t len, char out[65]);
 /* `nbytes` random bytes (nbytes <= 32) as hex into out (2*nbytes+1). */
 int token_random_hex(char *out, size_t nbytes) KYCD_MUST_CHECK;
 
+/* The pseudonym `kycd erase` gives an externalUserId: "erased-" and the
+ * first 16 bytes of HMAC-SHA-256(key, "kycd-erase-v1:" id) as hex, plus
+ * NUL. The same key and id always give the same pseudonym; without the
+ * key it cannot be reversed (nor recomputed from a guessed id). Refuses a
+ * key shorter than TOKEN_ERASE_KEY_MIN (the message never quotes it). */
+#define TOKEN_PSEUDONYM_LEN 39
+#define TOKEN_ERASE_KEY_MIN 32
+int token_pseudonym(const char *key, const char *id, char out[TOKEN_PSEUDONYM_LEN + 1],
+                    kerr *err) KYCD_MUST_CHECK;
+
 #endif

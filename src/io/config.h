@@ -72,6 +72,7 @@ typedef struct kycd_config {
     /* P100 and the reconciler */
     char *p100_base_url;              /* default P100 staging */
     char *p100_api_key;               /* secret */
+    char *erase_key;                  /* secret: kycd erase's pseudonym key */
     char *p100_ca_file;               /* extra CA bundle, optional */
     char *p100_status_path;           /* "/v1/kyc/status/{externalUserId}" */
     int64_t p100_timeout_ms;          /* default 10s */

@@ -133,6 +133,11 @@ const cfg_entry config_table[] = {
      "P100's Partner API (production: `https://partner-api.p100.io`)", NULL},
     {"p100_api_key", T_STRING, F_SECRET | F_FILE_OK, OFF(p100_api_key), 0, 0, NULL, 0,
      "sent as `x-api-key`; required by the reconciler, `create-kyc` and `status --live`", NULL},
+    {"erase_key", T_STRING, F_SECRET | F_FILE_OK, OFF(erase_key), 0, 0, NULL, 0,
+     "key of `kycd erase`'s pseudonyms (HMAC-SHA-256; at least 32 characters, e.g. `openssl rand "
+     "-hex 32`); the same key gives the same pseudonym for the same user, so keep it as long as "
+     "the history (see [Erasure requests](erasure.md))",
+     NULL},
     {"p100_ca_file", T_STRING, 0, OFF(p100_ca_file), 0, 0, NULL, 0,
      "extra CA bundle for P100's certificate (the simulator's in tests); hostname verification is "
      "always on",

@@ -364,11 +364,15 @@ static int take_locked(batch *b, const expectation *x, PGresult *r, kerr *err)
         db_user_row_read(r, i, 1, &it->cur);
         it->locked = 1;
     }
-    /* The rows were created in this transaction: if one is gone, the
-     * database misbehaves (retryable), the data is not at fault. */
+    /* The rows were created or found in this transaction: one is gone
+     * when `kycd erase` deleted it meanwhile (pseudonymised: the id is
+     * new again). The whole batch again, as for a deadlock: it creates
+     * the row anew, a delivery after the erasure. */
     for (int j = x->at; j < x->at + x->n; j++)
-        if (is_kyc(b->order[j]) && !b->order[j]->locked)
+        if (is_kyc(b->order[j]) && !b->order[j]->locked) {
+            b->conflict = 1;
             return kerr_set(err, KERR_DB, "user row vanished while locked");
+        }
     return 0;
 }
 

@@ -79,3 +79,12 @@ rows=$(printf "BEGIN READ ONLY; SET LOCAL ROLE kyc_analyst;\nSELECT count(*) FRO
   timeout 30 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -f - 2>&1)
 assert_eq 1 "$rows" "the user the examples name is in kyc.current_status"
 
+# What kycd keeps on each user's row for the views (sql/017: the trigger on
+# kyc.status_changes) follows the seeded changes.
+assert_eq "t|t" \
+  "$(sql "SELECT (SELECT verified_at = (SELECT min(changed_at) FROM kyc.status_changes
+                                         WHERE external_user_id = t.external_user_id AND new_verification_status = 'VERIFIED')
+                  FROM kyc.time_to_verified t WHERE external_user_id = 'bca65c48-df49-4831-a7b2-de7903321581'),
+                 (SELECT pending_since = (SELECT changed_at FROM kyc.status_changes WHERE external_user_id = 'analysts-doc-pending')
+                  FROM kyc.pending WHERE external_user_id = 'analysts-doc-pending')")" \
+  "kyc.time_to_verified and kyc.pending read the first VERIFIED and the attempt's start kycd keeps"

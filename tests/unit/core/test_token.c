@@ -294,6 +294,27 @@ static void test_random_hex(void **state)
     assert_string_equal(b, "untouched");
 }
 
+/* A vector computed independently (Python's hmac module), stability, and
+ * a short key refused without quoting it. */
+static void test_pseudonym(void **state)
+{
+    (void)state;
+    char out[TOKEN_PSEUDONYM_LEN + 1], again[TOKEN_PSEUDONYM_LEN + 1];
+    kerr err;
+    kerr_clear(&err);
+    const char *key = "0123456789abcdef0123456789abcdef";
+    assert_int_equal(token_pseudonym(key, "user-1", out, &err), 0);
+    assert_string_equal(out, "erased-b5526a445b655b1be2c38413cf481955");
+    assert_int_equal(token_pseudonym(key, "user-1", again, &err), 0);
+    assert_string_equal(out, again);
+    assert_int_equal(token_pseudonym(key, "user-2", again, &err), 0);
+    assert_string_not_equal(out, again);
+    assert_int_equal(token_pseudonym("1123456789abcdef0123456789abcdef", "user-1", again, &err), 0);
+    assert_string_not_equal(out, again);
+    assert_int_not_equal(token_pseudonym("short-secret-key", "user-1", out, &err), 0);
+    assert_null(strstr(err.msg, "short-secret-key"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_check_empty_set),
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_random_hex),
+        cmocka_unit_test(test_pseudonym),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

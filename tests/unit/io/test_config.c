@@ -533,6 +533,7 @@ static void test_print(void **state)
                        "spool_max = 1073741824\n"
                        "p100_base_url = https://partner-api-stage.p100.io\n"
                        "p100_api_key = (unset)\n"
+                       "erase_key = (unset)\n"
                        "p100_ca_file = (unset)\n"
                        "p100_status_path = /v1/kyc/status/{externalUserId}\n"
                        "p100_timeout = 10s\n"
