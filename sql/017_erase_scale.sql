@@ -181,8 +181,10 @@ BEGIN
     PERFORM kyc.erase_copy_row('verifications', user_id, pseudo);
     PERFORM kyc.erase_copy_row('poa_statuses', user_id, pseudo);
     -- P100 does not know the pseudonym: the reconciler must never ask about
-    -- it (both its claims skip a user whose next check is not due).
-    UPDATE kyc.verifications x SET next_check_at = 'infinity', lease_owner = NULL, lease_until = NULL
+    -- it (both its claims skip a user whose next check is not due), and its
+    -- re-check stamp goes, so that the re-check index never holds it.
+    UPDATE kyc.verifications x SET next_check_at = 'infinity', lease_owner = NULL, lease_until = NULL,
+        recheck_at = NULL
     WHERE x.external_user_id = pseudo;
     UPDATE kyc.webhook_events x
     SET external_user_id = pseudo,

@@ -49,7 +49,7 @@ typedef struct cfg_entry {
 
 /* The keys, in the order they are printed and documented (config_keys.c,
  * which checks this count against the table). */
-#define CONFIG_NKEYS 54
+#define CONFIG_NKEYS 55
 extern const cfg_entry config_table[];
 
 static inline char **str_slot(kycd_config *cfg, const cfg_entry *e)
