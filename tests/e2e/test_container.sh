@@ -26,22 +26,9 @@
 # Environment: TEST_KYCD_BIN, TEST_PG (lib.sh); TEST_KYCD_DEB (optional);
 # TEST_CONTAINER_CACHE (default: container-cache beside TEST_KYCD_BIN).
 
-P=(podman --runtime runc)
-F=(--network host --ulimit nproc=4096:4096 --ulimit nofile=4096:4096)
-why=''
-if ! command -v podman >/dev/null 2>&1; then
-  why="podman is not installed"
-elif ! command -v runc >/dev/null 2>&1; then
-  why="runc is not installed"
-elif ! command -v mmdebstrap >/dev/null 2>&1; then
-  why="mmdebstrap is not installed"
-elif ! out=$("${P[@]}" info --format '{{.Host.OCIRuntime.Name}}' 2>&1); then
-  why="podman cannot run here: $(head -n 1 <<<"$out")"
-fi
-if [ -n "$why" ]; then
-  echo "SKIP: test_container: $why (deploy/packages.sh lists podman, runc, mmdebstrap, uidmap)"
-  exit 77
-fi
+# shellcheck source=tests/e2e/podman.sh
+source "$(dirname "${BASH_SOURCE[0]}")/podman.sh"
+podman_or_skip test_container
 
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
