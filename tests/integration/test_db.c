@@ -1777,19 +1777,7 @@ static void test_recheck_claims(void **state)
     const db_recheck_policy pol = {.rejected_after_ms = 3600000,
                                    .rejected_for_ms = 30LL * 86400000,
                                    .verified_every_ms = 30LL * 86400000};
-    /* No policy yet (a database just migrated by a test, not by kycd
-     * migrate): nobody is stamped, so nobody is due a re-check. */
-    seed_user(f, "v0-before", KYC_V_VERIFIED, KYC_A_SUCCESSFUL, "31 days", NULL);
-    assert_string_equal(q(f->pq,
-                          "SELECT coalesce(recheck_at::text, 'none') FROM kyc.verifications "
-                          "WHERE external_user_id = 'v0-before'",
-                          END),
-                        "none");
-    /* The policy stamps the users already there (in batches of 2 here). */
-    assert_true(set_policy(f, pol) == 1);
-    q_ok(f->pq, "DELETE FROM kyc.verifications WHERE external_user_id = 'v0-before'");
-    /* setting the same policy again changes nothing and stamps nobody */
-    assert_true(set_policy(f, pol) == 0);
+    set_policy(f, pol);
     /* rejected: first after 1 h, then after twice the time since the last word */
     seed_user(f, "r1-due", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "2 hours", NULL);
     seed_user(f, "r2-early", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "30 minutes", NULL);
@@ -1886,17 +1874,34 @@ static void test_recheck_claims(void **state)
     q_ok(f->pq, "UPDATE kyc.verifications SET updated_at = now() - interval '3 hours', "
                 "last_webhook_at = now() WHERE external_user_id = 'r2-early'");
     assert_string_equal(claim_ids(f, &o), "");
-    /* Off: verified_every 0 and rejected_for 0 claim nothing. */
-    q_ok(f->pq, "UPDATE kyc.verifications SET last_webhook_at = NULL, next_check_at = NULL, "
-                "lease_owner = NULL, lease_until = NULL");
-    set_policy(f, (db_recheck_policy){.rejected_after_ms = 3600000});
+}
+
+/* The re-check policy is the database's: until kycd sets it nobody is
+ * stamped; setting it stamps the users there (in batches: 2 here), the
+ * same policy again stamps nobody, and a change re-stamps everyone (off:
+ * no stamp is left; on again: they come back). */
+static void test_recheck_policy(void **state)
+{
+    fixture *f = *state;
+    const db_recheck_policy pol = {.rejected_after_ms = 3600000,
+                                   .rejected_for_ms = 30LL * 86400000,
+                                   .verified_every_ms = 30LL * 86400000};
+    db_claim_opts o = {.owner = "test:1", .limit = 32, .lease_ms = 60000, .recheck = 1};
+    seed_user(f, "v0-before", KYC_V_VERIFIED, KYC_A_SUCCESSFUL, "31 days", NULL);
+    seed_user(f, "r0-before", KYC_V_NOT_VERIFIED, KYC_A_REJECTED, "2 hours", NULL);
+    seed_user(f, "e0-expired", KYC_V_EXPIRED, KYC_A_SUCCESSFUL, "40 days", NULL);
+    const char *stamped = "SELECT count(*) FROM kyc.verifications WHERE recheck_at IS NOT NULL";
+    assert_string_equal(q(f->pq, stamped, END), "0");
     assert_string_equal(claim_ids(f, &o), "");
-    assert_string_equal(
-        q(f->pq, "SELECT count(*) FROM kyc.verifications WHERE recheck_at IS NOT NULL", END), "0");
-    /* On again: the stamps come back, and the claim reads the index. */
+    assert_true(set_policy(f, pol) == 3);
+    assert_string_equal(q(f->pq, stamped, END), "2");
+    assert_true(set_policy(f, pol) == 0);
+    /* off: verified_every 0 and rejected_for 0 stamp nobody, claim nothing */
+    assert_true(set_policy(f, (db_recheck_policy){.rejected_after_ms = 3600000}) == 3);
+    assert_string_equal(q(f->pq, stamped, END), "0");
+    assert_string_equal(claim_ids(f, &o), "");
     set_policy(f, pol);
-    q_ok(f->pq, "UPDATE kyc.verifications SET lease_owner = NULL, lease_until = NULL");
-    assert_string_not_equal(claim_ids(f, &o), "");
+    assert_string_equal(claim_ids(f, &o), "r0-before:recheck_rejected,v0-before:recheck_verified");
 }
 
 static void test_recheck_once_and_spread(void **state)
@@ -2193,6 +2198,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prepare_after_lock_timeout, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_pending_one_definition, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_recheck_claims, setup_migrated, teardown),
+        cmocka_unit_test_setup_teardown(test_recheck_policy, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_recheck_once_and_spread, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_batch_matches_one_by_one, setup_migrated, teardown),
         cmocka_unit_test_setup_teardown(test_batch_array_values, setup_migrated, teardown),
