@@ -182,9 +182,11 @@ BEGIN
     PERFORM kyc.erase_copy_row('poa_statuses', user_id, pseudo);
     -- P100 does not know the pseudonym: the reconciler must never ask about
     -- it (both its claims skip a user whose next check is not due), and its
-    -- re-check stamp goes, so that the re-check index never holds it.
+    -- re-check stamp goes, so that the re-check index never holds it; nor
+    -- does on-call's list (kycd attention retry would give it back to the
+    -- reconciler), nor a held report's debt.
     UPDATE kyc.verifications x SET next_check_at = 'infinity', lease_owner = NULL, lease_until = NULL,
-        recheck_at = NULL
+        recheck_at = NULL, attention_reason = NULL, needs_check_reason = NULL
     WHERE x.external_user_id = pseudo;
     UPDATE kyc.webhook_events x
     SET external_user_id = pseudo,

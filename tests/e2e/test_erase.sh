@@ -142,6 +142,8 @@ assert_eq "infinity" "$(sql "SELECT next_check_at FROM kyc.verifications WHERE e
   "the reconciler will never ask P100 about the pseudonym"
 assert_eq "none" "$(sql "SELECT coalesce(recheck_at::text, 'none') FROM kyc.verifications WHERE external_user_id = '$p'")" \
   "nor re-check it: no stamp in the re-check index"
+assert_eq "none" "$(sql "SELECT coalesce(attention_reason, needs_check_reason, 'none') FROM kyc.verifications WHERE external_user_id = '$p'")" \
+  "nor list it for on-call"
 assert_eq "t" "$(sql "SELECT bool_and(body_sha256 = sha256(convert_to(body::text, 'UTF8')) AND body ->> 'externalUserId' = '$p')
                      FROM kyc.webhook_events WHERE external_user_id = '$p'")" \
   "raw bodies name the pseudonym; body_sha256 is the hash of the stored body"
