@@ -43,7 +43,10 @@ static const char help_migrate[] =
     "Apply the schema migrations compiled into this binary, each in one\n"
     "transaction; safe to run from several hosts at once. Run it once per\n"
     "release, as the database owner, before restarting kycd serve: serve\n"
-    "refuses a database that is not at its schema.\n";
+    "refuses a database that is not at its schema. Then the configured\n"
+    "re-check policy (recheck_rejected_after, recheck_rejected_for,\n"
+    "recheck_verified_every) becomes the database's, and every settled user\n"
+    "is stamped under it, 10,000 per transaction, when it changed.\n";
 static const char help_config[] =
     "Print the effective configuration (the file, then KYCD_* variables, then\n"
     "flags), secrets redacted.\n"
