@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# kycd-test: once
 # The benchmarks under tests/bench/, run small and checked against loose
 # bounds only (a noisy machine must not fail CI; the figures themselves are
 # for people: run the scripts directly for the full size).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# kycd-test: once
 # Several instances, for real: three `kycd serve` on one PostgreSQL database
 # behind Debian's HAProxy (TCP mode: TLS passes through to kycd; health checks
 # GET /readyz over TLS every 500 ms). kycd-loadgen (load.sh) sends a steady,

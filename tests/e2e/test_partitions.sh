@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# kycd-test: once
 # End-to-end: partitioned history (sql/007_partitions.sql), on a database
 # owned by a role that is not the one serving:
 #   (a) a database at schema 6 filled with 100,000 events is converted by

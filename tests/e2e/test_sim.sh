@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# kycd-test: once
 # End-to-end test of p100-sim, the test double for P100's Partner API that the
 # other tests and the demo rely on: it must answer like P100 as documented in
 # docs/p100-api.md. Loopback only, every wait bounded; no PostgreSQL and
