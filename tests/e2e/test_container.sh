@@ -54,16 +54,7 @@ trap 'rc=$?; container_cleanup; (exit "$rc"); e2e__cleanup' EXIT
 e2e_section "base image: mmdebstrap (cached) + podman import"
 t0=$(e2e_ms)
 mkdir -p "$CACHE"
-if [ ! -s "$BASE_TAR" ]; then
-  if ! timeout 600 mmdebstrap --quiet --variant=minbase --format=tar --include=ca-certificates bookworm \
-       "$BASE_TAR.part.tar" >"$E2E_TMP/mmdebstrap.log" 2>&1; then
-    tail -n 20 "$E2E_TMP/mmdebstrap.log" | sed 's/^/  mmdebstrap: /'
-    rm -f -- "$BASE_TAR.part.tar"
-    e2e_abort "mmdebstrap could not make the Debian 12 rootfs"
-  fi
-  mv -- "$BASE_TAR.part.tar" "$BASE_TAR"
-  echo "  made $BASE_TAR ($(du -h "$BASE_TAR" | cut -f1))"
-fi
+podman_rootfs "$BASE_TAR"
 if ! "${P[@]}" image exists "$BASE_IMG" ||
    [ "$("${P[@]}" image inspect --format '{{index .Labels "kycd.rootfs"}}' "$BASE_IMG" 2>/dev/null)" != "$(stat -c %Y "$BASE_TAR")" ]; then
   "${P[@]}" import --change "LABEL kycd.rootfs=$(stat -c %Y "$BASE_TAR")" "$BASE_TAR" "$BASE_IMG" >/dev/null ||

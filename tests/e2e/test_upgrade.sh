@@ -166,15 +166,7 @@ phase "systemd in a container"
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock" # one maker of the cached images at a time
 flock -w 900 9 || e2e_abort "the container cache stays locked"
-if [ ! -s "$BASE_TAR" ]; then
-  if ! timeout 600 mmdebstrap --quiet --variant=minbase --format=tar --include=ca-certificates bookworm \
-       "$BASE_TAR.part.tar" >"$E2E_TMP/mmdebstrap.log" 2>&1; then
-    tail -n 20 "$E2E_TMP/mmdebstrap.log" | sed 's/^/  mmdebstrap: /'
-    rm -f -- "$BASE_TAR.part.tar"
-    e2e_abort "mmdebstrap could not make the Debian 12 rootfs"
-  fi
-  mv -- "$BASE_TAR.part.tar" "$BASE_TAR"
-fi
+podman_rootfs "$BASE_TAR"
 if ! "${P[@]}" image exists "$BASE_IMG"; then
   "${P[@]}" import -q "$BASE_TAR" "$BASE_IMG" >/dev/null || e2e_abort "podman import failed"
 fi
