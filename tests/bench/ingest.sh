@@ -5,7 +5,9 @@
 #
 # usage: tests/bench/ingest.sh [BUILD_DIR] ; env: BENCH_SECONDS (10), BENCH_CONNS (8),
 # BENCH_NOTIFY (on; off: the change feed's NOTIFY trigger is disabled, to
-# measure what it costs: docs/benchmarks.md, "The change feed")
+# measure what it costs: docs/benchmarks.md, "The change feed"),
+# BENCH_PERIODS (on; off: the trigger that keeps kyc.periods is disabled:
+# docs/benchmarks.md, "Analysts' queries")
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); top=$(cd "$here/../.." && pwd)
 build=${1:-$top/build/ci}
@@ -33,10 +35,11 @@ envs=(PATH="$PATH" KYCD_DATABASE_URL="$PGLOCAL_CONNINFO" KYCD_LISTEN=127.0.0.1:$
   KYCD_WEBHOOK_TOKENS_FILE="$work/tokens" KYCD_THREADS=$((conns + 8)) KYCD_DB_POOL="${BENCH_POOL:-8}"
   KYCD_LOG_LEVEL=warn KYCD_RECONCILE=off)
 env -i "${envs[@]}" "$kycd" migrate >/dev/null 2>&1
-notify=${BENCH_NOTIFY:-on}
-if [ "$notify" = off ]; then
-  psql "$PGLOCAL_CONNINFO" -XAtqc "ALTER TABLE kyc.status_changes DISABLE TRIGGER status_changes_notify" >/dev/null
-fi
+notify=${BENCH_NOTIFY:-on}; periods=${BENCH_PERIODS:-on}
+for off in "$notify:status_changes_notify" "$periods:status_changes_periods"; do
+  [ "${off%%:*}" = off ] || continue
+  psql "$PGLOCAL_CONNINFO" -XAtqc "ALTER TABLE kyc.status_changes DISABLE TRIGGER ${off#*:}" >/dev/null
+done
 env -i "${envs[@]}" "$kycd" serve 2>"$work/kycd.log" >/dev/null & pid=$!
 up() { curl -sf --cacert "$work/certs/ca.pem" "https://localhost:$port/healthz" >/dev/null; }
 for _ in $(seq 50); do up && break; sleep 0.1; done
@@ -48,7 +51,7 @@ hwm=$(awk '/VmHWM/{print $2}' /proc/$pid/status)
 stored=$(psql "$PGLOCAL_CONNINFO" -XAtqc "select count(*) from kyc.webhook_events")
 requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
 errs=$(sed -E 's/.*errors_status=([0-9]+).*/\1/' <<<"$line")
-echo "$line conns=$conns notify=$notify rss_start_kib=$rss0 rss_peak_kib=$hwm stored=$stored"
+echo "$line conns=$conns notify=$notify periods=$periods rss_start_kib=$rss0 rss_peak_kib=$hwm stored=$stored"
 # wrk counts requests it completed; every one that got 200 must be stored once.
 ok=$((requests - errs))
 if [ "$stored" -lt "$ok" ]; then echo "bench: FAIL: $ok answered 200 but only $stored stored" >&2; exit 1; fi

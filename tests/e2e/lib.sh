@@ -777,6 +777,16 @@ sim() {
   [[ $code == 2?? ]]
 }
 
+# e2e_periods_diff: "MISSING|EXTRA|CHANGES": rows of the history's periods
+# (kyc.derived_periods, sql/018) not in kyc.periods, rows of kyc.periods not
+# in them, and the number of kyc.status_changes rows. "0|0|N": kycd kept
+# one period per change, each as the history defines it.
+e2e_periods_diff() {
+  sql "SELECT (SELECT count(*) FROM (SELECT * FROM kyc.derived_periods EXCEPT ALL SELECT * FROM kyc.periods) m)
+       || '|' || (SELECT count(*) FROM (SELECT * FROM kyc.periods EXCEPT ALL SELECT * FROM kyc.derived_periods) x)
+       || '|' || (SELECT count(*) FROM kyc.status_changes)"
+}
+
 # e2e_wait_sql QUERY EXPECTED [SECONDS]: poll every 100 ms (default 10 s)
 # until the query's output equals EXPECTED. The last output is in
 # $E2E_SQL_LAST. Returns non-zero on timeout.

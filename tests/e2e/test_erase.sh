@@ -109,6 +109,7 @@ assert_match "$before" "^kyc_verification_status:applied,kyc_verification_status
 rows_before=$(sql "SELECT (SELECT count(*) FROM kyc.webhook_events) || '|' || (SELECT count(*) FROM kyc.status_changes)
                    || '|' || (SELECT count(*) FROM kyc.status_checks) || '|' || (SELECT count(*) FROM kyc.quarantine)")
 expected="attention_actions.users
+periods.external_user_id
 poa_statuses.external_user_id
 quarantine.body
 quarantine.external_user_id

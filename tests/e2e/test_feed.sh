@@ -321,6 +321,13 @@ printf '  %s\n' "$lag"
 assert_eq "feed_check feed_sub kycd_changes" "$(cut -d'|' -f1 <<<"$lag" | sort | tr '\n' ' ' | sed 's/ $//')" \
   "it answers for each slot"
 
+# --- (e) the analysts' periods --------------------------------------------------
+# The periods kycd kept (kyc.periods, one per change, written by the writers'
+# batches and the reconcilers under this load) are the history's periods.
+e2e_section "(e) kyc.periods under this load"
+assert_eq "0|0|$(sql "SELECT count(*) FROM kyc.status_changes")" "$(e2e_periods_diff)" \
+  "kyc.periods equals the history's periods (kyc.derived_periods): none missing, none extra"
+
 for i in $(seq 1 "$N"); do
   E2E_KYCD_PID=${K_PID[$i]} E2E_KYCD_LOG=${K_LOG[$i]} E2E_PORT=${K_PORT[$i]}
   e2e_stop_kycd

@@ -149,6 +149,11 @@ assert_eq "00:22:00|2|2" \
           WHERE verification_status = 'NOT_VERIFIED' AND attempt_status = 'VERIFICATION'")" \
   "kyc.time_in_status: VERIFICATION left twice (u-a 15 min, u-c 29 min: median 22 min), 2 users in it now"
 
+assert_eq "PENDING:1:0:00:01:00 REJECTED_BY_PROVIDER:1:1 VERIFICATION:1:0:00:29:00" \
+  "$(sql "SELECT string_agg(concat_ws(':', attempt_status, periods, current, median), ' ' ORDER BY attempt_status)
+          FROM kyc.time_in_status('2024-03-03', 'infinity')")" \
+  "kyc.time_in_status(since, until): only the periods entered since Mar 3 (u-c: PENDING 1 min, VERIFICATION 29 min, REJECTED now)"
+
 e2e_section "kyc.daily_funnel: a cohort funnel"
 assert_eq "2024-02-28|2|2|0|1|0|0|1.0000 2024-03-01|3|1|0|0|2|0|0.3333 2024-03-03|1|0|1|0|0|0|0.0000" \
   "$(sql "SELECT string_agg(concat_ws('|', day, started, verified, rejected, expired, pending, other, verified_ratio), ' ' ORDER BY day)
@@ -172,6 +177,16 @@ assert_eq "u-c|10|webhook|10|applied" \
   "$(sql "SELECT concat_ws('|', external_user_id, corrected_event_id, corrected_source, last_event_id, last_event_outcome)
           FROM kyc.reconciler_corrections")" \
   "the correction names the webhook whose state it replaced (event 10)"
+
+assert_eq "0|0|10" \
+  "$(sql "SELECT (SELECT count(*) FROM (SELECT * FROM kyc.webhook_vs_p100 EXCEPT ALL SELECT * FROM kyc.webhook_vs_p100('-infinity', 'infinity')) a)
+          || '|' || (SELECT count(*) FROM (SELECT * FROM kyc.webhook_vs_p100('-infinity', 'infinity') EXCEPT ALL SELECT * FROM kyc.webhook_vs_p100) b)
+          || '|' || (SELECT count(*) FROM kyc.webhook_vs_p100('-infinity', 'infinity'))")" \
+  "kyc.webhook_vs_p100(since, until) over all time: the view's 10 rows, none more, none less"
+assert_eq "10" "$(sql "SELECT string_agg(event_id::text, ' ') FROM kyc.webhook_vs_p100('2024-03-03 10:01Z', '2024-03-03 10:02Z')")" \
+  "and for a range, only the webhooks received in it (event 10 at 10:01), still compared with the check after it"
+assert_eq "50|false" "$(sql "SELECT check_id || '|' || agrees FROM kyc.webhook_vs_p100('2024-03-03 10:01Z', '2024-03-03 10:02Z')")" \
+  "the range's webhook is compared with P100's answer at 10:30, after the range's end"
 
 e2e_section "kyc.rejection_reasons_daily"
 assert_eq "2024-03-01|NO_FACE_FOUND|1|1|1.0000 2024-03-03|DOC_EXPIRED|1|1|1.0000" \
