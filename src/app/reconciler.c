@@ -88,7 +88,7 @@ static void count_due(reconciler *r, int64_t now)
     db_due_counts c;
     if (r->store.count_due(r->store.ctx, r->o.pending_after_ms, r->o.webhook_overdue_ms, &c,
                            &err) != 0)
-        c.due = c.flagged = c.overdue = -1;
+        c.due = c.flagged = c.overdue = c.feed_wal_bytes = c.feed_inactive = -1;
     pthread_mutex_lock(&r->mu);
     r->counts = c;
     r->due_at_ms = now;
@@ -316,7 +316,8 @@ int reconciler_start(reconciler **out, const reconciler_opts *o, kerr *err)
     reconciler *r = calloc(1, sizeof *r);
     if (r == NULL)
         return kerr_set(err, KERR_NOMEM, "out of memory");
-    r->counts.due = r->counts.flagged = r->counts.overdue = -1;
+    r->counts.due = r->counts.flagged = r->counts.overdue = r->counts.feed_wal_bytes =
+        r->counts.feed_inactive = -1;
     r->o = *o;
     r->rules = (kyc_check_rules){.pending_after_ms = o->pending_after_ms,
                                  .webhook_overdue_ms = o->webhook_overdue_ms,
@@ -436,7 +437,7 @@ reconciler_stats reconciler_stats_now(reconciler *r)
 
 db_due_counts reconciler_counts(reconciler *r)
 {
-    db_due_counts c = {-1, -1, -1};
+    db_due_counts c = {-1, -1, -1, -1, -1};
     if (r == NULL)
         return c;
     pthread_mutex_lock(&r->mu);
@@ -479,6 +480,17 @@ int reconciler_write_gauges(reconciler *r, kbuf *out)
                            "users created with create-kyc or pending, not flagged, that have had "
                            "no KYC webhook for webhook_overdue (counted every 5 s at most)",
                            (double)c.overdue);
+    if (rc == 0 && c.feed_wal_bytes >= 0)
+        rc = metrics_gauge(out, "kycd_feed_slot_retained_wal_bytes",
+                           "WAL, in bytes, that the logical replication slots of kycd's database "
+                           "keep on the primary, the most any one keeps (0: no slot): a feed "
+                           "consumer stopped or behind (counted every 5 s at most)",
+                           (double)c.feed_wal_bytes);
+    if (rc == 0 && c.feed_inactive >= 0)
+        rc = metrics_gauge(out, "kycd_feed_slots_inactive",
+                           "logical replication slots of kycd's database that no consumer is "
+                           "reading now (counted every 5 s at most)",
+                           (double)c.feed_inactive);
     return rc;
 }
 

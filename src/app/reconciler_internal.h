@@ -45,7 +45,7 @@ struct reconciler {
     double limit;
     int64_t limit_cut_ms; /* when it was last halved (monotonic) */
     char not_ready[512];
-    db_due_counts counts; /* due, flagged, overdue users, last counted; -1: not yet */
+    db_due_counts counts; /* due, flagged, overdue users, feed slots, last counted; -1: not yet */
     int64_t due_at_ms;    /* when (monotonic) */
     reconciler_stats st;
     kyc_check_rules rules; /* what core's decision needs of the options */

@@ -78,7 +78,12 @@ static const char SQL_CLAIM_RECHECK[] = SQL_CLAIM_NOW
  * it may bound a scan, where clock_timestamp() may not); the flagged ones
  * (verifications_flagged_idx, sql/013); and the pending ones waiting for a
  * webhook for webhook_overdue ($2), which the partial index
- * verifications_due_idx serves (kyc.webhook_awaited_since, sql/015). */
+ * verifications_due_idx serves (kyc.webhook_awaited_since, sql/015); and
+ * the change feed's logical replication slots on this database
+ * (docs/feed.md): the most WAL one keeps (restart_lsn behind the current
+ * position; -1 on a standby, which has no current position of its own) and
+ * how many no consumer is reading. pg_replication_slots and
+ * pg_current_wal_lsn() need no grant. */
 static const char SQL_COUNT_DUE[] =
     "SELECT (SELECT count(*) FROM kyc.verifications v"
     " WHERE v.attention_reason IS NULL"
@@ -91,7 +96,13 @@ static const char SQL_COUNT_DUE[] =
     " (SELECT count(*) FROM kyc.verifications v"
     " WHERE v.attention_reason IS NULL AND kyc.is_pending(v.attempt_status)"
     "   AND kyc.webhook_awaited_since(v.last_webhook_at, v.requested_at, v.first_seen_at)"
-    "       <= clock_timestamp() - make_interval(secs => $2::float8 / 1000))";
+    "       <= clock_timestamp() - make_interval(secs => $2::float8 / 1000)),"
+    " CASE WHEN pg_is_in_recovery() THEN -1 ELSE"
+    "   (SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)), 0)::bigint"
+    "    FROM pg_replication_slots s"
+    "    WHERE s.database = current_database() AND s.slot_type = 'logical') END,"
+    " (SELECT count(*) FROM pg_replication_slots s"
+    "  WHERE s.database = current_database() AND s.slot_type = 'logical' AND NOT s.active)";
 
 int db_count_due(db *d, int64_t pending_after_ms, int64_t webhook_overdue_ms, db_due_counts *out,
                  kerr *err)
@@ -109,6 +120,8 @@ int db_count_due(db *d, int64_t pending_after_ms, int64_t webhook_overdue_ms, db
     out->due = atoll(PQgetvalue(r, 0, 0));
     out->flagged = atoll(PQgetvalue(r, 0, 1));
     out->overdue = atoll(PQgetvalue(r, 0, 2));
+    out->feed_wal_bytes = atoll(PQgetvalue(r, 0, 3));
+    out->feed_inactive = atoll(PQgetvalue(r, 0, 4));
     PQclear(r);
     return 0;
 }

@@ -54,6 +54,10 @@ typedef struct db_due_counts {
     long long due;     /* held and pending users due a check now: kycd_reconciler_due_users */
     long long flagged; /* flagged for a person: kycd_reconciler_flagged_users */
     long long overdue; /* pending, no webhook for webhook_overdue: kycd_webhooks_overdue_users */
+    long long feed_wal_bytes; /* WAL kept by the database's logical slots, the most any keeps;
+                               * -1 on a standby: kycd_feed_slot_retained_wal_bytes */
+    long long feed_inactive;  /* logical slots of the database no consumer is reading:
+                               * kycd_feed_slots_inactive */
 } db_due_counts;
 
 /* The re-check policy: kycd's recheck_* settings (0: off). */

@@ -55,7 +55,7 @@ assert_eq "status_changes|t" \
 
 # --- (a) NOTIFY -----------------------------------------------------------------
 e2e_section "(a) NOTIFY kyc_status_changes"
-declare -a K_PORT K_PID K_LOG
+declare -a K_PORT K_PID K_LOG K_ADMIN
 # Each writer runs its reconciler too, against the simulated P100.
 e2e_certs
 e2e_start_sim --no-webhooks
@@ -66,7 +66,7 @@ for i in $(seq 1 "$N"); do
   E2E_KYCD_PID=
   if [ "$i" = 1 ]; then mig=(); else mig=(--no-migrate); fi
   e2e_start_kycd "${mig[@]}" "${SIM_ENV[@]}" "${REC[@]}" KYCD_LOG_LEVEL=info
-  K_PORT[i]=$E2E_PORT K_PID[i]=$E2E_KYCD_PID K_LOG[i]=$E2E_KYCD_LOG
+  K_PORT[i]=$E2E_PORT K_PID[i]=$E2E_KYCD_PID K_LOG[i]=$E2E_KYCD_LOG K_ADMIN[i]=$E2E_ADMIN_PORT
 done
 E2E_PORT=${K_PORT[1]}
 U=feed-notify
@@ -320,6 +320,32 @@ lag=$(sql "$LAG_SQL")
 printf '  %s\n' "$lag"
 assert_eq "feed_check feed_sub kycd_changes" "$(cut -d'|' -f1 <<<"$lag" | sort | tr '\n' ' ' | sed 's/ $//')" \
   "it answers for each slot"
+
+# The reconciler's gauges of the same slots (kycd_feed_slot_retained_wal_bytes,
+# kycd_feed_slots_inactive; alert KycdFeedSlotRetainingWal): a new slot
+# nobody reads, then about 3.6 MB of WAL written (a table of this test's
+# database): the gauge shows at least that much kept, and counts the
+# inactive slots as PostgreSQL does.
+gauge() {
+  E2E_ADMIN_PORT=${K_ADMIN[1]} admin_get /metrics >/dev/null
+  awk -v m="$1" '$1 == m { print $2 }' "$E2E_RESP_BODY"
+}
+sql "SELECT pg_create_logical_replication_slot('feed_gauge', 'test_decoding')" >/dev/null
+sql "CREATE TABLE public.feed_gauge_wal AS SELECT g FROM generate_series(1, 100000) g" >/dev/null
+kept=$(sql "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = 'feed_gauge'")
+inactive=$(sql "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND slot_type = 'logical' AND NOT active")
+gauges_caught_up() {
+  local w i
+  w=$(gauge kycd_feed_slot_retained_wal_bytes); i=$(gauge kycd_feed_slots_inactive)
+  [ -n "$w" ] && awk -v w="$w" -v k="$kept" 'BEGIN { exit !(w + 0 >= k + 0) }' && [ "$i" = "$inactive" ]
+}
+if e2e_wait_cmd 20 gauges_caught_up; then
+  pass "kycd_feed_slot_retained_wal_bytes $(gauge kycd_feed_slot_retained_wal_bytes) >= the $kept bytes feed_gauge keeps; kycd_feed_slots_inactive $inactive, as pg_replication_slots says"
+else
+  fail "the slot gauges: retained $(gauge kycd_feed_slot_retained_wal_bytes) (want >= $kept), inactive $(gauge kycd_feed_slots_inactive) (want $inactive)"
+fi
+assert_ne 0 "$((kept > 3000000))" "the WAL written was kept by the new slot ($kept bytes)"
+sql "SELECT pg_drop_replication_slot('feed_gauge'); DROP TABLE public.feed_gauge_wal" >/dev/null
 
 # --- (e) the analysts' periods --------------------------------------------------
 # The periods kycd kept (kyc.periods, one per change, written by the writers'
