@@ -464,33 +464,35 @@ int reconciler_write_gauges(reconciler *r, kbuf *out)
                            "halved when P100 signals congestion (429, P501, 5xx, timeouts), then "
                            "grown by one per round trip",
                            rs.concurrency_limit);
+    /* The database's counts (every 5 s at most; -1: not counted yet). */
     db_due_counts c = reconciler_counts(r);
-    if (rc == 0 && c.flagged >= 0)
-        rc = metrics_gauge(out, "kycd_reconciler_flagged_users",
-                           "users flagged for a person (attention_reason): the reconciler leaves "
-                           "them until a webhook or `kycd attention retry` (counted every 5 s at "
-                           "most)",
-                           (double)c.flagged);
-    if (rc == 0 && c.due >= 0)
-        rc = metrics_gauge(out, "kycd_reconciler_due_users",
-                           "held and pending users due a check (counted every 5 s at most)",
-                           (double)c.due);
-    if (rc == 0 && c.overdue >= 0)
-        rc = metrics_gauge(out, "kycd_webhooks_overdue_users",
-                           "users created with create-kyc or pending, not flagged, that have had "
-                           "no KYC webhook for webhook_overdue (counted every 5 s at most)",
-                           (double)c.overdue);
-    if (rc == 0 && c.feed_wal_bytes >= 0)
-        rc = metrics_gauge(out, "kycd_feed_slot_retained_wal_bytes",
-                           "WAL, in bytes, that the logical replication slots of kycd's database "
-                           "keep on the primary, the most any one keeps (0: no slot): a feed "
-                           "consumer stopped or behind (counted every 5 s at most)",
-                           (double)c.feed_wal_bytes);
-    if (rc == 0 && c.feed_inactive >= 0)
-        rc = metrics_gauge(out, "kycd_feed_slots_inactive",
-                           "logical replication slots of kycd's database that no consumer is "
-                           "reading now (counted every 5 s at most)",
-                           (double)c.feed_inactive);
+    const struct {
+        const char *name, *help;
+        long long v;
+    } counted[] = {
+        {"kycd_reconciler_flagged_users",
+         "users flagged for a person (attention_reason): the reconciler leaves them until a "
+         "webhook or `kycd attention retry` (counted every 5 s at most)",
+         c.flagged},
+        {"kycd_reconciler_due_users",
+         "held and pending users due a check (counted every 5 s at most)", c.due},
+        {"kycd_webhooks_overdue_users",
+         "users created with create-kyc or pending, not flagged, that have had no KYC webhook for "
+         "webhook_overdue (counted every 5 s at most)",
+         c.overdue},
+        {"kycd_feed_slot_retained_wal_bytes",
+         "WAL, in bytes, that the logical replication slots of kycd's database keep on the "
+         "primary, the most any one keeps (0: no slot): a feed consumer stopped or behind "
+         "(counted every 5 s at most)",
+         c.feed_wal_bytes},
+        {"kycd_feed_slots_inactive",
+         "logical replication slots of kycd's database that no consumer is reading now (counted "
+         "every 5 s at most)",
+         c.feed_inactive},
+    };
+    for (size_t i = 0; rc == 0 && i < sizeof counted / sizeof counted[0]; i++)
+        if (counted[i].v >= 0)
+            rc = metrics_gauge(out, counted[i].name, counted[i].help, (double)counted[i].v);
     return rc;
 }
 
