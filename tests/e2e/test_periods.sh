@@ -16,7 +16,11 @@
 #   (e) after each step kyc.periods equals kyc.derived_periods (the
 #       history's periods by window functions), and that comparison is
 #       shown to fail on a wrong row;
-#   (f) kyc.retention drops a month of changes and its periods with it.
+#   (f) kyc.retention drops a month of changes and its periods with it;
+#   (g) kyc.webhook_vs_p100(since, until), which reads the range the other
+#       way round (from P100's answers), has the view's rows for the range
+#       in the cases that differ: two answers before the next webhook, two
+#       webhooks at one instant, a failed check, a correction.
 # (kycd erase rewrites a change's period with it: test_erase.sh.)
 # shellcheck source=tests/e2e/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -127,3 +131,52 @@ dropped=$(sql "SELECT string_agg(name, ' ') FROM kyc.retention('2024-04-01Z', fa
 assert_eq "status_changes_p202403" "$dropped" "kyc.retention dropped March's changes"
 assert_eq "1" "$(sql "SELECT count(*) FROM kyc.periods")" "and their $((n - 1)) periods; April's one stays"
 agree "after retention"
+
+e2e_section "(g) kyc.webhook_vs_p100(since, until) answers as the view"
+# One user's KYC webhooks and P100's answers, in the cases the function
+# reads the other way round from the view: a webhook with two checks before
+# the next (the first counts), one with none, two webhooks at the same
+# instant (the later id takes the check), a check that failed (not an
+# answer), a check that led to a correction, a webhook after the last check.
+user w1
+sql "
+CREATE FUNCTION pg_temp.ev(i bigint, at timestamptz, ast text) RETURNS void LANGUAGE sql AS \$\$
+  INSERT INTO kyc.webhook_events (id, received_at, kind, external_user_id, body, body_sha256, outcome, outcome_reason)
+  OVERRIDING SYSTEM VALUE
+  SELECT i, at, 'kyc_verification_status', 'w1', b, sha256(convert_to(b::text, 'UTF8')), 'applied', 'forward'
+  FROM jsonb_build_object('externalUserId', 'w1', 'verificationStatus', 'NOT_VERIFIED', 'attemptStatus', ast) b
+\$\$;
+CREATE FUNCTION pg_temp.ck(i bigint, at timestamptz, outc text, ast text) RETURNS void LANGUAGE sql AS \$\$
+  INSERT INTO kyc.status_checks (id, external_user_id, checked_at, checker, http_status, latency_ms, outcome, result, body)
+  OVERRIDING SYSTEM VALUE
+  VALUES (i, 'w1', at, 'h:1', 200, 10, outc, 'unchanged',
+          jsonb_build_object('verificationStatus', 'NOT_VERIFIED', 'attemptStatus', ast)::text)
+\$\$;
+SELECT pg_temp.ev(101, '2024-04-05 10:00Z', 'PENDING');
+SELECT pg_temp.ck(201, '2024-04-05 10:10Z', 'ok', 'PENDING');
+SELECT pg_temp.ck(202, '2024-04-05 10:20Z', 'ok', 'VERIFICATION');
+SELECT pg_temp.ev(102, '2024-04-05 11:00Z', 'VERIFICATION');
+SELECT pg_temp.ev(103, '2024-04-05 12:00Z', 'VERIFICATION');
+SELECT pg_temp.ev(104, '2024-04-05 12:00Z', 'PENDING');
+SELECT pg_temp.ck(203, '2024-04-05 12:05Z', 'transient', 'PENDING');
+SELECT pg_temp.ck(204, '2024-04-05 12:10Z', 'ok', 'REJECTED_BY_PROVIDER');
+INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason, new_attempt_status, check_id)
+  VALUES ('w1', '2024-04-05 12:10:01Z', 'reconciler', 'reconciler', 'REJECTED_BY_PROVIDER', 204);
+SELECT pg_temp.ev(105, '2024-04-05 13:00Z', 'PENDING');
+" >/dev/null || e2e_abort "seeding w1's webhooks and checks"
+assert_eq "101:201:true 102:-:- 103:-:- 104:204:false:c 105:-:-" \
+  "$(sql "SELECT string_agg(concat_ws(':', event_id, coalesce(check_id::text, '-'), coalesce(agrees::text, '-'),
+                                      CASE WHEN correction_change_id IS NOT NULL THEN 'c' END), ' ' ORDER BY event_id)
+          FROM kyc.webhook_vs_p100 WHERE external_user_id = 'w1'")" \
+  "the view: 101 compared with 201 (not 202), 102 and 103 with nothing, 104 with 204 (not the failed 203) and its correction"
+for range in "'-infinity', 'infinity'" "'2024-04-05 10:00Z', '2024-04-05 12:00Z'" "'2024-04-05 11:00Z', '2024-04-05 12:00:01Z'" \
+             "'2024-04-05 12:00Z', 'infinity'" "'2024-04-05 12:30Z', 'infinity'"; do
+  from=${range%%,*}; until=${range#*, }
+  assert_eq "0|0" \
+    "$(sql "WITH f AS (SELECT * FROM kyc.webhook_vs_p100($range) WHERE external_user_id = 'w1'),
+                 v AS (SELECT * FROM kyc.webhook_vs_p100 WHERE external_user_id = 'w1'
+                       AND received_at >= $from AND received_at < $until)
+            SELECT (SELECT count(*) FROM (SELECT * FROM f EXCEPT ALL SELECT * FROM v) a) || '|' ||
+                   (SELECT count(*) FROM (SELECT * FROM v EXCEPT ALL SELECT * FROM f) b)")" \
+    "kyc.webhook_vs_p100($range) has the view's rows for that range, no more, no less"
+done
