@@ -777,6 +777,22 @@ sim() {
   [[ $code == 2?? ]]
 }
 
+# e2e_schema_upto N: the test database at schema N, as an older kycd left
+# it: migrations 001..N applied from sql/ by psql, each in one transaction,
+# and recorded in kyc.schema_migrations as `kycd migrate` records them (so
+# a later `kycd migrate` applies only the newer ones).
+e2e_schema_upto() {
+  local upto=$1 f b
+  sql "CREATE SCHEMA kyc; CREATE TABLE kyc.schema_migrations (version integer PRIMARY KEY,
+       name text NOT NULL, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())" >/dev/null
+  for f in "$TEST_KYCD_SRC"/sql/[0-9]*.sql; do
+    b=$(basename "$f" .sql)
+    [ "$((10#${b%%_*}))" -le "$upto" ] || continue
+    timeout 60 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null 2>&1 || e2e_abort "applying $b"
+    sql "INSERT INTO kyc.schema_migrations VALUES ($((10#${b%%_*})), '$b', '$(sha256sum "$f" | cut -d' ' -f1)')" >/dev/null
+  done
+}
+
 # e2e_periods_diff: "MISSING|EXTRA|CHANGES": rows of the history's periods
 # (kyc.derived_periods, sql/018) not in kyc.periods, rows of kyc.periods not
 # in them, and the number of kyc.status_changes rows. "0|0|N": kycd kept

@@ -48,13 +48,7 @@ attack() {
 }
 
 e2e_section "(a) schema 7: the attack works (the test is real)"
-sql "CREATE SCHEMA kyc; CREATE TABLE kyc.schema_migrations (version integer PRIMARY KEY,
-     name text NOT NULL, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
-for f in "$TEST_KYCD_SRC"/sql/00[1-7]_*.sql; do
-  b=$(basename "$f" .sql)
-  timeout 60 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null || e2e_abort "applying $b"
-  sql "INSERT INTO kyc.schema_migrations VALUES (${b%%_*}, '$b', '$(sha256sum "$f" | cut -d' ' -f1)')"
-done
+e2e_schema_upto 7
 grant_service
 attack
 assert_eq 0 "$TRY_RC" "schema 7: the serving role's session runs (exit $TRY_RC)"

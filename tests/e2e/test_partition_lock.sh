@@ -48,14 +48,7 @@ SQL
 }
 
 e2e_section "(a) schema 18: the writer and the new partition deadlock"
-sql "CREATE SCHEMA kyc; CREATE TABLE kyc.schema_migrations (version integer PRIMARY KEY,
-     name text NOT NULL, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())" >/dev/null
-for f in "$TEST_KYCD_SRC"/sql/0*.sql; do
-  b=$(basename "$f" .sql)
-  [ "${b%%_*}" -le 18 ] || continue
-  timeout 60 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null 2>&1 || e2e_abort "applying $b"
-  sql "INSERT INTO kyc.schema_migrations VALUES (${b%%_*}, '$b', '$(sha256sum "$f" | cut -d' ' -f1)')" >/dev/null
-done
+e2e_schema_upto 18
 race 30
 assert_contains "$PART_OUT $WRITER_OUT" "deadlock detected" \
   "PostgreSQL aborts one of them (partition: exit $PART_RC; writer: exit $WRITER_RC)"

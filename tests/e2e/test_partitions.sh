@@ -23,13 +23,7 @@ month() { date -u -d "$(date -u +%Y-%m-01) $1 month" +%Y%m; }  # month N: YYYYMM
 e2e_section "(a) converting a filled schema-6 database"
 e2e_two_roles part
 # Schema 6 as kycd before this version left it: the files and their records.
-sql "CREATE SCHEMA kyc; CREATE TABLE kyc.schema_migrations (version integer PRIMARY KEY,
-     name text NOT NULL, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
-for f in "$TEST_KYCD_SRC"/sql/00[1-6]_*.sql; do
-  b=$(basename "$f" .sql)
-  timeout 60 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null || e2e_abort "applying $b"
-  sql "INSERT INTO kyc.schema_migrations VALUES (${b%%_*}, '$b', '$(sha256sum "$f" | cut -d' ' -f1)')"
-done
+e2e_schema_upto 6
 t0=$(e2e_ms)
 timeout 300 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -v events="$EVENTS" \
   -v verified="$(p100_word verificationStatus VERIFIED)" -v successful="$(p100_word attemptStatus SUCCESSFUL)" \

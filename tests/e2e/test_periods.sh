@@ -44,25 +44,26 @@ agree() {
     "kyc.periods equals the history's periods (kyc.derived_periods): none missing, none extra, one per change ($1)"
 }
 # ch USER AT OLD_ATTEMPT NEW_ATTEMPT [NEW_VERIFICATION] [OLD_REASON NEW_REASON] [SOURCE]
+# The statuses are P100's words, each checked against kycd's vocabulary
+# (p100_word); rejectionReason is free text (docs/p100-api.md).
 ch() {
+  local v
+  v=$(p100_word verificationStatus "${5:-NOT_VERIFIED}")
   printf "('%s', '%s', '%s', 'forward', %s, %s, %s, %s, %s, %s)" "$1" "$2" "${8:-webhook}" \
-    "$(q "$3")" "$(q "$4")" "$(q "${5:-NOT_VERIFIED}")" "$(q "${5:-NOT_VERIFIED}")" "$(q "${6:-}")" "$(q "${7:-}")"
+    "$(q "$3" attemptStatus)" "$(q "$4" attemptStatus)" "$(q "$v")" "$(q "$v")" "$(q "${6:-}")" "$(q "${7:-}")"
 }
-q() { if [ -n "$1" ]; then printf "'%s'" "$1"; else printf NULL; fi; }
+# q VALUE [FIELD]: VALUE quoted for SQL (P100's word for FIELD), or NULL.
+q() {
+  if [ -z "$1" ]; then printf NULL; return; fi
+  if [ -n "${2:-}" ]; then printf "'%s'" "$(p100_word "$2" "$1")"; else printf "'%s'" "$1"; fi
+}
 CH="INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason, old_attempt_status,
       new_attempt_status, old_verification_status, new_verification_status, old_rejection_reason,
       new_rejection_reason) VALUES"
 user() { sql "INSERT INTO kyc.verifications (external_user_id, source, first_seen_at) VALUES ('$1', 'webhook', '2024-03-01Z')" >/dev/null; }
 
 e2e_section "(a) a history at schema 17, then kycd migrate"
-sql "CREATE SCHEMA kyc; CREATE TABLE kyc.schema_migrations (version integer PRIMARY KEY,
-     name text NOT NULL, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())" >/dev/null
-for f in "$TEST_KYCD_SRC"/sql/0*.sql; do
-  b=$(basename "$f" .sql)
-  [ "${b%%_*}" -le 17 ] || continue
-  timeout 60 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null || e2e_abort "applying $b"
-  sql "INSERT INTO kyc.schema_migrations VALUES (${b%%_*}, '$b', '$(sha256sum "$f" | cut -d' ' -f1)')" >/dev/null
-done
+e2e_schema_upto 17
 sql "SELECT kyc.create_partition('status_changes', '2024-03-01Z')" >/dev/null
 user u1; user u2; user u3
 # u1: PENDING, VERIFICATION, SUCCESSFUL: one attempt. u2: rejected twice for
@@ -139,30 +140,33 @@ e2e_section "(g) kyc.webhook_vs_p100(since, until) answers as the view"
 # instant (the later id takes the check), a check that failed (not an
 # answer), a check that led to a correction, a webhook after the last check.
 user w1
+NV=$(p100_word verificationStatus NOT_VERIFIED)
+P=$(p100_word attemptStatus PENDING) VER=$(p100_word attemptStatus VERIFICATION)
+REJ=$(p100_word attemptStatus REJECTED_BY_PROVIDER)
 sql "
 CREATE FUNCTION pg_temp.ev(i bigint, at timestamptz, ast text) RETURNS void LANGUAGE sql AS \$\$
   INSERT INTO kyc.webhook_events (id, received_at, kind, external_user_id, body, body_sha256, outcome, outcome_reason)
   OVERRIDING SYSTEM VALUE
   SELECT i, at, 'kyc_verification_status', 'w1', b, sha256(convert_to(b::text, 'UTF8')), 'applied', 'forward'
-  FROM jsonb_build_object('externalUserId', 'w1', 'verificationStatus', 'NOT_VERIFIED', 'attemptStatus', ast) b
+  FROM jsonb_build_object('externalUserId', 'w1', 'verificationStatus', '$NV', 'attemptStatus', ast) b
 \$\$;
 CREATE FUNCTION pg_temp.ck(i bigint, at timestamptz, outc text, ast text) RETURNS void LANGUAGE sql AS \$\$
   INSERT INTO kyc.status_checks (id, external_user_id, checked_at, checker, http_status, latency_ms, outcome, result, body)
   OVERRIDING SYSTEM VALUE
   VALUES (i, 'w1', at, 'h:1', 200, 10, outc, 'unchanged',
-          jsonb_build_object('verificationStatus', 'NOT_VERIFIED', 'attemptStatus', ast)::text)
+          jsonb_build_object('verificationStatus', '$NV', 'attemptStatus', ast)::text)
 \$\$;
-SELECT pg_temp.ev(101, '2024-04-05 10:00Z', 'PENDING');
-SELECT pg_temp.ck(201, '2024-04-05 10:10Z', 'ok', 'PENDING');
-SELECT pg_temp.ck(202, '2024-04-05 10:20Z', 'ok', 'VERIFICATION');
-SELECT pg_temp.ev(102, '2024-04-05 11:00Z', 'VERIFICATION');
-SELECT pg_temp.ev(103, '2024-04-05 12:00Z', 'VERIFICATION');
-SELECT pg_temp.ev(104, '2024-04-05 12:00Z', 'PENDING');
-SELECT pg_temp.ck(203, '2024-04-05 12:05Z', 'transient', 'PENDING');
-SELECT pg_temp.ck(204, '2024-04-05 12:10Z', 'ok', 'REJECTED_BY_PROVIDER');
+SELECT pg_temp.ev(101, '2024-04-05 10:00Z', '$P');
+SELECT pg_temp.ck(201, '2024-04-05 10:10Z', 'ok', '$P');
+SELECT pg_temp.ck(202, '2024-04-05 10:20Z', 'ok', '$VER');
+SELECT pg_temp.ev(102, '2024-04-05 11:00Z', '$VER');
+SELECT pg_temp.ev(103, '2024-04-05 12:00Z', '$VER');
+SELECT pg_temp.ev(104, '2024-04-05 12:00Z', '$P');
+SELECT pg_temp.ck(203, '2024-04-05 12:05Z', 'transient', '$P');
+SELECT pg_temp.ck(204, '2024-04-05 12:10Z', 'ok', '$REJ');
 INSERT INTO kyc.status_changes (external_user_id, changed_at, source, reason, new_attempt_status, check_id)
-  VALUES ('w1', '2024-04-05 12:10:01Z', 'reconciler', 'reconciler', 'REJECTED_BY_PROVIDER', 204);
-SELECT pg_temp.ev(105, '2024-04-05 13:00Z', 'PENDING');
+  VALUES ('w1', '2024-04-05 12:10:01Z', 'reconciler', 'reconciler', '$REJ', 204);
+SELECT pg_temp.ev(105, '2024-04-05 13:00Z', '$P');
 " >/dev/null || e2e_abort "seeding w1's webhooks and checks"
 assert_eq "101:201:true 102:-:- 103:-:- 104:204:false:c 105:-:-" \
   "$(sql "SELECT string_agg(concat_ws(':', event_id, coalesce(check_id::text, '-'), coalesce(agrees::text, '-'),

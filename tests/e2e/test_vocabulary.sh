@@ -69,13 +69,7 @@ assert_eq 0 "$TRY_RC" "documented values, and none yet (NULL), are stored"
 
 # A database at schema 8 that holds an undocumented value.
 e2e_fresh_db
-sql "CREATE SCHEMA kyc; CREATE TABLE kyc.schema_migrations (version integer PRIMARY KEY,
-     name text NOT NULL, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
-for f in "$TEST_KYCD_SRC"/sql/00[1-8]_*.sql; do
-  b=$(basename "$f" .sql)
-  timeout 60 psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -1 -f "$f" >/dev/null 2>&1 || e2e_abort "applying $b"
-  sql "INSERT INTO kyc.schema_migrations VALUES (${b%%_*}, '$b', '$(sha256sum "$f" | cut -d' ' -f1)')"
-done
+e2e_schema_upto 8
 sql "INSERT INTO kyc.verifications (external_user_id, source, verification_status, attempt_status)
      VALUES ('u-old', 'reconciler', 'NOT_VERIFIED', 'ON_HOLD')" >/dev/null
 e2e_kycd_cmd -- migrate
